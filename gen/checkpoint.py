@@ -1,0 +1,183 @@
+"""Checkpoints: shiftadd's own format, and import of official ShiftAddNet / AdderNet checkpoints.
+
+shiftadd checkpoints are dicts ``{'format': 'shiftadd-checkpoint', 'version', 'arch', 'config',
+'state_dict', 'normalization', 'data', 'metrics'}``: unlike the official format they record the
+architecture, the layer configuration and the input normalization, so nothing has to be guessed.
+
+Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` or raw state dicts,
+possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
+``.weight`` instead of ``.adder``. Every file is read with ``torch.load(weights_only=True)``.
+
+Shift parameters: a deployable checkpoint holds integral exponents in ``[-K, 0]`` and ternary
+signs. Raw training state (DeepShift keeps float ``shift``/``sign`` and rounds in ``forward``)
+is rejected unless ``round_shift_params=True``, which applies the official rule
+``shift = round(clamp(shift, -K, 0))``, ``sign = sign(round(sign))``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from gen.nn.data import Normalization
+from gen.nn.layers import Adder2d, ShiftConv2d
+from gen.nn.models import PRESETS, ResNetConfig, ShiftAddResNet, build
+
+FORMAT = "shiftadd-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; the message names the file and the offending key."""
+
+
+@dataclass
+class Loaded:
+    model: ShiftAddResNet
+    arch: str
+    normalization: Normalization | None
+    meta: dict
+
+
+def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Normalization,
+         metrics: dict, data: dict) -> None:
+    """Write a shiftadd checkpoint. Shift parameters are stored rounded (deployable)."""
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for name, m in model.named_modules():
+        if isinstance(m, ShiftConv2d):
+            sign, k = m.quantized()
+            state[f"{name}.sign"] = sign.to(torch.float32)
+            state[f"{name}.shift"] = -k.to(torch.float32)
+    ckpt = {"format": FORMAT, "version": VERSION, "arch": arch,
+            "config": model.config.to_json(), "state_dict": state,
+            "normalization": normalization.to_json(), "data": data, "metrics": metrics}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+
+
+def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool = False
+         ) -> Loaded:
+    """Load a shiftadd or official checkpoint into a model, validating every tensor."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({first})") from None
+
+    normalization = None
+    meta: dict = {"source": str(path)}
+    if isinstance(obj, dict) and obj.get("format") == FORMAT:
+        if obj.get("version") != VERSION:
+            raise CheckpointError(f"{path}: checkpoint version {obj.get('version')} is not "
+                                  f"supported (this shiftadd reads {VERSION})")
+        file_arch = obj.get("arch")
+        if arch is not None and arch != file_arch:
+            raise CheckpointError(f"{path}: holds a {file_arch!r} model, not {arch!r}")
+        arch = file_arch
+        try:
+            config = ResNetConfig.from_json(obj["config"])
+            n = obj["normalization"]
+            normalization = Normalization(mean=float(n["mean"]), std=float(n["std"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: malformed shiftadd checkpoint ({e})") from None
+        state = obj["state_dict"]
+        meta.update(kind="shiftadd", metrics=obj.get("metrics", {}), data=obj.get("data", {}))
+    else:
+        if isinstance(obj, dict) and "state_dict" in obj:
+            state = obj["state_dict"]
+            meta.update(kind="official", epoch=obj.get("epoch"), best_prec1=obj.get("best_prec1"))
+        else:
+            state = obj
+            meta.update(kind="raw state dict")
+        if not isinstance(state, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+            raise CheckpointError(f"{path}: expected a state dict (names -> tensors) or a dict "
+                                  "with a 'state_dict' entry")
+        arch = arch or "resnet20_shiftadd"
+        if arch not in PRESETS:
+            raise CheckpointError(f"unknown architecture {arch!r}; choose one of "
+                                  f"{', '.join(PRESETS)}")
+        config = PRESETS[arch]
+        fc = state.get("fc.shift", state.get("module.fc.shift"))
+        if isinstance(fc, torch.Tensor) and fc.ndim == 4 and fc.shape[0] != config.num_classes:
+            config = ResNetConfig(**{**config.to_json(), "widths": config.widths,
+                                     "blocks": config.blocks, "num_classes": int(fc.shape[0])})
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: 'state_dict' is not a dict")
+    try:
+        model = build(arch, config)
+    except ValueError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    state = _normalize_keys(state, model)
+    _check_and_load(path, model, state, round_shift_params)
+    return Loaded(model=model.eval(), arch=arch, normalization=normalization, meta=meta)
+
+
+def _normalize_keys(state: dict, model: ShiftAddResNet) -> dict:
+    """Strip ``module.`` and rename legacy adder ``.weight`` to ``.adder``."""
+    adders = {name for name, m in model.named_modules() if isinstance(m, Adder2d)}
+    out = {}
+    for k, v in state.items():
+        if k.startswith("module."):
+            k = k[len("module."):]
+        mod, _, leaf = k.rpartition(".")
+        if leaf == "weight" and mod in adders:
+            k = f"{mod}.adder"
+        out[k] = v
+    return out
+
+
+def _check_and_load(path: Path, model: ShiftAddResNet, state: dict,
+                    round_shift_params: bool) -> None:
+    expected = model.state_dict()
+    optional = {k for k in expected if k.endswith("num_batches_tracked")}
+    missing = sorted(set(expected) - set(state) - optional)
+    unknown = sorted(set(state) - set(expected))
+    if missing:
+        raise CheckpointError(f"{path}: missing key {missing[0]!r}"
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown key {unknown[0]!r}"
+                              + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
+                              + " — is this the right architecture?")
+    shifts = {name: m for name, m in model.named_modules() if isinstance(m, ShiftConv2d)}
+    fixed = {}
+    for k, v in state.items():
+        want = expected[k]
+        if tuple(v.shape) != tuple(want.shape):
+            raise CheckpointError(f"{path}: {k!r} has shape {list(v.shape)}, "
+                                  f"expected {list(want.shape)}")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise CheckpointError(f"{path}: {k!r} contains NaN or infinity")
+        mod, _, leaf = k.rpartition(".")
+        if mod in shifts and leaf in ("shift", "sign"):
+            kmax = shifts[mod].exp_max
+            v = v.detach().to(torch.float32)
+            if round_shift_params:
+                v = torch.round(torch.clamp(v, -kmax, 0)) if leaf == "shift" else \
+                    torch.sign(torch.round(v))
+            elif leaf == "shift":
+                bad = (v != torch.round(v)) | (v < -kmax) | (v > 0)
+                if bad.any():
+                    i = tuple(int(j) for j in bad.nonzero()[0])
+                    raise CheckpointError(
+                        f"{path}: {k!r} holds {float(v[i]):g} at index {list(i)}: shift exponents "
+                        f"must be integers in [-{kmax}, 0]. For raw training state pass "
+                        "--round-shift-params to apply the official round(clamp(shift)) rule")
+            else:
+                bad = ~torch.isin(v, torch.tensor([-1.0, 0.0, 1.0]))
+                if bad.any():
+                    i = tuple(int(j) for j in bad.nonzero()[0])
+                    raise CheckpointError(
+                        f"{path}: {k!r} holds {float(v[i]):g} at index {list(i)}: signs must be "
+                        "ternary (-1, 0, +1). For raw training state pass --round-shift-params")
+        fixed[k] = v
+    model.load_state_dict(fixed, strict=False)

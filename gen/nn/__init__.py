@@ -1,0 +1,1 @@
+"""ShiftAddNet in PyTorch: layers, model zoo, data, training."""

@@ -1,0 +1,163 @@
+"""The integer numeric contract of shiftadd, in one place.
+
+Every rule that decides a bit of an integer-network result lives here and is documented in
+``docs/NUMERICS.md``. The quantizer (``gen.quantize``), the golden model (``sim.golden``) and the
+generator's sizing import these functions; nothing else re-implements them.
+
+This module uses only Python integers and numpy ``int64`` arrays: no torch, no floats in any
+function that computes a tensor value. Scalar helpers accept Python ints (exact, arbitrary width)
+and array helpers accept ``np.int64`` arrays whose bounds the caller has proven to fit 63 bits
+(see :func:`check_int64`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Precision",
+    "Format",
+    "SHIFT_EXP_MAX",
+    "MULT_BITS",
+    "signed_bits",
+    "sat_bounds",
+    "saturate",
+    "rshift_round",
+    "rshift_round_array",
+    "saturate_array",
+    "check_int64",
+    "quantize_real",
+]
+
+#: Largest shift exponent k of a shift weight ``sign * 2**-k``: the official ShiftAddNet setting
+#: (5-bit weights, ternary sign) clamps ``shift`` to [-14, 0].
+SHIFT_EXP_MAX = 14
+
+#: Width of a requantization multiplier ``m`` (signed): BN scale per output channel.
+MULT_BITS = 16
+
+
+class Precision(enum.Enum):
+    """Activation precision of an integer network."""
+
+    FIX8 = "fix8"
+    FIX32 = "fix32"
+
+    @property
+    def bits(self) -> int:
+        return 8 if self is Precision.FIX8 else 32
+
+    @classmethod
+    def parse(cls, text: str | Precision) -> Precision:
+        if isinstance(text, Precision):
+            return text
+        try:
+            return cls(str(text).lower())
+        except ValueError:
+            raise ValueError(f"precision must be 'fix8' or 'fix32', not {text!r}") from None
+
+
+@dataclass(frozen=True)
+class Format:
+    """A signed two's-complement fixed-point format: ``bits`` wide, ``frac`` fractional bits.
+
+    The real value of an integer ``q`` in this format is ``q * 2**-frac``. ``frac`` may be
+    negative (a scale above one).
+    """
+
+    bits: int
+    frac: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bits, int) or not 2 <= self.bits <= 64:
+            raise ValueError(f"bits must be an integer in 2..64, not {self.bits!r}")
+        if not isinstance(self.frac, int) or not -64 <= self.frac <= 96:
+            raise ValueError(f"frac must be an integer in -64..96, not {self.frac!r}")
+
+    @property
+    def lo(self) -> int:
+        return -(1 << (self.bits - 1))
+
+    @property
+    def hi(self) -> int:
+        return (1 << (self.bits - 1)) - 1
+
+    def to_json(self) -> dict:
+        return {"bits": self.bits, "frac": self.frac}
+
+    @classmethod
+    def from_json(cls, d: dict) -> Format:
+        return cls(bits=int(d["bits"]), frac=int(d["frac"]))
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Smallest two's-complement width that holds every integer in ``[lo, hi]`` (at least 1)."""
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError(f"empty range [{lo}, {hi}]")
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def sat_bounds(bits: int) -> tuple[int, int]:
+    """Inclusive range of a signed ``bits``-wide integer."""
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def saturate(v: int, bits: int) -> int:
+    """Clamp ``v`` to the signed ``bits``-wide range (saturation, never wrap-around)."""
+    lo, hi = sat_bounds(bits)
+    return lo if v < lo else hi if v > hi else v
+
+
+def rshift_round(v: int, s: int) -> int:
+    """``v * 2**-s`` rounded to the nearest integer, ties toward +infinity.
+
+    For ``s > 0`` this is ``(v + 2**(s-1)) >> s`` with an arithmetic shift: one adder and wiring in
+    hardware. For ``s <= 0`` it is the exact left shift ``v << -s``.
+    """
+    if s > 0:
+        return (v + (1 << (s - 1))) >> s
+    return v << (-s)
+
+
+def rshift_round_array(v: np.ndarray, s: int | np.ndarray) -> np.ndarray:
+    """Element-wise :func:`rshift_round` on ``int64`` arrays; ``s`` scalar or broadcastable."""
+    v = np.asarray(v, dtype=np.int64)
+    s = np.asarray(s, dtype=np.int64)
+    pos = np.maximum(s, 0)
+    neg = np.maximum(-s, 0)
+    half = np.where(pos > 0, np.left_shift(np.int64(1), np.maximum(pos - 1, 0)), 0)
+    return np.where(s > 0, np.right_shift(v + half, pos), np.left_shift(v, neg))
+
+
+def saturate_array(v: np.ndarray, bits: int) -> np.ndarray:
+    lo, hi = sat_bounds(bits)
+    return np.clip(np.asarray(v, dtype=np.int64), lo, hi)
+
+
+def check_int64(lo: int, hi: int, what: str) -> None:
+    """Raise if a statically derived value range does not fit the golden model's ``int64``."""
+    if signed_bits(lo, hi) > 63:
+        raise OverflowError(
+            f"{what}: values in [{lo}, {hi}] need {signed_bits(lo, hi)} bits, more than the "
+            "63 the golden model computes exactly; lower the precision or the fan-in"
+        )
+
+
+def quantize_real(x: np.ndarray, fmt: Format) -> np.ndarray:
+    """Host-side entry into the integer domain: ``sat(floor(x * 2**frac + 1/2))``.
+
+    This is the only place a float becomes an integer (input tensors and, in the quantizer,
+    parameters). Non-finite inputs are rejected, never silently mapped.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if not np.all(np.isfinite(x)):
+        raise ValueError("input contains NaN or infinity")
+    q = np.floor(np.ldexp(x, fmt.frac) + 0.5)
+    return np.clip(q, fmt.lo, fmt.hi).astype(np.int64)

@@ -1,0 +1,234 @@
+"""Quantization: a trained float ShiftAdd ResNet + calibration data -> :class:`IntegerNetwork`.
+
+The float model is walked in execution order (:func:`float_walk`), recording every tensor that
+becomes an IR tensor. Calibration sets each activation tensor's power-of-two format from the
+largest magnitude seen; the rules that turn float parameters into integers are in
+``docs/NUMERICS.md`` (section "Quantization").
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftConv, TensorSpec
+from gen.nn.data import Normalization
+from gen.nn.layers import Adder2d, ShiftConv2d
+from gen.nn.models import BasicBlock, ShiftAddResNet
+from gen.numerics import MULT_BITS, Format, Precision, signed_bits
+
+
+def frac_for(max_abs: float, bits: int) -> int:
+    """Largest ``frac`` such that ``max_abs * 2**frac`` fits a signed ``bits``-wide integer."""
+    hi = (1 << (bits - 1)) - 1
+    if not max_abs > 0:
+        return bits - 1
+    return math.floor(math.log2(hi / max_abs))
+
+
+def _bn_affine(bn: torch.nn.BatchNorm2d) -> tuple[np.ndarray, np.ndarray]:
+    """BN in eval mode as ``y = a * x + c`` (float64)."""
+    var = bn.running_var.double().numpy()
+    a = bn.weight.detach().double().numpy() / np.sqrt(var + bn.eps)
+    c = bn.bias.detach().double().numpy() - a * bn.running_mean.double().numpy()
+    return a, c
+
+
+def requant_params(a: np.ndarray, c: np.ndarray, frac_in: int, frac_out: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Integer ``(mult, bias, shift)`` realising ``y = a * x + c`` from ``frac_in`` to ``frac_out``.
+
+    ``mult`` uses all :data:`MULT_BITS` for the largest ``|a|``; common factors of two are then
+    removed, which leaves the result bit-identical (an identity scale becomes ``m = 1``).
+    """
+    hi = (1 << (MULT_BITS - 1)) - 1
+    scale = np.asarray(a, dtype=np.float64) * 2.0 ** (frac_out - frac_in)
+    peak = float(np.max(np.abs(scale))) if scale.size else 0.0
+    s = 62 if peak == 0 else math.floor(math.log2(hi / peak))
+    s = max(0, min(s, 62))
+    m = np.round(scale * 2.0 ** s).astype(object)
+    if peak and max(abs(int(v)) for v in m) > hi:
+        raise ValueError(f"scale {peak:g} cannot be represented with {MULT_BITS}-bit multipliers")
+    b = np.array([int(round(float(v) * 2.0 ** (frac_out + s))) for v in c], dtype=object)
+    m = np.array([int(v) for v in m], dtype=object)
+    while s > 0 and all(v % 2 == 0 for v in m) and all(v % 2 == 0 for v in b):
+        m, b, s = m // 2, b // 2, s - 1
+    return m.astype(np.int64), b.astype(np.int64), s
+
+
+def float_walk(model: ShiftAddResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Run the float model and return every tensor the IR will name (same names as the IR)."""
+    t: dict[str, torch.Tensor] = {"input": x}
+
+    def shiftadd(prefix: str, conv: torch.nn.Sequential, inp: torch.Tensor) -> torch.Tensor:
+        s = conv[0](inp)
+        t[f"{prefix}.0"] = s
+        t[f"{prefix}.0.q"] = s
+        a = conv[1](s)
+        t[f"{prefix}.1"] = a
+        return a
+
+    y = model.conv1(x)
+    t["conv1"] = y
+    y = torch.relu(model.bn1(y))
+    t["bn1"] = y
+    for si, stage in enumerate(model.stages()):
+        for bi, blk in enumerate(stage):
+            p = f"layer{si + 1}.{bi}"
+            h = torch.relu(blk.bn1(shiftadd(f"{p}.conv1", blk.conv1, y)))
+            t[f"{p}.bn1"] = h
+            h = blk.bn2(shiftadd(f"{p}.conv2", blk.conv2, h))
+            t[f"{p}.bn2"] = h
+            if blk.downsample is not None:
+                r = shiftadd(f"{p}.downsample", blk.downsample, y)
+                r = blk.downsample[2](r)
+                t[f"{p}.downsample.2"] = r
+            else:
+                r = y
+            y = torch.relu(h + r)
+            t[p] = y
+    y = model.avgpool(y)
+    t["avgpool"] = y
+    y = model.fc(y)
+    t["fc"] = y
+    y = model.bn2(y)
+    t["bn2"] = y
+    return t
+
+
+@torch.no_grad()
+def calibrate(model: ShiftAddResNet, x: torch.Tensor, batch: int = 256) -> dict[str, float]:
+    """Largest magnitude of every IR tensor over the calibration inputs ``x``."""
+    model.eval()
+    peaks: dict[str, float] = {}
+    for i in range(0, len(x), batch):
+        for k, v in float_walk(model, x[i:i + batch]).items():
+            peaks[k] = max(peaks.get(k, 0.0), float(v.abs().max()))
+    return peaks
+
+
+class _Builder:
+    def __init__(self, precision: Precision, peaks: dict[str, float]) -> None:
+        self.precision = precision
+        self.bits = precision.bits
+        self.peaks = peaks
+        self.tensors: dict[str, TensorSpec] = {}
+        self.ops: list[Op] = []
+
+    def act_fmt(self, name: str, extra_peak: float = 0.0) -> Format:
+        return Format(self.bits, frac_for(max(self.peaks[name], extra_peak), self.bits))
+
+    def tensor(self, name: str, shape: tuple[int, int, int], fmt: Format) -> str:
+        self.tensors[name] = TensorSpec(name, tuple(int(v) for v in shape), fmt)
+        return name
+
+    def shift_conv(self, name: str, m: ShiftConv2d, inp: str) -> str:
+        x = self.tensors[inp]
+        sign, exp = (v.numpy() for v in m.quantized())
+        used = exp[sign != 0]
+        exp_max = int(used.max()) if used.size else 0
+        exp = np.where(sign != 0, exp, 0).astype(np.uint8)  # a zero weight's exponent is moot
+        _, h, w = x.shape
+        oh = (h + 2 * m.padding - m.kernel_size) // m.stride + 1
+        ow = (w + 2 * m.padding - m.kernel_size) // m.stride + 1
+        op = ShiftConv(name=name, inputs=(inp,), output=name, sign=sign.astype(np.int8), exp=exp,
+                       exp_max=exp_max, stride=m.stride, padding=m.padding)
+        fmt = Format(64, x.fmt.frac + exp_max)  # width narrowed by _narrow() below
+        self.tensor(name, (m.out_channels, oh, ow), fmt)
+        self.ops.append(op)
+        return name
+
+    def adder_conv(self, name: str, m: Adder2d, inp: str) -> str:
+        x = self.tensors[inp]
+        w = m.adder.detach().double().numpy()
+        wq = np.clip(np.floor(np.ldexp(w, x.fmt.frac) + 0.5), x.fmt.lo, x.fmt.hi).astype(np.int64)
+        _, h, ww = x.shape
+        oh = (h + 2 * m.padding - m.kernel_size) // m.stride + 1
+        ow = (ww + 2 * m.padding - m.kernel_size) // m.stride + 1
+        self.ops.append(AdderConv(name=name, inputs=(inp,), output=name, weight=wq,
+                                  stride=m.stride, padding=m.padding))
+        self.tensor(name, (m.out_channels, oh, ow), Format(64, x.fmt.frac))
+        return name
+
+    def requant(self, name: str, inp: str, a: np.ndarray, c: np.ndarray, relu: bool,
+                fmt: Format) -> str:
+        x = self.tensors[inp]
+        mult, bias, s = requant_params(a, c, x.fmt.frac, fmt.frac)
+        self.ops.append(Requant(name=name, inputs=(inp,), output=name, mult=mult, bias=bias,
+                                shift=s, relu=relu))
+        self.tensor(name, x.shape, fmt)
+        return name
+
+    def shiftadd(self, prefix: str, shift: ShiftConv2d, adder: Adder2d, inp: str) -> str:
+        s = self.shift_conv(f"{prefix}.0", shift, inp)
+        ch = shift.out_channels
+        # The adder's input format must also hold its weights: |x - w| needs one scale.
+        peak_w = float(adder.adder.detach().abs().max())
+        q = self.requant(f"{prefix}.0.q", s, np.ones(ch), np.zeros(ch), False,
+                         self.act_fmt(f"{prefix}.0.q", peak_w))
+        return self.adder_conv(f"{prefix}.1", adder, q)
+
+    def bn(self, name: str, bn: torch.nn.BatchNorm2d, inp: str, relu: bool) -> str:
+        a, c = _bn_affine(bn)
+        return self.requant(name, inp, a, c, relu, self.act_fmt(name))
+
+    def narrow(self, net: IntegerNetwork) -> IntegerNetwork:
+        """Replace the provisional 64-bit accumulator widths by the widths the bounds need."""
+        bounds = net.bounds()
+        for name, spec in list(net.tensors.items()):
+            if spec.fmt.bits == 64:
+                lo, hi = bounds[name]
+                bits = signed_bits(min(int(lo.min()), 0), max(int(hi.max()), 0))
+                net.tensors[name] = TensorSpec(name, spec.shape, Format(bits, spec.fmt.frac))
+        net.validate()
+        return net
+
+
+def quantize(model: ShiftAddResNet, calibration: torch.Tensor, precision: Precision | str,
+             normalization: Normalization | None = None, name: str = "network") -> IntegerNetwork:
+    """Quantize ``model`` to an integer network at ``precision`` (FIX8 or FIX32).
+
+    ``calibration`` is a float batch ``[N, C, H, W]`` of (normalized) inputs.
+    """
+    precision = Precision.parse(precision)
+    cfg = model.config
+    if tuple(calibration.shape[1:]) != (cfg.in_channels, cfg.input_size, cfg.input_size):
+        raise ValueError(f"calibration data must be [N, {cfg.in_channels}, {cfg.input_size}, "
+                         f"{cfg.input_size}], not {list(calibration.shape)}")
+    peaks = calibrate(model, calibration)
+    b = _Builder(precision, peaks)
+    inp = b.tensor("input", (cfg.in_channels, cfg.input_size, cfg.input_size),
+                   b.act_fmt("input"))
+    y = b.shift_conv("conv1", model.conv1, inp)
+    y = b.bn("bn1", model.bn1, y, relu=True)
+    for si, stage in enumerate(model.stages()):
+        for bi, blk in enumerate(stage):
+            blk: BasicBlock
+            p = f"layer{si + 1}.{bi}"
+            h = b.shiftadd(f"{p}.conv1", blk.conv1[0], blk.conv1[1], y)
+            h = b.bn(f"{p}.bn1", blk.bn1, h, relu=True)
+            h = b.shiftadd(f"{p}.conv2", blk.conv2[0], blk.conv2[1], h)
+            h = b.bn(f"{p}.bn2", blk.bn2, h, relu=False)
+            r = y
+            if blk.downsample is not None:
+                ds = blk.downsample
+                r = b.shiftadd(f"{p}.downsample", ds[0], ds[1], y)
+                r = b.bn(f"{p}.downsample.2", ds[2], r, relu=False)
+            b.ops.append(Add(name=f"{p}.add", inputs=(h, r), output=p, relu=True))
+            b.tensor(p, b.tensors[h].shape, b.act_fmt(p))
+            y = p
+    c, hh, _ = b.tensors[y].shape
+    k = cfg.pool
+    b.ops.append(AvgPool(name="avgpool", inputs=(y,), output="avgpool", kernel=k))
+    b.tensor("avgpool", (c, hh // k, hh // k), b.tensors[y].fmt)
+    y = b.shift_conv("fc", model.fc, "avgpool")
+    y = b.bn("bn2", model.bn2, y, relu=False)
+    meta = {"num_classes": cfg.num_classes, "calibration_images": int(len(calibration)),
+            "peaks": {k: round(v, 6) for k, v in peaks.items()}}
+    if normalization is not None:
+        meta["normalization"] = normalization.to_json()
+    net = IntegerNetwork(name=name, precision=precision, input="input", output=y,
+                         tensors=b.tensors, ops=b.ops, meta=meta)
+    return b.narrow(net)

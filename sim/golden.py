@@ -1,0 +1,114 @@
+"""The golden model: executes an :class:`~gen.ir.IntegerNetwork` with integer arithmetic only.
+
+This is the reference every piece of hardware is compared against, by exact equality. All values
+are ``numpy.int64``; :meth:`gen.ir.IntegerNetwork.bounds` has proven (at construction) that no
+intermediate value of any op exceeds 63 bits, so ``int64`` here is exact. Every rounding and
+saturation rule is a call into :mod:`gen.numerics`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftConv
+from gen.numerics import rshift_round_array, saturate_array
+
+__all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv"]
+
+
+def im2col(x: np.ndarray, k: int, stride: int, padding: int) -> np.ndarray:
+    """``x[N, C, H, W]`` -> ``[N, C*k*k, OH*OW]`` with zero padding (index order c, ky, kx)."""
+    n, c, h, w = x.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh = (h + 2 * padding - k) // stride + 1
+    ow = (w + 2 * padding - k) // stride + 1
+    cols = np.empty((n, c, k, k, oh, ow), dtype=np.int64)
+    for ky in range(k):
+        for kx in range(k):
+            cols[:, :, ky, kx] = xp[:, :, ky:ky + stride * oh:stride, kx:kx + stride * ow:stride]
+    return cols.reshape(n, c * k * k, oh * ow)
+
+
+def shift_conv(x: np.ndarray, sign: np.ndarray, exp: np.ndarray, exp_max: int, stride: int,
+               padding: int) -> np.ndarray:
+    """``acc[n, o, p] = sum_j sign[o, j] * (x[n, j, p] << (exp_max - exp[o, j]))``."""
+    o, _, k, _ = sign.shape
+    n, _, h, w = x.shape
+    cols = im2col(x, k, stride, padding)
+    wint = sign.reshape(o, -1).astype(np.int64) << (exp_max - exp.reshape(o, -1).astype(np.int64))
+    acc = np.einsum("oj,njp->nop", wint, cols, optimize=False)
+    oh = (h + 2 * padding - k) // stride + 1
+    return acc.reshape(n, o, oh, -1)
+
+
+def adder_conv(x: np.ndarray, weight: np.ndarray, stride: int, padding: int) -> np.ndarray:
+    """``acc[n, o, p] = -sum_j |x[n, j, p] - w[o, j]|`` (padded positions have ``x = 0``)."""
+    o, _, k, _ = weight.shape
+    n, _, h, w = x.shape
+    cols = im2col(x, k, stride, padding)  # [n, J, P]
+    wf = weight.reshape(o, -1).astype(np.int64)
+    acc = np.empty((n, o, cols.shape[2]), dtype=np.int64)
+    for oc in range(o):  # one output channel at a time keeps the temporary at [n, J, P]
+        acc[:, oc] = -np.abs(cols - wf[oc][None, :, None]).sum(axis=1)
+    oh = (h + 2 * padding - k) // stride + 1
+    return acc.reshape(n, o, oh, -1)
+
+
+def run_op(net: IntegerNetwork, op: Op, env: dict[str, np.ndarray]) -> np.ndarray:
+    """Execute one op on the tensors in ``env`` (``[N, C, H, W]`` int64) and return its output."""
+    out_fmt = net.tensors[op.output].fmt
+    x = env[op.inputs[0]]
+    if isinstance(op, ShiftConv):
+        return shift_conv(x, op.sign, op.exp, op.exp_max, op.stride, op.padding)
+    if isinstance(op, AdderConv):
+        return adder_conv(x, op.weight, op.stride, op.padding)
+    if isinstance(op, Requant):
+        v = x * op.mult.astype(np.int64)[None, :, None, None] + \
+            op.bias.astype(np.int64)[None, :, None, None]
+        v = rshift_round_array(v, op.shift)
+        if op.relu:
+            v = np.maximum(v, 0)
+        return saturate_array(v, out_fmt.bits)
+    if isinstance(op, Add):
+        fa, fb = (net.tensors[t].fmt.frac for t in op.inputs)
+        big = max(fa, fb)
+        v = (x << (big - fa)) + (env[op.inputs[1]] << (big - fb))
+        v = rshift_round_array(v, big - out_fmt.frac)
+        if op.relu:
+            v = np.maximum(v, 0)
+        return saturate_array(v, out_fmt.bits)
+    if isinstance(op, AvgPool):
+        k = op.kernel
+        n, c, h, w = x.shape
+        s = x.reshape(n, c, h // k, k, w // k, k).sum(axis=(3, 5))
+        shift = int(math.log2(k * k)) + net.tensors[op.inputs[0]].fmt.frac - out_fmt.frac
+        return saturate_array(rshift_round_array(s, shift), out_fmt.bits)
+    raise TypeError(f"unknown op {op!r}")
+
+
+def run(net: IntegerNetwork, x: np.ndarray, *, keep: bool = False
+        ) -> np.ndarray | dict[str, np.ndarray]:
+    """Run the network on integer inputs ``x[N, C, H, W]`` in the input tensor's format.
+
+    Returns the output tensor ``[N, C, H, W]`` (int64), or with ``keep=True`` every tensor.
+    Raises ``ValueError`` for a wrong shape, a non-integer dtype or out-of-range values.
+    """
+    spec = net.tensors[net.input]
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4 or tuple(x.shape[1:]) != spec.shape:
+        raise ValueError(f"input must have shape [N, {', '.join(map(str, spec.shape))}], "
+                         f"not {list(x.shape)}")
+    if not np.issubdtype(x.dtype, np.integer):
+        raise ValueError(f"input must be integers in {spec.fmt}, not dtype {x.dtype}; "
+                         "quantize with gen.numerics.quantize_real first")
+    x = x.astype(np.int64)
+    if x.size and (x.min() < spec.fmt.lo or x.max() > spec.fmt.hi):
+        raise ValueError(f"input values must lie in [{spec.fmt.lo}, {spec.fmt.hi}]")
+    env = {net.input: x}
+    for op in net.ops:
+        env[op.output] = run_op(net, op, env)
+    return env if keep else env[net.output]
