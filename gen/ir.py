@@ -384,7 +384,7 @@ class IntegerNetwork:
     def load(cls, path: str | Path) -> IntegerNetwork:
         path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
+            with open(path, "rb") as f, np.load(f, allow_pickle=False) as z:
                 data = {k: z[k] for k in z.files}
         except FileNotFoundError:
             raise

@@ -180,7 +180,7 @@ class _Builder:
         for name, spec in list(net.tensors.items()):
             if spec.fmt.bits == 64:
                 lo, hi = bounds[name]
-                bits = signed_bits(min(int(lo.min()), 0), max(int(hi.max()), 0))
+                bits = max(2, signed_bits(min(int(lo.min()), 0), max(int(hi.max()), 0)))
                 net.tensors[name] = TensorSpec(name, spec.shape, Format(bits, spec.fmt.frac))
         net.validate()
         return net

@@ -1,0 +1,84 @@
+"""Foundation benchmark: training time, float/FIX32/FIX8 accuracy, golden-model images/s.
+
+    python benchmarks/foundation.py [--json] [--checkpoint runs/digits.pt] [--retrain]
+
+Trains the digits model with the default settings (unless a checkpoint is given and exists),
+evaluates it, and times the golden model on the digits test split (FIX8, FIX32) and on
+ResNet-20 ShiftAdd (random weights; the structure sets the cost).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from gen import checkpoint
+from gen.evaluate import calibration_batch, evaluate, quantize_input
+from gen.nn.data import load_digits_splits
+from gen.nn.models import build
+from gen.nn.train import TrainConfig, train_digits
+from gen.numerics import Precision
+from gen.quantize import quantize
+from sim import golden
+
+
+def images_per_second(net, x, repeat: int = 1) -> float:
+    golden.run(net, x[:1])  # warm up
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        golden.run(net, x)
+    return repeat * len(x) / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--checkpoint", type=Path, default=Path("build/bench/digits.pt"))
+    ap.add_argument("--retrain", action="store_true")
+    args = ap.parse_args()
+    log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+
+    result: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                               f"Python {platform.python_version()}"}
+    if args.retrain or not args.checkpoint.exists():
+        cfg = TrainConfig()
+        log(f"training digits ({cfg.epochs} epochs, lr {cfg.lr}) ...")
+        res = train_digits("digits", cfg)
+        checkpoint.save(args.checkpoint, res.model, "digits", res.normalization,
+                        {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
+        result["train_seconds"] = round(res.train_seconds, 1)
+    loaded = checkpoint.load(args.checkpoint)
+    ev = evaluate(loaded)
+    result["accuracy"] = {k: round(v, 2) for k, v in ev.accuracies.items()}
+    result["test_images"] = ev.images
+
+    train, test = load_digits_splits()
+    calib = calibration_batch(train, loaded.normalization)
+    x = loaded.normalization.apply(test.pixels)
+    for p in (Precision.FIX8, Precision.FIX32):
+        net = quantize(loaded.model, calib, p, loaded.normalization)
+        result[f"golden_digits_{p.value}_images_per_s"] = round(
+            images_per_second(net, quantize_input(net, x)), 1)
+    torch.manual_seed(0)
+    r20 = build("resnet20_shiftadd").eval()
+    xr = torch.randn(8, 3, 32, 32)
+    net = quantize(r20, xr, Precision.FIX8)
+    result["golden_resnet20_fix8_images_per_s"] = round(
+        images_per_second(net, quantize_input(net, xr.numpy())), 2)
+
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        for k, v in result.items():
+            print(f"{k:40s} {v}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

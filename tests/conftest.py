@@ -1,0 +1,71 @@
+"""Shared fixtures. Expensive artifacts (a trained digits checkpoint) are built once per
+configuration into ``build/test-cache`` under a file lock, so pytest-xdist workers share them."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / "build" / "test-cache"
+
+
+@contextmanager
+def locked(name: str):
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / f"{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_checkpoint(epochs: int, seed: int = 0) -> Path:
+    """Train the digits model with the given settings once; later calls reuse the file."""
+    from gen import checkpoint
+    from gen.nn.train import TrainConfig, train_digits
+
+    src = b"".join((ROOT / p).read_bytes() for p in
+                   ("gen/nn/layers.py", "gen/nn/models.py", "gen/nn/train.py", "gen/nn/data.py"))
+    key = hashlib.sha256(src + json.dumps([epochs, seed]).encode()).hexdigest()[:16]
+    path = CACHE / f"digits-{key}.pt"
+    with locked(f"digits-{key}"):
+        if not path.exists():
+            res = train_digits("digits", TrainConfig(epochs=epochs, seed=seed))
+            checkpoint.save(path, res.model, "digits", res.normalization,
+                            {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained_digits() -> Path:
+    """The digits model trained with the default (README) settings."""
+    return cached_checkpoint(epochs=60)
+
+
+@pytest.fixture(scope="session")
+def quick_digits() -> Path:
+    """A briefly trained digits model: real weights, for tests that do not judge accuracy."""
+    return cached_checkpoint(epochs=3)
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """One logged seed per test (override with SHIFTADD_SEED); reseeds Python, numpy, torch."""
+    import torch
+
+    s = int(os.environ.get("SHIFTADD_SEED", random.randrange(2**31)))
+    print(f"seed={s} (rerun with SHIFTADD_SEED={s})")
+    random.seed(s)
+    np.random.seed(s)
+    torch.manual_seed(s)
+    return s

@@ -1,0 +1,136 @@
+"""Import of official ShiftAddNet / AdderNet checkpoints and of shiftadd's own format."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+from gen import checkpoint
+from gen.checkpoint import CheckpointError
+from gen.nn.data import Normalization
+from gen.nn.models import PRESETS, build
+
+
+def official_state(arch="resnet20_shiftadd", raw=False):
+    """A state dict laid out like the official repository's (deployable unless raw)."""
+    model = build(arch)
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    if not raw:
+        for k in sd:
+            if k.endswith(".shift"):
+                sd[k] = torch.round(torch.clamp(sd[k], -14, 0))
+            elif k.endswith(".sign"):
+                sd[k] = torch.sign(torch.round(sd[k]))
+    for k in sd:  # make BN non-trivial so a wrong mapping would show in the outputs
+        if k.endswith("running_var"):
+            sd[k] = torch.rand_like(sd[k]) + 0.5
+        elif k.endswith("running_mean"):
+            sd[k] = torch.randn_like(sd[k])
+    return sd
+
+
+def save(tmp_path, obj, name="ckpt.pt"):
+    p = tmp_path / name
+    torch.save(obj, p)
+    return p
+
+
+def test_official_layout_names():
+    keys = set(build("resnet20_shiftadd").state_dict())
+    for k in ("conv1.shift", "conv1.sign", "layer2.0.conv1.0.shift", "layer2.0.conv1.0.sign",
+              "layer2.0.conv1.1.adder", "layer2.0.downsample.0.shift",
+              "layer2.0.downsample.1.adder", "layer2.0.downsample.2.running_var",
+              "fc.shift", "fc.sign", "bn2.weight", "layer3.2.bn2.bias"):
+        assert k in keys, k
+    assert build("resnet20_shiftadd").state_dict()["fc.shift"].shape == (10, 64, 1, 1)
+
+
+@pytest.mark.parametrize("wrap", ["full", "raw", "module_prefix", "legacy_weight"])
+def test_import_official_variants(tmp_path, seed, wrap):
+    sd0 = official_state()
+    sd = dict(sd0)
+    if wrap == "module_prefix":
+        sd = {f"module.{k}": v for k, v in sd.items()}
+    if wrap == "legacy_weight":
+        sd = {(k.removesuffix(".adder") + ".weight" if k.endswith(".adder") else k): v
+              for k, v in sd.items()}
+    obj = {"epoch": 160, "state_dict": sd, "best_prec1": 91.2, "optimizer": {}} \
+        if wrap != "raw" else sd
+    loaded = checkpoint.load(save(tmp_path, obj))
+    assert loaded.arch == "resnet20_shiftadd"
+    ref = build("resnet20_shiftadd")
+    ref.load_state_dict(sd0)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.model(x), ref.eval()(x))
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda sd: sd.pop("layer2.0.conv1.1.adder"), "missing key 'layer2.0.conv1.1.adder'"),
+    (lambda sd: sd.__setitem__("layer9.0.extra", torch.zeros(1)), "unknown key 'layer9.0.extra'"),
+    (lambda sd: sd.__setitem__("layer1.0.conv2.1.adder", torch.zeros(16, 16, 1, 1)),
+     "'layer1.0.conv2.1.adder' has shape"),
+    (lambda sd: sd["layer1.1.conv1.0.shift"].__setitem__((0, 0, 0, 0), -2.5),
+     "'layer1.1.conv1.0.shift' holds -2.5"),
+    (lambda sd: sd["layer1.1.conv1.0.shift"].__setitem__((0, 0, 0, 0), -15.0),
+     "'layer1.1.conv1.0.shift' holds -15"),
+    (lambda sd: sd["fc.sign"].__setitem__((3, 0, 0, 0), 0.4), "'fc.sign' holds 0.4"),
+    (lambda sd: sd["layer3.0.bn1.weight"].__setitem__(0, float("nan")),
+     "'layer3.0.bn1.weight' contains NaN"),
+])
+def test_bad_checkpoints_name_the_key(tmp_path, mutate, message):
+    sd = official_state()
+    mutate(sd)
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        checkpoint.load(save(tmp_path, {"state_dict": sd}))
+
+
+def test_raw_training_state_needs_explicit_rounding(tmp_path):
+    sd = official_state(raw=True)
+    p = save(tmp_path, {"state_dict": sd})
+    with pytest.raises(CheckpointError, match="--round-shift-params"):
+        checkpoint.load(p)
+    loaded = checkpoint.load(p, round_shift_params=True)
+    want = torch.round(torch.clamp(sd["layer1.0.conv1.0.shift"], -14, 0))
+    assert torch.equal(loaded.model.layer1[0].conv1[0].shift.detach(), want)
+    assert set(loaded.model.fc.sign.detach().unique().tolist()) <= {-1.0, 0.0, 1.0}
+
+
+def test_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a loadable PyTorch checkpoint"):
+        checkpoint.load(junk)
+    with pytest.raises(CheckpointError, match="no such file"):
+        checkpoint.load(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="state dict"):
+        checkpoint.load(save(tmp_path, {"state_dict_wrong": 1, "x": "y"}))
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("executed!",))
+
+
+def test_pickled_code_is_refused(tmp_path):
+    """weights_only=True: a checkpoint carrying arbitrary objects is rejected, not executed."""
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as f:
+        pickle.dump({"state_dict": Evil()}, f)
+    with pytest.raises(CheckpointError, match="not a loadable"):
+        checkpoint.load(p)
+
+
+def test_shiftadd_format_round_trip(tmp_path, seed):
+    model = build("digits")
+    norm = Normalization(0.3, 0.4)
+    p = tmp_path / "d.pt"
+    checkpoint.save(p, model, "digits", norm, {"float_test_accuracy": 1.0}, {"name": "x"})
+    loaded = checkpoint.load(p)
+    assert loaded.arch == "digits" and loaded.normalization == norm
+    assert loaded.model.config == PRESETS["digits"]
+    x = torch.randn(3, 1, 8, 8)
+    assert torch.equal(loaded.model(x), model.eval()(x))  # saved shift params are the rounded ones
+    with pytest.raises(CheckpointError, match="holds a 'digits' model"):
+        checkpoint.load(p, arch="resnet20_shiftadd")

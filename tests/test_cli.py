@@ -1,0 +1,82 @@
+"""The shiftadd command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+
+import pytest
+
+CLI = [sys.executable, "-m", "gen.cli"]
+
+
+def run(*args, check=True):
+    r = subprocess.run([*CLI, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}\nstdout:{r.stdout}\nstderr:{r.stderr}")
+    return r
+
+
+def test_console_script_is_installed():
+    eps = importlib.metadata.entry_points(group="console_scripts")
+    assert any(ep.name == "shiftadd" and ep.value == "gen.cli:main" for ep in eps)
+
+
+@pytest.mark.parametrize("sub", ["train", "quantize", "eval", "doctor", "demo"])
+def test_help(sub):
+    r = run(sub, "--help")
+    assert "usage: shiftadd" in r.stdout and sub in r.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    r = run("eval", tmp_path / "missing.pt", check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert "no such file" in r.stderr and "Traceback" not in r.stderr
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    r = run("quantize", bad, check=False)
+    assert r.returncode == 1 and "not a loadable PyTorch checkpoint" in r.stderr
+    r = run("--debug", "eval", bad, check=False)
+    assert "Traceback" in r.stderr
+
+
+def test_quantize_writes_a_loadable_network(tmp_path, quick_digits):
+    out = tmp_path / "n.npz"
+    r = run("quantize", quick_digits, "--precision", "fix32", "-o", out, "--json")
+    obj = json.loads(r.stdout)
+    assert obj["precision"] == "fix32" and obj["network"] == str(out)
+    from gen.ir import IntegerNetwork
+
+    assert IntegerNetwork.load(out).precision.value == "fix32"
+
+
+def test_doctor_json_reports_verilator():
+    obj = json.loads(run("doctor", "--json").stdout)
+    names = {t["name"]: t for t in obj["tools"]}
+    assert names["verilator"]["ok"] and names["verilator"]["version"] == "5.48.0"
+    assert obj["ok"] is True
+
+
+@pytest.mark.slow
+def test_eval_meets_accuracy_targets(trained_digits):
+    """The issue's targets: float >= 95 %, FIX32 within 0.2 points, FIX8 within 1 point
+    (tolerances on float-vs-quantized accuracy, never on RTL results)."""
+    obj = json.loads(run("eval", trained_digits, "--json").stdout)
+    assert set(obj) >= {"float", "fix32", "fix8"}
+    assert obj["float"] >= 95.0
+    assert abs(obj["fix32"] - obj["float"]) <= 0.2
+    assert abs(obj["fix8"] - obj["float"]) <= 1.0
+
+
+def test_train_shows_progress_and_writes_checkpoint(tmp_path):
+    out = tmp_path / "sub" / "d.pt"
+    r = run("train", "digits", "-o", out, "--epochs", "2")
+    assert "[train] epoch   1/2" in r.stderr and "[train] epoch   2/2" in r.stderr
+    assert out.is_file() and "trained digits" in r.stdout
+    from gen import checkpoint
+
+    loaded = checkpoint.load(out)
+    assert loaded.arch == "digits" and loaded.meta["metrics"]["epochs"] == 2

@@ -1,0 +1,128 @@
+"""The integer network (IR) and the golden model on whole quantized networks."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from gen import checkpoint
+from gen.evaluate import calibration_batch, quantize_input
+from gen.ir import AdderConv, IntegerNetwork, IRError, ShiftConv
+from gen.nn.data import load_digits_splits
+from gen.nn.models import build
+from gen.numerics import Precision, signed_bits
+from gen.quantize import quantize
+from sim import golden
+
+
+@pytest.fixture(scope="module", params=["fix8", "fix32"])
+def digits_net(request, quick_digits):
+    loaded = checkpoint.load(quick_digits)
+    train, test = load_digits_splits()
+    net = quantize(loaded.model, calibration_batch(train, loaded.normalization), request.param,
+                   loaded.normalization, name="digits")
+    x = quantize_input(net, loaded.normalization.apply(test.pixels[:64]))
+    return net, x
+
+
+def test_save_load_round_trip_is_identical(tmp_path, digits_net):
+    net, x = digits_net
+    p = tmp_path / "net.npz"
+    net.save(p)
+    back = IntegerNetwork.load(p)
+    assert back.to_json() == net.to_json()
+    assert np.array_equal(golden.run(back, x), golden.run(net, x))
+
+
+def test_accumulator_widths_come_from_bounds(digits_net):
+    net, x = digits_net
+    bounds = net.bounds()
+    env = golden.run(net, x, keep=True)
+    for name, spec in net.tensors.items():
+        lo, hi = bounds[name]
+        v = env[name]
+        # every computed value lies inside its static per-channel bounds
+        assert (v.min(axis=(0, 2, 3)) >= lo.astype(np.int64)).all(), name
+        assert (v.max(axis=(0, 2, 3)) <= hi.astype(np.int64)).all(), name
+    for op in net.ops:
+        if isinstance(op, ShiftConv | AdderConv):
+            lo, hi = bounds[op.output]
+            need = signed_bits(min(lo.min(), 0), max(hi.max(), 0))
+            assert net.tensors[op.output].fmt.bits == max(2, need)
+    assert all(net.tensors[op.output].fmt.bits == net.precision.bits
+               for op in net.ops if op.kind in ("requant", "add", "avgpool"))
+
+
+@pytest.mark.parametrize("kind", ["adder", "shift_exp", "shift_sign"])
+def test_one_bit_weight_change_changes_output(digits_net, kind):
+    """The golden model is sensitive to every weight bit it is given (this test can fail)."""
+    net, x = digits_net
+    base = golden.run(net, x, keep=True)
+    doc, arrays = net.to_json(), {f"{op.name}/{a}": getattr(op, a).copy()
+                                  for op in net.ops for a in op.arrays}
+    if kind == "adder":
+        op = next(o for o in net.ops if isinstance(o, AdderConv))
+        arrays[f"{op.name}/weight"].flat[0] ^= 1
+    else:
+        op = next(o for o in net.ops if isinstance(o, ShiftConv) and o.exp_max > 0
+                  and (o.sign != 0).any())
+        i = int(np.flatnonzero(op.sign)[0])
+        if kind == "shift_exp":
+            e = arrays[f"{op.name}/exp"]
+            e.flat[i] = e.flat[i] + 1 if e.flat[i] < op.exp_max else e.flat[i] - 1
+        else:
+            arrays[f"{op.name}/sign"].flat[i] *= -1
+    changed = IntegerNetwork.from_json(json.loads(json.dumps(doc)), arrays)
+    after = golden.run(changed, x, keep=True)
+    assert not np.array_equal(after[op.output], base[op.output])
+
+
+def test_resnet20_structure_quantizes_and_runs(seed):
+    model = build("resnet20_shiftadd").eval()
+    calib = torch.randn(8, 3, 32, 32)
+    net = quantize(model, calib, Precision.FIX8, name="resnet20_shiftadd")
+    kinds = [op.kind for op in net.ops]
+    assert kinds.count("shift_conv") == 1 + 18 + 2 + 1   # conv1, 9 blocks x 2, 2 downsample, fc
+    assert kinds.count("adder_conv") == 18 + 2
+    assert kinds.count("add") == 9
+    out = golden.run(net, quantize_input(net, calib[:1].numpy()))
+    assert out.shape == (1, 10, 1, 1)
+
+
+def _valid_pair(net):
+    return net.to_json(), {f"{op.name}/{a}": getattr(op, a).copy()
+                           for op in net.ops for a in op.arrays}
+
+
+@pytest.mark.parametrize("breakage,message", [
+    (lambda d, a: a[next(k for k in a if k.endswith("/sign"))].flat.__setitem__(0, 2),
+     "ternary"),
+    (lambda d, a: a[next(k for k in a if k.endswith("/exp"))].flat.__setitem__(0, 15),
+     "exponents"),
+    (lambda d, a: a[next(k for k in a if k.endswith("/weight"))].flat.__setitem__(0, 2**40),
+     "adder weights must lie"),
+    (lambda d, a: a.pop(next(k for k in a if k.endswith("/mult"))), "is missing"),
+    (lambda d, a: d["ops"].reverse(), "before it is produced"),
+    (lambda d, a: d["ops"][0].__setitem__("kind", "conv"), "unknown op kind"),
+    (lambda d, a: d.__setitem__("version", 99), "version 99"),
+    (lambda d, a: d["tensors"][0].__setitem__("shape", [1, 8]), "shape must be 3"),
+])
+def test_malformed_networks_are_rejected(digits_net, breakage, message):
+    net, _ = digits_net
+    doc, arrays = _valid_pair(net)
+    doc = json.loads(json.dumps(doc))
+    breakage(doc, arrays)
+    with pytest.raises(IRError, match=message):
+        IntegerNetwork.from_json(doc, arrays)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path, digits_net):
+    net, _ = digits_net
+    p = tmp_path / "net.npz"
+    net.save(p)
+    p.write_bytes(p.read_bytes()[:200])
+    with pytest.raises(IRError, match="not a shiftadd integer network"):
+        IntegerNetwork.load(p)
