@@ -15,7 +15,7 @@ import numpy as np
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftConv
 from gen.numerics import rshift_round_array, saturate_array
 
-__all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv"]
+__all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv", "shift_dot", "adder_dot"]
 
 
 def im2col(x: np.ndarray, k: int, stride: int, padding: int) -> np.ndarray:
@@ -31,29 +31,45 @@ def im2col(x: np.ndarray, k: int, stride: int, padding: int) -> np.ndarray:
     return cols.reshape(n, c * k * k, oh * ow)
 
 
+def shift_dot(x: np.ndarray, sign: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``y[p, o] = sum_j sign[o, j] * (x[p, j] << shift[o, j])``: the shift-conv dot product
+    with each term aligned to the accumulator (``shift = exp_max - exp``)."""
+    wint = sign.astype(np.int64) << shift.astype(np.int64)
+    return np.einsum("pj,oj->po", np.asarray(x, dtype=np.int64), wint, optimize=False)
+
+
+def adder_dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``y[p, o] = -sum_j |x[p, j] - w[o, j]|``: the adder-conv dot product."""
+    x = np.asarray(x, dtype=np.int64)
+    w = np.asarray(w, dtype=np.int64)
+    y = np.empty((x.shape[0], w.shape[0]), dtype=np.int64)
+    for o in range(w.shape[0]):  # one output channel at a time keeps the temporary at [P, J]
+        y[:, o] = -np.abs(x - w[o][None, :]).sum(axis=1)
+    return y
+
+
+def _conv(x: np.ndarray, k: int, stride: int, padding: int, out_channels: int, dot) -> np.ndarray:
+    n, _, h, w = x.shape
+    cols = im2col(x, k, stride, padding)  # [n, J, P]
+    oh = (h + 2 * padding - k) // stride + 1
+    acc = np.stack([dot(cols[b].T).T for b in range(n)])  # [n, O, P]
+    return acc.reshape(n, out_channels, oh, -1)
+
+
 def shift_conv(x: np.ndarray, sign: np.ndarray, exp: np.ndarray, exp_max: int, stride: int,
                padding: int) -> np.ndarray:
     """``acc[n, o, p] = sum_j sign[o, j] * (x[n, j, p] << (exp_max - exp[o, j]))``."""
     o, _, k, _ = sign.shape
-    n, _, h, w = x.shape
-    cols = im2col(x, k, stride, padding)
-    wint = sign.reshape(o, -1).astype(np.int64) << (exp_max - exp.reshape(o, -1).astype(np.int64))
-    acc = np.einsum("oj,njp->nop", wint, cols, optimize=False)
-    oh = (h + 2 * padding - k) // stride + 1
-    return acc.reshape(n, o, oh, -1)
+    sg = sign.reshape(o, -1)
+    sh = exp_max - exp.reshape(o, -1).astype(np.int64)
+    return _conv(x, k, stride, padding, o, lambda cols: shift_dot(cols, sg, sh))
 
 
 def adder_conv(x: np.ndarray, weight: np.ndarray, stride: int, padding: int) -> np.ndarray:
     """``acc[n, o, p] = -sum_j |x[n, j, p] - w[o, j]|`` (padded positions have ``x = 0``)."""
     o, _, k, _ = weight.shape
-    n, _, h, w = x.shape
-    cols = im2col(x, k, stride, padding)  # [n, J, P]
-    wf = weight.reshape(o, -1).astype(np.int64)
-    acc = np.empty((n, o, cols.shape[2]), dtype=np.int64)
-    for oc in range(o):  # one output channel at a time keeps the temporary at [n, J, P]
-        acc[:, oc] = -np.abs(cols - wf[oc][None, :, None]).sum(axis=1)
-    oh = (h + 2 * padding - k) // stride + 1
-    return acc.reshape(n, o, oh, -1)
+    wf = weight.reshape(o, -1)
+    return _conv(x, k, stride, padding, o, lambda cols: adder_dot(cols, wf))
 
 
 def run_op(net: IntegerNetwork, op: Op, env: dict[str, np.ndarray]) -> np.ndarray:

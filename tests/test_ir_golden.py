@@ -41,7 +41,7 @@ def test_accumulator_widths_come_from_bounds(digits_net):
     net, x = digits_net
     bounds = net.bounds()
     env = golden.run(net, x, keep=True)
-    for name, spec in net.tensors.items():
+    for name in net.tensors:
         lo, hi = bounds[name]
         v = env[name]
         # every computed value lies inside its static per-channel bounds

@@ -1,0 +1,233 @@
+"""The systolic array: skew -> R x C PEs (output stationary) -> per-column drain -> deskew.
+
+Dataflow (output stationary). PE(r, c) computes one dot product ``out[r, c] = sum_j f(x[r, j],
+w[c, j])`` in ``J / V`` steps: each step brings ``V`` activations for row ``r`` (travelling right,
+one register per PE) and ``V`` weights for column ``c`` (travelling down). The skew delays row
+``r`` by ``r`` cycles and column ``c`` by ``c`` cycles, so step ``t`` meets in PE(r, c) at
+``t + r + c``. ``first``/``last`` travel with the activations.
+
+Drain. When the last row of a column finishes, the column's R results are loaded into a shift
+chain and leave over R cycles, row 0 first, while the next dot products already accumulate (the
+PEs keep their results in a holding register). Consecutive ``last`` steps must therefore be at
+least R cycles apart; :class:`ArrayCore` enforces that by holding off an early ``last``.
+
+Inside, everything is lock-step. :class:`ArrayCore` puts stream handshakes on the edges: one global
+enable freezes the whole pipeline while the output is not accepted, and input bubbles travel as
+invalid steps.
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed
+from amaranth.hdl import EnableInserter
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import ArrayConfig
+from hw.lanes import weight_shape
+from hw.pe import ProcessingElement
+
+CTL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+
+
+class DelayLines(wiring.Component):
+    """``count`` independent delay lines; line ``k`` delays by ``delays[k]`` cycles.
+
+    Used as the skew (delays ``0, 1, ..., n-1``) and the deskew (``n-1, ..., 0``). ``latency`` is
+    the largest delay.
+    """
+
+    def __init__(self, shape, delays: list[int]) -> None:
+        if not delays or any(not isinstance(d, int) or d < 0 for d in delays):
+            raise ValueError(f"delays must be non-negative integers, not {delays!r}")
+        self._shape, self._delays = shape, list(delays)
+        n = len(delays)
+        super().__init__({"i": In(data.ArrayLayout(shape, n)), "o": Out(data.ArrayLayout(shape, n))})
+
+    @property
+    def latency(self) -> int:
+        return max(self._delays)
+
+    def elaborate(self, platform):
+        m = Module()
+        for k, d in enumerate(self._delays):
+            prev = self.i[k]
+            for s in range(d):
+                reg = Signal(self._shape, name=f"line{k}_{s}")
+                m.d.sync += reg.eq(prev)
+                prev = reg
+            m.d.comb += self.o[k].eq(prev)
+        return m
+
+
+def skew(shape, n: int) -> DelayLines:
+    return DelayLines(shape, list(range(n)))
+
+
+def deskew(shape, n: int) -> DelayLines:
+    return DelayLines(shape, list(range(n - 1, -1, -1)))
+
+
+class SystolicArray(wiring.Component):
+    """R x C PEs with inter-PE registers and per-column drain chains (lock-step, pre-skewed).
+
+    Ports: ``x[r]`` (V activations) and ``ctl[r]`` (valid/first/last) enter row ``r`` skewed by
+    ``r``; ``w[c]`` (V weights) enters column ``c`` skewed by ``c``. ``out[c]`` / ``out_valid[c]``
+    / ``out_last[c]`` give column ``c``'s results, rows 0..R-1 on consecutive cycles, skewed by
+    ``c``. ``latency``: cycles from the ``last`` step at PE(0, 0) to row 0 of column 0 at ``out``.
+    """
+
+    def __init__(self, cfg: ArrayConfig) -> None:
+        if not isinstance(cfg, ArrayConfig):
+            raise ValueError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        self._cfg = cfg
+        pe, lane = cfg.pe, cfg.pe.lane
+        self._pe_latency = ProcessingElement.latency_for(pe)
+        xv = data.ArrayLayout(signed(lane.data_bits), pe.lanes)
+        wv = data.ArrayLayout(weight_shape(lane), pe.lanes)
+        super().__init__({
+            "x": In(data.ArrayLayout(xv, cfg.rows)),
+            "ctl": In(data.ArrayLayout(CTL, cfg.rows)),
+            "w": In(data.ArrayLayout(wv, cfg.cols)),
+            "out": Out(data.ArrayLayout(signed(pe.acc_bits), cfg.cols)),
+            "out_valid": Out(data.ArrayLayout(1, cfg.cols)),
+            "out_last": Out(data.ArrayLayout(1, cfg.cols)),
+        })
+
+    @property
+    def config(self) -> ArrayConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        # the last row finishes R-1 cycles after row 0; the chain loads one cycle later
+        return self._pe_latency + (self._cfg.rows - 1) + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        rows, cols = cfg.rows, cfg.cols
+        pes = [[ProcessingElement(cfg.pe) for _ in range(cols)] for _ in range(rows)]
+        for r in range(rows):
+            for c in range(cols):
+                m.submodules[f"pe_{r}_{c}"] = pes[r][c]
+        xv = self.x.shape().elem_shape
+        wv = self.w.shape().elem_shape
+        for r in range(rows):
+            x_src, ctl_src = self.x[r], self.ctl[r]
+            for c in range(cols):
+                pe = pes[r][c]
+                m.d.comb += [pe.x.eq(x_src), pe.valid.eq(ctl_src.valid),
+                             pe.first.eq(ctl_src.first), pe.last.eq(ctl_src.last)]
+                if c + 1 < cols:  # activations and control move right
+                    x_reg = Signal(xv, name=f"x_{r}_{c}")
+                    c_reg = Signal(CTL, name=f"ctl_{r}_{c}")
+                    m.d.sync += [x_reg.eq(x_src), c_reg.eq(ctl_src)]
+                    x_src, ctl_src = x_reg, c_reg
+        for c in range(cols):
+            w_src = self.w[c]
+            for r in range(rows):
+                m.d.comb += pes[r][c].w.eq(w_src)
+                if r + 1 < rows:  # weights move down
+                    w_reg = Signal(wv, name=f"w_{r}_{c}")
+                    m.d.sync += w_reg.eq(w_src)
+                    w_src = w_reg
+
+        acc = signed(cfg.pe.acc_bits)
+        for c in range(cols):
+            chain = [Signal(acc, name=f"drain_{r}_{c}") for r in range(rows)]
+            left = Signal(range(rows + 1), name=f"drain_left_{c}")
+            load = pes[rows - 1][c].result_valid
+            with m.If(load):
+                m.d.sync += [chain[r].eq(pes[r][c].result) for r in range(rows)]
+                m.d.sync += left.eq(rows)
+            with m.Elif(left != 0):
+                m.d.sync += [chain[r].eq(chain[r + 1]) for r in range(rows - 1)]
+                m.d.sync += left.eq(left - 1)
+            m.d.comb += [self.out[c].eq(chain[0]), self.out_valid[c].eq(left != 0),
+                         self.out_last[c].eq(left == 1)]
+        return m
+
+
+def core_signatures(cfg: ArrayConfig) -> tuple[stream.Signature, stream.Signature]:
+    """Payload layouts of :class:`ArrayCore`'s input step and output row."""
+    pe, lane = cfg.pe, cfg.pe.lane
+    xv = data.ArrayLayout(signed(lane.data_bits), pe.lanes)
+    wv = data.ArrayLayout(weight_shape(lane), pe.lanes)
+    step = data.StructLayout({"x": data.ArrayLayout(xv, cfg.rows),
+                              "w": data.ArrayLayout(wv, cfg.cols), "first": 1, "last": 1})
+    row = data.StructLayout({"data": data.ArrayLayout(signed(pe.acc_bits), cfg.cols), "last": 1})
+    return stream.Signature(step), stream.Signature(row)
+
+
+class ArrayCore(wiring.Component):
+    """Skew + systolic array + deskew with stream handshakes at the edges.
+
+    Input ``i``: one step per transfer — ``x[r]`` (V activations per row), ``w[c]`` (V weights
+    per column), ``first``/``last`` delimiting a dot product of ``J / V`` steps.
+    Output ``o``: R transfers per dot product group, row 0 first; ``data[c]`` is the result of
+    column ``c``; ``last`` marks row R-1.
+
+    A ``last`` step is accepted at least R enabled cycles after the previous one (the drain
+    needs R cycles); an early one waits (``ready`` low). The whole pipeline freezes while ``o`` is
+    valid and not ready, so no result is ever dropped.
+    """
+
+    def __init__(self, cfg: ArrayConfig) -> None:
+        self._cfg = cfg
+        self._array = SystolicArray(cfg)
+        i_sig, o_sig = core_signatures(cfg)
+        super().__init__({"i": In(i_sig), "o": Out(o_sig)})
+
+    @property
+    def config(self) -> ArrayConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        """Enabled cycles from accepting a ``last`` step to row 0 of its results at ``o``."""
+        # skew of row R-1 is not on the path of PE(0,0); deskew adds C-1 for column 0
+        return self._array.latency + (self._cfg.cols - 1)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        en = Signal()
+        m.d.comb += en.eq(~self.o.valid | self.o.ready)
+
+        inner = Module()
+        inner.submodules.array = arr = self._array
+        xv = arr.x.shape().elem_shape
+        wv = arr.w.shape().elem_shape
+        inner.submodules.skew_x = sx = skew(xv, cfg.rows)
+        inner.submodules.skew_ctl = sc = skew(CTL, cfg.rows)
+        inner.submodules.skew_w = sw = skew(wv, cfg.cols)
+        acc = signed(cfg.pe.acc_bits)
+        inner.submodules.deskew = dk = deskew(acc, cfg.cols)
+
+        # spacing of `last` steps: the drain chain is busy for R cycles after each load
+        gap = Signal(range(cfg.rows + 1), init=cfg.rows)
+        last_ok = Signal()
+        m.d.comb += last_ok.eq(gap >= cfg.rows)
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(en & (last_ok | ~self.i.payload.last)),
+                     take.eq(self.i.valid & self.i.ready)]
+        with inner.If(take & self.i.payload.last):
+            inner.d.sync += gap.eq(1)
+        with inner.Elif(gap < cfg.rows):
+            inner.d.sync += gap.eq(gap + 1)
+
+        for r in range(cfg.rows):
+            inner.d.comb += [sx.i[r].eq(self.i.payload.x[r]),
+                             sc.i[r].valid.eq(take),
+                             sc.i[r].first.eq(self.i.payload.first),
+                             sc.i[r].last.eq(self.i.payload.last)]
+            inner.d.comb += [arr.x[r].eq(sx.o[r]), arr.ctl[r].eq(sc.o[r])]
+        for c in range(cfg.cols):
+            inner.d.comb += [sw.i[c].eq(self.i.payload.w[c]), arr.w[c].eq(sw.o[c])]
+            inner.d.comb += [dk.i[c].eq(arr.out[c]), self.o.payload.data[c].eq(dk.o[c])]
+        # after the deskew every column is aligned with the last one (delay 0)
+        inner.d.comb += [self.o.valid.eq(arr.out_valid[cfg.cols - 1]),
+                         self.o.payload.last.eq(arr.out_last[cfg.cols - 1])]
+        m.submodules.inner = EnableInserter(en)(inner)
+        return m

@@ -1,0 +1,95 @@
+"""Arithmetic lanes: the multiplication-free replacements of a MAC's multiplier.
+
+Both lanes are combinational; the PE registers their outputs. Their numeric meaning is
+``docs/NUMERICS.md`` (adder_conv and shift_conv terms).
+"""
+
+from __future__ import annotations
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import LaneConfig, LaneKind
+
+
+def shift_weight_layout(cfg: LaneConfig) -> data.StructLayout:
+    """One shift weight: ``sign`` in {-1, 0, +1} (2-bit signed) and the left shift
+    ``s = exp_max - exp`` (``shift_bits`` wide; absent when ``shift_max == 0``)."""
+    fields: dict = {"sign": signed(2)}
+    if cfg.shift_bits:
+        fields["shift"] = unsigned(cfg.shift_bits)
+    return data.StructLayout(fields)
+
+
+def weight_shape(cfg: LaneConfig):
+    """The shape of one lane's weight port."""
+    if cfg.kind is LaneKind.ADDER:
+        return signed(cfg.data_bits)
+    return shift_weight_layout(cfg)
+
+
+def out_shape(cfg: LaneConfig):
+    return signed(cfg.out_bits) if cfg.out_signed else unsigned(cfg.out_bits)
+
+
+class AdderLane(wiring.Component):
+    """``y = |x - w|`` for signed ``data_bits``-wide ``x`` and ``w``; ``y`` is unsigned, same width
+    (``|x - w| <= 2**B - 1``). Combinational (latency 0)."""
+
+    latency = 0
+
+    def __init__(self, cfg: LaneConfig) -> None:
+        if cfg.kind is not LaneKind.ADDER:
+            raise ValueError(f"AdderLane needs an adder LaneConfig, not {cfg.kind}")
+        self._cfg = cfg
+        b = cfg.data_bits
+        super().__init__({"x": In(signed(b)), "w": In(signed(b)), "y": Out(unsigned(b))})
+
+    @property
+    def config(self) -> LaneConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self._cfg.data_bits
+        d = Signal(signed(b + 1))
+        m.d.comb += d.eq(self.x - self.w)
+        m.d.comb += self.y.eq(Mux(d[-1], -d, d)[:b])
+        return m
+
+
+class ShiftLane(wiring.Component):
+    """``y = sign * (x << s)``: the exact term of a shift conv aligned to ``2**-exp_max``.
+
+    ``y`` is signed ``data_bits + shift_max + 1`` bits. Shift amounts above ``shift_max`` are
+    outside the contract (the compiler never emits them). Combinational (latency 0).
+    """
+
+    latency = 0
+
+    def __init__(self, cfg: LaneConfig) -> None:
+        if cfg.kind is not LaneKind.SHIFT:
+            raise ValueError(f"ShiftLane needs a shift LaneConfig, not {cfg.kind}")
+        self._cfg = cfg
+        super().__init__({"x": In(signed(cfg.data_bits)), "w": In(shift_weight_layout(cfg)),
+                          "y": Out(signed(cfg.out_bits))})
+
+    @property
+    def config(self) -> LaneConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        mag = Signal(signed(cfg.data_bits + cfg.shift_max))
+        if cfg.shift_bits:
+            m.d.comb += mag.eq(self.x << self.w.shift)
+        else:
+            m.d.comb += mag.eq(self.x)
+        m.d.comb += self.y.eq(Mux(self.w.sign == 0, 0, Mux(self.w.sign[-1], -mag, mag)))
+        return m
+
+
+def make_lane(cfg: LaneConfig) -> AdderLane | ShiftLane:
+    return AdderLane(cfg) if cfg.kind is LaneKind.ADDER else ShiftLane(cfg)

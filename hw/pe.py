@@ -1,0 +1,93 @@
+"""The processing element: V lanes, a pipelined adder tree, an accumulator."""
+
+from __future__ import annotations
+
+from amaranth import Module, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.config import LaneKind, PEConfig
+from hw.lanes import make_lane, out_shape, weight_shape
+from hw.tree import AdderTree
+
+
+class ProcessingElement(wiring.Component):
+    """A dot-product engine, lock-step (no handshake: a systolic array drives it every cycle).
+
+    Each cycle with ``valid``, ``V`` lanes compute ``|x - w|`` (adder mode) or
+    ``sign * (x << s)`` (shift mode); the tree sums them; the accumulator adds the sum (shift
+    mode) or subtracts it (adder mode, so the result is ``-sum |x - w|``). ``first`` starts a new
+    dot product (the accumulator restarts from zero), ``last`` ends it: ``latency`` cycles after
+    the step with ``last``, ``result`` holds the dot product and ``result_valid`` pulses for one
+    cycle. ``result`` then holds until the next dot product ends.
+
+    Ports: ``x`` (V signed activations), ``w`` (V weights), ``valid``, ``first``, ``last`` in;
+    ``result`` (signed ``acc_bits``), ``result_valid`` out.
+    """
+
+    def __init__(self, cfg: PEConfig) -> None:
+        if not isinstance(cfg, PEConfig):
+            raise ValueError(f"cfg must be a PEConfig, not {cfg!r}")
+        self._cfg = cfg
+        lane = cfg.lane
+        super().__init__({
+            "x": In(data.ArrayLayout(signed(lane.data_bits), cfg.lanes)),
+            "w": In(data.ArrayLayout(weight_shape(lane), cfg.lanes)),
+            "valid": In(1), "first": In(1), "last": In(1),
+            "result": Out(signed(cfg.acc_bits)), "result_valid": Out(1),
+        })
+
+    @property
+    def config(self) -> PEConfig:
+        return self._cfg
+
+    @property
+    def latency(self) -> int:
+        """Cycles from a step with ``last`` to ``result_valid``: lane register, tree, accumulator."""
+        return self.latency_for(self._cfg)
+
+    @staticmethod
+    def latency_for(cfg: PEConfig) -> int:
+        return 1 + AdderTree.latency_for(cfg.lanes, cfg.tree_register_every) + 1
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        lane = cfg.lane
+        m.submodules.tree = tree = AdderTree(lane.out_bits, cfg.lanes,
+                                             signed_inputs=lane.out_signed,
+                                             register_every=cfg.tree_register_every)
+        for k in range(cfg.lanes):
+            lane = make_lane(cfg.lane)
+            m.submodules[f"lane_{k}"] = lane
+            reg = Signal(out_shape(cfg.lane), name=f"term_{k}")
+            m.d.comb += [lane.x.eq(self.x[k]), lane.w.eq(self.w[k])]
+            m.d.sync += reg.eq(lane.y)
+            m.d.comb += tree.i[k].eq(reg)
+
+        # Control follows the data through the lane register and the tree.
+        depth = 1 + tree.latency
+        ctl = [(self.valid, self.first, self.last)]
+        for d in range(depth):
+            v, f, la = (Signal(name=f"{n}_d{d + 1}") for n in ("valid", "first", "last"))
+            pv, pf, pl = ctl[-1]
+            m.d.sync += [v.eq(pv), f.eq(pf & pv), la.eq(pl & pv)]
+            ctl.append((v, f, la))
+        valid, first, last = ctl[-1]
+
+        acc = Signal(signed(cfg.acc_bits))
+        base = Signal(signed(cfg.acc_bits))
+        nxt = Signal(signed(cfg.acc_bits))
+        m.d.comb += base.eq(acc)
+        with m.If(first):
+            m.d.comb += base.eq(0)
+        if cfg.lane.kind is LaneKind.ADDER:
+            m.d.comb += nxt.eq(base - tree.o)
+        else:
+            m.d.comb += nxt.eq(base + tree.o)
+        with m.If(valid):
+            m.d.sync += acc.eq(nxt)
+        m.d.sync += self.result_valid.eq(valid & last)
+        with m.If(valid & last):
+            m.d.sync += self.result.eq(nxt)
+        return m
