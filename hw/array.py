@@ -18,7 +18,7 @@ invalid steps.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Const, Module, Signal, signed
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -145,7 +145,7 @@ class SystolicArray(wiring.Component):
                 m.d.sync += [chain[r].eq(chain[r + 1]) for r in range(rows - 1)]
                 m.d.sync += left.eq(left - 1)
             m.d.comb += [self.out[c].eq(chain[0]), self.out_valid[c].eq(left != 0),
-                         self.out_last[c].eq(left == 1)]
+                         self.out_last[c].eq(left == Const(1, left.shape()))]
         return m
 
 

@@ -82,11 +82,13 @@ class ShiftLane(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        mag = Signal(signed(cfg.data_bits + cfg.shift_max))
+        width = cfg.data_bits + cfg.shift_max
+        mag = Signal(signed(width))
+        m.d.comb += mag.eq(self.x)  # sign-extended to the shifted width
         if cfg.shift_bits:
-            m.d.comb += mag.eq(self.x << self.w.shift)
-        else:
-            m.d.comb += mag.eq(self.x)
+            shifted = Signal(signed(width))
+            m.d.comb += shifted.eq((mag << self.w.shift)[:width])
+            mag = shifted
         m.d.comb += self.y.eq(Mux(self.w.sign == 0, 0, Mux(self.w.sign[-1], -mag, mag)))
         return m
 

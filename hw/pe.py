@@ -78,13 +78,14 @@ class ProcessingElement(wiring.Component):
         acc = Signal(signed(cfg.acc_bits))
         base = Signal(signed(cfg.acc_bits))
         nxt = Signal(signed(cfg.acc_bits))
-        m.d.comb += base.eq(acc)
+        term = Signal(signed(cfg.acc_bits))  # the tree sum, extended to the accumulator's width
+        m.d.comb += [term.eq(tree.o), base.eq(acc)]
         with m.If(first):
             m.d.comb += base.eq(0)
         if cfg.lane.kind is LaneKind.ADDER:
-            m.d.comb += nxt.eq(base - tree.o)
+            m.d.comb += nxt.eq(base - term)
         else:
-            m.d.comb += nxt.eq(base + tree.o)
+            m.d.comb += nxt.eq(base + term)
         with m.If(valid):
             m.d.sync += acc.eq(nxt)
         m.d.sync += self.result_valid.eq(valid & last)

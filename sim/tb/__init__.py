@@ -1,0 +1,1 @@
+"""cocotb testbenches (run through ``sim.rtl.run`` under pytest, never on their own)."""
