@@ -67,7 +67,8 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
                            cwd=work, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - t0
         if r.returncode != 0:
-            raise SynthError(f"yosys failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+            out = (r.stderr.strip() or r.stdout.strip())[-800:]
+            raise SynthError(f"yosys failed ({r.returncode}): {out}")
         stat = json.loads((work / "stat.json").read_text())
         design = stat.get("design") or next(iter(stat["modules"].values()))
         cells = design.get("num_cells_by_type", {})

@@ -1,9 +1,12 @@
-"""Valid/ready stream models driven by the clock (no per-signal value-change triggers).
+"""Valid/ready stream models driven by one clock process.
 
-Timing discipline, used by every model here: inputs are driven right after a rising edge; the
-handshake is sampled at the falling edge, when everything driven and computed for the coming
-rising edge has settled. A transfer happens at the rising edge that follows a falling edge where
-``valid & ready`` was seen. This holds for registered and for combinational ``ready``/``valid``.
+Timing discipline: one coroutine per clock (:class:`ClockDriver`) serves every model on that clock.
+Each cycle it waits for the falling edge, lets every model drive its outputs for the coming rising
+edge (``drive``), waits for the ``ReadOnly`` phase so that combinational paths through the DUT
+have settled, and lets every model sample the handshake (``sample``): a transfer happens at the
+next rising edge exactly when ``valid & ready`` is seen there. This holds for registered and for
+combinational ``ready``/``valid``, and costs two scheduler resumptions per cycle however many
+models there are (one coroutine per model and edge made a 16x16 array bench 3x slower).
 
 Payloads are plain Python ints (the whole flattened payload vector): testbenches pack and unpack
 with :mod:`sim.pack`, so one value is written per transfer, not one per field.
@@ -15,11 +18,30 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.triggers import Event, FallingEdge, RisingEdge
+from cocotb.triggers import Event, FallingEdge, ReadOnly
 
 
 def _to_int(handle) -> int:
     return int(handle.value.to_unsigned())
+
+
+class ClockDriver:
+    """The single per-clock process behind the models of one testbench (create one per test:
+    cocotb ends a test's tasks when the test ends)."""
+
+    def __init__(self, clk) -> None:
+        self.clk = clk
+        self.models: list = []
+        cocotb.start_soon(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            await FallingEdge(self.clk)
+            for m in self.models:
+                m.drive()
+            await ReadOnly()
+            for m in self.models:
+                m.sample()
 
 
 class StreamSource:
@@ -29,44 +51,44 @@ class StreamSource:
     ``ready``; the payload holds until the transfer.
     """
 
-    def __init__(self, clk, valid, ready, payload, *, idle: float = 0.0,
+    def __init__(self, driver: ClockDriver, valid, ready, payload, *, idle: float = 0.0,
                  rng: random.Random | None = None) -> None:
-        self.clk, self.valid, self.ready, self.payload = clk, valid, ready, payload
+        self.valid, self.ready, self.payload = valid, ready, payload
         self.idle, self.rng = idle, rng or random.Random(0)
         self.queue: deque[int] = deque()
         self.sent = 0
         self._busy = self._fired = False
-        self._idle_event = Event()
+        self._done = Event()
         self.valid.value = 0
-        cocotb.start_soon(self._run())
+        driver.models.append(self)
 
     def send(self, items) -> None:
         self.queue.extend(int(v) for v in items)
-        self._idle_event.clear()
+        self._done.clear()
 
     async def wait_done(self) -> None:
         """Wait until every queued item has been transferred."""
         while self.queue:
-            await self._idle_event.wait()
+            self._done.clear()
+            await self._done.wait()
 
-    async def _run(self) -> None:
-        while True:
-            await RisingEdge(self.clk)
-            if self._fired:
-                self.queue.popleft()
-                self.sent += 1
-                self._busy = False
-                if not self.queue:
-                    self._idle_event.set()
-            if not self._busy:
-                if self.queue and not (self.idle and self.rng.random() < self.idle):
-                    self.payload.value = self.queue[0]
-                    self.valid.value = 1
-                    self._busy = True
-                else:
-                    self.valid.value = 0
-            await FallingEdge(self.clk)
-            self._fired = self._busy and bool(self.ready.value)
+    def drive(self) -> None:
+        if self._fired:  # the transfer happened at the rising edge just passed
+            self.queue.popleft()
+            self.sent += 1
+            self._busy = self._fired = False
+            if not self.queue:
+                self._done.set()
+        if not self._busy:
+            if self.queue and not (self.idle and self.rng.random() < self.idle):
+                self.payload.value = self.queue[0]
+                self.valid.value = 1
+                self._busy = True
+            else:
+                self.valid.value = 0
+
+    def sample(self) -> None:
+        self._fired = self._busy and bool(self.ready.value)
 
 
 class StreamSink:
@@ -75,41 +97,44 @@ class StreamSink:
     ``backpressure``: probability that ``ready`` is low in a cycle.
     """
 
-    def __init__(self, clk, valid, ready, payload, *, backpressure: float = 0.0,
+    def __init__(self, driver: ClockDriver, valid, ready, payload, *, backpressure: float = 0.0,
                  rng: random.Random | None = None) -> None:
-        self.clk, self.valid, self.ready, self.payload = clk, valid, ready, payload
+        self.valid, self.ready, self.payload = valid, ready, payload
         self.backpressure, self.rng = backpressure, rng or random.Random(1)
         self.items: list[int] = []
+        self._rdy = False
         self._got = Event()
         self.ready.value = 0
-        cocotb.start_soon(self._run())
+        driver.models.append(self)
 
     async def wait_for(self, count: int) -> None:
         while len(self.items) < count:
             self._got.clear()
             await self._got.wait()
 
-    async def _run(self) -> None:
-        while True:
-            await RisingEdge(self.clk)
-            rdy = not (self.backpressure and self.rng.random() < self.backpressure)
+    def drive(self) -> None:
+        rdy = not (self.backpressure and self.rng.random() < self.backpressure)
+        if rdy != self._rdy:
             self.ready.value = int(rdy)
-            await FallingEdge(self.clk)
-            if rdy and self.valid.value:
-                self.items.append(_to_int(self.payload))
-                self._got.set()
+            self._rdy = rdy
+
+    def sample(self) -> None:
+        if self._rdy and self.valid.value:
+            self.items.append(_to_int(self.payload))
+            self._got.set()
 
 
 class StreamMonitor:
     """Passively records the payload of every transfer on a stream (for scoreboards)."""
 
-    def __init__(self, clk, valid, ready, payload) -> None:
-        self.clk, self.valid, self.ready, self.payload = clk, valid, ready, payload
+    def __init__(self, driver: ClockDriver, valid, ready, payload) -> None:
+        self.valid, self.ready, self.payload = valid, ready, payload
         self.items: list[int] = []
-        cocotb.start_soon(self._run())
+        driver.models.append(self)
 
-    async def _run(self) -> None:
-        while True:
-            await FallingEdge(self.clk)
-            if self.valid.value and self.ready.value:
-                self.items.append(_to_int(self.payload))
+    def drive(self) -> None:
+        pass
+
+    def sample(self) -> None:
+        if self.valid.value and self.ready.value:
+            self.items.append(_to_int(self.payload))

@@ -12,7 +12,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, with_timeout
 
 from sim import golden
-from sim.models.stream import StreamMonitor, StreamSink, StreamSource
+from sim.models.stream import ClockDriver, StreamMonitor, StreamSink, StreamSource
 from sim.pack import pack, shift_weight, unpack
 from sim.tb.common import seeded, start_clock_and_reset, tb_config
 
@@ -24,11 +24,12 @@ class TB:
         self.R, self.C, self.V = cfg["rows"], cfg["cols"], cfg["lanes"]
         self.B, self.kind = cfg["data_bits"], cfg["kind"]
         self.wbits = self.B if self.kind == "adder" else 2 + cfg["shift_max"].bit_length()
-        self.source = StreamSource(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload,
+        drv = ClockDriver(dut.clk)
+        self.source = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload,
                                    idle=cfg.get("idle", 0.0), rng=self.rng)
-        self.sink = StreamSink(dut.clk, dut.o__valid, dut.o__ready, dut.o__payload,
+        self.sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload,
                                backpressure=cfg.get("backpressure", 0.0), rng=self.rng)
-        self.monitor = StreamMonitor(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload)
+        self.monitor = StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
 
     # ----------------------------------------------------------------- packing
     def step(self, x: np.ndarray, w: np.ndarray, first: bool, last: bool) -> int:
@@ -125,3 +126,31 @@ async def dot_products(dut, mode: str) -> None:
     for k, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, f"row {k} (tile {k // tb.R}, row {k % tb.R}): got {g}, want {w}"
     assert lasts == [(k % tb.R) == tb.R - 1 for k in range(len(got))], "last flags"
+
+
+@cocotb.test()
+async def throughput(dut) -> None:
+    """Stream ``cfg['tiles']`` random tiles back to back and record cycles and wall time
+    (``throughput.json`` in the run directory); results are still checked exactly."""
+    import json
+    import time
+
+    cfg = tb_config()
+    if not cfg.get("measure"):
+        return
+    tb = TB(dut, cfg)
+    await start_clock_and_reset(dut)
+    steps = []
+    for _ in range(cfg["tiles"]):
+        j = tb.V * cfg["steps"]
+        steps += tb.tile(tb.random_acts(j, "random"), tb.random_weights(j, "random"))
+    t0, c0 = time.perf_counter(), cocotb.utils.get_sim_time("ns")
+    tb.source.send(steps)
+    await tb.sink.wait_for(cfg["tiles"] * tb.R)
+    wall, cycles = time.perf_counter() - t0, (cocotb.utils.get_sim_time("ns") - c0) / 10
+    want = tb.reference(tb.monitor.items)
+    got = [tb.unrow(v)[0].tolist() for v in tb.sink.items]
+    assert got == want
+    with open("throughput.json", "w") as f:
+        json.dump({"cycles": cycles, "seconds": wall, "steps": len(steps),
+                   "cycles_per_second": cycles / wall}, f)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import cocotb
 from cocotb.triggers import ClockCycles, with_timeout
 
-from sim.models.stream import StreamMonitor, StreamSink, StreamSource
+from sim.models.stream import ClockDriver, StreamMonitor, StreamSink, StreamSource
 from sim.tb.common import seeded, start_clock_and_reset, tb_config
 
 
@@ -18,10 +18,11 @@ async def loopback(dut, traffic) -> None:
     cfg = tb_config()
     rng, _ = seeded(dut)
     idle, bp = traffic
-    src = StreamSource(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload, idle=idle, rng=rng)
-    sink = StreamSink(dut.clk, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=bp,
+    drv = ClockDriver(dut.clk)
+    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=idle, rng=rng)
+    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=bp,
                       rng=rng)
-    mon = StreamMonitor(dut.clk, dut.i__valid, dut.i__ready, dut.i__payload)
+    mon = StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
     await start_clock_and_reset(dut)
     items = [rng.getrandbits(cfg["width"]) for _ in range(cfg["items"])]
     src.send(items)

@@ -1,0 +1,102 @@
+"""The calibrated per-component cost model (LUTs and FFs), used for sizing.
+
+Synthesizing a 16x16 array takes minutes, so the generator estimates from a model instead: per lane
+kind, a PE costs
+
+    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*shift_bits*out_bits + c4*acc_bits
+
+(``out_bits`` the lane result width, ``shift_bits`` the width of the shift amount), fitted by least
+squares to a grid of ``synth_xilinx`` runs; an array adds a per-PE overhead (inter-PE registers,
+drain chain, skew/deskew and stream edges: linear in ``acc_bits`` and the operand widths) fitted
+to small ``ArrayCore`` syntheses. FFs are
+modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
+``gen/cost_model.json``; ``tests/test_cost_model.py`` checks the model against a fresh synthesis
+of an array outside the calibration set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from hw.config import ArrayConfig, LaneKind, PEConfig
+
+MODEL_FILE = Path(__file__).with_name("cost_model.json")
+
+
+def pe_features(pe: PEConfig) -> list[float]:
+    v, lane = pe.lanes, pe.lane
+    return [1.0, v, v * lane.out_bits, v * lane.shift_bits * lane.out_bits, pe.acc_bits]
+
+
+def array_overhead_features(cfg: ArrayConfig) -> list[float]:
+    """Per-PE overhead of an array: drain chain (acc_bits) and forwarded operands."""
+    pe, lane = cfg.pe, cfg.pe.lane
+    return [pe.acc_bits, pe.lanes * (lane.data_bits + lane.weight_bits)]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    lut: float
+    ff: float
+
+    def to_json(self) -> dict:
+        return {"lut": round(self.lut), "ff": round(self.ff)}
+
+
+class CostModel:
+    def __init__(self, doc: dict) -> None:
+        self.doc = doc
+
+    @classmethod
+    def load(cls, path: Path = MODEL_FILE) -> CostModel:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no cost model; run benchmarks/hw_area.py --calibrate")
+        return cls(json.loads(path.read_text()))
+
+    def pe(self, pe: PEConfig) -> Estimate:
+        kind = pe.lane.kind.value
+        if kind not in self.doc["pe"]:
+            raise KeyError(f"the cost model has no {kind!r} PE calibration")
+        f = np.array(pe_features(pe))
+        c = self.doc["pe"][kind]
+        return Estimate(float(f @ np.array(c["lut"])), float(f @ np.array(c["ff"])))
+
+    def array(self, cfg: ArrayConfig) -> Estimate:
+        pe = self.pe(cfg.pe)
+        f = np.array(array_overhead_features(cfg))
+        o = self.doc["array_overhead"]
+        n = cfg.rows * cfg.cols
+        return Estimate(n * (pe.lut + float(f @ np.array(o["lut"]))),
+                        n * (pe.ff + float(f @ np.array(o["ff"]))))
+
+
+def fit_pe(samples: list[tuple[PEConfig, dict]]) -> dict:
+    """Least-squares coefficients per lane kind from ``(config, {"lut", "ff"})`` samples."""
+    out = {}
+    for kind in LaneKind:
+        rows = [(pe_features(p), a) for p, a in samples if p.lane.kind is kind]
+        if not rows:
+            continue
+        x = np.array([r[0] for r in rows])
+        out[kind.value] = {k: np.linalg.lstsq(x, np.array([r[1][k] for r in rows]),
+                                              rcond=None)[0].round(4).tolist()
+                           for k in ("lut", "ff")}
+    return out
+
+
+def fit_overhead(model: CostModel, samples: list[tuple[ArrayConfig, dict]]) -> dict:
+    """Per-PE array overhead coefficients from whole-array syntheses."""
+    x, y = [], {"lut": [], "ff": []}
+    for cfg, a in samples:
+        n = cfg.rows * cfg.cols
+        pe = model.pe(cfg.pe)
+        x.append(array_overhead_features(cfg))
+        y["lut"].append(a["lut"] / n - pe.lut)
+        y["ff"].append(a["ff"] / n - pe.ff)
+    xa = np.array(x)
+    return {k: np.linalg.lstsq(xa, np.array(v), rcond=None)[0].round(4).tolist()
+            for k, v in y.items()}
