@@ -10,7 +10,6 @@ ResNet-20 ShiftAdd (random weights; the structure sets the cost).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -25,6 +24,7 @@ from gen.nn.models import build
 from gen.nn.train import TrainConfig, train_digits
 from gen.numerics import Precision
 from gen.quantize import quantize
+from gen.report import emit
 from sim import golden
 
 
@@ -72,11 +72,7 @@ def main() -> int:
     result["golden_resnet20_fix8_images_per_s"] = round(
         images_per_second(net, quantize_input(net, xr.numpy())), 2)
 
-    if args.json:
-        print(json.dumps(result, sort_keys=True))
-    else:
-        for k, v in result.items():
-            print(f"{k:40s} {v}")
+    emit(result, args.json)
     return 0
 
 

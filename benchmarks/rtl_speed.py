@@ -14,6 +14,7 @@ import random
 import sys
 import time
 
+from gen.report import emit
 from hw.array import ArrayCore
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from sim import rtl
@@ -47,11 +48,7 @@ def main() -> int:
            "build_seconds": round(build_s, 1), "build_cached": b.cached,
            "cycles": int(m["cycles"]), "cycles_per_second": round(m["cycles_per_second"]),
            "steps": m["steps"]}
-    if args.json:
-        print(json.dumps(out, sort_keys=True))
-    else:
-        for k, v in out.items():
-            print(f"{k:20s} {v}")
+    emit(out, args.json)
     return 0
 
 

@@ -7,7 +7,6 @@ Errors are one line on stderr (exit status 1); ``--debug`` shows the traceback i
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -25,10 +24,9 @@ def _log(msg: str) -> None:
 
 
 def _emit(args: argparse.Namespace, obj: dict, human: Callable[[], None]) -> None:
-    if getattr(args, "json", False):
-        print(json.dumps(obj, sort_keys=True))
-    else:
-        human()
+    from gen.report import emit
+
+    emit(obj, getattr(args, "json", False), human)
 
 
 # --------------------------------------------------------------------------- commands

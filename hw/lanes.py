@@ -33,22 +33,33 @@ def out_shape(cfg: LaneConfig):
     return signed(cfg.out_bits) if cfg.out_signed else unsigned(cfg.out_bits)
 
 
-class AdderLane(wiring.Component):
-    """``y = |x - w|`` for signed ``data_bits``-wide ``x`` and ``w``; ``y`` is unsigned, same width
-    (``|x - w| <= 2**B - 1``). Combinational (latency 0)."""
+class _Lane(wiring.Component):
+    """Common part of the lanes: one :class:`LaneConfig` of the lane's own kind, latency 0."""
 
+    kind: LaneKind
     latency = 0
 
-    def __init__(self, cfg: LaneConfig) -> None:
-        if cfg.kind is not LaneKind.ADDER:
-            raise ValueError(f"AdderLane needs an adder LaneConfig, not {cfg.kind}")
+    def __init__(self, cfg: LaneConfig, ports: dict) -> None:
+        if not isinstance(cfg, LaneConfig) or cfg.kind is not self.kind:
+            raise ValueError(f"{type(self).__name__} needs a {self.kind.value} LaneConfig, "
+                             f"not {cfg!r}")
         self._cfg = cfg
-        b = cfg.data_bits
-        super().__init__({"x": In(signed(b)), "w": In(signed(b)), "y": Out(unsigned(b))})
+        super().__init__(ports)
 
     @property
     def config(self) -> LaneConfig:
         return self._cfg
+
+
+class AdderLane(_Lane):
+    """``y = |x - w|`` for signed ``data_bits``-wide ``x`` and ``w``; ``y`` is unsigned, same width
+    (``|x - w| <= 2**B - 1``). Combinational (latency 0)."""
+
+    kind = LaneKind.ADDER
+
+    def __init__(self, cfg: LaneConfig) -> None:
+        b = cfg.data_bits
+        super().__init__(cfg, {"x": In(signed(b)), "w": In(signed(b)), "y": Out(unsigned(b))})
 
     def elaborate(self, platform):
         m = Module()
@@ -59,7 +70,7 @@ class AdderLane(wiring.Component):
         return m
 
 
-class ShiftLane(wiring.Component):
+class ShiftLane(_Lane):
     """The term ``sign * (x << s)`` of a shift conv, aligned to ``2**-exp_max``, as a ones'
     complement pair: ``y + neg == sign * (x << s)``.
 
@@ -70,18 +81,11 @@ class ShiftLane(wiring.Component):
     contract (the compiler never emits them). Combinational (latency 0).
     """
 
-    latency = 0
+    kind = LaneKind.SHIFT
 
     def __init__(self, cfg: LaneConfig) -> None:
-        if cfg.kind is not LaneKind.SHIFT:
-            raise ValueError(f"ShiftLane needs a shift LaneConfig, not {cfg.kind}")
-        self._cfg = cfg
-        super().__init__({"x": In(signed(cfg.data_bits)), "w": In(shift_weight_layout(cfg)),
-                          "y": Out(signed(cfg.out_bits)), "neg": Out(1)})
-
-    @property
-    def config(self) -> LaneConfig:
-        return self._cfg
+        super().__init__(cfg, {"x": In(signed(cfg.data_bits)), "w": In(shift_weight_layout(cfg)),
+                               "y": Out(signed(cfg.out_bits)), "neg": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -99,21 +103,14 @@ class ShiftLane(wiring.Component):
         return m
 
 
-class MacLane(wiring.Component):
+class MacLane(_Lane):
     """``y = x * w`` (signed): the multiplier a ShiftAddNet removes. Area baseline only."""
 
-    latency = 0
+    kind = LaneKind.MAC
 
     def __init__(self, cfg: LaneConfig) -> None:
-        if cfg.kind is not LaneKind.MAC:
-            raise ValueError(f"MacLane needs a MAC LaneConfig, not {cfg.kind}")
-        self._cfg = cfg
         b = cfg.data_bits
-        super().__init__({"x": In(signed(b)), "w": In(signed(b)), "y": Out(signed(2 * b))})
-
-    @property
-    def config(self) -> LaneConfig:
-        return self._cfg
+        super().__init__(cfg, {"x": In(signed(b)), "w": In(signed(b)), "y": Out(signed(2 * b))})
 
     def elaborate(self, platform):
         m = Module()
