@@ -19,6 +19,7 @@ from collections import deque
 
 import cocotb
 from cocotb.triggers import Event, FallingEdge, ReadOnly
+from cocotb.utils import get_sim_time
 
 
 def _to_int(handle) -> int:
@@ -102,6 +103,7 @@ class StreamSink:
         self.valid, self.ready, self.payload = valid, ready, payload
         self.backpressure, self.rng = backpressure, rng or random.Random(1)
         self.items: list[int] = []
+        self.times: list[int] = []  # sim time (ns) of the falling edge before each transfer
         self._rdy = False
         self._got = Event()
         self.ready.value = 0
@@ -121,6 +123,7 @@ class StreamSink:
     def sample(self) -> None:
         if self._rdy and self.valid.value:
             self.items.append(_to_int(self.payload))
+            self.times.append(get_sim_time("ns"))
             self._got.set()
 
 
@@ -130,6 +133,7 @@ class StreamMonitor:
     def __init__(self, driver: ClockDriver, valid, ready, payload) -> None:
         self.valid, self.ready, self.payload = valid, ready, payload
         self.items: list[int] = []
+        self.times: list[int] = []
         driver.models.append(self)
 
     def drive(self) -> None:
@@ -138,3 +142,4 @@ class StreamMonitor:
     def sample(self) -> None:
         if self.valid.value and self.ready.value:
             self.items.append(_to_int(self.payload))
+            self.times.append(get_sim_time("ns"))

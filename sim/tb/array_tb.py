@@ -154,3 +154,27 @@ async def throughput(dut) -> None:
     with open("throughput.json", "w") as f:
         json.dump({"cycles": cycles, "seconds": wall, "steps": len(steps),
                    "cycles_per_second": cycles / wall}, f)
+
+
+@cocotb.test()
+async def schedule(dut) -> None:
+    """Back-to-back tiles of ``cfg['tile_steps']`` steps; writes the measured cycle count from the
+    first accepted step to the last result row (``schedule.json``). Results are checked too."""
+    import json
+
+    cfg = tb_config()
+    if "tile_steps" not in cfg:
+        return
+    tb = TB(dut, cfg)
+    await start_clock_and_reset(dut)
+    steps = []
+    for s in cfg["tile_steps"]:
+        j = tb.V * s
+        steps += tb.tile(tb.random_acts(j, "random"), tb.random_weights(j, "random"))
+    tb.source.send(steps)
+    rows = len(cfg["tile_steps"]) * tb.R
+    await with_timeout(tb.sink.wait_for(rows), 100 * (len(steps) + rows + 200), "ns")
+    assert [tb.unrow(v)[0].tolist() for v in tb.sink.items] == tb.reference(tb.monitor.items)
+    cycles = int(tb.sink.times[-1] - tb.monitor.times[0]) // 10 + 1
+    with open("schedule.json", "w") as f:
+        json.dump({"cycles": cycles}, f)
