@@ -25,6 +25,14 @@ def test_lint_clean(tmp_path, top):
     assert rtl.lint(v) == []
 
 
+def test_register_file_lint_clean(tmp_path):
+    from hw.regfile import RegisterFile
+
+    v = tmp_path / "top.v"
+    v.write_text(rtl.verilog(RegisterFile(0x12345678)))
+    assert rtl.lint(v) == []
+
+
 def test_lint_catches_real_problems(tmp_path):
     """The waivers are narrow: a genuine problem (a latch / combinational loop) still fails."""
     v = tmp_path / "bad.v"

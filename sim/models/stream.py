@@ -23,7 +23,34 @@ from cocotb.utils import get_sim_time
 
 
 def _to_int(handle) -> int:
+    if isinstance(handle, Fields):
+        return handle.read()
     return int(handle.value.to_unsigned())
+
+
+class Fields:
+    """Several DUT signals seen as one payload integer, first signal at bit 0 — for buses whose
+    channel carries separate signals (AXI ``wdata`` + ``wstrb``, ``rdata`` + ``rresp``)."""
+
+    def __init__(self, *parts: tuple[object, int]) -> None:
+        self.parts = parts
+
+    def read(self) -> int:
+        v, pos = 0, 0
+        for handle, width in self.parts:
+            v |= int(handle.value.to_unsigned()) << pos
+            pos += width
+        return v
+
+    @property
+    def value(self) -> int:
+        return self.read()
+
+    @value.setter
+    def value(self, v: int) -> None:
+        for handle, width in self.parts:
+            handle.value = v & ((1 << width) - 1)
+            v >>= width
 
 
 class ClockDriver:
