@@ -21,6 +21,7 @@ from hw.array import ArrayCore
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from hw.lanes import make_lane
 from hw.pe import ProcessingElement
+from hw.ppu import RequantConfig, Requantizer
 
 ADDER8 = LaneConfig(LaneKind.ADDER, 8)
 SHIFT8_K7 = LaneConfig(LaneKind.SHIFT, 8, 7)
@@ -94,6 +95,7 @@ def main() -> int:
         for v in (8, 16):
             row(f"pe_{tag}_v{v}", ProcessingElement(pe_cfg(lane, v)), per=v)
     row("pe_mac_lut_only_v16", ProcessingElement(pe_cfg(MAC8, 16)), per=16, dsp=False)
+    row("requantizer_fix8", Requantizer(RequantConfig(26, 40, 8)))
     if not args.skip_array:
         cfg = ArrayConfig(pe_cfg(ADDER8, 8), 16, 16)
         row("array_adder_16x16_v8", ArrayCore(cfg), per=16 * 16 * 8)

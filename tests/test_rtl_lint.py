@@ -25,11 +25,15 @@ def test_lint_clean(tmp_path, top):
     assert rtl.lint(v) == []
 
 
-def test_register_file_lint_clean(tmp_path):
+@pytest.mark.parametrize("which", ["regfile", "requantizer"])
+def test_control_and_ppu_lint_clean(tmp_path, which):
+    from hw.ppu import RequantConfig, Requantizer
     from hw.regfile import RegisterFile
 
+    comp = RegisterFile(0x12345678) if which == "regfile" else \
+        Requantizer(RequantConfig(26, 40, 8))
     v = tmp_path / "top.v"
-    v.write_text(rtl.verilog(RegisterFile(0x12345678)))
+    v.write_text(rtl.verilog(comp))
     assert rtl.lint(v) == []
 
 

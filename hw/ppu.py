@@ -1,0 +1,99 @@
+"""Post-processing: the ``requant`` op of ``docs/NUMERICS.md`` in hardware.
+
+``y = sat_B(relu?(rshift_round(acc * mult + bias, shift)))`` — the only multiplication in the
+accelerator lives here (per output value, not per lane); on a 7-series part Vivado maps
+``acc * mult`` to DSP48E1 slices. The compute array uses none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import EnableInserter
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from gen.numerics import MULT_BITS
+
+
+@dataclass(frozen=True)
+class RequantConfig:
+    """``acc_bits``: accumulator width in; ``bias_bits``: width of the per-channel bias;
+    ``out_bits``: 8 (FIX8) or 32 (FIX32)."""
+
+    acc_bits: int
+    bias_bits: int
+    out_bits: int
+
+    def __post_init__(self) -> None:
+        for name, v, lo, hi in (("acc_bits", self.acc_bits, 2, 64),
+                                ("bias_bits", self.bias_bits, 2, 64),
+                                ("out_bits", self.out_bits, 2, 32)):
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
+
+    @property
+    def sum_bits(self) -> int:
+        """Width of ``acc * mult + bias`` (exact)."""
+        return max(self.acc_bits + MULT_BITS, self.bias_bits) + 1
+
+
+def requant_layouts(cfg: RequantConfig) -> tuple[data.StructLayout, data.StructLayout]:
+    i = data.StructLayout({"acc": signed(cfg.acc_bits), "mult": signed(MULT_BITS),
+                           "bias": signed(cfg.bias_bits)})
+    o = data.StructLayout({"y": signed(cfg.out_bits)})
+    return i, o
+
+
+class Requantizer(wiring.Component):
+    """Pipelined requantization with stream handshakes at both ends.
+
+    Per item: ``acc``, ``mult``, ``bias`` (the channel's parameters travel with the value).
+    Per layer (held constant while a layer runs): ``shift`` (0..62) and ``relu``.
+    Stages: product and bias (1), rounding add and shift (2), clamp (3): ``latency`` = 3. The
+    pipeline freezes while the output is valid and not ready.
+    """
+
+    latency = 3
+
+    def __init__(self, cfg: RequantConfig) -> None:
+        if not isinstance(cfg, RequantConfig):
+            raise ValueError(f"cfg must be a RequantConfig, not {cfg!r}")
+        self._cfg = cfg
+        i, o = requant_layouts(cfg)
+        super().__init__({"i": In(stream.Signature(i)), "o": Out(stream.Signature(o)),
+                          "shift": In(unsigned(6)), "relu": In(1)})
+
+    @property
+    def config(self) -> RequantConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        p = Module()
+        width = cfg.sum_bits
+
+        # stage 1: v = acc * mult + bias
+        v = Signal(signed(width))
+        v1 = Signal()
+        p.d.sync += [v.eq(self.i.payload.acc * self.i.payload.mult + self.i.payload.bias),
+                     v1.eq(self.i.valid)]
+        # stage 2: rshift_round(v, shift) = (v + 2**(shift-1)) >> shift  (shift 0: v)
+        half = Signal(unsigned(63))
+        m.d.comb += half.eq(Mux(self.shift == 0, 0, 1 << (self.shift - 1)[:6]))
+        r = Signal(signed(width))
+        r1 = Signal()
+        p.d.sync += [r.eq((v + half) >> self.shift), r1.eq(v1)]
+        # stage 3: relu, saturate
+        lo, hi = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
+        x = Signal(signed(width))
+        m.d.comb += x.eq(Mux(self.relu & r[-1], 0, r))
+        y = Signal(signed(cfg.out_bits))
+        p.d.sync += [y.eq(Mux(x > hi, hi, Mux(x < lo, lo, x))), self.o.valid.eq(r1)]
+        m.d.comb += self.o.payload.y.eq(y)
+        m.submodules.pipe = EnableInserter(en)(p)
+        return m
