@@ -40,9 +40,9 @@ def main() -> int:
     build_s = b.seconds if not b.cached else time.perf_counter() - t0
     tb = {"kind": args.kind, "data_bits": 8, "shift_max": smax, "lanes": args.lanes,
           "rows": args.rows, "cols": args.cols, "acc_bits": acc, "steps": steps,
-          "tiles": args.tiles, "measure": True}
+          "tiles": args.tiles}
     run_dir = rtl.run(b, "sim.tb.array_tb", tb, seed=random.randrange(2**31),
-                      testcase="throughput")
+                      tests="throughput")
     m = json.loads((run_dir / "throughput.json").read_text())
     out = {"array": f"{args.rows}x{args.cols}x{args.lanes} {args.kind}",
            "build_seconds": round(build_s, 1), "build_cached": b.cached,

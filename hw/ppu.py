@@ -97,3 +97,74 @@ class Requantizer(wiring.Component):
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m
+
+
+@dataclass(frozen=True)
+class AddConfig:
+    """Residual add of two ``in_bits`` operands into ``out_bits`` (``shift_max``: the largest
+    alignment or rounding shift a layer may ask for)."""
+
+    in_bits: int
+    out_bits: int
+    shift_max: int = 31
+
+    def __post_init__(self) -> None:
+        for name, v, lo, hi in (("in_bits", self.in_bits, 2, 32), ("out_bits", self.out_bits, 2, 32),
+                                ("shift_max", self.shift_max, 0, 62)):
+            if not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
+
+    @property
+    def sum_bits(self) -> int:
+        return self.in_bits + self.shift_max + 1
+
+
+class ResidualAdder(wiring.Component):
+    """The ``add`` op: ``y = sat(relu?(rshift_round((a << sa) + (b << sb), s)))``.
+
+    ``sa = F - frac(a)``, ``sb = F - frac(b)`` and ``s = F - frac(y)`` (``F = max(frac(a),
+    frac(b))``) are per-layer ports, like ``relu``. Stream in (``a``, ``b``), stream out (``y``);
+    ``latency`` = 2 (align and add, then round, rectify and clamp).
+    """
+
+    latency = 2
+
+    def __init__(self, cfg: AddConfig) -> None:
+        if not isinstance(cfg, AddConfig):
+            raise ValueError(f"cfg must be an AddConfig, not {cfg!r}")
+        self._cfg = cfg
+        sb = cfg.shift_max.bit_length()
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"a": signed(cfg.in_bits),
+                                                        "b": signed(cfg.in_bits)}))),
+            "o": Out(stream.Signature(data.StructLayout({"y": signed(cfg.out_bits)}))),
+            "shift_a": In(unsigned(sb)), "shift_b": In(unsigned(sb)),
+            "shift": In(unsigned(sb)), "relu": In(1)})
+
+    @property
+    def config(self) -> AddConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        p = Module()
+        width = cfg.sum_bits
+        total = Signal(signed(width))
+        v1 = Signal()
+        p.d.sync += [total.eq((self.i.payload.a << self.shift_a) +
+                              (self.i.payload.b << self.shift_b)), v1.eq(self.i.valid)]
+        half = Signal(unsigned(63))
+        m.d.comb += half.eq(Mux(self.shift == 0, 0, 1 << (self.shift - 1)[:len(self.shift)]))
+        r = Signal(signed(width))
+        m.d.comb += r.eq((total + half) >> self.shift)
+        x = Signal(signed(width))
+        m.d.comb += x.eq(Mux(self.relu & r[-1], 0, r))
+        lo, hi = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
+        y = Signal(signed(cfg.out_bits))
+        p.d.sync += [y.eq(Mux(x > hi, hi, Mux(x < lo, lo, x))), self.o.valid.eq(v1)]
+        m.d.comb += self.o.payload.y.eq(y)
+        m.submodules.pipe = EnableInserter(en)(p)
+        return m

@@ -164,10 +164,11 @@ def build(make_top, name: str, key: dict, *, waves: bool = False) -> Build:
         return Build(name, directory, seconds, False)
 
 
-def run(b: Build, test_module: str, config: dict, *, seed: int, testcase: str | None = None
+def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | None = None
         ) -> Path:
     """Run cocotb ``test_module`` against build ``b``; raise :class:`RTLTestFailure` on failure.
 
+    ``tests`` is a regular expression selecting cocotb tests by name (``None``: all of them).
     Each run gets its own results directory (safe under pytest-xdist). Returns that directory.
     """
     from cocotb_tools.check_results import get_results
@@ -183,7 +184,7 @@ def run(b: Build, test_module: str, config: dict, *, seed: int, testcase: str | 
     try:
         results = runner.test(test_module=test_module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
                               build_dir=b.directory / "obj", test_dir=run_dir, seed=seed,
-                              testcase=testcase, extra_env=extra,
+                              test_filter=tests, extra_env=extra,
                               results_xml=str(run_dir / "results.xml"),
                               log_file=run_dir / "sim.log")
     except SystemExit:  # the runner exits when tests fail; the results file says which

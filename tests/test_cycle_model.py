@@ -19,7 +19,7 @@ def test_cycle_model_matches_rtl(tile_steps, seed):
     build = rtl.build(lambda: ArrayCore(cfg), "cycles_adder_4x3x4", {"cfg": repr(cfg)})
     tb = {"kind": "adder", "data_bits": 8, "shift_max": 0, "lanes": 4, "rows": 4, "cols": 3,
           "acc_bits": 20, "steps": 1, "tiles": 1, "tile_steps": tile_steps}
-    run_dir = rtl.run(build, "sim.tb.array_tb", tb, seed=seed, testcase="schedule")
+    run_dir = rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="schedule")
     measured = int(json.loads((run_dir / "schedule.json").read_text())["cycles"])
     assert measured == schedule_cycles(tile_steps, cfg)  # exact, not just within 2 %
 

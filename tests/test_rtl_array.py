@@ -38,4 +38,4 @@ def test_array_core(name, traffic, seed):
           "cols": cols, "acc_bits": acc, "steps": steps, "tiles": 6,
           "idle": 0.3 if traffic != "smooth" else 0.0,
           "backpressure": 0.4 if traffic != "smooth" else 0.0}
-    rtl.run(build, "sim.tb.array_tb", tb, seed=seed)
+    rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")

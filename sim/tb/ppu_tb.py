@@ -69,3 +69,56 @@ async def requant(dut, mode, traffic):
                              [int(s[2][0]) for s in seen], shift, bool(relu), ab, ob)
             got = [int(unpack(v, [(1, ob, True)])[0][0]) for v in sink.items[base_out:]]
             assert got == want, f"shift {shift} relu {relu}: got {got[:8]}, want {want[:8]}"
+
+
+def add_reference(a, b, fa, fb, fy, relu, bits_in, bits_out):
+    """Outputs of the golden model's add op for item lists ``a``, ``b``."""
+    from gen.ir import Add
+
+    n = len(a)
+    ta = TensorSpec("a", (n, 1, 1), Format(bits_in, fa))
+    tb_ = TensorSpec("b", (n, 1, 1), Format(bits_in, fb))
+    ty = TensorSpec("y", (n, 1, 1), Format(bits_out, fy))
+    ident = Requant(name="mk_b", inputs=("a",), output="b", mult=np.ones(n, np.int64),
+                    bias=np.zeros(n, np.int64), shift=0)
+    op = Add(name="add", inputs=("a", "b"), output="y", relu=relu)
+    net = IntegerNetwork("add", Precision.FIX8 if bits_out == 8 else Precision.FIX32, "a", "y",
+                         {"a": ta, "b": tb_, "y": ty}, [ident, op])
+    env = {"a": np.array(a, np.int64).reshape(1, n, 1, 1),
+           "b": np.array(b, np.int64).reshape(1, n, 1, 1)}
+    return golden.run_op(net, op, env).ravel().tolist()
+
+
+@cocotb.test()
+@cocotb.parametrize(traffic=[(0.0, 0.0), (0.4, 0.5)])
+async def residual_add(dut, traffic):
+    cfg = tb_config()
+    rng, nrng = seeded(dut)
+    ib, ob = cfg["in_bits"], cfg["out_bits"]
+    drv = ClockDriver(dut.clk)
+    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=traffic[0], rng=rng)
+    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=traffic[1],
+                      rng=rng)
+    mon = StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
+    for s in ("shift_a", "shift_b", "shift", "relu"):
+        getattr(dut, s).value = 0
+    await start_clock_and_reset(dut)
+    lo, hi = -(1 << (ib - 1)), (1 << (ib - 1)) - 1
+    for fa, fb, fy in cfg["fracs"]:
+        for relu in (0, 1):
+            n = 30
+            a = nrng.choice([lo, hi, 0, -1, *nrng.integers(lo, hi, 4, endpoint=True)], n)
+            b = nrng.choice([lo, hi, 0, 1, *nrng.integers(lo, hi, 4, endpoint=True)], n)
+            big = max(fa, fb)
+            await FallingEdge(dut.clk)
+            dut.shift_a.value, dut.shift_b.value = big - fa, big - fb
+            dut.shift.value, dut.relu.value = big - fy, relu
+            base_in, base_out = len(mon.items), len(sink.items)
+            src.send(pack([(a[k:k + 1], ib), (b[k:k + 1], ib)]) for k in range(n))
+            await with_timeout(sink.wait_for(base_out + n), 100 * 50 * n, "ns")
+            await ClockCycles(dut.clk, 2)
+            seen = [unpack(v, [(1, ib, True), (1, ib, True)]) for v in mon.items[base_in:]]
+            want = add_reference([int(s[0][0]) for s in seen], [int(s[1][0]) for s in seen],
+                                 fa, fb, fy, bool(relu), ib, ob)
+            got = [int(unpack(v, [(1, ob, True)])[0][0]) for v in sink.items[base_out:]]
+            assert got == want, f"fracs {fa, fb, fy} relu {relu}: got {got[:8]}, want {want[:8]}"
