@@ -1,4 +1,4 @@
-"""Post-processing: the ``requant`` op of ``docs/NUMERICS.md`` in hardware.
+"""Post-processing units: the ``requant``, ``add`` and ``avgpool`` ops of ``docs/NUMERICS.md``.
 
 ``y = sat_B(relu?(rshift_round(acc * mult + bias, shift)))`` — the only multiplication in the
 accelerator lives here (per output value, not per lane); on a 7-series part Vivado maps
@@ -165,6 +165,74 @@ class ResidualAdder(wiring.Component):
         lo, hi = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
         y = Signal(signed(cfg.out_bits))
         p.d.sync += [y.eq(Mux(x > hi, hi, Mux(x < lo, lo, x))), self.o.valid.eq(v1)]
+        m.d.comb += self.o.payload.y.eq(y)
+        m.submodules.pipe = EnableInserter(en)(p)
+        return m
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """Average pooling of ``bits``-wide values over windows of up to ``max_window`` items."""
+
+    bits: int
+    max_window: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
+            raise ValueError(f"bits must be an integer in 2..32, not {self.bits!r}")
+        if not isinstance(self.max_window, int) or self.max_window < 1:
+            raise ValueError(f"max_window must be a positive integer, not {self.max_window!r}")
+
+    @property
+    def sum_bits(self) -> int:
+        return self.bits + (self.max_window - 1).bit_length()
+
+
+class AvgPooler(wiring.Component):
+    """The ``avgpool`` op on a stream: items ``x`` with ``first``/``last`` marking a window; at
+    each ``last`` it emits ``y = sat(rshift_round(sum, shift))`` (``shift = log2(k*k) + frac(x)
+    - frac(y)``, a per-layer port; the hardware shifts right only, so the generator must keep
+    ``frac(y) <= log2(k*k) + frac(x)`` — the quantizer uses ``frac(y) = frac(x)``). Windows are
+    contiguous in the stream (the engine orders them). ``latency`` = 2 from the ``last`` item.
+    """
+
+    latency = 2
+
+    def __init__(self, cfg: PoolConfig) -> None:
+        if not isinstance(cfg, PoolConfig):
+            raise ValueError(f"cfg must be a PoolConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"x": signed(cfg.bits), "first": 1,
+                                                        "last": 1}))),
+            "o": Out(stream.Signature(data.StructLayout({"y": signed(cfg.bits)}))),
+            "shift": In(unsigned(6))})
+
+    @property
+    def config(self) -> PoolConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        p = Module()
+        acc = Signal(signed(cfg.sum_bits))
+        total = Signal(signed(cfg.sum_bits))
+        m.d.comb += total.eq(Mux(self.i.payload.first, 0, acc) + self.i.payload.x)
+        done = Signal()
+        s = Signal(signed(cfg.sum_bits))
+        with p.If(self.i.valid):
+            p.d.sync += acc.eq(total)
+        p.d.sync += [done.eq(self.i.valid & self.i.payload.last), s.eq(total)]
+        half = Signal(unsigned(63))
+        m.d.comb += half.eq(Mux(self.shift == 0, 0, 1 << (self.shift - 1)[:6]))
+        r = Signal(signed(cfg.sum_bits + 1))
+        m.d.comb += r.eq((s + half) >> self.shift)
+        lo, hi = -(1 << (cfg.bits - 1)), (1 << (cfg.bits - 1)) - 1
+        y = Signal(signed(cfg.bits))
+        p.d.sync += [y.eq(Mux(r > hi, hi, Mux(r < lo, lo, r))), self.o.valid.eq(done)]
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m

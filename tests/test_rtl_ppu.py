@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from hw.ppu import AddConfig, RequantConfig, Requantizer, ResidualAdder
+from hw.ppu import (
+    AddConfig,
+    AvgPooler,
+    PoolConfig,
+    RequantConfig,
+    Requantizer,
+    ResidualAdder,
+)
 from sim import rtl
 
 
@@ -24,3 +31,13 @@ def test_residual_adder(in_bits, out_bits, seed):
     fracs = [(4, 4, 4), (3, 6, 5), (6, 2, 2), (5, 5, 3), (2, 7, 7), (7, 0, 4)]
     rtl.run(build, "sim.tb.ppu_tb", {"in_bits": in_bits, "out_bits": out_bits,
                                      "fracs": fracs}, seed=seed, tests="residual_add")
+
+
+@pytest.mark.parametrize("bits,kernel", [(8, 4), (8, 8), (32, 2)])
+def test_avg_pooler(bits, kernel, seed):
+    cfg = PoolConfig(bits, kernel * kernel)
+    build = rtl.build(lambda: AvgPooler(cfg), "avgpool", {"cfg": repr(cfg)})
+    # fy < fx only within what the output can still hold: the golden rule saturates the rest
+    fracs = [(5, 5), (5, 4), (3, 5), (6, 2)]
+    rtl.run(build, "sim.tb.ppu_tb", {"bits": bits, "kernel": kernel, "fracs": fracs}, seed=seed,
+            tests="avgpool")

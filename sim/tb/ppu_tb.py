@@ -122,3 +122,46 @@ async def residual_add(dut, traffic):
                                  fa, fb, fy, bool(relu), ib, ob)
             got = [int(unpack(v, [(1, ob, True)])[0][0]) for v in sink.items[base_out:]]
             assert got == want, f"fracs {fa, fb, fy} relu {relu}: got {got[:8]}, want {want[:8]}"
+
+
+@cocotb.test()
+@cocotb.parametrize(traffic=[(0.0, 0.0), (0.4, 0.5)])
+async def avgpool(dut, traffic):
+    """Windows of k*k items (k from the config) against the golden avgpool op."""
+    from gen.ir import AvgPool
+
+    cfg = tb_config()
+    rng, nrng = seeded(dut)
+    bits, k = cfg["bits"], cfg["kernel"]
+    drv = ClockDriver(dut.clk)
+    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=traffic[0], rng=rng)
+    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=traffic[1],
+                      rng=rng)
+    dut.shift.value = 0
+    await start_clock_and_reset(dut)
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    for fx, fy in cfg["fracs"]:
+        c = 12  # windows (channels), each a k x k map pooled to 1x1
+        x = nrng.integers(lo, hi, (1, c, k, k), endpoint=True)
+        x[0, 0] = hi   # saturating and most negative windows
+        x[0, 1] = lo
+        tx = TensorSpec("x", (c, k, k), Format(bits, fx))
+        ty = TensorSpec("y", (c, 1, 1), Format(bits, fy))
+        op = AvgPool(name="pool", inputs=("x",), output="y", kernel=k)
+        net = IntegerNetwork("pool", Precision.FIX8 if bits == 8 else Precision.FIX32, "x", "y",
+                             {"x": tx, "y": ty}, [op])
+        want = golden.run_op(net, op, {"x": x}).ravel().tolist()
+        await FallingEdge(dut.clk)
+        dut.shift.value = (k * k).bit_length() - 1 + fx - fy
+        base = len(sink.items)
+        items = []
+        for ch in range(c):
+            flat = x[0, ch].ravel()
+            for j, v in enumerate(flat):
+                items.append(pack([([int(v)], bits), ([int(j == 0)], 1),
+                                   ([int(j == len(flat) - 1)], 1)]))
+        src.send(items)
+        await with_timeout(sink.wait_for(base + c), 100 * 50 * len(items), "ns")
+        await ClockCycles(dut.clk, 2)
+        got = [int(unpack(v, [(1, bits, True)])[0][0]) for v in sink.items[base:]]
+        assert got == want, f"fracs {fx, fy}: got {got}, want {want}"
