@@ -1,0 +1,53 @@
+"""Tensor packing for the wire and the DMA: pure functions, numpy only (runs on the board).
+
+A packed tensor is its integers in row-major (NCHW) order, little-endian, ``int8`` for FIX8 and
+``int32`` for FIX32 — the layout the manifest declares. Unpacking checks the byte count, the
+shape and the dtype, and never reinterprets bad input silently.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+DTYPES = {"fix8": np.dtype("<i1"), "fix32": np.dtype("<i4")}
+
+
+class TensorError(ValueError):
+    """A tensor whose shape, dtype, size or values do not match what was declared."""
+
+
+def dtype_for(precision: str) -> np.dtype:
+    try:
+        return DTYPES[precision]
+    except KeyError:
+        raise TensorError(f"precision must be 'fix8' or 'fix32', not {precision!r}") from None
+
+
+def check_shape(shape) -> tuple[int, ...]:
+    if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 8 or not all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 24 for d in shape):
+        raise TensorError(f"shape must be 1 to 8 non-negative integers, not {shape!r}")
+    return tuple(shape)
+
+
+def pack(values: np.ndarray, precision: str) -> bytes:
+    """Integers -> bytes. Values outside the precision's range are an error (no wrap-around)."""
+    dt = dtype_for(precision)
+    a = np.asarray(values)
+    if not np.issubdtype(a.dtype, np.integer):
+        raise TensorError(f"pack needs integers, not {a.dtype}")
+    info = np.iinfo(dt)
+    if a.size and (a.min() < info.min or a.max() > info.max):
+        raise TensorError(f"values outside {precision}'s range [{info.min}, {info.max}]")
+    return np.ascontiguousarray(a, dtype=dt).tobytes()
+
+
+def unpack(data: bytes | memoryview, shape, precision: str) -> np.ndarray:
+    """Bytes -> int64 array of ``shape``; the byte count must match exactly."""
+    dt = dtype_for(precision)
+    shape = check_shape(shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    if len(data) != n * dt.itemsize:
+        raise TensorError(f"{len(data)} bytes for shape {list(shape)} in {precision} "
+                          f"(expected {n * dt.itemsize})")
+    return np.frombuffer(data, dtype=dt).astype(np.int64).reshape(shape)
