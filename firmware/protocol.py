@@ -58,7 +58,7 @@ class Frame:
     kind: Kind
     req_id: int = 0
     meta: dict = field(default_factory=dict)
-    blob: bytes = b""
+    blob: bytes | bytearray | memoryview = b""  # decoded frames hold a view of the payload
 
     def encode(self) -> bytes:
         return encode(self)
@@ -73,7 +73,7 @@ def encode(frame: Frame) -> bytes:
         raise ProtocolError("too_large", f"payload of {payload_len} bytes")
     return b"".join((HEADER.pack(MAGIC, PROTOCOL_VERSION, int(frame.kind), 0,
                                  frame.req_id & 0xFFFF_FFFF, payload_len),
-                     META_LEN.pack(len(meta)), meta, bytes(frame.blob)))
+                     META_LEN.pack(len(meta)), meta, frame.blob))
 
 
 def parse_header(header: bytes, max_payload: int = DEFAULT_MAX_PAYLOAD) -> tuple[Kind, int, int]:
@@ -114,7 +114,7 @@ def parse_payload(kind: Kind, req_id: int, payload: bytes | memoryview) -> Frame
         raise ProtocolError("bad_meta", f"metadata is not JSON ({type(e).__name__})") from None
     if not isinstance(meta, dict):
         raise ProtocolError("bad_meta", "metadata must be a JSON object")
-    return Frame(kind, req_id, meta, bytes(payload[META_LEN.size + meta_len:]))
+    return Frame(kind, req_id, meta, payload[META_LEN.size + meta_len:])
 
 
 def _reject_constant(name: str):

@@ -36,6 +36,8 @@ def pack(values: np.ndarray, precision: str) -> bytes:
     a = np.asarray(values)
     if not np.issubdtype(a.dtype, np.integer):
         raise TensorError(f"pack needs integers, not {a.dtype}")
+    if a.dtype == dt:  # already the wire type: every value is in range
+        return np.ascontiguousarray(a).tobytes()
     info = np.iinfo(dt)
     if a.size and (a.min() < info.min or a.max() > info.max):
         raise TensorError(f"values outside {precision}'s range [{info.min}, {info.max}]")
@@ -43,11 +45,12 @@ def pack(values: np.ndarray, precision: str) -> bytes:
 
 
 def unpack(data: bytes | memoryview, shape, precision: str) -> np.ndarray:
-    """Bytes -> int64 array of ``shape``; the byte count must match exactly."""
+    """Bytes -> a read-only ``int8``/``int32`` array of ``shape`` viewing ``data`` (no copy; the
+    values are exact, widen with ``astype`` before arithmetic). The byte count must match."""
     dt = dtype_for(precision)
     shape = check_shape(shape)
     n = int(np.prod(shape, dtype=np.int64))
     if len(data) != n * dt.itemsize:
         raise TensorError(f"{len(data)} bytes for shape {list(shape)} in {precision} "
                           f"(expected {n * dt.itemsize})")
-    return np.frombuffer(data, dtype=dt).astype(np.int64).reshape(shape)
+    return np.frombuffer(data, dtype=dt).reshape(shape)

@@ -87,7 +87,7 @@ def test_fuzzed_frames_never_crash_the_decoder(data):
     except P.ProtocolError as e:
         assert e.code
     else:
-        assert isinstance(f.meta, dict) and isinstance(f.blob, bytes)
+        assert isinstance(f.meta, dict) and isinstance(bytes(f.blob), bytes)
 
 
 @given(st.sampled_from(["fix8", "fix32"]), st.lists(st.integers(1, 5), min_size=1, max_size=4),
@@ -99,7 +99,8 @@ def test_tensor_round_trip(precision, shape, data):
                                        max_size=n)), dtype=np.int64).reshape(shape)
     packed = T.pack(vals, precision)
     assert len(packed) == n * T.DTYPES[precision].itemsize
-    assert np.array_equal(T.unpack(packed, shape, precision), vals)
+    got = T.unpack(packed, shape, precision)
+    assert got.dtype == T.DTYPES[precision] and np.array_equal(got, vals)
 
 
 def test_tensor_errors():

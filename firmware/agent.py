@@ -1,0 +1,173 @@
+"""The board agent: serves the host over TCP with :mod:`firmware.protocol`.
+
+Python 3 standard library + numpy only (it runs on the ZC706's ARM Linux). The hardware is
+reached through one abstract :class:`Backend`; this file has the protocol side and a
+:class:`LoopbackBackend` (a memory loop that returns its input: used to measure the protocol
+alone). The ``mmio`` board backend and the Verilator ``emulated`` backend are not written yet.
+
+Per connection: the first frame must be HELLO with the shared token (compared in constant time);
+then LOAD / INFER / STATUS / RESET, each answered by exactly one frame — the reply, or one ERROR
+frame with a stable code. A malformed frame, a wrong token or a timeout closes that connection;
+the agent keeps serving others.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+import socketserver
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from firmware import protocol as P
+from firmware import tensors as T
+
+AGENT_VERSION = "0.1.0"
+
+
+class Backend:
+    """The device interface the agent drives (register access and DMA live behind it)."""
+
+    name = "abstract"
+
+    def load(self, manifest: dict, blob: bytes) -> None:
+        raise NotImplementedError
+
+    def infer(self, x: np.ndarray, precision: str) -> tuple[np.ndarray, int]:
+        """Integers in -> integers out, and the cycles the device took."""
+        raise NotImplementedError
+
+    def status(self) -> dict:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+
+class LoopbackBackend(Backend):
+    """A memory loop: ``infer`` returns its input. Measures the protocol, not hardware."""
+
+    name = "loopback"
+
+    def __init__(self) -> None:
+        self.loaded: dict | None = None
+        self.inferences = 0
+
+    def load(self, manifest: dict, blob: bytes) -> None:
+        self.loaded = manifest
+
+    def infer(self, x: np.ndarray, precision: str) -> tuple[np.ndarray, int]:
+        self.inferences += 1
+        return x, 0
+
+    def status(self) -> dict:
+        return {"backend": self.name, "loaded": self.loaded is not None,
+                "inferences": self.inferences}
+
+    def reset(self) -> None:
+        self.loaded = None
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytearray:
+    """Exactly ``n`` bytes, or ConnectionError if the peer closes first (no extra copy)."""
+    buf = bytearray(n)
+    view = memoryview(buf)
+    got = 0
+    while got < n:
+        k = sock.recv_into(view[got:], n - got)
+        if k == 0:
+            raise ConnectionError(f"peer closed after {got} of {n} bytes")
+        got += k
+    return buf
+
+
+def read_frame(sock: socket.socket, max_payload: int) -> P.Frame:
+    kind, req_id, length = P.parse_header(bytes(recv_exact(sock, P.HEADER.size)), max_payload)
+    return P.parse_payload(kind, req_id, recv_exact(sock, length))
+
+
+@dataclass
+class AgentConfig:
+    token: str
+    max_payload: int = P.DEFAULT_MAX_PAYLOAD
+    timeout_s: float = 30.0
+
+
+class Agent:
+    def __init__(self, backend: Backend, config: AgentConfig) -> None:
+        if not config.token:
+            raise ValueError("the agent needs a non-empty token")
+        self.backend, self.config = backend, config
+        self._lock = threading.Lock()  # one device: requests are served one at a time
+
+    # ------------------------------------------------------------------ requests
+    def handle(self, frame: P.Frame) -> P.Frame:
+        try:
+            with self._lock:
+                return self._dispatch(frame)
+        except (P.ProtocolError, T.TensorError) as e:
+            code = e.code if isinstance(e, P.ProtocolError) else "bad_tensor"
+            return P.error_frame(frame.req_id, code, str(e))
+        except Exception as e:  # a backend failure is reported, never fatal to the agent
+            return P.error_frame(frame.req_id, "device_error", f"{type(e).__name__}: {e}")
+
+    def _dispatch(self, f: P.Frame) -> P.Frame:
+        if f.kind is P.Kind.INFER:
+            shape = T.check_shape(P.require(f.meta, "shape", list))
+            precision = P.require(f.meta, "dtype", str)
+            x = T.unpack(f.blob, shape, precision)
+            y, cycles = self.backend.infer(x, precision)
+            return P.Frame(P.Kind.RESULT, f.req_id, {"shape": list(y.shape), "dtype": precision,
+                                                    "cycles": int(cycles)},
+                           T.pack(y, precision))
+        if f.kind is P.Kind.STATUS:
+            return P.Frame(P.Kind.STATUS_OK, f.req_id, self.backend.status())
+        if f.kind is P.Kind.LOAD:
+            self.backend.load(P.require(f.meta, "manifest", dict), f.blob)
+            return P.Frame(P.Kind.OK, f.req_id)
+        if f.kind is P.Kind.RESET:
+            self.backend.reset()
+            return P.Frame(P.Kind.OK, f.req_id)
+        raise P.ProtocolError("unexpected", f"{f.kind.name} is not a request")
+
+    # ------------------------------------------------------------------ connections
+    def serve_connection(self, sock: socket.socket) -> None:
+        sock.settimeout(self.config.timeout_s)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            hello = read_frame(sock, P.MAX_META + 64)
+            token = hello.meta.get("token") if hello.kind is P.Kind.HELLO else None
+            if not isinstance(token, str) or not hmac.compare_digest(
+                    token.encode(), self.config.token.encode()):
+                sock.sendall(P.error_frame(hello.req_id, "auth", "wrong or missing token")
+                             .encode())
+                return
+            sock.sendall(P.Frame(P.Kind.HELLO_OK, hello.req_id, {
+                "version": P.PROTOCOL_VERSION, "agent": AGENT_VERSION,
+                "backend": self.backend.name, "max_payload": self.config.max_payload}).encode())
+            while True:
+                try:
+                    frame = read_frame(sock, self.config.max_payload)
+                except P.ProtocolError as e:
+                    # The stream can no longer be trusted: say why once, then close.
+                    sock.sendall(P.error_frame(0, e.code, e.message).encode())
+                    return
+                sock.sendall(self.handle(frame).encode())
+        except (ConnectionError, TimeoutError, OSError, P.ProtocolError):
+            return
+
+    def server(self, host: str = "127.0.0.1", port: int = 0) -> socketserver.ThreadingTCPServer:
+        """A threading TCP server (not yet serving): call ``serve_forever`` on it."""
+        agent = self
+
+        class Handler(socketserver.BaseRequestHandler):
+            def handle(self) -> None:
+                agent.serve_connection(self.request)
+
+        class Server(socketserver.ThreadingTCPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+        return Server((host, port), Handler)

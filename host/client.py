@@ -1,0 +1,71 @@
+"""The host side of the wire protocol: one connection to a board agent.
+
+The protocol and the tensor packing are imported from ``firmware`` so both ends share one
+definition. The higher-level ``Board`` API (deploy, quantize inputs from the manifest) builds on
+this and is not written yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+
+import numpy as np
+
+from firmware import protocol as P
+from firmware import tensors as T
+from firmware.agent import read_frame
+
+
+class RemoteError(RuntimeError):
+    """The agent answered with an ERROR frame."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"agent error {code}: {message}")
+        self.code = code
+
+
+class AgentClient:
+    def __init__(self, host: str, port: int, token: str, *, timeout_s: float = 30.0,
+                 max_payload: int = P.DEFAULT_MAX_PAYLOAD) -> None:
+        self.max_payload = max_payload
+        self._ids = itertools.count(1)
+        try:
+            self.sock = socket.create_connection((host, port), timeout=timeout_s)
+        except OSError as e:
+            raise ConnectionError(f"cannot reach the agent at {host}:{port}: {e}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.hello = self.request(P.Kind.HELLO, {"token": token, "client": "shiftadd-host"})
+        except BaseException:
+            self.sock.close()
+            raise
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> AgentClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def request(self, kind: P.Kind, meta: dict | None = None, blob: bytes = b"") -> P.Frame:
+        req = next(self._ids)
+        self.sock.sendall(P.Frame(kind, req, meta or {}, blob).encode())
+        reply = read_frame(self.sock, self.max_payload)
+        if reply.kind is P.Kind.ERROR:
+            raise RemoteError(str(reply.meta.get("code")), str(reply.meta.get("message")))
+        if reply.req_id != req:
+            raise P.ProtocolError("bad_reply", f"reply to request {reply.req_id}, sent {req}")
+        return reply
+
+    def infer(self, x: np.ndarray, precision: str) -> tuple[np.ndarray, int]:
+        """Integer tensor in, integer tensor and device cycles out."""
+        r = self.request(P.Kind.INFER, {"shape": list(x.shape), "dtype": precision},
+                         T.pack(x, precision))
+        shape = T.check_shape(P.require(r.meta, "shape", list))
+        return T.unpack(r.blob, shape, P.require(r.meta, "dtype", str)), int(r.meta["cycles"])
+
+    def status(self) -> dict:
+        return self.request(P.Kind.STATUS).meta
