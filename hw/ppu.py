@@ -17,6 +17,29 @@ from amaranth.lib.wiring import In, Out
 from gen.numerics import MULT_BITS
 
 
+def _stream_enable(m: Module, i, o) -> Signal:
+    """The pipeline advances unless its output is valid and not accepted; input ready = enable.
+    The caller builds its stages in a Module wrapped by ``EnableInserter(en)``."""
+    en = Signal()
+    m.d.comb += [en.eq(~o.valid | o.ready), i.ready.eq(en)]
+    return en
+
+
+def _rshift_round(m: Module, v, shift, width: int) -> Signal:
+    """``gen.numerics.rshift_round`` for ``shift >= 0``: ``(v + 2**(shift-1)) >> shift``."""
+    half = Signal(unsigned(63))
+    m.d.comb += half.eq(Mux(shift == 0, 0, 1 << (shift - 1)[:len(shift)]))
+    r = Signal(signed(width))
+    m.d.comb += r.eq((v + half) >> shift)
+    return r
+
+
+def _saturate(x, bits: int):
+    """``gen.numerics.saturate`` as an expression."""
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(x > hi, hi, Mux(x < lo, lo, x))
+
+
 @dataclass(frozen=True)
 class RequantConfig:
     """``acc_bits``: accumulator width in; ``bias_bits``: width of the per-channel bias;
@@ -72,28 +95,23 @@ class Requantizer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = _stream_enable(m, self.i, self.o)
         p = Module()
         width = cfg.sum_bits
-
         # stage 1: v = acc * mult + bias
         v = Signal(signed(width))
         v1 = Signal()
         p.d.sync += [v.eq(self.i.payload.acc * self.i.payload.mult + self.i.payload.bias),
                      v1.eq(self.i.valid)]
-        # stage 2: rshift_round(v, shift) = (v + 2**(shift-1)) >> shift  (shift 0: v)
-        half = Signal(unsigned(63))
-        m.d.comb += half.eq(Mux(self.shift == 0, 0, 1 << (self.shift - 1)[:6]))
+        # stage 2: rshift_round(v, shift)
         r = Signal(signed(width))
         r1 = Signal()
-        p.d.sync += [r.eq((v + half) >> self.shift), r1.eq(v1)]
+        p.d.sync += [r.eq(_rshift_round(m, v, self.shift, width)), r1.eq(v1)]
         # stage 3: relu, saturate
-        lo, hi = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
         x = Signal(signed(width))
         m.d.comb += x.eq(Mux(self.relu & r[-1], 0, r))
         y = Signal(signed(cfg.out_bits))
-        p.d.sync += [y.eq(Mux(x > hi, hi, Mux(x < lo, lo, x))), self.o.valid.eq(r1)]
+        p.d.sync += [y.eq(_saturate(x, cfg.out_bits)), self.o.valid.eq(r1)]
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m
@@ -148,23 +166,18 @@ class ResidualAdder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = _stream_enable(m, self.i, self.o)
         p = Module()
         width = cfg.sum_bits
         total = Signal(signed(width))
         v1 = Signal()
         p.d.sync += [total.eq((self.i.payload.a << self.shift_a) +
                               (self.i.payload.b << self.shift_b)), v1.eq(self.i.valid)]
-        half = Signal(unsigned(63))
-        m.d.comb += half.eq(Mux(self.shift == 0, 0, 1 << (self.shift - 1)[:len(self.shift)]))
-        r = Signal(signed(width))
-        m.d.comb += r.eq((total + half) >> self.shift)
+        r = _rshift_round(m, total, self.shift, width)
         x = Signal(signed(width))
         m.d.comb += x.eq(Mux(self.relu & r[-1], 0, r))
-        lo, hi = -(1 << (cfg.out_bits - 1)), (1 << (cfg.out_bits - 1)) - 1
         y = Signal(signed(cfg.out_bits))
-        p.d.sync += [y.eq(Mux(x > hi, hi, Mux(x < lo, lo, x))), self.o.valid.eq(v1)]
+        p.d.sync += [y.eq(_saturate(x, cfg.out_bits)), self.o.valid.eq(v1)]
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m
@@ -215,8 +228,7 @@ class AvgPooler(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        en = Signal()
-        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        en = _stream_enable(m, self.i, self.o)
         p = Module()
         acc = Signal(signed(cfg.sum_bits))
         total = Signal(signed(cfg.sum_bits))
@@ -226,13 +238,9 @@ class AvgPooler(wiring.Component):
         with p.If(self.i.valid):
             p.d.sync += acc.eq(total)
         p.d.sync += [done.eq(self.i.valid & self.i.payload.last), s.eq(total)]
-        half = Signal(unsigned(63))
-        m.d.comb += half.eq(Mux(self.shift == 0, 0, 1 << (self.shift - 1)[:6]))
-        r = Signal(signed(cfg.sum_bits + 1))
-        m.d.comb += r.eq((s + half) >> self.shift)
-        lo, hi = -(1 << (cfg.bits - 1)), (1 << (cfg.bits - 1)) - 1
+        r = _rshift_round(m, s, self.shift, cfg.sum_bits + 1)
         y = Signal(signed(cfg.bits))
-        p.d.sync += [y.eq(Mux(r > hi, hi, Mux(r < lo, lo, r))), self.o.valid.eq(done)]
+        p.d.sync += [y.eq(_saturate(r, cfg.bits)), self.o.valid.eq(done)]
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m

@@ -15,6 +15,15 @@ from sim.pack import pack, unpack
 from sim.tb.common import seeded, start_clock_and_reset, tb_config
 
 
+def bench(dut, rng, traffic):
+    """Source (random idle), sink (random backpressure) and input monitor on the DUT's streams."""
+    drv = ClockDriver(dut.clk)
+    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=traffic[0], rng=rng)
+    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=traffic[1],
+                      rng=rng)
+    return src, sink, StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
+
+
 def reference(acc, mult, bias, shift, relu, acc_bits, out_bits):
     """Outputs of the golden model's requant op for per-item (acc, mult, bias)."""
     n = len(acc)
@@ -34,11 +43,7 @@ async def requant(dut, mode, traffic):
     cfg = tb_config()
     rng, nrng = seeded(dut)
     ab, bb, ob = cfg["acc_bits"], cfg["bias_bits"], cfg["out_bits"]
-    drv = ClockDriver(dut.clk)
-    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=traffic[0], rng=rng)
-    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=traffic[1],
-                      rng=rng)
-    mon = StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
+    src, sink, mon = bench(dut, rng, traffic)
     dut.shift.value = 0
     dut.relu.value = 0
     await start_clock_and_reset(dut)
@@ -95,11 +100,7 @@ async def residual_add(dut, traffic):
     cfg = tb_config()
     rng, nrng = seeded(dut)
     ib, ob = cfg["in_bits"], cfg["out_bits"]
-    drv = ClockDriver(dut.clk)
-    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=traffic[0], rng=rng)
-    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=traffic[1],
-                      rng=rng)
-    mon = StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
+    src, sink, mon = bench(dut, rng, traffic)
     for s in ("shift_a", "shift_b", "shift", "relu"):
         getattr(dut, s).value = 0
     await start_clock_and_reset(dut)
@@ -133,10 +134,7 @@ async def avgpool(dut, traffic):
     cfg = tb_config()
     rng, nrng = seeded(dut)
     bits, k = cfg["bits"], cfg["kernel"]
-    drv = ClockDriver(dut.clk)
-    src = StreamSource(drv, dut.i__valid, dut.i__ready, dut.i__payload, idle=traffic[0], rng=rng)
-    sink = StreamSink(drv, dut.o__valid, dut.o__ready, dut.o__payload, backpressure=traffic[1],
-                      rng=rng)
+    src, sink, _ = bench(dut, rng, traffic)
     dut.shift.value = 0
     await start_clock_and_reset(dut)
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
