@@ -29,17 +29,11 @@ SHIFT8_K14 = LaneConfig(LaneKind.SHIFT, 8, 14)
 MAC8 = LaneConfig(LaneKind.MAC, 8)
 
 
-def acc_for(lane: LaneConfig, v: int, terms: int = 576) -> int:
-    """Accumulator width for a ResNet-20-sized fan-in (576 terms) — as the generator sizes it."""
-    if lane.kind is LaneKind.ADDER:
-        return (terms * ((1 << lane.data_bits) - 1)).bit_length() + 1
-    if lane.kind is LaneKind.SHIFT:
-        return (terms * (1 << (lane.data_bits - 1 + lane.shift_max))).bit_length() + 1
-    return (terms * (1 << (2 * lane.data_bits - 2))).bit_length() + 1
+RESNET20_MAX_TERMS = 576  # the largest fan-in of ResNet-20 (64 channels x 3 x 3)
 
 
 def pe_cfg(lane: LaneConfig, v: int, every: int = 2) -> PEConfig:
-    return PEConfig(lane, v, acc_for(lane, v), every)
+    return PEConfig(lane, v, lane.acc_bits_for(RESNET20_MAX_TERMS), every)
 
 
 def log(*a) -> None:

@@ -32,8 +32,7 @@ def main() -> int:
     steps = 18  # a 16-channel 3x3 layer: J = 144 = 18 steps of 8 lanes
     smax = 7 if args.kind == "shift" else 0
     lane = LaneConfig(LaneKind(args.kind), 8, smax)
-    terms = steps * args.lanes
-    acc = (terms * (1 << (8 + smax))).bit_length() + 1
+    acc = lane.acc_bits_for(steps * args.lanes)
     cfg = ArrayConfig(PEConfig(lane, args.lanes, acc, 2), args.rows, args.cols)
     t0 = time.perf_counter()
     b = rtl.build(lambda: ArrayCore(cfg), f"speed_{args.kind}", {"cfg": repr(cfg)})

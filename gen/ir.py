@@ -25,6 +25,7 @@ import numpy as np
 from gen.numerics import (
     MULT_BITS,
     SHIFT_EXP_MAX,
+    SHIFT_LIMIT,
     Format,
     Precision,
     check_int64,
@@ -253,8 +254,8 @@ class IntegerNetwork:
             lo, hi = -(1 << (MULT_BITS - 1)), (1 << (MULT_BITS - 1)) - 1
             if c and (op.mult.min() < lo or op.mult.max() > hi):
                 raise IRError(f"{op.name}: multipliers must fit {MULT_BITS} signed bits")
-            if not 0 <= op.shift <= 62:
-                raise IRError(f"{op.name}: shift must be in 0..62, not {op.shift}")
+            if not 0 <= op.shift <= SHIFT_LIMIT:
+                raise IRError(f"{op.name}: shift must be in 0..{SHIFT_LIMIT}, not {op.shift}")
         elif isinstance(op, Add):
             if ins[1].shape != x.shape or out.shape != x.shape:
                 raise IRError(f"{op.name}: add needs equal shapes, got {x.shape}, "

@@ -22,6 +22,7 @@ __all__ = [
     "Format",
     "SHIFT_EXP_MAX",
     "MULT_BITS",
+    "SHIFT_LIMIT",
     "signed_bits",
     "sat_bounds",
     "saturate",
@@ -38,6 +39,9 @@ SHIFT_EXP_MAX = 14
 
 #: Width of a requantization multiplier ``m`` (signed): BN scale per output channel.
 MULT_BITS = 16
+
+#: Largest right shift of a requant (and of any rounding shift the hardware performs): 6 bits.
+SHIFT_LIMIT = 62
 
 
 class Precision(enum.Enum):

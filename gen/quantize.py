@@ -17,7 +17,7 @@ from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftCo
 from gen.nn.data import Normalization
 from gen.nn.layers import Adder2d, ShiftConv2d
 from gen.nn.models import BasicBlock, ShiftAddResNet
-from gen.numerics import MULT_BITS, Format, Precision, signed_bits
+from gen.numerics import MULT_BITS, SHIFT_LIMIT, Format, Precision, signed_bits
 
 
 def frac_for(max_abs: float, bits: int) -> int:
@@ -46,8 +46,8 @@ def requant_params(a: np.ndarray, c: np.ndarray, frac_in: int, frac_out: int
     hi = (1 << (MULT_BITS - 1)) - 1
     scale = np.asarray(a, dtype=np.float64) * 2.0 ** (frac_out - frac_in)
     peak = float(np.max(np.abs(scale))) if scale.size else 0.0
-    s = 62 if peak == 0 else math.floor(math.log2(hi / peak))
-    s = max(0, min(s, 62))
+    s = SHIFT_LIMIT if peak == 0 else math.floor(math.log2(hi / peak))
+    s = max(0, min(s, SHIFT_LIMIT))
     m = np.round(scale * 2.0 ** s).astype(object)
     if peak and max(abs(int(v)) for v in m) > hi:
         raise ValueError(f"scale {peak:g} cannot be represented with {MULT_BITS}-bit multipliers")

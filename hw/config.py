@@ -74,6 +74,18 @@ class LaneConfig:
     def out_signed(self) -> bool:
         return self.kind is not LaneKind.ADDER
 
+    def acc_bits_for(self, terms: int) -> int:
+        """Accumulator width that holds any sum of ``terms`` lane results exactly, for every
+        input (worst case). The generator uses the trained network's bounds instead
+        (``gen.size``); tests and benchmarks without a network use this."""
+        if self.kind is LaneKind.ADDER:
+            peak = (1 << self.data_bits) - 1
+        elif self.kind is LaneKind.SHIFT:
+            peak = 1 << (self.data_bits - 1 + self.shift_max)
+        else:
+            peak = 1 << (2 * self.data_bits - 2)
+        return (terms * peak).bit_length() + 1
+
 
 @dataclass(frozen=True)
 class PEConfig:

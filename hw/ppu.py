@@ -14,7 +14,9 @@ from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.numerics import MULT_BITS
+from gen.numerics import MULT_BITS, SHIFT_LIMIT
+
+SHIFT_PORT = unsigned(SHIFT_LIMIT.bit_length())
 
 
 def _stream_enable(m: Module, i, o) -> Signal:
@@ -38,6 +40,13 @@ def _saturate(x, bits: int):
     """``gen.numerics.saturate`` as an expression."""
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return Mux(x > hi, hi, Mux(x < lo, lo, x))
+
+
+def _rectify_saturate(m: Module, r, relu, bits: int):
+    """``sat(relu ? max(r, 0) : r)``: the last step of requant and add."""
+    x = Signal(signed(len(r)))
+    m.d.comb += x.eq(Mux(relu & r[-1], 0, r))
+    return _saturate(x, bits)
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ class Requantizer(wiring.Component):
     """Pipelined requantization with stream handshakes at both ends.
 
     Per item: ``acc``, ``mult``, ``bias`` (the channel's parameters travel with the value).
-    Per layer (held constant while a layer runs): ``shift`` (0..62) and ``relu``.
+    Per layer (held constant while a layer runs): ``shift`` (0..``SHIFT_LIMIT``) and ``relu``.
     Stages: product and bias (1), rounding add and shift (2), clamp (3): ``latency`` = 3. The
     pipeline freezes while the output is valid and not ready.
     """
@@ -86,7 +95,7 @@ class Requantizer(wiring.Component):
         self._cfg = cfg
         i, o = requant_layouts(cfg)
         super().__init__({"i": In(stream.Signature(i)), "o": Out(stream.Signature(o)),
-                          "shift": In(unsigned(6)), "relu": In(1)})
+                          "shift": In(SHIFT_PORT), "relu": In(1)})
 
     @property
     def config(self) -> RequantConfig:
@@ -108,10 +117,9 @@ class Requantizer(wiring.Component):
         r1 = Signal()
         p.d.sync += [r.eq(_rshift_round(m, v, self.shift, width)), r1.eq(v1)]
         # stage 3: relu, saturate
-        x = Signal(signed(width))
-        m.d.comb += x.eq(Mux(self.relu & r[-1], 0, r))
         y = Signal(signed(cfg.out_bits))
-        p.d.sync += [y.eq(_saturate(x, cfg.out_bits)), self.o.valid.eq(r1)]
+        p.d.sync += [y.eq(_rectify_saturate(m, r, self.relu, cfg.out_bits)),
+                     self.o.valid.eq(r1)]
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m
@@ -128,7 +136,7 @@ class AddConfig:
 
     def __post_init__(self) -> None:
         for name, v, lo, hi in (("in_bits", self.in_bits, 2, 32), ("out_bits", self.out_bits, 2, 32),
-                                ("shift_max", self.shift_max, 0, 62)):
+                                ("shift_max", self.shift_max, 0, SHIFT_LIMIT)):
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
 
@@ -174,10 +182,9 @@ class ResidualAdder(wiring.Component):
         p.d.sync += [total.eq((self.i.payload.a << self.shift_a) +
                               (self.i.payload.b << self.shift_b)), v1.eq(self.i.valid)]
         r = _rshift_round(m, total, self.shift, width)
-        x = Signal(signed(width))
-        m.d.comb += x.eq(Mux(self.relu & r[-1], 0, r))
         y = Signal(signed(cfg.out_bits))
-        p.d.sync += [y.eq(_saturate(x, cfg.out_bits)), self.o.valid.eq(v1)]
+        p.d.sync += [y.eq(_rectify_saturate(m, r, self.relu, cfg.out_bits)),
+                     self.o.valid.eq(v1)]
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m
@@ -219,7 +226,7 @@ class AvgPooler(wiring.Component):
             "i": In(stream.Signature(data.StructLayout({"x": signed(cfg.bits), "first": 1,
                                                         "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"y": signed(cfg.bits)}))),
-            "shift": In(unsigned(6))})
+            "shift": In(SHIFT_PORT)})
 
     @property
     def config(self) -> PoolConfig:

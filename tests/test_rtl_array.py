@@ -18,20 +18,14 @@ CONFIGS = {
 }
 
 
-def acc_bits_for(kind: str, b: int, smax: int, lanes: int, steps: int) -> int:
-    terms = lanes * steps
-    if kind == "adder":
-        return (terms * ((1 << b) - 1)).bit_length() + 1
-    return (terms * (1 << (b - 1 + smax))).bit_length() + 1
-
-
 @pytest.mark.parametrize("name", list(CONFIGS))
 @pytest.mark.parametrize("traffic", ["smooth", "idle_backpressure"])
 def test_array_core(name, traffic, seed):
     kind, b, smax, lanes, rows, cols, every = CONFIGS[name]
     steps = 5
-    acc = acc_bits_for(kind, b, smax, lanes, steps)
-    cfg = ArrayConfig(PEConfig(LaneConfig(LaneKind(kind), b, smax), lanes, acc, every), rows, cols)
+    lane = LaneConfig(LaneKind(kind), b, smax)
+    acc = lane.acc_bits_for(lanes * steps)
+    cfg = ArrayConfig(PEConfig(lane, lanes, acc, every), rows, cols)
     build = rtl.build(lambda: ArrayCore(cfg), f"array_{name}",
                       {"cfg": repr(cfg)})
     tb = {"kind": kind, "data_bits": b, "shift_max": smax, "lanes": lanes, "rows": rows,

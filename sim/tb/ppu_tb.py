@@ -24,6 +24,17 @@ def bench(dut, rng, traffic):
     return src, sink, StreamMonitor(drv, dut.i__valid, dut.i__ready, dut.i__payload)
 
 
+async def transact(dut, src, sink, mon, items: list[int], in_fields, out_bits: int):
+    """Send ``items``, wait for as many outputs; return (monitored inputs unpacked, outputs)."""
+    base_in, base_out = len(mon.items), len(sink.items)
+    src.send(items)
+    await with_timeout(sink.wait_for(base_out + len(items)), 100 * 50 * len(items), "ns")
+    await ClockCycles(dut.clk, 2)
+    seen = [[int(c[0]) for c in unpack(v, in_fields)] for v in mon.items[base_in:]]
+    got = [int(unpack(v, [(1, out_bits, True)])[0][0]) for v in sink.items[base_out:]]
+    return seen, got
+
+
 def reference(acc, mult, bias, shift, relu, acc_bits, out_bits):
     """Outputs of the golden model's requant op for per-item (acc, mult, bias)."""
     n = len(acc)
@@ -63,16 +74,11 @@ async def requant(dut, mode, traffic):
             await FallingEdge(dut.clk)
             dut.shift.value = shift
             dut.relu.value = relu
-            base_in, base_out = len(mon.items), len(sink.items)
-            src.send(pack([(acc[k:k + 1], ab), (mult[k:k + 1], MULT_BITS),
-                           (bias[k:k + 1], bb)]) for k in range(n))
-            await with_timeout(sink.wait_for(base_out + n), 100 * 50 * n, "ns")
-            await ClockCycles(dut.clk, 2)
-            seen = [unpack(v, [(1, ab, True), (1, MULT_BITS, True), (1, bb, True)])
-                    for v in mon.items[base_in:]]
-            want = reference([int(s[0][0]) for s in seen], [int(s[1][0]) for s in seen],
-                             [int(s[2][0]) for s in seen], shift, bool(relu), ab, ob)
-            got = [int(unpack(v, [(1, ob, True)])[0][0]) for v in sink.items[base_out:]]
+            items = [pack([(acc[k:k + 1], ab), (mult[k:k + 1], MULT_BITS), (bias[k:k + 1], bb)])
+                     for k in range(n)]
+            seen, got = await transact(dut, src, sink, mon, items,
+                                       [(1, ab, True), (1, MULT_BITS, True), (1, bb, True)], ob)
+            want = reference(*zip(*seen, strict=True), shift, bool(relu), ab, ob)
             assert got == want, f"shift {shift} relu {relu}: got {got[:8]}, want {want[:8]}"
 
 
@@ -114,14 +120,10 @@ async def residual_add(dut, traffic):
             await FallingEdge(dut.clk)
             dut.shift_a.value, dut.shift_b.value = big - fa, big - fb
             dut.shift.value, dut.relu.value = big - fy, relu
-            base_in, base_out = len(mon.items), len(sink.items)
-            src.send(pack([(a[k:k + 1], ib), (b[k:k + 1], ib)]) for k in range(n))
-            await with_timeout(sink.wait_for(base_out + n), 100 * 50 * n, "ns")
-            await ClockCycles(dut.clk, 2)
-            seen = [unpack(v, [(1, ib, True), (1, ib, True)]) for v in mon.items[base_in:]]
-            want = add_reference([int(s[0][0]) for s in seen], [int(s[1][0]) for s in seen],
-                                 fa, fb, fy, bool(relu), ib, ob)
-            got = [int(unpack(v, [(1, ob, True)])[0][0]) for v in sink.items[base_out:]]
+            items = [pack([(a[k:k + 1], ib), (b[k:k + 1], ib)]) for k in range(n)]
+            seen, got = await transact(dut, src, sink, mon, items,
+                                       [(1, ib, True), (1, ib, True)], ob)
+            want = add_reference(*zip(*seen, strict=True), fa, fb, fy, bool(relu), ib, ob)
             assert got == want, f"fracs {fa, fb, fy} relu {relu}: got {got[:8]}, want {want[:8]}"
 
 
