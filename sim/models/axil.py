@@ -14,14 +14,15 @@ from sim.models.stream import ClockDriver, Fields, StreamSink, StreamSource
 
 
 class AXILiteMaster:
-    """Drives the ``<prefix>__aw*``/``w*``/``b*``/``ar*``/``r*`` ports of a DUT."""
+    """Drives the ``<prefix><sep>aw*``/``w*``/``b*``/``ar*``/``r*`` ports of a DUT (Amaranth's
+    nested names use ``sep="__"``, the Vivado-named top ``prefix="s_axi", sep="_"``)."""
 
-    def __init__(self, driver: ClockDriver, dut, prefix: str = "axi", *, delay: float = 0.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(self, driver: ClockDriver, dut, prefix: str = "axi", *, sep: str = "__",
+                 delay: float = 0.0, rng: random.Random | None = None) -> None:
         rng = rng or random.Random(2)
 
         def sig(name):
-            return getattr(dut, f"{prefix}__{name}")
+            return getattr(dut, f"{prefix}{sep}{name}")
 
         self.aw = StreamSource(driver, sig("awvalid"), sig("awready"), sig("awaddr"),
                                idle=delay, rng=rng)

@@ -18,14 +18,19 @@ import random
 from collections import deque
 
 import cocotb
-from cocotb.triggers import Event, FallingEdge, ReadOnly
+from cocotb.triggers import Event, FallingEdge, First, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 
 
 def _to_int(handle) -> int:
     if isinstance(handle, Fields):
         return handle.read()
-    return int(handle.value.to_unsigned())
+    return _unsigned(handle.value)
+
+
+def _unsigned(v) -> int:
+    """A signal's value as an unsigned int (1-bit signals read as ``Logic``)."""
+    return int(v.to_unsigned()) if hasattr(v, "to_unsigned") else int(v)
 
 
 class Fields:
@@ -38,7 +43,7 @@ class Fields:
     def read(self) -> int:
         v, pos = 0, 0
         for handle, width in self.parts:
-            v |= int(handle.value.to_unsigned()) << pos
+            v |= _unsigned(handle.value) << pos
             pos += width
         return v
 
@@ -55,21 +60,34 @@ class Fields:
 
 class ClockDriver:
     """The single per-clock process behind the models of one testbench (create one per test:
-    cocotb ends a test's tasks when the test ends)."""
+    cocotb ends a test's tasks when the test ends).
 
-    def __init__(self, clk) -> None:
+    ``wake_on``: DUT signals (the ``valid`` of outputs) whose rising edge can start activity. When
+    given, the driver sleeps while no model has anything to do (nothing queued, no output valid)
+    until one of them rises or a source is given items, so long computations inside the DUT run
+    at the simulator's speed instead of resuming Python every cycle.
+    """
+
+    def __init__(self, clk, *, wake_on=()) -> None:
         self.clk = clk
         self.models: list = []
+        self.wake = Event()
+        self.wake_on = list(wake_on)
+        self.cycles_awake = 0
         cocotb.start_soon(self._run())
 
     async def _run(self) -> None:
         while True:
+            self.cycles_awake += 1
             await FallingEdge(self.clk)
             for m in self.models:
                 m.drive()
             await ReadOnly()
             for m in self.models:
                 m.sample()
+            if self.wake_on and not any(m.active() for m in self.models):
+                self.wake.clear()
+                await First(self.wake.wait(), *(RisingEdge(s) for s in self.wake_on))
 
 
 class StreamSource:
@@ -87,12 +105,17 @@ class StreamSource:
         self.sent = 0
         self._busy = self._fired = False
         self._done = Event()
+        self._driver = driver
         self.valid.value = 0
         driver.models.append(self)
 
     def send(self, items) -> None:
         self.queue.extend(int(v) for v in items)
         self._done.clear()
+        self._driver.wake.set()
+
+    def active(self) -> bool:
+        return bool(self.queue) or self._busy or self._fired
 
     async def wait_done(self) -> None:
         """Wait until every queued item has been transferred."""
@@ -141,6 +164,9 @@ class StreamSink:
             self._got.clear()
             await self._got.wait()
 
+    def active(self) -> bool:
+        return bool(self.valid.value)
+
     def drive(self) -> None:
         rdy = not (self.backpressure and self.rng.random() < self.backpressure)
         if rdy != self._rdy:
@@ -162,6 +188,9 @@ class StreamMonitor:
         self.items: list[int] = []
         self.times: list[int] = []
         driver.models.append(self)
+
+    def active(self) -> bool:
+        return bool(self.valid.value)
 
     def drive(self) -> None:
         pass

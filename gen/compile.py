@@ -1,0 +1,367 @@
+"""Compile an integer network for the layer engine: layer program, memory images, tensor layout.
+
+* Each conv is fused with the ``requant`` that consumes it (the accumulator never leaves the
+  array); ``add`` and ``avgpool`` are vector descriptors; ``INPUT``/``OUTPUT`` move the network's
+  input and output over the stream; ``END`` finishes.
+* Activations live in one memory of ``C``-channel words (HWC, channels zero-padded to whole
+  words); tensors are placed by first-fit over their live ranges, so memory is reused.
+* Weights are laid out in exactly the order the array consumes them: per conv, per output block
+  of ``C`` channels, per step ``(ky, kx, word, sub-word)``, one word of ``C`` columns x ``V``
+  lanes. Padded channels get weight 0 (adder) or sign 0 (shift), which contribute nothing.
+
+Everything here is plain integer bookkeeping; ``hw/program.py`` defines the formats and
+``hw/engine.py`` runs them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
+from gen.numerics import MULT_BITS, signed_bits
+from hw.engine import EngineConfig
+from hw.program import LOOP_LEVELS, MemoryId, Opcode, pack_descriptor
+from sim.pack import pack, shift_weight
+
+ADD_SHIFT_MAX = EngineConfig.add_shift_max  # the residual adder's shift range (default)
+
+
+class CompileError(ValueError):
+    """The network cannot run on this engine configuration (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What the compiler needs to know of the engine before it is fully sized."""
+
+    rows: int
+    cols: int
+    lanes: int
+
+    @property
+    def subwords(self) -> int:
+        return self.cols // self.lanes
+
+
+def words_per_pixel(channels: int, cols: int) -> int:
+    return -(-channels // cols)
+
+
+def tensor_words(shape: tuple[int, int, int], cols: int) -> int:
+    c, h, w = shape
+    return h * w * words_per_pixel(c, cols)
+
+
+@dataclass
+class Step:
+    """One descriptor's worth of work (before addresses are known)."""
+
+    op: Opcode
+    name: str
+    inputs: tuple[str, ...]
+    output: str | None
+    conv: ShiftConv | AdderConv | None = None
+    requant: Requant | None = None
+    node: Add | AvgPool | None = None
+
+
+def fuse(net: IntegerNetwork) -> list[Step]:
+    """The network as engine steps: conv + requant fused, add, avgpool."""
+    consumers: dict[str, list] = {}
+    for op in net.ops:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op)
+    steps = [Step(Opcode.INPUT, "input", (), net.input)]
+    skip = set()
+    for op in net.ops:
+        if op.name in skip:
+            continue
+        if isinstance(op, ShiftConv | AdderConv):
+            users = consumers.get(op.output, [])
+            if len(users) != 1 or not isinstance(users[0], Requant) or op.output == net.output:
+                raise CompileError(f"{op.name}: a conv's accumulator must feed exactly one "
+                                   "requant (the engine fuses them)")
+            rq = users[0]
+            skip.add(rq.name)
+            kind = Opcode.SHIFT_CONV if isinstance(op, ShiftConv) else Opcode.ADDER_CONV
+            steps.append(Step(kind, op.name, op.inputs, rq.output, conv=op, requant=rq))
+        elif isinstance(op, Add):
+            steps.append(Step(Opcode.ADD, op.name, op.inputs, op.output, node=op))
+        elif isinstance(op, AvgPool):
+            steps.append(Step(Opcode.AVGPOOL, op.name, op.inputs, op.output, node=op))
+        else:
+            raise CompileError(f"{op.name}: a {op.kind} that does not follow a conv cannot run "
+                               "on the engine")
+    steps.append(Step(Opcode.OUTPUT, "output", (net.output,), None))
+    return steps
+
+
+def allocate(net: IntegerNetwork, steps: list[Step], cols: int) -> tuple[dict[str, int], int]:
+    """First-fit placement of every stored tensor over its live range. Returns (bases, depth)."""
+    first, last = {}, {}
+    for i, s in enumerate(steps):
+        if s.output is not None:
+            first.setdefault(s.output, i)
+            last.setdefault(s.output, i)
+        for t in s.inputs:
+            last[t] = i
+    placed: list[tuple[int, int, int, int]] = []  # (base, size, first, last)
+    bases = {}
+    for t in sorted(first, key=lambda t: (first[t], t)):
+        size = tensor_words(net.tensors[t].shape, cols)
+        busy = sorted((b, b + n) for b, n, f, l_ in placed if not (l_ < first[t] or f > last[t]))
+        base = 0
+        for lo, hi in busy:
+            if base + size <= lo:
+                break
+            base = max(base, hi)
+        bases[t] = base
+        placed.append((base, size, first[t], last[t]))
+    depth = max((b + n for b, n, _, _ in placed), default=1)
+    return bases, depth
+
+
+def _jumps(counts: list[int], strides: list[int]) -> dict[str, int]:
+    out = {}
+    counts = counts + [1] * (LOOP_LEVELS - len(counts))
+    strides = strides + [0] * (LOOP_LEVELS - len(strides))
+    for lvl in range(LOOP_LEVELS):
+        out[f"m{lvl}"] = counts[lvl] - 1
+        out[f"j{lvl}"] = strides[lvl] - sum((counts[i] - 1) * strides[i] for i in range(lvl))
+    return out
+
+
+def conv_steps(c_in: int, k: int, geo: Geometry) -> tuple[int, int]:
+    """(words per input pixel, sub-words used per word) of a conv's step loop."""
+    b_in = words_per_pixel(c_in, geo.cols)
+    sub = min(geo.subwords, -(-c_in // geo.lanes)) if b_in == 1 else geo.subwords
+    return b_in, sub
+
+
+def steps_per_tile(c_in: int, k: int, geo: Geometry) -> int:
+    b_in, sub = conv_steps(c_in, k, geo)
+    return b_in * sub * k * k
+
+
+@dataclass
+class Program:
+    """The compiled network: everything the engine and the runtime need."""
+
+    descriptors: list[dict]
+    memories: dict[MemoryId, list[int]]
+    bases: dict[str, int]
+    act_depth: int
+    bias_bits: int
+    steps: list[Step] = field(default_factory=list)
+
+    def words(self) -> list[int]:
+        return [pack_descriptor(d) for d in self.descriptors]
+
+
+def _conv_weights(step: Step, geo: Geometry, bits: int) -> list[int]:
+    """Weight words of a conv in consumption order (see the module docstring)."""
+    op = step.conv
+    c_out, c_in, k, _ = (op.sign if isinstance(op, ShiftConv) else op.weight).shape
+    b_in, sub = conv_steps(c_in, k, geo)
+    blocks = words_per_pixel(c_out, geo.cols)
+    cp_in, cp_out = b_in * geo.cols, blocks * geo.cols
+    if isinstance(op, ShiftConv):
+        s = op.exp_max - op.exp.astype(np.int64)
+        w = np.where(op.sign != 0, shift_weight(op.sign, np.where(op.sign != 0, s, 0)), 0)
+    else:
+        w = op.weight.astype(np.int64)
+    full = np.zeros((cp_out, cp_in, k, k), dtype=np.int64)
+    full[:c_out, :c_in] = w
+    words = []
+    for cb in range(blocks):
+        cols = full[cb * geo.cols:(cb + 1) * geo.cols]            # [C, cp_in, k, k]
+        for ky in range(k):
+            for kx in range(k):
+                for word in range(b_in):
+                    for sb in range(sub):
+                        lo = (word * geo.subwords + sb) * geo.lanes
+                        lanes = cols[:, lo:lo + geo.lanes, ky, kx]  # [C, V]
+                        words.append(pack([(lanes.ravel(), bits)]))
+    return words
+
+
+def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int | None,
+                    data_bits: int) -> Program:
+    """Lay out ``net`` for an engine of geometry ``geo``.
+
+    ``shift_lane_bits``: width of one shift lane weight (sign + shift field), ``None`` when the
+    engine has no shift array. Raises :class:`CompileError` for anything the engine cannot run.
+    """
+    if geo.cols % geo.lanes:
+        raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
+    steps = fuse(net)
+    bases, act_depth = allocate(net, steps, geo.cols)
+    biases = [int(v) for s in steps if s.requant is not None for v in s.requant.bias]
+    bias_bits = max([signed_bits(min(biases + [0]), max(biases + [0])), 2])
+    memories: dict[MemoryId, list[int]] = {m: [] for m in MemoryId}
+    descs: list[dict] = []
+    C = geo.cols
+    for s in steps:
+        d: dict = {"op": int(s.op)}
+        if s.op is Opcode.INPUT:
+            d.update(out_base=bases[s.output], **_jumps(
+                [tensor_words(net.tensors[s.output].shape, C)], [1]))
+        elif s.op is Opcode.OUTPUT:
+            d.update(in_base=bases[s.inputs[0]], **_jumps(
+                [tensor_words(net.tensors[s.inputs[0]].shape, C)], [1]))
+        elif s.op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
+            d.update(_conv_descriptor(net, s, geo, bases, memories, shift_lane_bits, data_bits,
+                                      bias_bits))
+        elif s.op is Opcode.ADD:
+            a, b = (net.tensors[t] for t in s.inputs)
+            y = net.tensors[s.output]
+            big = max(a.fmt.frac, b.fmt.frac)
+            sa, sb, sh = big - a.fmt.frac, big - b.fmt.frac, big - y.fmt.frac
+            if sh < 0:  # a left shift of the sum is exact: fold it into the operand shifts
+                sa, sb, sh = sa - sh, sb - sh, 0
+            if max(sa, sb, sh) > ADD_SHIFT_MAX:
+                raise CompileError(f"{s.name}: the add needs a shift of {max(sa, sb, sh)}, more "
+                                   f"than the engine's {ADD_SHIFT_MAX}")
+            d.update(in_base=bases[s.inputs[0]], in2_base=bases[s.inputs[1]],
+                     out_base=bases[s.output], shift_a=sa, shift_b=sb, shift=sh,
+                     relu=int(s.node.relu), **_jumps([tensor_words(y.shape, C)], [1]))
+        elif s.op is Opcode.AVGPOOL:
+            x, y = net.tensors[s.inputs[0]], net.tensors[s.output]
+            k = s.node.kernel
+            sh = int(math.log2(k * k)) + x.fmt.frac - y.fmt.frac
+            if sh < 0:
+                raise CompileError(f"{s.name}: the pool's output format is finer than its sum "
+                                   "(the engine only shifts right)")
+            cx, hx, wx = x.shape
+            blk = words_per_pixel(cx, C)
+            d.update(in_base=bases[s.inputs[0]], out_base=bases[s.output], shift=sh,
+                     **_jumps([k, k, blk, y.shape[2], y.shape[1]],
+                              [blk, wx * blk, 1, k * blk, k * wx * blk]))
+        descs.append(d)
+    descs.append({"op": int(Opcode.END)})
+    memories[MemoryId.PROGRAM] = [pack_descriptor(d) for d in descs]
+    return Program(descs, memories, bases, act_depth, bias_bits, steps)
+
+
+def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bits, data_bits,
+                     bias_bits) -> dict:
+    op, rq = s.conv, s.requant
+    x, y = net.tensors[op.inputs[0]], net.tensors[s.output]
+    c_in, h, w = x.shape
+    c_out, oh, ow = y.shape
+    k, st, p = op.kernel, op.stride, op.padding
+    R, C = geo.rows, geo.cols
+    if isinstance(op, ShiftConv):
+        if shift_lane_bits is None:
+            raise CompileError(f"{op.name}: the engine has no shift array")
+        mem, bits = MemoryId.SHIFT_WEIGHTS, shift_lane_bits
+    else:
+        mem, bits = MemoryId.ADDER_WEIGHTS, data_bits
+    b_in, sub = conv_steps(c_in, k, geo)
+    blocks = words_per_pixel(c_out, C)
+    pixels = oh * ow
+    w_base = len(memories[mem])
+    memories[mem].extend(_conv_weights(s, geo, bits))
+    p_base = len(memories[MemoryId.PARAMS])
+    for cb in range(blocks):
+        chans = []
+        for c in range(C):
+            o = cb * C + c
+            m_, b_ = (int(rq.mult[o]), int(rq.bias[o])) if o < c_out else (0, 0)
+            chans.append(pack([([m_], MULT_BITS), ([b_], bias_bits)]))
+        memories[MemoryId.PARAMS].append(sum(v << (i * (MULT_BITS + bias_bits))
+                                             for i, v in enumerate(chans)))
+    row_step = st * w * b_in            # input rows of one output row, in words
+    wrap_fix = -ow * st * b_in + row_step
+
+    def delta(pix: int) -> tuple[int, int, int, int]:
+        dx, dy = (pix % ow) * st, (pix // ow) * st
+        nowrap = dx * b_in + dy * w * b_in
+        return dx, dy, nowrap, nowrap + wrap_fix
+
+    wdx, wdy, wn, ww = delta(1)
+    tdx, tdy, tn, tw = delta(R)
+    return {
+        "in_base": bases[op.inputs[0]], "out_base": bases[s.output], "w_base": w_base,
+        "p_base": p_base, **_jumps([sub, b_in, k, k], [0, 1, b_in, w * b_in]),
+        "h": h, "w": w, "m_cb": blocks - 1, "m_pblk": -(-pixels // R) - 1,
+        "init_addr": bases[op.inputs[0]] + (-p * w - p) * b_in, "init_i": -p, "stride": st,
+        "walk_dx": wdx, "walk_dy": wdy, "walk_nowrap": wn, "walk_wrap": ww,
+        "tile_dx": tdx, "tile_dy": tdy, "tile_nowrap": tn, "tile_wrap": tw,
+        "wrap_at": ow * st - p, "wrap_sub": ow * st, "y_end": oh * st - p,
+        "out_tile_step": R * blocks, "pixels": pixels,
+        "shift": rq.shift, "relu": int(rq.relu),
+    }
+
+
+# ------------------------------------------------------------------------------ tensors <-> words
+def tensor_to_words(x: np.ndarray, cols: int, bits: int) -> list[int]:
+    """``x[C, H, W]`` (integers in a ``bits``-wide format) -> activation words (HWC, padded)."""
+    c, h, w = x.shape
+    blocks = words_per_pixel(c, cols)
+    hwc = np.zeros((h, w, blocks * cols), dtype=np.int64)
+    hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
+    flat = hwc.reshape(-1, cols)
+    return [pack([(row, bits)]) for row in flat]
+
+
+def words_to_tensor(words: list[int], shape: tuple[int, int, int], cols: int,
+                    bits: int) -> np.ndarray:
+    from sim.pack import unpack
+
+    c, h, w = shape
+    blocks = words_per_pixel(c, cols)
+    if len(words) != h * w * blocks:
+        raise ValueError(f"expected {h * w * blocks} words for a {shape} tensor, got {len(words)}")
+    vals = np.stack([unpack(v, [(cols, bits, True)])[0] for v in words])
+    return np.transpose(vals.reshape(h, w, blocks * cols)[:, :, :c], (2, 0, 1))
+
+
+def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, adder,
+                  program_depth: int | None = None) -> EngineConfig:
+    """The engine for ``prog`` (memories sized to exactly what the program uses)."""
+    sizes = {m: max(len(v), 1) for m, v in prog.memories.items()}
+    pools = [s.node.kernel ** 2 for s in prog.steps if s.op is Opcode.AVGPOOL]
+    return EngineConfig(
+        rows=geo.rows, cols=geo.cols, lanes=geo.lanes, data_bits=net.precision.bits,
+        shift=shift, adder=adder, act_depth=prog.act_depth,
+        shift_depth=sizes[MemoryId.SHIFT_WEIGHTS], adder_depth=sizes[MemoryId.ADDER_WEIGHTS],
+        param_depth=sizes[MemoryId.PARAMS],
+        program_depth=program_depth or len(prog.descriptors), bias_bits=prog.bias_bits,
+        pool_window=max(pools + [1]))
+
+
+# ------------------------------------------------------------------------------ stream frames
+def load_frame(prog: Program, cfg: EngineConfig) -> list[int]:
+    """The ``LOAD`` frame (32-bit beats) that writes program, weights and parameters."""
+    from hw.program import FrameKind, header_beat, section_beat, words_to_beats
+
+    widths, depths = cfg.memory_widths(), cfg.memory_depths()
+    beats = [header_beat(FrameKind.LOAD)]
+    for mid, words in prog.memories.items():
+        if not words:
+            continue
+        if len(words) > depths[mid]:
+            raise CompileError(f"{mid.name.lower()}: {len(words)} words do not fit the engine's "
+                               f"{depths[mid]}")
+        beats.append(section_beat(mid, len(words)))
+        beats.extend(words_to_beats(words, widths[mid]))
+    return beats
+
+
+def infer_frame(x: np.ndarray, cfg: EngineConfig) -> list[int]:
+    """The ``INFER`` frame for one input tensor ``x[C, H, W]`` (integers in the input format)."""
+    from hw.program import FrameKind, header_beat, words_to_beats
+
+    words = tensor_to_words(np.asarray(x, dtype=np.int64), cfg.cols, cfg.data_bits)
+    return [header_beat(FrameKind.INFER), *words_to_beats(words, cfg.word_bits)]
+
+
+def output_tensor(beats: list[int], shape: tuple[int, int, int], cfg: EngineConfig) -> np.ndarray:
+    """The result beats of one image -> ``y[C, H, W]`` (int64)."""
+    from hw.program import beats_to_words
+
+    return words_to_tensor(beats_to_words(beats, cfg.word_bits), shape, cfg.cols, cfg.data_bits)

@@ -1,0 +1,705 @@
+"""The layer engine: runs a whole integer network from a layer program with one start.
+
+Blocks (``docs/HARDWARE.md`` has the picture):
+
+* **Memories** (``amaranth.lib.memory``): activations (one word = ``C`` channels of ``B`` bits,
+  HWC order; ``max(R, 2)`` read ports, one write port), shift weights and adder weights (one
+  word = one array step: ``C`` columns x ``V`` lanes), requant parameters (one word = ``C``
+  channels of ``mult``/``bias``), the program (one word = one descriptor,
+  :mod:`hw.program`). Weights, parameters and the program are written once per deployment by a
+  ``LOAD`` frame; per image only the input and the output cross the stream interface.
+* **Conv feeder** (no im2col in memory): each of the ``R`` array rows is one output pixel with its
+  own input window position and base address; one loop nest (sub-word, word, kx, ky) walks the
+  window and gives a common address offset, so row ``r`` reads ``base[r] + offset`` from its own
+  read port. Padding and rows past the last pixel read as zero words (masked), never stored.
+* **Array cores** (:class:`hw.array.ArrayCore`): one of shift PEs, one of adder PEs (each is
+  present when the network has that kind of conv); the program picks one per conv.
+* **Post-processing**: ``C`` :class:`~hw.ppu.Requantizer` s behind the array (conv + requant is
+  one descriptor), ``C`` :class:`~hw.ppu.ResidualAdder` s and ``C`` :class:`~hw.ppu.AvgPooler` s
+  for the vector ops.
+* **Control**: one FSM fetches descriptors until ``END``. Every loop is bounded by descriptor
+  counts, so no descriptor can hang the engine; an unknown opcode, an absent array kind or a
+  program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame ``ERROR.bad_length``;
+  the program stops and ``ap_done`` is raised either way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from amaranth import Cat, Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from gen.numerics import MULT_BITS
+from hw.array import ArrayCore
+from hw.config import ArrayConfig, LaneKind, PEConfig, _check_int
+from hw.lanes import weight_shape
+from hw.ppu import (
+    AddConfig,
+    AvgPooler,
+    PoolConfig,
+    RequantConfig,
+    Requantizer,
+    ResidualAdder,
+)
+from hw.program import (
+    BEAT_BITS,
+    DESCRIPTOR_BITS,
+    DESCRIPTOR_FIELDS,
+    FRAME_MAGIC,
+    LOOP_LEVELS,
+    FrameKind,
+    MemoryId,
+    Opcode,
+    beats_per_word,
+)
+from hw.regmap import ERROR_BITS
+
+BEAT = data.StructLayout({"data": BEAT_BITS, "last": 1})
+DESCRIPTOR = data.StructLayout({n: signed(b) if s else unsigned(b)
+                                for n, b, s in DESCRIPTOR_FIELDS})
+ADDR = signed(20)  # activation address arithmetic (bases may start in the padding)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything the engine is elaborated from (the generator's sizing result).
+
+    ``shift`` / ``adder``: the PE of each array kind, or ``None`` when the network has no conv
+    of that kind. Both arrays are ``rows x cols`` with ``lanes`` lanes; ``cols`` is a multiple of
+    ``lanes`` (an activation word of ``cols`` channels holds ``cols / lanes`` array inputs).
+    Depths are in words of each memory.
+    """
+
+    rows: int
+    cols: int
+    lanes: int
+    data_bits: int
+    shift: PEConfig | None
+    adder: PEConfig | None
+    act_depth: int
+    shift_depth: int
+    adder_depth: int
+    param_depth: int
+    program_depth: int
+    bias_bits: int
+    add_shift_max: int = 31
+    pool_window: int = 64
+
+    def __post_init__(self) -> None:
+        _check_int("rows", self.rows, 1, 64)
+        _check_int("cols", self.cols, 1, 64)
+        _check_int("lanes", self.lanes, 1, 64)
+        if self.data_bits not in (8, 32):
+            raise ValueError(f"data_bits must be 8 (FIX8) or 32 (FIX32), not {self.data_bits}")
+        if self.cols % self.lanes:
+            raise ValueError(f"cols ({self.cols}) must be a multiple of lanes ({self.lanes})")
+        if self.shift is None and self.adder is None:
+            raise ValueError("an engine needs at least one array (shift or adder)")
+        for kind, pe in (("shift", self.shift), ("adder", self.adder)):
+            if pe is None:
+                continue
+            if not isinstance(pe, PEConfig) or pe.lane.kind is not LaneKind(kind):
+                raise ValueError(f"{kind} must be a {kind} PEConfig, not {pe!r}")
+            if pe.lanes != self.lanes or pe.lane.data_bits != self.data_bits:
+                raise ValueError(f"the {kind} PE must have {self.lanes} lanes of "
+                                 f"{self.data_bits} bits")
+        for name in ("act_depth", "shift_depth", "adder_depth", "param_depth", "program_depth"):
+            _check_int(name, getattr(self, name), 1, 1 << 16)
+        _check_int("bias_bits", self.bias_bits, 2, 64)
+        _check_int("add_shift_max", self.add_shift_max, 0, 62)
+        _check_int("pool_window", self.pool_window, 1, 1 << 16)
+
+    # ------------------------------------------------------------------ derived
+    def array(self, kind: str) -> ArrayConfig | None:
+        pe = getattr(self, kind)
+        return None if pe is None else ArrayConfig(pe, self.rows, self.cols)
+
+    @property
+    def word_bits(self) -> int:
+        """Activation word: ``cols`` channels of ``data_bits``."""
+        return self.cols * self.data_bits
+
+    @property
+    def subwords(self) -> int:
+        return self.cols // self.lanes
+
+    @property
+    def read_ports(self) -> int:
+        return max(self.rows, 2)
+
+    @property
+    def acc_bits(self) -> int:
+        return max(pe.acc_bits for pe in (self.shift, self.adder) if pe is not None)
+
+    def weight_bits(self, kind: str) -> int:
+        """One step's weights: ``cols x lanes`` lane weights (0 when the kind is absent)."""
+        pe = getattr(self, kind)
+        if pe is None:
+            return 0
+        return self.cols * self.lanes * Shape.cast(weight_shape(pe.lane)).width
+
+    @property
+    def param_bits(self) -> int:
+        return self.cols * (MULT_BITS + self.bias_bits)
+
+    def memory_widths(self) -> dict[MemoryId, int]:
+        return {MemoryId.PROGRAM: DESCRIPTOR_BITS,
+                MemoryId.SHIFT_WEIGHTS: self.weight_bits("shift"),
+                MemoryId.ADDER_WEIGHTS: self.weight_bits("adder"),
+                MemoryId.PARAMS: self.param_bits}
+
+    def memory_depths(self) -> dict[MemoryId, int]:
+        return {MemoryId.PROGRAM: self.program_depth, MemoryId.SHIFT_WEIGHTS: self.shift_depth,
+                MemoryId.ADDER_WEIGHTS: self.adder_depth, MemoryId.PARAMS: self.param_depth}
+
+    def to_json(self) -> dict:
+        def pe_json(pe):
+            return None if pe is None else {"acc_bits": pe.acc_bits, "shift_max": pe.lane.shift_max,
+                                            "tree_register_every": pe.tree_register_every}
+        return {"rows": self.rows, "cols": self.cols, "lanes": self.lanes,
+                "data_bits": self.data_bits, "shift": pe_json(self.shift),
+                "adder": pe_json(self.adder), "act_depth": self.act_depth,
+                "shift_depth": self.shift_depth, "adder_depth": self.adder_depth,
+                "param_depth": self.param_depth, "program_depth": self.program_depth,
+                "bias_bits": self.bias_bits, "add_shift_max": self.add_shift_max,
+                "pool_window": self.pool_window}
+
+    @classmethod
+    def from_json(cls, d: dict) -> EngineConfig:
+        from hw.config import LaneConfig
+
+        def pe(kind):
+            v = d.get(kind)
+            if v is None:
+                return None
+            lane = LaneConfig(LaneKind(kind), int(d["data_bits"]), int(v["shift_max"]))
+            return PEConfig(lane, int(d["lanes"]), int(v["acc_bits"]),
+                            int(v["tree_register_every"]))
+        keys = ("rows", "cols", "lanes", "data_bits", "act_depth", "shift_depth", "adder_depth",
+                "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window")
+        return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
+
+
+class _LoopNest:
+    """``LOOP_LEVELS`` nested counters (level 0 fastest) with an incrementally computed address
+    offset: advancing level ``l`` (all lower levels wrap) adds the descriptor's ``j<l>``.
+    After the last index of every level, the nest wraps to all zeros and offset 0."""
+
+    def __init__(self, m: Module, d, step, clear) -> None:
+        self.idx = [Signal(16, name=f"loop_i{lvl}") for lvl in range(LOOP_LEVELS)]
+        self.offset = Signal(ADDR, name="loop_offset")
+        maxed = [i == getattr(d, f"m{lvl}") for lvl, i in enumerate(self.idx)]
+        self.at_max = [Signal(name=f"loop_max{lvl}") for lvl in range(LOOP_LEVELS)]
+        for s, v in zip(self.at_max, maxed, strict=True):
+            m.d.comb += s.eq(v)
+        self.last = Signal(name="loop_last")
+        m.d.comb += self.last.eq(Cat(*self.at_max).all())
+        jump = Const(0, ADDR)
+        for lvl in reversed(range(LOOP_LEVELS)):  # the lowest level not at its maximum wins
+            jump = Mux(~self.at_max[lvl], getattr(d, f"j{lvl}"), jump)
+        with m.If(clear):
+            m.d.sync += [i.eq(0) for i in self.idx]
+            m.d.sync += self.offset.eq(0)
+        with m.Elif(step):
+            carry = Const(1)
+            for lvl in range(LOOP_LEVELS):
+                with m.If(carry):
+                    m.d.sync += self.idx[lvl].eq(Mux(self.at_max[lvl], 0, self.idx[lvl] + 1))
+                carry = carry & self.at_max[lvl]
+            m.d.sync += self.offset.eq(Mux(self.last, 0, self.offset + jump))
+
+
+def _delay(m: Module, value, cycles: int, name: str):
+    prev = value
+    for k in range(cycles):
+        reg = Signal.like(value, name=f"{name}_d{k}")
+        m.d.sync += reg.eq(prev)
+        prev = reg
+    return prev
+
+
+class Engine(wiring.Component):
+    """The accelerator without its bus wrapper: stream in ``s_axis``, stream out ``m_axis``, and
+    the engine side of :class:`hw.regfile.RegisterFile` (``start``/``accepted``/``done``/
+    ``idle``/``busy``/``error_set``)."""
+
+    def __init__(self, cfg: EngineConfig) -> None:
+        if not isinstance(cfg, EngineConfig):
+            raise ValueError(f"cfg must be an EngineConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({
+            "s_axis": In(stream.Signature(BEAT)), "m_axis": Out(stream.Signature(BEAT)),
+            "start": In(1), "accepted": Out(1), "done": Out(1), "idle": Out(1), "busy": Out(1),
+            "error_set": Out(len(ERROR_BITS)),
+        })
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._cfg
+
+    def elaborate(self, platform):  # noqa: C901 - one FSM, kept in one place on purpose
+        m = Module()
+        cfg = self._cfg
+        R, C, V, B = cfg.rows, cfg.cols, cfg.lanes, cfg.data_bits
+        err = {name: i for i, name in enumerate(ERROR_BITS)}
+        bad_desc = Signal()
+        bad_len = Signal()
+        m.d.comb += [self.error_set[err["bad_descriptor"]].eq(bad_desc),
+                     self.error_set[err["bad_length"]].eq(bad_len)]
+
+        # ---------------------------------------------------------------- memories
+        widths, depths = cfg.memory_widths(), cfg.memory_depths()
+        m.submodules.act = act = Memory(shape=unsigned(cfg.word_bits), depth=cfg.act_depth,
+                                        init=[])
+        act_rd = [act.read_port() for _ in range(cfg.read_ports)]
+        act_wr = act.write_port()
+        loadable = {}
+        for mid in MemoryId:
+            if widths[mid] == 0:
+                continue
+            mem = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[])
+            m.submodules[f"mem_{mid.name.lower()}"] = mem
+            loadable[mid] = (mem.read_port(), mem.write_port())
+        prog_rd = loadable[MemoryId.PROGRAM][0]
+
+        # ---------------------------------------------------------------- arrays and PPU
+        cores = {}
+        for kind in ("shift", "adder"):
+            acfg = cfg.array(kind)
+            if acfg is not None:
+                cores[kind] = ArrayCore(acfg)
+                m.submodules[f"{kind}_core"] = cores[kind]
+        rq_cfg = RequantConfig(cfg.acc_bits, cfg.bias_bits, B)
+        rqs = [Requantizer(rq_cfg) for _ in range(C)]
+        adders = [ResidualAdder(AddConfig(B, B, cfg.add_shift_max)) for _ in range(C)]
+        pools = [AvgPooler(PoolConfig(B, cfg.pool_window)) for _ in range(C)]
+        for c in range(C):
+            m.submodules[f"rq{c}"] = rqs[c]
+            m.submodules[f"add{c}"] = adders[c]
+            m.submodules[f"pool{c}"] = pools[c]
+
+        # ---------------------------------------------------------------- state
+        d = Signal(DESCRIPTOR)
+        pc = Signal(range(cfg.program_depth + 1))
+        m.d.comb += prog_rd.addr.eq(pc)
+        beat, last_beat = self.s_axis.payload.data, self.s_axis.payload.last
+        take = Signal()
+        m.d.comb += take.eq(self.s_axis.valid & self.s_axis.ready)
+        asm_beats = max(beats_per_word(w) for w in (*widths.values(), cfg.word_bits))
+        asm = Signal(asm_beats * BEAT_BITS)
+        asm_next = Signal.like(asm)
+        k = Signal(range(asm_beats + 1))
+        m.d.comb += asm_next.eq(asm)
+        m.d.comb += asm_next.word_select(k, BEAT_BITS).eq(beat)
+        count = Signal(24)
+        ld_mem = Signal(8)
+        ld_addr = Signal(16)
+        word_beats = Signal(range(asm_beats + 1))  # beats per word of the memory being written
+        is_shift = Signal()
+        m.d.comb += is_shift.eq(d.op == Opcode.SHIFT_CONV)
+
+        step = Signal()
+        clear = Signal()
+        loop = _LoopNest(m, d, step, clear)
+
+        # activation write port: one source at a time
+        wr_sources = []  # (en, addr, data)
+
+        # ---------------------------------------------------------------- conv: rows
+        ROWV = signed(14)
+        iy0 = [Signal(ROWV, name=f"row{r}_iy0") for r in range(R)]
+        ix0 = [Signal(ROWV, name=f"row{r}_ix0") for r in range(R)]
+        ra = [Signal(ADDR, name=f"row{r}_addr") for r in range(R)]
+        wy, wx, wa = Signal(ROWV), Signal(ROWV), Signal(ADDR)
+        walk_r = Signal(range(R + 1))
+
+        def advance(y, x, a, dx, dy, nowrap, wrap):
+            nx = x + dx
+            wraps = nx >= d.wrap_at
+            # past the end of an output row: back by one row's width, down by one more row
+            return (Mux(wraps, y + dy + d.stride, y + dy), Mux(wraps, nx - d.wrap_sub, nx),
+                    Mux(wraps, a + wrap, a + nowrap))
+
+        # ---------------------------------------------------------------- conv: feeder
+        feeding = Signal()
+        cb = Signal(8)
+        pblk = Signal(16)
+        w_ptr = Signal(16)
+        s1_valid = Signal()
+        s1_first, s1_last = Signal(), Signal()
+        s1_sub = Signal(range(max(cfg.subwords, 2)))
+        s1_mask = Signal(R)
+        core_ready = Signal()
+        for kind, core in cores.items():
+            sel = is_shift if kind == "shift" else ~is_shift
+            with m.If(sel):
+                m.d.comb += core_ready.eq(core.i.ready)
+        adv = Signal()
+        m.d.comb += adv.eq(~s1_valid | core_ready)
+        conv_on = Signal()  # the FSM is in the conv run state
+
+        for r in range(R):
+            iy = iy0[r] + loop.idx[3]
+            ix = ix0[r] + loop.idx[2]
+            ok = (iy0[r] < d.y_end) & (iy >= 0) & (iy < d.h) & (ix >= 0) & (ix < d.w)
+            with m.If(conv_on & adv):
+                m.d.sync += s1_mask[r].eq(~ok)
+        wmem = {"shift": loadable.get(MemoryId.SHIFT_WEIGHTS),
+                "adder": loadable.get(MemoryId.ADDER_WEIGHTS)}
+        for ports in wmem.values():
+            if ports is not None:
+                m.d.comb += [ports[0].addr.eq(w_ptr), ports[0].en.eq(adv)]
+        with m.If(conv_on & adv):
+            m.d.sync += [s1_valid.eq(feeding), s1_first.eq(Cat(*(i == 0 for i in loop.idx)).all()),
+                         s1_last.eq(loop.last), s1_sub.eq(loop.idx[0])]
+        issue = Signal()
+        m.d.comb += issue.eq(conv_on & adv & feeding)
+        for kind, core in cores.items():
+            sel = is_shift if kind == "shift" else ~is_shift
+            m.d.comb += [core.i.valid.eq(s1_valid & sel), core.i.payload.first.eq(s1_first),
+                         core.i.payload.last.eq(s1_last),
+                         core.i.payload.w.eq(wmem[kind][0].data)]
+            for r in range(R):
+                word = act_rd[r].data.word_select(s1_sub, V * B) if cfg.subwords > 1 \
+                    else act_rd[r].data
+                m.d.comb += core.i.payload.x[r].eq(Mux(s1_mask[r], 0, word))
+
+        # ---------------------------------------------------------------- conv: writer
+        acc = signed(cfg.acc_bits)
+        o_valid = Signal()
+        o_data = Signal(data.ArrayLayout(acc, C))
+        for kind, core in cores.items():
+            sel = is_shift if kind == "shift" else ~is_shift
+            m.d.comb += core.o.ready.eq(1)
+            with m.If(sel):
+                m.d.comb += o_valid.eq(core.o.valid & conv_on)
+                m.d.comb += [o_data[c].eq(core.o.payload.data[c]) for c in range(C)]
+        wr_r = Signal(range(R + 1))
+        wr_cb = Signal(8)
+        wr_pblk = Signal(16)
+        wr_ptile = Signal(17)
+        wr_taddr = Signal(17)
+        wr_raddr = Signal(17)
+        wr_done = Signal()
+        blocks = Signal(9)
+        m.d.comb += blocks.eq(d.m_cb + 1)
+        a_valid, a_we = Signal(), Signal()
+        a_addr = Signal(17)
+        a_acc = Signal(data.ArrayLayout(acc, C))
+        params = loadable[MemoryId.PARAMS][0]
+        m.d.comb += params.addr.eq(d.p_base + wr_cb)
+        m.d.sync += a_valid.eq(o_valid)
+        with m.If(o_valid):
+            m.d.sync += [a_we.eq(wr_ptile + wr_r < d.pixels), a_addr.eq(wr_raddr),
+                         a_acc.eq(o_data)]
+            with m.If(wr_r == R - 1):
+                m.d.sync += wr_r.eq(0)
+                with m.If(wr_cb == d.m_cb):
+                    m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
+                                 wr_taddr.eq(wr_taddr + d.out_tile_step),
+                                 wr_raddr.eq(wr_taddr + d.out_tile_step),
+                                 wr_pblk.eq(wr_pblk + 1)]
+                    with m.If(wr_pblk == d.m_pblk):
+                        m.d.sync += wr_done.eq(1)
+                with m.Else():
+                    m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1)]
+            with m.Else():
+                m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks)]
+        pview = data.View(data.ArrayLayout(data.StructLayout(
+            {"mult": signed(MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
+        for c in range(C):
+            m.d.comb += [rqs[c].i.valid.eq(a_valid), rqs[c].i.payload.acc.eq(a_acc[c]),
+                         rqs[c].i.payload.mult.eq(pview[c].mult),
+                         rqs[c].i.payload.bias.eq(pview[c].bias),
+                         rqs[c].shift.eq(d.shift), rqs[c].relu.eq(d.relu), rqs[c].o.ready.eq(1)]
+        rq_we = _delay(m, a_valid & a_we, Requantizer.latency, "rq_we")
+        rq_addr = _delay(m, a_addr, Requantizer.latency, "rq_addr")
+        wr_sources.append((rq_we, rq_addr, Cat(*(q.o.payload.y for q in rqs))))
+
+        # ---------------------------------------------------------------- vector ops
+        vec_on = Signal()
+        vec_feeding = Signal()
+        is_add = Signal()
+        m.d.comb += is_add.eq(d.op == Opcode.ADD)
+        v_issue = Signal()
+        m.d.comb += v_issue.eq(vec_on & vec_feeding)
+        v1 = Signal()
+        v1_first, v1_last = Signal(), Signal()
+        optr = Signal(17)
+        v1_addr = Signal(17)
+        m.d.sync += v1.eq(v_issue)
+        with m.If(v_issue):
+            first = (loop.idx[0] == 0) & (loop.idx[1] == 0)
+            lastw = loop.at_max[0] & loop.at_max[1]
+            emit = is_add | lastw
+            m.d.sync += [v1_first.eq(first), v1_last.eq(lastw), v1_addr.eq(optr)]
+            with m.If(emit):
+                m.d.sync += optr.eq(optr + 1)
+        for c in range(C):
+            a_c = act_rd[0].data.word_select(c, B)
+            b_c = act_rd[1].data.word_select(c, B)
+            m.d.comb += [adders[c].i.valid.eq(v1 & is_add), adders[c].i.payload.a.eq(a_c),
+                         adders[c].i.payload.b.eq(b_c), adders[c].shift_a.eq(d.shift_a),
+                         adders[c].shift_b.eq(d.shift_b), adders[c].shift.eq(d.shift),
+                         adders[c].relu.eq(d.relu), adders[c].o.ready.eq(1),
+                         pools[c].i.valid.eq(v1 & ~is_add), pools[c].i.payload.x.eq(a_c),
+                         pools[c].i.payload.first.eq(v1_first),
+                         pools[c].i.payload.last.eq(v1_last), pools[c].shift.eq(d.shift),
+                         pools[c].o.ready.eq(1)]
+        assert ResidualAdder.latency == AvgPooler.latency
+        v_addr = _delay(m, v1_addr, ResidualAdder.latency, "vec_addr")
+        v_we = Signal()
+        m.d.comb += v_we.eq(adders[0].o.valid | pools[0].o.valid)
+        v_data = Mux(adders[0].o.valid, Cat(*(a.o.payload.y for a in adders)),
+                     Cat(*(p.o.payload.y for p in pools)))
+        wr_sources.append((v_we, v_addr, v_data))
+
+        # ---------------------------------------------------------------- input / output
+        in_we = Signal()
+        in_addr = Signal(17)
+        wr_sources.append((in_we, in_addr, asm_next[:cfg.word_bits]))
+        act_bpw = beats_per_word(cfg.word_bits)
+        obuf = Signal(act_bpw * BEAT_BITS)
+
+        # ---------------------------------------------------------------- write port mux
+        m.d.comb += act_wr.en.eq(Cat(*(en for en, _, _ in wr_sources)).any())
+        for en, addr, value in wr_sources:
+            with m.If(en):
+                m.d.comb += [act_wr.addr.eq(addr), act_wr.data.eq(value)]
+
+        # loader write ports
+        ld_we = Signal()
+        for mid, (_, wp) in loadable.items():
+            m.d.comb += [wp.addr.eq(ld_addr), wp.data.eq(asm_next[:widths[mid]]),
+                         wp.en.eq(ld_we & (ld_mem == int(mid)))]
+
+        # ---------------------------------------------------------------- control FSM
+        drain = Signal(4)
+        in_frame = Signal()  # an INFER frame's TLAST has not been seen yet
+        with m.If(take & last_beat):
+            m.d.sync += in_frame.eq(0)
+        finish = "DRAIN_OR_DONE"
+        m.d.comb += [self.busy.eq(0), self.idle.eq(0)]
+        with m.FSM(name="engine"):
+            with m.State("IDLE"):
+                m.d.comb += self.idle.eq(1)
+                with m.If(self.start):
+                    m.d.comb += self.accepted.eq(1)
+                    m.next = "HEADER"
+            with m.State("HEADER"):
+                m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
+                with m.If(take):
+                    with m.If((beat == (FRAME_MAGIC << 8 | FrameKind.INFER)) & ~last_beat):
+                        m.d.sync += [pc.eq(0), in_frame.eq(1)]
+                        m.next = "FETCH"
+                    with m.Elif((beat == (FRAME_MAGIC << 8 | FrameKind.LOAD)) & ~last_beat):
+                        m.next = "SECTION"
+                    with m.Else():
+                        m.d.comb += bad_len.eq(1)
+                        with m.If(last_beat):
+                            m.next = "DONE"
+                        with m.Else():
+                            m.next = "DRAIN"
+            # ---------------------------------------------------------- load
+            with m.State("SECTION"):
+                m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
+                mid = beat[24:32]
+                words = beat[:24]
+                known = Const(0)
+                fits = Const(0)
+                bpw = Const(1, word_beats.shape())
+                for lid in loadable:
+                    hit = mid == int(lid)
+                    known = known | hit
+                    fits = fits | (hit & (words <= depths[lid]))
+                    bpw = Mux(hit, beats_per_word(widths[lid]), bpw)
+                with m.If(take):
+                    m.d.sync += [ld_mem.eq(mid), count.eq(words), ld_addr.eq(0), k.eq(0),
+                                 word_beats.eq(bpw)]
+                    with m.If(known & fits & (words != 0) & ~last_beat):
+                        m.next = "LOAD"
+                    with m.Else():
+                        m.d.comb += bad_len.eq(1)
+                        with m.If(last_beat):
+                            m.next = "DONE"
+                        with m.Else():
+                            m.next = "DRAIN"
+            with m.State("LOAD"):
+                m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
+                with m.If(take):
+                    m.d.sync += asm.eq(asm_next)
+                    with m.If(k == word_beats - 1):
+                        m.d.comb += ld_we.eq(1)
+                        m.d.sync += [k.eq(0), ld_addr.eq(ld_addr + 1), count.eq(count - 1)]
+                        with m.If(count == 1):
+                            with m.If(last_beat):
+                                m.next = "DONE"
+                            with m.Else():
+                                m.next = "SECTION"
+                        with m.Elif(last_beat):
+                            m.d.comb += bad_len.eq(1)
+                            m.next = "DONE"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(last_beat):
+                            m.d.comb += bad_len.eq(1)
+                            m.next = "DONE"
+            with m.State(finish):  # stop; an unread rest of the input frame is discarded
+                m.d.comb += self.busy.eq(1)
+                with m.If(in_frame):
+                    m.next = "DRAIN"
+                with m.Else():
+                    m.next = "DONE"
+            with m.State("DRAIN"):  # discard the rest of a bad frame
+                m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
+                with m.If(take & last_beat):
+                    m.next = "DONE"
+            # ---------------------------------------------------------- program
+            with m.State("FETCH"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(pc == cfg.program_depth):
+                    m.d.comb += bad_desc.eq(1)
+                    m.next = finish
+                with m.Else():
+                    m.next = "LATCH"
+            with m.State("LATCH"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += d.eq(prog_rd.data)
+                m.next = "DISPATCH"
+            with m.State("DISPATCH"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
+                m.d.comb += clear.eq(1)
+                with m.Switch(d.op):
+                    with m.Case(Opcode.END):
+                        with m.If(in_frame):  # the program never read its input
+                            m.d.comb += bad_len.eq(1)
+                        m.next = finish
+                    with m.Case(Opcode.INPUT):
+                        m.next = "INPUT"
+                    with m.Case(Opcode.OUTPUT):
+                        m.next = "OUT_READ"
+                    with m.Case(Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
+                        present = Const(0)
+                        if "shift" in cores:
+                            present = present | is_shift
+                        if "adder" in cores:
+                            present = present | (d.op == Opcode.ADDER_CONV)
+                        with m.If(present):
+                            m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
+                                         walk_r.eq(0)]
+                            m.next = "CONV_INIT"
+                        with m.Else():
+                            m.d.comb += bad_desc.eq(1)
+                            m.next = finish
+                    with m.Case(Opcode.ADD, Opcode.AVGPOOL):
+                        m.d.sync += [vec_feeding.eq(1), optr.eq(d.out_base)]
+                        m.next = "VEC"
+                    with m.Default():
+                        m.d.comb += bad_desc.eq(1)
+                        m.next = finish
+            with m.State("NEXT"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += pc.eq(pc + 1)
+                m.next = "FETCH"
+            # ---------------------------------------------------------- input
+            with m.State("INPUT"):
+                m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
+                with m.If(take):
+                    m.d.sync += asm.eq(asm_next)
+                    with m.If(k == act_bpw - 1):
+                        m.d.comb += in_we.eq(1)
+                        m.d.sync += [k.eq(0), in_addr.eq(in_addr + 1), count.eq(count + 1)]
+                        with m.If(count == d.m0):
+                            with m.If(last_beat):
+                                m.next = "NEXT"
+                            with m.Else():
+                                m.d.comb += bad_len.eq(1)
+                                m.next = "DRAIN"
+                        with m.Elif(last_beat):
+                            m.d.comb += bad_len.eq(1)
+                            m.next = "DONE"
+                    with m.Else():
+                        m.d.sync += k.eq(k + 1)
+                        with m.If(last_beat):
+                            m.d.comb += bad_len.eq(1)
+                            m.next = "DONE"
+            # ---------------------------------------------------------- output
+            with m.State("OUT_READ"):
+                m.d.comb += [self.busy.eq(1), act_rd[0].addr.eq(d.in_base + count)]
+                m.next = "OUT_WAIT"
+            with m.State("OUT_WAIT"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += [obuf.eq(act_rd[0].data), k.eq(0)]
+                m.next = "OUT_SEND"
+            with m.State("OUT_SEND"):
+                final = (k == act_bpw - 1) & (count == d.m0)
+                m.d.comb += [self.busy.eq(1), self.m_axis.valid.eq(1),
+                             self.m_axis.payload.data.eq(obuf.word_select(k, BEAT_BITS)),
+                             self.m_axis.payload.last.eq(final)]
+                with m.If(self.m_axis.ready):
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(k == act_bpw - 1):
+                        m.d.sync += count.eq(count + 1)
+                        m.next = "OUT_NEXT"
+            with m.State("OUT_NEXT"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(count == d.m0 + 1):
+                    m.next = "NEXT"
+                with m.Else():
+                    m.next = "OUT_READ"
+            # ---------------------------------------------------------- conv
+            with m.State("CONV_INIT"):
+                m.d.comb += self.busy.eq(1)
+                for r in range(R):
+                    with m.If(walk_r == r):
+                        m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
+                ny, nx, na = advance(wy, wx, wa, d.walk_dx, d.walk_dy, d.walk_nowrap,
+                                     d.walk_wrap)
+                m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
+                with m.If(walk_r == R - 1):
+                    m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(d.w_base),
+                                 s1_valid.eq(0), wr_r.eq(0), wr_cb.eq(0), wr_pblk.eq(0),
+                                 wr_ptile.eq(0), wr_taddr.eq(d.out_base),
+                                 wr_raddr.eq(d.out_base), wr_done.eq(0)]
+                    m.next = "CONV_RUN"
+            with m.State("CONV_RUN"):
+                m.d.comb += [self.busy.eq(1), conv_on.eq(1), step.eq(issue)]
+                for r in range(R):
+                    m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
+                with m.If(issue):
+                    m.d.sync += w_ptr.eq(w_ptr + 1)
+                    with m.If(loop.last):
+                        with m.If(cb == d.m_cb):
+                            m.d.sync += [cb.eq(0), w_ptr.eq(d.w_base), pblk.eq(pblk + 1)]
+                            for r in range(R):
+                                ny, nx, na = advance(iy0[r], ix0[r], ra[r], d.tile_dx, d.tile_dy,
+                                                     d.tile_nowrap, d.tile_wrap)
+                                m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
+                            with m.If(pblk == d.m_pblk):
+                                m.d.sync += feeding.eq(0)
+                        with m.Else():
+                            m.d.sync += cb.eq(cb + 1)
+                with m.If(wr_done):
+                    m.d.sync += drain.eq(Requantizer.latency + 2)
+                    m.next = "SETTLE"
+            # ---------------------------------------------------------- add / avgpool
+            with m.State("VEC"):
+                m.d.comb += [self.busy.eq(1), vec_on.eq(1), step.eq(v_issue),
+                             act_rd[0].addr.eq(d.in_base + loop.offset),
+                             act_rd[1].addr.eq(d.in2_base + loop.offset)]
+                with m.If(v_issue & loop.last):
+                    m.d.sync += [vec_feeding.eq(0), drain.eq(ResidualAdder.latency + 2)]
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):  # let the post-processing pipelines write their last words
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.next = "NEXT"
+            with m.State("DONE"):
+                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
+                m.next = "IDLE"
+        return m

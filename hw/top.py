@@ -1,0 +1,55 @@
+"""The accelerator's top level with the port names Vivado's IP integrator infers interfaces from.
+
+``aclk`` / ``aresetn`` (active low), ``s_axi_*`` (AXI4-Lite register file, :mod:`hw.regmap`),
+``s_axis_*`` (AXI4-Stream in: load and infer frames) and ``m_axis_*`` (AXI4-Stream out: results), and ``interrupt`` (high while ``ap_done`` is set, until
+CTRL is read). Amaranth names a nested port ``s_axi__awaddr``;
+the top's ports are flat members, so the emitted Verilog carries exactly these names.
+"""
+
+from __future__ import annotations
+
+from amaranth import ClockDomain, Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.engine import Engine, EngineConfig
+from hw.regfile import AXILiteSignature, RegisterFile
+from hw.regmap import REGMAP
+
+TOP_NAME = "shiftadd_top"
+_AXIL = dict(AXILiteSignature(REGMAP.address_bits + 1).members.items())
+
+
+class Top(wiring.Component):
+    def __init__(self, cfg: EngineConfig, build_id: int) -> None:
+        self._cfg, self._build_id = cfg, build_id
+        ports = {"aclk": In(1), "aresetn": In(1), "interrupt": Out(1)}
+        for name, member in _AXIL.items():  # master's view -> the slave port flips direction
+            ports[f"s_axi_{name}"] = (In if member.flow is Out else Out)(member.shape)
+        ports.update({"s_axis_tdata": In(32), "s_axis_tlast": In(1), "s_axis_tvalid": In(1),
+                      "s_axis_tready": Out(1), "m_axis_tdata": Out(32), "m_axis_tlast": Out(1),
+                      "m_axis_tvalid": Out(1), "m_axis_tready": In(1)})
+        super().__init__(ports)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.sync = cd = ClockDomain("sync", local=True)
+        m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
+        m.submodules.regs = regs = RegisterFile(self._build_id)
+        m.submodules.engine = eng = Engine(self._cfg)
+        for name, member in _AXIL.items():
+            port = getattr(self, f"s_axi_{name}")
+            inner = getattr(regs.axi, name)
+            m.d.comb += (inner.eq(port) if member.flow is Out else port.eq(inner))
+        m.d.comb += [
+            eng.start.eq(regs.start), regs.accepted.eq(eng.accepted), regs.done.eq(eng.done),
+            regs.idle.eq(eng.idle), regs.busy.eq(eng.busy), regs.error_set.eq(eng.error_set),
+            eng.s_axis.payload.data.eq(self.s_axis_tdata),
+            eng.s_axis.payload.last.eq(self.s_axis_tlast),
+            eng.s_axis.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(eng.s_axis.ready),
+            self.m_axis_tdata.eq(eng.m_axis.payload.data),
+            self.m_axis_tlast.eq(eng.m_axis.payload.last),
+            self.m_axis_tvalid.eq(eng.m_axis.valid), eng.m_axis.ready.eq(self.m_axis_tready),
+            self.interrupt.eq(regs.interrupt),
+        ]
+        return m
