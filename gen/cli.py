@@ -108,6 +108,103 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _network_for(args: argparse.Namespace):
+    """An integer network from a checkpoint (quantized here) or an already quantized ``.npz``."""
+    import numpy as np
+    import torch
+
+    from gen.ir import IntegerNetwork
+    from gen.numerics import Precision
+    from gen.quantize import quantize
+
+    path = Path(args.checkpoint)
+    if path.suffix == ".npz":
+        net = IntegerNetwork.load(path)
+        if args.precision and net.precision is not Precision(args.precision):
+            raise UserError(f"{path} is a {net.precision.value} network, not {args.precision}")
+        return net
+    loaded = _load(args)
+    precision = args.precision or "fix8"
+    if args.calibration:
+        calib = torch.from_numpy(np.load(args.calibration, allow_pickle=False).astype("float32"))
+        norm = None
+    elif loaded.arch == "digits":
+        from gen.evaluate import calibration_batch, require_digits_model
+        from gen.nn.data import load_digits_splits
+
+        norm = require_digits_model(loaded)
+        calib = calibration_batch(load_digits_splits()[0], norm)
+    else:
+        c = loaded.model.config
+        _log(f"[gen] no --calibration data: calibrating {loaded.arch} on 64 standard-normal "
+             "inputs (fine for hardware; use real data for accuracy)")
+        calib = torch.randn(64, c.in_channels, c.input_size, c.input_size,
+                            generator=torch.Generator().manual_seed(0))
+        norm = None
+    return quantize(loaded.model, calib, precision, norm, name=loaded.arch)
+
+
+def cmd_gen(args: argparse.Namespace) -> int:
+    from gen.generate import generate
+
+    t0 = time.perf_counter()
+    _log(f"[gen] step 1/3: integer network from {args.checkpoint}")
+    net = _network_for(args)
+    out = Path(args.output or f"out/{net.name}-{net.precision.value}")
+    manifest, rep = generate(net, out, board=args.board, clock_mhz=args.clock_mhz,
+                             lut_budget=args.lut_budget, rows=args.rows, cols=args.cols,
+                             lanes=args.lanes, progress=lambda m: _log(f"[gen] {m}"))
+    seconds = round(time.perf_counter() - t0, 1)
+    obj = {"out": str(out), "build_id": manifest["build_id_hex"], "seconds": seconds,
+           **{k: rep[k] for k in ("model", "precision", "array", "cycles_per_image",
+                                  "images_per_s", "latency_us", "min_conv_utilization")},
+           "luts_model": rep["resources_model"]["luts_total"],
+           "bram36": rep["resources_model"]["bram36_total"]}
+
+    def human() -> None:
+        a = rep["array"]
+        print(f"generated {out}/ in {seconds} s (build id {manifest['build_id_hex']})")
+        print(f"  arrays      {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes (shift + adder)")
+        print(f"  throughput  {rep['images_per_s']} images/s at {rep['clock_mhz']:g} MHz "
+              f"({rep['cycles_per_image']} cycles, {rep['latency_us']} us per image; model)")
+        print(f"  resources   {rep['resources_model']['luts_total']} LUTs, "
+              f"{rep['resources_model']['bram36_total']} BRAM36, {rep['resources_model']['dsp']}"
+              " DSP48 (model)")
+        print(f"  files       rtl/{manifest['top']}.v weights.bin program.bin manifest.json "
+              "report.json report.md network.npz")
+
+    _emit(args, obj, human)
+    return 0
+
+
+def cmd_sim(args: argparse.Namespace) -> int:
+    from sim.accel import simulate_outdir
+    from sim.tools import configure_verilator
+
+    configure_verilator()
+    if args.images < 1:
+        raise UserError("--images must be at least 1")
+    res, info = simulate_outdir(Path(args.out), args.images, seed=args.seed, idle=args.idle,
+                                backpressure=args.backpressure,
+                                progress=lambda m: _log(f"[sim] {m}"))
+    obj = {**res.to_json(), **info}
+    meas = obj["cycles_per_image"]
+    obj["cycle_difference"] = round((meas - info["model_cycles_per_image"]) /
+                                    info["model_cycles_per_image"], 4)
+
+    def human() -> None:
+        print(f"RTL vs golden model on {res.images} images ({info['inputs']}): "
+              f"{res.mismatches} mismatches")
+        print(f"  cycles per image  {meas} measured (min {obj['cycles_min']}, max "
+              f"{obj['cycles_max']}), {info['model_cycles_per_image']} cycle model "
+              f"({100 * obj['cycle_difference']:+.2f} %, includes stream idle cycles)")
+        print(f"  simulation        {obj['images_per_s']} images/s "
+              f"(build {obj['build_seconds']} s)")
+
+    _emit(args, obj, human)
+    return 0 if res.mismatches == 0 else 1
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from sim.tools import doctor
 
@@ -201,6 +298,40 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true",
                    help="print one object with keys float, fix32, fix8")
     e.set_defaults(func=cmd_eval)
+
+    g = sub.add_parser("gen", help="generate the accelerator for a model",
+                       description="Quantize (or take a quantized .npz), size the arrays for the "
+                                   "board, and write OUT/: rtl/, weights.bin, program.bin, "
+                                   "manifest.json, report.json, report.md.")
+    _add_ckpt_args(g)
+    g.add_argument("--precision", choices=("fix8", "fix32"), default=None,
+                   help="default fix8 (an .npz network keeps its own)")
+    g.add_argument("--board", default="zc706")
+    g.add_argument("-o", "--output", type=Path, default=None,
+                   help="output directory (default out/<model>-<precision>)")
+    g.add_argument("--rows", type=int, default=None, help="fix the array rows (pixels per tile)")
+    g.add_argument("--cols", type=int, default=None, help="fix the array columns (channels)")
+    g.add_argument("--lanes", type=int, default=None, help="fix the lanes per PE")
+    g.add_argument("--clock-mhz", type=float, default=200.0)
+    g.add_argument("--lut-budget", type=float, default=None,
+                   help="LUTs the design may use (default 70 %% of the board)")
+    g.add_argument("--calibration", type=Path, default=None,
+                   help=".npy of float inputs [N, C, H, W] to calibrate the quantizer")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    g.set_defaults(func=cmd_gen)
+
+    s = sub.add_parser("sim", help="run a generated accelerator in RTL simulation",
+                       description="Build OUT/rtl under Verilator, stream images through "
+                                   "AXI-Stream models (random idle and backpressure) and compare "
+                                   "every output with the golden model, exactly.")
+    s.add_argument("out", type=Path, help="directory written by `shiftadd gen`")
+    s.add_argument("--images", type=int, default=20)
+    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--idle", type=float, default=0.1, help="input stream idle probability")
+    s.add_argument("--backpressure", type=float, default=0.1,
+                   help="output stream backpressure probability")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=cmd_sim)
 
     d = sub.add_parser("doctor", help="report tool versions and what is missing")
     d.add_argument("--json", action="store_true", help="print one JSON object")

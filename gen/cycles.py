@@ -102,3 +102,46 @@ def utilization(shape: ConvShape, cfg: ArrayConfig) -> float:
 
 def with_pe(cfg: ArrayConfig, pe: PEConfig) -> ArrayConfig:
     return ArrayConfig(pe, cfg.rows, cfg.cols)
+
+
+# ----------------------------------------------------------------------------- the layer engine
+# Fixed costs of the engine's control FSM (hw/engine.py), in cycles:
+FETCH_CYCLES = 4        # FETCH, LATCH, DISPATCH, NEXT around every descriptor
+START_CYCLES = 1        # the INFER header beat
+END_CYCLES = 5          # FETCH, LATCH, DISPATCH of END, then stop and DONE
+CONV_TAIL = 2 + 6       # core input register + writer flag, then SETTLE (requant latency + 3)
+VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
+OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
+
+
+def descriptor_cycles(d: dict, cfg) -> int:
+    """Cycles one descriptor occupies the engine (``cfg``: :class:`hw.engine.EngineConfig`),
+    with the input stream never idle and the output never stalled."""
+    from hw.program import LOOP_LEVELS, Opcode, beats_per_word
+
+    op = Opcode(d["op"])
+    counts = [d.get(f"m{lvl}", 0) + 1 for lvl in range(LOOP_LEVELS)]
+    bpw = beats_per_word(cfg.word_bits)
+    if op is Opcode.END:
+        return END_CYCLES
+    if op is Opcode.INPUT:
+        return FETCH_CYCLES + counts[0] * bpw
+    if op is Opcode.OUTPUT:
+        return FETCH_CYCLES + counts[0] * (bpw + OUTPUT_WORD_EXTRA)
+    if op in (Opcode.ADD, Opcode.AVGPOOL):
+        return FETCH_CYCLES + math.prod(counts) + VEC_TAIL
+    kind = "shift" if op is Opcode.SHIFT_CONV else "adder"
+    arr = cfg.array(kind)
+    steps = math.prod(counts[:4])
+    tiles = (d["m_pblk"] + 1) * (d["m_cb"] + 1)
+    return FETCH_CYCLES + cfg.rows + schedule_cycles([steps] * tiles, arr) + CONV_TAIL
+
+
+def program_cycles(descriptors: list[dict], cfg) -> int:
+    """Cycles from ``ap_start`` to ``ap_done`` for one image (the engine's CYCLES counter)."""
+    return START_CYCLES + sum(descriptor_cycles(d, cfg) for d in descriptors)
+
+
+def conv_utilization(d: dict, cfg, lane_ops: int) -> float:
+    """Ideal lane operations / (cycles the conv descriptor takes x lanes of its array)."""
+    return lane_ops / (descriptor_cycles(d, cfg) * cfg.rows * cfg.cols * cfg.lanes)

@@ -1,30 +1,24 @@
 """Run a generated accelerator under Verilator + cocotb and compare it with the golden model.
 
-Used by ``shiftadd sim`` and the RTL tests. The accelerator's Verilog is built from its
-:class:`~hw.engine.EngineConfig` and build id (cached like every build, :mod:`sim.rtl`); the
-testbench is :mod:`sim.tb.engine_tb`.
+Used by ``shiftadd sim`` (on an ``OUT/`` directory: the emitted Verilog file itself is built) and
+the RTL tests. Builds are cached like every build (:mod:`sim.rtl`); the testbench is
+:mod:`sim.tb.engine_tb`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from gen.compile import (
-    Program,
-    infer_frame,
-    load_frame,
-    output_tensor,
-    tensor_to_words,
-    tensor_words,
-)
+from gen.compile import infer_frame, output_tensor, tensor_to_words, tensor_words
 from gen.ir import IntegerNetwork
 from hw.engine import EngineConfig
-from hw.program import MemoryId, beats_per_word, pack_descriptor, words_to_beats
+from hw.program import beats_per_word, words_to_beats
 from sim import golden, rtl
 
 
@@ -40,62 +34,107 @@ class SimResult:
 
     def to_json(self) -> dict:
         return {"images": self.images, "mismatches": self.mismatches,
-                "cycles_per_image": self.cycles[-1] if self.cycles else None,
-                "cycles": self.cycles, "busy": self.busy,
+                "cycles_per_image": int(np.median(self.cycles)) if self.cycles else None,
+                "cycles_min": min(self.cycles, default=None),
+                "cycles_max": max(self.cycles, default=None),
                 "build_seconds": round(self.build_seconds, 1),
                 "run_seconds": round(self.run_seconds, 2),
                 "images_per_s": round(self.images / self.run_seconds, 2)
                 if self.run_seconds else None}
 
 
-def build(cfg: EngineConfig, build_id: int) -> rtl.Build:
-    from hw.top import Top
+def build_verilog(text: str, toplevel: str) -> rtl.Build:
+    """Build Verilog text (cached by its hash)."""
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    return rtl.build(lambda: text, "accel", {"verilog_sha256": digest}, toplevel=toplevel)
+
+
+def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:
+    """Build the top elaborated from ``cfg`` (tests without an ``OUT/`` directory)."""
+    from hw.top import TOP_NAME, Top
 
     return rtl.build(lambda: Top(cfg, build_id), "accel",
-                     {"engine": cfg.to_json(), "build_id": build_id})
+                     {"engine": cfg.to_json(), "build_id": build_id}, toplevel=TOP_NAME)
 
 
 def out_beats(net: IntegerNetwork, cfg: EngineConfig) -> int:
     return tensor_words(net.tensors[net.output].shape, cfg.cols) * beats_per_word(cfg.word_bits)
 
 
-def make_case(net: IntegerNetwork, cfg: EngineConfig, prog: Program, build_id: int,
-              x: np.ndarray) -> dict:
+def make_case(net: IntegerNetwork, cfg: EngineConfig, load: list[int], build_id: int,
+              x: np.ndarray, **extra) -> dict:
     """The testbench's case: frames for ``x[N, C, H, W]`` (integers in the input format) and the
-    golden model's expected beats."""
-
-    y = golden.run(net, x)
+    golden model's expected output beats."""
+    y = golden.run(net, x) if len(x) else []
     expected = [words_to_beats(tensor_to_words(t, cfg.cols, cfg.data_bits), cfg.word_bits)
                 for t in y]
-    # the same program with an illegal opcode (15) in place of its first descriptor
-    words = prog.memories[MemoryId.PROGRAM]
-    bad = replace(prog, memories={**prog.memories,
-                                  MemoryId.PROGRAM: [pack_descriptor({"op": 15}), *words[1:]]})
-    return {"build_id": build_id, "load": load_frame(prog, cfg), "bad_load": load_frame(bad, cfg),
-            "images": [infer_frame(t, cfg) for t in x], "expected": expected,
-            "out_beats": out_beats(net, cfg)}
+    return {"build_id": build_id, "load": load, "images": [infer_frame(t, cfg) for t in x],
+            "expected": expected, "out_beats": out_beats(net, cfg), **extra}
 
 
-def simulate(net: IntegerNetwork, cfg: EngineConfig, prog: Program, build_id: int,
-             x: np.ndarray, *, seed: int, idle: float = 0.1, backpressure: float = 0.1,
-             tests: str = "run_images", workdir: Path | None = None) -> SimResult:
-    """Build (or reuse) the accelerator, run ``x`` through it, return what was measured.
-
-    Raises :class:`sim.rtl.RTLTestFailure` when any output differs from the golden model's."""
-    b = build(cfg, build_id)
-    workdir = Path(workdir or b.directory / "cases")
+def run_case(b: rtl.Build, net: IntegerNetwork, cfg: EngineConfig, case: dict, *, seed: int,
+             idle: float, backpressure: float, tests: str = "run_images") -> SimResult:
+    """Run the testbench on a built accelerator. Raises :class:`sim.rtl.RTLTestFailure` when
+    any output differs from the golden model's (or any other check fails)."""
+    workdir = b.directory / "cases"
     workdir.mkdir(parents=True, exist_ok=True)
-    tag = f"{os.getpid()}-{seed}"
+    tag = f"{os.getpid()}-{seed}-{tests}"
     case_file, result_file = workdir / f"case-{tag}.json", workdir / f"result-{tag}.json"
-    case_file.write_text(json.dumps(make_case(net, cfg, prog, build_id, np.asarray(x))))
+    result_file.unlink(missing_ok=True)
+    case_file.write_text(json.dumps(case))
     rtl.run(b, "sim.tb.engine_tb", {"case": str(case_file), "result": str(result_file),
                                     "idle": idle, "backpressure": backpressure},
             seed=seed, tests=tests)
-    res = json.loads(result_file.read_text()) if result_file.exists() else None
-    if res is None:
+    if not result_file.exists():
         return SimResult(0, 0, [], [], [], b.seconds, 0.0)
+    res = json.loads(result_file.read_text())
     shape = net.tensors[net.output].shape
     outs = [output_tensor(o, shape, cfg) for o in res["outputs"]]
     return SimResult(len(outs), res["mismatches"], res["cycles"], res["busy"], outs, b.seconds,
                      res["seconds"])
 
+
+def sample_inputs(net: IntegerNetwork, n: int, seed: int) -> tuple[np.ndarray, str]:
+    """``n`` inputs in the network's input format: the digits test split (in order) when the
+    network is a digits model with its normalization, else seeded random integers."""
+    spec = net.tensors[net.input]
+    norm = net.meta.get("normalization")
+    if norm and spec.shape == (1, 8, 8):
+        from gen.evaluate import quantize_input
+        from gen.nn.data import TEST_SIZE, Normalization, load_digits_splits
+
+        if n > TEST_SIZE:
+            raise ValueError(f"the digits test split has {TEST_SIZE} images, not {n}")
+        _, test = load_digits_splits()
+        nm = Normalization(mean=norm["mean"], std=norm["std"])
+        return quantize_input(net, nm.apply(test.pixels[:n])), "digits test split"
+    rng = np.random.default_rng(seed)
+    return (rng.integers(spec.fmt.lo, spec.fmt.hi + 1, size=(n, *spec.shape)),
+            f"random integers (seed {seed})")
+
+
+def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
+                    backpressure: float = 0.1, progress=lambda s: None) -> tuple[SimResult, dict]:
+    """``shiftadd sim``: build ``out/rtl``'s Verilog, stream ``images`` inputs, compare."""
+    from gen.cycles import program_cycles
+    from gen.generate import load_frame_beats, load_outdir
+    from hw.program import MemoryId, beats_to_words, unpack_descriptor
+
+    manifest, net, cfg = load_outdir(out)
+    text = (out / "rtl" / f"{manifest['top']}.v").read_text()
+    progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")
+    b = build_verilog(text, manifest["top"])
+    progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")
+    x, source = sample_inputs(net, images, seed)
+    load = load_frame_beats(out)
+    progress(f"running {images} images ({source}) through the RTL; streams with "
+             f"{idle:.0%} idle and {backpressure:.0%} backpressure")
+    res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x), seed=seed,
+                   idle=idle, backpressure=backpressure)
+    # the model's cycles for the program actually loaded (decoded from program.bin)
+    prog_beats = load[1:1 + 1 + manifest["memories"]["program"]["words"] *
+                      beats_per_word(cfg.memory_widths()[MemoryId.PROGRAM])]
+    words = beats_to_words(prog_beats[1:], cfg.memory_widths()[MemoryId.PROGRAM])
+    model = program_cycles([unpack_descriptor(w) for w in words], cfg)
+    info = {"inputs": source, "model_cycles_per_image": model}
+    return res, info

