@@ -188,19 +188,29 @@ def _conv_weights(step: Step, geo: Geometry, bits: int) -> list[int]:
     return words
 
 
+def bias_bits_for(net: IntegerNetwork) -> int:
+    """Width of the requant biases in the parameter memory (the widest the network needs)."""
+    biases = [int(v) for op in net.ops if isinstance(op, Requant) for v in op.bias]
+    return max(signed_bits(min(biases + [0]), max(biases + [0])), 2)
+
+
 def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int | None,
-                    data_bits: int) -> Program:
+                    data_bits: int, bias_bits: int | None = None) -> Program:
     """Lay out ``net`` for an engine of geometry ``geo``.
 
     ``shift_lane_bits``: width of one shift lane weight (sign + shift field), ``None`` when the
-    engine has no shift array. Raises :class:`CompileError` for anything the engine cannot run.
+    engine has no shift array. ``bias_bits``: the engine's bias width (default: what the network
+    needs). Raises :class:`CompileError` for anything the engine cannot run.
     """
     if geo.cols % geo.lanes:
         raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
     steps = fuse(net)
     bases, act_depth = allocate(net, steps, geo.cols)
-    biases = [int(v) for s in steps if s.requant is not None for v in s.requant.bias]
-    bias_bits = max([signed_bits(min(biases + [0]), max(biases + [0])), 2])
+    need = bias_bits_for(net)
+    if bias_bits is None:
+        bias_bits = need
+    elif bias_bits < need:
+        raise CompileError(f"the network's biases need {need} bits, the engine has {bias_bits}")
     memories: dict[MemoryId, list[int]] = {m: [] for m in MemoryId}
     descs: list[dict] = []
     C = geo.cols

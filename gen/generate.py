@@ -25,6 +25,7 @@ from gen.compile import (
     CompileError,
     Geometry,
     Program,
+    bias_bits_for,
     compile_network,
     engine_config,
     tensor_words,
@@ -32,6 +33,7 @@ from gen.compile import (
 from gen.cost import CostModel
 from gen.cycles import descriptor_cycles, program_cycles
 from gen.ir import AdderConv, IntegerNetwork, ShiftConv
+from gen.numerics import Format, signed_bits
 from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
 from hw.config import LaneConfig, LaneKind, PEConfig
 from hw.engine import EngineConfig
@@ -147,6 +149,69 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
         raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "
                           f"of {board.name}; tried: " + "; ".join(tried[:6]))
     return best
+
+
+# ------------------------------------------------------------------------------ layer programs
+def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
+    """One network per distinct conv shape of ``net``: the conv and its requant alone (the
+    per-layer RTL tests and the utilization benchmark run these as one-layer programs)."""
+    from gen.compile import fuse
+    from gen.ir import Requant
+
+    out: dict[str, IntegerNetwork] = {}
+    for s in fuse(net):
+        if s.conv is None:
+            continue
+        op, rq = s.conv, s.requant
+        x, acc, y = (net.tensors[t] for t in (op.inputs[0], op.output, s.output))
+        key = (f"{'shift' if isinstance(op, ShiftConv) else 'adder'}_{x.shape[0]}to{y.shape[0]}"
+               f"_k{op.kernel}s{op.stride}_{x.shape[1]}x{x.shape[2]}")
+        if key in out:
+            continue
+        conv = type(op)(**{**op.__dict__, "name": "conv", "inputs": ("x",), "output": "acc"})
+        req = Requant(name="requant", inputs=("acc",), output="y", mult=rq.mult, bias=rq.bias,
+                      shift=rq.shift, relu=rq.relu)
+        specs = {"x": x, "acc": acc, "y": y}
+        # alone, the input may take any value of its format: re-derive the accumulator width
+        lo, hi = _one_layer(key, net.precision, specs, [conv, req], 62).bounds()["acc"]
+        out[key] = _one_layer(key, net.precision, specs, [conv, req],
+                              max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2))
+    return out
+
+
+def _one_layer(name: str, precision, specs: dict, ops: list, acc_bits: int) -> IntegerNetwork:
+    tensors = {k: type(t)(k, t.shape, Format(acc_bits, t.fmt.frac) if k == "acc" else t.fmt)
+               for k, t in specs.items()}
+    return IntegerNetwork(name=name, precision=precision, input="x", output="y",
+                          tensors=tensors, ops=ops)
+
+
+def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConfig,
+                                                                       list[Program]]:
+    """One engine able to run every network of ``nets`` (memories, accumulators and shift range
+    sized for the largest), and each network's program for it: one Verilator build serves
+    them all."""
+    kinds: dict[str, PEConfig | None] = {"shift": None, "adder": None}
+    for n in nets:
+        for k, pe in pe_configs(n, geo.lanes).items():
+            old = kinds[k]
+            if pe is not None and (old is None or pe.acc_bits > old.acc_bits or
+                                   pe.lane.shift_max > old.lane.shift_max):
+                lane = pe.lane if old is None or pe.lane.shift_max >= old.lane.shift_max \
+                    else old.lane
+                acc = max(pe.acc_bits, old.acc_bits if old else 0)
+                kinds[k] = PEConfig(lane, geo.lanes, max(acc, lane.out_bits +
+                                                         (geo.lanes - 1).bit_length() + 1))
+    bias = max(bias_bits_for(n) for n in nets)
+    progs = [compile_network(n, geo, shift_lane_bits=shift_lane_bits(kinds),
+                             data_bits=n.precision.bits, bias_bits=bias) for n in nets]
+    cfgs = [engine_config(n, geo, p, **kinds) for n, p in zip(nets, progs, strict=True)]
+    big = {f: max(getattr(c, f) for c in cfgs) for f in
+           ("act_depth", "shift_depth", "adder_depth", "param_depth", "program_depth",
+            "bias_bits", "pool_window")}
+    return EngineConfig(rows=geo.rows, cols=geo.cols, lanes=geo.lanes,
+                        data_bits=nets[0].precision.bits, shift=kinds["shift"],
+                        adder=kinds["adder"], **big), progs
 
 
 # ------------------------------------------------------------------------------ reports

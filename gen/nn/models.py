@@ -123,3 +123,25 @@ def build(arch: str, config: ResNetConfig | None = None) -> ShiftAddResNet:
     if arch not in PRESETS:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(PRESETS)}")
     return ShiftAddResNet(config or PRESETS[arch])
+
+
+@torch.no_grad()
+def randomize(model: ShiftAddResNet, seed: int, shift_range: int = 7) -> ShiftAddResNet:
+    """Random but hardware-relevant parameters (the structure is what matters for hardware
+    tests): shift exponents spread over ``0..shift_range`` with about a third zero signs,
+    Gaussian adder weights, and BatchNorm statistics far from the identity so that every
+    requant has distinct per-channel multipliers and biases."""
+    g = torch.Generator().manual_seed(seed)
+    for mod in model.modules():
+        if isinstance(mod, ShiftConv2d):
+            mod.shift.copy_(-torch.randint(0, shift_range + 1, mod.shift.shape, generator=g))
+            mod.sign.copy_(torch.randint(-1, 2, mod.sign.shape, generator=g).float())
+        elif isinstance(mod, Adder2d):
+            mod.adder.copy_(torch.randn(mod.adder.shape, generator=g) * 0.5)
+        elif isinstance(mod, nn.BatchNorm2d):
+            c = mod.num_features
+            mod.weight.copy_(torch.rand(c, generator=g) + 0.5)
+            mod.bias.copy_(torch.randn(c, generator=g) * 0.5)
+            mod.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+            mod.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+    return model

@@ -101,7 +101,10 @@ async def run_images(dut):
         busy.append(await tb.read64("BUSY"))
         if case.get("expected") is not None and got != case["expected"][i]:
             mismatches += 1
-            dut._log.error("image %d: output %s != expected %s", i, got, case["expected"][i])
+            bad = [k for k, (a, b) in enumerate(zip(got, case["expected"][i])) if a != b]
+            dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
+                           "expected %#x)", i, len(bad), len(got), bad[0], got[bad[0]],
+                           case["expected"][i][bad[0]])
     seconds = time.perf_counter() - t0
     dut._log.info("driver awake %d cycles", tb.drv.cycles_awake)
     if cfg.get("result"):

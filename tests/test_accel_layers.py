@@ -1,0 +1,60 @@
+"""Every distinct ResNet-20 ShiftAdd conv shape as a one-layer program on one engine build:
+bit-exact against the golden model, and measured cycles within 2 % of the cycle model."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+
+from gen.compile import Geometry, load_frame
+from gen.cycles import program_cycles
+from gen.generate import shared_engine, single_layer_networks
+from gen.nn.models import build, randomize
+from gen.numerics import Precision
+from gen.quantize import quantize
+from sim.accel import build_config, make_case, run_case
+
+GEO = Geometry(rows=4, cols=16, lanes=8)
+BUILD_ID = 0x5EED1A7E
+
+
+@functools.cache
+def layers():
+    model = randomize(build("resnet20_shiftadd").eval(), seed=0)
+    calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    nets = single_layer_networks(quantize(model, calib, Precision.FIX8))
+    cfg, progs = shared_engine(list(nets.values()), GEO)
+    return cfg, dict(zip(nets, zip(nets.values(), progs, strict=True), strict=True))
+
+
+def test_every_resnet20_shape_is_covered():
+    _, progs = layers()
+    assert len(progs) == 14
+    kinds = {k.split("_")[0] for k in progs}
+    assert kinds == {"shift", "adder"}
+    assert any("s2" in k for k in progs) and any("k1" in k for k in progs)
+
+
+@pytest.mark.parametrize("name", [
+    "shift_3to16_k3s1_32x32", "shift_16to16_k3s1_32x32", "adder_16to16_k3s1_32x32",
+    "shift_16to32_k3s2_32x32", "adder_32to32_k3s1_16x16", "shift_32to32_k3s1_16x16",
+    "shift_16to32_k1s2_32x32", "adder_32to32_k1s1_16x16", "shift_32to64_k3s2_16x16",
+    "adder_64to64_k3s1_8x8", "shift_64to64_k3s1_8x8", "shift_32to64_k1s2_16x16",
+    "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1"])
+def test_resnet20_layer_in_rtl(name, seed):
+    cfg, progs = layers()
+    net, prog = progs[name]
+    spec = net.tensors[net.input]
+    rng = np.random.default_rng(seed)
+    x = rng.integers(spec.fmt.lo, spec.fmt.hi + 1, size=(2, *spec.shape))
+    x[1] = rng.choice([spec.fmt.lo, 0, spec.fmt.hi], size=spec.shape)  # extremes
+    b = build_config(cfg, BUILD_ID)
+    res = run_case(b, net, cfg, make_case(net, cfg, load_frame(prog, cfg), BUILD_ID, x),
+                   seed=seed, idle=0.0, backpressure=0.0)
+    assert res.images == 2 and res.mismatches == 0
+    model = program_cycles(prog.descriptors, cfg)
+    for c in res.cycles:
+        assert abs(c - model) <= 0.02 * model, f"measured {c} cycles, model {model}"
