@@ -151,9 +151,14 @@ def cmd_gen(args: argparse.Namespace) -> int:
     _log(f"[gen] step 1/3: integer network from {args.checkpoint}")
     net = _network_for(args)
     out = Path(args.output or f"out/{net.name}-{net.precision.value}")
+    steps = {"sizing": "step 2/3: ", "writing": "step 3/3: "}
+
+    def progress(msg: str) -> None:
+        _log("[gen] " + next((v for k, v in steps.items() if msg.startswith(k)), "") + msg)
+
     manifest, rep = generate(net, out, board=args.board, clock_mhz=args.clock_mhz,
                              lut_budget=args.lut_budget, rows=args.rows, cols=args.cols,
-                             lanes=args.lanes, progress=lambda m: _log(f"[gen] {m}"))
+                             lanes=args.lanes, progress=progress)
     seconds = round(time.perf_counter() - t0, 1)
     obj = {"out": str(out), "build_id": manifest["build_id_hex"], "seconds": seconds,
            **{k: rep[k] for k in ("model", "precision", "array", "cycles_per_image",
@@ -222,23 +227,48 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """The main job on the embedded default: train digits (or reuse), quantize, evaluate."""
+    """The main job on the embedded default: train digits (or reuse), quantize and evaluate,
+    generate the FIX8 accelerator, run it in RTL simulation against the golden model."""
     from gen import checkpoint
     from gen.evaluate import evaluate
+    from gen.generate import generate
+    from gen.quantize import quantize
+    from sim.accel import simulate_outdir
+    from sim.tools import configure_verilator
 
     ckpt = Path(args.checkpoint)
     t0 = time.perf_counter()
     if not ckpt.exists() or args.retrain:
-        _log(f"[demo] step 1/2: training the digits ShiftAddNet -> {ckpt}")
+        _log(f"[demo] step 1/4: training the digits ShiftAddNet -> {ckpt}")
         ns = argparse.Namespace(arch="digits", epochs=60, lr=0.05, seed=0, threads=2,
                                 output=ckpt, quiet=False, json=False)
         cmd_train(ns)
     else:
-        _log(f"[demo] step 1/2: reusing {ckpt} (pass --retrain to train again)")
-    _log("[demo] step 2/2: quantizing to FIX32 and FIX8 and running the golden model")
-    res = evaluate(checkpoint.load(ckpt))
+        _log(f"[demo] step 1/4: reusing {ckpt} (pass --retrain to train again)")
+    _log("[demo] step 2/4: quantizing to FIX32 and FIX8 and running the golden model")
+    loaded = checkpoint.load(ckpt)
+    res = evaluate(loaded)
     a = res.accuracies
-    obj = {"checkpoint": str(ckpt), **res.to_json(), "seconds": round(time.perf_counter() - t0, 1)}
+    _log(f"[demo] step 3/4: shiftadd gen (FIX8, {args.rows}x{args.cols}x{args.lanes} arrays) "
+         f"-> {args.out}")
+    from gen.evaluate import calibration_batch, require_digits_model
+    from gen.nn.data import load_digits_splits
+
+    norm = require_digits_model(loaded)
+    net = quantize(loaded.model, calibration_batch(load_digits_splits()[0], norm), "fix8", norm,
+                   name="digits")
+    manifest, rep = generate(net, Path(args.out), rows=args.rows, cols=args.cols,
+                             lanes=args.lanes, progress=lambda m: _log(f"[demo]   {m}"))
+    _log(f"[demo] step 4/4: shiftadd sim: {args.images} test images through the RTL "
+         "(Verilator; the first build takes about a minute)")
+    configure_verilator()
+    sim, info = simulate_outdir(Path(args.out), args.images, seed=1,
+                                progress=lambda m: _log(f"[demo]   {m}"))
+    obj = {"checkpoint": str(ckpt), **res.to_json(), "out": args.out,
+           "build_id": manifest["build_id_hex"], "rtl": {**sim.to_json(), **info},
+           "report": {k: rep[k] for k in ("array", "cycles_per_image", "images_per_s",
+                                          "latency_us", "clock_mhz")},
+           "seconds": round(time.perf_counter() - t0, 1)}
 
     def human() -> None:
         print(f"\nShiftAddNet 'digits' on {res.images} held-out test images")
@@ -246,9 +276,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  {'float':8s}{a['float']:9.2f} %{'':>12s}")
         for p in ("fix32", "fix8"):
             print(f"  {p:8s}{a[p]:9.2f} %{a[p] - a['float']:+11.2f}")
+        ar = rep["array"]
+        print(f"\nFIX8 accelerator {args.out}/ (build id {manifest['build_id_hex']}): "
+              f"{ar['rows']}x{ar['cols']} PEs x {ar['lanes']} lanes per array (shift + adder)")
+        print(f"  RTL vs golden model: {sim.mismatches} mismatches on {sim.images} images "
+              f"(bit-exact: {'yes' if sim.mismatches == 0 else 'NO'})")
+        print(f"  cycles per image: {obj['rtl']['cycles_per_image']} in RTL, "
+              f"{info['model_cycles_per_image']} cycle model; at {rep['clock_mhz']:g} MHz "
+              f"{rep['images_per_s']:.0f} images/s, {rep['latency_us']} us latency (model)")
+        print(f"  report: {args.out}/report.md")
 
     _emit(args, obj, human)
-    return 0
+    return 0 if sim.mismatches == 0 else 1
 
 
 # --------------------------------------------------------------------------- parser
@@ -338,10 +377,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(func=cmd_doctor)
 
     m = sub.add_parser("demo", help="the main job on the embedded default model",
-                       description="Train the digits model (once), quantize it to FIX32 and "
-                                   "FIX8 and print the accuracy table.")
+                       description="Train the digits model (once), print float/FIX32/FIX8 "
+                                   "accuracy, generate its FIX8 accelerator and run test images "
+                                   "through the RTL against the golden model.")
     m.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT)
     m.add_argument("--retrain", action="store_true")
+    m.add_argument("--out", default="out/digits-fix8", help="accelerator output directory")
+    m.add_argument("--images", type=int, default=50, help="test images to run in RTL")
+    m.add_argument("--rows", type=int, default=4)
+    m.add_argument("--cols", type=int, default=16)
+    m.add_argument("--lanes", type=int, default=8)
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_demo)
     return p

@@ -207,8 +207,9 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
                              data_bits=n.precision.bits, bias_bits=bias) for n in nets]
     cfgs = [engine_config(n, geo, p, **kinds) for n, p in zip(nets, progs, strict=True)]
     big = {f: max(getattr(c, f) for c in cfgs) for f in
-           ("act_depth", "shift_depth", "adder_depth", "param_depth", "program_depth",
-            "bias_bits", "pool_window")}
+           ("act_depth", "shift_depth", "adder_depth", "param_depth", "bias_bits",
+            "pool_window")}
+    big["program_depth"] = max(16, *(c.program_depth for c in cfgs))  # room for test programs
     return EngineConfig(rows=geo.rows, cols=geo.cols, lanes=geo.lanes,
                         data_bits=nets[0].precision.bits, shift=kinds["shift"],
                         adder=kinds["adder"], **big), progs
@@ -341,7 +342,7 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     ident = json.dumps({"engine": cfg.to_json(), "program": _sha256(program_bin),
                         "weights": _sha256(weights_bin)}, sort_keys=True).encode()
     build_id = int(_sha256(ident)[:8], 16)
-    progress(f"step 3/3: writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
+    progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
     text = verilog(Top(cfg, build_id), TOP_NAME)
@@ -424,7 +425,7 @@ def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706", clock_mhz:
         raise SizingError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
     b = BOARDS[board]
     t0 = time.perf_counter()
-    progress(f"step 2/3: sizing for {board} at {clock_mhz:g} MHz (cycle model + calibrated "
+    progress(f"sizing for {board} at {clock_mhz:g} MHz (cycle model + calibrated "
              "cost model)")
     design = size_engine(net, b, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
     progress(f"  {design.cfg.rows}x{design.cfg.cols}x{design.cfg.lanes}: {design.cycles} cycles "

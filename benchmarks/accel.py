@@ -1,0 +1,121 @@
+"""The accelerator on ResNet-20 ShiftAdd (random, hardware-relevant weights; FIX8).
+
+    python benchmarks/accel.py [--json] [--rtl-layers] [--rows R --cols C --lanes V]
+
+Default: ``shiftadd gen``'s sizing for the ZC706 at 200 MHz (70 % LUT budget), generation time,
+cycles per image and images/s from the engine cycle model, and per-layer PE utilization
+(ideal lane operations / (cycles x lanes of the active array)).
+
+``--rtl-layers``: PE utilization of every distinct conv shape *measured in RTL* (Verilator) at
+the test geometry 4x16x8: each layer runs as a one-layer program and as the same program with
+the conv twice; the difference of the two CYCLES counters is the conv's measured cycles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gen.report import emit
+
+
+def resnet20():
+    from gen.nn.models import build, randomize
+    from gen.numerics import Precision
+    from gen.quantize import quantize
+
+    calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return quantize(randomize(build("resnet20_shiftadd").eval(), 0), calib, Precision.FIX8)
+
+
+def projection(args) -> dict:
+    from gen.generate import generate
+
+    net = resnet20()
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        _, rep = generate(net, Path(d) / "out", rows=args.rows, cols=args.cols,
+                          lanes=args.lanes)
+        seconds = time.perf_counter() - t0
+    convs = [x for x in rep["layers"] if "utilization" in x]
+    three = [x["utilization"] for x in convs if x["op"].endswith("conv") and
+             x["lane_ops"] and x["name"].split(".")[-2] in ("conv1", "conv2")]
+    return {"generation_seconds": round(seconds, 1), "array": rep["array"],
+            "cycles_per_image": rep["cycles_per_image"], "images_per_s_200mhz":
+            rep["images_per_s"], "lut_share_model": rep["resources_model"]["lut_share"],
+            "array_lut_share_model": rep["resources_model"]["array_lut_share"],
+            "bram36_model": rep["resources_model"]["bram36_total"],
+            "utilization_3x3_min": min(three), "utilization_3x3_max": max(three),
+            "layers_below_85_percent": [x["name"] for x in convs if x["utilization"] < 0.85],
+            "energy": rep["energy"], "layers": convs}
+
+
+def rtl_layers() -> dict:
+    from dataclasses import replace
+
+    from gen.compile import Geometry, load_frame
+    from gen.cycles import descriptor_cycles
+    from gen.generate import shared_engine, single_layer_networks
+    from hw.program import MemoryId, Opcode, pack_descriptor
+    from sim.accel import build_config, make_case, run_case
+
+    nets = single_layer_networks(resnet20())
+    geo = Geometry(4, 16, 8)
+    cfg, progs = shared_engine(list(nets.values()), geo)
+    b = build_config(cfg, 0x5EED1A7E)
+    rows = []
+    for (name, net), prog in zip(nets.items(), progs, strict=True):
+        conv = next(d for d in prog.descriptors
+                    if d["op"] in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV))
+        twice = [*prog.descriptors[:2], conv, *prog.descriptors[2:]]
+        p2 = replace(prog, descriptors=twice, memories={
+            **prog.memories, MemoryId.PROGRAM: [pack_descriptor(d) for d in twice]})
+        spec = net.tensors[net.input]
+        x = np.random.default_rng(0).integers(spec.fmt.lo, spec.fmt.hi + 1, (1, *spec.shape))
+        once = run_case(b, net, cfg, make_case(net, cfg, load_frame(prog, cfg), 0x5EED1A7E, x),
+                        seed=1, idle=0.0, backpressure=0.0).cycles[0]
+        two = run_case(b, net, cfg, make_case(net, cfg, load_frame(p2, cfg), 0x5EED1A7E, x),
+                       seed=1, idle=0.0, backpressure=0.0).cycles[0]
+        measured = two - once
+        xs, ys = spec.shape, net.tensors[net.output].shape
+        k = int(name.split("_k")[1][0])
+        ops = ys[0] * ys[1] * ys[2] * xs[0] * k * k
+        rows.append({"layer": name, "measured_cycles": measured,
+                     "model_cycles": descriptor_cycles(conv, cfg),
+                     "utilization": round(ops / (measured * cfg.rows * cfg.cols * cfg.lanes), 4)})
+    return {"geometry": "4x16x8", "layers": rows}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--rtl-layers", action="store_true")
+    ap.add_argument("--rows", type=int)
+    ap.add_argument("--cols", type=int)
+    ap.add_argument("--lanes", type=int)
+    args = ap.parse_args()
+    res = rtl_layers() if args.rtl_layers else projection(args)
+    if args.json:
+        emit(res, True)
+        return 0
+    if args.rtl_layers:
+        print(f"{'layer':28s}{'measured':>10s}{'model':>8s}{'util':>8s}")
+        for r in res["layers"]:
+            print(f"{r['layer']:28s}{r['measured_cycles']:10d}{r['model_cycles']:8d}"
+                  f"{100 * r['utilization']:7.1f}%")
+        return 0
+    print(f"{'layer':28s}{'op':>12s}{'cycles':>8s}{'util':>8s}")
+    for x in res["layers"]:
+        print(f"{x['name']:28s}{x['op']:>12s}{x['cycles']:8d}{100 * x['utilization']:7.1f}%")
+    emit({k: v for k, v in res.items() if k not in ("layers", "energy")}, False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
