@@ -101,7 +101,7 @@ async def run_images(dut):
         busy.append(await tb.read64("BUSY"))
         if case.get("expected") is not None and got != case["expected"][i]:
             mismatches += 1
-            bad = [k for k, (a, b) in enumerate(zip(got, case["expected"][i])) if a != b]
+            bad = [k for k, (a, b) in enumerate(zip(got, case["expected"][i], strict=True)) if a != b]
             dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
                            "expected %#x)", i, len(bad), len(got), bad[0], got[bad[0]],
                            case["expected"][i][bad[0]])
