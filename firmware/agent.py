@@ -1,9 +1,11 @@
 """The board agent: serves the host over TCP with :mod:`firmware.protocol`.
 
 Python 3 standard library + numpy only (it runs on the ZC706's ARM Linux). The hardware is
-reached through one abstract :class:`Backend`; this file has the protocol side and a
-:class:`LoopbackBackend` (a memory loop that returns its input: used to measure the protocol
-alone). The ``mmio`` board backend and the Verilator ``emulated`` backend are not written yet.
+reached through one abstract :class:`Backend`: :class:`AcceleratorBackend` drives a generated
+accelerator through a :class:`firmware.driver.Device` (the emulated one runs the generated
+Verilog under Verilator: ``sim/emulated.py``); :class:`LoopbackBackend` is a memory loop that
+returns its input, to measure the protocol alone. The board's memory-mapped device is not written
+yet.
 
 Per connection: the first frame must be HELLO with the shared token (compared in constant time);
 then LOAD / INFER / STATUS / RESET, each answered by exactly one frame — the reply, or one ERROR
@@ -68,6 +70,54 @@ class LoopbackBackend(Backend):
 
     def reset(self) -> None:
         self.loaded = None
+
+
+class AcceleratorBackend(Backend):
+    """A generated accelerator behind a :class:`firmware.driver.Device` (the board's or the
+    emulated one). LOAD carries the manifest and ``program.bin + weights.bin``; the device's ID
+    and build id must match the manifest before anything is written."""
+
+    def __init__(self, device) -> None:
+        self.device = device
+        self.name = device.name
+        self.accel = None
+        self.inferences = 0
+
+    def load(self, manifest: dict, blob: bytes) -> None:
+        from firmware.driver import Accelerator
+
+        try:
+            words = int(manifest["memories"]["program"]["words"])
+            width = int(manifest["memories"]["program"]["width"])
+            manifest["files"]["program.bin"], manifest["registers"]["magic"]
+        except (KeyError, TypeError, ValueError) as e:
+            raise P.ProtocolError("bad_manifest", f"the manifest lacks {e}") from None
+        split = 4 * (1 + words * -(-width // 32))
+        accel = Accelerator(self.device, manifest)
+        accel.identify()
+        accel.load(bytes(blob[:split]), bytes(blob[split:]))
+        self.accel = accel
+
+    def infer(self, x: np.ndarray, precision: str) -> tuple[np.ndarray, int]:
+        if self.accel is None:
+            raise P.ProtocolError("not_loaded", "LOAD a manifest, program and weights first")
+        want = self.accel.m["model"]["precision"]
+        if precision != want:
+            raise P.ProtocolError("bad_dtype", f"the loaded model takes {want}, not {precision}")
+        y, cycles = self.accel.infer(x)
+        self.inferences += len(y)
+        return y, int(sum(cycles))
+
+    def status(self) -> dict:
+        st = {"backend": self.name, "loaded": self.accel is not None,
+              "inferences": self.inferences}
+        if self.accel is not None:
+            st.update(build_id=self.accel.m["build_id_hex"], model=self.accel.m["model"]["name"],
+                      precision=self.accel.m["model"]["precision"], errors=self.accel.errors())
+        return st
+
+    def reset(self) -> None:
+        self.accel = None
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray:

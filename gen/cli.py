@@ -210,6 +210,93 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0 if res.mismatches == 0 else 1
 
 
+def _token(args: argparse.Namespace, *, create: bool = False) -> str:
+    import os
+    import secrets
+
+    tok = args.token or os.environ.get("SHIFTADD_TOKEN")
+    if tok:
+        return tok
+    if create:
+        tok = secrets.token_hex(16)
+        _log(f"[board] no --token or SHIFTADD_TOKEN given; clients must use --token {tok}")
+        return tok
+    raise UserError("the agent needs its token: pass --token or set SHIFTADD_TOKEN")
+
+
+def _inputs(spec: str, manifest: dict):
+    """``--input``: a .npy file, or ``digits-test:N`` (the first N digits test images)."""
+    import numpy as np
+
+    if spec.startswith("digits-test:"):
+        from gen.nn.data import Normalization, load_digits_splits
+
+        norm = manifest["model"].get("normalization")
+        if not norm or manifest["input"]["shape"] != [1, 8, 8]:
+            raise UserError("digits-test inputs need a digits model")
+        n = int(spec.split(":", 1)[1])
+        _, test = load_digits_splits()
+        return Normalization(norm["mean"], norm["std"]).apply(test.pixels[:n])
+    return np.load(spec, allow_pickle=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from host.board import Board
+    from sim import golden
+
+    t0 = time.perf_counter()
+    with Board(args.board, _token(args)) as board:
+        manifest = board.use(args.out) if args.no_load else board.load(args.out)
+        x = _inputs(args.input, manifest)
+        q = x if np.issubdtype(np.asarray(x).dtype, np.integer) else board.quantize(x)
+        ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
+            f"[run] {i}/{n} images"))
+    seconds = time.perf_counter() - t0
+    if args.output:
+        np.save(args.output, ints)
+    obj = {"images": int(len(ints)), "seconds": round(seconds, 2),
+           "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
+           "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20]}
+    if args.check:
+        from gen.generate import load_outdir
+
+        _, net, _ = load_outdir(Path(args.out))
+        ref = golden.run(net, np.asarray(q, dtype=np.int64))
+        obj["mismatches"] = int((ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1))
+                                .any(axis=1).sum())
+
+    def human() -> None:
+        print(f"{obj['images']} images through {args.board} in {obj['seconds']} s "
+              f"(build {obj['build_id']})")
+        if args.check:
+            print(f"  golden model check: {obj['mismatches']} mismatching images")
+        print(f"  predictions (first 20): {obj['predictions']}")
+
+    _emit(args, obj, human)
+    return 1 if obj.get("mismatches") else 0
+
+
+def cmd_board(args: argparse.Namespace) -> int:
+    if args.action == "emulate":
+        from sim.emulated import emulate
+        from sim.tools import configure_verilator
+
+        if not args.out:
+            raise UserError("board emulate needs the OUT/ directory to serve")
+        configure_verilator()
+        emulate(Path(args.out), host=args.host, port=args.port, token=_token(args, create=True),
+                ready=args.ready, progress=lambda m: _log(f"[board] {m}"))
+        return 0
+    from host.board import Board
+
+    with Board(args.board, _token(args)) as board:
+        st = board.status()
+    _emit(args, st, None)
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from sim.tools import doctor
 
@@ -371,6 +458,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output stream backpressure probability")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
+
+    r = sub.add_parser("run", help="run inputs through a (real or emulated) board",
+                       description="Load OUT/ on the board's agent, stream inputs through the "
+                                   "accelerator, print predictions; --check compares with the "
+                                   "golden model.")
+    r.add_argument("out", type=Path, help="directory written by `shiftadd gen`")
+    r.add_argument("--board", required=True, help="HOST[:PORT] of the agent (default port 7700)")
+    r.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
+    r.add_argument("--input", required=True,
+                   help="inputs [N, C, H, W] as .npy (floats are quantized), or digits-test:N")
+    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--no-load", action="store_true", help="the board already has OUT/ loaded")
+    r.add_argument("--check", action="store_true", help="compare with the golden model")
+    r.add_argument("--output", type=Path, default=None, help="save the integer outputs (.npy)")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(func=cmd_run)
+
+    bd = sub.add_parser("board", help="board status, or serve an emulated board",
+                        description="`board status --board HOST:PORT`: the agent's status. "
+                                    "`board emulate OUT --port P`: serve OUT/ as an emulated "
+                                    "board (the generated Verilog under Verilator behind the "
+                                    "same agent) until stopped.")
+    bd.add_argument("action", choices=("status", "emulate"))
+    bd.add_argument("out", nargs="?", type=Path, default=None)
+    bd.add_argument("--board", default="127.0.0.1:7700", help="HOST[:PORT] (status)")
+    bd.add_argument("--host", default="127.0.0.1", help="address to listen on (emulate)")
+    bd.add_argument("--port", type=int, default=7700, help="port to listen on (emulate)")
+    bd.add_argument("--ready", type=Path, default=None,
+                    help="write the listening port to this file once serving (emulate)")
+    bd.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
+    bd.add_argument("--json", action="store_true", help="print one JSON object")
+    bd.set_defaults(func=cmd_board)
 
     d = sub.add_parser("doctor", help="report tool versions and what is missing")
     d.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,0 +1,131 @@
+"""The accelerator driver: registers and DMA through one abstract :class:`Device`, everything else
+from the manifest (register offsets, stream framing, tensor layouts). Standard library + numpy
+only: it runs on the ZC706's ARM Linux.
+
+Two devices implement :class:`Device`: the board's memory-mapped one (registers through UIO or
+``/dev/mem``, AXI DMA in simple mode) and the emulated one (``sim/emulated.py``: the generated
+Verilog under Verilator, driven through the same register and stream semantics).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import numpy as np
+
+DTYPES = {8: np.dtype("<i1"), 32: np.dtype("<i4")}
+
+
+class DeviceError(RuntimeError):
+    """The device reported an error, timed out, or is not the accelerator the manifest names."""
+
+
+class Device:
+    """Register access and DMA (what differs between a real board and the emulation)."""
+
+    name = "abstract"
+
+    def read_reg(self, offset: int) -> int:
+        raise NotImplementedError
+
+    def write_reg(self, offset: int, value: int) -> None:
+        raise NotImplementedError
+
+    def dma(self, send: bytes, recv_len: int, timeout_s: float) -> bytes:
+        """Stream ``send`` into the accelerator (``TLAST`` on its last beat) and receive
+        ``recv_len`` bytes from it; raise :class:`DeviceError` (after resetting the DMA) when it
+        does not complete within ``timeout_s``."""
+        raise NotImplementedError
+
+
+class Accelerator:
+    """One generated accelerator behind a :class:`Device`, described by its manifest."""
+
+    def __init__(self, device: Device, manifest: dict, *, timeout_s: float = 10.0) -> None:
+        self.dev, self.m, self.timeout_s = device, manifest, timeout_s
+        regs = manifest["registers"]
+        self.reg = {r["name"]: r["address"] for r in regs["registers"]}
+        ctrl = next(r for r in regs["registers"] if r["name"] == "CTRL")
+        self.bit = {f["name"]: f["bit"] for f in ctrl["fields"]}
+        err = next(r for r in regs["registers"] if r["name"] == "ERROR")
+        self.error_names = {f["bit"]: f["name"] for f in err["fields"]}
+        eng = manifest["engine"]
+        self.cols, self.bits = eng["cols"], eng["data_bits"]
+        self.dtype = DTYPES[self.bits]
+        self.stream = manifest["stream"]
+
+    # ------------------------------------------------------------------ registers
+    def identify(self) -> None:
+        """Refuse a device whose ID or build id differs from the manifest's."""
+        magic = self.dev.read_reg(self.reg["ID"])
+        if magic != self.m["registers"]["magic"]:
+            raise DeviceError(f"no shiftadd accelerator answers (ID register {magic:#010x})")
+        build = self.dev.read_reg(self.reg["BUILD_ID"])
+        if build != self.m["build_id"]:
+            raise DeviceError(f"the device runs build {build:08x}, the manifest is for build "
+                              f"{self.m['build_id']:08x}: load the matching bitstream")
+
+    def errors(self) -> list[str]:
+        e = self.dev.read_reg(self.reg["ERROR"])
+        return [name for bit, name in self.error_names.items() if e >> bit & 1]
+
+    def _run(self, frame: bytes, recv_len: int) -> bytes:
+        """Start, stream one frame (and collect the result), wait for ``ap_done``."""
+        self.dev.write_reg(self.reg["CTRL"], 1 << self.bit["ap_start"])
+        out = self.dev.dma(frame, recv_len, self.timeout_s)
+        deadline = time.monotonic() + self.timeout_s
+        while not self.dev.read_reg(self.reg["CTRL"]) >> self.bit["ap_done"] & 1:
+            if time.monotonic() > deadline:
+                raise DeviceError(f"no ap_done within {self.timeout_s} s")
+        errs = self.errors()
+        if errs:
+            self.dev.write_reg(self.reg["ERROR"], 0xFFFFFFFF)  # sticky: clear for the next run
+            raise DeviceError(f"the accelerator reported {', '.join(errs)}")
+        return out
+
+    # ------------------------------------------------------------------ operations
+    def load(self, program: bytes, weights: bytes) -> None:
+        """Write program, weights and parameters (once per deployment); checks the sha256 of
+        both against the manifest first."""
+        for name, blob in (("program.bin", program), ("weights.bin", weights)):
+            want = self.m["files"][name]
+            if hashlib.sha256(blob).hexdigest() != want:
+                raise DeviceError(f"{name}: sha256 differs from the manifest's {want[:12]}...")
+        header = np.array([self.stream["load_header"]], dtype="<u4").tobytes()
+        self._run(header + program + weights, 0)
+
+    def words(self, x: np.ndarray) -> bytes:
+        """One input tensor ``[C, H, W]`` -> the stream bytes of its activation words."""
+        c, h, w = x.shape
+        blocks = -(-c // self.cols)
+        hwc = np.zeros((h, w, blocks * self.cols), dtype=self.dtype)
+        hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
+        return hwc.tobytes()
+
+    def tensor(self, data: bytes, shape) -> np.ndarray:
+        c, h, w = shape
+        blocks = -(-c // self.cols)
+        hwc = np.frombuffer(data, dtype=self.dtype).reshape(h, w, blocks * self.cols)
+        return np.ascontiguousarray(np.transpose(hwc[:, :, :c], (2, 0, 1)))
+
+    def infer(self, x: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """Integers ``[N, C, H, W]`` in the input format -> outputs ``[N, ...]`` and the device's
+        cycles per image."""
+        spec_in, spec_out = self.m["input"], self.m["output"]
+        x = np.asarray(x)
+        if x.ndim != 4 or list(x.shape[1:]) != spec_in["shape"]:
+            raise DeviceError(f"input must be [N, {', '.join(map(str, spec_in['shape']))}], not "
+                              f"{list(x.shape)}")
+        info = np.iinfo(self.dtype)
+        if x.size and (x.min() < info.min or x.max() > info.max):
+            raise DeviceError(f"input values outside the {self.bits}-bit format")
+        header = np.array([self.stream["infer_header"]], dtype="<u4").tobytes()
+        out_len = spec_out["beats"] * 4
+        ys, cycles = [], []
+        for img in x.astype(self.dtype):
+            data = self._run(header + self.words(img), out_len)
+            ys.append(self.tensor(data, spec_out["shape"]))
+            lo = self.dev.read_reg(self.reg["CYCLES_LO"])
+            cycles.append(lo | self.dev.read_reg(self.reg["CYCLES_HI"]) << 32)
+        return np.stack(ys) if ys else np.zeros((0, *spec_out["shape"]), self.dtype), cycles

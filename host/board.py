@@ -1,0 +1,103 @@
+"""The host API: one generated accelerator on a board (or an emulated board) over TCP.
+
+    board = Board("192.168.1.10:7700", token)
+    board.load("out/digits-fix8")          # manifest + program + weights, checked on the board
+    ints, values = board.infer(x)          # floats (numpy or torch) or integers
+
+Inputs are quantized to the manifest's input format with the project's one rule
+(``gen.numerics.quantize_real``: NaN and infinity are errors) and sent in batches; outputs come
+back as integers and as dequantized floats.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from firmware import protocol as P
+from host.client import AgentClient
+
+
+def parse_address(address: str, default_port: int = 7700) -> tuple[str, int]:
+    host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+    try:
+        return host or "127.0.0.1", int(port) if port else default_port
+    except ValueError:
+        raise ValueError(f"board address must be HOST[:PORT], not {address!r}") from None
+
+
+class Board:
+    def __init__(self, address: str, token: str, *, timeout_s: float = 120.0) -> None:
+        host, port = parse_address(address)
+        self.client = AgentClient(host, port, token, timeout_s=timeout_s)
+        self.manifest: dict | None = None
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Board:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def load(self, out: str | Path) -> dict:
+        """Send ``out/``'s manifest, program and weights (verified against the manifest here and
+        again on the board); returns the manifest."""
+        from gen.generate import load_outdir
+
+        out = Path(out)
+        manifest, _, _ = load_outdir(out)
+        blob = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
+        self.client.request(P.Kind.LOAD, {"manifest": manifest}, blob)
+        self.manifest = manifest
+        return manifest
+
+    def use(self, out: str | Path) -> dict:
+        """Adopt ``out/``'s manifest for inputs and outputs without loading it again."""
+        self.manifest = json.loads((Path(out) / "manifest.json").read_text())
+        return self.manifest
+
+    def quantize(self, x) -> np.ndarray:
+        from gen.numerics import Format, quantize_real
+
+        fmt = Format.from_json(self.manifest["input"]["format"])
+        return quantize_real(np.asarray(x, dtype=np.float64), fmt)
+
+    def infer(self, x, *, batch: int = 32, progress: Callable[[int, int], None] | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """``x[N, C, H, W]`` (floats are quantized; integers must already be in the input format)
+        -> ``(integers, dequantized floats)``, both ``[N, C', H', W']``."""
+        if self.manifest is None:
+            raise RuntimeError("load (or use) an OUT/ directory first")
+        if hasattr(x, "detach"):  # torch
+            x = x.detach().cpu().numpy()
+        x = np.asarray(x)
+        shape = self.manifest["input"]["shape"]
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or list(x.shape[1:]) != shape:
+            raise ValueError(f"input must be [N, {', '.join(map(str, shape))}], "
+                             f"not {list(x.shape)}")
+        q = x if np.issubdtype(x.dtype, np.integer) else self.quantize(x)
+        fmt = self.manifest["input"]["format"]
+        lo, hi = -(1 << (fmt["bits"] - 1)), (1 << (fmt["bits"] - 1)) - 1
+        if q.size and (q.min() < lo or q.max() > hi):
+            raise ValueError(f"integer inputs must lie in [{lo}, {hi}]")
+        precision = self.manifest["model"]["precision"]
+        outs = []
+        for i in range(0, len(q), batch):
+            y, _ = self.client.infer(q[i:i + batch], precision)
+            outs.append(np.asarray(y, dtype=np.int64))
+            if progress:
+                progress(min(i + batch, len(q)), len(q))
+        ints = np.concatenate(outs) if outs else np.zeros((0, *self.manifest["output"]["shape"]),
+                                                          np.int64)
+        frac = self.manifest["output"]["format"]["frac"]
+        return ints, ints * 2.0 ** -frac
+
+    def status(self) -> dict:
+        return self.client.status()

@@ -1,0 +1,134 @@
+"""The emulated board: the generated Verilog under Verilator behind the agent's device interface.
+
+``shiftadd board emulate OUT --port P`` runs the cocotb test :func:`sim.tb.board_tb.board` on
+``OUT/rtl``: inside the simulation it starts the **same agent** (``firmware.agent``) with an
+:class:`firmware.agent.AcceleratorBackend` over :class:`EmulatedDevice`. Register reads and
+writes go through the AXI4-Lite master model, DMA through AXI4-Stream source and sink models
+(whole frames with ``TLAST``, random idle and backpressure): the same semantics as the board's
+AXI DMA in simple mode, not a shortcut to the golden model.
+
+Threads: the agent serves TCP in its own threads; every device operation is handed to one cocotb
+*bridge* thread, which runs it in the simulator (``cocotb.task.resume``) and hands back the
+result. While no request is pending the simulator does not advance.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from firmware.driver import Device, DeviceError
+
+# A DMA that has not finished after this many clock cycles is a timeout (the board's driver
+# uses wall-clock time; simulated time is the fair measure here).
+DMA_TIMEOUT_CYCLES = 5_000_000
+
+
+class EmulatedDevice(Device):
+    name = "emulated"
+
+    def __init__(self, tb) -> None:
+        self.tb = tb
+        self._calls: queue.Queue = queue.Queue()
+
+    # ------------------------------------------------------------------ agent threads
+    def _call(self, fn, *args):
+        done, box = threading.Event(), {}
+        self._calls.put((fn, args, done, box))
+        done.wait()
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def read_reg(self, offset: int) -> int:
+        return self._call(self._read, offset)
+
+    def write_reg(self, offset: int, value: int) -> None:
+        self._call(self._write, offset, value)
+
+    def dma(self, send: bytes, recv_len: int, timeout_s: float) -> bytes:
+        return self._call(self._dma, bytes(send), recv_len)
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+    # ------------------------------------------------------------------ the bridge thread
+    def serve(self) -> None:
+        """Run device operations in the simulator until :meth:`stop` (call via ``bridge``)."""
+        from cocotb.task import resume
+
+        while True:
+            item = self._calls.get()
+            if item is None:
+                return
+            fn, args, done, box = item
+            try:
+                box["value"] = resume(fn)(*args)
+            except Exception as e:  # handed to the caller, never kills the simulation
+                box["error"] = e
+            done.set()
+
+    # ------------------------------------------------------------------ in the simulator
+    async def _read(self, offset: int) -> int:
+        v, resp = await self.tb.bus.read(offset)
+        if resp:
+            raise DeviceError(f"register read at {offset:#x} answered SLVERR")
+        return v
+
+    async def _write(self, offset: int, value: int) -> None:
+        if await self.tb.bus.write(offset, value & 0xFFFFFFFF):
+            raise DeviceError(f"register write at {offset:#x} answered SLVERR")
+
+    async def _dma(self, send: bytes, recv_len: int) -> bytes:
+        import cocotb
+        import numpy as np
+        from cocotb.triggers import ClockCycles, First
+
+        if len(send) % 4 or recv_len % 4:
+            raise DeviceError("DMA lengths must be whole 32-bit beats")
+        beats = np.frombuffer(send, dtype="<u4").astype(np.int64).tolist()
+        if beats:
+            beats[-1] |= 1 << 32  # TLAST
+        sink = self.tb.sink
+        start = len(sink.items)
+        self.tb.src.send(beats)
+        want = start + recv_len // 4
+
+        async def complete() -> None:
+            await self.tb.src.wait_done()
+            await sink.wait_for(want)
+
+        t = ClockCycles(self.tb.dut.aclk, DMA_TIMEOUT_CYCLES)
+        task = cocotb.start_soon(complete())
+        if await First(task, t) is t:
+            task.cancel()
+            self.tb.src.queue.clear()  # the DMA reset: drop what was not sent
+            raise DeviceError(f"DMA did not complete within {DMA_TIMEOUT_CYCLES} cycles")
+        got = sink.items[start:want]
+        del sink.items[:want]
+        if recv_len and (got[-1] >> 32) != 1:
+            raise DeviceError("the result's last beat has no TLAST")
+        return np.array([b & 0xFFFFFFFF for b in got], dtype="<u4").tobytes()
+
+
+
+def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=None,
+            idle: float = 0.1, backpressure: float = 0.1, seed: int = 1,
+            progress=lambda s: None) -> None:
+    """Serve ``out/`` as an emulated board until the process is stopped."""
+    from pathlib import Path
+
+    from gen.generate import load_outdir
+    from sim.accel import build_verilog
+
+    out = Path(out)
+    manifest, _, _ = load_outdir(out)
+    text = (out / "rtl" / f"{manifest['top']}.v").read_text()
+    progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")
+    b = build_verilog(text, manifest["top"])
+    progress(f"starting the emulated board (build {manifest['build_id_hex']}) on {host}:{port}")
+    from sim import rtl
+
+    rtl.run(b, "sim.tb.board_tb", {"host": host, "port": port, "token": token,
+                                   "ready": str(ready) if ready else "", "idle": idle,
+                                   "backpressure": backpressure}, seed=seed, tests="board")

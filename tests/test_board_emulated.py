@@ -1,0 +1,153 @@
+"""End to end: host -> TCP -> agent (emulated device) -> the generated Verilog under Verilator.
+
+The emulated board is the real command (``shiftadd board emulate``) in its own process; the host
+side is the real ``Board`` API and ``shiftadd run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from firmware import protocol as P
+from host.board import Board
+from host.client import AgentClient, RemoteError
+from sim import golden
+
+TOKEN = "test-token-0123"
+GEOMETRY = ["--rows", "4", "--cols", "16", "--lanes", "8"]
+
+
+class Emulator:
+    def __init__(self, out: Path, tmp: Path) -> None:
+        ready = tmp / f"ready-{out.name}"
+        self.log = open(tmp / f"emulator-{out.name}.log", "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gen.cli", "board", "emulate", str(out), "--port", "0",
+             "--token", TOKEN, "--ready", str(ready)],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 600  # the first build of this Verilog takes a minute
+        while not (ready.exists() and ready.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the emulated board did not start: "
+                                   f"{(tmp / f'emulator-{out.name}.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        self.address = f"127.0.0.1:{ready.read_text()}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def _generate(tmp: Path, ckpt: Path, precision: str) -> Path:
+    from gen.cli import main
+
+    out = tmp / f"digits-{precision}"
+    assert main(["gen", str(ckpt), "--precision", precision, "-o", str(out), *GEOMETRY]) == 0
+    return out
+
+
+@pytest.fixture(scope="module", params=["fix8", "fix32"])
+def board(request, tmp_path_factory, trained_digits):
+    tmp = tmp_path_factory.mktemp(f"board-{request.param}")
+    out = _generate(tmp, trained_digits, request.param)
+    emu = Emulator(out, tmp)
+    yield out, emu
+    emu.stop()
+
+
+def _digits(manifest: dict, n: int) -> np.ndarray:
+    from gen.nn.data import Normalization, load_digits_splits
+
+    norm = manifest["model"]["normalization"]
+    _, test = load_digits_splits()
+    return Normalization(norm["mean"], norm["std"]).apply(test.pixels[:n])
+
+
+def test_real_images_bit_exact_end_to_end(board):
+    """100 real test images (floats, quantized by the host) -> results equal the golden model's."""
+    from gen.generate import load_outdir
+
+    out, emu = board
+    with Board(emu.address, TOKEN) as b:
+        manifest = b.load(out)
+        x = _digits(manifest, 100)
+        ints, values = b.infer(x, batch=25)
+        st = b.status()
+    _, net, _ = load_outdir(out)
+    ref = golden.run(net, b.quantize(x))
+    assert ints.shape == ref.shape and np.array_equal(ints, ref)
+    assert np.allclose(values, ref * 2.0 ** -manifest["output"]["format"]["frac"])
+    assert st["backend"] == "emulated" and st["loaded"] and st["inferences"] >= 100
+    assert st["build_id"] == manifest["build_id_hex"] and st["errors"] == []
+
+
+def test_cli_run_check(board, tmp_path):
+    out, emu = board
+    x = tmp_path / "x.npy"
+    from gen.generate import load_outdir
+
+    manifest, _, _ = load_outdir(out)
+    np.save(x, _digits(manifest, 8))
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "run", str(out), "--board", emu.address,
+                        "--token", TOKEN, "--input", str(x), "--check", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    obj = json.loads(r.stdout)
+    assert obj["images"] == 8 and obj["mismatches"] == 0
+
+
+def test_faults_leave_the_agent_serving(board):
+    """Wrong token, wrong shape and dtype, out-of-range and NaN inputs, a corrupted blob, a
+    foreign build and a client that disconnects mid-transfer: each is one clear error, and the
+    agent keeps answering correctly afterwards."""
+    out, emu = board
+    host, port = emu.address.split(":")
+    with pytest.raises(RemoteError, match="auth"):
+        AgentClient(host, int(port), "wrong")
+    with Board(emu.address, TOKEN) as b:
+        manifest = b.load(out)
+        x = _digits(manifest, 2)
+        q = b.quantize(x)
+        prec = manifest["model"]["precision"]
+        with pytest.raises(RemoteError, match="device_error"):  # wrong shape
+            b.client.infer(q[:, :, :4, :], prec)
+        other = "fix32" if prec == "fix8" else "fix8"
+        with pytest.raises(RemoteError, match="bad_dtype"):
+            b.client.infer(np.zeros(q.shape, np.int64), other)
+        with pytest.raises(ValueError, match="NaN"):
+            b.infer(np.full_like(x, np.nan))
+        with pytest.raises(ValueError, match="must lie in"):
+            b.infer(np.full(q.shape, 1 << 40, dtype=np.int64))
+        blob = bytearray((out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes())
+        blob[-1] ^= 0x40
+        with pytest.raises(RemoteError, match="sha256"):
+            b.client.request(P.Kind.LOAD, {"manifest": manifest}, bytes(blob))
+        foreign = json.loads(json.dumps(manifest))
+        foreign["build_id"] ^= 1
+        good = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
+        with pytest.raises(RemoteError, match="runs build"):
+            b.client.request(P.Kind.LOAD, {"manifest": foreign}, good)
+        # a client that vanishes in the middle of a frame
+        s = socket.create_connection((host, int(port)))
+        s.sendall(P.Frame(P.Kind.HELLO, 1, {"token": TOKEN}).encode())
+        s.sendall(P.Frame(P.Kind.INFER, 2, {"shape": list(q.shape), "dtype": prec},
+                          b"\0" * 64).encode()[:40])
+        s.close()
+        b.load(out)
+        ints, _ = b.infer(x)
+    from gen.generate import load_outdir
+
+    _, net, _ = load_outdir(out)
+    assert np.array_equal(ints, golden.run(net, q))
