@@ -326,17 +326,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ckpt = Path(args.checkpoint)
     t0 = time.perf_counter()
     if not ckpt.exists() or args.retrain:
-        _log(f"[demo] step 1/4: training the digits ShiftAddNet -> {ckpt}")
+        _log(f"[demo] step 1/5: training the digits ShiftAddNet -> {ckpt}")
         ns = argparse.Namespace(arch="digits", epochs=60, lr=0.05, seed=0, threads=2,
                                 output=ckpt, quiet=False, json=False)
         cmd_train(ns)
     else:
-        _log(f"[demo] step 1/4: reusing {ckpt} (pass --retrain to train again)")
-    _log("[demo] step 2/4: quantizing to FIX32 and FIX8 and running the golden model")
+        _log(f"[demo] step 1/5: reusing {ckpt} (pass --retrain to train again)")
+    _log("[demo] step 2/5: quantizing to FIX32 and FIX8 and running the golden model")
     loaded = checkpoint.load(ckpt)
     res = evaluate(loaded)
     a = res.accuracies
-    _log(f"[demo] step 3/4: shiftadd gen (FIX8, {args.rows}x{args.cols}x{args.lanes} arrays) "
+    _log(f"[demo] step 3/5: shiftadd gen (FIX8, {args.rows}x{args.cols}x{args.lanes} arrays) "
          f"-> {args.out}")
     from gen.evaluate import calibration_batch, require_digits_model
     from gen.nn.data import load_digits_splits
@@ -346,13 +346,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
                    name="digits")
     manifest, rep = generate(net, Path(args.out), rows=args.rows, cols=args.cols,
                              lanes=args.lanes, progress=lambda m: _log(f"[demo]   {m}"))
-    _log(f"[demo] step 4/4: shiftadd sim: {args.images} test images through the RTL "
+    _log(f"[demo] step 4/5: shiftadd sim: {args.images} test images through the RTL "
          "(Verilator; the first build takes about a minute)")
     configure_verilator()
     sim, info = simulate_outdir(Path(args.out), args.images, seed=1,
                                 progress=lambda m: _log(f"[demo]   {m}"))
+    _log("[demo] step 5/5: the board path on an emulated ZC706: `shiftadd board emulate` serves "
+         "the same RTL behind the board agent; the host streams 20 test images over TCP")
+    import secrets
+
+    import numpy as np
+
+    from host.board import Board
+    from sim import golden
+    from sim.emulated import EmulatorProcess
+
+    token = secrets.token_hex(8)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    with EmulatorProcess(args.out, token, Path(args.out) / "emulator.log") as emu, \
+            Board(emu.address, token) as board:
+        board.load(args.out)
+        x = _inputs("digits-test:20", manifest)
+        ints, _ = board.infer(x)
+        ref = golden.run(net, board.quantize(x))
+    board_mismatches = int((ints != ref).reshape(len(ref), -1).any(axis=1).sum())
     obj = {"checkpoint": str(ckpt), **res.to_json(), "out": args.out,
            "build_id": manifest["build_id_hex"], "rtl": {**sim.to_json(), **info},
+           "board": {"address": emu.address, "images": int(len(ints)),
+                     "mismatches": board_mismatches,
+                     "predictions": np.asarray(ints).reshape(len(ints), -1).argmax(1).tolist()},
            "report": {k: rep[k] for k in ("array", "cycles_per_image", "images_per_s",
                                           "latency_us", "clock_mhz")},
            "seconds": round(time.perf_counter() - t0, 1)}
@@ -372,9 +394,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"{info['model_cycles_per_image']} cycle model; at {rep['clock_mhz']:g} MHz "
               f"{rep['images_per_s']:.0f} images/s, {rep['latency_us']} us latency (model)")
         print(f"  report: {args.out}/report.md")
+        print(f"  emulated board at {emu.address}: host -> TCP -> agent -> RTL, "
+              f"{board_mismatches} mismatches on {len(ints)} images")
 
     _emit(args, obj, human)
-    return 0 if sim.mismatches == 0 else 1
+    return 0 if sim.mismatches == 0 and board_mismatches == 0 else 1
 
 
 # --------------------------------------------------------------------------- parser

@@ -129,6 +129,51 @@ def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=No
     progress(f"starting the emulated board (build {manifest['build_id_hex']}) on {host}:{port}")
     from sim import rtl
 
-    rtl.run(b, "sim.tb.board_tb", {"host": host, "port": port, "token": token,
-                                   "ready": str(ready) if ready else "", "idle": idle,
-                                   "backpressure": backpressure}, seed=seed, tests="board")
+    ready = str(Path(ready).resolve()) if ready else ""  # the simulator runs elsewhere
+    rtl.run(b, "sim.tb.board_tb", {"host": host, "port": port, "token": token, "ready": ready,
+                                   "idle": idle, "backpressure": backpressure},
+            seed=seed, tests="board")
+
+
+class EmulatorProcess:
+    """``shiftadd board emulate OUT`` in a child process (its own session), ready when its agent
+    listens; ``address`` is ``127.0.0.1:<port>``. Use as a context manager."""
+
+    def __init__(self, out, token: str, log_path, *, start_timeout_s: float = 900.0) -> None:
+        import subprocess
+        import sys
+        import time
+        from pathlib import Path
+
+        log_path = Path(log_path)
+        ready = log_path.with_suffix(".port")
+        ready.unlink(missing_ok=True)
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gen.cli", "board", "emulate", str(out), "--port", "0",
+             "--token", token, "--ready", str(ready)],
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + start_timeout_s
+        while not (ready.exists() and ready.read_text()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the emulated board did not start:\n" +
+                                   log_path.read_text()[-2000:])
+            time.sleep(0.25)
+        self.address = f"127.0.0.1:{ready.read_text()}"
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self._log.close()
+
+    def __enter__(self) -> EmulatorProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -6,12 +6,9 @@ side is the real ``Board`` API and ``shiftadd run``."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,33 +18,10 @@ from firmware import protocol as P
 from host.board import Board
 from host.client import AgentClient, RemoteError
 from sim import golden
+from sim.emulated import EmulatorProcess
 
 TOKEN = "test-token-0123"
 GEOMETRY = ["--rows", "4", "--cols", "16", "--lanes", "8"]
-
-
-class Emulator:
-    def __init__(self, out: Path, tmp: Path) -> None:
-        ready = tmp / f"ready-{out.name}"
-        self.log = open(tmp / f"emulator-{out.name}.log", "w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gen.cli", "board", "emulate", str(out), "--port", "0",
-             "--token", TOKEN, "--ready", str(ready)],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 600  # the first build of this Verilog takes a minute
-        while not (ready.exists() and ready.read_text()):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"the emulated board did not start: "
-                                   f"{(tmp / f'emulator-{out.name}.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-        self.address = f"127.0.0.1:{ready.read_text()}"
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
-        self.log.close()
 
 
 def _generate(tmp: Path, ckpt: Path, precision: str) -> Path:
@@ -62,9 +36,8 @@ def _generate(tmp: Path, ckpt: Path, precision: str) -> Path:
 def board(request, tmp_path_factory, trained_digits):
     tmp = tmp_path_factory.mktemp(f"board-{request.param}")
     out = _generate(tmp, trained_digits, request.param)
-    emu = Emulator(out, tmp)
-    yield out, emu
-    emu.stop()
+    with EmulatorProcess(out, TOKEN, tmp / "emulator.log") as emu:
+        yield out, emu
 
 
 def _digits(manifest: dict, n: int) -> np.ndarray:
