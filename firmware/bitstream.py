@@ -35,6 +35,18 @@ class BitFile:
     data: bytes
 
 
+def build_bit(data: bytes, design: str = "shiftadd_top;UserID=0XFFFFFFFF",
+              part: str = "7z045ffg900", date: str = "2026/11/22", time: str = "00:00:00") -> bytes:
+    """A ``.bit`` container around configuration ``data`` (what Vivado writes; the emulated
+    board and the tests build stand-in bitstreams with it)."""
+    def field(tag: str, text: str) -> bytes:
+        b = text.encode() + b"\0"
+        return tag.encode() + struct.pack(">H", len(b)) + b
+
+    return (PREAMBLE + field("a", design) + field("b", part) + field("c", date) +
+            field("d", time) + b"e" + struct.pack(">I", len(data)) + data)
+
+
 def parse_bit(raw: bytes) -> BitFile:
     if not raw.startswith(PREAMBLE):
         raise BitstreamError("not a Xilinx .bit file (preamble missing)")

@@ -297,6 +297,18 @@ def cmd_board(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bitstream(args: argparse.Namespace) -> int:
+    from gen.vivado import VivadoMissing, bitstream
+
+    try:
+        info = bitstream(Path(args.out), progress=lambda m: _log(f"[bitstream] {m}"))
+    except VivadoMissing as e:
+        raise UserError(str(e)) from None
+    _emit(args, info, lambda: print(f"bitstream {args.out}/{info['bin']} (sha256 "
+                                    f"{info['sha256'][:16]}...) recorded in the manifest"))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from sim.tools import doctor
 
@@ -482,6 +494,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output stream backpressure probability")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
+
+    bs = sub.add_parser("bitstream", help="run the Vivado project script of OUT/",
+                        description="Run OUT/vivado/build.tcl with Vivado (batch mode), convert "
+                                    "the .bit to the byte-swapped .bin the Linux FPGA manager "
+                                    "loads, and record it in the manifest.")
+    bs.add_argument("out", type=Path)
+    bs.add_argument("--json", action="store_true", help="print one JSON object")
+    bs.set_defaults(func=cmd_bitstream)
 
     r = sub.add_parser("run", help="run inputs through a (real or emulated) board",
                        description="Load OUT/ on the board's agent, stream inputs through the "

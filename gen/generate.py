@@ -377,6 +377,10 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
         "input": tensor_json(net, net.input, cfg), "output": tensor_json(net, net.output, cfg),
         "files": files, "cycles_per_image": design.cycles,
     }
+    from gen.vivado import write as write_vivado
+
+    write_vivado(out, manifest)
+    manifest["files"]["vivado/build.tcl"] = _sha256((out / "vivado" / "build.tcl").read_bytes())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     rep = report(design, board, clock_mhz, seconds + time.perf_counter() - t0)
     (out / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True))

@@ -1,0 +1,201 @@
+# A recording stand-in for the Vivado commands that OUT/vivado/build.tcl uses, for tclsh.
+# Usage: tclsh vivado_standin.tcl -mode batch [-nojournal -nolog] -source build.tcl
+# Every command checks the shape of its arguments and appends one line to $env(STANDIN_LOG);
+# any command the stand-in does not define is a Tcl error ("invalid command name"), so a typo or
+# an unexpected command fails. Objects (cells, pins) must exist before they are used.
+set log [open $env(STANDIN_LOG) w]
+proc rec {args} { puts $::log [join $args " | "]; flush $::log }
+proc fail {msg} { error "stand-in: $msg" }
+
+set ::cells [dict create]
+set ::sources {}
+set ::proj_dir ""
+set ::runs [dict create]
+# the IP cells' pins the script may use
+set ::ip_pins [dict create \
+    xilinx.com:ip:processing_system7 {intf {M_AXI_GP0 S_AXI_HP0 DDR FIXED_IO} \
+                                     pin {FCLK_CLK0 FCLK_RESET0_N IRQ_F2P M_AXI_GP0_ACLK S_AXI_HP0_ACLK}} \
+    xilinx.com:ip:axi_dma {intf {S_AXI_LITE M_AXI_MM2S M_AXI_S2MM M_AXIS_MM2S S_AXIS_S2MM} \
+                          pin {s_axi_lite_aclk m_axi_mm2s_aclk m_axi_s2mm_aclk axi_resetn mm2s_introut s2mm_introut}} \
+    xilinx.com:ip:proc_sys_reset {intf {} \
+                                 pin {slowest_sync_clk ext_reset_in peripheral_aresetn interconnect_aresetn}}]
+
+proc opts {argv spec} {
+    # parse "-flag value" / "-switch" options; returns dict with "_pos" for positionals
+    set d [dict create _pos {}]
+    while {[llength $argv]} {
+        set a [lindex $argv 0]; set argv [lrange $argv 1 end]
+        if {[string index $a 0] eq "-" && [dict exists $spec $a]} {
+            if {[dict get $spec $a]} { dict set d $a [lindex $argv 0]; set argv [lrange $argv 1 end] } \
+            else { dict set d $a 1 }
+        } elseif {[string index $a 0] eq "-"} { fail "unknown option $a" } \
+        else { dict lappend d _pos $a }
+    }
+    return $d
+}
+
+proc create_project {args} {
+    set o [opts $args {-part 1 -force 0}]
+    if {[llength [dict get $o _pos]] != 2} { fail "create_project NAME DIR" }
+    if {![dict exists $o -part]} { fail "create_project needs -part" }
+    set ::proj_dir [lindex [dict get $o _pos] 1]
+    file mkdir $::proj_dir
+    rec create_project {*}[dict get $o _pos] [dict get $o -part]
+    return [lindex [dict get $o _pos] 0]
+}
+proc get_board_parts {args} {
+    set o [opts $args {-quiet 0}]
+    rec get_board_parts {*}[dict get $o _pos]
+    return {xilinx.com:zc706:part0:1.3 xilinx.com:zc706:part0:1.4}
+}
+proc current_project {} { return "project:shiftadd" }
+proc current_fileset {} { return "fileset:sources_1" }
+proc set_property {args} {
+    set o [opts $args {-dict 1}]
+    if {[dict exists $o -dict]} {
+        set kv [dict get $o -dict]
+        if {[llength $kv] % 2} { fail "set_property -dict needs key value pairs" }
+        if {[llength [dict get $o _pos]] != 1} { fail "set_property -dict LIST OBJECT" }
+        foreach {k v} $kv { rec set_property $k $v [dict get $o _pos] }
+    } else {
+        if {[llength [dict get $o _pos]] != 3} { fail "set_property NAME VALUE OBJECT" }
+        rec set_property {*}[dict get $o _pos]
+    }
+}
+proc add_files {args} {
+    set o [opts $args {-norecurse 0}]
+    foreach f [dict get $o _pos] {
+        if {![file exists $f]} { fail "add_files: $f does not exist" }
+        lappend ::sources $f
+        rec add_files $f
+    }
+}
+proc update_compile_order {args} { opts $args {-fileset 1}; rec update_compile_order }
+proc create_bd_design {name} { rec create_bd_design $name }
+proc create_bd_cell {args} {
+    set o [opts $args {-type 1 -vlnv 1 -reference 1}]
+    set name [lindex [dict get $o _pos] 0]
+    if {[dict exists $::cells $name]} { fail "cell $name created twice" }
+    switch -- [dict get $o -type] {
+        ip {
+            set vlnv [dict get $o -vlnv]
+            if {![dict exists $::ip_pins $vlnv]} { fail "unexpected IP $vlnv" }
+            dict set ::cells $name [dict get $::ip_pins $vlnv]
+            rec create_bd_cell ip $vlnv $name
+        }
+        module {
+            set ref [dict get $o -reference]
+            # a module reference's interfaces come from its ports (Vivado infers them by name)
+            set ports {}
+            foreach f $::sources {
+                set fh [open $f]; set text [read $fh]; close $fh
+                if {[regexp "module $ref\\((\[^)\]*)\\);" $text -> plist]} {
+                    foreach p [split $plist ,] { lappend ports [string trim $p] }
+                }
+            }
+            if {![llength $ports]} { fail "no module $ref in the added sources" }
+            set intf {}
+            set pins {}
+            foreach p $ports {
+                if {[regexp {^(s_axis|m_axis|s_axi)_} $p -> bus]} {
+                    if {[lsearch $intf $bus] < 0} { lappend intf $bus }
+                } else { lappend pins $p }
+            }
+            dict set ::cells $name [list intf $intf pin $pins]
+            rec create_bd_cell module $ref $name
+        }
+        default { fail "create_bd_cell -type must be ip or module" }
+    }
+    return "cell:$name"
+}
+proc lookup {kind path} {
+    set path [string trimleft $path /]
+    lassign [split $path /] cell pin
+    if {![dict exists $::cells $cell]} { fail "no cell $cell (for $path)" }
+    if {[lsearch [dict get [dict get $::cells $cell] $kind] $pin] < 0} {
+        fail "cell $cell has no $kind pin $pin"
+    }
+    return "$kind:$cell/$pin"
+}
+proc get_bd_intf_pins {path} { return [lookup intf $path] }
+proc get_bd_pins {path} { return [lookup pin $path] }
+proc apply_bd_automation {args} {
+    set o [opts $args {-rule 1 -config 1}]
+    set cfg [dict get $o -config]
+    foreach key {Master Slave} {
+        if {[dict exists $cfg $key] && [dict get $cfg $key] ni {Disable}} {
+            lookup intf [dict get $cfg $key]
+        }
+    }
+    rec apply_bd_automation [dict get $o -rule] $cfg {*}[dict get $o _pos]
+}
+proc connect_bd_intf_net {a b} {
+    if {![string match intf:* $a] || ![string match intf:* $b]} { fail "connect_bd_intf_net needs two interface pins" }
+    rec connect_bd_intf_net $a $b
+}
+proc connect_bd_net {args} {
+    if {[llength $args] < 2} { fail "connect_bd_net needs at least two pins" }
+    foreach a $args { if {![string match pin:* $a]} { fail "connect_bd_net: $a is not a pin" } }
+    rec connect_bd_net {*}$args
+}
+proc assign_bd_address {} { rec assign_bd_address }
+proc validate_bd_design {} { rec validate_bd_design }
+proc save_bd_design {} {
+    set d [file join $::proj_dir shiftadd.gen sources_1 bd system hw_handoff]
+    file mkdir $d
+    set f [open [file join $d system.hwh] w]; puts $f "<hwh/>"; close $f
+    rec save_bd_design
+}
+proc get_files {name} { return "file:$name" }
+proc make_wrapper {args} {
+    set o [opts $args {-files 1 -top 0}]
+    if {![dict exists $o -top]} { fail "make_wrapper needs -top" }
+    set w [file join $::proj_dir system_wrapper.v]
+    set f [open $w w]; puts $f "module system_wrapper(); endmodule"; close $f
+    rec make_wrapper [dict get $o -files]
+    return $w
+}
+proc get_runs {name} { return "run:$name" }
+proc launch_runs {args} {
+    set o [opts $args {-jobs 1 -to_step 1}]
+    set run [lindex [dict get $o _pos] 0]
+    set dir [file join $::proj_dir runs $run]
+    file mkdir $dir
+    if {$run eq "impl_1"} {
+        if {![dict exists $o -to_step] || [dict get $o -to_step] ne "write_bitstream"} {
+            fail "impl_1 must run to write_bitstream"
+        }
+        file copy -force $::env(STANDIN_BIT) [file join $dir system_wrapper.bit]
+    }
+    dict set ::runs $run $dir
+    rec launch_runs $run {*}[expr {[dict exists $o -to_step] ? [dict get $o -to_step] : ""}]
+}
+proc wait_on_run {run} {
+    if {![dict exists $::runs $run]} { fail "wait_on_run $run before launch_runs" }
+    rec wait_on_run $run
+}
+proc get_property {name obj} {
+    set run [string range $obj 4 end]
+    switch -- $name {
+        PROGRESS { return "100%" }
+        STATS.WNS { return 0.125 }
+        DIRECTORY { return [dict get $::runs $run] }
+        default { fail "get_property $name" }
+    }
+}
+proc open_run {run} { rec open_run $run }
+proc report_utilization {args} { set o [opts $args {-file 1}]; close [open [dict get $o -file] w]; rec report_utilization }
+proc report_timing_summary {args} { set o [opts $args {-file 1}]; close [open [dict get $o -file] w]; rec report_timing_summary }
+proc write_hw_platform {args} {
+    set o [opts $args {-fixed 0 -include_bit 0 -force 0 -file 1}]
+    close [open [dict get $o -file] w]
+    rec write_hw_platform [dict get $o -file]
+}
+
+# the command line, as Vivado takes it
+set o [opts $argv {-mode 1 -source 1 -nojournal 0 -nolog 0}]
+if {[dict get $o -mode] ne "batch"} { fail "only -mode batch" }
+set argv {}
+source [dict get $o -source]
+rec done
+close $log

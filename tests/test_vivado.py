@@ -1,0 +1,115 @@
+"""The generated Vivado project script, executed by tclsh against a recording stand-in of every
+Vivado command it uses (Vivado itself is not installed here), and ``shiftadd bitstream``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from firmware.bitstream import SYNC, SYNC_SWAPPED
+from firmware.bitstream import build_bit as make_bit
+
+STANDIN = Path(__file__).with_name("data") / "vivado_standin.tcl"
+pytestmark = pytest.mark.skipif(shutil.which("tclsh") is None,
+                                reason="tclsh missing (.ci/run installs it)")
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory, quick_digits) -> Path:
+    from gen.cli import main
+
+    d = tmp_path_factory.mktemp("viv") / "out"
+    assert main(["gen", str(quick_digits), "-o", str(d), "--rows", "2", "--cols", "8",
+                 "--lanes", "8", "--clock-mhz", "167"]) == 0
+    return d
+
+
+def run_standin(out: Path, tmp: Path, script: Path | None = None):
+    log, bit = tmp / "standin.log", tmp / "fake.bit"
+    bit.write_bytes(make_bit(b"\xff" * 8 + SYNC + b"\x20\x00\x00\x00" * 4))
+    r = subprocess.run(["tclsh", str(STANDIN), "-mode", "batch", "-source",
+                        str(script or out / "vivado" / "build.tcl")],
+                       env={**os.environ, "STANDIN_LOG": str(log), "STANDIN_BIT": str(bit)},
+                       capture_output=True, text=True, timeout=120)
+    lines = log.read_text().splitlines() if log.exists() else []
+    return r, lines
+
+
+def test_script_runs_every_step(out, tmp_path):
+    r, lines = run_standin(out, tmp_path)
+    assert r.returncode == 0, r.stderr + r.stdout
+    text = "\n".join(lines)
+    assert lines[-1] == "done"
+    for want in ["create_project | shiftadd", "xc7z045ffg900-2",
+                 "set_property | board_part | xilinx.com:zc706:part0:1.4",  # the newest
+                 "create_bd_cell | ip | xilinx.com:ip:processing_system7 | ps7",
+                 "apply_board_preset", "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ | 167",
+                 "CONFIG.PCW_USE_S_AXI_HP0 | 1", "CONFIG.PCW_USE_M_AXI_GP0 | 1",
+                 "create_bd_cell | ip | xilinx.com:ip:axi_dma | dma",
+                 "CONFIG.c_include_sg | 0", "CONFIG.c_sg_length_width | 26",
+                 "create_bd_cell | module | shiftadd_top | accel",
+                 "Master \"/ps7/M_AXI_GP0\" Slave \"/accel/s_axi\"",
+                 "Master \"/dma/M_AXI_MM2S\" Slave \"/ps7/S_AXI_HP0\"",
+                 "connect_bd_intf_net | intf:dma/M_AXIS_MM2S | intf:accel/s_axis",
+                 "connect_bd_intf_net | intf:accel/m_axis | intf:dma/S_AXIS_S2MM",
+                 "connect_bd_net | pin:ps7/FCLK_CLK0 | pin:accel/aclk",
+                 "assign_bd_address", "validate_bd_design", "make_wrapper",
+                 "launch_runs | synth_1", "launch_runs | impl_1 | write_bitstream",
+                 "report_utilization", "report_timing_summary", "write_hw_platform"]:
+        assert want in text, f"missing from the Vivado flow: {want}"
+    order = [next(i for i, ln in enumerate(lines) if ln.startswith(s)) for s in
+             ("create_project", "create_bd_design", "assign_bd_address", "make_wrapper",
+              "launch_runs | synth_1", "launch_runs | impl_1", "write_hw_platform")]
+    assert order == sorted(order)
+    for f in ("shiftadd.bit", "shiftadd.xsa", "shiftadd.hwh", "utilization.rpt", "timing.rpt"):
+        assert (out / "vivado" / f).exists(), f
+
+
+@pytest.mark.parametrize("mutation", [("accel/s_axis]", "accel/s_axis_in]"),
+                                      ("axi_dma dma", "axi_dma2 dma"),
+                                      ("assign_bd_address\n", "assing_bd_address\n"),
+                                      ("-to_step write_bitstream", "-to_step route_design")])
+def test_standin_catches_mistakes(out, tmp_path, mutation):
+    """A typo or a missing step in the script fails under the stand-in."""
+    script = tmp_path / "build.tcl"
+    text = (out / "vivado" / "build.tcl").read_text()
+    assert mutation[0] in text
+    script.write_text(text.replace(mutation[0], mutation[1], 1).replace(
+        "[file dirname [info script]]", f"{{{out / 'vivado'}}}"))
+    r, lines = run_standin(out, tmp_path, script)
+    assert r.returncode != 0 and (not lines or lines[-1] != "done")
+
+
+def test_bitstream_command(out, tmp_path):
+    from gen.cli import main
+    from gen.generate import load_outdir
+
+    env_path = os.environ["PATH"]
+    try:
+        os.environ["PATH"] = str(tmp_path)  # no vivado anywhere
+        assert main(["bitstream", str(out)]) == 1
+    finally:
+        os.environ["PATH"] = env_path
+    # a `vivado` that is the stand-in: the command runs the script, converts and records
+    fake = tmp_path / "bin" / "vivado"
+    fake.parent.mkdir()
+    bit = tmp_path / "fake.bit"
+    bit.write_bytes(make_bit(b"\xff" * 8 + SYNC + b"\x20\x00\x00\x00" * 4))
+    fake.write_text(f"#!/bin/sh\nSTANDIN_LOG={tmp_path}/log STANDIN_BIT={bit} "
+                    f"exec tclsh {STANDIN} \"$@\"\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "bitstream", str(out), "--json"],
+                       env={**os.environ, "PATH": f"{fake.parent}:{env_path}"},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)
+    manifest, _, _ = load_outdir(out)  # checks every sha256, now including the .bin
+    assert manifest["bitstream"]["sha256"] == info["sha256"]
+    assert SYNC_SWAPPED in (out / "shiftadd.bin").read_bytes()
