@@ -77,8 +77,8 @@ class AcceleratorBackend(Backend):
     emulated one). LOAD carries the manifest and ``program.bin + weights.bin``; the device's ID
     and build id must match the manifest before anything is written."""
 
-    def __init__(self, device) -> None:
-        self.device = device
+    def __init__(self, device, *, timeout_s: float = 10.0) -> None:
+        self.device, self.timeout_s = device, timeout_s
         self.name = device.name
         self.accel = None
         self.inferences = 0
@@ -93,7 +93,7 @@ class AcceleratorBackend(Backend):
         except (KeyError, TypeError, ValueError) as e:
             raise P.ProtocolError("bad_manifest", f"the manifest lacks {e}") from None
         split = 4 * (1 + words * -(-width // 32))
-        accel = Accelerator(self.device, manifest)
+        accel = Accelerator(self.device, manifest, timeout_s=self.timeout_s)
         accel.identify()
         accel.load(bytes(blob[:split]), bytes(blob[split:]))
         self.accel = accel
@@ -221,3 +221,77 @@ class Agent:
             daemon_threads = True
 
         return Server((host, port), Handler)
+
+
+# --------------------------------------------------------------------------- the board's entry
+def main(argv: list[str] | None = None) -> int:
+    """``python3 -m firmware.agent``: load the bitstream (optional), check the accelerator's
+    identity, serve the host. Runs on the board (standard library + numpy)."""
+    import argparse
+    import json
+    import os
+    import sys
+
+    ap = argparse.ArgumentParser(prog="firmware.agent", description=main.__doc__)
+    ap.add_argument("--host", default="0.0.0.0")
+    ap.add_argument("--port", type=int, default=7700)
+    ap.add_argument("--token-file", default=None,
+                    help="file holding the shared token (default: $SHIFTADD_TOKEN)")
+    ap.add_argument("--device", choices=("mmio", "loopback"), default="mmio")
+    ap.add_argument("--manifest", default=None, help="manifest.json of the deployed design")
+    ap.add_argument("--bitstream", default=None, help=".bin to load through the FPGA manager")
+    ap.add_argument("--fpga-sysfs", default="/sys/class/fpga_manager/fpga0")
+    ap.add_argument("--firmware-dir", default="/lib/firmware")
+    ap.add_argument("--regs", default="/dev/uio0", help="accelerator registers (UIO or /dev/mem)")
+    ap.add_argument("--regs-offset", type=lambda v: int(v, 0), default=0)
+    ap.add_argument("--dma", default="/dev/uio1", help="AXI DMA registers (UIO or /dev/mem)")
+    ap.add_argument("--dma-offset", type=lambda v: int(v, 0), default=0)
+    ap.add_argument("--udmabuf", default="/dev/udmabuf0")
+    ap.add_argument("--udmabuf-sysfs", default=None)
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per device operation")
+    args = ap.parse_args(argv)
+
+    def log(msg: str) -> None:
+        print(f"[agent] {msg}", file=sys.stderr, flush=True)
+
+    token = (open(args.token_file).read().strip() if args.token_file
+             else os.environ.get("SHIFTADD_TOKEN", ""))
+    if not token:
+        log("no token: pass --token-file or set SHIFTADD_TOKEN")
+        return 2
+    manifest = json.load(open(args.manifest)) if args.manifest else None
+    try:
+        if args.bitstream:
+            from firmware.fpga import FpgaManager
+
+            if manifest is None or "bitstream" not in manifest:
+                raise RuntimeError("--bitstream needs --manifest with a bitstream entry")
+            FpgaManager(args.fpga_sysfs, args.firmware_dir).load(
+                args.bitstream, manifest["bitstream"]["sha256"])
+            log(f"bitstream {args.bitstream} loaded (FPGA manager: operating)")
+        if args.device == "loopback":
+            backend: Backend = LoopbackBackend()
+        else:
+            from firmware.driver import Accelerator
+            from firmware.mmio import MmioDevice, UdmaBuffer, Window
+
+            dev = MmioDevice(Window(args.regs, args.regs_offset), Window(args.dma, args.dma_offset),
+                             UdmaBuffer(args.udmabuf, args.udmabuf_sysfs))
+            if manifest is not None:
+                Accelerator(dev, manifest).identify()
+                log(f"accelerator build {manifest['build_id_hex']} answers")
+            backend = AcceleratorBackend(dev, timeout_s=args.timeout)
+    except Exception as e:
+        log(f"cannot start: {e}")
+        return 1
+    srv = Agent(backend, AgentConfig(token=token)).server(args.host, args.port)
+    log(f"serving {backend.name} on {args.host}:{srv.server_address[1]}")
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -130,8 +130,12 @@ def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=No
     from sim import rtl
 
     ready = str(Path(ready).resolve()) if ready else ""  # the simulator runs elsewhere
+    bit, sha = stand_in_bitstream(out, manifest)
     rtl.run(b, "sim.tb.board_tb", {"host": host, "port": port, "token": token, "ready": ready,
-                                   "idle": idle, "backpressure": backpressure},
+                                   "idle": idle, "backpressure": backpressure,
+                                   "bitstream": str(Path(bit).resolve()),
+                                   "bitstream_sha256": sha,
+                                   "fpga_root": str((out / "emulated").resolve())},
             seed=seed, tests="board")
 
 
@@ -177,3 +181,61 @@ class EmulatorProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class EmulatedFpgaManager:
+    """The kernel side of the Linux FPGA manager over a temporary sysfs tree: after the agent
+    writes ``firmware``, it reads the named file from the firmware directory, checks it is a
+    byte-swapped ``.bin`` (sync word ``66 55 99 AA``) and sets ``state`` to ``operating`` (or
+    ``write error``). The agent's own loading code (``firmware.fpga.FpgaManager``) is unchanged:
+    use :func:`make_tree` and :func:`manager`."""
+
+    @staticmethod
+    def make_tree(root) -> tuple:
+        from pathlib import Path
+
+        root = Path(root)
+        sysfs, fw = root / "sys/class/fpga_manager/fpga0", root / "lib/firmware"
+        sysfs.mkdir(parents=True, exist_ok=True)
+        fw.mkdir(parents=True, exist_ok=True)
+        for name, value in (("state", "unknown"), ("flags", ""), ("firmware", ""),
+                            ("name", "Xilinx Zynq FPGA Manager (emulated)")):
+            (sysfs / name).write_text(value + "\n")
+        return sysfs, fw
+
+    @staticmethod
+    def manager(sysfs, firmware_dir):
+        from firmware.bitstream import SYNC_SWAPPED
+        from firmware.fpga import FpgaManager
+
+        class Emulated(FpgaManager):
+            def _loaded(self) -> None:
+                name = (self.sysfs / "firmware").read_text().strip()
+                flags = (self.sysfs / "flags").read_text().strip()
+                try:
+                    data = (self.firmware_dir / name).read_bytes()
+                    ok = flags == "0" and SYNC_SWAPPED in data[:1024]
+                except OSError:
+                    ok = False
+                (self.sysfs / "state").write_text("operating\n" if ok else "write error\n")
+
+        return Emulated(sysfs, firmware_dir)
+
+
+def stand_in_bitstream(out, manifest: dict) -> tuple:
+    """The emulated board's bitstream when Vivado has not run: a ``.bit`` container (design
+    name with the build id) converted to ``.bin`` like a real one. Returns ``(path, sha256)``."""
+    import hashlib
+    from pathlib import Path
+
+    from firmware.bitstream import SYNC, bit_to_bin, build_bit
+
+    if "bitstream" in manifest:  # a real one exists: the emulation loads that
+        p = Path(out) / manifest["bitstream"]["bin"]
+        return p, manifest["bitstream"]["sha256"]
+    data = b"\xff" * 32 + SYNC + manifest["build_id"].to_bytes(4, "big") * 8
+    raw = bit_to_bin(build_bit(data, design=f"{manifest['top']};build={manifest['build_id_hex']}"))
+    d = Path(out) / "emulated"
+    d.mkdir(exist_ok=True)
+    (d / "shiftadd.bin").write_bytes(raw)
+    return d / "shiftadd.bin", hashlib.sha256(raw).hexdigest()

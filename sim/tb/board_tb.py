@@ -10,7 +10,7 @@ import cocotb
 from cocotb.task import bridge
 
 from firmware.agent import AcceleratorBackend, Agent, AgentConfig
-from sim.emulated import EmulatedDevice
+from sim.emulated import EmulatedDevice, EmulatedFpgaManager
 from sim.tb.common import tb_config
 from sim.tb.engine_tb import EngineTB
 
@@ -20,6 +20,11 @@ async def board(dut):
     cfg = tb_config()
     tb = EngineTB(dut, cfg)
     await tb.reset()
+    if cfg.get("bitstream"):  # the agent's FPGA-manager path, against an emulated kernel
+        sysfs, fw = EmulatedFpgaManager.make_tree(cfg["fpga_root"])
+        EmulatedFpgaManager.manager(sysfs, fw).load(cfg["bitstream"], cfg["bitstream_sha256"])
+        dut._log.info("bitstream %s loaded through the (emulated) FPGA manager",
+                      cfg["bitstream"])
     device = EmulatedDevice(tb)
     agent = Agent(AcceleratorBackend(device), AgentConfig(token=cfg["token"]))
     server = agent.server(cfg.get("host", "127.0.0.1"), int(cfg.get("port", 0)))

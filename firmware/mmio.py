@@ -1,0 +1,143 @@
+"""The board's device: accelerator registers and an AXI DMA (simple mode) through ``mmap``.
+
+* Registers: a UIO device (``/dev/uioN``, map 0) or ``/dev/mem`` at the block design's address
+  (``offset``). Any file that can be ``mmap``-ed works, which is how the tests drive it.
+* Buffers: a u-dma-buf (``/dev/udmabuf0``; its physical address from
+  ``/sys/class/u-dma-buf/udmabuf0/phys_addr``). The HP ports are not cache-coherent, so the
+  driver flushes the send buffer before MM2S (``sync_for_device``) and invalidates the receive
+  buffer after S2MM (``sync_for_cpu``) through u-dma-buf's sysfs knobs when that directory exists.
+  ``pynq.allocate`` buffers can be used instead by passing ``buffer`` (an object with ``phys``,
+  a writable buffer ``view``, ``flush()`` and ``invalidate()``).
+* AXI DMA simple mode (PG021): MM2S control 0x00, status 0x04, source 0x18, length 0x28;
+  S2MM control 0x30, status 0x34, destination 0x48, length 0x58. The length is written last (it
+  starts the transfer); status bit 1 is idle, bits 4-6 are errors. A transfer that does not
+  finish in time resets both channels (control bit 2) and raises, so the agent keeps serving.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import time
+from pathlib import Path
+
+from firmware.driver import Device, DeviceError
+
+MM2S_CR, MM2S_SR, MM2S_SA, MM2S_LEN = 0x00, 0x04, 0x18, 0x28
+S2MM_CR, S2MM_SR, S2MM_DA, S2MM_LEN = 0x30, 0x34, 0x48, 0x58
+CR_RUN, CR_RESET = 1 << 0, 1 << 2
+SR_HALTED, SR_IDLE = 1 << 0, 1 << 1
+SR_ERRORS = {4: "DMAIntErr", 5: "DMASlvErr", 6: "DMADecErr"}
+MAX_LENGTH = (1 << 26) - 1  # the block design's 26-bit length register
+
+
+class Window:
+    """32-bit little-endian registers in an ``mmap`` of ``path`` at ``offset``."""
+
+    def __init__(self, path: str | Path, offset: int = 0, size: int = 0x10000) -> None:
+        self.fd = os.open(path, os.O_RDWR | os.O_SYNC)
+        try:
+            self.mem = mmap.mmap(self.fd, size, mmap.MAP_SHARED,
+                                 mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
+        except Exception:
+            os.close(self.fd)
+            raise
+
+    def read(self, off: int) -> int:
+        return struct.unpack_from("<I", self.mem, off)[0]
+
+    def write(self, off: int, value: int) -> None:
+        struct.pack_into("<I", self.mem, off, value & 0xFFFFFFFF)
+
+    def close(self) -> None:
+        self.mem.close()
+        os.close(self.fd)
+
+
+class UdmaBuffer:
+    """A u-dma-buf: ``phys``, ``view`` (the mapping), ``flush()``/``invalidate()``."""
+
+    def __init__(self, dev: str | Path = "/dev/udmabuf0", sysfs: str | Path | None = None
+                 ) -> None:
+        dev = Path(dev)
+        self.sysfs = Path(sysfs) if sysfs else Path("/sys/class/u-dma-buf") / dev.name
+        self.size = int((self.sysfs / "size").read_text().strip(), 0)
+        self.phys = int((self.sysfs / "phys_addr").read_text().strip(), 0)
+        self.window = Window(dev, 0, self.size)
+        self.view = self.window.mem
+
+    def _sync(self, knob: str, offset: int, size: int, direction: int) -> None:
+        for name, value in (("sync_offset", offset), ("sync_size", size),
+                            ("sync_direction", direction), (knob, 1)):
+            p = self.sysfs / name
+            if p.exists():
+                p.write_text(f"{value}\n")
+
+    def flush(self, offset: int, size: int) -> None:
+        self._sync("sync_for_device", offset, size, 1)   # DMA_TO_DEVICE
+
+    def invalidate(self, offset: int, size: int) -> None:
+        self._sync("sync_for_cpu", offset, size, 2)      # DMA_FROM_DEVICE
+
+
+class MmioDevice(Device):
+    name = "mmio"
+
+    def __init__(self, regs: Window, dma: Window, buffer, *, poll_s: float = 0.0002) -> None:
+        self.regs, self.dma_regs, self.buf, self.poll_s = regs, dma, buffer, poll_s
+
+    def read_reg(self, offset: int) -> int:
+        return self.regs.read(offset)
+
+    def write_reg(self, offset: int, value: int) -> None:
+        self.regs.write(offset, value)
+
+    def reset_dma(self) -> None:
+        for cr in (MM2S_CR, S2MM_CR):
+            self.dma_regs.write(cr, CR_RESET)
+        deadline = time.monotonic() + 0.1
+        while any(self.dma_regs.read(cr) & CR_RESET for cr in (MM2S_CR, S2MM_CR)):
+            if time.monotonic() > deadline:
+                break  # a wedged DMA: the next transfer will time out again and say so
+            time.sleep(self.poll_s)
+
+    def _errors(self) -> list[str]:
+        out = []
+        for name, sr in (("MM2S", MM2S_SR), ("S2MM", S2MM_SR)):
+            v = self.dma_regs.read(sr)
+            out += [f"{name} {err}" for bit, err in SR_ERRORS.items() if v >> bit & 1]
+        return out
+
+    def dma(self, send: bytes, recv_len: int, timeout_s: float) -> bytes:
+        rx_off = (len(send) + 63) & ~63
+        if max(len(send), recv_len) > MAX_LENGTH or rx_off + recv_len > self.buf.size:
+            raise DeviceError(f"a transfer of {len(send)} + {recv_len} bytes does not fit the "
+                              f"{self.buf.size}-byte DMA buffer / 26-bit length register")
+        self.buf.view[:len(send)] = send
+        self.buf.flush(0, len(send))
+        if recv_len:
+            self.buf.invalidate(rx_off, recv_len)
+            self.dma_regs.write(S2MM_CR, CR_RUN)
+            self.dma_regs.write(S2MM_DA, self.buf.phys + rx_off)
+            self.dma_regs.write(S2MM_LEN, recv_len)           # last: starts the channel
+        self.dma_regs.write(MM2S_CR, CR_RUN)
+        self.dma_regs.write(MM2S_SA, self.buf.phys)
+        self.dma_regs.write(MM2S_LEN, len(send))              # last: starts the channel
+        channels = [MM2S_SR] + ([S2MM_SR] if recv_len else [])
+        deadline = time.monotonic() + timeout_s
+        while not all(self.dma_regs.read(sr) & SR_IDLE for sr in channels):
+            errs = self._errors()
+            if errs or time.monotonic() > deadline:
+                self.reset_dma()
+                raise DeviceError(f"DMA {'error: ' + ', '.join(errs) if errs else 'timeout'} "
+                                  f"after {timeout_s} s (channels reset)")
+            time.sleep(self.poll_s)
+        errs = self._errors()
+        if errs:
+            self.reset_dma()
+            raise DeviceError(f"DMA error: {', '.join(errs)}")
+        if not recv_len:
+            return b""
+        self.buf.invalidate(rx_off, recv_len)
+        return bytes(self.buf.view[rx_off:rx_off + recv_len])
