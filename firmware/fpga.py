@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from firmware.bitstream import SYNC_SWAPPED
@@ -24,8 +25,10 @@ class FpgaError(RuntimeError):
 
 
 class FpgaManager:
-    def __init__(self, sysfs: str | Path = SYSFS, firmware_dir: str | Path = FIRMWARE_DIR) -> None:
+    def __init__(self, sysfs: str | Path = SYSFS, firmware_dir: str | Path = FIRMWARE_DIR, *,
+                 settle_s: float = 5.0) -> None:
         self.sysfs, self.firmware_dir = Path(sysfs), Path(firmware_dir)
+        self.settle_s = settle_s
 
     def state(self) -> str:
         try:
@@ -52,9 +55,12 @@ class FpgaManager:
         (self.sysfs / "flags").write_text("0\n")
         (self.sysfs / "firmware").write_text(name + "\n")
         self._loaded()
-        state = self.state()
-        if state != "operating":
-            raise FpgaError(f"the FPGA manager reports {state!r} after loading {name}")
+        # the kernel loads synchronously on most systems; poll briefly for the others
+        deadline = time.monotonic() + self.settle_s
+        while (state := self.state()) != "operating":
+            if "error" in state or time.monotonic() > deadline:
+                raise FpgaError(f"the FPGA manager reports {state!r} after loading {name}")
+            time.sleep(0.02)
 
     def _loaded(self) -> None:
         """The kernel reacts to the ``firmware`` write by itself (the emulation overrides)."""

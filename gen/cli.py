@@ -278,6 +278,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 1 if obj.get("mismatches") else 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from host.deploy import DeployConfig, DeployError, deploy
+
+    target = args.board
+    user, _, hostport = target.rpartition("@") if "@" in target else ("root", "", target)
+    host, _, port = hostport.partition(":")
+    cfg = DeployConfig(host=host, user=user or "root", port=int(port or 22), key=args.key,
+                       known_hosts=args.known_hosts,
+                       accept_new_host_key=args.accept_new_host_key,
+                       remote_dir=args.remote_dir, agent_port=args.agent_port,
+                       python=args.python, device=args.device, agent_args=args.agent_arg,
+                       load_bitstream=not args.no_bitstream)
+    try:
+        res = deploy(Path(args.out), _token(args), cfg, progress=lambda m: _log(f"[deploy] {m}"))
+    except DeployError as e:
+        raise UserError(str(e)) from None
+    _emit(args, res, lambda: print(
+        f"deployed build {res['build_id']} to {host}: agent pid {res['pid']} on port "
+        f"{res['agent_port']} ({res['files']} files, {res['bytes']} bytes, {res['seconds']} s)"))
+    return 0
+
+
 def cmd_board(args: argparse.Namespace) -> int:
     if args.action == "emulate":
         from sim.emulated import emulate
@@ -502,6 +524,30 @@ def build_parser() -> argparse.ArgumentParser:
     bs.add_argument("out", type=Path)
     bs.add_argument("--json", action="store_true", help="print one JSON object")
     bs.set_defaults(func=cmd_bitstream)
+
+    dp = sub.add_parser("deploy", help="install OUT/ and the agent on a board over SSH",
+                        description="Upload the agent, manifest, program, weights and bitstream "
+                                    "(sha256-verified on the board), restart the agent (it loads "
+                                    "the bitstream and checks the ID register), load the "
+                                    "program and weights.")
+    dp.add_argument("out", type=Path)
+    dp.add_argument("--board", required=True, help="[USER@]HOST[:SSH_PORT] (user root, port 22)")
+    dp.add_argument("--key", default=None, help="SSH private key (default: agent / ~/.ssh)")
+    dp.add_argument("--known-hosts", default=None, help="known_hosts file to trust")
+    dp.add_argument("--accept-new-host-key", action="store_true",
+                    help="trust an unknown host key (first contact only)")
+    dp.add_argument("--remote-dir", default="/opt/shiftadd")
+    dp.add_argument("--agent-port", type=int, default=7700)
+    dp.add_argument("--python", default="python3", help="the board's python (with numpy)")
+    dp.add_argument("--device", choices=("mmio", "loopback"), default="mmio")
+    dp.add_argument("--agent-arg", action="append", default=[],
+                    help="extra argument for the agent (repeat), e.g. --agent-arg=--regs-offset="
+                         "0x43c00000")
+    dp.add_argument("--no-bitstream", action="store_true",
+                    help="the FPGA is already configured (JTAG): do not load a bitstream")
+    dp.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
+    dp.add_argument("--json", action="store_true", help="print one JSON object")
+    dp.set_defaults(func=cmd_deploy)
 
     r = sub.add_parser("run", help="run inputs through a (real or emulated) board",
                        description="Load OUT/ on the board's agent, stream inputs through the "
