@@ -73,3 +73,81 @@ def test_unreachable_agent_is_a_clear_error():
     s.close()
     with pytest.raises(ConnectionError, match="cannot reach the agent"):
         AgentClient("127.0.0.1", port, TOKEN, timeout_s=2)
+
+
+def test_fuzzed_frames_never_crash_the_agent_nor_fake_a_result(agent, seed):
+    """10,000 frames mutated from valid requests (bytes flipped, cut, lengthened, kinds and
+    metadata changed), fed to the agent's request handler; then 300 over one TCP connection
+    each. Every reply is an ERROR frame or a correct answer (the loopback device returns its
+    input, so a RESULT must equal what was sent); the agent keeps serving."""
+    from firmware import tensors as T
+
+    rng = np.random.default_rng(seed)
+    a = Agent(LoopbackBackend(), AgentConfig(TOKEN, max_payload=1 << 20))
+    x = rng.integers(-128, 128, size=(2, 1, 4, 4)).astype(np.int8)
+    valid = [P.Frame(P.Kind.INFER, 7, {"shape": [2, 1, 4, 4], "dtype": "fix8"}, x.tobytes()),
+             P.Frame(P.Kind.STATUS, 8), P.Frame(P.Kind.RESET, 9),
+             P.Frame(P.Kind.LOAD, 10, {"manifest": {"a": 1}}, b"blob")]
+    encoded = [f.encode() for f in valid]
+
+    def structured() -> bytes:
+        """A well-formed frame with wrong contents: the decoder accepts it, the agent must not."""
+        f = valid[rng.integers(len(valid))]
+        meta = dict(f.meta)
+        choice = rng.integers(5)
+        if choice == 0:
+            meta["shape"] = [int(v) for v in rng.integers(-2, 6, size=rng.integers(0, 6))]
+        elif choice == 1:
+            meta["dtype"] = str(rng.choice(["fix8", "fix32", "fix16", "", "int8"]))
+        elif choice == 2:
+            meta = {k: [v] for k, v in meta.items()}
+        blob = f.blob if choice != 3 else bytes(f.blob)[:int(rng.integers(0, len(f.blob) + 1))]
+        kind = f.kind if choice != 4 else P.Kind(int(rng.choice([k.value for k in P.Kind])))
+        return P.Frame(kind, f.req_id, meta, blob).encode()
+
+    def mutate() -> bytes:
+        if rng.random() < 0.5:
+            return structured()
+        b = bytearray(encoded[rng.integers(len(encoded))])
+        for _ in range(rng.integers(1, 6)):
+            op = rng.integers(4)
+            if op == 0 and b:
+                b[rng.integers(len(b))] ^= 1 << rng.integers(8)
+            elif op == 1 and len(b) > 1:
+                del b[rng.integers(len(b)):]
+            elif op == 2:
+                b += rng.bytes(int(rng.integers(1, 16)))
+            elif len(b) > P.HEADER.size:
+                b[6] = int(rng.integers(0, 16))  # the kind byte
+        return bytes(b)
+
+    handled = 0
+    for _ in range(10_000):
+        data = mutate()
+        try:
+            frame = P.decode(data, 1 << 20)
+        except P.ProtocolError:
+            continue  # the decoder refused it (a stable code): nothing reaches the device
+        reply = a.handle(frame)
+        handled += 1
+        assert reply.kind in (P.Kind.ERROR, P.Kind.RESULT, P.Kind.OK, P.Kind.STATUS_OK)
+        if reply.kind is P.Kind.RESULT:  # a success must be the right answer
+            sent = T.unpack(frame.blob, frame.meta["shape"], frame.meta["dtype"])
+            got = T.unpack(reply.blob, reply.meta["shape"], reply.meta["dtype"])
+            assert np.array_equal(sent, got)
+    assert handled > 5000  # the mutations reach the handler, not only the decoder
+
+    for _ in range(300):
+        with socket.create_connection(("127.0.0.1", agent), timeout=5) as s:
+            s.sendall(P.Frame(P.Kind.HELLO, 1, {"token": TOKEN}).encode())
+            assert read_frame(s, 1 << 20).kind is P.Kind.HELLO_OK
+            try:
+                s.sendall(mutate())
+                s.shutdown(socket.SHUT_WR)
+                reply = read_frame(s, 1 << 21)
+                assert reply.kind in (P.Kind.ERROR, P.Kind.RESULT, P.Kind.OK, P.Kind.STATUS_OK)
+            except (OSError, P.ProtocolError):
+                pass  # a frame cut short, or refused and closed: no answer is due
+    with AgentClient("127.0.0.1", agent, TOKEN) as c:  # still serving, still right
+        y, _ = c.infer(x, "fix8")
+        assert np.array_equal(y, x)
