@@ -246,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regs-offset", type=lambda v: int(v, 0), default=0)
     ap.add_argument("--dma", default="/dev/uio1", help="AXI DMA registers (UIO or /dev/mem)")
     ap.add_argument("--dma-offset", type=lambda v: int(v, 0), default=0)
-    ap.add_argument("--udmabuf", default="/dev/udmabuf0")
+    ap.add_argument("--udmabuf", default="/dev/udmabuf0",
+                    help="u-dma-buf device, or 'pynq' for pynq.allocate buffers")
+    ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=16 << 20,
+                    help="bytes to allocate with --udmabuf pynq")
     ap.add_argument("--udmabuf-sysfs", default=None)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per device operation")
     args = ap.parse_args(argv)
@@ -273,10 +276,12 @@ def main(argv: list[str] | None = None) -> int:
             backend: Backend = LoopbackBackend()
         else:
             from firmware.driver import Accelerator
-            from firmware.mmio import MmioDevice, UdmaBuffer, Window
+            from firmware.mmio import MmioDevice, PynqBuffer, UdmaBuffer, Window
 
+            buf = PynqBuffer(args.buffer_size) if args.udmabuf == "pynq" else \
+                UdmaBuffer(args.udmabuf, args.udmabuf_sysfs)
             dev = MmioDevice(Window(args.regs, args.regs_offset), Window(args.dma, args.dma_offset),
-                             UdmaBuffer(args.udmabuf, args.udmabuf_sysfs))
+                             buf)
             if manifest is not None:
                 Accelerator(dev, manifest).identify()
                 log(f"accelerator build {manifest['build_id_hex']} answers")

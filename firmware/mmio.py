@@ -81,6 +81,23 @@ class UdmaBuffer:
         self._sync("sync_for_cpu", offset, size, 2)      # DMA_FROM_DEVICE
 
 
+class PynqBuffer:
+    """A ``pynq.allocate`` buffer (PYNQ images) in the shape :class:`MmioDevice` uses."""
+
+    def __init__(self, size: int) -> None:
+        from pynq import allocate  # only on PYNQ images
+
+        self.array = allocate(shape=(size,), dtype="u1")
+        self.size, self.phys = size, int(self.array.physical_address)
+        self.view = memoryview(self.array).cast("B")
+
+    def flush(self, offset: int, size: int) -> None:
+        self.array.flush()
+
+    def invalidate(self, offset: int, size: int) -> None:
+        self.array.invalidate()
+
+
 class MmioDevice(Device):
     name = "mmio"
 

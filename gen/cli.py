@@ -248,7 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     with Board(args.board, _token(args)) as board:
-        manifest = board.use(args.out) if args.no_load else board.load(args.out)
+        manifest = board.use(args.out) if args.no_load else board.deploy(args.out)
         x = _inputs(args.input, manifest)
         q = x if np.issubdtype(np.asarray(x).dtype, np.integer) else board.quantize(x)
         ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
@@ -399,7 +399,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     Path(args.out).mkdir(parents=True, exist_ok=True)
     with EmulatorProcess(args.out, token, Path(args.out) / "emulator.log") as emu, \
             Board(emu.address, token) as board:
-        board.load(args.out)
+        board.deploy(args.out)
         x = _inputs("digits-test:20", manifest)
         ints, _ = board.infer(x)
         ref = golden.run(net, board.quantize(x))

@@ -1,7 +1,7 @@
 """The host API: one generated accelerator on a board (or an emulated board) over TCP.
 
     board = Board("192.168.1.10:7700", token)
-    board.load("out/digits-fix8")          # manifest + program + weights, checked on the board
+    board.deploy("out/digits-fix8")        # manifest + program + weights, checked on the board
     ints, values = board.infer(x)          # floats (numpy or torch) or integers
 
 Inputs are quantized to the manifest's input format with the project's one rule
@@ -44,9 +44,11 @@ class Board:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def load(self, out: str | Path) -> dict:
-        """Send ``out/``'s manifest, program and weights (verified against the manifest here and
-        again on the board); returns the manifest."""
+    def deploy(self, out: str | Path) -> dict:
+        """Put ``out/``'s design on the board through its running agent: manifest, program and
+        weights (verified against the manifest here and again on the board, which also checks
+        the accelerator's ID and build id). Returns the manifest. Installing the agent and the
+        bitstream is ``shiftadd deploy`` (``host.deploy``), over SSH."""
         from gen.generate import load_outdir
 
         out = Path(out)

@@ -144,7 +144,7 @@ def deploy(out: Path, token: str, cfg: DeployConfig,
                 time.sleep(0.3)
         with board:
             if cfg.device != "loopback":
-                board.load(out)  # checks ID and build id, then writes program and weights
+                board.deploy(out)  # checks ID and build id, then writes program and weights
             status = board.status()
             hello = board.client.hello.meta
     finally:

@@ -54,7 +54,7 @@ def test_real_images_bit_exact_end_to_end(board):
 
     out, emu = board
     with Board(emu.address, TOKEN) as b:
-        manifest = b.load(out)
+        manifest = b.deploy(out)
         x = _digits(manifest, 100)
         ints, values = b.infer(x, batch=25)
         st = b.status()
@@ -90,7 +90,7 @@ def test_faults_leave_the_agent_serving(board):
     with pytest.raises(RemoteError, match="auth"):
         AgentClient(host, int(port), "wrong")
     with Board(emu.address, TOKEN) as b:
-        manifest = b.load(out)
+        manifest = b.deploy(out)
         x = _digits(manifest, 2)
         q = b.quantize(x)
         prec = manifest["model"]["precision"]
@@ -118,7 +118,7 @@ def test_faults_leave_the_agent_serving(board):
         s.sendall(P.Frame(P.Kind.INFER, 2, {"shape": list(q.shape), "dtype": prec},
                           b"\0" * 64).encode()[:40])
         s.close()
-        b.load(out)
+        b.deploy(out)
         ints, _ = b.infer(x)
     from gen.generate import load_outdir
 
