@@ -328,8 +328,7 @@ def tensor_json(net: IntegerNetwork, name: str, cfg: EngineConfig) -> dict:
 def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
          progress: Callable[[str], None] = lambda s: None) -> dict:
     """Write ``out/``; returns the manifest."""
-    from hw.top import TOP_NAME, Top
-    from sim.rtl import verilog
+    from hw.top import TOP_NAME, emit_verilog
 
     cfg, prog, net = design.cfg, design.program, design.net
     out.mkdir(parents=True, exist_ok=True)
@@ -345,7 +344,7 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
-    text = verilog(Top(cfg, build_id), TOP_NAME)
+    text = emit_verilog(cfg, build_id)
     rtl_dir = out / "rtl"
     rtl_dir.mkdir(exist_ok=True)
     (rtl_dir / f"{TOP_NAME}.v").write_text(text)

@@ -18,12 +18,12 @@ invalid steps.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal, signed
+from amaranth import Const, Module, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.config import ArrayConfig
+from hw.config import ArrayConfig, PEConfig
 from hw.lanes import weight_shape
 from hw.pe import ProcessingElement
 
@@ -77,10 +77,11 @@ class SystolicArray(wiring.Component):
     ``c``. ``latency``: cycles from the ``last`` step at PE(0, 0) to row 0 of column 0 at ``out``.
     """
 
-    def __init__(self, cfg: ArrayConfig) -> None:
+    def __init__(self, cfg: ArrayConfig, *, pe_module: str | None = None) -> None:
         if not isinstance(cfg, ArrayConfig):
             raise ValueError(f"cfg must be an ArrayConfig, not {cfg!r}")
         self._cfg = cfg
+        self._pe_module = pe_module
         pe, lane = cfg.pe, cfg.pe.lane
         self._pe_latency = ProcessingElement.latency_for(pe)
         xv = data.ArrayLayout(signed(lane.data_bits), pe.lanes)
@@ -92,6 +93,7 @@ class SystolicArray(wiring.Component):
             "out": Out(data.ArrayLayout(signed(pe.acc_bits), cfg.cols)),
             "out_valid": Out(data.ArrayLayout(1, cfg.cols)),
             "out_last": Out(data.ArrayLayout(1, cfg.cols)),
+            "en": In(1, init=1),  # used only by black-box PE instances (pe_module)
         })
 
     @property
@@ -107,7 +109,11 @@ class SystolicArray(wiring.Component):
         m = Module()
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
-        pes = [[ProcessingElement(cfg.pe) for _ in range(cols)] for _ in range(rows)]
+        if self._pe_module is None:
+            pes = [[ProcessingElement(cfg.pe) for _ in range(cols)] for _ in range(rows)]
+        else:  # one Verilog module for all PEs (see EnabledPE); the enable goes in explicitly
+            pes = [[PEInstance(cfg.pe, self._pe_module, self.en) for _ in range(cols)]
+                   for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -173,9 +179,9 @@ class ArrayCore(wiring.Component):
     valid and not ready, so no result is ever dropped.
     """
 
-    def __init__(self, cfg: ArrayConfig) -> None:
+    def __init__(self, cfg: ArrayConfig, *, pe_module: str | None = None) -> None:
         self._cfg = cfg
-        self._array = SystolicArray(cfg)
+        self._array = SystolicArray(cfg, pe_module=pe_module)
         i_sig, o_sig = core_signatures(cfg)
         super().__init__({"i": In(i_sig), "o": Out(o_sig)})
 
@@ -197,6 +203,7 @@ class ArrayCore(wiring.Component):
 
         inner = Module()
         inner.submodules.array = arr = self._array
+        m.d.comb += arr.en.eq(en)  # only PE modules instantiated as black boxes need it
         xv = arr.x.shape().elem_shape
         wv = arr.w.shape().elem_shape
         inner.submodules.skew_x = sx = skew(xv, cfg.rows)
@@ -230,4 +237,42 @@ class ArrayCore(wiring.Component):
         inner.d.comb += [self.o.valid.eq(arr.out_valid[cfg.cols - 1]),
                          self.o.payload.last.eq(arr.out_last[cfg.cols - 1])]
         m.submodules.inner = EnableInserter(en)(inner)
+        return m
+
+
+class EnabledPE(wiring.Component):
+    """A :class:`ProcessingElement` with an explicit clock enable ``en``: converted once to its
+    own Verilog module when the generator emits arrays with :class:`PEInstance` s (one module
+    definition for all R x C PEs makes the conversion of a large array fast)."""
+
+    def __init__(self, cfg: PEConfig) -> None:
+        self._pe = ProcessingElement(cfg)
+        super().__init__({**ProcessingElement.members_for(cfg), "en": In(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pe = EnableInserter(self.en)(self._pe)
+        for name, member in self._pe.signature.members.items():
+            ours, theirs = getattr(self, name), getattr(self._pe, name)
+            m.d.comb += (theirs.eq(ours) if member.flow is In else ours.eq(theirs))
+        return m
+
+
+class PEInstance(wiring.Component):
+    """A black-box instance of the module ``name`` (an :class:`EnabledPE` converted on its
+    own), with the ports of a :class:`ProcessingElement`."""
+
+    def __init__(self, cfg: PEConfig, name: str, en) -> None:
+        self._name, self._en = name, en
+        super().__init__(ProcessingElement.members_for(cfg))
+
+    def elaborate(self, platform):
+        from amaranth.hdl import ClockSignal, Instance, ResetSignal
+
+        m = Module()
+        ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal(), "i_en": self._en}
+        for name, member in self.signature.members.items():
+            ports[("i_" if member.flow is In else "o_") + name] = \
+                Value.cast(getattr(self, name))
+        m.submodules.pe = Instance(self._name, **ports)
         return m

@@ -183,6 +183,11 @@ class EngineConfig:
         return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
 
 
+def pe_module_name(kind: str) -> str:
+    """Verilog module name of the PEs of one array kind when emitted as one module each."""
+    return f"shiftadd_pe_{kind}"
+
+
 class _LoopNest:
     """``LOOP_LEVELS`` nested counters (level 0 fastest) with an incrementally computed address
     offset: advancing level ``l`` (all lower levels wrap) adds the descriptor's ``j<l>``.
@@ -226,10 +231,11 @@ class Engine(wiring.Component):
     the engine side of :class:`hw.regfile.RegisterFile` (``start``/``accepted``/``done``/
     ``idle``/``busy``/``error_set``)."""
 
-    def __init__(self, cfg: EngineConfig) -> None:
+    def __init__(self, cfg: EngineConfig, *, pe_modules: bool = False) -> None:
         if not isinstance(cfg, EngineConfig):
             raise ValueError(f"cfg must be an EngineConfig, not {cfg!r}")
         self._cfg = cfg
+        self._pe_modules = pe_modules
         super().__init__({
             "s_axis": In(stream.Signature(BEAT)), "m_axis": Out(stream.Signature(BEAT)),
             "start": In(1), "accepted": Out(1), "done": Out(1), "idle": Out(1), "busy": Out(1),
@@ -270,7 +276,8 @@ class Engine(wiring.Component):
         for kind in ("shift", "adder"):
             acfg = cfg.array(kind)
             if acfg is not None:
-                cores[kind] = ArrayCore(acfg)
+                cores[kind] = ArrayCore(acfg, pe_module=pe_module_name(kind)
+                                        if self._pe_modules else None)
                 m.submodules[f"{kind}_core"] = cores[kind]
         rq_cfg = RequantConfig(cfg.acc_bits, cfg.bias_bits, B)
         rqs = [Requantizer(rq_cfg) for _ in range(C)]

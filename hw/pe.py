@@ -30,13 +30,18 @@ class ProcessingElement(wiring.Component):
         if not isinstance(cfg, PEConfig):
             raise ValueError(f"cfg must be a PEConfig, not {cfg!r}")
         self._cfg = cfg
+        super().__init__(self.members_for(cfg))
+
+    @staticmethod
+    def members_for(cfg: PEConfig) -> dict:
+        """The PE's ports (also those of a black-box PE instance, ``hw.array.PEInstance``)."""
         lane = cfg.lane
-        super().__init__({
+        return {
             "x": In(data.ArrayLayout(signed(lane.data_bits), cfg.lanes)),
             "w": In(data.ArrayLayout(weight_shape(lane), cfg.lanes)),
             "valid": In(1), "first": In(1), "last": In(1),
             "result": Out(signed(cfg.acc_bits)), "result_valid": Out(1),
-        })
+        }
 
     @property
     def config(self) -> PEConfig:

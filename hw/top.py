@@ -21,8 +21,8 @@ _AXIL = dict(AXILiteSignature(REGMAP.address_bits + 1).members.items())
 
 
 class Top(wiring.Component):
-    def __init__(self, cfg: EngineConfig, build_id: int) -> None:
-        self._cfg, self._build_id = cfg, build_id
+    def __init__(self, cfg: EngineConfig, build_id: int, *, pe_modules: bool = False) -> None:
+        self._cfg, self._build_id, self._pe_modules = cfg, build_id, pe_modules
         ports = {"aclk": In(1), "aresetn": In(1), "interrupt": Out(1)}
         for name, member in _AXIL.items():  # master's view -> the slave port flips direction
             ports[f"s_axi_{name}"] = (In if member.flow is Out else Out)(member.shape)
@@ -36,7 +36,7 @@ class Top(wiring.Component):
         m.domains.sync = cd = ClockDomain("sync", local=True)
         m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(~self.aresetn)]
         m.submodules.regs = regs = RegisterFile(self._build_id)
-        m.submodules.engine = eng = Engine(self._cfg)
+        m.submodules.engine = eng = Engine(self._cfg, pe_modules=self._pe_modules)
         for name, member in _AXIL.items():
             port = getattr(self, f"s_axi_{name}")
             inner = getattr(regs.axi, name)
@@ -53,3 +53,23 @@ class Top(wiring.Component):
             self.interrupt.eq(regs.interrupt),
         ]
         return m
+
+
+def emit_verilog(cfg: EngineConfig, build_id: int) -> str:
+    """The accelerator as one Verilog file: one module per PE kind (converted once, instantiated
+    R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
+    minutes; this way it takes seconds."""
+    from amaranth.back import verilog
+
+    from hw.array import EnabledPE
+    from hw.engine import pe_module_name
+
+    parts = []
+    for kind in ("shift", "adder"):
+        arr = cfg.array(kind)
+        if arr is not None:
+            parts.append(verilog.convert(EnabledPE(arr.pe), name=pe_module_name(kind),
+                                         emit_src=False, strip_internal_attrs=True))
+    parts.append(verilog.convert(Top(cfg, build_id, pe_modules=True), name=TOP_NAME,
+                                 emit_src=False, strip_internal_attrs=True))
+    return "\n".join(parts)

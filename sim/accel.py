@@ -50,10 +50,10 @@ def build_verilog(text: str, toplevel: str) -> rtl.Build:
 
 
 def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:
-    """Build the top elaborated from ``cfg`` (tests without an ``OUT/`` directory)."""
-    from hw.top import TOP_NAME, Top
+    """Build the Verilog ``shiftadd gen`` would emit for ``cfg`` (tests without ``OUT/``)."""
+    from hw.top import TOP_NAME, emit_verilog
 
-    return rtl.build(lambda: Top(cfg, build_id), "accel",
+    return rtl.build(lambda: emit_verilog(cfg, build_id), "accel",
                      {"engine": cfg.to_json(), "build_id": build_id}, toplevel=TOP_NAME)
 
 
