@@ -7,8 +7,10 @@ cycles apart (the drain), so a tile occupies ``max(ceil(J / V), R)`` cycles. The
 leave ``ArrayCore.latency`` cycles after the first tile's last step, and the last tile's R rows
 take R cycles to leave. ``tests/test_cycle_model.py`` checks this against Verilator.
 
-This models the array core only; the layer engine that feeds it (line buffers, post-processing)
-is not built yet, and its stalls are not in these numbers.
+The layer engine (``hw/engine.py``) is modelled by :func:`program_cycles`: the array-core
+schedule of each conv plus the engine's fixed costs per descriptor, and streaming at one beat per
+cycle. It equals Verilator's CYCLES counter for every ResNet-20 conv shape and the whole digits
+network (``benchmarks/accel.py --rtl-layers``, ``shiftadd sim --idle 0 --backpressure 0``).
 """
 
 from __future__ import annotations
