@@ -490,6 +490,36 @@ class Engine(wiring.Component):
             m.d.sync += in_frame.eq(0)
         finish = "DRAIN_OR_DONE"
         m.d.comb += [self.busy.eq(0), self.idle.eq(0)]
+
+        def refuse_frame() -> None:
+            """A malformed frame: flag it and discard the rest (unless this beat ended it)."""
+            m.d.comb += bad_len.eq(1)
+            with m.If(last_beat):
+                m.next = "DONE"
+            with m.Else():
+                m.next = "DRAIN"
+
+        def assemble_words(bpw, we, final_word, *, complete: str, more: str | None) -> None:
+            """One beat of a state that builds ``bpw``-beat words from the stream into ``asm``:
+            ``we`` pulses with each complete word (``asm_next`` holds it). After the final word
+            the frame must end (``complete``) or, with ``more``, may go on in that state.
+            TLAST anywhere else is a malformed frame."""
+            with m.If(take):
+                m.d.sync += asm.eq(asm_next)
+                with m.If(k == bpw - 1):
+                    m.d.comb += we.eq(1)
+                    m.d.sync += k.eq(0)
+                    with m.If(final_word & last_beat):
+                        m.next = complete
+                    if more is not None:
+                        with m.Elif(final_word):
+                            m.next = more
+                    with m.Elif(final_word | last_beat):
+                        refuse_frame()
+                with m.Else():
+                    m.d.sync += k.eq(k + 1)
+                    with m.If(last_beat):
+                        refuse_frame()
         with m.FSM(name="engine"):
             with m.State("IDLE"):
                 m.d.comb += self.idle.eq(1)
@@ -505,11 +535,7 @@ class Engine(wiring.Component):
                     with m.Elif((beat == (FRAME_MAGIC << 8 | FrameKind.LOAD)) & ~last_beat):
                         m.next = "SECTION"
                     with m.Else():
-                        m.d.comb += bad_len.eq(1)
-                        with m.If(last_beat):
-                            m.next = "DONE"
-                        with m.Else():
-                            m.next = "DRAIN"
+                        refuse_frame()
             # ---------------------------------------------------------- load
             with m.State("SECTION"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
@@ -529,31 +555,13 @@ class Engine(wiring.Component):
                     with m.If(known & fits & (words != 0) & ~last_beat):
                         m.next = "LOAD"
                     with m.Else():
-                        m.d.comb += bad_len.eq(1)
-                        with m.If(last_beat):
-                            m.next = "DONE"
-                        with m.Else():
-                            m.next = "DRAIN"
+                        refuse_frame()
             with m.State("LOAD"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                with m.If(take):
-                    m.d.sync += asm.eq(asm_next)
-                    with m.If(k == word_beats - 1):
-                        m.d.comb += ld_we.eq(1)
-                        m.d.sync += [k.eq(0), ld_addr.eq(ld_addr + 1), count.eq(count - 1)]
-                        with m.If(count == 1):
-                            with m.If(last_beat):
-                                m.next = "DONE"
-                            with m.Else():
-                                m.next = "SECTION"
-                        with m.Elif(last_beat):
-                            m.d.comb += bad_len.eq(1)
-                            m.next = "DONE"
-                    with m.Else():
-                        m.d.sync += k.eq(k + 1)
-                        with m.If(last_beat):
-                            m.d.comb += bad_len.eq(1)
-                            m.next = "DONE"
+                with m.If(take & (k == word_beats - 1)):
+                    m.d.sync += [ld_addr.eq(ld_addr + 1), count.eq(count - 1)]
+                assemble_words(word_beats, ld_we, count == 1, complete="DONE",
+                               more="SECTION")  # a frame may carry several sections
             with m.State(finish):  # stop; an unread rest of the input frame is discarded
                 m.d.comb += self.busy.eq(1)
                 with m.If(in_frame):
@@ -615,25 +623,9 @@ class Engine(wiring.Component):
             # ---------------------------------------------------------- input
             with m.State("INPUT"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                with m.If(take):
-                    m.d.sync += asm.eq(asm_next)
-                    with m.If(k == act_bpw - 1):
-                        m.d.comb += in_we.eq(1)
-                        m.d.sync += [k.eq(0), in_addr.eq(in_addr + 1), count.eq(count + 1)]
-                        with m.If(count == d.m0):
-                            with m.If(last_beat):
-                                m.next = "NEXT"
-                            with m.Else():
-                                m.d.comb += bad_len.eq(1)
-                                m.next = "DRAIN"
-                        with m.Elif(last_beat):
-                            m.d.comb += bad_len.eq(1)
-                            m.next = "DONE"
-                    with m.Else():
-                        m.d.sync += k.eq(k + 1)
-                        with m.If(last_beat):
-                            m.d.comb += bad_len.eq(1)
-                            m.next = "DONE"
+                with m.If(take & (k == act_bpw - 1)):
+                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
+                assemble_words(act_bpw, in_we, count == d.m0, complete="NEXT", more=None)
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
                 m.d.comb += [self.busy.eq(1), act_rd[0].addr.eq(d.in_base + count)]
