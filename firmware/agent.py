@@ -113,7 +113,8 @@ class AcceleratorBackend(Backend):
               "inferences": self.inferences}
         if self.accel is not None:
             st.update(build_id=self.accel.m["build_id_hex"], model=self.accel.m["model"]["name"],
-                      precision=self.accel.m["model"]["precision"], errors=self.accel.errors())
+                      precision=self.accel.m["model"]["precision"], errors=self.accel.errors(),
+                      last_run=self.accel.counters())
         return st
 
     def reset(self) -> None:

@@ -66,6 +66,14 @@ class Accelerator:
             raise DeviceError(f"the device runs build {build:08x}, the manifest is for build "
                               f"{self.m['build_id']:08x}: load the matching bitstream")
 
+    def counters(self) -> dict:
+        """The performance counters of the last run (64-bit, HI latched by reading LO)."""
+        out = {}
+        for name in ("CYCLES", "BUSY"):
+            lo = self.dev.read_reg(self.reg[f"{name}_LO"])
+            out[name.lower()] = lo | self.dev.read_reg(self.reg[f"{name}_HI"]) << 32
+        return out
+
     def errors(self) -> list[str]:
         e = self.dev.read_reg(self.reg["ERROR"])
         return [name for bit, name in self.error_names.items() if e >> bit & 1]
@@ -126,6 +134,5 @@ class Accelerator:
         for img in x.astype(self.dtype):
             data = self._run(header + self.words(img), out_len)
             ys.append(self.tensor(data, spec_out["shape"]))
-            lo = self.dev.read_reg(self.reg["CYCLES_LO"])
-            cycles.append(lo | self.dev.read_reg(self.reg["CYCLES_HI"]) << 32)
+            cycles.append(self.counters()["cycles"])
         return np.stack(ys) if ys else np.zeros((0, *spec_out["shape"]), self.dtype), cycles
