@@ -44,8 +44,9 @@ def projection(args) -> dict:
                           lanes=args.lanes)
         seconds = time.perf_counter() - t0
     convs = [x for x in rep["layers"] if "utilization" in x]
-    three = [x["utilization"] for x in convs if x["op"].endswith("conv") and
-             x["lane_ops"] and x["name"].split(".")[-2] in ("conv1", "conv2")]
+    # the blocks' convs (layerS.B.convN.{0,1}) are the 3x3 ones
+    three = [x["utilization"] for x in convs if x["name"].startswith("layer") and
+             ".conv" in x["name"]]
     return {"generation_seconds": round(seconds, 1), "array": rep["array"],
             "cycles_per_image": rep["cycles_per_image"], "images_per_s_200mhz":
             rep["images_per_s"], "lut_share_model": rep["resources_model"]["lut_share"],
