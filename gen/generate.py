@@ -135,6 +135,7 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     for r, c, v in itertools.product([rows] if rows else ROWS, [cols] if cols else COLS,
                                      [lanes] if lanes else LANES):
         if c % v:
+            tried.append(f"{r}x{c}x{v}: cols must be a multiple of lanes")
             continue
         try:
             d = design_for(net, Geometry(r, c, v), model)

@@ -24,7 +24,8 @@ def test_console_script_is_installed():
     assert any(ep.name == "shiftadd" and ep.value == "gen.cli:main" for ep in eps)
 
 
-@pytest.mark.parametrize("sub", ["train", "quantize", "eval", "doctor", "demo"])
+@pytest.mark.parametrize("sub", ["train", "quantize", "eval", "doctor", "demo", "gen", "sim",
+                                 "bitstream", "deploy", "run", "board"])
 def test_help(sub):
     r = run(sub, "--help")
     assert "usage: shiftadd" in r.stdout and sub in r.stdout
@@ -80,3 +81,17 @@ def test_train_shows_progress_and_writes_checkpoint(tmp_path):
 
     loaded = checkpoint.load(out)
     assert loaded.arch == "digits" and loaded.meta["metrics"]["epochs"] == 2
+
+
+def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
+    """Impossible geometries and budgets are one clear line each, and nothing is written."""
+    out = tmp_path / "out"
+    r = run("gen", quick_digits, "-o", out, "--cols", "12", "--lanes", "8", check=False)
+    assert r.returncode == 1 and "cols must be a multiple of lanes" in r.stderr
+    r = run("gen", quick_digits, "-o", out, "--lut-budget", "1000", check=False)
+    assert r.returncode == 1 and "no engine geometry fits 1000 LUTs" in r.stderr
+    r = run("gen", quick_digits, "-o", out, "--board", "zc702", check=False)
+    assert r.returncode == 1 and "unknown board" in r.stderr
+    assert not out.exists()
+    r = run("sim", tmp_path, check=False)
+    assert r.returncode == 1 and "no manifest.json" in r.stderr
