@@ -588,34 +588,46 @@ class Engine(wiring.Component):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
                 m.d.comb += clear.eq(1)
-                with m.Switch(d.op):
-                    with m.Case(Opcode.END):
-                        with m.If(in_frame):  # the program never read its input
-                            m.d.comb += bad_len.eq(1)
-                        m.next = finish
-                    with m.Case(Opcode.INPUT):
-                        m.next = "INPUT"
-                    with m.Case(Opcode.OUTPUT):
-                        m.next = "OUT_READ"
-                    with m.Case(Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-                        present = Const(0)
-                        if "shift" in cores:
-                            present = present | is_shift
-                        if "adder" in cores:
-                            present = present | (d.op == Opcode.ADDER_CONV)
-                        with m.If(present):
-                            m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
-                                         walk_r.eq(0)]
-                            m.next = "CONV_INIT"
-                        with m.Else():
+                # addresses a descriptor names must lie inside the memories it names
+                words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
+                linear = (d.op == Opcode.INPUT) | (d.op == Opcode.OUTPUT) | (d.op == Opcode.ADD)
+                in_range = ((d.in_base < cfg.act_depth) & (d.in2_base < cfg.act_depth) &
+                            (d.out_base < cfg.act_depth) & (d.p_base < cfg.param_depth) &
+                            (d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth)) &
+                            ~(linear & ((d.in_base + words > cfg.act_depth) |
+                                        (d.out_base + words > cfg.act_depth))))
+                with m.If(~in_range):
+                    m.d.comb += bad_desc.eq(1)
+                    m.next = finish
+                with m.Else():
+                    with m.Switch(d.op):
+                        with m.Case(Opcode.END):
+                            with m.If(in_frame):  # the program never read its input
+                                m.d.comb += bad_len.eq(1)
+                            m.next = finish
+                        with m.Case(Opcode.INPUT):
+                            m.next = "INPUT"
+                        with m.Case(Opcode.OUTPUT):
+                            m.next = "OUT_READ"
+                        with m.Case(Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
+                            present = Const(0)
+                            if "shift" in cores:
+                                present = present | is_shift
+                            if "adder" in cores:
+                                present = present | (d.op == Opcode.ADDER_CONV)
+                            with m.If(present):
+                                m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
+                                             walk_r.eq(0)]
+                                m.next = "CONV_INIT"
+                            with m.Else():
+                                m.d.comb += bad_desc.eq(1)
+                                m.next = finish
+                        with m.Case(Opcode.ADD, Opcode.AVGPOOL):
+                            m.d.sync += [vec_feeding.eq(1), optr.eq(d.out_base)]
+                            m.next = "VEC"
+                        with m.Default():
                             m.d.comb += bad_desc.eq(1)
                             m.next = finish
-                    with m.Case(Opcode.ADD, Opcode.AVGPOOL):
-                        m.d.sync += [vec_feeding.eq(1), optr.eq(d.out_base)]
-                        m.next = "VEC"
-                    with m.Default():
-                        m.d.comb += bad_desc.eq(1)
-                        m.next = finish
             with m.State("NEXT"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += pc.eq(pc + 1)

@@ -55,17 +55,28 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 
 
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
-    """An unknown opcode sets ERROR.bad_descriptor and ends the program (no hang, no output);
-    malformed frames set ERROR.bad_length; afterwards the engine runs an image correctly."""
+    """An unknown opcode or an address range outside the activation memory sets
+    ERROR.bad_descriptor and ends the program (no hang, no output); malformed frames set
+    ERROR.bad_length; afterwards the engine runs an image correctly."""
+    from hw.program import beats_to_words, pack_descriptor, unpack_descriptor, words_to_beats
     from sim.accel import sample_inputs
 
     manifest, net, cfg = load_outdir(digits_fix8)
     load = load_frame_beats(digits_fix8)
-    bad = list(load)
-    bad[2] = (bad[2] & ~0xF) | 15   # beat 0 of descriptor 0 holds the opcode in its low bits
+    width = manifest["memories"]["program"]["width"]
+    n = -(-width // 32)
+
+    def with_first(**fields) -> list[int]:
+        """The load frame with descriptor 0 (the INPUT) changed."""
+        d = unpack_descriptor(beats_to_words(load[2:2 + n], width)[0])
+        return load[:2] + words_to_beats([pack_descriptor({**d, **fields})], width) + \
+            load[2 + n:]
+
+    bad_loads = [with_first(op=15),                                      # unknown opcode
+                 with_first(out_base=manifest["engine"]["act_depth"] - 1)]  # runs off the end
     x, _ = sample_inputs(net, 1, seed)
     b = build_verilog((digits_fix8 / "rtl" / f"{manifest['top']}.v").read_text(), manifest["top"])
-    case = make_case(net, cfg, load, manifest["build_id"], x, bad_load=bad)
+    case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="bad_")
 
 

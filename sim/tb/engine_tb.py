@@ -116,18 +116,20 @@ async def run_images(dut):
 
 @cocotb.test()
 async def bad_descriptor(dut):
-    """A program with an illegal descriptor sets ERROR.bad_descriptor, raises ap_done and
-    leaves the engine usable: the good program then runs an image correctly."""
+    """Programs with an illegal descriptor (the case's ``bad_loads``: an unknown opcode, an
+    address outside its memory) set ERROR.bad_descriptor, raise ap_done without sending a result
+    and leave the engine usable: the good program then runs an image correctly."""
     case = _case()
     tb = EngineTB(dut, tb_config())
     await tb.reset()
-    await tb.run_frame(case["bad_load"])
-    assert await tb.errors() == []
-    await tb.run_frame(case["images"][0])  # the illegal descriptor comes first
-    assert await tb.errors() == ["bad_descriptor"]
-    assert await tb.bus.write(A["ERROR"], 0xFF) == 0
-    assert await tb.errors() == []
-    assert len(tb.sink.items) == 0, "a failed program must not send results"
+    for bad in case["bad_loads"]:
+        await tb.run_frame(bad)
+        assert await tb.errors() == []
+        await tb.run_frame(case["images"][0])  # the illegal descriptor comes first
+        assert await tb.errors() == ["bad_descriptor"]
+        assert await tb.bus.write(A["ERROR"], 0xFF) == 0
+        assert await tb.errors() == []
+        assert len(tb.sink.items) == 0, "a failed program must not send results"
     await tb.run_frame(case["load"])
     await tb.run_frame(case["images"][0])
     await tb.sink.wait_for(case["out_beats"])
