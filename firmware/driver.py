@@ -83,9 +83,13 @@ class Accelerator:
         self.dev.write_reg(self.reg["CTRL"], 1 << self.bit["ap_start"])
         out = self.dev.dma(frame, recv_len, self.timeout_s)
         deadline = time.monotonic() + self.timeout_s
+        polls = 0
         while not self.dev.read_reg(self.reg["CTRL"]) >> self.bit["ap_done"] & 1:
             if time.monotonic() > deadline:
                 raise DeviceError(f"no ap_done within {self.timeout_s} s")
+            polls += 1
+            if polls > 100:  # a long program: stop spinning on the bus
+                time.sleep(0.0001)
         errs = self.errors()
         if errs:
             self.dev.write_reg(self.reg["ERROR"], 0xFFFFFFFF)  # sticky: clear for the next run

@@ -102,8 +102,8 @@ def deploy(out: Path, token: str, cfg: DeployConfig,
             sent += len(data)
             progress(f"uploaded {rel} ({len(data)} bytes; {sent}/{total})")
         with sftp.open(f"{rd}/token", "w") as f:
+            f.chmod(0o600)  # before the secret is in it
             f.write(token)
-        sftp.chmod(f"{rd}/token", 0o600)
         sftp.close()
         # verify on the board, with the board's own python
         listing = " ".join(shlex.quote(r) for r in files)
