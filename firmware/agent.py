@@ -74,7 +74,7 @@ class LoopbackBackend(Backend):
 
 class AcceleratorBackend(Backend):
     """A generated accelerator behind a :class:`firmware.driver.Device` (the board's or the
-    emulated one). LOAD carries the manifest and ``program.bin + weights.bin``; the device's ID
+    emulated one). LOAD carries the manifest and ``program.bin + weights.bin`` (split by the manifest's sizes); the device's ID
     and build id must match the manifest before anything is written."""
 
     def __init__(self, device, *, timeout_s: float = 10.0) -> None:
@@ -87,12 +87,10 @@ class AcceleratorBackend(Backend):
         from firmware.driver import Accelerator
 
         try:
-            words = int(manifest["memories"]["program"]["words"])
-            width = int(manifest["memories"]["program"]["width"])
+            split = int(manifest["sizes"]["program.bin"])
             manifest["files"]["program.bin"], manifest["registers"]["magic"]
         except (KeyError, TypeError, ValueError) as e:
             raise P.ProtocolError("bad_manifest", f"the manifest lacks {e}") from None
-        split = 4 * (1 + words * -(-width // 32))
         accel = Accelerator(self.device, manifest, timeout_s=self.timeout_s)
         accel.identify()
         accel.load(bytes(blob[:split]), bytes(blob[split:]))

@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-DTYPES = {8: np.dtype("<i1"), 32: np.dtype("<i4")}
+from firmware import tensors as T
 
 
 class DeviceError(RuntimeError):
@@ -50,9 +50,9 @@ class Accelerator:
         self.bit = {f["name"]: f["bit"] for f in ctrl["fields"]}
         err = next(r for r in regs["registers"] if r["name"] == "ERROR")
         self.error_names = {f["bit"]: f["name"] for f in err["fields"]}
-        eng = manifest["engine"]
-        self.cols, self.bits = eng["cols"], eng["data_bits"]
-        self.dtype = DTYPES[self.bits]
+        self.cols = manifest["engine"]["cols"]
+        self.precision = manifest["model"]["precision"]
+        self.dtype = T.dtype_for(self.precision)
         self.stream = manifest["stream"]
 
     # ------------------------------------------------------------------ registers
@@ -107,20 +107,6 @@ class Accelerator:
         header = np.array([self.stream["load_header"]], dtype="<u4").tobytes()
         self._run(header + program + weights, 0)
 
-    def words(self, x: np.ndarray) -> bytes:
-        """One input tensor ``[C, H, W]`` -> the stream bytes of its activation words."""
-        c, h, w = x.shape
-        blocks = -(-c // self.cols)
-        hwc = np.zeros((h, w, blocks * self.cols), dtype=self.dtype)
-        hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
-        return hwc.tobytes()
-
-    def tensor(self, data: bytes, shape) -> np.ndarray:
-        c, h, w = shape
-        blocks = -(-c // self.cols)
-        hwc = np.frombuffer(data, dtype=self.dtype).reshape(h, w, blocks * self.cols)
-        return np.ascontiguousarray(np.transpose(hwc[:, :, :c], (2, 0, 1)))
-
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """Integers ``[N, C, H, W]`` in the input format -> outputs ``[N, ...]`` and the device's
         cycles per image."""
@@ -131,12 +117,12 @@ class Accelerator:
                               f"{list(x.shape)}")
         info = np.iinfo(self.dtype)
         if x.size and (x.min() < info.min or x.max() > info.max):
-            raise DeviceError(f"input values outside the {self.bits}-bit format")
+            raise DeviceError(f"input values outside the {self.precision} format")
         header = np.array([self.stream["infer_header"]], dtype="<u4").tobytes()
         out_len = spec_out["beats"] * 4
         ys, cycles = [], []
         for img in x.astype(self.dtype):
-            data = self._run(header + self.words(img), out_len)
-            ys.append(self.tensor(data, spec_out["shape"]))
+            data = self._run(header + T.to_words(img, self.cols, self.precision), out_len)
+            ys.append(T.from_words(data, spec_out["shape"], self.cols, self.precision))
             cycles.append(self.counters()["cycles"])
         return np.stack(ys) if ys else np.zeros((0, *spec_out["shape"]), self.dtype), cycles

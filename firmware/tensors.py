@@ -54,3 +54,31 @@ def unpack(data: bytes | memoryview, shape, precision: str) -> np.ndarray:
         raise TensorError(f"{len(data)} bytes for shape {list(shape)} in {precision} "
                           f"(expected {n * dt.itemsize})")
     return np.frombuffer(data, dtype=dt).reshape(shape)
+
+
+def to_words(x: np.ndarray, cols: int, precision: str) -> bytes:
+    """One tensor ``[C, H, W]`` -> the bytes of its accelerator activation words: HWC, channels
+    zero-padded to a multiple of ``cols``, little-endian (the manifest's tensor layout)."""
+    dt = dtype_for(precision)
+    x = np.asarray(x)
+    info = np.iinfo(dt)
+    if x.ndim != 3 or not np.issubdtype(x.dtype, np.integer):
+        raise TensorError(f"to_words needs integers [C, H, W], not {x.dtype} {list(x.shape)}")
+    if x.size and (x.min() < info.min or x.max() > info.max):
+        raise TensorError(f"values outside {precision}'s range [{info.min}, {info.max}]")
+    c, h, w = x.shape
+    blocks = -(-c // cols)
+    hwc = np.zeros((h, w, blocks * cols), dtype=dt)
+    hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
+    return hwc.tobytes()
+
+
+def from_words(data: bytes | memoryview, shape, cols: int, precision: str) -> np.ndarray:
+    """The inverse of :func:`to_words`: activation-word bytes -> ``[C, H, W]``."""
+    dt = dtype_for(precision)
+    c, h, w = check_shape(shape)
+    blocks = -(-c // cols)
+    if len(data) != h * w * blocks * cols * dt.itemsize:
+        raise TensorError(f"{len(data)} bytes are not the words of a {list(shape)} tensor")
+    hwc = np.frombuffer(data, dtype=dt).reshape(h, w, blocks * cols)
+    return np.ascontiguousarray(np.transpose(hwc[:, :, :c], (2, 0, 1)))

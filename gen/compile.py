@@ -307,29 +307,6 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
     }
 
 
-# ------------------------------------------------------------------------------ tensors <-> words
-def tensor_to_words(x: np.ndarray, cols: int, bits: int) -> list[int]:
-    """``x[C, H, W]`` (integers in a ``bits``-wide format) -> activation words (HWC, padded)."""
-    c, h, w = x.shape
-    blocks = words_per_pixel(c, cols)
-    hwc = np.zeros((h, w, blocks * cols), dtype=np.int64)
-    hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
-    flat = hwc.reshape(-1, cols)
-    return [pack([(row, bits)]) for row in flat]
-
-
-def words_to_tensor(words: list[int], shape: tuple[int, int, int], cols: int,
-                    bits: int) -> np.ndarray:
-    from sim.pack import unpack
-
-    c, h, w = shape
-    blocks = words_per_pixel(c, cols)
-    if len(words) != h * w * blocks:
-        raise ValueError(f"expected {h * w * blocks} words for a {shape} tensor, got {len(words)}")
-    vals = np.stack([unpack(v, [(cols, bits, True)])[0] for v in words])
-    return np.transpose(vals.reshape(h, w, blocks * cols)[:, :, :c], (2, 0, 1))
-
-
 def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, adder,
                   program_depth: int | None = None) -> EngineConfig:
     """The engine for ``prog`` (memories sized to exactly what the program uses)."""
@@ -362,16 +339,24 @@ def load_frame(prog: Program, cfg: EngineConfig) -> list[int]:
     return beats
 
 
+def tensor_beats(x: np.ndarray, cfg: EngineConfig) -> list[int]:
+    """One tensor ``x[C, H, W]`` as the stream's 32-bit beats (``firmware.tensors.to_words``:
+    the one definition of the activation-word layout, shared with the board)."""
+    from firmware.tensors import to_words
+
+    return np.frombuffer(to_words(np.asarray(x), cfg.cols, cfg.precision), "<u4").tolist()
+
+
 def infer_frame(x: np.ndarray, cfg: EngineConfig) -> list[int]:
     """The ``INFER`` frame for one input tensor ``x[C, H, W]`` (integers in the input format)."""
-    from hw.program import FrameKind, header_beat, words_to_beats
+    from hw.program import FrameKind, header_beat
 
-    words = tensor_to_words(np.asarray(x, dtype=np.int64), cfg.cols, cfg.data_bits)
-    return [header_beat(FrameKind.INFER), *words_to_beats(words, cfg.word_bits)]
+    return [header_beat(FrameKind.INFER), *tensor_beats(x, cfg)]
 
 
 def output_tensor(beats: list[int], shape: tuple[int, int, int], cfg: EngineConfig) -> np.ndarray:
     """The result beats of one image -> ``y[C, H, W]`` (int64)."""
-    from hw.program import beats_to_words
+    from firmware.tensors import from_words
 
-    return words_to_tensor(beats_to_words(beats, cfg.word_bits), shape, cfg.cols, cfg.data_bits)
+    data = np.asarray(beats, dtype=np.int64).astype("<u4").tobytes()
+    return from_words(data, shape, cfg.cols, cfg.precision).astype(np.int64)

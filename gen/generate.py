@@ -37,7 +37,14 @@ from gen.numerics import Format, signed_bits
 from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
 from hw.config import LaneConfig, LaneKind, PEConfig
 from hw.engine import EngineConfig
-from hw.program import BEAT_BITS, FRAME_MAGIC, FrameKind, MemoryId, Opcode, beats_per_word
+from hw.program import (
+    BEAT_BITS,
+    FRAME_MAGIC,
+    FrameKind,
+    MemoryId,
+    beats_per_word,
+    header_beat,
+)
 from hw.regmap import REGMAP
 
 MANIFEST_FORMAT = "shiftadd-manifest"
@@ -363,8 +370,8 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
         "board": board.name, "clock_mhz": clock_mhz, "top": TOP_NAME,
         "engine": cfg.to_json(), "registers": REGMAP.to_json(),
         "stream": {"beat_bits": BEAT_BITS, "frame_magic": FRAME_MAGIC,
-                   "load_header": FRAME_MAGIC << 8 | FrameKind.LOAD,
-                   "infer_header": FRAME_MAGIC << 8 | FrameKind.INFER,
+                   "load_header": header_beat(FrameKind.LOAD),
+                   "infer_header": header_beat(FrameKind.INFER),
                    "load_frame": "load_header beat, then program.bin, then weights.bin (both "
                                  "are 32-bit little-endian beats: section header beat "
                                  "memory << 24 | words, then the words); TLAST on the last beat",
@@ -376,6 +383,7 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
                                       "words": len(prog.memories[m])} for m in MemoryId},
         "input": tensor_json(net, net.input, cfg), "output": tensor_json(net, net.output, cfg),
         "files": files, "cycles_per_image": design.cycles,
+        "sizes": {"program.bin": len(program_bin), "weights.bin": len(weights_bin)},
     }
     from gen.vivado import write as write_vivado
 
@@ -417,7 +425,7 @@ def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:
 def load_frame_beats(out: Path) -> list[int]:
     """The ``LOAD`` frame from ``program.bin`` and ``weights.bin``."""
     body = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
-    return [FRAME_MAGIC << 8 | FrameKind.LOAD, *np.frombuffer(body, dtype="<u4").tolist()]
+    return [header_beat(FrameKind.LOAD), *np.frombuffer(body, dtype="<u4").tolist()]
 
 
 def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706", clock_mhz: float = 200.0,
@@ -439,4 +447,4 @@ def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706", clock_mhz:
     return manifest, json.loads((out / "report.json").read_text())
 
 
-__all__ = ["Design", "generate", "size_engine", "load_outdir", "load_frame_beats", "Opcode"]
+__all__ = ["Design", "generate", "size_engine", "load_outdir", "load_frame_beats"]

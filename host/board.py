@@ -84,11 +84,12 @@ class Board:
         if x.ndim != 4 or list(x.shape[1:]) != shape:
             raise ValueError(f"input must be [N, {', '.join(map(str, shape))}], "
                              f"not {list(x.shape)}")
+        from gen.numerics import Format
+
         q = x if np.issubdtype(x.dtype, np.integer) else self.quantize(x)
-        fmt = self.manifest["input"]["format"]
-        lo, hi = -(1 << (fmt["bits"] - 1)), (1 << (fmt["bits"] - 1)) - 1
-        if q.size and (q.min() < lo or q.max() > hi):
-            raise ValueError(f"integer inputs must lie in [{lo}, {hi}]")
+        fmt = Format.from_json(self.manifest["input"]["format"])
+        if q.size and (q.min() < fmt.lo or q.max() > fmt.hi):
+            raise ValueError(f"integer inputs must lie in [{fmt.lo}, {fmt.hi}]")
         precision = self.manifest["model"]["precision"]
         outs = []
         for i in range(0, len(q), batch):

@@ -48,12 +48,12 @@ from hw.program import (
     BEAT_BITS,
     DESCRIPTOR_BITS,
     DESCRIPTOR_FIELDS,
-    FRAME_MAGIC,
     LOOP_LEVELS,
     FrameKind,
     MemoryId,
     Opcode,
     beats_per_word,
+    header_beat,
 )
 from hw.regmap import ERROR_BITS
 
@@ -116,6 +116,13 @@ class EngineConfig:
     def array(self, kind: str) -> ArrayConfig | None:
         pe = getattr(self, kind)
         return None if pe is None else ArrayConfig(pe, self.rows, self.cols)
+
+    @property
+    def precision(self) -> str:
+        """``fix8`` or ``fix32`` (the name the manifest, the wire and ``firmware`` use)."""
+        from gen.numerics import Precision
+
+        return next(p.value for p in Precision if p.bits == self.data_bits)
 
     @property
     def word_bits(self) -> int:
@@ -529,10 +536,10 @@ class Engine(wiring.Component):
             with m.State("HEADER"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
                 with m.If(take):
-                    with m.If((beat == (FRAME_MAGIC << 8 | FrameKind.INFER)) & ~last_beat):
+                    with m.If((beat == header_beat(FrameKind.INFER)) & ~last_beat):
                         m.d.sync += [pc.eq(0), in_frame.eq(1)]
                         m.next = "FETCH"
-                    with m.Elif((beat == (FRAME_MAGIC << 8 | FrameKind.LOAD)) & ~last_beat):
+                    with m.Elif((beat == header_beat(FrameKind.LOAD)) & ~last_beat):
                         m.next = "SECTION"
                     with m.Else():
                         refuse_frame()

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gen.compile import infer_frame, output_tensor, tensor_to_words, tensor_words
+from gen.compile import infer_frame, output_tensor, tensor_beats, tensor_words
 from gen.ir import IntegerNetwork
 from hw.engine import EngineConfig
-from hw.program import beats_per_word, words_to_beats
+from hw.program import beats_per_word
 from sim import golden, rtl
 
 
@@ -66,8 +66,7 @@ def make_case(net: IntegerNetwork, cfg: EngineConfig, load: list[int], build_id:
     """The testbench's case: frames for ``x[N, C, H, W]`` (integers in the input format) and the
     golden model's expected output beats."""
     y = golden.run(net, x) if len(x) else []
-    expected = [words_to_beats(tensor_to_words(t, cfg.cols, cfg.data_bits), cfg.word_bits)
-                for t in y]
+    expected = [tensor_beats(t, cfg) for t in y]
     return {"build_id": build_id, "load": load, "images": [infer_frame(t, cfg) for t in x],
             "expected": expected, "out_beats": out_beats(net, cfg), **extra}
 
@@ -131,10 +130,10 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
              f"{idle:.0%} idle and {backpressure:.0%} backpressure")
     res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x), seed=seed,
                    idle=idle, backpressure=backpressure)
-    # the model's cycles for the program actually loaded (decoded from program.bin)
-    prog_beats = load[1:1 + 1 + manifest["memories"]["program"]["words"] *
-                      beats_per_word(cfg.memory_widths()[MemoryId.PROGRAM])]
-    words = beats_to_words(prog_beats[1:], cfg.memory_widths()[MemoryId.PROGRAM])
+    # the model's cycles for the program actually loaded (decoded from program.bin: its section
+    # header beat, then the descriptor words)
+    prog = np.frombuffer((out / "program.bin").read_bytes(), "<u4").tolist()
+    words = beats_to_words(prog[1:], cfg.memory_widths()[MemoryId.PROGRAM])
     model = program_cycles([unpack_descriptor(w) for w in words], cfg)
     info = {"inputs": source, "model_cycles_per_image": model}
     return res, info

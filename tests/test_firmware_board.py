@@ -139,7 +139,7 @@ def test_agent_survives_a_wedged_dma(hw):
         "build_id": 0x1234ABCD, "build_id_hex": "1234abcd", "registers": REGMAP.to_json(),
         "engine": {"cols": 16, "data_bits": 8},
         "stream": {"load_header": 0x5348414C, "infer_header": 0x53484149},
-        "memories": {"program": {"words": 1, "width": 32}},
+        "sizes": {"program.bin": len(program), "weights.bin": len(weights)},
         "files": {"program.bin": hashlib.sha256(program).hexdigest(),
                   "weights.bin": hashlib.sha256(weights).hexdigest()},
         "model": {"name": "t", "precision": "fix8"},

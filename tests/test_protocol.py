@@ -115,3 +115,20 @@ def test_tensor_errors():
     with pytest.raises(T.TensorError, match="precision"):
         T.pack(np.array([1]), "fix16")
     assert T.pack(np.array([-1, 1]), "fix32") == b"\xff\xff\xff\xff\x01\x00\x00\x00"
+
+
+def test_activation_words_round_trip_and_refuse_overflow(seed):
+    """``to_words``/``from_words``: the manifest's layout (HWC, channels padded to whole words)."""
+    rng = np.random.default_rng(seed)
+    for precision, cols, shape in (("fix8", 16, (3, 4, 5)), ("fix32", 8, (17, 2, 2))):
+        info = np.iinfo(T.dtype_for(precision))
+        x = rng.integers(info.min, info.max + 1, size=shape)
+        data = T.to_words(x, cols, precision)
+        assert len(data) == 4 * 5 * 16 if precision == "fix8" else len(data) == 2 * 2 * 24 * 4
+        assert np.array_equal(T.from_words(data, shape, cols, precision), x)
+        hwc = np.frombuffer(data, T.dtype_for(precision)).reshape(shape[1], shape[2], -1)
+        assert not hwc[:, :, shape[0]:].any()  # padding channels are zero
+    with pytest.raises(T.TensorError, match="range"):
+        T.to_words(np.full((1, 1, 1), 128), 16, "fix8")
+    with pytest.raises(T.TensorError, match="not the words"):
+        T.from_words(b"\0" * 15, (1, 1, 1), 16, "fix8")
