@@ -46,6 +46,7 @@ from hw.program import (
     header_beat,
 )
 from hw.regmap import REGMAP
+from hw.xilinx import uses_primitives, write_sim_models
 
 MANIFEST_FORMAT = "shiftadd-manifest"
 MANIFEST_VERSION = 1
@@ -356,12 +357,15 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     rtl_dir = out / "rtl"
     rtl_dir.mkdir(exist_ok=True)
     (rtl_dir / f"{TOP_NAME}.v").write_text(text)
+    rtl_files = [f"rtl/{TOP_NAME}.v"]
+    if uses_primitives(text):  # LUT6/CARRY4 models for simulators other than Vivado's
+        rtl_files.append(f"rtl/{write_sim_models(rtl_dir).name}")
     progress(f"  {len(text) / 1e6:.1f} MB of Verilog in {time.perf_counter() - t0:.1f} s")
     (out / "program.bin").write_bytes(program_bin)
     (out / "weights.bin").write_bytes(weights_bin)
     net.save(out / "network.npz")
     files = {p: _sha256((out / p).read_bytes()) for p in
-             (f"rtl/{TOP_NAME}.v", "program.bin", "weights.bin", "network.npz")}
+             (*rtl_files, "program.bin", "weights.bin", "network.npz")}
     manifest = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
         "build_id": build_id, "build_id_hex": f"{build_id:08x}",

@@ -6,11 +6,12 @@ Both lanes are combinational; the PE registers their outputs. Their numeric mean
 
 from __future__ import annotations
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import LaneConfig, LaneKind
+from hw.xilinx import carry_chain, lut6
 
 
 def shift_weight_layout(cfg: LaneConfig) -> data.StructLayout:
@@ -101,6 +102,77 @@ class ShiftLane(_Lane):
         m.d.comb += [self.y.eq(Mux(self.w.sign == 0, 0, mag ^ neg.replicate(width))),
                      self.neg.eq(neg)]
         return m
+
+
+class ShiftPair(wiring.Component):
+    """Two shift lanes and the adder that sums them, with lane ``b``'s last shifter stage folded
+    into the adder's LUTs: ``y + neg == sign_a * (x_a << s_a) + sign_b * (x_b << s_b)``.
+
+    Lane ``a`` is a :class:`ShiftLane`. Lane ``b`` shifts by the low bits of ``s`` only (``y1 =
+    x << (s mod T)``, ``T`` the weight of the top shift bit); the top bit, the ones' complement
+    and the zero sign are applied per sum bit inside the ``LUT6`` that feeds the carry chain:
+    ``S_j = a_j ^ (zero ? 0 : (h ? y1[j - T] : y1[j]) ^ neg_b)`` — six inputs, one LUT, where a
+    separate shifter would take another LUT per bit (measured in ``docs/HARDWARE.md``). Lane
+    ``a``'s ``neg`` is the chain's carry-in; lane ``b``'s leaves as ``neg`` for a later adder.
+    ``y`` is ``out_bits + 1`` wide (exact). Combinational (latency 0); hand-placed 7-series
+    primitives (:mod:`hw.xilinx`).
+    """
+
+    latency = 0
+
+    def __init__(self, cfg: LaneConfig) -> None:
+        if not isinstance(cfg, LaneConfig) or cfg.kind is not LaneKind.SHIFT:
+            raise ValueError(f"ShiftPair needs a shift LaneConfig, not {cfg!r}")
+        self._cfg = cfg
+        super().__init__({"x": In(data.ArrayLayout(signed(cfg.data_bits), 2)),
+                          "w": In(data.ArrayLayout(shift_weight_layout(cfg), 2)),
+                          "y": Out(signed(cfg.out_bits + 1)), "neg": Out(1)})
+
+    @property
+    def config(self) -> LaneConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._cfg
+        width = cfg.out_bits
+        m.submodules.lane_a = a = ShiftLane(cfg)
+        m.d.comb += [a.x.eq(self.x[0]), a.w.eq(self.w[0])]
+        xb, wb = self.x[1], self.w[1]
+        top = 1 << (cfg.shift_bits - 1) if cfg.shift_bits else 0  # weight of the top shift bit
+        w1 = cfg.data_bits + (min(top - 1, cfg.shift_max) if top else 0)
+        y1 = Signal(signed(w1))
+        if cfg.shift_bits > 1:
+            m.d.comb += y1.eq((xb.as_signed() << wb.shift[:cfg.shift_bits - 1])[:w1])
+        else:
+            m.d.comb += y1.eq(xb)
+        zero, neg = Signal(), wb.sign[-1]
+        m.d.comb += zero.eq(wb.sign == 0)
+        s_bits = []
+        for j in range(width + 1):
+            jj = min(j, width - 1)  # both operands sign-extended to the sum's width
+            ins = [a.y[jj], zero, neg, y1[min(jj, w1 - 1)]]
+            if top:
+                ins.append(wb.shift[cfg.shift_bits - 1])
+                if jj >= top:
+                    ins.append(y1[min(jj - top, w1 - 1)])
+                fn = _folded_bit_shifted
+            else:
+                fn = _folded_bit
+            s_bits.append(lut6(m, ins, fn, f"s{j}"))
+        total = carry_chain(m, s_bits, [a.y[min(j, width - 1)] for j in range(width + 1)],
+                            a.neg, "chain")
+        m.d.comb += [self.y.eq(Cat(*total)), self.neg.eq(neg)]
+        return m
+
+
+def _folded_bit(a: int, zero: int, neg: int, q: int) -> int:
+    return a ^ (0 if zero else q ^ neg)
+
+
+def _folded_bit_shifted(a: int, zero: int, neg: int, q: int, h: int, p: int = 0) -> int:
+    """``p`` is absent (0) for sum bits below the top shift's weight."""
+    return a ^ (0 if zero else (p if h else q) ^ neg)
 
 
 class MacLane(_Lane):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed
+from amaranth import Cat, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import LaneKind, PEConfig
-from hw.lanes import make_lane, out_shape, weight_shape
+from hw.lanes import ShiftLane, ShiftPair, make_lane, out_shape, weight_shape
 from hw.tree import AdderTree
 
 
@@ -21,6 +21,10 @@ class ProcessingElement(wiring.Component):
     dot product (the accumulator restarts from zero), ``last`` ends it: ``latency`` cycles after
     the step with ``last``, ``result`` holds the dot product and ``result_valid`` pulses for one
     cycle. ``result`` then holds until the next dot product ends.
+
+    In shift mode the lanes come in :class:`hw.lanes.ShiftPair`\ s (one lane's last shifter
+    stage folded into the pair's adder) and the ``neg`` corrections ride on the tree's and the
+    accumulator's carry-ins; the tree then sums ``ceil(V / 2)`` values.
 
     Ports: ``x`` (V signed activations), ``w`` (V weights), ``valid``, ``first``, ``last`` in;
     ``result`` (signed ``acc_bits``), ``result_valid`` out.
@@ -49,41 +53,67 @@ class ProcessingElement(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a step with ``last`` to ``result_valid``: lane register, tree, accumulator."""
+        """Cycles from a step with ``last`` to ``result_valid``: first-level register, tree,
+        accumulator."""
         return self.latency_for(self._cfg)
 
     @staticmethod
+    def tree_inputs(cfg: PEConfig) -> int:
+        """Values entering the tree: one per lane, or one per lane pair (:class:`ShiftPair`)."""
+        return -(-cfg.lanes // 2) if cfg.lane.kind is LaneKind.SHIFT else cfg.lanes
+
+    @staticmethod
     def latency_for(cfg: PEConfig) -> int:
-        return 1 + AdderTree.latency_for(cfg.lanes, cfg.tree_register_every) + 1
+        return 1 + AdderTree.latency_for(ProcessingElement.tree_inputs(cfg),
+                                         cfg.tree_register_every) + 1
 
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
-        lane = cfg.lane
-        m.submodules.tree = tree = AdderTree(lane.out_bits, cfg.lanes,
-                                             signed_inputs=lane.out_signed,
-                                             register_every=cfg.tree_register_every)
         shift = cfg.lane.kind is LaneKind.SHIFT
-        negs = []
-        for k in range(cfg.lanes):
-            lane = make_lane(cfg.lane)
-            m.submodules[f"lane_{k}"] = lane
-            reg = Signal(out_shape(cfg.lane), name=f"term_{k}")
-            m.d.comb += [lane.x.eq(self.x[k]), lane.w.eq(self.w[k])]
-            m.d.sync += reg.eq(lane.y)
-            m.d.comb += tree.i[k].eq(reg)
-            if shift:
-                neg = Signal(name=f"neg_{k}")
-                m.d.sync += neg.eq(lane.neg)
-                negs.append(neg)
-
-        # Shift lanes deliver ones' complement terms: their +1 corrections are counted once per
-        # step and added with the tree sum (delayed to match the tree).
-        ones = Signal(range(cfg.lanes + 1))
+        # Registered first-level values: lane results, or (shift) sums of lane pairs whose adder
+        # absorbs one lane's last shifter stage. Shift terms are ones' complement: each carries
+        # a +1 correction bit (``neg``), which rides on an adder's carry-in further down.
+        firsts, negs = [], []
         if shift:
-            m.d.comb += ones.eq(sum(negs))
+            for k in range(0, cfg.lanes, 2):
+                if k + 1 < cfg.lanes:
+                    unit = ShiftPair(cfg.lane)
+                    m.d.comb += [unit.x[n].eq(self.x[k + n]) for n in range(2)]
+                    m.d.comb += [unit.w[n].eq(self.w[k + n]) for n in range(2)]
+                else:  # an odd last lane
+                    unit = ShiftLane(cfg.lane)
+                    m.d.comb += [unit.x.eq(self.x[k]), unit.w.eq(self.w[k])]
+                m.submodules[f"lanes_{k}"] = unit
+                firsts.append(unit.y)
+                negs.append(unit.neg)
+        else:
+            for k in range(cfg.lanes):
+                unit = make_lane(cfg.lane)
+                m.submodules[f"lane_{k}"] = unit
+                m.d.comb += [unit.x.eq(self.x[k]), unit.w.eq(self.w[k])]
+                firsts.append(unit.y)
+        width = cfg.lane.out_bits + (1 if shift and cfg.lanes > 1 else 0)
+        shape = signed(width) if cfg.lane.out_signed else out_shape(cfg.lane)
+        m.submodules.tree = tree = AdderTree(width, len(firsts), signed_inputs=cfg.lane.out_signed,
+                                             register_every=cfg.tree_register_every,
+                                             carry_ins=shift)
+        for k, y in enumerate(firsts):
+            reg = Signal(shape, name=f"term_{k}")
+            m.d.sync += reg.eq(y)
+            m.d.comb += tree.i[k].eq(reg)
+        ones = Signal()  # the one correction bit left for the accumulator's carry-in
+        if shift:
+            regs = []
+            for k, n in enumerate(negs):
+                reg = Signal(name=f"neg_{k}")
+                m.d.sync += reg.eq(n)
+                regs.append(reg)
+            if len(regs) > 1:
+                m.d.comb += tree.ci.eq(Cat(*regs[:-1]))
+            m.d.comb += ones.eq(regs[-1])
             for d in range(tree.latency):
-                delayed = Signal(range(cfg.lanes + 1), name=f"ones_d{d + 1}")
+                delayed = Signal(name=f"ones_d{d + 1}")
                 m.d.sync += delayed.eq(ones)
                 ones = delayed
 

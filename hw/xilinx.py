@@ -1,0 +1,114 @@
+"""7-series primitives placed by hand where the synthesis tools leave LUTs on the table.
+
+Only one structure uses them: the first adder level of a shift PE (:class:`FoldedShiftAdd`),
+where the last stage of one lane's shifter is computed inside the adder's own LUTs. Yosys'
+ABC9 does not find that packing by itself (measured: the same logic written as ``a + b``
+costs 15 LUTs more per lane pair), Vivado is not run here, so the LUT6 + CARRY4 netlist is
+written out explicitly.
+
+The emitted Verilog instantiates ``LUT6`` and ``CARRY4`` (UNISIM names, as Vivado and Yosys'
+``synth_xilinx`` know them). For simulation, :data:`SIM_MODELS` holds behavioural models of
+both; ``sim.rtl`` adds them to every Verilator build and ``shiftadd gen`` writes them to
+``rtl/xilinx_sim_models.v`` (not part of a Vivado project: Vivado has the real cells).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from amaranth import Cat, Const, Instance, Module, Signal, Value
+
+
+def lut6(m: Module, inputs: list[Value], fn: Callable[..., int], name: str) -> Signal:
+    """One ``LUT6`` computing ``fn(*inputs)`` (each input a 1-bit value; at most six; unused
+    pins are tied to 0 and ``fn`` never sees them)."""
+    if not 1 <= len(inputs) <= 6:
+        raise ValueError(f"a LUT6 has 1 to 6 inputs, not {len(inputs)}")
+    n = len(inputs)
+    init = 0
+    for k in range(64):
+        if k >> n:  # an unused pin is tied to 0: these rows are never read
+            continue
+        if fn(*((k >> i) & 1 for i in range(n))) & 1:
+            init |= 1 << k
+    pins = list(inputs) + [Const(0, 1)] * (6 - n)
+    o = Signal(name=name)
+    m.submodules[name] = Instance("LUT6", p_INIT=Const(init, 64),
+                                  **{f"i_I{i}": pins[i] for i in range(6)}, o_O=o)
+    return o
+
+
+def carry_chain(m: Module, s: list[Value], di: list[Value], cin: Value, name: str) -> list[Signal]:
+    """The sum bits of a ``CARRY4`` chain: ``O[i] = S[i] ^ C[i]``, ``C[i+1] = S[i] ? C[i] :
+    DI[i]``, ``C[0] = cin`` (``len(s)`` bits, rounded up to whole ``CARRY4``\\ s internally)."""
+    if len(s) != len(di) or not s:
+        raise ValueError("carry_chain needs as many S as DI bits, at least one")
+    n = len(s)
+    width = -(-len(s) // 4) * 4
+    s = list(s) + [Const(0, 1)] * (width - len(s))
+    di = list(di) + [Const(0, 1)] * (width - len(di))
+    outs = []
+    carry = None
+    for q in range(width // 4):
+        o = Signal(4, name=f"{name}_o{q}")
+        co = Signal(4, name=f"{name}_co{q}")
+        ports = {"i_S": Cat(*s[4 * q:4 * q + 4]), "i_DI": Cat(*di[4 * q:4 * q + 4]),
+                 "i_CI": Const(0, 1) if carry is None else carry,
+                 "i_CYINIT": cin if carry is None else Const(0, 1), "o_O": o, "o_CO": co}
+        m.submodules[f"{name}_c{q}"] = Instance("CARRY4", **ports)
+        carry = co[3]
+        outs.extend(o[i] for i in range(4))
+    return outs[:n]
+
+
+SIM_MODELS = """\
+// Behavioural models of the two Xilinx 7-series primitives that shiftadd instantiates
+// (hw/xilinx.py), for simulation only: Vivado and Yosys' synth_xilinx use their own cells.
+// Semantics as UG953: LUT6 O = INIT[{I5,...,I0}]; CARRY4 O = S ^ {carries}, CO[i] = S[i] ?
+// carry-in of bit i : DI[i], carry into bit 0 = CI | CYINIT.
+`default_nettype none
+module LUT6 #(parameter [63:0] INIT = 64'h0) (
+  output wire O,
+  input wire I0, input wire I1, input wire I2, input wire I3, input wire I4, input wire I5
+);
+  assign O = INIT[{I5, I4, I3, I2, I1, I0}];
+endmodule
+
+module CARRY4 (
+  output wire [3:0] CO,
+  output wire [3:0] O,
+  input wire CI,
+  input wire CYINIT,
+  input wire [3:0] DI,
+  input wire [3:0] S
+);
+  wire [4:0] c;
+  assign c[0] = CI | CYINIT;
+  genvar i;
+  generate
+    for (i = 0; i < 4; i = i + 1) begin : bit_
+      assign c[i + 1] = S[i] ? c[i] : DI[i];
+    end
+  endgenerate
+  assign CO = c[4:1];
+  assign O = S ^ c[3:0];
+endmodule
+`default_nettype wire
+"""
+
+SIM_MODELS_FILE = "xilinx_sim_models.v"
+
+
+def uses_primitives(verilog: str) -> bool:
+    """Does this Verilog instantiate the cells above (and so need :data:`SIM_MODELS` to
+    simulate)?"""
+    return re.search(r"^\s*(LUT6|CARRY4)\b", verilog, re.M) is not None
+
+
+def write_sim_models(directory: Path) -> Path:
+    """Write :data:`SIM_MODELS` to ``directory/xilinx_sim_models.v``."""
+    path = Path(directory) / SIM_MODELS_FILE
+    path.write_text(SIM_MODELS)
+    return path
