@@ -22,7 +22,7 @@ class ProcessingElement(wiring.Component):
     the step with ``last``, ``result`` holds the dot product and ``result_valid`` pulses for one
     cycle. ``result`` then holds until the next dot product ends.
 
-    In shift mode the lanes come in :class:`hw.lanes.ShiftPair`\ s (one lane's last shifter
+    In shift mode the lanes come in :class:`hw.lanes.ShiftPair` units (one lane's last shifter
     stage folded into the pair's adder) and the ``neg`` corrections ride on the tree's and the
     accumulator's carry-ins; the tree then sums ``ceil(V / 2)`` values.
 

@@ -42,7 +42,7 @@ def lut6(m: Module, inputs: list[Value], fn: Callable[..., int], name: str) -> S
 
 def carry_chain(m: Module, s: list[Value], di: list[Value], cin: Value, name: str) -> list[Signal]:
     """The sum bits of a ``CARRY4`` chain: ``O[i] = S[i] ^ C[i]``, ``C[i+1] = S[i] ? C[i] :
-    DI[i]``, ``C[0] = cin`` (``len(s)`` bits, rounded up to whole ``CARRY4``\\ s internally)."""
+    DI[i]``, ``C[0] = cin`` (``len(s)`` bits, rounded up to whole CARRY4 cells internally)."""
     if len(s) != len(di) or not s:
         raise ValueError("carry_chain needs as many S as DI bits, at least one")
     n = len(s)
