@@ -175,8 +175,10 @@ def cmd_gen(args: argparse.Namespace) -> int:
         print(f"  resources   {rep['resources_model']['luts_total']} LUTs, "
               f"{rep['resources_model']['bram36_total']} BRAM36, {rep['resources_model']['dsp']}"
               " DSP48 (model)")
-        print(f"  files       rtl/{manifest['top']}.v weights.bin program.bin manifest.json "
-              "report.json report.md network.npz")
+        print(f"  files       {' '.join(manifest['files'])} manifest.json report.json report.md")
+        for name, proof in manifest.get("equivalence", {}).items():
+            print(f"  proved      {name}: simulation view == hand-placed cells "
+                  f"({proof['method']}, {proof['seconds']} s)")
 
     _emit(args, obj, human)
     return 0

@@ -32,6 +32,7 @@ from gen.compile import (
 )
 from gen.cost import CostModel
 from gen.cycles import descriptor_cycles, program_cycles
+from gen.equiv import prove_shift_pair
 from gen.ir import AdderConv, IntegerNetwork, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
@@ -47,6 +48,8 @@ from hw.program import (
 )
 from hw.regmap import REGMAP
 from hw.xilinx import uses_primitives, write_sim_models
+
+SIM_VIEW_FILE = "shiftadd_top_sim.v"  # rtl/: the simulation view of the top
 
 MANIFEST_FORMAT = "shiftadd-manifest"
 MANIFEST_VERSION = 1
@@ -358,8 +361,19 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     rtl_dir.mkdir(exist_ok=True)
     (rtl_dir / f"{TOP_NAME}.v").write_text(text)
     rtl_files = [f"rtl/{TOP_NAME}.v"]
-    if uses_primitives(text):  # LUT6/CARRY4 models for simulators other than Vivado's
-        rtl_files.append(f"rtl/{write_sim_models(rtl_dir).name}")
+    equivalence = {}
+    if uses_primitives(text):
+        # the simulation view (what shiftadd sim runs), proven equal to the synthesis view,
+        # and models of the two cells for simulators other than Vivado's
+        progress("  proving the simulation view equal to the hand-placed cells (Yosys SAT)")
+        lane = cfg.array("shift").pe.lane
+        seconds = prove_shift_pair(lane)
+        equivalence = {"ShiftPair": {"lane": {"data_bits": lane.data_bits,
+                                              "shift_max": lane.shift_max},
+                                     "proved": True, "method": "yosys miter + sat, all inputs",
+                                     "seconds": round(seconds, 1)}}
+        (rtl_dir / SIM_VIEW_FILE).write_text(emit_verilog(cfg, build_id, simulation_view=True))
+        rtl_files += [f"rtl/{SIM_VIEW_FILE}", f"rtl/{write_sim_models(rtl_dir).name}"]
     progress(f"  {len(text) / 1e6:.1f} MB of Verilog in {time.perf_counter() - t0:.1f} s")
     (out / "program.bin").write_bytes(program_bin)
     (out / "weights.bin").write_bytes(weights_bin)
@@ -372,6 +386,8 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
         "model": {"name": net.name, "precision": net.precision.value,
                   "normalization": net.meta.get("normalization")},
         "board": board.name, "clock_mhz": clock_mhz, "top": TOP_NAME,
+        "simulation_rtl": rtl_files[1] if len(rtl_files) > 1 else rtl_files[0],
+        "equivalence": equivalence,
         "engine": cfg.to_json(), "registers": REGMAP.to_json(),
         "stream": {"beat_bits": BEAT_BITS, "frame_magic": FRAME_MAGIC,
                    "load_header": header_beat(FrameKind.LOAD),
@@ -402,6 +418,12 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
 
 class ManifestError(ValueError):
     """An ``OUT/`` directory that is not a complete, consistent shiftadd build."""
+
+
+def simulation_verilog(out: Path, manifest: dict) -> str:
+    """The Verilog ``shiftadd sim`` and the emulated board run: the simulation view (equal to
+    the synthesis view by proof, see ``manifest["equivalence"]``), or the top itself."""
+    return (Path(out) / manifest.get("simulation_rtl", f"rtl/{manifest['top']}.v")).read_text()
 
 
 def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:

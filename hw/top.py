@@ -55,21 +55,26 @@ class Top(wiring.Component):
         return m
 
 
-def emit_verilog(cfg: EngineConfig, build_id: int) -> str:
+def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = False) -> str:
     """The accelerator as one Verilog file: one module per PE kind (converted once, instantiated
     R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
-    minutes; this way it takes seconds."""
+    minutes; this way it takes seconds. ``simulation_view``: the shift PE's hand-placed cells
+    described behaviourally (:func:`hw.xilinx.simulation_view`); everything else is identical."""
+    import contextlib
+
     from amaranth.back import verilog
 
     from hw.array import EnabledPE
     from hw.engine import pe_module_name
+    from hw.xilinx import simulation_view as sim_view
 
     parts = []
     for kind in ("shift", "adder"):
         arr = cfg.array(kind)
         if arr is not None:
-            parts.append(verilog.convert(EnabledPE(arr.pe), name=pe_module_name(kind),
-                                         emit_src=False, strip_internal_attrs=True))
+            with sim_view() if simulation_view else contextlib.nullcontext():
+                parts.append(verilog.convert(EnabledPE(arr.pe), name=pe_module_name(kind),
+                                             emit_src=False, strip_internal_attrs=True))
     parts.append(verilog.convert(Top(cfg, build_id, pe_modules=True), name=TOP_NAME,
                                  emit_src=False, strip_internal_attrs=True))
     return "\n".join(parts)

@@ -50,11 +50,13 @@ def build_verilog(text: str, toplevel: str) -> rtl.Build:
 
 
 def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:
-    """Build the Verilog ``shiftadd gen`` would emit for ``cfg`` (tests without ``OUT/``)."""
+    """Build the simulation view ``shiftadd gen`` would emit for ``cfg`` (tests without
+    ``OUT/``)."""
     from hw.top import TOP_NAME, emit_verilog
 
-    return rtl.build(lambda: emit_verilog(cfg, build_id), "accel",
-                     {"engine": cfg.to_json(), "build_id": build_id}, toplevel=TOP_NAME)
+    return rtl.build(lambda: emit_verilog(cfg, build_id, simulation_view=True), "accel",
+                     {"engine": cfg.to_json(), "build_id": build_id, "view": "simulation"},
+                     toplevel=TOP_NAME)
 
 
 def out_beats(net: IntegerNetwork, cfg: EngineConfig) -> int:
@@ -116,11 +118,11 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
                     backpressure: float = 0.1, progress=lambda s: None) -> tuple[SimResult, dict]:
     """``shiftadd sim``: build ``out/rtl``'s Verilog, stream ``images`` inputs, compare."""
     from gen.cycles import program_cycles
-    from gen.generate import load_frame_beats, load_outdir
+    from gen.generate import load_frame_beats, load_outdir, simulation_verilog
     from hw.program import MemoryId, beats_to_words, unpack_descriptor
 
     manifest, net, cfg = load_outdir(out)
-    text = (out / "rtl" / f"{manifest['top']}.v").read_text()
+    text = simulation_verilog(out, manifest)
     progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")
     b = build_verilog(text, manifest["top"])
     progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")

@@ -118,12 +118,12 @@ def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=No
     """Serve ``out/`` as an emulated board until the process is stopped."""
     from pathlib import Path
 
-    from gen.generate import load_outdir
+    from gen.generate import load_outdir, simulation_verilog
     from sim.accel import build_verilog
 
     out = Path(out)
     manifest, _, _ = load_outdir(out)
-    text = (out / "rtl" / f"{manifest['top']}.v").read_text()
+    text = simulation_verilog(out, manifest)
     progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")
     b = build_verilog(text, manifest["top"])
     progress(f"starting the emulated board (build {manifest['build_id_hex']}) on {host}:{port}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen.generate import ManifestError, load_frame_beats, load_outdir
+from gen.generate import ManifestError, load_frame_beats, load_outdir, simulation_verilog
 from sim import rtl
 from sim.accel import build_verilog, make_case, run_case, simulate_outdir
 
@@ -75,7 +75,7 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     bad_loads = [with_first(op=15),                                      # unknown opcode
                  with_first(out_base=manifest["engine"]["act_depth"] - 1)]  # runs off the end
     x, _ = sample_inputs(net, 1, seed)
-    b = build_verilog((digits_fix8 / "rtl" / f"{manifest['top']}.v").read_text(), manifest["top"])
+    b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="bad_")
 
