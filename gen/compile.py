@@ -195,12 +195,15 @@ def bias_bits_for(net: IntegerNetwork) -> int:
 
 
 def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int | None,
-                    data_bits: int, bias_bits: int | None = None) -> Program:
+                    data_bits: int, bias_bits: int | None = None,
+                    weights: bool = True) -> Program:
     """Lay out ``net`` for an engine of geometry ``geo``.
 
     ``shift_lane_bits``: width of one shift lane weight (sign + shift field), ``None`` when the
     engine has no shift array. ``bias_bits``: the engine's bias width (default: what the network
-    needs). Raises :class:`CompileError` for anything the engine cannot run.
+    needs). ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
+    the weight memories as the right number of zero words instead of packing the weights.
+    Raises :class:`CompileError` for anything the engine cannot run.
     """
     if geo.cols % geo.lanes:
         raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
@@ -224,7 +227,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
                 [tensor_words(net.tensors[s.inputs[0]].shape, C)], [1]))
         elif s.op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
             d.update(_conv_descriptor(net, s, geo, bases, memories, shift_lane_bits, data_bits,
-                                      bias_bits))
+                                      bias_bits, weights))
         elif s.op is Opcode.ADD:
             a, b = (net.tensors[t] for t in s.inputs)
             y = net.tensors[s.output]
@@ -257,7 +260,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
 
 
 def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bits, data_bits,
-                     bias_bits) -> dict:
+                     bias_bits, weights: bool = True) -> dict:
     op, rq = s.conv, s.requant
     x, y = net.tensors[op.inputs[0]], net.tensors[s.output]
     c_in, h, w = x.shape
@@ -274,7 +277,8 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
     blocks = words_per_pixel(c_out, C)
     pixels = oh * ow
     w_base = len(memories[mem])
-    memories[mem].extend(_conv_weights(s, geo, bits))
+    memories[mem].extend(_conv_weights(s, geo, bits) if weights
+                         else [0] * (blocks * k * k * b_in * sub))
     p_base = len(memories[MemoryId.PARAMS])
     for cb in range(blocks):
         chans = []

@@ -31,7 +31,7 @@ from gen.compile import (
     tensor_words,
 )
 from gen.cost import CostModel
-from gen.cycles import descriptor_cycles, program_cycles
+from gen.cycles import conv_utilization, descriptor_cycles, program_cycles
 from gen.equiv import prove_shift_pair
 from gen.ir import AdderConv, IntegerNetwork, ShiftConv
 from gen.numerics import Format, signed_bits
@@ -47,13 +47,15 @@ from hw.program import (
     header_beat,
 )
 from hw.regmap import REGMAP
-from hw.xilinx import uses_primitives, write_sim_models
+from hw.xilinx import write_sim_models
 
 SIM_VIEW_FILE = "shiftadd_top_sim.v"  # rtl/: the simulation view of the top
 
 MANIFEST_FORMAT = "shiftadd-manifest"
 MANIFEST_VERSION = 1
-ROWS, COLS, LANES = (2, 4, 8, 16, 32), (8, 16, 32), (4, 8, 16)
+# Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
+# count is tried; columns are output channels and must be a multiple of the lanes.
+ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
 # Logic around the arrays, per column (requantizer, residual adder, pooler) and per row (feeder:
 # window position, address and bounds). Estimates, to be replaced by synthesis of the engine.
 PPU_LUT_PER_COL = 600
@@ -126,10 +128,13 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, int]:
             **{m.name.lower(): blocks(w[m], dpt[m]) for m in MemoryId}}
 
 
-def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel) -> Design:
+def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
+               weights: bool = True) -> Design:
+    """Compile ``net`` for ``geo`` and price it. ``weights=False``: the weight memories are
+    sized but not packed (sizing compares hundreds of geometries)."""
     pes = pe_configs(net, geo.lanes)
     prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
-                           data_bits=net.precision.bits)
+                           data_bits=net.precision.bits, weights=weights)
     cfg = engine_config(net, geo, prog, **pes)
     return Design(net, cfg, prog, estimate_luts(cfg, model), estimate_bram(cfg),
                   program_cycles(prog.descriptors, cfg))
@@ -139,28 +144,31 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                 rows: int | None = None, cols: int | None = None, lanes: int | None = None,
                 model: CostModel | None = None) -> Design:
     """The fastest geometry that fits ``lut_budget`` (default 70 % of the board's LUTs) and the
-    board's block RAM; ties go to fewer LUTs."""
+    board's block RAM; ties go to fewer LUTs. LUTs and BRAM grow with the rows, so for each
+    ``cols x lanes`` the rows are tried upwards until the first that does not fit."""
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else 0.7 * board.luts
     best, tried = None, []
-    for r, c, v in itertools.product([rows] if rows else ROWS, [cols] if cols else COLS,
-                                     [lanes] if lanes else LANES):
+    for c, v in itertools.product([cols] if cols else COLS, [lanes] if lanes else LANES):
         if c % v:
-            tried.append(f"{r}x{c}x{v}: cols must be a multiple of lanes")
+            tried.append(f"?x{c}x{v}: cols must be a multiple of lanes")
             continue
-        try:
-            d = design_for(net, Geometry(r, c, v), model)
-        except (CompileError, ValueError) as e:
-            tried.append(f"{r}x{c}x{v}: {e}")
-            continue
-        fits = d.luts_total <= budget and sum(d.bram36.values()) <= board.bram36
-        tried.append(f"{r}x{c}x{v}: {d.luts_total:.0f} LUTs, {sum(d.bram36.values())} BRAM36")
-        if fits and (best is None or (d.cycles, d.luts_total) < (best.cycles, best.luts_total)):
-            best = d
+        for r in [rows] if rows else ROWS:
+            try:
+                d = design_for(net, Geometry(r, c, v), model, weights=False)
+            except (CompileError, ValueError) as e:
+                tried.append(f"{r}x{c}x{v}: {e}")
+                continue
+            bram = sum(d.bram36.values())
+            tried.append(f"{r}x{c}x{v}: {d.luts_total:.0f} LUTs, {bram} BRAM36")
+            if d.luts_total > budget or bram > board.bram36:
+                break
+            if best is None or (d.cycles, d.luts_total) < (best.cycles, best.luts_total):
+                best = d
     if best is None:
         raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "
                           f"of {board.name}; tried: " + "; ".join(tried[:6]))
-    return best
+    return design_for(net, Geometry(best.cfg.rows, best.cfg.cols, best.cfg.lanes), model)
 
 
 # ------------------------------------------------------------------------------ layer programs
@@ -239,8 +247,7 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
             y = net.tensors[s.conv.output].shape
             x = net.tensors[s.conv.inputs[0]].shape
             ops = y[0] * y[1] * y[2] * x[0] * s.conv.kernel ** 2
-            row.update(lane_ops=ops, utilization=round(
-                ops / (cyc * cfg.rows * cfg.cols * cfg.lanes), 4))
+            row.update(lane_ops=ops, utilization=round(conv_utilization(d, cfg, ops), 4))
         rows.append(row)
     return rows
 
@@ -340,7 +347,7 @@ def tensor_json(net: IntegerNetwork, name: str, cfg: EngineConfig) -> dict:
 def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
          progress: Callable[[str], None] = lambda s: None) -> dict:
     """Write ``out/``; returns the manifest."""
-    from hw.top import TOP_NAME, emit_verilog
+    from hw.top import TOP_NAME, emit_views
 
     cfg, prog, net = design.cfg, design.program, design.net
     out.mkdir(parents=True, exist_ok=True)
@@ -356,23 +363,23 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
-    text = emit_verilog(cfg, build_id)
+    text, sim_text = emit_views(cfg, build_id)
     rtl_dir = out / "rtl"
     rtl_dir.mkdir(exist_ok=True)
     (rtl_dir / f"{TOP_NAME}.v").write_text(text)
     rtl_files = [f"rtl/{TOP_NAME}.v"]
     equivalence = {}
-    if uses_primitives(text):
+    if sim_text is not None:
         # the simulation view (what shiftadd sim runs), proven equal to the synthesis view,
         # and models of the two cells for simulators other than Vivado's
         progress("  proving the simulation view equal to the hand-placed cells (Yosys SAT)")
         lane = cfg.array("shift").pe.lane
-        seconds = prove_shift_pair(lane)
+        proof_seconds = prove_shift_pair(lane)
         equivalence = {"ShiftPair": {"lane": {"data_bits": lane.data_bits,
                                               "shift_max": lane.shift_max},
                                      "proved": True, "method": "yosys miter + sat, all inputs",
-                                     "seconds": round(seconds, 1)}}
-        (rtl_dir / SIM_VIEW_FILE).write_text(emit_verilog(cfg, build_id, simulation_view=True))
+                                     "seconds": round(proof_seconds, 1)}}
+        (rtl_dir / SIM_VIEW_FILE).write_text(sim_text)
         rtl_files += [f"rtl/{SIM_VIEW_FILE}", f"rtl/{write_sim_models(rtl_dir).name}"]
     progress(f"  {len(text) / 1e6:.1f} MB of Verilog in {time.perf_counter() - t0:.1f} s")
     (out / "program.bin").write_bytes(program_bin)

@@ -55,14 +55,14 @@ class Top(wiring.Component):
         return m
 
 
-def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = False) -> str:
-    """The accelerator as one Verilog file: one module per PE kind (converted once, instantiated
-    R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
-    minutes; this way it takes seconds. ``simulation_view``: the shift PE's hand-placed cells
-    described behaviourally (:func:`hw.xilinx.simulation_view`); everything else is identical."""
-    import contextlib
-
+def _convert(elaboratable, name: str) -> str:
     from amaranth.back import verilog
+
+    return verilog.convert(elaboratable, name=name, emit_src=False, strip_internal_attrs=True)
+
+
+def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
+    import contextlib
 
     from hw.array import EnabledPE
     from hw.engine import pe_module_name
@@ -73,8 +73,28 @@ def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = Fa
         arr = cfg.array(kind)
         if arr is not None:
             with sim_view() if simulation_view else contextlib.nullcontext():
-                parts.append(verilog.convert(EnabledPE(arr.pe), name=pe_module_name(kind),
-                                             emit_src=False, strip_internal_attrs=True))
-    parts.append(verilog.convert(Top(cfg, build_id, pe_modules=True), name=TOP_NAME,
-                                 emit_src=False, strip_internal_attrs=True))
-    return "\n".join(parts)
+                parts.append(_convert(EnabledPE(arr.pe), pe_module_name(kind)))
+    return parts
+
+
+def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = False) -> str:
+    """The accelerator as one Verilog file: one module per PE kind (converted once, instantiated
+    R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
+    minutes; this way it takes seconds. ``simulation_view``: the shift PE's hand-placed cells
+    described behaviourally (:func:`hw.xilinx.simulation_view`); everything else is identical."""
+    return "\n".join([*_pe_modules(cfg, simulation_view=simulation_view),
+                      _convert(Top(cfg, build_id, pe_modules=True), TOP_NAME)])
+
+
+def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
+    """``(synthesis view, simulation view)`` as :func:`emit_verilog` writes them, converting the
+    top (everything but the PE modules, and most of the conversion time) once for both. The
+    simulation view is ``None`` when the synthesis view places no cells (nothing to describe
+    differently)."""
+    from hw.xilinx import uses_primitives
+
+    top = _convert(Top(cfg, build_id, pe_modules=True), TOP_NAME)
+    synthesis = "\n".join([*_pe_modules(cfg, simulation_view=False), top])
+    if not uses_primitives(synthesis):
+        return synthesis, None
+    return synthesis, "\n".join([*_pe_modules(cfg, simulation_view=True), top])

@@ -1,16 +1,19 @@
-"""Sizing from a trained model and a board budget."""
+"""Sizing from a trained model and a board budget (``gen.generate.size_engine``)."""
 
 from __future__ import annotations
 
 import pytest
 
 from gen import checkpoint
+from gen.compile import Geometry
 from gen.cost import CostModel
 from gen.evaluate import calibration_batch
+from gen.generate import design_for, size_engine
 from gen.ir import AdderConv, ShiftConv
 from gen.nn.data import load_digits_splits
 from gen.quantize import quantize
-from gen.size import BOARDS, SizingError, shift_range, size
+from gen.size import BOARDS, SizingError, shift_range
+from hw.program import MemoryId
 
 
 @pytest.fixture(scope="module")
@@ -26,26 +29,35 @@ def test_widths_come_from_the_trained_model(digits_fix8):
     spread = max(op.exp_max - int(op.exp[op.sign != 0].min())
                  for op in net.ops if isinstance(op, ShiftConv) and (op.sign != 0).any())
     assert shift_range(net) == spread
-    plan = size(net, BOARDS["zc706"])
-    sh, ad = plan.arrays["shift"], plan.arrays["adder"]
-    assert sh.pe.lane.shift_max == spread and sh.pe.lane.data_bits == 8
-    assert ad.pe.acc_bits >= max(net.tensors[o.output].fmt.bits for o in net.ops
-                                 if isinstance(o, AdderConv))
+    cfg = size_engine(net, BOARDS["zc706"]).cfg
+    assert cfg.shift.lane.shift_max == spread and cfg.shift.lane.data_bits == 8
+    assert cfg.adder.acc_bits >= max(net.tensors[o.output].fmt.bits for o in net.ops
+                                     if isinstance(o, AdderConv))
 
 
-def test_plan_fits_the_budget_and_overrides_hold(digits_fix8):
-    model = CostModel.load()
-    board = BOARDS["zc706"]
-    plan = size(digits_fix8, board, lut_share=0.05, rows=4, lanes=8)
-    assert plan.luts <= 0.05 * board.luts
-    assert sum(model.array(c).lut for c in plan.arrays.values()) == pytest.approx(plan.luts)
-    for c in plan.arrays.values():
-        assert c.rows == 4 and c.pe.lanes == 8
-    assert all(0 < layer["utilization"] <= 1 for layer in plan.layers)
+def test_the_fastest_geometry_that_fits_is_chosen(digits_fix8):
+    board, model = BOARDS["zc706"], CostModel.load()
+    budget = 0.2 * board.luts
+    best = size_engine(digits_fix8, board, lut_budget=budget, lanes=8)
+    assert best.luts_total <= budget and sum(best.bram36.values()) <= board.bram36
+    assert best.cfg.lanes == 8
+    # every other geometry with 8 lanes is slower, or over the budget
+    for r in range(2, 33):
+        for c in (8, 16, 32):
+            d = design_for(digits_fix8, Geometry(r, c, 8), model, weights=False)
+            assert d.cycles >= best.cycles or d.luts_total > budget, (r, c)
+    # the chosen design carries the packed weights; the sizing pass only counted them
+    counted = design_for(digits_fix8, Geometry(best.cfg.rows, best.cfg.cols, 8), model,
+                         weights=False)
+    for mem, words in best.program.memories.items():
+        assert len(words) == len(counted.program.memories[mem]), mem
+    for mem in (MemoryId.SHIFT_WEIGHTS, MemoryId.ADDER_WEIGHTS):
+        assert any(best.program.memories[mem]) and not any(counted.program.memories[mem])
+    assert best.cfg == counted.cfg and best.cycles == counted.cycles
 
 
-def test_impossible_budgets_are_clear_errors(digits_fix8):
-    with pytest.raises(SizingError, match="no array pair fits"):
-        size(digits_fix8, BOARDS["zc706"], lut_share=0.0005)
-    with pytest.raises(SizingError, match="below the network's trained range"):
-        size(digits_fix8, BOARDS["zc706"], shift_max=0)
+def test_overrides_hold_and_impossible_budgets_are_clear_errors(digits_fix8):
+    d = size_engine(digits_fix8, BOARDS["zc706"], rows=5, cols=16, lanes=8)
+    assert (d.cfg.rows, d.cfg.cols, d.cfg.lanes) == (5, 16, 8)
+    with pytest.raises(SizingError, match="no engine geometry fits 1000 LUTs"):
+        size_engine(digits_fix8, BOARDS["zc706"], lut_budget=1000)
