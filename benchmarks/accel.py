@@ -7,7 +7,8 @@ cycles per image and images/s from the engine cycle model, and per-layer PE util
 (ideal lane operations / (cycles x lanes of the active array)).
 
 ``--rtl-layers``: PE utilization of every distinct conv shape *measured in RTL* (Verilator) at
-the test geometry 4x16x8: each layer runs as a one-layer program and as the same program with
+4x16x8, or the geometry ``--rows/--cols/--lanes`` give (7x16x16 is what ``shiftadd gen`` picks
+for ResNet-20 on the ZC706): each layer runs as a one-layer program and as the same program with
 the conv twice; the difference of the two CYCLES counters is the conv's measured cycles.
 """
 
@@ -57,7 +58,7 @@ def projection(args) -> dict:
             "energy": rep["energy"], "layers": convs}
 
 
-def rtl_layers() -> dict:
+def rtl_layers(rows: int = 4, cols: int = 16, lanes: int = 8) -> dict:
     from dataclasses import replace
 
     from gen.compile import Geometry, load_frame
@@ -67,10 +68,10 @@ def rtl_layers() -> dict:
     from sim.accel import build_config, make_case, run_case
 
     nets = single_layer_networks(resnet20())
-    geo = Geometry(4, 16, 8)
+    geo = Geometry(rows, cols, lanes)
     cfg, progs = shared_engine(list(nets.values()), geo)
     b = build_config(cfg, 0x5EED1A7E)
-    rows = []
+    out = []
     for (name, net), prog in zip(nets.items(), progs, strict=True):
         conv = next(d for d in prog.descriptors
                     if d["op"] in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV))
@@ -87,10 +88,10 @@ def rtl_layers() -> dict:
         xs, ys = spec.shape, net.tensors[net.output].shape
         k = int(name.split("_k")[1][0])
         ops = ys[0] * ys[1] * ys[2] * xs[0] * k * k
-        rows.append({"layer": name, "measured_cycles": measured,
+        out.append({"layer": name, "measured_cycles": measured,
                      "model_cycles": descriptor_cycles(conv, cfg),
                      "utilization": round(ops / (measured * cfg.rows * cfg.cols * cfg.lanes), 4)})
-    return {"geometry": "4x16x8", "layers": rows}
+    return {"geometry": f"{geo.rows}x{geo.cols}x{geo.lanes}", "layers": out}
 
 
 def main() -> int:
@@ -101,7 +102,10 @@ def main() -> int:
     ap.add_argument("--cols", type=int)
     ap.add_argument("--lanes", type=int)
     args = ap.parse_args()
-    res = rtl_layers() if args.rtl_layers else projection(args)
+    if args.rtl_layers:
+        res = rtl_layers(args.rows or 4, args.cols or 16, args.lanes or 8)
+    else:
+        res = projection(args)
     if args.json:
         emit(res, True)
         return 0

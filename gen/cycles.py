@@ -1,9 +1,9 @@
-"""Cycle model of the array core for conv layers (estimates before any RTL or vendor tool runs).
+"""Cycle model of the array core and the layer engine.
 
-A conv layer is a matrix of dot products: ``pixels x out_channels`` outputs of ``J = C_in * k * k``
-terms each. On an R x C x V output-stationary :class:`hw.array.ArrayCore`, a tile is R pixels x C
-output channels; it takes ``ceil(J / V)`` steps, but consecutive tiles' ``last`` steps must be R
-cycles apart (the drain), so a tile occupies ``max(ceil(J / V), R)`` cycles. The first results
+A conv layer is a matrix of dot products: ``pixels x out_channels`` outputs of ``J`` terms each
+(``C_in * k * k``, channels padded to whole lane groups). On an R x C x V output-stationary
+:class:`hw.array.ArrayCore`, a tile is R pixels x C output channels; it takes ``ceil(J / V)``
+steps, but consecutive tiles' ``last`` steps must be R cycles apart (the drain), so a tile occupies ``max(ceil(J / V), R)`` cycles. The first results
 leave ``ArrayCore.latency`` cycles after the first tile's last step, and the last tile's R rows
 take R cycles to leave. ``tests/test_cycle_model.py`` checks this against Verilator.
 
@@ -16,51 +16,8 @@ network (``benchmarks/accel.py --rtl-layers``, ``shiftadd sim --idle 0 --backpre
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
-from gen.ir import AdderConv, IntegerNetwork, ShiftConv
-from hw.config import ArrayConfig, PEConfig
-
-
-@dataclass(frozen=True)
-class ConvShape:
-    name: str
-    kind: str            # "shift" | "adder"
-    c_in: int
-    c_out: int
-    kernel: int
-    stride: int
-    h_out: int
-    w_out: int
-
-    @property
-    def terms(self) -> int:
-        """J: terms per dot product."""
-        return self.c_in * self.kernel * self.kernel
-
-    @property
-    def pixels(self) -> int:
-        return self.h_out * self.w_out
-
-    @property
-    def lane_ops(self) -> int:
-        return self.pixels * self.c_out * self.terms
-
-    def to_json(self) -> dict:
-        return {"name": self.name, "kind": self.kind, "c_in": self.c_in, "c_out": self.c_out,
-                "kernel": self.kernel, "stride": self.stride, "out": [self.h_out, self.w_out]}
-
-
-def conv_shapes(net: IntegerNetwork) -> list[ConvShape]:
-    """Every shift and adder conv of an integer network, in execution order."""
-    out = []
-    for op in net.ops:
-        if isinstance(op, ShiftConv | AdderConv):
-            x, y = net.tensors[op.inputs[0]], net.tensors[op.output]
-            out.append(ConvShape(op.name, "shift" if isinstance(op, ShiftConv) else "adder",
-                                 x.shape[0], y.shape[0], op.kernel, op.stride, y.shape[1],
-                                 y.shape[2]))
-    return out
+from hw.config import ArrayConfig
 
 
 def core_latency(cfg: ArrayConfig) -> int:
@@ -83,27 +40,6 @@ def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig) -> int:
     # first tile: its steps; every later tile's last step waits for the drain spacing
     body = tile_steps[0] + sum(tile_cycles(s, r) for s in tile_steps[1:])
     return body + core_latency(cfg) + r - 1
-
-
-def layer_tiles(shape: ConvShape, cfg: ArrayConfig) -> tuple[int, int]:
-    """(number of tiles, steps per tile) for a conv layer."""
-    tiles = math.ceil(shape.pixels / cfg.rows) * math.ceil(shape.c_out / cfg.cols)
-    return tiles, math.ceil(shape.terms / cfg.pe.lanes)
-
-
-def layer_cycles(shape: ConvShape, cfg: ArrayConfig) -> int:
-    tiles, steps = layer_tiles(shape, cfg)
-    return schedule_cycles([steps] * tiles, cfg)
-
-
-def utilization(shape: ConvShape, cfg: ArrayConfig) -> float:
-    """Ideal lane-operations / (cycles * R * C * V)."""
-    lanes = cfg.rows * cfg.cols * cfg.pe.lanes
-    return shape.lane_ops / (layer_cycles(shape, cfg) * lanes)
-
-
-def with_pe(cfg: ArrayConfig, pe: PEConfig) -> ArrayConfig:
-    return ArrayConfig(pe, cfg.rows, cfg.cols)
 
 
 # ----------------------------------------------------------------------------- the layer engine

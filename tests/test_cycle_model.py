@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gen.cycles import ConvShape, layer_cycles, layer_tiles, schedule_cycles, utilization
+from gen.cycles import schedule_cycles
 from hw.array import ArrayCore
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from sim import rtl
@@ -22,14 +22,3 @@ def test_cycle_model_matches_rtl(tile_steps, seed):
     run_dir = rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="schedule")
     measured = int(json.loads((run_dir / "schedule.json").read_text())["cycles"])
     assert measured == schedule_cycles(tile_steps, cfg)  # exact, not just within 2 %
-
-
-def test_layer_utilization_arithmetic():
-    cfg = ArrayConfig(PEConfig(LaneConfig(LaneKind.ADDER, 8), 8, 24), 16, 16)
-    # ResNet-20 layer1 adder conv: 16 -> 16, 3x3, 32x32 output
-    shape = ConvShape("layer1.0.conv1.1", "adder", 16, 16, 3, 1, 32, 32)
-    tiles, steps = layer_tiles(shape, cfg)
-    assert (tiles, steps) == (64, 18)
-    assert layer_cycles(shape, cfg) == schedule_cycles([18] * 64, cfg)
-    u = utilization(shape, cfg)
-    assert 0.95 < u < 1.0
