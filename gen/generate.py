@@ -32,7 +32,7 @@ from gen.compile import (
 )
 from gen.cost import CostModel
 from gen.cycles import conv_utilization, descriptor_cycles, program_cycles
-from gen.equiv import prove_shift_pair
+from gen.equiv import pair_class, prove_pair
 from gen.ir import AdderConv, IntegerNetwork, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
@@ -371,16 +371,20 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     equivalence = {}
     if sim_text is not None:
         # the simulation view (what shiftadd sim runs), proven equal to the synthesis view,
-        # and models of the two cells for simulators other than Vivado's
+        # and models of the cells for simulators other than Vivado's
         progress("  proving the simulation view equal to the hand-placed cells (Yosys SAT)")
-        lane = cfg.array("shift").pe.lane
-        proof_seconds = prove_shift_pair(lane)
-        equivalence = {"ShiftPair": {"lane": {"data_bits": lane.data_bits,
-                                              "shift_max": lane.shift_max},
-                                     "proved": True, "method": "yosys miter + sat, all inputs",
-                                     "seconds": round(proof_seconds, 1)}}
+        for kind in ("shift", "adder"):
+            arr = cfg.array(kind)
+            if arr is None or arr.pe.lanes < 2:  # no pairs, no cells
+                continue
+            lane = arr.pe.lane
+            proof_seconds = prove_pair(lane)
+            equivalence[pair_class(lane).__name__] = {
+                "lane": {"data_bits": lane.data_bits, "shift_max": lane.shift_max},
+                "proved": True, "method": "yosys miter + sat, all inputs",
+                "seconds": round(proof_seconds, 1)}
         (rtl_dir / SIM_VIEW_FILE).write_text(sim_text)
-        rtl_files += [f"rtl/{SIM_VIEW_FILE}", f"rtl/{write_sim_models(rtl_dir).name}"]
+        rtl_files += [f"rtl/{SIM_VIEW_FILE}", f"rtl/{write_sim_models(rtl_dir, text).name}"]
     progress(f"  {len(text) / 1e6:.1f} MB of Verilog in {time.perf_counter() - t0:.1f} s")
     (out / "program.bin").write_bytes(program_bin)
     (out / "weights.bin").write_bytes(weights_bin)

@@ -6,12 +6,12 @@ Both lanes are combinational; the PE registers their outputs. Their numeric mean
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import LaneConfig, LaneKind
-from hw.xilinx import carry_chain, lut6, placing_primitives
+from hw.xilinx import carry_chain, lut6, lut6_2, placing_primitives
 
 
 def shift_weight_layout(cfg: LaneConfig) -> data.StructLayout:
@@ -178,6 +178,63 @@ def _folded_bit(a: int, zero: int, neg: int, q: int) -> int:
 def _folded_bit_shifted(a: int, zero: int, neg: int, q: int, h: int, p: int = 0) -> int:
     """``p`` is absent (0) for sum bits below the top shift's weight."""
     return a ^ (0 if zero else (p if h else q) ^ neg)
+
+
+class AdderPair(wiring.Component):
+    """Two adder lanes and the adder that sums them, with both absolute values folded into the
+    adder's LUTs: ``y + neg == |x_a - w_a| + |x_b - w_b|``.
+
+    Each lane keeps its subtractor ``d = x - w`` (``data_bits + 1`` bits, sign ``s``). ``|d| =
+    (d ^ s) + s``: the inversions are applied per sum bit inside the LUT that feeds the carry
+    chain, ``S_j = (d_a[j] ^ s_a) ^ (d_b[j] ^ s_b)``, whose second output gives the chain's
+    ``DI_j = d_a[j] ^ s_a`` (``LUT6_2``: four shared inputs, one LUT per bit, where each absolute
+    value would take a carry chain of its own). Lane ``b``'s ``+ s_b`` is the chain's carry-in;
+    lane ``a``'s ``+ s_a`` leaves as ``neg`` for a later adder's carry-in. ``y`` is unsigned,
+    ``data_bits + 1`` wide. Combinational (latency 0); hand-placed 7-series
+    primitives (:mod:`hw.xilinx`), described behaviourally in the simulation view.
+    """
+
+    latency = 0
+
+    def __init__(self, cfg: LaneConfig) -> None:
+        if not isinstance(cfg, LaneConfig) or cfg.kind is not LaneKind.ADDER:
+            raise ValueError(f"AdderPair needs an adder LaneConfig, not {cfg!r}")
+        self._cfg = cfg
+        b = cfg.data_bits
+        super().__init__({"x": In(data.ArrayLayout(signed(b), 2)),
+                          "w": In(data.ArrayLayout(signed(b), 2)),
+                          "y": Out(unsigned(b + 1)), "neg": Out(1)})
+
+    @property
+    def config(self) -> LaneConfig:
+        return self._cfg
+
+    def elaborate(self, platform):
+        m = Module()
+        b = self._cfg.data_bits
+        d = [Signal(signed(b + 1), name=f"d_{n}") for n in "ab"]
+        m.d.comb += [d[n].eq(self.x[n] - self.w[n]) for n in range(2)]
+        sa, sb = d[0][-1], d[1][-1]
+        # |d| - s = d ^ s fits b bits unsigned (|x - w| <= 2**b - 1)
+        if not placing_primitives():  # the simulation view: the same sum, behaviourally
+            ua = (d[0] ^ sa.replicate(b + 1))[:b]
+            ub = (d[1] ^ sb.replicate(b + 1))[:b]
+            m.d.comb += [self.y.eq(ua + ub + sb), self.neg.eq(sa)]
+            return m
+        # one dual-output LUT per sum bit: O6 the chain's select, O5 its DI (lane a's operand)
+        s_bits, di = zip(*(lut6_2(m, [d[0][j], sa, d[1][j], sb], _abs_sum_bit, _abs_bit_a,
+                                  f"s{j}") for j in range(b)), strict=True)
+        total = carry_chain(m, [*s_bits, Const(0, 1)], [*di, Const(0, 1)], sb, "chain")
+        m.d.comb += [self.y.eq(Cat(*total)), self.neg.eq(sa)]
+        return m
+
+
+def _abs_sum_bit(da: int, sa: int, db: int, sb: int) -> int:
+    return (da ^ sa) ^ (db ^ sb)
+
+
+def _abs_bit_a(da: int, sa: int, db: int, sb: int) -> int:
+    return da ^ sa
 
 
 class MacLane(_Lane):

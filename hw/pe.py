@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Signal, signed
+from amaranth import Cat, Const, Module, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.config import LaneKind, PEConfig
-from hw.lanes import ShiftLane, ShiftPair, make_lane, out_shape, weight_shape
+from hw.lanes import AdderLane, AdderPair, ShiftLane, ShiftPair, make_lane, weight_shape
 from hw.tree import AdderTree
 
 
@@ -22,9 +22,11 @@ class ProcessingElement(wiring.Component):
     the step with ``last``, ``result`` holds the dot product and ``result_valid`` pulses for one
     cycle. ``result`` then holds until the next dot product ends.
 
-    In shift mode the lanes come in :class:`hw.lanes.ShiftPair` units (one lane's last shifter
-    stage folded into the pair's adder) and the ``neg`` corrections ride on the tree's and the
-    accumulator's carry-ins; the tree then sums ``ceil(V / 2)`` values.
+    The lanes come in pairs whose first adder absorbs part of the lanes' work:
+    :class:`hw.lanes.ShiftPair` (one lane's last shifter stage) and :class:`hw.lanes.AdderPair`
+    (both absolute values). Each pair leaves a +1 correction (``neg``) that rides on a carry-in
+    of the tree or, the last one, of the accumulator; the tree then sums ``ceil(V / 2)``
+    values.
 
     Ports: ``x`` (V signed activations), ``w`` (V weights), ``valid``, ``first``, ``last`` in;
     ``result`` (signed ``acc_bits``), ``result_valid`` out.
@@ -59,8 +61,9 @@ class ProcessingElement(wiring.Component):
 
     @staticmethod
     def tree_inputs(cfg: PEConfig) -> int:
-        """Values entering the tree: one per lane, or one per lane pair (:class:`ShiftPair`)."""
-        return -(-cfg.lanes // 2) if cfg.lane.kind is LaneKind.SHIFT else cfg.lanes
+        """Values entering the tree: one per lane pair (:class:`ShiftPair`,
+        :class:`AdderPair`), or one per lane (the MAC baseline)."""
+        return cfg.lanes if cfg.lane.kind is LaneKind.MAC else -(-cfg.lanes // 2)
 
     @staticmethod
     def latency_for(cfg: PEConfig) -> int:
@@ -71,39 +74,41 @@ class ProcessingElement(wiring.Component):
         m = Module()
         cfg = self._cfg
         shift = cfg.lane.kind is LaneKind.SHIFT
-        # Registered first-level values: lane results, or (shift) sums of lane pairs whose adder
-        # absorbs one lane's last shifter stage. Shift terms are ones' complement: each carries
-        # a +1 correction bit (``neg``), which rides on an adder's carry-in further down.
+        paired = shift or cfg.lane.kind is LaneKind.ADDER
+        # Registered first-level values: sums of lane pairs whose adder absorbs part of the
+        # lanes' work (or, the MAC baseline, lane results). Each pair's sum is one short of
+        # exact: its +1 correction bit (``neg``) rides on an adder's carry-in further down.
         firsts, negs = [], []
-        if shift:
+        if paired:
+            pair, single = (ShiftPair, ShiftLane) if shift else (AdderPair, AdderLane)
             for k in range(0, cfg.lanes, 2):
                 if k + 1 < cfg.lanes:
-                    unit = ShiftPair(cfg.lane)
+                    unit = pair(cfg.lane)
                     m.d.comb += [unit.x[n].eq(self.x[k + n]) for n in range(2)]
                     m.d.comb += [unit.w[n].eq(self.w[k + n]) for n in range(2)]
-                else:  # an odd last lane
-                    unit = ShiftLane(cfg.lane)
+                else:  # an odd last lane (an adder lane is exact: no correction)
+                    unit = single(cfg.lane)
                     m.d.comb += [unit.x.eq(self.x[k]), unit.w.eq(self.w[k])]
                 m.submodules[f"lanes_{k}"] = unit
                 firsts.append(unit.y)
-                negs.append(unit.neg)
+                negs.append(unit.neg if hasattr(unit, "neg") else Const(0, 1))
         else:
             for k in range(cfg.lanes):
                 unit = make_lane(cfg.lane)
                 m.submodules[f"lane_{k}"] = unit
                 m.d.comb += [unit.x.eq(self.x[k]), unit.w.eq(self.w[k])]
                 firsts.append(unit.y)
-        width = cfg.lane.out_bits + (1 if shift and cfg.lanes > 1 else 0)
-        shape = signed(width) if cfg.lane.out_signed else out_shape(cfg.lane)
+        width = cfg.lane.out_bits + (1 if paired and cfg.lanes > 1 else 0)
+        shape = (signed if cfg.lane.out_signed else unsigned)(width)
         m.submodules.tree = tree = AdderTree(width, len(firsts), signed_inputs=cfg.lane.out_signed,
                                              register_every=cfg.tree_register_every,
-                                             carry_ins=shift)
+                                             carry_ins=paired)
         for k, y in enumerate(firsts):
             reg = Signal(shape, name=f"term_{k}")
             m.d.sync += reg.eq(y)
             m.d.comb += tree.i[k].eq(reg)
         ones = Signal()  # the one correction bit left for the accumulator's carry-in
-        if shift:
+        if paired:
             regs = []
             for k, n in enumerate(negs):
                 reg = Signal(name=f"neg_{k}")
@@ -135,7 +140,7 @@ class ProcessingElement(wiring.Component):
         with m.If(first):
             m.d.comb += base.eq(0)
         if cfg.lane.kind is LaneKind.ADDER:
-            m.d.comb += nxt.eq(base - term)
+            m.d.comb += nxt.eq(base - term - ones)
         elif shift:
             m.d.comb += nxt.eq(base + term + ones)
         else:

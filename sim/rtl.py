@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from hw.xilinx import SIM_MODELS, SIM_MODELS_FILE, uses_primitives, write_sim_models
+from hw.xilinx import SIM_MODELS_FILE, sim_models, uses_primitives, write_sim_models
 from sim.tools import configure_verilator, verilator_env
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,9 +52,10 @@ def lint(verilog_file: Path) -> list[str]:
     import subprocess
 
     files = [str(LINT_WAIVERS), str(verilog_file)]
-    if uses_primitives(verilog_file.read_text()):
+    text = verilog_file.read_text()
+    if uses_primitives(text):
         models = verilog_file.with_name(verilog_file.stem + "_" + SIM_MODELS_FILE)
-        models.write_text(SIM_MODELS)
+        models.write_text(sim_models(text))
         files.insert(1, str(models))
     r = subprocess.run(["verilator", "--lint-only", "-Wall", *files],
                        env=verilator_env(), capture_output=True, text=True, timeout=600)
@@ -165,7 +166,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         text = top if isinstance(top, str) else verilog(top, toplevel)
         (directory / f"{toplevel}.v").write_text(text)
         sim_src = f"{toplevel}.v"
-        models = write_sim_models(directory).name if uses_primitives(text) else None
+        models = write_sim_models(directory, text).name if uses_primitives(text) else None
         sources = [directory / "public.vlt"] + ([directory / models] if models else [])
         if text.count("\nmodule ") > FLATTEN_ABOVE_MODULES:
             sim_src = f"{toplevel}_sim.v"

@@ -12,6 +12,7 @@ CONFIGS = {
     "adder8_1x1x1": ("adder", 8, 0, 1, 1, 1, 0),
     # name: (kind, data_bits, shift_max, lanes, rows, cols, register_every)
     "adder8_4x3x4": ("adder", 8, 0, 4, 4, 3, 2),
+    "adder8_2x2x3": ("adder", 8, 0, 3, 2, 2, 1),  # one AdderPair and an odd lane
     "shift8_3x4x4_k7": ("shift", 8, 7, 4, 3, 4, 1),
     "shift8_2x2x3_k14": ("shift", 8, 14, 3, 2, 2, 0),
     "adder32_2x2x2": ("adder", 32, 0, 2, 2, 2, 1),

@@ -28,8 +28,11 @@ class DropLastLaneTree(AdderTree):
         m = Module()
         m.submodules.inner = inner = AdderTree(self._width, self._count - 1,
                                                signed_inputs=self._signed,
-                                               register_every=self._every)
+                                               register_every=self._every,
+                                               carry_ins=self._carry_ins)
         m.d.comb += [inner.i[k].eq(self.i[k]) for k in range(self._count - 1)]
+        if self._carry_ins and self._count > 2:
+            m.d.comb += inner.ci.eq(self.ci[:self._count - 2])
         m.d.comb += self.o.eq(inner.o)
         return m
 
@@ -47,6 +50,11 @@ class ShiftOffByOneLane(ShiftLane):
         return m
 
 
+def abs_sum_ignores_sign_b(da: int, sa: int, db: int, sb: int) -> int:
+    """An AdderPair that takes lane b's difference as it is (no absolute value)."""
+    return (da ^ sa) ^ db
+
+
 def folded_bit_ignores_sign(a: int, zero: int, neg: int, q: int, h: int, p: int = 0) -> int:
     """The folded second lane of a ShiftPair, with its sign dropped (every term positive)."""
     return a ^ (0 if zero else (p if h else q))
@@ -59,6 +67,9 @@ MUTANTS = {
     "shift_off_by_one": ("shift", ShiftOffByOneLane,
                          lambda mp: (mp.setattr(hw.lanes, "ShiftLane", ShiftOffByOneLane),
                                      mp.setattr(hw.pe, "ShiftLane", ShiftOffByOneLane))),
+    "adder_pair_drops_abs": ("adder", abs_sum_ignores_sign_b,
+                             lambda mp: mp.setattr(hw.lanes, "_abs_sum_bit",
+                                                   abs_sum_ignores_sign_b)),
     "pair_fold_ignores_sign": ("shift", folded_bit_ignores_sign,
                                lambda mp: mp.setattr(hw.lanes, "_folded_bit_shifted",
                                                      folded_bit_ignores_sign)),
@@ -69,7 +80,9 @@ MUTANTS = {
 def test_testbench_fails_on_mutant(monkeypatch, mutant, seed):
     kind, cls, apply = MUTANTS[mutant]
     smax = 5 if kind == "shift" else 0
-    lanes = 4  # 4 -> 3 inputs keeps the tree's depth, so only the arithmetic differs
+    # adder: 8 lanes are 4 pair sums; 4 -> 3 tree inputs keeps the tree's depth, so only the
+    # arithmetic differs
+    lanes = 8 if kind == "adder" else 4
     cfg = ArrayConfig(PEConfig(LaneConfig(LaneKind(kind), 8, smax), lanes, 24, 1), 2, 2)
     apply(monkeypatch)
     # this file's text is in the key: a changed patch must not reuse an old mutant's build
