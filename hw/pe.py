@@ -86,12 +86,13 @@ class ProcessingElement(wiring.Component):
                     unit = pair(cfg.lane)
                     m.d.comb += [unit.x[n].eq(self.x[k + n]) for n in range(2)]
                     m.d.comb += [unit.w[n].eq(self.w[k + n]) for n in range(2)]
-                else:  # an odd last lane (an adder lane is exact: no correction)
+                else:  # an odd last lane
                     unit = single(cfg.lane)
                     m.d.comb += [unit.x.eq(self.x[k]), unit.w.eq(self.w[k])]
                 m.submodules[f"lanes_{k}"] = unit
                 firsts.append(unit.y)
-                negs.append(unit.neg if hasattr(unit, "neg") else Const(0, 1))
+                # a shift lane is ones' complement too; a lone adder lane is exact
+                negs.append(unit.neg if shift or k + 1 < cfg.lanes else Const(0, 1))
         else:
             for k in range(cfg.lanes):
                 unit = make_lane(cfg.lane)

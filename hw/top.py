@@ -80,8 +80,9 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
 def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = False) -> str:
     """The accelerator as one Verilog file: one module per PE kind (converted once, instantiated
     R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
-    minutes; this way it takes seconds. ``simulation_view``: the shift PE's hand-placed cells
-    described behaviourally (:func:`hw.xilinx.simulation_view`); everything else is identical."""
+    minutes; this way it takes seconds. ``simulation_view``: the PEs' hand-placed cells (the
+    shift and adder lane pairs) described behaviourally (:func:`hw.xilinx.simulation_view`);
+    everything else is identical."""
     return "\n".join([*_pe_modules(cfg, simulation_view=simulation_view),
                       _convert(Top(cfg, build_id, pe_modules=True), TOP_NAME)])
 

@@ -35,10 +35,11 @@ def placing_primitives() -> bool:
 
 @contextlib.contextmanager
 def simulation_view():
-    """Elaborate the simulation view: components that place cells by hand (:class:`hw.lanes.
-    ShiftPair`, :class:`hw.lanes.AdderPair`) describe the same function behaviourally instead, which Verilator builds about
-    four times faster (a bit-level carry chain per PE: 186-200 s against 51 s for the digits engine). The two
-    views are proven equivalent by ``gen.equiv`` (Yosys SAT, all inputs)."""
+    """Elaborate the simulation view: components that place cells by hand
+    (:class:`hw.lanes.ShiftPair`, :class:`hw.lanes.AdderPair`) describe the same function
+    behaviourally instead, which Verilator builds about four times faster (a bit-level carry
+    chain per PE: 186-200 s against 51 s for the digits engine, measured with ShiftPair). The
+    two views are proven equivalent by ``gen.equiv`` (Yosys SAT, all inputs)."""
     token = _PLACING.set(False)
     try:
         yield
@@ -46,19 +47,20 @@ def simulation_view():
         _PLACING.reset(token)
 
 
+def _truth_table(fn: Callable[..., int], n: int) -> int:
+    """``fn`` of ``n`` 1-bit inputs as INIT bits: bit ``k`` is ``fn`` of the bits of ``k``
+    (input 0 the lowest). Rows with a bit set above ``n - 1`` belong to pins tied to 0 and stay
+    0."""
+    return sum((fn(*((k >> i) & 1 for i in range(n))) & 1) << k for k in range(1 << n))
+
+
 def lut6(m: Module, inputs: list[Value], fn: Callable[..., int], name: str) -> Signal:
     """One ``LUT6`` computing ``fn(*inputs)`` (each input a 1-bit value; at most six; unused
     pins are tied to 0 and ``fn`` never sees them)."""
     if not 1 <= len(inputs) <= 6:
         raise ValueError(f"a LUT6 has 1 to 6 inputs, not {len(inputs)}")
-    n = len(inputs)
-    init = 0
-    for k in range(64):
-        if k >> n:  # an unused pin is tied to 0: these rows are never read
-            continue
-        if fn(*((k >> i) & 1 for i in range(n))) & 1:
-            init |= 1 << k
-    pins = list(inputs) + [Const(0, 1)] * (6 - n)
+    init = _truth_table(fn, len(inputs))
+    pins = list(inputs) + [Const(0, 1)] * (6 - len(inputs))
     o = Signal(name=name)
     m.submodules[name] = Instance("LUT6", p_INIT=Const(init, 64),
                                   **{f"i_I{i}": pins[i] for i in range(6)}, o_O=o)
@@ -68,17 +70,12 @@ def lut6(m: Module, inputs: list[Value], fn: Callable[..., int], name: str) -> S
 def lut6_2(m: Module, inputs: list[Value], fn6: Callable[..., int], fn5: Callable[..., int],
            name: str) -> tuple[Signal, Signal]:
     """One ``LUT6_2`` (one physical LUT, two outputs) computing ``(fn6(*inputs), fn5(*inputs))``
-    of up to five shared inputs; ``I5`` is tied to 1, as the dual-output mode requires."""
+    of up to five shared inputs; ``I5`` is tied to 1, as the dual-output mode requires:
+    ``O6 = INIT[{1, I4..I0}]`` (the upper 32 bits), ``O5 = INIT[{0, I4..I0}]`` (the lower)."""
     if not 1 <= len(inputs) <= 5:
         raise ValueError(f"a dual-output LUT6_2 has 1 to 5 inputs, not {len(inputs)}")
     n = len(inputs)
-    init = 0
-    for k in range(32):
-        if k >> n:
-            continue
-        bits = [(k >> i) & 1 for i in range(n)]
-        init |= (fn5(*bits) & 1) << k           # O5 = INIT[{0, I4..I0}]
-        init |= (fn6(*bits) & 1) << (32 + k)    # O6 = INIT[{1, I4..I0}] with I5 = 1
+    init = _truth_table(fn5, n) | _truth_table(fn6, n) << 32
     pins = list(inputs) + [Const(0, 1)] * (5 - n) + [Const(1, 1)]
     o6, o5 = Signal(name=f"{name}_o6"), Signal(name=f"{name}_o5")
     m.submodules[name] = Instance("LUT6_2", p_INIT=Const(init, 64),
