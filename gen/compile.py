@@ -24,7 +24,7 @@ from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import MULT_BITS, signed_bits
 from hw.engine import EngineConfig
 from hw.program import LOOP_LEVELS, MemoryId, Opcode, pack_descriptor
-from sim.pack import pack, shift_weight
+from sim.pack import pack, shift_weight, to_bits
 
 ADD_SHIFT_MAX = EngineConfig.add_shift_max  # the residual adder's shift range (default)
 
@@ -188,6 +188,18 @@ def _conv_weights(step: Step, geo: Geometry, bits: int) -> list[int]:
     return words
 
 
+def _param_words(rq: Requant, channels: int, cols: int, bias_bits: int) -> list[int]:
+    """Parameter words of a conv's requant: per block of ``cols`` channels, each channel's
+    ``(mult, bias)`` in ``MULT_BITS + bias_bits`` bits, channel 0 at bit 0; padded channels 0."""
+    mult = np.zeros(channels, np.int64)
+    bias = np.zeros(channels, np.int64)
+    mult[:len(rq.mult)], bias[:len(rq.bias)] = rq.mult, rq.bias
+    bits = np.concatenate([to_bits(mult, MULT_BITS).reshape(channels, MULT_BITS),
+                           to_bits(bias, bias_bits).reshape(channels, bias_bits)], axis=1)
+    return [int.from_bytes(np.packbits(block, bitorder="little").tobytes(), "little")
+            for block in bits.reshape(channels // cols, -1)]
+
+
 def bias_bits_for(net: IntegerNetwork) -> int:
     """Width of the requant biases in the parameter memory (the widest the network needs)."""
     biases = [int(v) for op in net.ops if isinstance(op, Requant) for v in op.bias]
@@ -280,14 +292,7 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
     memories[mem].extend(_conv_weights(s, geo, bits) if weights
                          else [0] * (blocks * k * k * b_in * sub))
     p_base = len(memories[MemoryId.PARAMS])
-    for cb in range(blocks):
-        chans = []
-        for c in range(C):
-            o = cb * C + c
-            m_, b_ = (int(rq.mult[o]), int(rq.bias[o])) if o < c_out else (0, 0)
-            chans.append(pack([([m_], MULT_BITS), ([b_], bias_bits)]))
-        memories[MemoryId.PARAMS].append(sum(v << (i * (MULT_BITS + bias_bits))
-                                             for i, v in enumerate(chans)))
+    memories[MemoryId.PARAMS].extend(_param_words(rq, blocks * C, C, bias_bits))
     row_step = st * w * b_in            # input rows of one output row, in words
     wrap_fix = -ow * st * b_in + row_step
 

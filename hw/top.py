@@ -12,6 +12,7 @@ from amaranth import ClockDomain, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.convert import to_verilog
 from hw.engine import Engine, EngineConfig
 from hw.regfile import AXILiteSignature, RegisterFile
 from hw.regmap import REGMAP
@@ -55,12 +56,6 @@ class Top(wiring.Component):
         return m
 
 
-def _convert(elaboratable, name: str) -> str:
-    from amaranth.back import verilog
-
-    return verilog.convert(elaboratable, name=name, emit_src=False, strip_internal_attrs=True)
-
-
 def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
     import contextlib
 
@@ -73,7 +68,7 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
         arr = cfg.array(kind)
         if arr is not None:
             with sim_view() if simulation_view else contextlib.nullcontext():
-                parts.append(_convert(EnabledPE(arr.pe), pe_module_name(kind)))
+                parts.append(to_verilog(EnabledPE(arr.pe), pe_module_name(kind)))
     return parts
 
 
@@ -84,7 +79,7 @@ def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = Fa
     shift and adder lane pairs) described behaviourally (:func:`hw.xilinx.simulation_view`);
     everything else is identical."""
     return "\n".join([*_pe_modules(cfg, simulation_view=simulation_view),
-                      _convert(Top(cfg, build_id, pe_modules=True), TOP_NAME)])
+                      to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME)])
 
 
 def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
@@ -94,7 +89,7 @@ def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
     differently)."""
     from hw.xilinx import uses_primitives
 
-    top = _convert(Top(cfg, build_id, pe_modules=True), TOP_NAME)
+    top = to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME)
     synthesis = "\n".join([*_pe_modules(cfg, simulation_view=False), top])
     if not uses_primitives(synthesis):
         return synthesis, None

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from hw.convert import to_verilog
 from hw.xilinx import SIM_MODELS_FILE, sim_models, uses_primitives, write_sim_models
 from sim.tools import configure_verilator, verilator_env
 
@@ -38,11 +39,7 @@ class RTLTestFailure(AssertionError):
 
 
 def verilog(component, name: str = TOP) -> str:
-    from amaranth.back import verilog as amaranth_verilog
-
-    ports = None  # wiring.Component: the signature defines the ports
-    return amaranth_verilog.convert(component, name=name, ports=ports, emit_src=False,
-                                    strip_internal_attrs=True)
+    return to_verilog(component, name)  # wiring.Component: the signature defines the ports
 
 
 LINT_WAIVERS = ROOT / "hw" / "lint_waivers.vlt"

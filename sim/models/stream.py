@@ -107,6 +107,7 @@ class StreamSource:
         self._done = Event()
         self._driver = driver
         self.valid.value = 0
+        self._valid = False  # what ``valid`` is driven to: written only when it changes
         driver.models.append(self)
 
     def send(self, items) -> None:
@@ -133,10 +134,10 @@ class StreamSource:
         if not self._busy:
             if self.queue and not (self.idle and self.rng.random() < self.idle):
                 self.payload.value = self.queue[0]
-                self.valid.value = 1
                 self._busy = True
-            else:
-                self.valid.value = 0
+            if self._busy != self._valid:
+                self.valid.value = int(self._busy)
+                self._valid = self._busy
 
     def sample(self) -> None:
         self._fired = self._busy and bool(self.ready.value)
@@ -155,6 +156,7 @@ class StreamSink:
         self.items: list[int] = []
         self.times: list[int] = []  # sim time (ns) of the falling edge before each transfer
         self._rdy = False
+        self._valid = False  # ``valid`` as last sampled (read once per cycle)
         self._got = Event()
         self.ready.value = 0
         driver.models.append(self)
@@ -165,7 +167,7 @@ class StreamSink:
             await self._got.wait()
 
     def active(self) -> bool:
-        return bool(self.valid.value)
+        return self._valid
 
     def drive(self) -> None:
         rdy = not (self.backpressure and self.rng.random() < self.backpressure)
@@ -174,7 +176,8 @@ class StreamSink:
             self._rdy = rdy
 
     def sample(self) -> None:
-        if self._rdy and self.valid.value:
+        self._valid = bool(self.valid.value)
+        if self._rdy and self._valid:
             self.items.append(_to_int(self.payload))
             self.times.append(get_sim_time("ns"))
             self._got.set()
