@@ -122,7 +122,8 @@ class Accelerator:
         out_len = spec_out["beats"] * 4
         ys, cycles = [], []
         for img in x.astype(self.dtype):
-            data = self._run(header + T.to_words(img, self.cols, self.precision), out_len)
+            data = self._run(header + T.to_words(img, self.cols, self.precision,
+                                                 spec_in.get("beats_per_word")), out_len)
             ys.append(T.from_words(data, spec_out["shape"], self.cols, self.precision))
             cycles.append(self.counters()["cycles"])
         return np.stack(ys) if ys else np.zeros((0, *spec_out["shape"]), self.dtype), cycles

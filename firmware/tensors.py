@@ -56,9 +56,11 @@ def unpack(data: bytes | memoryview, shape, precision: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dt).reshape(shape)
 
 
-def to_words(x: np.ndarray, cols: int, precision: str) -> bytes:
+def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = None) -> bytes:
     """One tensor ``[C, H, W]`` -> the bytes of its accelerator activation words: HWC, channels
-    zero-padded to a multiple of ``cols``, little-endian (the manifest's tensor layout)."""
+    zero-padded to a multiple of ``cols``, little-endian (the manifest's tensor layout).
+    ``word_beats``: send only each word's first that many 32-bit beats (the manifest's input
+    ``beats_per_word``, which always covers the real channels); ``None``: whole words."""
     dt = dtype_for(precision)
     x = np.asarray(x)
     info = np.iinfo(dt)
@@ -70,7 +72,13 @@ def to_words(x: np.ndarray, cols: int, precision: str) -> bytes:
     blocks = -(-c // cols)
     hwc = np.zeros((h, w, blocks * cols), dtype=dt)
     hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
-    return hwc.tobytes()
+    if word_beats is None:
+        return hwc.tobytes()
+    word, cut = cols * dt.itemsize, word_beats * 4
+    if not 0 < cut <= word or (cut < word and c * dt.itemsize > cut):
+        raise TensorError(f"{word_beats} beats per word cannot carry {c} channels of {precision} "
+                          f"in words of {cols}")
+    return hwc.reshape(-1, cols).view(np.uint8)[:, :cut].tobytes()
 
 
 def from_words(data: bytes | memoryview, shape, cols: int, precision: str) -> np.ndarray:

@@ -23,7 +23,7 @@ import numpy as np
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import MULT_BITS, signed_bits
 from hw.engine import EngineConfig
-from hw.program import LOOP_LEVELS, MemoryId, Opcode, pack_descriptor
+from hw.program import LOOP_LEVELS, MemoryId, Opcode, beats_per_word, pack_descriptor
 from sim.pack import pack, shift_weight, to_bits
 
 ADD_SHIFT_MAX = EngineConfig.add_shift_max  # the residual adder's shift range (default)
@@ -53,6 +53,14 @@ def words_per_pixel(channels: int, cols: int) -> int:
 def tensor_words(shape: tuple[int, int, int], cols: int) -> int:
     c, h, w = shape
     return h * w * words_per_pixel(c, cols)
+
+
+def input_beats(channels: int, cols: int, data_bits: int) -> int:
+    """Stream beats that carry one word of the input tensor (the ``INPUT`` descriptor's
+    ``in_beats``): the bits of its real channels, rounded up to whole beats. A tensor narrower
+    than a word sends only those (3 FIX8 channels: 1 beat, not ``cols * 8 / 32``); the engine
+    zero-fills the rest."""
+    return beats_per_word(min(channels, cols) * data_bits)
 
 
 @dataclass
@@ -232,7 +240,8 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     for s in steps:
         d: dict = {"op": int(s.op)}
         if s.op is Opcode.INPUT:
-            d.update(out_base=bases[s.output], **_jumps(
+            d.update(out_base=bases[s.output],
+                     in_beats=input_beats(net.tensors[s.output].shape[0], C, data_bits), **_jumps(
                 [tensor_words(net.tensors[s.output].shape, C)], [1]))
         elif s.op is Opcode.OUTPUT:
             d.update(in_base=bases[s.inputs[0]], **_jumps(
@@ -348,19 +357,22 @@ def load_frame(prog: Program, cfg: EngineConfig) -> list[int]:
     return beats
 
 
-def tensor_beats(x: np.ndarray, cfg: EngineConfig) -> list[int]:
-    """One tensor ``x[C, H, W]`` as the stream's 32-bit beats (``firmware.tensors.to_words``:
-    the one definition of the activation-word layout, shared with the board)."""
+def tensor_beats(x: np.ndarray, cfg: EngineConfig, word_beats: int | None = None) -> list[int]:
+    """One tensor ``x[C, H, W]`` as the stream's 32-bit beats, each word cut to its first
+    ``word_beats`` beats (``None``: whole words) (``firmware.tensors.to_words``: the one
+    definition of the activation-word layout, shared with the board)."""
     from firmware.tensors import to_words
 
-    return np.frombuffer(to_words(np.asarray(x), cfg.cols, cfg.precision), "<u4").tolist()
+    return np.frombuffer(to_words(np.asarray(x), cfg.cols, cfg.precision, word_beats),
+                         "<u4").tolist()
 
 
 def infer_frame(x: np.ndarray, cfg: EngineConfig) -> list[int]:
     """The ``INFER`` frame for one input tensor ``x[C, H, W]`` (integers in the input format)."""
     from hw.program import FrameKind, header_beat
 
-    return [header_beat(FrameKind.INFER), *tensor_beats(x, cfg)]
+    beats = input_beats(np.shape(x)[0], cfg.cols, cfg.data_bits)
+    return [header_beat(FrameKind.INFER), *tensor_beats(x, cfg, beats)]
 
 
 def output_tensor(beats: list[int], shape: tuple[int, int, int], cfg: EngineConfig) -> np.ndarray:

@@ -63,7 +63,7 @@ def descriptor_cycles(d: dict, cfg) -> int:
     if op is Opcode.END:
         return END_CYCLES
     if op is Opcode.INPUT:
-        return FETCH_CYCLES + counts[0] * bpw
+        return FETCH_CYCLES + counts[0] * d["in_beats"]
     if op is Opcode.OUTPUT:
         return FETCH_CYCLES + counts[0] * (bpw + OUTPUT_WORD_EXTRA)
     if op in (Opcode.ADD, Opcode.AVGPOOL):

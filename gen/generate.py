@@ -29,6 +29,7 @@ from gen.compile import (
     bias_bits_for,
     compile_network,
     engine_config,
+    input_beats,
     tensor_words,
 )
 from gen.cost import CostModel
@@ -192,12 +193,17 @@ def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
         conv = type(op)(**{**op.__dict__, "name": "conv", "inputs": ("x",), "output": "acc"})
         req = Requant(name="requant", inputs=("acc",), output="y", mult=rq.mult, bias=rq.bias,
                       shift=rq.shift, relu=rq.relu)
-        specs = {"x": x, "acc": acc, "y": y}
-        # alone, the input may take any value of its format: re-derive the accumulator width
-        lo, hi = _one_layer(key, net.precision, specs, [conv, req], 62).bounds()["acc"]
-        out[key] = _one_layer(key, net.precision, specs, [conv, req],
-                              max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2))
+        out[key] = one_layer_network(key, net.precision, {"x": x, "acc": acc, "y": y},
+                                     conv, req)
     return out
+
+
+def one_layer_network(name: str, precision, specs: dict, conv, requant) -> IntegerNetwork:
+    """``x -> conv -> acc -> requant -> y`` as a network (``specs``: the three tensors; the
+    accumulator's width is derived again: alone, the input may take any value of its format)."""
+    lo, hi = _one_layer(name, precision, specs, [conv, requant], 62).bounds()["acc"]
+    return _one_layer(name, precision, specs, [conv, requant],
+                      max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2))
 
 
 def _one_layer(name: str, precision, specs: dict, ops: list, acc_bits: int) -> IntegerNetwork:
@@ -337,12 +343,17 @@ def section_bytes(mid: MemoryId, words: list[int], width: int) -> bytes:
 
 
 def tensor_json(net: IntegerNetwork, name: str, cfg: EngineConfig) -> dict:
+    """A stream tensor's manifest entry. The input's words are sent as their first
+    ``beats_per_word`` beats (``gen.compile.input_beats``), the output's whole."""
     t = net.tensors[name]
     words = tensor_words(t.shape, cfg.cols)
+    bpw = (input_beats(t.shape[0], cfg.cols, cfg.data_bits) if name == net.input
+           else beats_per_word(cfg.word_bits))
     return {"name": name, "shape": list(t.shape), "format": t.fmt.to_json(),
             "layout": "HWC; channels zero-padded to a multiple of cols; word = cols channels of "
-                      "data_bits, little-endian two's complement; 32-bit beats, low bits first",
-            "words": words, "beats": words * beats_per_word(cfg.word_bits)}
+                      "data_bits, little-endian two's complement; 32-bit beats, low bits first; "
+                      "each word sent as its first beats_per_word beats",
+            "words": words, "beats_per_word": bpw, "beats": words * bpw}
 
 
 def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,

@@ -593,7 +593,7 @@ class Engine(wiring.Component):
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
+                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base), asm.eq(0)]
                 m.d.comb += clear.eq(1)
                 # addresses a descriptor names must lie inside the memories it names
                 words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
@@ -602,7 +602,9 @@ class Engine(wiring.Component):
                             (d.out_base < cfg.act_depth) & (d.p_base < cfg.param_depth) &
                             (d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth)) &
                             ~(linear & ((d.in_base + words > cfg.act_depth) |
-                                        (d.out_base + words > cfg.act_depth))))
+                                        (d.out_base + words > cfg.act_depth))) &
+                            ~((d.op == Opcode.INPUT) &
+                              ((d.in_beats == 0) | (d.in_beats > act_bpw))))
                 with m.If(~in_range):
                     m.d.comb += bad_desc.eq(1)
                     m.next = finish
@@ -641,10 +643,11 @@ class Engine(wiring.Component):
                 m.next = "FETCH"
             # ---------------------------------------------------------- input
             with m.State("INPUT"):
+                # each word arrives as its first in_beats beats; the rest of it stays zero
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                with m.If(take & (k == act_bpw - 1)):
-                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
-                assemble_words(act_bpw, in_we, count == d.m0, complete="NEXT", more=None)
+                assemble_words(d.in_beats, in_we, count == d.m0, complete="NEXT", more=None)
+                with m.If(take & (k == d.in_beats - 1)):
+                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1), asm.eq(0)]
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
                 m.d.comb += [self.busy.eq(1), act_rd[0].addr.eq(d.in_base + count)]

@@ -10,8 +10,10 @@ starts with one header beat ``FRAME_MAGIC << 8 | kind``:
   ``words`` memory words, each split into ``ceil(width / 32)`` beats (low bits first). Sections
   write from address 0 of their memory. ``TLAST`` is on the very last beat.
 * ``INFER`` frames carry the input tensor as the program's ``INPUT`` op reads it: activation
-  memory words (``C`` channels of ``B`` bits, HWC order, channels zero-padded), ``TLAST`` on the
-  last beat. The program's ``OUTPUT`` op sends the result the same way (no header).
+  memory words (``C`` channels of ``B`` bits, HWC order, channels zero-padded), each sent as its
+  first ``in_beats`` beats (the descriptor's field: a 3-channel FIX8 image takes one beat per
+  pixel, not four; the engine fills the rest of the word with zeros), ``TLAST`` on the last
+  beat. The program's ``OUTPUT`` op sends the result as whole words (no header).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     ("out_tile_step", 16, False), ("pixels", 16, False),
     # post-processing
     ("shift", 6, False), ("relu", 1, False), ("shift_a", 6, False), ("shift_b", 6, False),
+    # INPUT: beats carrying each word (1 .. the word's beats; the rest of the word is zero)
+    ("in_beats", 6, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

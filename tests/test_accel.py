@@ -55,8 +55,8 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 
 
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
-    """An unknown opcode or an address range outside the activation memory sets
-    ERROR.bad_descriptor and ends the program (no hang, no output); malformed frames set
+    """An unknown opcode, an address range outside the activation memory or an INPUT whose
+    words take no beats or more than a word's sets ERROR.bad_descriptor and ends the program (no hang, no output); malformed frames set
     ERROR.bad_length; afterwards the engine runs an image correctly."""
     from hw.program import beats_to_words, pack_descriptor, unpack_descriptor, words_to_beats
     from sim.accel import sample_inputs
@@ -72,8 +72,11 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
         return load[:2] + words_to_beats([pack_descriptor({**d, **fields})], width) + \
             load[2 + n:]
 
+    word_beats = manifest["engine"]["cols"] * manifest["engine"]["data_bits"] // 32
     bad_loads = [with_first(op=15),                                      # unknown opcode
-                 with_first(out_base=manifest["engine"]["act_depth"] - 1)]  # runs off the end
+                 with_first(out_base=manifest["engine"]["act_depth"] - 1),  # runs off the end
+                 with_first(in_beats=0),                                 # input words of no beats
+                 with_first(in_beats=word_beats + 1)]                    # longer than a word
     x, _ = sample_inputs(net, 1, seed)
     b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)

@@ -11,7 +11,7 @@ import torch
 
 from gen.compile import Geometry, load_frame
 from gen.cycles import program_cycles
-from gen.generate import shared_engine, single_layer_networks
+from gen.generate import one_layer_network, shared_engine, single_layer_networks
 from gen.nn.models import build, randomize
 from gen.numerics import Precision
 from gen.quantize import quantize
@@ -23,18 +23,32 @@ GEO = Geometry(rows=3, cols=16, lanes=16)
 BUILD_ID = 0x5EED1A7E
 
 
+def narrowed(net, channels: int):
+    """A one-layer adder network with only its first ``channels`` input channels: with 6 FIX8
+    channels each input word travels as 2 of its 4 beats, and the adder conv sees any stale
+    data the engine leaves in the other half (padded channels must be exactly 0)."""
+    conv, req = net.ops
+    x = net.tensors["x"]
+    conv = type(conv)(**{**conv.__dict__, "weight": conv.weight[:, :channels]})
+    specs = {**net.tensors, "x": type(x)("x", (channels, *x.shape[1:]), x.fmt)}
+    return one_layer_network(f"adder_{channels}to{net.tensors['y'].shape[0]}_partial_words",
+                             net.precision, specs, conv, req)
+
+
 @functools.cache
 def layers():
     model = randomize(build("resnet20_shiftadd").eval(), seed=0)
     calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     nets = single_layer_networks(quantize(model, calib, Precision.FIX8))
+    partial = narrowed(nets["adder_64to64_k3s1_8x8"], 6)
+    nets[partial.name] = partial
     cfg, progs = shared_engine(list(nets.values()), GEO)
     return cfg, dict(zip(nets, zip(nets.values(), progs, strict=True), strict=True))
 
 
 def test_every_resnet20_shape_is_covered():
     _, progs = layers()
-    assert len(progs) == 14
+    assert len(progs) == 15  # 14 ResNet-20 shapes and the partial-word input
     kinds = {k.split("_")[0] for k in progs}
     assert kinds == {"shift", "adder"}
     assert any("s2" in k for k in progs) and any("k1" in k for k in progs)
@@ -45,10 +59,12 @@ def test_every_resnet20_shape_is_covered():
     "shift_16to32_k3s2_32x32", "adder_32to32_k3s1_16x16", "shift_32to32_k3s1_16x16",
     "shift_16to32_k1s2_32x32", "adder_32to32_k1s1_16x16", "shift_32to64_k3s2_16x16",
     "adder_64to64_k3s1_8x8", "shift_64to64_k3s1_8x8", "shift_32to64_k1s2_16x16",
-    "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1"])
+    "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1", "adder_6to64_partial_words"])
 def test_resnet20_layer_in_rtl(name, seed):
     cfg, progs = layers()
     net, prog = progs[name]
+    if name.endswith("partial_words"):  # 6 of 16 FIX8 channels: 2 of the word's 4 beats
+        assert prog.descriptors[0]["in_beats"] == 2
     spec = net.tensors[net.input]
     rng = np.random.default_rng(seed)
     x = rng.integers(spec.fmt.lo, spec.fmt.hi + 1, size=(2, *spec.shape))

@@ -132,3 +132,28 @@ def test_activation_words_round_trip_and_refuse_overflow(seed):
         T.to_words(np.full((1, 1, 1), 128), 16, "fix8")
     with pytest.raises(T.TensorError, match="not the words"):
         T.from_words(b"\0" * 15, (1, 1, 1), 16, "fix8")
+
+
+def test_input_words_cut_to_their_beats(seed):
+    """``to_words(..., word_beats)``: each word's first beats only (the INPUT op's ``in_beats``);
+    they carry every real channel, and a count that would drop one is refused."""
+    from gen.compile import input_beats
+
+    rng = np.random.default_rng(seed)
+    for precision, cols, c, want in (("fix8", 16, 3, 1), ("fix8", 16, 6, 2), ("fix32", 8, 3, 3),
+                                     ("fix8", 16, 16, 4), ("fix8", 16, 20, 4)):
+        bits = 8 if precision == "fix8" else 32
+        assert input_beats(c, cols, bits) == want
+        info = np.iinfo(T.dtype_for(precision))
+        x = rng.integers(info.min, info.max + 1, size=(c, 3, 2))
+        full = T.to_words(x, cols, precision)
+        cut = T.to_words(x, cols, precision, want)
+        words = len(full) // (cols * bits // 8)
+        assert len(cut) == words * want * 4
+        per_word = np.frombuffer(full, np.uint8).reshape(words, -1)
+        assert cut == per_word[:, :want * 4].tobytes()
+        assert not per_word[:, want * 4:].any()  # what is not sent is zero padding
+    with pytest.raises(T.TensorError, match="cannot carry"):
+        T.to_words(np.ones((6, 2, 2), np.int64), 16, "fix8", 1)
+    with pytest.raises(T.TensorError, match="cannot carry"):
+        T.to_words(np.ones((3, 2, 2), np.int64), 16, "fix8", 5)
