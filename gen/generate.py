@@ -194,23 +194,45 @@ def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
         req = Requant(name="requant", inputs=("acc",), output="y", mult=rq.mult, bias=rq.bias,
                       shift=rq.shift, relu=rq.relu)
         out[key] = one_layer_network(key, net.precision, {"x": x, "acc": acc, "y": y},
-                                     conv, req)
+                                     conv, req, source=op.inputs[0])
     return out
 
 
-def one_layer_network(name: str, precision, specs: dict, conv, requant) -> IntegerNetwork:
+def one_layer_network(name: str, precision, specs: dict, conv, requant, *,
+                      source: str | None = None) -> IntegerNetwork:
     """``x -> conv -> acc -> requant -> y`` as a network (``specs``: the three tensors; the
-    accumulator's width is derived again: alone, the input may take any value of its format)."""
-    lo, hi = _one_layer(name, precision, specs, [conv, requant], 62).bounds()["acc"]
+    accumulator's width is derived again: alone, the input may take any value of its format).
+    ``source``: the tensor of the whole network that feeds it (``meta["source"]``, used by
+    :func:`layer_inputs`)."""
+    meta = {"source": source} if source else {}
+    lo, hi = _one_layer(name, precision, specs, [conv, requant], 62, meta).bounds()["acc"]
     return _one_layer(name, precision, specs, [conv, requant],
-                      max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2))
+                      max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2), meta)
 
 
-def _one_layer(name: str, precision, specs: dict, ops: list, acc_bits: int) -> IntegerNetwork:
+def _one_layer(name: str, precision, specs: dict, ops: list, acc_bits: int,
+               meta: dict) -> IntegerNetwork:
     tensors = {k: type(t)(k, t.shape, Format(acc_bits, t.fmt.frac) if k == "acc" else t.fmt)
                for k, t in specs.items()}
     return IntegerNetwork(name=name, precision=precision, input="x", output="y",
-                          tensors=tensors, ops=ops)
+                          tensors=tensors, ops=ops, meta=meta)
+
+
+def layer_inputs(net: IntegerNetwork, layers: dict[str, IntegerNetwork],
+                 x: np.ndarray) -> dict[str, np.ndarray]:
+    """The inputs each one-layer network of ``layers`` (:func:`single_layer_networks`) sees when
+    the whole ``net`` runs on ``x[N, ...]`` (the golden model): realistic activations, where
+    random integers over the whole format drive an adder conv so far below its BatchNorm's
+    mean that a ReLU after it outputs nothing but zeros. A layer with fewer input channels than
+    its source takes the first ones."""
+    from sim import golden
+
+    env = golden.run(net, x, keep=True)
+    out = {}
+    for name, layer in layers.items():
+        c = layer.tensors[layer.input].shape[0]
+        out[name] = env[layer.meta["source"]][:, :c]
+    return out
 
 
 def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConfig,

@@ -643,11 +643,12 @@ class Engine(wiring.Component):
                 m.next = "FETCH"
             # ---------------------------------------------------------- input
             with m.State("INPUT"):
-                # each word arrives as its first in_beats beats; the rest of it stays zero
+                # each word arrives as its first in_beats beats; the rest of asm was cleared
+                # by DISPATCH and no beat of this op writes it, so it stays zero
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
                 assemble_words(d.in_beats, in_we, count == d.m0, complete="NEXT", more=None)
                 with m.If(take & (k == d.in_beats - 1)):
-                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1), asm.eq(0)]
+                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
                 m.d.comb += [self.busy.eq(1), act_rd[0].addr.eq(d.in_base + count)]

@@ -11,10 +11,16 @@ import torch
 
 from gen.compile import Geometry, load_frame
 from gen.cycles import program_cycles
-from gen.generate import one_layer_network, shared_engine, single_layer_networks
+from gen.generate import (
+    layer_inputs,
+    one_layer_network,
+    shared_engine,
+    single_layer_networks,
+)
 from gen.nn.models import build, randomize
-from gen.numerics import Precision
+from gen.numerics import Precision, quantize_real
 from gen.quantize import quantize
+from sim import golden
 from sim.accel import build_config, make_case, run_case
 
 # odd rows (a partial last tile in every layer) and one sub-word per word, as in the geometry
@@ -32,18 +38,23 @@ def narrowed(net, channels: int):
     conv = type(conv)(**{**conv.__dict__, "weight": conv.weight[:, :channels]})
     specs = {**net.tensors, "x": type(x)("x", (channels, *x.shape[1:]), x.fmt)}
     return one_layer_network(f"adder_{channels}to{net.tensors['y'].shape[0]}_partial_words",
-                             net.precision, specs, conv, req)
+                             net.precision, specs, conv, req, source=net.meta["source"])
 
 
 @functools.cache
 def layers():
-    model = randomize(build("resnet20_shiftadd").eval(), seed=0)
+    """The engine, and per layer: its network, program and inputs (the activations it sees in
+    the whole network on random images, where its outputs take many values)."""
     calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    nets = single_layer_networks(quantize(model, calib, Precision.FIX8))
+    model = randomize(build("resnet20_shiftadd").eval(), seed=0, calibration=calib)
+    net = quantize(model, calib, Precision.FIX8)
+    nets = single_layer_networks(net)
     partial = narrowed(nets["adder_64to64_k3s1_8x8"], 6)
     nets[partial.name] = partial
     cfg, progs = shared_engine(list(nets.values()), GEO)
-    return cfg, dict(zip(nets, zip(nets.values(), progs, strict=True), strict=True))
+    x = quantize_real(calib[:2].numpy(), net.tensors[net.input].fmt)
+    inputs = layer_inputs(net, nets, x)
+    return cfg, {k: (n, p, inputs[k]) for (k, n), p in zip(nets.items(), progs, strict=True)}
 
 
 def test_every_resnet20_shape_is_covered():
@@ -62,16 +73,20 @@ def test_every_resnet20_shape_is_covered():
     "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1", "adder_6to64_partial_words"])
 def test_resnet20_layer_in_rtl(name, seed):
     cfg, progs = layers()
-    net, prog = progs[name]
+    net, prog, acts = progs[name]
     if name.endswith("partial_words"):  # 6 of 16 FIX8 channels: 2 of the word's 4 beats
         assert prog.descriptors[0]["in_beats"] == 2
     spec = net.tensors[net.input]
     rng = np.random.default_rng(seed)
-    x = rng.integers(spec.fmt.lo, spec.fmt.hi + 1, size=(2, *spec.shape))
-    x[1] = rng.choice([spec.fmt.lo, 0, spec.fmt.hi], size=spec.shape)  # extremes
+    x = acts.copy()  # image 0: what the layer sees in the network; image 1: extremes
+    x[1] = rng.choice([spec.fmt.lo, 0, spec.fmt.hi], size=spec.shape)
+    # a case whose outputs hardly vary (a ReLU after outputs far below zero) could not catch a
+    # wrong datapath
+    y = golden.run(net, x[:1])
+    assert np.unique(y).size >= min(8, y.size // 2), "the layer's outputs barely vary"
+    case = make_case(net, cfg, load_frame(prog, cfg), BUILD_ID, x)
     b = build_config(cfg, BUILD_ID)
-    res = run_case(b, net, cfg, make_case(net, cfg, load_frame(prog, cfg), BUILD_ID, x),
-                   seed=seed, idle=0.0, backpressure=0.0)
+    res = run_case(b, net, cfg, case, seed=seed, idle=0.0, backpressure=0.0)
     assert res.images == 2 and res.mismatches == 0
     model = program_cycles(prog.descriptors, cfg)
     for c in res.cycles:

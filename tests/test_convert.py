@@ -25,7 +25,7 @@ class Memories(wiring.Component):
         super().__init__({"addr": In(8), "data": Out(len(MEMORIES))})
         rng = random.Random(seed)
         self.inits = []
-        for shape, depth, given in MEMORIES:
+        for shape, _, given in MEMORIES:
             sh = Shape.cast(shape)
             lo, hi = (-(1 << (sh.width - 1)), (1 << (sh.width - 1)) - 1) if sh.signed else (
                 0, (1 << sh.width) - 1)
@@ -33,7 +33,7 @@ class Memories(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for i, ((shape, depth, _), init) in enumerate(zip(MEMORIES, self.inits)):
+        for i, ((shape, depth, _), init) in enumerate(zip(MEMORIES, self.inits, strict=True)):
             m.submodules[f"mem{i}"] = mem = Memory(shape=shape, depth=depth, init=init)
             rd = mem.read_port()
             wr = mem.write_port()

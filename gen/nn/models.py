@@ -126,11 +126,16 @@ def build(arch: str, config: ResNetConfig | None = None) -> ShiftAddResNet:
 
 
 @torch.no_grad()
-def randomize(model: ShiftAddResNet, seed: int, shift_range: int = 7) -> ShiftAddResNet:
+def randomize(model: ShiftAddResNet, seed: int, shift_range: int = 7,
+              calibration: torch.Tensor | None = None) -> ShiftAddResNet:
     """Random but hardware-relevant parameters (the structure is what matters for hardware
     tests): shift exponents spread over ``0..shift_range`` with about a third zero signs,
     Gaussian adder weights, and BatchNorm statistics far from the identity so that every
-    requant has distinct per-channel multipliers and biases."""
+    requant has distinct per-channel multipliers and biases.
+
+    ``calibration`` (a batch of inputs): the BatchNorm statistics are then those of the batch,
+    as training would leave them. Without it an adder conv's output (``-sum |x - w|``, hundreds
+    below zero) sits far below the random means, and every ReLU after it outputs 0."""
     g = torch.Generator().manual_seed(seed)
     for mod in model.modules():
         if isinstance(mod, ShiftConv2d):
@@ -144,4 +149,14 @@ def randomize(model: ShiftAddResNet, seed: int, shift_range: int = 7) -> ShiftAd
             mod.bias.copy_(torch.randn(c, generator=g) * 0.5)
             mod.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
             mod.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
+    if calibration is not None:
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        was_training, momenta = model.training, [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average: after one batch, its statistics
+        model.train()(calibration)
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+        model.train(was_training)
     return model
