@@ -54,7 +54,7 @@ from hw.xilinx import write_sim_models
 SIM_VIEW_FILE = "shiftadd_top_sim.v"  # rtl/: the simulation view of the top
 
 MANIFEST_FORMAT = "shiftadd-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2  # 2: the INPUT descriptor's in_beats, input words cut to their beats
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
@@ -489,7 +489,9 @@ def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:
     except json.JSONDecodeError as e:
         raise ManifestError(f"{mf}: not JSON ({e})") from None
     if manifest.get("format") != MANIFEST_FORMAT or manifest.get("version") != MANIFEST_VERSION:
-        raise ManifestError(f"{mf}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION}")
+        raise ManifestError(f"{mf}: not a {MANIFEST_FORMAT} v{MANIFEST_VERSION} (format "
+                            f"{manifest.get('format')!r} v{manifest.get('version')!r}; an "
+                            "older shiftadd's output: generate it again with shiftadd gen)")
     for rel, digest in manifest["files"].items():
         p = out / rel
         if not p.exists():
