@@ -119,7 +119,7 @@ class Accelerator:
         if x.size and (x.min() < info.min or x.max() > info.max):
             raise DeviceError(f"input values outside the {self.precision} format")
         header = np.array([self.stream["infer_header"]], dtype="<u4").tobytes()
-        out_len = spec_out["beats"] * 4
+        out_len = spec_out["beats"] * T.BEAT_BYTES
         ys, cycles = [], []
         for img in x.astype(self.dtype):
             data = self._run(header + T.to_words(img, self.cols, self.precision,

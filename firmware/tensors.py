@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 DTYPES = {"fix8": np.dtype("<i1"), "fix32": np.dtype("<i4")}
+BEAT_BYTES = 4  # one 32-bit stream beat (the manifest's stream.beat_bits)
 
 
 class TensorError(ValueError):
@@ -74,7 +75,7 @@ def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = 
     hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
     if word_beats is None:
         return hwc.tobytes()
-    word, cut = cols * dt.itemsize, word_beats * 4
+    word, cut = cols * dt.itemsize, word_beats * BEAT_BYTES
     if not 0 < cut <= word or (cut < word and c * dt.itemsize > cut):
         raise TensorError(f"{word_beats} beats per word cannot carry {c} channels of {precision} "
                           f"in words of {cols}")

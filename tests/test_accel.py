@@ -56,9 +56,16 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     """An unknown opcode, an address range outside the activation memory or an INPUT whose
-    words take no beats or more than a word's sets ERROR.bad_descriptor and ends the program (no hang, no output); malformed frames set
+    words take no beats or more than a word's sets ERROR.bad_descriptor and ends the program
+    (no hang, no output); malformed frames set
     ERROR.bad_length; afterwards the engine runs an image correctly."""
-    from hw.program import beats_to_words, pack_descriptor, unpack_descriptor, words_to_beats
+    from hw.program import (
+        beats_per_word,
+        beats_to_words,
+        pack_descriptor,
+        unpack_descriptor,
+        words_to_beats,
+    )
     from sim.accel import sample_inputs
 
     manifest, net, cfg = load_outdir(digits_fix8)
@@ -72,7 +79,7 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
         return load[:2] + words_to_beats([pack_descriptor({**d, **fields})], width) + \
             load[2 + n:]
 
-    word_beats = manifest["engine"]["cols"] * manifest["engine"]["data_bits"] // 32
+    word_beats = beats_per_word(manifest["engine"]["cols"] * manifest["engine"]["data_bits"])
     bad_loads = [with_first(op=15),                                      # unknown opcode
                  with_first(out_base=manifest["engine"]["act_depth"] - 1),  # runs off the end
                  with_first(in_beats=0),                                 # input words of no beats
