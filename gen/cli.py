@@ -363,7 +363,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if not ckpt.exists() or args.retrain:
         _log(f"[demo] step 1/5: training the digits ShiftAddNet -> {ckpt}")
-        ns = argparse.Namespace(arch="digits", epochs=60, lr=0.05, seed=0, threads=2,
+        ns = argparse.Namespace(arch="digits", epochs=60, lr=0.05, seed=0, threads=None,
                                 output=ckpt, quiet=False, json=False)
         cmd_train(ns)
     else:
@@ -462,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=60)
     t.add_argument("--lr", type=float, default=0.05)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    t.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: torch's, OMP_NUM_THREADS or one per core)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_train)

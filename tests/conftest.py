@@ -14,6 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# pytest-xdist workers share the cores: one torch/BLAS thread each, inherited by the CLI and
+# emulator subprocesses. Measured on 2 cores with the other one busy: a training step takes
+# 994 ms with 2 threads, 244 ms with 1 (the second thread spins waiting for a taken core).
+if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    os.environ["OMP_NUM_THREADS"] = "1"
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / "test-cache"
 
