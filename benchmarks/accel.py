@@ -128,7 +128,7 @@ def main() -> int:
         return 0
     print(f"{'layer':28s}{'op':>12s}{'cycles':>8s}{'util':>8s}")
     for x in res["layers"]:
-        print(f"{x['name']:28s}{x['op']:>12s}{x['cycles']:8d}{100 * x['utilization']:7.1f}%")
+        print(f"{x['name']:28s}{x['op']:>15s}{x['cycles']:8d}{100 * x['utilization']:7.1f}%")
     emit({k: v for k, v in res.items() if k not in ("layers", "energy")}, False)
     return 0
 

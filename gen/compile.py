@@ -73,7 +73,7 @@ class Step:
     output: str | None
     conv: ShiftConv | AdderConv | None = None
     requant: Requant | None = None
-    node: Add | AvgPool | None = None
+    node: Add | AvgPool | None = None  # the add or avgpool; with a conv: the add fused into it
 
 
 def fuse(net: IntegerNetwork) -> list[Step]:
@@ -97,6 +97,14 @@ def fuse(net: IntegerNetwork) -> list[Step]:
             kind = Opcode.SHIFT_CONV if isinstance(op, ShiftConv) else Opcode.ADDER_CONV
             steps.append(Step(kind, op.name, op.inputs, rq.output, conv=op, requant=rq))
         elif isinstance(op, Add):
+            prev = steps[-1]
+            others = [t for t in op.inputs if t != prev.output]
+            if prev.conv is not None and prev.node is None and len(others) == 1 and \
+                    len(consumers[prev.output]) == 1 and prev.output != net.output:
+                # the add follows the conv that makes one of its operands, that operand's only
+                # user: the conv's writer adds the other one (no pass of its own over memory)
+                prev.inputs, prev.output, prev.node = (*prev.inputs, others[0]), op.output, op
+                continue
             steps.append(Step(Opcode.ADD, op.name, op.inputs, op.output, node=op))
         elif isinstance(op, AvgPool):
             steps.append(Step(Opcode.AVGPOOL, op.name, op.inputs, op.output, node=op))
@@ -250,18 +258,11 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
             d.update(_conv_descriptor(net, s, geo, bases, memories, shift_lane_bits, data_bits,
                                       bias_bits, weights))
         elif s.op is Opcode.ADD:
-            a, b = (net.tensors[t] for t in s.inputs)
-            y = net.tensors[s.output]
-            big = max(a.fmt.frac, b.fmt.frac)
-            sa, sb, sh = big - a.fmt.frac, big - b.fmt.frac, big - y.fmt.frac
-            if sh < 0:  # a left shift of the sum is exact: fold it into the operand shifts
-                sa, sb, sh = sa - sh, sb - sh, 0
-            if max(sa, sb, sh) > ADD_SHIFT_MAX:
-                raise CompileError(f"{s.name}: the add needs a shift of {max(sa, sb, sh)}, more "
-                                   f"than the engine's {ADD_SHIFT_MAX}")
+            sa, sb, sh = _add_shifts(net, s.node, *s.inputs)
             d.update(in_base=bases[s.inputs[0]], in2_base=bases[s.inputs[1]],
                      out_base=bases[s.output], shift_a=sa, shift_b=sb, shift=sh,
-                     relu=int(s.node.relu), **_jumps([tensor_words(y.shape, C)], [1]))
+                     relu=int(s.node.relu),
+                     **_jumps([tensor_words(net.tensors[s.output].shape, C)], [1]))
         elif s.op is Opcode.AVGPOOL:
             x, y = net.tensors[s.inputs[0]], net.tensors[s.output]
             k = s.node.kernel
@@ -280,10 +281,23 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     return Program(descs, memories, bases, act_depth, bias_bits, steps)
 
 
+def _add_shifts(net: IntegerNetwork, add: Add, a: str, b: str) -> tuple[int, int, int]:
+    """``(shift_a, shift_b, shift)`` of the add ``a + b`` (docs/NUMERICS.md)."""
+    fa, fb = net.tensors[a].fmt.frac, net.tensors[b].fmt.frac
+    big = max(fa, fb)
+    sa, sb, sh = big - fa, big - fb, big - net.tensors[add.output].fmt.frac
+    if sh < 0:  # a left shift of the sum is exact: fold it into the operand shifts
+        sa, sb, sh = sa - sh, sb - sh, 0
+    if max(sa, sb, sh) > ADD_SHIFT_MAX:
+        raise CompileError(f"{add.name}: the add needs a shift of {max(sa, sb, sh)}, more "
+                           f"than the engine's {ADD_SHIFT_MAX}")
+    return sa, sb, sh
+
+
 def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bits, data_bits,
                      bias_bits, weights: bool = True) -> dict:
     op, rq = s.conv, s.requant
-    x, y = net.tensors[op.inputs[0]], net.tensors[s.output]
+    x, y = net.tensors[op.inputs[0]], net.tensors[rq.output]
     c_in, h, w = x.shape
     c_out, oh, ow = y.shape
     k, st, p = op.kernel, op.stride, op.padding
@@ -312,7 +326,7 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
 
     wdx, wdy, wn, ww = delta(1)
     tdx, tdy, tn, tw = delta(R)
-    return {
+    d = {
         "in_base": bases[op.inputs[0]], "out_base": bases[s.output], "w_base": w_base,
         "p_base": p_base, **_jumps([sub, b_in, k, k], [0, 1, b_in, w * b_in]),
         "h": h, "w": w, "m_cb": blocks - 1, "m_pblk": -(-pixels // R) - 1,
@@ -323,6 +337,12 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
         "out_tile_step": R * blocks, "pixels": pixels,
         "shift": rq.shift, "relu": int(rq.relu),
     }
+    if s.node is not None:  # the residual add, done by the writer
+        residual = s.inputs[-1]
+        sa, sb, sh = _add_shifts(net, s.node, rq.output, residual)
+        d.update(res=1, in2_base=bases[residual], shift_a=sa, shift_b=sb, res_shift=sh,
+                 res_relu=int(s.node.relu))
+    return d
 
 
 def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, adder,

@@ -48,6 +48,7 @@ FETCH_CYCLES = 4        # FETCH, LATCH, DISPATCH, NEXT around every descriptor
 START_CYCLES = 1        # the INFER header beat
 END_CYCLES = 5          # FETCH, LATCH, DISPATCH of END, then stop and DONE
 CONV_TAIL = 2 + 6       # core input register + writer flag, then SETTLE (requant latency + 3)
+RES_TAIL = 2            # a conv with ``res``: the residual adder's latency
 VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
 
@@ -72,7 +73,8 @@ def descriptor_cycles(d: dict, cfg) -> int:
     arr = cfg.array(kind)
     steps = math.prod(counts[:4])
     tiles = (d["m_pblk"] + 1) * (d["m_cb"] + 1)
-    return FETCH_CYCLES + cfg.rows + schedule_cycles([steps] * tiles, arr) + CONV_TAIL
+    return (FETCH_CYCLES + cfg.rows + schedule_cycles([steps] * tiles, arr) + CONV_TAIL +
+            RES_TAIL * d.get("res", 0))
 
 
 def program_cycles(descriptors: list[dict], cfg) -> int:

@@ -54,12 +54,15 @@ from hw.xilinx import write_sim_models
 SIM_VIEW_FILE = "shiftadd_top_sim.v"  # rtl/: the simulation view of the top
 
 MANIFEST_FORMAT = "shiftadd-manifest"
-MANIFEST_VERSION = 2  # 2: the INPUT descriptor's in_beats, input words cut to their beats
+# 2: the INPUT descriptor's in_beats, input words cut to their beats; 3: residual adds fused into
+# the conv before them (descriptor fields res, res_shift, res_relu)
+MANIFEST_VERSION = 3
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
-# Logic around the arrays, per column (requantizer, residual adder, pooler) and per row (feeder:
-# window position, address and bounds). Estimates, to be replaced by synthesis of the engine.
+# Logic around the arrays, per column (requantizer, residual adder, pooler; plus the residual
+# adder's two operand multiplexers, 2 x data bits) and per row (feeder: window position, address
+# and bounds). Estimates, to be replaced by synthesis of the engine.
 PPU_LUT_PER_COL = 600
 FEEDER_LUT_PER_ROW = 120
 CONTROL_LUT = 2500
@@ -114,7 +117,7 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
     for kind in ("shift", "adder"):
         a = cfg.array(kind)
         out[f"{kind}_array"] = model.array(a).lut if a is not None else 0.0
-    out["post_processing"] = float(PPU_LUT_PER_COL * cfg.cols)
+    out["post_processing"] = float((PPU_LUT_PER_COL + 2 * cfg.data_bits) * cfg.cols)
     out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows)
     out["control"] = float(CONTROL_LUT)
     return out
@@ -185,7 +188,7 @@ def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
         if s.conv is None:
             continue
         op, rq = s.conv, s.requant
-        x, acc, y = (net.tensors[t] for t in (op.inputs[0], op.output, s.output))
+        x, acc, y = (net.tensors[t] for t in (op.inputs[0], op.output, rq.output))
         key = (f"{'shift' if isinstance(op, ShiftConv) else 'adder'}_{x.shape[0]}to{y.shape[0]}"
                f"_k{op.kernel}s{op.stride}_{x.shape[1]}x{x.shape[2]}")
         if key in out:
@@ -198,15 +201,18 @@ def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
     return out
 
 
-def one_layer_network(name: str, precision, specs: dict, conv, requant, *,
+def one_layer_network(name: str, precision, specs: dict, conv, requant, *, add=None,
                       source: str | None = None) -> IntegerNetwork:
     """``x -> conv -> acc -> requant -> y`` as a network (``specs``: the three tensors; the
     accumulator's width is derived again: alone, the input may take any value of its format).
-    ``source``: the tensor of the whole network that feeds it (``meta["source"]``, used by
-    :func:`layer_inputs`)."""
+    With ``add`` (an :class:`~gen.ir.Add` of the requant's output and ``x``, ``specs`` naming
+    the requant's output ``t``), ``y`` is the sum: conv, requant and the residual add run as one
+    descriptor. ``source``: the tensor of the whole network that feeds it (``meta["source"]``,
+    used by :func:`layer_inputs`)."""
     meta = {"source": source} if source else {}
-    lo, hi = _one_layer(name, precision, specs, [conv, requant], 62, meta).bounds()["acc"]
-    return _one_layer(name, precision, specs, [conv, requant],
+    ops = [conv, requant] if add is None else [conv, requant, add]
+    lo, hi = _one_layer(name, precision, specs, ops, 62, meta).bounds()["acc"]
+    return _one_layer(name, precision, specs, ops,
                       max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2), meta)
 
 
@@ -270,7 +276,8 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
     cfg, net = design.cfg, design.net
     for s, d in zip(design.program.steps, design.program.descriptors, strict=False):
         cyc = descriptor_cycles(d, cfg)
-        row = {"name": s.name, "op": s.op.name.lower(), "cycles": cyc,
+        op = s.op.name.lower() + ("+add" if s.conv is not None and s.node is not None else "")
+        row = {"name": s.name, "op": op, "cycles": cyc,
                "us": round(cyc / clock_mhz, 3)}
         if s.conv is not None:
             y = net.tensors[s.conv.output].shape

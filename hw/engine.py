@@ -3,7 +3,7 @@
 Blocks (``docs/HARDWARE.md`` has the picture):
 
 * **Memories** (``amaranth.lib.memory``): activations (one word = ``C`` channels of ``B`` bits,
-  HWC order; ``max(R, 2)`` read ports, one write port), shift weights and adder weights (one
+  HWC order; ``R + 1`` read ports, one write port), shift weights and adder weights (one
   word = one array step: ``C`` columns x ``V`` lanes), requant parameters (one word = ``C``
   channels of ``mult``/``bias``), the program (one word = one descriptor,
   :mod:`hw.program`). Weights, parameters and the program are written once per deployment by a
@@ -135,7 +135,9 @@ class EngineConfig:
 
     @property
     def read_ports(self) -> int:
-        return max(self.rows, 2)
+        """One per array row (the conv feeder), and one for the residual operand of a conv
+        with ``res`` (read while the rows read the next tile); ADD uses ports 0 and 1."""
+        return self.rows + 1
 
     @property
     def acc_bits(self) -> int:
@@ -431,7 +433,16 @@ class Engine(wiring.Component):
                          rqs[c].shift.eq(d.shift), rqs[c].relu.eq(d.relu), rqs[c].o.ready.eq(1)]
         rq_we = _delay(m, a_valid & a_we, Requantizer.latency, "rq_we")
         rq_addr = _delay(m, a_addr, Requantizer.latency, "rq_addr")
-        wr_sources.append((rq_we, rq_addr, Cat(*(q.o.payload.y for q in rqs))))
+        rq_y = Cat(*(q.o.payload.y for q in rqs))
+        # res: the residual adders take each requantized word with the word at the same place
+        # of the tensor at in2_base, read on the extra port to arrive with it
+        res_on = Signal()
+        m.d.comb += res_on.eq(d.res & ((d.op == Opcode.SHIFT_CONV) | (d.op == Opcode.ADDER_CONV)))
+        res_rd = act_rd[R]
+        res_addr = Signal(17)
+        m.d.comb += res_addr.eq(a_addr - d.out_base + d.in2_base)
+        m.d.comb += res_rd.addr.eq(_delay(m, res_addr, Requantizer.latency - 1, "res_addr"))
+        wr_sources.append((rq_we & ~res_on, rq_addr, rq_y))
 
         # ---------------------------------------------------------------- vector ops
         vec_on = Signal()
@@ -455,16 +466,22 @@ class Engine(wiring.Component):
         for c in range(C):
             a_c = act_rd[0].data.word_select(c, B)
             b_c = act_rd[1].data.word_select(c, B)
-            m.d.comb += [adders[c].i.valid.eq(v1 & is_add), adders[c].i.payload.a.eq(a_c),
-                         adders[c].i.payload.b.eq(b_c), adders[c].shift_a.eq(d.shift_a),
-                         adders[c].shift_b.eq(d.shift_b), adders[c].shift.eq(d.shift),
-                         adders[c].relu.eq(d.relu), adders[c].o.ready.eq(1),
+            m.d.comb += [adders[c].i.valid.eq(Mux(res_on, rq_we, v1 & is_add)),
+                         adders[c].i.payload.a.eq(Mux(res_on, rq_y.word_select(c, B), a_c)),
+                         adders[c].i.payload.b.eq(Mux(res_on, res_rd.data.word_select(c, B),
+                                                      b_c)),
+                         adders[c].shift_a.eq(d.shift_a), adders[c].shift_b.eq(d.shift_b),
+                         adders[c].shift.eq(Mux(res_on, d.res_shift, d.shift)),
+                         adders[c].relu.eq(Mux(res_on, d.res_relu, d.relu)),
+                         adders[c].o.ready.eq(1),
                          pools[c].i.valid.eq(v1 & ~is_add), pools[c].i.payload.x.eq(a_c),
                          pools[c].i.payload.first.eq(v1_first),
                          pools[c].i.payload.last.eq(v1_last), pools[c].shift.eq(d.shift),
                          pools[c].o.ready.eq(1)]
         assert ResidualAdder.latency == AvgPooler.latency
-        v_addr = _delay(m, v1_addr, ResidualAdder.latency, "vec_addr")
+        v0_addr = Signal(17)
+        m.d.comb += v0_addr.eq(Mux(res_on, rq_addr, v1_addr))
+        v_addr = _delay(m, v0_addr, ResidualAdder.latency, "vec_addr")
         v_we = Signal()
         m.d.comb += v_we.eq(adders[0].o.valid | pools[0].o.valid)
         v_data = Mux(adders[0].o.valid, Cat(*(a.o.payload.y for a in adders)),
@@ -706,7 +723,8 @@ class Engine(wiring.Component):
                         with m.Else():
                             m.d.sync += cb.eq(cb + 1)
                 with m.If(wr_done):
-                    m.d.sync += drain.eq(Requantizer.latency + 2)
+                    m.d.sync += drain.eq(Requantizer.latency + 2 +
+                                         Mux(res_on, ResidualAdder.latency, 0))
                     m.next = "SETTLE"
             # ---------------------------------------------------------- add / avgpool
             with m.State("VEC"):

@@ -40,8 +40,8 @@ class Opcode(enum.IntEnum):
     END = 0
     INPUT = 1      # stream -> activations[out_base ...], n0 + 1 words
     OUTPUT = 2     # activations[in_base ...] -> stream, n0 + 1 words
-    SHIFT_CONV = 3  # shift conv + requant
-    ADDER_CONV = 4  # adder conv + requant
+    SHIFT_CONV = 3  # shift conv + requant (+ residual add when ``res``)
+    ADDER_CONV = 4  # adder conv + requant (+ residual add when ``res``)
     ADD = 5        # residual add over n0 + 1 words
     AVGPOOL = 6
 
@@ -71,6 +71,10 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     ("shift", 6, False), ("relu", 1, False), ("shift_a", 6, False), ("shift_b", 6, False),
     # INPUT: beats carrying each word (1 .. the word's beats; the rest of the word is zero)
     ("in_beats", 6, False),
+    # conv + requant + residual add in one pass: each requantized output word is added to the
+    # word at the same position of the tensor at in2_base (shift_a: the conv's operand, shift_b:
+    # the residual's), then shifted by res_shift and rectified if res_relu (docs/NUMERICS.md add)
+    ("res", 1, False), ("res_shift", 6, False), ("res_relu", 1, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gen.compile import Geometry, load_frame
+from gen.compile import Geometry, fuse, load_frame
 from gen.cycles import program_cycles
 from gen.generate import (
     layer_inputs,
@@ -17,6 +17,7 @@ from gen.generate import (
     shared_engine,
     single_layer_networks,
 )
+from gen.ir import Add, AdderConv
 from gen.nn.models import build, randomize
 from gen.numerics import Precision, quantize_real
 from gen.quantize import quantize
@@ -41,6 +42,22 @@ def narrowed(net, channels: int):
                              net.precision, specs, conv, req, source=net.meta["source"])
 
 
+def with_residual(net, whole):
+    """``net`` (a one-layer adder conv whose input and output shapes match) with the residual add
+    of the first identity block of ``whole``, its own input as the residual: conv, requant and
+    add run as one descriptor (``res``: the writer reads the residual on the extra port)."""
+    step = next(s for s in fuse(whole) if s.node is not None and isinstance(s.conv, AdderConv))
+    conv, req = net.ops
+    t = whole.tensors[step.requant.output]
+    y = whole.tensors[step.output]
+    specs = {"x": net.tensors["x"], "acc": net.tensors["acc"], "t": type(t)("t", t.shape, t.fmt),
+             "y": type(y)("y", y.shape, y.fmt)}
+    req = type(req)(**{**req.__dict__, "output": "t"})
+    add = Add(name="add", inputs=("t", "x"), output="y", relu=step.node.relu)
+    return one_layer_network(f"{net.name}_residual", net.precision, specs, conv, req, add=add,
+                             source=net.meta["source"])
+
+
 @functools.cache
 def layers():
     """The engine, and per layer: its network, program and inputs (the activations it sees in
@@ -51,6 +68,8 @@ def layers():
     nets = single_layer_networks(net)
     partial = narrowed(nets["adder_64to64_k3s1_8x8"], 6)
     nets[partial.name] = partial
+    residual = with_residual(nets["adder_16to16_k3s1_32x32"], net)
+    nets[residual.name] = residual
     cfg, progs = shared_engine(list(nets.values()), GEO)
     x = quantize_real(calib[:2].numpy(), net.tensors[net.input].fmt)
     inputs = layer_inputs(net, nets, x)
@@ -59,7 +78,7 @@ def layers():
 
 def test_every_resnet20_shape_is_covered():
     _, progs = layers()
-    assert len(progs) == 15  # 14 ResNet-20 shapes and the partial-word input
+    assert len(progs) == 16  # 14 ResNet-20 shapes, the partial-word input, the fused add
     kinds = {k.split("_")[0] for k in progs}
     assert kinds == {"shift", "adder"}
     assert any("s2" in k for k in progs) and any("k1" in k for k in progs)
@@ -70,12 +89,14 @@ def test_every_resnet20_shape_is_covered():
     "shift_16to32_k3s2_32x32", "adder_32to32_k3s1_16x16", "shift_32to32_k3s1_16x16",
     "shift_16to32_k1s2_32x32", "adder_32to32_k1s1_16x16", "shift_32to64_k3s2_16x16",
     "adder_64to64_k3s1_8x8", "shift_64to64_k3s1_8x8", "shift_32to64_k1s2_16x16",
-    "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1", "adder_6to64_partial_words"])
+    "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1", "adder_6to64_partial_words",
+    "adder_16to16_k3s1_32x32_residual"])
 def test_resnet20_layer_in_rtl(name, seed):
     cfg, progs = layers()
     net, prog, acts = progs[name]
     if name.endswith("partial_words"):  # 6 of 16 FIX8 channels: 2 of the word's 4 beats
         assert prog.descriptors[0]["in_beats"] == 2
+    assert [d.get("res", 0) for d in prog.descriptors][1] == name.endswith("residual")
     spec = net.tensors[net.input]
     rng = np.random.default_rng(seed)
     x = acts.copy()  # image 0: what the layer sees in the network; image 1: extremes
