@@ -16,7 +16,9 @@ Blocks (``docs/HARDWARE.md`` has the picture):
   present when the network has that kind of conv); the program picks one per conv.
 * **Post-processing**: ``C`` :class:`~hw.ppu.Requantizer` s behind the array (conv + requant is
   one descriptor), ``C`` :class:`~hw.ppu.ResidualAdder` s and ``C`` :class:`~hw.ppu.AvgPooler` s
-  for the vector ops.
+  for the vector ops. A conv descriptor with ``res`` also sends its requantized words through
+  the residual adders, with the residual tensor's word at the same position (read on port R),
+  so a residual add after a conv takes no pass of its own.
 * **Control**: one FSM fetches descriptors until ``END``. Every loop is bounded by descriptor
   counts, so no descriptor can hang the engine; an unknown opcode, an absent array kind or a
   program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame ``ERROR.bad_length``;
