@@ -77,7 +77,8 @@ class Step:
 
 
 def fuse(net: IntegerNetwork) -> list[Step]:
-    """The network as engine steps: conv + requant fused, add, avgpool."""
+    """The network as engine steps: conv + requant fused (and the add right after, when that
+    conv makes one of its operands and nothing else reads it), add, avgpool."""
     consumers: dict[str, list] = {}
     for op in net.ops:
         for t in op.inputs:
