@@ -68,13 +68,20 @@ def rtl_layers(rows: int = 4, cols: int = 16, lanes: int = 8) -> dict:
 
     from gen.compile import Geometry, load_frame
     from gen.cycles import descriptor_cycles
-    from gen.generate import layer_inputs, shared_engine, single_layer_networks
+    from gen.generate import (
+        layer_inputs,
+        residual_layer_network,
+        shared_engine,
+        single_layer_networks,
+    )
     from gen.numerics import quantize_real
     from hw.program import MemoryId, Opcode, pack_descriptor
     from sim.accel import build_config, make_case, run_case
 
     whole = resnet20()
     nets = single_layer_networks(whole)
+    fused = residual_layer_network(nets["adder_16to16_k3s1_32x32"], whole)  # conv + add in one
+    nets[fused.name] = fused
     # each layer's input as it is in the whole network (random integers would drive the adder
     # convs so far below their BatchNorm means that their ReLUs output only zeros)
     acts = layer_inputs(whole, nets, quantize_real(calibration()[:1].numpy(),

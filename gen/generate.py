@@ -29,13 +29,14 @@ from gen.compile import (
     bias_bits_for,
     compile_network,
     engine_config,
+    fuse,
     input_beats,
     tensor_words,
 )
 from gen.cost import CostModel
 from gen.cycles import conv_utilization, descriptor_cycles, program_cycles
 from gen.equiv import pair_class, start_pair_proof
-from gen.ir import AdderConv, IntegerNetwork, ShiftConv
+from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
 from hw.config import LaneConfig, LaneKind, PEConfig
@@ -180,8 +181,6 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
 def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
     """One network per distinct conv shape of ``net``: the conv and its requant alone (the
     per-layer RTL tests and the utilization benchmark run these as one-layer programs)."""
-    from gen.compile import fuse
-    from gen.ir import Requant
 
     out: dict[str, IntegerNetwork] = {}
     for s in fuse(net):
@@ -214,6 +213,22 @@ def one_layer_network(name: str, precision, specs: dict, conv, requant, *, add=N
     lo, hi = _one_layer(name, precision, specs, ops, 62, meta).bounds()["acc"]
     return _one_layer(name, precision, specs, ops,
                       max(signed_bits(min(lo.min(), 0), max(hi.max(), 0)), 2), meta)
+
+
+def residual_layer_network(layer: IntegerNetwork, whole: IntegerNetwork) -> IntegerNetwork:
+    """``layer`` (from :func:`single_layer_networks`: an adder conv whose input and output shapes
+    match) with the residual add of the first block of ``whole`` whose add is fused into an
+    adder conv, ``layer``'s own input as the residual: conv, requant and add run as one
+    descriptor (``res``: the writer reads the residual on the extra port)."""
+    step = next(s for s in fuse(whole) if s.node is not None and isinstance(s.conv, AdderConv))
+    conv, req = layer.ops
+    t, y = whole.tensors[step.requant.output], whole.tensors[step.output]
+    specs = {"x": layer.tensors["x"], "acc": layer.tensors["acc"],
+             "t": type(t)("t", t.shape, t.fmt), "y": type(y)("y", y.shape, y.fmt)}
+    req = type(req)(**{**req.__dict__, "output": "t"})
+    add = Add(name="add", inputs=("t", "x"), output="y", relu=step.node.relu)
+    return one_layer_network(f"{layer.name}_residual", layer.precision, specs, conv, req,
+                             add=add, source=layer.meta["source"])
 
 
 def _one_layer(name: str, precision, specs: dict, ops: list, acc_bits: int,

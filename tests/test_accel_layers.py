@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from gen.compile import Geometry, fuse, load_frame
+from gen.compile import Geometry, load_frame
 from gen.cycles import program_cycles
 from gen.generate import (
     layer_inputs,
     one_layer_network,
+    residual_layer_network,
     shared_engine,
     single_layer_networks,
 )
-from gen.ir import Add, AdderConv
 from gen.nn.models import build, randomize
 from gen.numerics import Precision, quantize_real
 from gen.quantize import quantize
@@ -42,22 +42,6 @@ def narrowed(net, channels: int):
                              net.precision, specs, conv, req, source=net.meta["source"])
 
 
-def with_residual(net, whole):
-    """``net`` (a one-layer adder conv whose input and output shapes match) with the residual add
-    of the first identity block of ``whole``, its own input as the residual: conv, requant and
-    add run as one descriptor (``res``: the writer reads the residual on the extra port)."""
-    step = next(s for s in fuse(whole) if s.node is not None and isinstance(s.conv, AdderConv))
-    conv, req = net.ops
-    t = whole.tensors[step.requant.output]
-    y = whole.tensors[step.output]
-    specs = {"x": net.tensors["x"], "acc": net.tensors["acc"], "t": type(t)("t", t.shape, t.fmt),
-             "y": type(y)("y", y.shape, y.fmt)}
-    req = type(req)(**{**req.__dict__, "output": "t"})
-    add = Add(name="add", inputs=("t", "x"), output="y", relu=step.node.relu)
-    return one_layer_network(f"{net.name}_residual", net.precision, specs, conv, req, add=add,
-                             source=net.meta["source"])
-
-
 @functools.cache
 def layers():
     """The engine, and per layer: its network, program and inputs (the activations it sees in
@@ -68,7 +52,7 @@ def layers():
     nets = single_layer_networks(net)
     partial = narrowed(nets["adder_64to64_k3s1_8x8"], 6)
     nets[partial.name] = partial
-    residual = with_residual(nets["adder_16to16_k3s1_32x32"], net)
+    residual = residual_layer_network(nets["adder_16to16_k3s1_32x32"], net)
     nets[residual.name] = residual
     cfg, progs = shared_engine(list(nets.values()), GEO)
     x = quantize_real(calib[:2].numpy(), net.tensors[net.input].fmt)
