@@ -181,7 +181,6 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
 def single_layer_networks(net: IntegerNetwork) -> dict[str, IntegerNetwork]:
     """One network per distinct conv shape of ``net``: the conv and its requant alone (the
     per-layer RTL tests and the utilization benchmark run these as one-layer programs)."""
-
     out: dict[str, IntegerNetwork] = {}
     for s in fuse(net):
         if s.conv is None:
