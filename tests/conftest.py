@@ -16,10 +16,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+
+def _workers() -> int:
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 # pytest-xdist workers share the cores: one torch/BLAS thread each, inherited by the CLI and
 # emulator subprocesses. Measured on 2 cores with the other one busy: a training step takes
 # 994 ms with 2 threads, 244 ms with 1 (the second thread spins waiting for a taken core).
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+if _workers() > 1:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,11 +42,13 @@ def locked(name: str):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def cached_checkpoint(epochs: int, seed: int = 0) -> Path:
-    """Train the digits model with the given settings once; later calls reuse the file."""
+def cached_checkpoint(epochs: int | None = None, seed: int = 0) -> Path:
+    """Train the digits model with the given settings (default epochs: ``shiftadd train``'s)
+    once; later calls reuse the file."""
     from gen import checkpoint
     from gen.nn.train import TrainConfig, train_digits
 
+    epochs = epochs or TrainConfig().epochs
     src = b"".join((ROOT / p).read_bytes() for p in
                    ("gen/nn/layers.py", "gen/nn/models.py", "gen/nn/train.py", "gen/nn/data.py"))
     key = hashlib.sha256(src + json.dumps([epochs, seed]).encode()).hexdigest()[:16]
@@ -54,12 +61,7 @@ def cached_checkpoint(epochs: int, seed: int = 0) -> Path:
     return path
 
 
-TRAINED_EPOCHS = 60  # the README's training settings
 _background: subprocess.Popen | None = None
-
-
-def _workers() -> int:
-    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 
 
 def pytest_collection_modifyitems(config, items):
@@ -79,7 +81,7 @@ def pytest_collection_modifyitems(config, items):
         with open(CACHE / "background-training.log", "w") as log:
             _background = subprocess.Popen(
                 [sys.executable, "-c", "import sys; sys.path.insert(0, 'tests'); import conftest; "
-                 f"conftest.cached_checkpoint({TRAINED_EPOCHS})"],
+                 "conftest.cached_checkpoint()"],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
 
 
@@ -93,7 +95,7 @@ def pytest_sessionfinish(session):
 @pytest.fixture(scope="session")
 def trained_digits() -> Path:
     """The digits model trained with the default (README) settings."""
-    return cached_checkpoint(epochs=TRAINED_EPOCHS)
+    return cached_checkpoint()
 
 
 @pytest.fixture(scope="session")
