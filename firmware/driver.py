@@ -54,6 +54,9 @@ class Accelerator:
         self.precision = manifest["model"]["precision"]
         self.dtype = T.dtype_for(self.precision)
         self.stream = manifest["stream"]
+        if self.stream.get("beat_bits") != 8 * T.BEAT_BYTES:
+            raise DeviceError(f"the manifest's stream beats are {self.stream.get('beat_bits')!r} "
+                              f"bits; this agent speaks {8 * T.BEAT_BYTES}-bit beats")
 
     # ------------------------------------------------------------------ registers
     def identify(self) -> None:

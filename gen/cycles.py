@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from hw.config import ArrayConfig
+from hw.ppu import ResidualAdder
 
 
 def core_latency(cfg: ArrayConfig) -> int:
@@ -48,7 +49,7 @@ FETCH_CYCLES = 4        # FETCH, LATCH, DISPATCH, NEXT around every descriptor
 START_CYCLES = 1        # the INFER header beat
 END_CYCLES = 5          # FETCH, LATCH, DISPATCH of END, then stop and DONE
 CONV_TAIL = 2 + 6       # core input register + writer flag, then SETTLE (requant latency + 3)
-RES_TAIL = 2            # a conv with ``res``: the residual adder's latency
+RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
 VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
 

@@ -138,7 +138,7 @@ def test_agent_survives_a_wedged_dma(hw):
     manifest = {
         "build_id": 0x1234ABCD, "build_id_hex": "1234abcd", "registers": REGMAP.to_json(),
         "engine": {"cols": 16, "data_bits": 8},
-        "stream": {"load_header": 0x5348414C, "infer_header": 0x53484149},
+        "stream": {"load_header": 0x5348414C, "infer_header": 0x53484149, "beat_bits": 32},
         "sizes": {"program.bin": len(program), "weights.bin": len(weights)},
         "files": {"program.bin": hashlib.sha256(program).hexdigest(),
                   "weights.bin": hashlib.sha256(weights).hexdigest()},
@@ -158,6 +158,9 @@ def test_agent_survives_a_wedged_dma(hw):
             wrong = dict(manifest, build_id=0x1111)
             with pytest.raises(RemoteError, match="runs build 1234abcd"):
                 c.request(P.Kind.LOAD, {"manifest": wrong}, program + weights)
+            wide = dict(manifest, stream=dict(manifest["stream"], beat_bits=64))
+            with pytest.raises(RemoteError, match="beats are 64 bits; this agent speaks 32"):
+                c.request(P.Kind.LOAD, {"manifest": wide}, program + weights)
             with pytest.raises(RemoteError, match="not_loaded"):
                 c.infer(np.zeros((1, 1, 2, 2), np.int8), "fix8")
     finally:
