@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -27,10 +27,12 @@ def _stream_enable(m: Module, i, o) -> Signal:
     return en
 
 
-def _rshift_round(m: Module, v, shift, width: int) -> Signal:
-    """``gen.numerics.rshift_round`` for ``shift >= 0``: ``(v + 2**(shift-1)) >> shift``."""
-    half = Signal(unsigned(63))
-    m.d.comb += half.eq(Mux(shift == 0, 0, 1 << (shift - 1)[:len(shift)]))
+def _rshift_round(m: Module, v, shift, width: int, max_shift: int) -> Signal:
+    """``gen.numerics.rshift_round`` for ``0 <= shift <= max_shift``: ``(v + 2**(shift-1)) >>
+    shift``."""
+    bits = max(width, max_shift)
+    half = Signal(unsigned(bits))
+    m.d.comb += half.eq(Mux(shift == 0, 0, Const(1, bits) << (shift - 1)[:len(shift)]))
     r = Signal(signed(width))
     m.d.comb += r.eq((v + half) >> shift)
     return r
@@ -52,16 +54,22 @@ def _rectify_saturate(m: Module, r, relu, bits: int):
 @dataclass(frozen=True)
 class RequantConfig:
     """``acc_bits``: accumulator width in; ``bias_bits``: width of the per-channel bias;
-    ``out_bits``: 8 (FIX8) or 32 (FIX32)."""
+    ``out_bits``: 8 (FIX8) or 32 (FIX32); ``shift_min`` .. ``shift_max``: the shifts the
+    layers use (the generator takes them from the network; a narrower range is a narrower
+    shifter, and a shift outside it is outside the contract)."""
 
     acc_bits: int
     bias_bits: int
     out_bits: int
+    shift_min: int = 0
+    shift_max: int = SHIFT_LIMIT
 
     def __post_init__(self) -> None:
         for name, v, lo, hi in (("acc_bits", self.acc_bits, 2, 64),
                                 ("bias_bits", self.bias_bits, 2, 64),
-                                ("out_bits", self.out_bits, 2, 32)):
+                                ("out_bits", self.out_bits, 2, 32),
+                                ("shift_min", self.shift_min, 0, SHIFT_LIMIT),
+                                ("shift_max", self.shift_max, self.shift_min, SHIFT_LIMIT)):
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {v!r}")
 
@@ -69,6 +77,18 @@ class RequantConfig:
     def sum_bits(self) -> int:
         """Width of ``acc * mult + bias`` (exact)."""
         return max(self.acc_bits + MULT_BITS, self.bias_bits) + 1
+
+    @property
+    def pre_shift(self) -> int:
+        """Low bits of ``acc * mult + bias`` no shift in range can round on: ``rshift_round(v,
+        s) == rshift_round(v >> p, s - p)`` for ``p = shift_min - 1`` and every ``s >= shift_min``
+        (the dropped bits lie below the rounding bit ``2**(s-1)``), so they are never kept."""
+        return max(self.shift_min - 1, 0)
+
+    @property
+    def shifter(self) -> tuple[int, int]:
+        """``(width, shift bits)`` of the rounding shifter (what its area grows with)."""
+        return self.sum_bits - self.pre_shift, (self.shift_max - self.pre_shift).bit_length()
 
 
 def requant_layouts(cfg: RequantConfig) -> tuple[data.StructLayout, data.StructLayout]:
@@ -82,7 +102,8 @@ class Requantizer(wiring.Component):
     """Pipelined requantization with stream handshakes at both ends.
 
     Per item: ``acc``, ``mult``, ``bias`` (the channel's parameters travel with the value).
-    Per layer (held constant while a layer runs): ``shift`` (0..``SHIFT_LIMIT``) and ``relu``.
+    Per layer (held constant while a layer runs): ``shift`` (``shift_min``..``shift_max``) and
+    ``relu``.
     Stages: product and bias (1), rounding add and shift (2), clamp (3): ``latency`` = 3. The
     pipeline freezes while the output is valid and not ready.
     """
@@ -107,15 +128,20 @@ class Requantizer(wiring.Component):
         en = _stream_enable(m, self.i, self.o)
         p = Module()
         width = cfg.sum_bits
-        # stage 1: v = acc * mult + bias
+        pre = cfg.pre_shift
+        width = cfg.sum_bits - pre
+        # stage 1: v = (acc * mult + bias) >> pre
+        full = Signal(signed(cfg.sum_bits))
+        m.d.comb += full.eq(self.i.payload.acc * self.i.payload.mult + self.i.payload.bias)
         v = Signal(signed(width))
         v1 = Signal()
-        p.d.sync += [v.eq(self.i.payload.acc * self.i.payload.mult + self.i.payload.bias),
-                     v1.eq(self.i.valid)]
-        # stage 2: rshift_round(v, shift)
+        p.d.sync += [v.eq(full[pre:]), v1.eq(self.i.valid)]
+        # stage 2: rshift_round(v, shift - pre), a shifter only as wide as the layers' range
+        t = Signal(range(cfg.shift_max - pre + 1))
+        m.d.comb += t.eq(self.shift - pre)
         r = Signal(signed(width))
         r1 = Signal()
-        p.d.sync += [r.eq(_rshift_round(m, v, self.shift, width)), r1.eq(v1)]
+        p.d.sync += [r.eq(_rshift_round(m, v, t, width, cfg.shift_max - pre)), r1.eq(v1)]
         # stage 3: relu, saturate
         y = Signal(signed(cfg.out_bits))
         p.d.sync += [y.eq(_rectify_saturate(m, r, self.relu, cfg.out_bits)),
@@ -143,6 +169,11 @@ class AddConfig:
     @property
     def sum_bits(self) -> int:
         return self.in_bits + self.shift_max + 1
+
+    @property
+    def shifter(self) -> tuple[int, int]:
+        """``(width, shift bits)`` of the rounding shifter (what its area grows with)."""
+        return self.sum_bits, self.shift_max.bit_length()
 
 
 class ResidualAdder(wiring.Component):
@@ -181,7 +212,7 @@ class ResidualAdder(wiring.Component):
         v1 = Signal()
         p.d.sync += [total.eq((self.i.payload.a << self.shift_a) +
                               (self.i.payload.b << self.shift_b)), v1.eq(self.i.valid)]
-        r = _rshift_round(m, total, self.shift, width)
+        r = _rshift_round(m, total, self.shift, width, cfg.shift_max)
         y = Signal(signed(cfg.out_bits))
         p.d.sync += [y.eq(_rectify_saturate(m, r, self.relu, cfg.out_bits)),
                      self.o.valid.eq(v1)]
@@ -192,20 +223,30 @@ class ResidualAdder(wiring.Component):
 
 @dataclass(frozen=True)
 class PoolConfig:
-    """Average pooling of ``bits``-wide values over windows of up to ``max_window`` items."""
+    """Average pooling of ``bits``-wide values over windows of up to ``max_window`` items, with
+    rounding shifts up to ``shift_max``."""
 
     bits: int
     max_window: int
+    shift_max: int = SHIFT_LIMIT
 
     def __post_init__(self) -> None:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise ValueError(f"bits must be an integer in 2..32, not {self.bits!r}")
         if not isinstance(self.max_window, int) or self.max_window < 1:
             raise ValueError(f"max_window must be a positive integer, not {self.max_window!r}")
+        if not isinstance(self.shift_max, int) or not 0 <= self.shift_max <= SHIFT_LIMIT:
+            raise ValueError(f"shift_max must be an integer in 0..{SHIFT_LIMIT}, "
+                             f"not {self.shift_max!r}")
 
     @property
     def sum_bits(self) -> int:
         return self.bits + (self.max_window - 1).bit_length()
+
+    @property
+    def shifter(self) -> tuple[int, int]:
+        """``(width, shift bits)`` of the rounding shifter (what its area grows with)."""
+        return self.sum_bits + 1, self.shift_max.bit_length()
 
 
 class AvgPooler(wiring.Component):
@@ -245,7 +286,7 @@ class AvgPooler(wiring.Component):
         with p.If(self.i.valid):
             p.d.sync += acc.eq(total)
         p.d.sync += [done.eq(self.i.valid & self.i.payload.last), s.eq(total)]
-        r = _rshift_round(m, s, self.shift, cfg.sum_bits + 1)
+        r = _rshift_round(m, s, self.shift, cfg.sum_bits + 1, cfg.shift_max)
         y = Signal(signed(cfg.bits))
         p.d.sync += [y.eq(_saturate(r, cfg.bits)), self.o.valid.eq(done)]
         m.d.comb += self.o.payload.y.eq(y)

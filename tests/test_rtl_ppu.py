@@ -15,29 +15,36 @@ from hw.ppu import (
 from sim import rtl
 
 
-@pytest.mark.parametrize("acc_bits,bias_bits,out_bits", [(26, 40, 8), (44, 48, 32)])
-def test_requantizer(acc_bits, bias_bits, out_bits, seed):
-    cfg = RequantConfig(acc_bits, bias_bits, out_bits)
+@pytest.mark.parametrize("acc_bits,bias_bits,out_bits,shifts", [
+    (26, 40, 8, [0, 1, 2, 7, 15, 23, 31, 47, 62]),
+    (44, 48, 32, [0, 1, 2, 7, 15, 23, 31, 47, 62]),
+    # a range narrowed to a network's shifts: 5 low bits dropped, a 0..17 shifter
+    (20, 24, 8, [6, 7, 8, 13, 21, 22]),
+    (20, 24, 8, [1, 2, 9]),
+])
+def test_requantizer(acc_bits, bias_bits, out_bits, shifts, seed):
+    cfg = RequantConfig(acc_bits, bias_bits, out_bits, min(shifts), max(shifts))
     build = rtl.build(lambda: Requantizer(cfg), "requant", {"cfg": repr(cfg)})
-    shifts = [0, 1, 2, 7, 15, 23, 31, 47, 62]
     rtl.run(build, "sim.tb.ppu_tb", {"acc_bits": acc_bits, "bias_bits": bias_bits,
                                      "out_bits": out_bits, "shifts": shifts}, seed=seed, tests="requant")
 
 
 @pytest.mark.parametrize("in_bits,out_bits", [(8, 8), (32, 32)])
 def test_residual_adder(in_bits, out_bits, seed):
-    cfg = AddConfig(in_bits, out_bits, 12)
+    cfg = AddConfig(in_bits, out_bits, 7)  # the largest shift the cases below need
     build = rtl.build(lambda: ResidualAdder(cfg), "residual_add", {"cfg": repr(cfg)})
     fracs = [(4, 4, 4), (3, 6, 5), (6, 2, 2), (5, 5, 3), (2, 7, 7), (7, 0, 4)]
     rtl.run(build, "sim.tb.ppu_tb", {"in_bits": in_bits, "out_bits": out_bits,
                                      "fracs": fracs}, seed=seed, tests="residual_add")
 
 
-@pytest.mark.parametrize("bits,kernel", [(8, 4), (8, 8), (32, 2)])
-def test_avg_pooler(bits, kernel, seed):
-    cfg = PoolConfig(bits, kernel * kernel)
-    build = rtl.build(lambda: AvgPooler(cfg), "avgpool", {"cfg": repr(cfg)})
+@pytest.mark.parametrize("bits,kernel,sized", [(8, 4, False), (8, 8, True), (32, 2, False)])
+def test_avg_pooler(bits, kernel, sized, seed):
     # fy < fx only within what the output can still hold: the golden rule saturates the rest
     fracs = [(5, 5), (5, 4), (3, 5), (6, 2)]
+    # sized: the shifter only as wide as these cases need (shift = log2(k*k) + fx - fy)
+    need = 2 * (kernel.bit_length() - 1) + max(fx - fy for fx, fy in fracs)
+    cfg = PoolConfig(bits, kernel * kernel, need) if sized else PoolConfig(bits, kernel * kernel)
+    build = rtl.build(lambda: AvgPooler(cfg), "avgpool", {"cfg": repr(cfg)})
     rtl.run(build, "sim.tb.ppu_tb", {"bits": bits, "kernel": kernel, "fracs": fracs}, seed=seed,
             tests="avgpool")
