@@ -29,15 +29,16 @@ def calibration() -> torch.Tensor:
     return torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
 
-def resnet20():
-    """ResNet-20 ShiftAdd FIX8 with random weights and BatchNorm statistics of a random batch."""
+def resnet20(precision: str = "fix8"):
+    """ResNet-20 ShiftAdd (FIX8 unless told) with random weights and BatchNorm statistics of a
+    random batch."""
     from gen.nn.models import build, randomize
     from gen.numerics import Precision
     from gen.quantize import quantize
 
     calib = calibration()
     model = randomize(build("resnet20_shiftadd").eval(), 0, calibration=calib)
-    return quantize(model, calib, Precision.FIX8)
+    return quantize(model, calib, Precision(precision))
 
 
 def projection(args) -> dict:

@@ -351,13 +351,23 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
     """The engine for ``prog`` (memories sized to exactly what the program uses)."""
     sizes = {m: max(len(v), 1) for m, v in prog.memories.items()}
     pools = [s.node.kernel ** 2 for s in prog.steps if s.op is Opcode.AVGPOOL]
+    # the post-processing units are built for the shifts the program uses
+    conv_ops = (Opcode.SHIFT_CONV, Opcode.ADDER_CONV)
+    rq_shifts = [d["shift"] for d in prog.descriptors if d["op"] in conv_ops] or [0]
+    pool_shifts = [d["shift"] for d in prog.descriptors if d["op"] == Opcode.AVGPOOL]
+    add_shifts = [(d["shift_a"], d["shift_b"], d["shift"]) for d in prog.descriptors
+                  if d["op"] == Opcode.ADD]
+    add_shifts += [(d["shift_a"], d["shift_b"], d["res_shift"]) for d in prog.descriptors
+                   if d["op"] in conv_ops and d.get("res")]
     return EngineConfig(
         rows=geo.rows, cols=geo.cols, lanes=geo.lanes, data_bits=net.precision.bits,
         shift=shift, adder=adder, act_depth=prog.act_depth,
         shift_depth=sizes[MemoryId.SHIFT_WEIGHTS], adder_depth=sizes[MemoryId.ADDER_WEIGHTS],
         param_depth=sizes[MemoryId.PARAMS],
         program_depth=program_depth or len(prog.descriptors), bias_bits=prog.bias_bits,
-        pool_window=max(pools + [1]))
+        pool_window=max(pools + [1]), add_shift_max=max(map(max, add_shifts), default=0),
+        requant_shift_min=min(rq_shifts), requant_shift_max=max(rq_shifts),
+        pool_shift_max=max(pool_shifts, default=0))
 
 
 # ------------------------------------------------------------------------------ stream frames

@@ -12,6 +12,11 @@ to small ``ArrayCore`` syntheses. FFs are
 modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
 ``gen/cost_model.json``; ``tests/test_cost_model.py`` checks the model against a fresh synthesis
 of an array outside the calibration set.
+
+Each post-processing unit (requantizer, residual adder, pooler; one of each per column) is
+priced the same way, as ``c0 + c1*w + c2*w*s`` with ``w`` the width of its rounding shifter and
+``s`` the bits of its shift range, fitted to syntheses of the units
+(``benchmarks/engine_area.py --calibrate``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import ArrayConfig, LaneKind, PEConfig
+from hw.ppu import AddConfig, PoolConfig, RequantConfig
 
 MODEL_FILE = Path(__file__).with_name("cost_model.json")
 
@@ -65,6 +71,25 @@ class CostModel:
         c = self.doc["pe"][kind]
         return Estimate(float(f @ np.array(c["lut"])), float(f @ np.array(c["ff"])))
 
+    def _section(self, name: str) -> dict:
+        if name not in self.doc:
+            raise KeyError(f"the cost model has no {name!r} calibration; run "
+                           "benchmarks/engine_area.py --calibrate")
+        return self.doc[name]
+
+    def ppu(self, cfg) -> Estimate:
+        """One column's post-processing units (requantizer, residual adder, pooler)."""
+        doc, lut, ff = self._section("ppu"), 0.0, 0.0
+        for unit, (w, sb) in ppu_units(cfg).items():
+            f = np.array(ppu_unit_features(w, sb))
+            lut += float(f @ np.array(doc[unit]["lut"]))
+            ff += float(f @ np.array(doc[unit]["ff"]))
+        return Estimate(lut, ff)
+
+    def array_overhead(self, cfg: ArrayConfig) -> float:
+        """LUTs of an array outside its PEs (the per-PE overhead term)."""
+        return self.array(cfg).lut - cfg.rows * cfg.cols * self.pe(cfg.pe).lut
+
     def array(self, cfg: ArrayConfig) -> Estimate:
         pe = self.pe(cfg.pe)
         f = np.array(array_overhead_features(cfg))
@@ -72,6 +97,19 @@ class CostModel:
         n = cfg.rows * cfg.cols
         return Estimate(n * (pe.lut + float(f @ np.array(o["lut"]))),
                         n * (pe.ff + float(f @ np.array(o["ff"]))))
+
+
+def ppu_units(cfg) -> dict[str, tuple[int, int]]:
+    """``(shifter width, shift bits)`` of each post-processing unit of engine ``cfg``."""
+    rq = RequantConfig(cfg.acc_bits, cfg.bias_bits, cfg.data_bits, cfg.requant_shift_min,
+                       cfg.requant_shift_max)
+    add = AddConfig(cfg.data_bits, cfg.data_bits, cfg.add_shift_max)
+    pool = PoolConfig(cfg.data_bits, cfg.pool_window, cfg.pool_shift_max)
+    return {"requant": rq.shifter, "add": add.shifter, "pool": pool.shifter}
+
+
+def ppu_unit_features(width: int, shift_bits: int) -> list[float]:
+    return [1.0, width, width * shift_bits]
 
 
 def fit_pe(samples: list[tuple[PEConfig, dict]]) -> dict:
@@ -100,3 +138,8 @@ def fit_overhead(model: CostModel, samples: list[tuple[ArrayConfig, dict]]) -> d
     xa = np.array(x)
     return {k: np.linalg.lstsq(xa, np.array(v), rcond=None)[0].round(4).tolist()
             for k, v in y.items()}
+
+
+def fit_linear(x: list[list[float]], y: list[float]) -> list[float]:
+    """Least-squares coefficients of ``y ~ x @ c``."""
+    return np.linalg.lstsq(np.array(x), np.array(y), rcond=None)[0].round(4).tolist()

@@ -56,18 +56,22 @@ SIM_VIEW_FILE = "shiftadd_top_sim.v"  # rtl/: the simulation view of the top
 
 MANIFEST_FORMAT = "shiftadd-manifest"
 # 2: the INPUT descriptor's in_beats, input words cut to their beats; 3: residual adds fused into
-# the conv before them (descriptor fields res, res_shift, res_relu)
-MANIFEST_VERSION = 3
+# the conv before them (descriptor fields res, res_shift, res_relu); 4: post-processing sized to
+# the network's shifts (engine requant_shift_min/max, add_shift_max, pool_shift_max)
+MANIFEST_VERSION = 4
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
-# Logic around the arrays, per column (requantizer, residual adder, pooler; plus the residual
-# adder's two operand multiplexers, 2 x data bits) and per row (feeder: window position, address
-# and bounds). Estimates, to be replaced by synthesis of the engine.
-PPU_LUT_PER_COL = 600
+# The engine core around arrays and post-processing: feeder (per row) and writer, loader and
+# control. Estimates, checked against Yosys by benchmarks/engine_area.py: with the arrays'
+# modelled per-PE overhead they give 12,719 LUTs for ResNet-20's 8x16x16 core against 12,840
+# synthesized, but 16-48 % too few at 4x16x16, 2x16x16 and 8x16x8 and 24 % too many at 4x32x16
+# (BENCHMARKS.md): a better model of the core is an open problem.
 FEEDER_LUT_PER_ROW = 120
 CONTROL_LUT = 2500
-BRAM36_BITS = 36 * 1024
+# (depth, width) of each block RAM aspect ratio (simple dual port for the widest)
+BRAM36_ASPECTS = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+BRAM18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 # Energy per operation (45 nm, from the ShiftAddNet authors' follow-up code), picojoules.
 ENERGY_PJ = {8: {"add": 0.03, "shift": 0.024, "mult": 0.2},
@@ -105,7 +109,7 @@ class Design:
     cfg: EngineConfig
     program: Program
     luts: dict[str, float]
-    bram36: dict[str, int]
+    bram36: dict[str, float]
     cycles: int
 
     @property
@@ -114,21 +118,33 @@ class Design:
 
 
 def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
+    """LUTs per block: the arrays (PEs and inter-PE registers) and the post-processing units
+    (one of each per column) from the calibrated cost model; the engine core (feeder; writer,
+    loader and control) from the estimates above."""
     out = {}
     for kind in ("shift", "adder"):
         a = cfg.array(kind)
         out[f"{kind}_array"] = model.array(a).lut if a is not None else 0.0
-    out["post_processing"] = float((PPU_LUT_PER_COL + 2 * cfg.data_bits) * cfg.cols)
+    out["post_processing"] = cfg.cols * model.ppu(cfg).lut
     out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows)
     out["control"] = float(CONTROL_LUT)
     return out
 
 
-def estimate_bram(cfg: EngineConfig) -> dict[str, int]:
+def bram36_blocks(width: int, depth: int) -> float:
+    """Block RAMs for one ``width x depth`` memory: the best single aspect ratio of RAMB36E1
+    (512 x 72 .. 32K x 1) or of RAMB18E1 halves (512 x 36 .. 16K x 1)."""
+    if not width:
+        return 0
+    return min(min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM36_ASPECTS),
+               min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_ASPECTS) / 2)
+
+
+def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
     """BRAM36 per memory (activations replicated once per read port: Vivado maps a memory with
     several read ports to one copy per port)."""
-    def blocks(width: int, depth: int, copies: int = 1) -> int:
-        return copies * max(1, math.ceil(width * depth / BRAM36_BITS)) if width else 0
+    def blocks(width: int, depth: int, copies: int = 1) -> float:
+        return copies * bram36_blocks(width, depth)
     w, dpt = cfg.memory_widths(), cfg.memory_depths()
     return {"activations": blocks(cfg.word_bits, cfg.act_depth, cfg.read_ports),
             **{m.name.lower(): blocks(w[m], dpt[m]) for m in MemoryId}}
@@ -257,8 +273,8 @@ def layer_inputs(net: IntegerNetwork, layers: dict[str, IntegerNetwork],
 
 def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConfig,
                                                                        list[Program]]:
-    """One engine able to run every network of ``nets`` (memories, accumulators and shift range
-    sized for the largest), and each network's program for it: one Verilator build serves
+    """One engine able to run every network of ``nets`` (memories, accumulators and shift ranges
+    sized for all of them), and each network's program for it: one Verilator build serves
     them all."""
     kinds: dict[str, PEConfig | None] = {"shift": None, "adder": None}
     for n in nets:
@@ -279,6 +295,10 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
            ("act_depth", "shift_depth", "adder_depth", "param_depth", "bias_bits",
             "pool_window")}
     big["program_depth"] = max(16, *(c.program_depth for c in cfgs))  # room for test programs
+    big["add_shift_max"] = max(c.add_shift_max for c in cfgs)
+    big["requant_shift_min"] = min(c.requant_shift_min for c in cfgs)
+    big["requant_shift_max"] = max(c.requant_shift_max for c in cfgs)
+    big["pool_shift_max"] = max(c.pool_shift_max for c in cfgs)
     return EngineConfig(rows=geo.rows, cols=geo.cols, lanes=geo.lanes,
                         data_bits=nets[0].precision.bits, shift=kinds["shift"],
                         adder=kinds["adder"], **big), progs
@@ -341,9 +361,12 @@ def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> di
                             "array_lut_share": round(sum(v for k, v in design.luts.items()
                                                          if k.endswith("_array")) / board.luts, 4),
                             "bram36": design.bram36, "bram36_total": sum(design.bram36.values()),
-                            "dsp": 2 * cfg.cols,
-                            "note": "array LUTs from the calibrated cost model; other blocks "
-                                    "estimated; DSPs only in the requantizers"},
+                            # acc * mult: one DSP48E1 (25 x 18) per requantizer, two if wider
+                            "dsp": cfg.cols * (1 if cfg.acc_bits <= 25 else 2),
+                            "note": "arrays and post-processing from the cost model calibrated "
+                                    "on Yosys synth_xilinx (benchmarks/hw_area.py, "
+                                    "benchmarks/engine_area.py); feeder and control estimated; "
+                                    "DSPs only in the requantizers"},
         "cycles_per_image": design.cycles,
         "latency_us": round(design.cycles / clock_mhz, 2),
         "images_per_s": round(clock_mhz * 1e6 / design.cycles, 1),

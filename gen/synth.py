@@ -31,6 +31,12 @@ class Area:
     muxf: int          # MUXF7 + MUXF8
     depth: int         # logic depth in cells (ltp -noff)
     seconds: float
+    lutram: int = 0    # LUTs used as memory (a RAM32M / RAM64M takes a slice's 4 LUTs)
+
+    @property
+    def lut_total(self) -> int:
+        """Logic LUTs plus LUTs used as memory: what a LUT budget must hold."""
+        return self.lut + self.lutram
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -44,19 +50,28 @@ class SynthError(RuntimeError):
     pass
 
 
+def _escape(name: str) -> str:
+    """A Verilog module name as a Yosys command argument (names with dots are escaped)."""
+    return name if name.isidentifier() else "\\" + name
+
+
 def _count(cells: dict, prefix: str) -> int:
     return sum(n for name, n in cells.items() if name.startswith(prefix))
 
 
-def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: float = 1800) -> Area:
+def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: float = 1800,
+               blackbox: tuple[str, ...] = ()) -> Area:
     """Synthesize ``verilog`` for xc7 and return its resource counts.
 
     ``dsp=False`` forbids DSP48 inference (``-nodsp``): a LUT-only implementation.
+    ``blackbox``: modules left out (counted as nothing), e.g. blocks the cost model prices
+    separately.
     """
     with tempfile.TemporaryDirectory(prefix="shiftadd-synth-") as d:
         work = Path(d)
         (work / "design.v").write_text(verilog)
-        script = (f"read_verilog design.v; synth_xilinx -family xc7 -top {top} -flatten "
+        boxes = "".join(f"blackbox {_escape(b)}; " for b in blackbox)
+        script = (f"read_verilog design.v; {boxes}synth_xilinx -family xc7 -top {top} -flatten "
                   f"{'' if dsp else '-nodsp'}; tee -q -o stat.json stat -json; "
                   # ltp over a copy without flip-flops: paths between registers and ports
                   "delete t:FDRE t:FDSE t:FDCE t:FDPE; tee -q -o ltp.txt ltp -noff")
@@ -82,6 +97,9 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
             muxf=cells.get("MUXF7", 0) + cells.get("MUXF8", 0),
             depth=int(m.group(1)) if m else -1,
             seconds=round(seconds, 2),
+            lutram=4 * (cells.get("RAM32M", 0) + cells.get("RAM64M", 0)) +
+            2 * (cells.get("RAM32X1D", 0) + cells.get("RAM64X1D", 0)) +
+            cells.get("RAM32X1S", 0) + cells.get("RAM64X1S", 0),
         )
 
 

@@ -20,9 +20,11 @@ Blocks (``docs/HARDWARE.md`` has the picture):
   the residual adders, with the residual tensor's word at the same position (read on port R),
   so a residual add after a conv takes no pass of its own.
 * **Control**: one FSM fetches descriptors until ``END``. Every loop is bounded by descriptor
-  counts, so no descriptor can hang the engine; an unknown opcode, an absent array kind or a
-  program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame ``ERROR.bad_length``;
-  the program stops and ``ap_done`` is raised either way.
+  counts, so no descriptor can hang the engine; an unknown opcode, an absent array kind, an
+  address outside its memory, a shift outside the range the post-processing units were sized
+  for (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``) or
+  a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
+  ``ERROR.bad_length``; the program stops and ``ap_done`` is raised either way.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.numerics import MULT_BITS
+from gen.numerics import MULT_BITS, SHIFT_LIMIT
 from hw.array import ArrayCore
 from hw.config import ArrayConfig, LaneKind, PEConfig, _check_int
 from hw.lanes import weight_shape
@@ -89,6 +91,9 @@ class EngineConfig:
     bias_bits: int
     add_shift_max: int = 31
     pool_window: int = 64
+    requant_shift_min: int = 0
+    requant_shift_max: int = SHIFT_LIMIT
+    pool_shift_max: int = SHIFT_LIMIT
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 1, 64)
@@ -111,8 +116,12 @@ class EngineConfig:
         for name in ("act_depth", "shift_depth", "adder_depth", "param_depth", "program_depth"):
             _check_int(name, getattr(self, name), 1, 1 << 16)
         _check_int("bias_bits", self.bias_bits, 2, 64)
-        _check_int("add_shift_max", self.add_shift_max, 0, 62)
+        _check_int("add_shift_max", self.add_shift_max, 0, SHIFT_LIMIT)
         _check_int("pool_window", self.pool_window, 1, 1 << 16)
+        _check_int("requant_shift_min", self.requant_shift_min, 0, SHIFT_LIMIT)
+        _check_int("requant_shift_max", self.requant_shift_max, self.requant_shift_min,
+                   SHIFT_LIMIT)
+        _check_int("pool_shift_max", self.pool_shift_max, 0, SHIFT_LIMIT)
 
     # ------------------------------------------------------------------ derived
     def array(self, kind: str) -> ArrayConfig | None:
@@ -176,7 +185,9 @@ class EngineConfig:
                 "shift_depth": self.shift_depth, "adder_depth": self.adder_depth,
                 "param_depth": self.param_depth, "program_depth": self.program_depth,
                 "bias_bits": self.bias_bits, "add_shift_max": self.add_shift_max,
-                "pool_window": self.pool_window}
+                "pool_window": self.pool_window, "requant_shift_min": self.requant_shift_min,
+                "requant_shift_max": self.requant_shift_max,
+                "pool_shift_max": self.pool_shift_max}
 
     @classmethod
     def from_json(cls, d: dict) -> EngineConfig:
@@ -190,7 +201,8 @@ class EngineConfig:
             return PEConfig(lane, int(d["lanes"]), int(v["acc_bits"]),
                             int(v["tree_register_every"]))
         keys = ("rows", "cols", "lanes", "data_bits", "act_depth", "shift_depth", "adder_depth",
-                "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window")
+                "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window",
+                "requant_shift_min", "requant_shift_max", "pool_shift_max")
         return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
 
 
@@ -277,7 +289,10 @@ class Engine(wiring.Component):
         for mid in MemoryId:
             if widths[mid] == 0:
                 continue
-            mem = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[])
+            # block RAM even when shallow: the program and parameter words are hundreds of bits
+            # wide, and as LUT RAM they took about 2,800 LUTs at 8x16x16
+            mem = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[],
+                         attrs={"ram_style": "block"})
             m.submodules[f"mem_{mid.name.lower()}"] = mem
             loadable[mid] = (mem.read_port(), mem.write_port())
         prog_rd = loadable[MemoryId.PROGRAM][0]
@@ -290,10 +305,11 @@ class Engine(wiring.Component):
                 cores[kind] = ArrayCore(acfg, pe_module=pe_module_name(kind)
                                         if self._pe_modules else None)
                 m.submodules[f"{kind}_core"] = cores[kind]
-        rq_cfg = RequantConfig(cfg.acc_bits, cfg.bias_bits, B)
+        rq_cfg = RequantConfig(cfg.acc_bits, cfg.bias_bits, B, cfg.requant_shift_min,
+                               cfg.requant_shift_max)
         rqs = [Requantizer(rq_cfg) for _ in range(C)]
         adders = [ResidualAdder(AddConfig(B, B, cfg.add_shift_max)) for _ in range(C)]
-        pools = [AvgPooler(PoolConfig(B, cfg.pool_window)) for _ in range(C)]
+        pools = [AvgPooler(PoolConfig(B, cfg.pool_window, cfg.pool_shift_max)) for _ in range(C)]
         for c in range(C):
             m.submodules[f"rq{c}"] = rqs[c]
             m.submodules[f"add{c}"] = adders[c]
@@ -310,8 +326,13 @@ class Engine(wiring.Component):
         asm = Signal(asm_beats * BEAT_BITS)
         asm_next = Signal.like(asm)
         k = Signal(range(asm_beats + 1))
-        m.d.comb += asm_next.eq(asm)
-        m.d.comb += asm_next.word_select(k, BEAT_BITS).eq(beat)
+        # a shift register: each beat enters at the top, so a word of n beats ends up in the
+        # top n beats (a fixed slice per memory) and no bit needs a multiplexer
+        m.d.comb += asm_next.eq(Cat(asm[BEAT_BITS:], beat))
+
+        def assembled(n, width: int):
+            """The word of ``width`` bits that the last ``n`` beats (a constant) brought."""
+            return asm_next[(asm_beats - n) * BEAT_BITS:][:width]
         count = Signal(24)
         ld_mem = Signal(8)
         ld_addr = Signal(16)
@@ -493,8 +514,13 @@ class Engine(wiring.Component):
         # ---------------------------------------------------------------- input / output
         in_we = Signal()
         in_addr = Signal(17)
-        wr_sources.append((in_we, in_addr, asm_next[:cfg.word_bits]))
         act_bpw = beats_per_word(cfg.word_bits)
+        in_word = Signal(cfg.word_bits)  # in_beats beats, the rest of the word zero
+        with m.Switch(d.in_beats):
+            for n in range(1, act_bpw + 1):
+                with m.Case(n):
+                    m.d.comb += in_word.eq(assembled(n, min(n * BEAT_BITS, cfg.word_bits)))
+        wr_sources.append((in_we, in_addr, in_word))
         obuf = Signal(act_bpw * BEAT_BITS)
 
         # ---------------------------------------------------------------- write port mux
@@ -506,7 +532,8 @@ class Engine(wiring.Component):
         # loader write ports
         ld_we = Signal()
         for mid, (_, wp) in loadable.items():
-            m.d.comb += [wp.addr.eq(ld_addr), wp.data.eq(asm_next[:widths[mid]]),
+            m.d.comb += [wp.addr.eq(ld_addr),
+                         wp.data.eq(assembled(beats_per_word(widths[mid]), widths[mid])),
                          wp.en.eq(ld_we & (ld_mem == int(mid)))]
 
         # ---------------------------------------------------------------- control FSM
@@ -612,7 +639,7 @@ class Engine(wiring.Component):
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base), asm.eq(0)]
+                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
                 m.d.comb += clear.eq(1)
                 # addresses a descriptor names must lie inside the memories it names
                 words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
@@ -624,6 +651,16 @@ class Engine(wiring.Component):
                                         (d.out_base + words > cfg.act_depth))) &
                             ~((d.op == Opcode.INPUT) &
                               ((d.in_beats == 0) | (d.in_beats > act_bpw))))
+                # shifts must lie in the ranges the post-processing units were built for
+                conv = (d.op == Opcode.SHIFT_CONV) | (d.op == Opcode.ADDER_CONV)
+                add_max = cfg.add_shift_max
+                shifts_ok = ~(conv & ((d.shift < cfg.requant_shift_min) |
+                                      (d.shift > cfg.requant_shift_max))) & \
+                    ~(((conv & d.res) | (d.op == Opcode.ADD)) &
+                      ((d.shift_a > add_max) | (d.shift_b > add_max) |
+                       (Mux(conv, d.res_shift, d.shift) > add_max))) & \
+                    ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))
+                in_range = in_range & shifts_ok
                 with m.If(~in_range):
                     m.d.comb += bad_desc.eq(1)
                     m.next = finish
@@ -662,8 +699,7 @@ class Engine(wiring.Component):
                 m.next = "FETCH"
             # ---------------------------------------------------------- input
             with m.State("INPUT"):
-                # each word arrives as its first in_beats beats; the rest of asm was cleared
-                # by DISPATCH and no beat of this op writes it, so it stays zero
+                # each word arrives as its first in_beats beats; in_word zero-fills the rest
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
                 assemble_words(d.in_beats, in_we, count == d.m0, complete="NEXT", more=None)
                 with m.If(take & (k == d.in_beats - 1)):
@@ -679,10 +715,10 @@ class Engine(wiring.Component):
             with m.State("OUT_SEND"):
                 final = (k == act_bpw - 1) & (count == d.m0)
                 m.d.comb += [self.busy.eq(1), self.m_axis.valid.eq(1),
-                             self.m_axis.payload.data.eq(obuf.word_select(k, BEAT_BITS)),
+                             self.m_axis.payload.data.eq(obuf[:BEAT_BITS]),
                              self.m_axis.payload.last.eq(final)]
                 with m.If(self.m_axis.ready):
-                    m.d.sync += k.eq(k + 1)
+                    m.d.sync += [k.eq(k + 1), obuf.eq(obuf >> BEAT_BITS)]
                     with m.If(k == act_bpw - 1):
                         m.d.sync += count.eq(count + 1)
                         m.next = "OUT_NEXT"

@@ -55,11 +55,13 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 
 
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
-    """An unknown opcode, an address range outside the activation memory or an INPUT whose
-    words take no beats or more than a word's sets ERROR.bad_descriptor and ends the program
+    """An unknown opcode, an address range outside the activation memory, an INPUT whose
+    words take no beats or more than a word's, or a conv whose requant or residual shift lies
+    outside the units' range sets ERROR.bad_descriptor and ends the program
     (no hang, no output); malformed frames set
     ERROR.bad_length; afterwards the engine runs an image correctly."""
     from hw.program import (
+        Opcode,
         beats_per_word,
         beats_to_words,
         pack_descriptor,
@@ -73,17 +75,26 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     width = manifest["memories"]["program"]["width"]
     n = -(-width // 32)
 
-    def with_first(**fields) -> list[int]:
-        """The load frame with descriptor 0 (the INPUT) changed."""
-        d = unpack_descriptor(beats_to_words(load[2:2 + n], width)[0])
-        return load[:2] + words_to_beats([pack_descriptor({**d, **fields})], width) + \
-            load[2 + n:]
+    def with_desc(i: int, **fields) -> list[int]:
+        """The load frame with descriptor ``i`` changed (0: the INPUT, 1: the first conv)."""
+        at = 2 + i * n
+        d = unpack_descriptor(beats_to_words(load[at:at + n], width)[0])
+        return load[:at] + words_to_beats([pack_descriptor({**d, **fields})], width) + \
+            load[at + n:]
 
-    word_beats = beats_per_word(manifest["engine"]["cols"] * manifest["engine"]["data_bits"])
-    bad_loads = [with_first(op=15),                                      # unknown opcode
-                 with_first(out_base=manifest["engine"]["act_depth"] - 1),  # runs off the end
-                 with_first(in_beats=0),                                 # input words of no beats
-                 with_first(in_beats=word_beats + 1)]                    # longer than a word
+    eng = manifest["engine"]
+    assert unpack_descriptor(beats_to_words(load[2 + n:2 + 2 * n], width)[0])["op"] in \
+        (Opcode.SHIFT_CONV, Opcode.ADDER_CONV)
+    word_beats = beats_per_word(eng["cols"] * eng["data_bits"])
+    bad_loads = [with_desc(0, op=15),                                    # unknown opcode
+                 with_desc(0, out_base=eng["act_depth"] - 1),            # runs off the end
+                 with_desc(0, in_beats=0),                               # input words of no beats
+                 with_desc(0, in_beats=word_beats + 1),                  # longer than a word
+                 # shifts the post-processing units were not built for
+                 with_desc(1, shift=eng["requant_shift_max"] + 1),
+                 with_desc(1, res=1, shift_a=eng["add_shift_max"] + 1)]
+    assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
+    bad_loads.append(with_desc(1, shift=eng["requant_shift_min"] - 1))
     x, _ = sample_inputs(net, 1, seed)
     b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)

@@ -61,3 +61,18 @@ def test_overrides_hold_and_impossible_budgets_are_clear_errors(digits_fix8):
     assert (d.cfg.rows, d.cfg.cols, d.cfg.lanes) == (5, 16, 8)
     with pytest.raises(SizingError, match="no engine geometry fits 1000 LUTs"):
         size_engine(digits_fix8, BOARDS["zc706"], lut_budget=1000)
+
+
+def test_block_ram_count_takes_the_best_aspect_ratio():
+    """A memory occupies whole block RAMs of one aspect ratio: its bits alone undercount wide,
+    shallow memories (a 578-bit program word of 16 descriptors is 8.5 BRAM36, not 1). The
+    digits engine at 4x16x8 comes to 35.5 BRAM36 without program and parameters, as Yosys
+    maps it (BENCHMARKS.md)."""
+    from gen.generate import bram36_blocks
+
+    assert bram36_blocks(0, 100) == 0
+    assert bram36_blocks(1, 32768) == 1 and bram36_blocks(1, 32769) == 1.5  # + a RAMB18
+    assert bram36_blocks(72, 512) == 1 and bram36_blocks(36, 512) == 0.5
+    assert bram36_blocks(578, 16) == 8.5          # 17 RAMB18 of 512 x 36
+    assert bram36_blocks(128, 192) == 2           # 4 RAMB18 of 512 x 36
+    assert bram36_blocks(2048, 1100) == 85.5      # RAMB18 of 512 x 36: 3 deep x 57 wide

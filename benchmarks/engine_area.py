@@ -1,0 +1,186 @@
+"""Area of the engine around the arrays, from Yosys ``synth_xilinx -family xc7``, against the
+generator's cost model.
+
+    python benchmarks/engine_area.py [--json] [--calibrate] [--precision P] [--rows R --cols C
+                                      --lanes V]
+
+Synthesizes the ResNet-20 engine of one geometry (default FIX8 8x16x16) with its PEs and its
+post-processing units left out (the *core*: feeder, writer, loader, control and the arrays'
+inter-PE registers; about 10 minutes, cached in ``build/engine-area/``), and one of each
+post-processing unit at that engine's widths, and prints the LUTs (logic + LUTs used as memory)
+next to what the generator estimates. ``--calibrate`` first synthesizes the units at a grid of
+widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
+``gen/cost_model.json``. Cores up to 8x16x16: a 12x16x16 core exhausts the 4 GB of the
+WebAssembly Yosys.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+from gen.compile import Geometry
+from gen.cost import MODEL_FILE, CostModel, fit_linear, ppu_unit_features, ppu_units
+from gen.generate import estimate_luts
+from gen.synth import Area, synthesize, synthesize_component
+from hw.ppu import (
+    AddConfig,
+    AvgPooler,
+    PoolConfig,
+    RequantConfig,
+    Requantizer,
+    ResidualAdder,
+)
+
+# (acc_bits, bias_bits, data_bits, shift_min, shift_max)
+REQUANT_GRID = [(20, 29, 8, 6, 21), (20, 29, 8, 0, 62), (24, 32, 8, 10, 20), (17, 24, 8, 12, 14),
+                (44, 48, 32, 0, 62), (40, 48, 32, 20, 30)]
+ADD_GRID = [(8, 1), (8, 2), (8, 7), (8, 31), (32, 3), (32, 31)]  # (bits, shift_max)
+POOL_GRID = [(8, 64, 6), (8, 64, 62), (8, 16, 4), (32, 4, 2), (32, 64, 62)]  # bits, window, shift
+CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
+
+
+def log(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
+
+
+def unit_components(cfg) -> dict:
+    """One of each post-processing unit exactly as the engine of ``cfg`` builds it."""
+    return {"requant": Requantizer(RequantConfig(cfg.acc_bits, cfg.bias_bits, cfg.data_bits,
+                                                 cfg.requant_shift_min, cfg.requant_shift_max)),
+            "add": ResidualAdder(AddConfig(cfg.data_bits, cfg.data_bits, cfg.add_shift_max)),
+            "pool": AvgPooler(PoolConfig(cfg.data_bits, cfg.pool_window, cfg.pool_shift_max))}
+
+
+@functools.cache
+def _resnet20(precision: str):
+    from accel import resnet20  # benchmarks/accel.py: the random-weight ResNet-20
+
+    return resnet20(precision)
+
+
+def resnet20_engine(precision: str, rows: int, cols: int, lanes: int):
+    """The engine the generator builds for ResNet-20 at this geometry (not priced: the
+    calibration runs before the model it fits exists)."""
+    from gen.compile import compile_network, engine_config
+    from gen.generate import pe_configs, shift_lane_bits
+
+    net = _resnet20(precision)
+    geo = Geometry(rows, cols, lanes)
+    pes = pe_configs(net, lanes)
+    prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
+                           data_bits=net.precision.bits, weights=False)
+    return engine_config(net, geo, prog, **pes)
+
+
+def core_job(cfg):
+    """``(verilog, blackboxes)`` of the engine of ``cfg`` without its PEs and post-processing
+    units."""
+    from hw.engine import pe_module_name
+    from hw.top import emit_verilog
+
+    boxes = tuple(pe_module_name(k) for k in ("shift", "adder") if cfg.array(k) is not None)
+    boxes += tuple(f"shiftadd_top.engine.{u}{c}" for u in ("rq", "add", "pool")
+                   for c in range(cfg.cols))
+    return emit_verilog(cfg, 0), boxes
+
+
+def cached_synthesis(verilog: str, boxes: tuple[str, ...]) -> Area:
+    """Synthesis of the core, cached under ``build/engine-area/`` by a hash of its input (an
+    8x16x16 core takes about 10 minutes; synthesis is deterministic)."""
+    key = hashlib.sha256(json.dumps([verilog, boxes]).encode()).hexdigest()[:24]
+    path = CACHE / f"{key}.json"
+    if path.exists():
+        return Area(**json.loads(path.read_text()))
+    a = synthesize(verilog, "shiftadd_top", blackbox=boxes)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(a.to_json()))
+    return a
+
+
+def core_area(cfg) -> Area:
+    return cached_synthesis(*core_job(cfg))
+
+
+def array_overhead(cfg, model: CostModel) -> float:
+    return sum(model.array_overhead(cfg.array(k)) for k in ("shift", "adder")
+               if cfg.array(k) is not None)
+
+
+def calibrate(model: CostModel) -> dict:
+    ppu: dict = {}
+    for unit, grid, make in (
+            ("requant", REQUANT_GRID, lambda g: Requantizer(RequantConfig(*g))),
+            ("add", ADD_GRID, lambda g: ResidualAdder(AddConfig(g[0], g[0], g[1]))),
+            ("pool", POOL_GRID, lambda g: AvgPooler(PoolConfig(*g)))):
+        x, y = [], {"lut": [], "ff": []}
+        for g in grid:
+            comp = make(g)
+            a = synthesize_component(comp)
+            log(f"  calibration {unit} {g}: {a.lut_total} LUT {a.ff} FF")
+            x.append(ppu_unit_features(*comp.config.shifter))
+            y["lut"].append(a.lut_total)
+            y["ff"].append(a.ff)
+        ppu[unit] = {k: fit_linear(x, v) for k, v in y.items()}
+    doc = {**model.doc, "ppu": ppu, "ppu_calibrated": time.strftime("%Y-%m-%d")}
+    MODEL_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return doc
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
+    ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--cols", type=int, default=16)
+    ap.add_argument("--lanes", type=int, default=16)
+    args = ap.parse_args()
+    model = CostModel.load()
+    if args.calibrate:
+        log("calibrating the engine cost model ...")
+        model = CostModel(calibrate(model))
+    cfg = resnet20_engine(args.precision, args.rows, args.cols, args.lanes)
+    units = {}
+    for name, comp in unit_components(cfg).items():
+        a = synthesize_component(comp)
+        units[name] = a.lut_total
+        log(f"{name}: {a.lut_total} LUT ({a.seconds:.0f} s)")
+    est_ppu = model.ppu(cfg).lut
+    t0 = time.perf_counter()
+    core = core_area(cfg)
+    log(f"core: {core.lut_total} LUT ({time.perf_counter() - t0:.0f} s)")
+    est = estimate_luts(cfg, model)
+    overhead = array_overhead(cfg, model)
+    result = {
+        "geometry": f"{cfg.rows}x{cfg.cols}x{cfg.lanes}", "precision": args.precision,
+        "units": {k: {"synth_lut": v, "shifter": ppu_units(cfg)[k]} for k, v in units.items()},
+        "ppu_per_column": {"synth_lut": sum(units.values()), "model_lut": round(est_ppu)},
+        "core": {"synth_lut": core.lut_total, "synth_lutram": core.lutram, "synth_ff": core.ff,
+                 "model_lut": round(est["feeder"] + est["control"] + overhead),
+                 "model_feeder": round(est["feeder"]), "model_control": round(est["control"]),
+                 "model_array_overhead": round(overhead)},
+    }
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+        return 0
+    print(f"ResNet-20 {args.precision} engine {result['geometry']} (Yosys synth_xilinx xc7)")
+    for k, v in result["units"].items():
+        print(f"  {k:10s} {v['synth_lut']:6d} LUT  (shifter {v['shifter'][0]} bits, "
+              f"{v['shifter'][1]}-bit shift)")
+    p = result["ppu_per_column"]
+    print(f"  per column {p['synth_lut']:6d} LUT  model {p['model_lut']}")
+    c = result["core"]
+    print(f"  core       {c['synth_lut']:6d} LUT  model {c['model_lut']} (feeder "
+          f"{c['model_feeder']}, control {c['model_control']}, array overhead "
+          f"{c['model_array_overhead']}); {c['synth_lutram']} of them as memory")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
