@@ -49,12 +49,12 @@ def log(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
 
 
+UNITS = {"requant": Requantizer, "add": ResidualAdder, "pool": AvgPooler}
+
+
 def unit_components(cfg) -> dict:
     """One of each post-processing unit exactly as the engine of ``cfg`` builds it."""
-    return {"requant": Requantizer(RequantConfig(cfg.acc_bits, cfg.bias_bits, cfg.data_bits,
-                                                 cfg.requant_shift_min, cfg.requant_shift_max)),
-            "add": ResidualAdder(AddConfig(cfg.data_bits, cfg.data_bits, cfg.add_shift_max)),
-            "pool": AvgPooler(PoolConfig(cfg.data_bits, cfg.pool_window, cfg.pool_shift_max))}
+    return {name: UNITS[name](unit) for name, unit in cfg.post_processing().items()}
 
 
 @functools.cache

@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 from hw.config import ArrayConfig, LaneKind, PEConfig
-from hw.ppu import AddConfig, PoolConfig, RequantConfig
 
 MODEL_FILE = Path(__file__).with_name("cost_model.json")
 
@@ -101,11 +100,7 @@ class CostModel:
 
 def ppu_units(cfg) -> dict[str, tuple[int, int]]:
     """``(shifter width, shift bits)`` of each post-processing unit of engine ``cfg``."""
-    rq = RequantConfig(cfg.acc_bits, cfg.bias_bits, cfg.data_bits, cfg.requant_shift_min,
-                       cfg.requant_shift_max)
-    add = AddConfig(cfg.data_bits, cfg.data_bits, cfg.add_shift_max)
-    pool = PoolConfig(cfg.data_bits, cfg.pool_window, cfg.pool_shift_max)
-    return {"requant": rq.shifter, "add": add.shifter, "pool": pool.shifter}
+    return {name: unit.shifter for name, unit in cfg.post_processing().items()}
 
 
 def ppu_unit_features(width: int, shift_bits: int) -> list[float]:

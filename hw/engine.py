@@ -150,6 +150,14 @@ class EngineConfig:
         with ``res`` (read while the rows read the next tile); ADD uses ports 0 and 1."""
         return self.rows + 1
 
+    def post_processing(self) -> dict[str, RequantConfig | AddConfig | PoolConfig]:
+        """The configuration of each post-processing unit (one of each per column), built for
+        the shift ranges the program uses."""
+        return {"requant": RequantConfig(self.acc_bits, self.bias_bits, self.data_bits,
+                                         self.requant_shift_min, self.requant_shift_max),
+                "add": AddConfig(self.data_bits, self.data_bits, self.add_shift_max),
+                "pool": PoolConfig(self.data_bits, self.pool_window, self.pool_shift_max)}
+
     @property
     def acc_bits(self) -> int:
         return max(pe.acc_bits for pe in (self.shift, self.adder) if pe is not None)
@@ -305,11 +313,10 @@ class Engine(wiring.Component):
                 cores[kind] = ArrayCore(acfg, pe_module=pe_module_name(kind)
                                         if self._pe_modules else None)
                 m.submodules[f"{kind}_core"] = cores[kind]
-        rq_cfg = RequantConfig(cfg.acc_bits, cfg.bias_bits, B, cfg.requant_shift_min,
-                               cfg.requant_shift_max)
-        rqs = [Requantizer(rq_cfg) for _ in range(C)]
-        adders = [ResidualAdder(AddConfig(B, B, cfg.add_shift_max)) for _ in range(C)]
-        pools = [AvgPooler(PoolConfig(B, cfg.pool_window, cfg.pool_shift_max)) for _ in range(C)]
+        ppu = cfg.post_processing()
+        rqs = [Requantizer(ppu["requant"]) for _ in range(C)]
+        adders = [ResidualAdder(ppu["add"]) for _ in range(C)]
+        pools = [AvgPooler(ppu["pool"]) for _ in range(C)]
         for c in range(C):
             m.submodules[f"rq{c}"] = rqs[c]
             m.submodules[f"add{c}"] = adders[c]

@@ -26,28 +26,16 @@ def test_cost_model_within_10_percent(kind, k, v, rows, cols):
 def test_post_processing_model_within_15_percent():
     """One column's post-processing units at widths and shift ranges outside the calibration
     grid (``benchmarks/engine_area.py``), the way the engine builds them."""
-    import dataclasses
-
     from hw.engine import EngineConfig
-    from hw.ppu import (
-        AddConfig,
-        AvgPooler,
-        PoolConfig,
-        RequantConfig,
-        Requantizer,
-        ResidualAdder,
-    )
+    from hw.ppu import AvgPooler, Requantizer, ResidualAdder
 
-    base = EngineConfig(rows=2, cols=8, lanes=8, data_bits=8, shift=None,
-                        adder=PEConfig(LaneConfig(LaneKind.ADDER, 8), 8, 22, 2), act_depth=64,
-                        shift_depth=1, adder_depth=8, param_depth=4, program_depth=8,
-                        bias_bits=30)
-    cfg = dataclasses.replace(base, add_shift_max=4, pool_shift_max=8, pool_window=49,
-                              requant_shift_min=9, requant_shift_max=25)
-    real = sum(synthesize_component(u).lut_total for u in (
-        Requantizer(RequantConfig(cfg.acc_bits, cfg.bias_bits, 8, cfg.requant_shift_min,
-                                  cfg.requant_shift_max)),
-        ResidualAdder(AddConfig(8, 8, cfg.add_shift_max)),
-        AvgPooler(PoolConfig(8, cfg.pool_window, cfg.pool_shift_max))))
+    cfg = EngineConfig(rows=2, cols=8, lanes=8, data_bits=8, shift=None,
+                       adder=PEConfig(LaneConfig(LaneKind.ADDER, 8), 8, 22, 2), act_depth=64,
+                       shift_depth=1, adder_depth=8, param_depth=4, program_depth=8,
+                       bias_bits=30, add_shift_max=4, pool_window=49, pool_shift_max=8,
+                       requant_shift_min=9, requant_shift_max=25)
+    units = cfg.post_processing()
+    real = sum(synthesize_component(make(units[name])).lut_total for name, make in
+               (("requant", Requantizer), ("add", ResidualAdder), ("pool", AvgPooler)))
     est = CostModel.load().ppu(cfg).lut
     assert abs(est - real) <= 0.15 * real, (est, real)
