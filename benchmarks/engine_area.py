@@ -10,8 +10,8 @@ inter-PE registers; about 10 minutes, cached in ``build/engine-area/``), and one
 post-processing unit at that engine's widths, and prints the LUTs (logic + LUTs used as memory)
 next to what the generator estimates. ``--calibrate`` first synthesizes the units at a grid of
 widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
-``gen/cost_model.json``. Cores up to 8x16x16: a 12x16x16 core exhausts the 4 GB of the
-WebAssembly Yosys.
+``gen/cost_model.json``. Cores up to 8x16x16: a 12x16x16 core crashed the WebAssembly
+Yosys (likely its 4 GB address space).
 """
 
 from __future__ import annotations
