@@ -78,21 +78,17 @@ def resnet20_engine(precision: str, rows: int, cols: int, lanes: int):
     return engine_config(net, geo, prog, **pes)
 
 
-def core_job(cfg):
-    """``(verilog, blackboxes)`` of the engine of ``cfg`` without its PEs and post-processing
-    units."""
+def core_area(cfg) -> Area:
+    """Synthesis of the engine of ``cfg`` without its PEs and post-processing units (the
+    core), cached under ``build/engine-area/`` by a hash of its input (an 8x16x16 core takes
+    about 10 minutes; synthesis is deterministic)."""
     from hw.engine import pe_module_name
     from hw.top import emit_verilog
 
     boxes = tuple(pe_module_name(k) for k in ("shift", "adder") if cfg.array(k) is not None)
     boxes += tuple(f"shiftadd_top.engine.{u}{c}" for u in ("rq", "add", "pool")
                    for c in range(cfg.cols))
-    return emit_verilog(cfg, 0), boxes
-
-
-def cached_synthesis(verilog: str, boxes: tuple[str, ...]) -> Area:
-    """Synthesis of the core, cached under ``build/engine-area/`` by a hash of its input (an
-    8x16x16 core takes about 10 minutes; synthesis is deterministic)."""
+    verilog = emit_verilog(cfg, 0)
     key = hashlib.sha256(json.dumps([verilog, boxes]).encode()).hexdigest()[:24]
     path = CACHE / f"{key}.json"
     if path.exists():
@@ -103,10 +99,6 @@ def cached_synthesis(verilog: str, boxes: tuple[str, ...]) -> Area:
     return a
 
 
-def core_area(cfg) -> Area:
-    return cached_synthesis(*core_job(cfg))
-
-
 def array_overhead(cfg, model: CostModel) -> float:
     return sum(model.array_overhead(cfg.array(k)) for k in ("shift", "adder")
                if cfg.array(k) is not None)
@@ -114,13 +106,12 @@ def array_overhead(cfg, model: CostModel) -> float:
 
 def calibrate(model: CostModel) -> dict:
     ppu: dict = {}
-    for unit, grid, make in (
-            ("requant", REQUANT_GRID, lambda g: Requantizer(RequantConfig(*g))),
-            ("add", ADD_GRID, lambda g: ResidualAdder(AddConfig(g[0], g[0], g[1]))),
-            ("pool", POOL_GRID, lambda g: AvgPooler(PoolConfig(*g)))):
+    for unit, grid, make in (("requant", REQUANT_GRID, lambda g: RequantConfig(*g)),
+                             ("add", ADD_GRID, lambda g: AddConfig(g[0], g[0], g[1])),
+                             ("pool", POOL_GRID, lambda g: PoolConfig(*g))):
         x, y = [], {"lut": [], "ff": []}
         for g in grid:
-            comp = make(g)
+            comp = UNITS[unit](make(g))
             a = synthesize_component(comp)
             log(f"  calibration {unit} {g}: {a.lut_total} LUT {a.ff} FF")
             x.append(ppu_unit_features(*comp.config.shifter))

@@ -298,7 +298,7 @@ class Engine(wiring.Component):
             if widths[mid] == 0:
                 continue
             # block RAM even when shallow: the program and parameter words are hundreds of bits
-            # wide, and as LUT RAM they took about 2,800 LUTs at 8x16x16
+            # wide, and as LUT RAM they took about 4,700 LUTs at 8x16x16 (BENCHMARKS.md)
             mem = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[],
                          attrs={"ram_style": "block"})
             m.submodules[f"mem_{mid.name.lower()}"] = mem
