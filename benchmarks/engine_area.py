@@ -151,7 +151,8 @@ def main() -> int:
     result = {
         "geometry": f"{cfg.rows}x{cfg.cols}x{cfg.lanes}", "precision": args.precision,
         "units": {k: {"synth_lut": v, "shifter": ppu_units(cfg)[k]} for k, v in units.items()},
-        "ppu_per_column": {"synth_lut": sum(units.values()), "model_lut": round(est_ppu)},
+        "ppu_per_column": {"synth_lut": sum(v * cfg.unit_counts()[k] for k, v in units.items()),
+                           "model_lut": round(est_ppu)},
         "core": {"synth_lut": core.lut_total, "synth_lutram": core.lutram, "synth_ff": core.ff,
                  "model_lut": round(est["feeder"] + est["control"] + overhead),
                  "model_feeder": round(est["feeder"]), "model_control": round(est["control"]),

@@ -3,8 +3,10 @@
 * Each conv is fused with the ``requant`` that consumes it (the accumulator never leaves the
   array); ``add`` and ``avgpool`` are vector descriptors; ``INPUT``/``OUTPUT`` move the network's
   input and output over the stream; ``END`` finishes.
-* Activations live in one memory of ``C``-channel words (HWC, channels zero-padded to whole
-  words); tensors are placed by first-fit over their live ranges, so memory is reused.
+* Activations live in two banks of ``C``-channel words (HWC, channels zero-padded to whole
+  words): the adder array's input bank and the main one (:func:`tensor_banks`), so that the
+  two arrays can run consecutive convs at the same time (:func:`overlap_flags`); tensors are
+  placed by first-fit over their live ranges, so memory is reused.
 * Weights are laid out in exactly the order the array consumes them: per conv, per output block
   of ``C`` channels, per step ``(ky, kx, word, sub-word)``, one word of ``C`` columns x ``V``
   lanes. Padded channels get weight 0 (adder) or sign 0 (shift), which contribute nothing.
@@ -22,7 +24,7 @@ import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import MULT_BITS, signed_bits
-from hw.engine import EngineConfig
+from hw.engine import BANK_ADDER, BANK_MAIN, EngineConfig
 from hw.program import LOOP_LEVELS, MemoryId, Opcode, beats_per_word, pack_descriptor
 from sim.pack import pack, shift_weight, to_bits
 
@@ -116,29 +118,67 @@ def fuse(net: IntegerNetwork) -> list[Step]:
     return steps
 
 
-def allocate(net: IntegerNetwork, steps: list[Step], cols: int) -> tuple[dict[str, int], int]:
-    """First-fit placement of every stored tensor over its live range. Returns (bases, depth)."""
+def tensor_banks(steps: list[Step]) -> dict[str, int]:
+    """The activation banks of every stored tensor (``out_banks`` bits): the adder array's
+    input bank when an adder conv reads it as its input, the main bank when anything else
+    reads it (residual operands, shift convs, ADD, AVGPOOL, OUTPUT); both when both do."""
+    banks: dict[str, int] = {}
+    for s in steps:
+        for j, t in enumerate(s.inputs):
+            bank = BANK_ADDER if s.op is Opcode.ADDER_CONV and j == 0 else BANK_MAIN
+            banks[t] = banks.get(t, 0) | 1 << bank
+    return banks
+
+
+def allocate(net: IntegerNetwork, steps: list[Step], cols: int,
+             banks: dict[str, int]) -> tuple[dict[str, int], dict[int, int]]:
+    """First-fit placement of every stored tensor over its live range, in each of its banks at
+    the same address. A tensor lives from the step that writes it to one step past its last
+    reader: the next step may run at the same time (the other array) and must not overwrite
+    it. Returns (bases, depth per bank)."""
     first, last = {}, {}
     for i, s in enumerate(steps):
         if s.output is not None:
             first.setdefault(s.output, i)
             last.setdefault(s.output, i)
         for t in s.inputs:
-            last[t] = i
-    placed: list[tuple[int, int, int, int]] = []  # (base, size, first, last)
+            last[t] = i + 1
+    placed: list[tuple[int, int, int, int, int]] = []  # (base, size, first, last, banks)
     bases = {}
     for t in sorted(first, key=lambda t: (first[t], t)):
         size = tensor_words(net.tensors[t].shape, cols)
-        busy = sorted((b, b + n) for b, n, f, l_ in placed if not (l_ < first[t] or f > last[t]))
+        busy = sorted((b, b + n) for b, n, f, l_, bk in placed
+                      if bk & banks[t] and not (l_ < first[t] or f > last[t]))
         base = 0
         for lo, hi in busy:
             if base + size <= lo:
                 break
             base = max(base, hi)
         bases[t] = base
-        placed.append((base, size, first[t], last[t]))
-    depth = max((b + n for b, n, _, _ in placed), default=1)
-    return bases, depth
+        placed.append((base, size, first[t], last[t], banks[t]))
+    depths = {bank: max((b + n for b, n, _, _, bk in placed if bk >> bank & 1), default=1)
+              for bank in (BANK_MAIN, BANK_ADDER)}
+    return bases, depths
+
+
+def overlap_flags(steps: list[Step], banks: dict[str, int]) -> list[dict[str, int]]:
+    """``barrier`` / ``follow`` of each step: a conv right after a conv of the other kind runs
+    at the same time as it (the engine's two units), following it tile by tile when it reads
+    its output; it waits instead (``barrier``) when both write one bank, both add a residual
+    (one set of residual adders), or it reads the other's output as its residual operand."""
+    flags = []
+    for i, s in enumerate(steps):
+        prev = steps[i - 1] if i else None
+        f = {}
+        if s.conv is not None and prev is not None and prev.conv is not None and \
+                prev.op is not s.op:
+            residual = s.inputs[-1] if s.node is not None else None
+            f["barrier"] = int(bool(banks[s.output] & banks[prev.output]) or
+                               residual == prev.output or
+                               (s.node is not None and prev.node is not None))
+            f["follow"] = int(s.inputs[0] == prev.output)
+        flags.append(f)
+    return flags
 
 
 def _jumps(counts: list[int], strides: list[int]) -> dict[str, int]:
@@ -170,7 +210,7 @@ class Program:
     descriptors: list[dict]
     memories: dict[MemoryId, list[int]]
     bases: dict[str, int]
-    act_depth: int
+    act_depths: dict[int, int]  # activation bank -> words
     bias_bits: int
     steps: list[Step] = field(default_factory=list)
 
@@ -237,7 +277,9 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     if geo.cols % geo.lanes:
         raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
     steps = fuse(net)
-    bases, act_depth = allocate(net, steps, geo.cols)
+    banks = tensor_banks(steps)
+    bases, act_depths = allocate(net, steps, geo.cols, banks)
+    flags = overlap_flags(steps, banks)
     need = bias_bits_for(net)
     if bias_bits is None:
         bias_bits = need
@@ -246,8 +288,10 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     memories: dict[MemoryId, list[int]] = {m: [] for m in MemoryId}
     descs: list[dict] = []
     C = geo.cols
-    for s in steps:
-        d: dict = {"op": int(s.op)}
+    for s, f in zip(steps, flags, strict=True):
+        d: dict = {"op": int(s.op), **f}
+        if s.output is not None:
+            d["out_banks"] = banks[s.output]
         if s.op is Opcode.INPUT:
             d.update(out_base=bases[s.output],
                      in_beats=input_beats(net.tensors[s.output].shape[0], C, data_bits), **_jumps(
@@ -279,7 +323,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
         descs.append(d)
     descs.append({"op": int(Opcode.END)})
     memories[MemoryId.PROGRAM] = [pack_descriptor(d) for d in descs]
-    return Program(descs, memories, bases, act_depth, bias_bits, steps)
+    return Program(descs, memories, bases, act_depths, bias_bits, steps)
 
 
 def _add_shifts(net: IntegerNetwork, add: Add, a: str, b: str) -> tuple[int, int, int]:
@@ -337,6 +381,9 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
         "wrap_at": ow * st - p, "wrap_sub": ow * st, "y_end": oh * st - p,
         "out_tile_step": R * blocks, "pixels": pixels,
         "shift": rq.shift, "relu": int(rq.relu),
+        # the tile's last input word: row R-1's window base + span (``follow``)
+        "span": ((k - 1) * w + (k - 1)) * b_in + b_in - 1,
+        "in_last": bases[op.inputs[0]] + tensor_words(x.shape, C) - 1,
     }
     if s.node is not None:  # the residual add, done by the writer
         residual = s.inputs[-1]
@@ -361,7 +408,8 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
                    if d["op"] in conv_ops and d.get("res")]
     return EngineConfig(
         rows=geo.rows, cols=geo.cols, lanes=geo.lanes, data_bits=net.precision.bits,
-        shift=shift, adder=adder, act_depth=prog.act_depth,
+        shift=shift, adder=adder, act_depth=prog.act_depths[BANK_MAIN],
+        adder_act_depth=prog.act_depths[BANK_ADDER],
         shift_depth=sizes[MemoryId.SHIFT_WEIGHTS], adder_depth=sizes[MemoryId.ADDER_WEIGHTS],
         param_depth=sizes[MemoryId.PARAMS],
         program_depth=program_depth or len(prog.descriptors), bias_bits=prog.bias_bits,

@@ -77,10 +77,12 @@ class CostModel:
         return self.doc[name]
 
     def ppu(self, cfg) -> Estimate:
-        """One column's post-processing units (requantizer, residual adder, pooler)."""
+        """One column's post-processing units (a requantizer per array, a residual adder, a
+        pooler: ``cfg.unit_counts()``)."""
         doc, lut, ff = self._section("ppu"), 0.0, 0.0
+        counts = cfg.unit_counts()
         for unit, (w, sb) in ppu_units(cfg).items():
-            f = np.array(ppu_unit_features(w, sb))
+            f = np.array(ppu_unit_features(w, sb)) * counts[unit]
             lut += float(f @ np.array(doc[unit]["lut"]))
             ff += float(f @ np.array(doc[unit]["ff"]))
         return Estimate(lut, ff)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 
 from hw.config import ArrayConfig
-from hw.ppu import ResidualAdder
+from hw.ppu import Requantizer, ResidualAdder
 
 
 def core_latency(cfg: ArrayConfig) -> int:
@@ -52,11 +52,26 @@ CONV_TAIL = 2 + 6       # core input register + writer flag, then SETTLE (requan
 RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
 VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
+# a followed conv's tile waits for the other unit's frontier: from that unit's last step of the
+# tile to the frontier moving (core drain, writer, requantizer, residual adder, delay line)
+FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency
 
 
 def descriptor_cycles(d: dict, cfg) -> int:
-    """Cycles one descriptor occupies the engine (``cfg``: :class:`hw.engine.EngineConfig`),
-    with the input stream never idle and the output never stalled."""
+    """Cycles one descriptor takes on its own (``cfg``: :class:`hw.engine.EngineConfig`), from
+    its fetch to the fetch of a next descriptor that waits for it, with the input stream never
+    idle and the output never stalled. Consecutive convs of the two arrays overlap
+    (:func:`program_timeline`), so a program takes less than the sum."""
+    from hw.program import Opcode
+
+    op = Opcode(d["op"])
+    if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
+        t = _conv_timeline(d, cfg, 0, None)
+        return t.idle + 2
+    return _fixed_cycles(d, cfg)
+
+
+def _fixed_cycles(d: dict, cfg) -> int:
     from hw.program import LOOP_LEVELS, Opcode, beats_per_word
 
     op = Opcode(d["op"])
@@ -70,19 +85,102 @@ def descriptor_cycles(d: dict, cfg) -> int:
         return FETCH_CYCLES + counts[0] * (bpw + OUTPUT_WORD_EXTRA)
     if op in (Opcode.ADD, Opcode.AVGPOOL):
         return FETCH_CYCLES + math.prod(counts) + VEC_TAIL
-    kind = "shift" if op is Opcode.SHIFT_CONV else "adder"
+    raise ValueError(f"{op.name} is not a fixed-cost descriptor")
+
+
+class _ConvTimeline:
+    """When one conv's unit ends (``idle``: its first idle cycle) and when its frontier passes
+    each pixel tile (``frontier[p]``: the first cycle a follower may read below it)."""
+
+    def __init__(self, idle: int, frontier: list[int], out_base: int, tile_words: int) -> None:
+        self.idle, self.frontier = idle, frontier
+        self.out_base, self.tile_words = out_base, tile_words
+
+    def ready_at(self, need: int) -> int:
+        """The first cycle at which the word at address ``need`` is written."""
+        p = (need - self.out_base) // self.tile_words
+        if p < 0:
+            return 0
+        return self.frontier[p] if p < len(self.frontier) else self.idle
+
+
+def _conv_timeline(d: dict, cfg, start: int, follow: _ConvTimeline | None) -> _ConvTimeline:
+    """The unit's schedule for a conv handed to it at cycle ``start`` (DISPATCH), following
+    ``follow`` (the other unit's conv) tile by tile when given."""
+    from hw.program import Opcode
+
+    kind = "shift" if d["op"] == Opcode.SHIFT_CONV else "adder"
     arr = cfg.array(kind)
-    steps = math.prod(counts[:4])
-    tiles = (d["m_pblk"] + 1) * (d["m_cb"] + 1)
-    return (FETCH_CYCLES + cfg.rows + schedule_cycles([steps] * tiles, arr) + CONV_TAIL +
-            RES_TAIL * d.get("res", 0))
+    R = cfg.rows
+    steps = math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(4))
+    blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
+    lat = core_latency(arr)
+    cur = start + R + 1           # INIT walks the R rows, then RUN issues
+    last = None                   # the previous tile's last step
+    frontier = []
+    # row R-1's window base of pixel tile p (what the engine's row walk computes)
+    ow = d["wrap_sub"] // d["stride"]
+    for p in range(pblks):
+        if follow is not None:
+            pix = p * R + R - 1
+            b_in = _words_per_input_pixel(d)
+            base = d["init_addr"] + (pix // ow) * d["stride"] * d["w"] * b_in + \
+                (pix % ow) * d["stride"] * b_in
+            cur = max(cur, follow.ready_at(min(base + d["span"], d["in_last"])))
+        for _ in range(blocks):
+            end = cur + steps - 1
+            if last is not None:
+                end = max(end, last + R)
+            last, cur = end, end + 1
+        frontier.append(last + lat + R + FRONTIER_DELAY)
+    idle = last + lat + R + CONV_TAIL + RES_TAIL * d.get("res", 0)
+    return _ConvTimeline(idle, frontier, d["out_base"], R * blocks)
+
+
+def _words_per_input_pixel(d: dict) -> int:
+    """``b_in``: the loop nest's level-1 count (words per input pixel)."""
+    return d.get("m1", 0) + 1
+
+
+def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
+    """``(start, end)`` of every descriptor: the cycle it is dispatched and the cycle its work
+    ends, from ``ap_start`` (the engine's CYCLES counter counts to the last ``end``)."""
+    from hw.program import Opcode
+
+    t = START_CYCLES               # the next FETCH
+    busy_until = {"shift": 0, "adder": 0}  # each unit's first idle cycle
+    running: dict[str, _ConvTimeline] = {}
+    spans = []
+    for d in descriptors:
+        op = Opcode(d["op"])
+        if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
+            kind = "shift" if op is Opcode.SHIFT_CONV else "adder"
+            other = "adder" if kind == "shift" else "shift"
+            at = max(t + 2, busy_until[kind])
+            if d.get("barrier"):
+                at = max(at, busy_until[other])
+            # the engine follows the other unit's conv only if it is still running (its last
+            # cycle, ``finish``, already counts as over)
+            follow = running.get(other) if d.get("follow") and busy_until[other] - 1 > at \
+                else None
+            tl = _conv_timeline(d, cfg, at, follow)
+            running[kind], busy_until[kind] = tl, tl.idle
+            spans.append((at, tl.idle))
+            t = at + 2
+        else:
+            at = max(t + 2, *busy_until.values())
+            end = at - 2 + _fixed_cycles(d, cfg)
+            spans.append((at, end))
+            t = end
+    return spans
 
 
 def program_cycles(descriptors: list[dict], cfg) -> int:
     """Cycles from ``ap_start`` to ``ap_done`` for one image (the engine's CYCLES counter)."""
-    return START_CYCLES + sum(descriptor_cycles(d, cfg) for d in descriptors)
+    return max(end for _, end in program_timeline(descriptors, cfg))
 
 
 def conv_utilization(d: dict, cfg, lane_ops: int) -> float:
-    """Ideal lane operations / (cycles the conv descriptor takes x lanes of its array)."""
+    """Ideal lane operations / (cycles the conv descriptor takes on its own x lanes of its
+    array)."""
     return lane_ops / (descriptor_cycles(d, cfg) * cfg.rows * cfg.cols * cfg.lanes)

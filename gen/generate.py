@@ -57,8 +57,10 @@ SIM_VIEW_FILE = "shiftadd_top_sim.v"  # rtl/: the simulation view of the top
 MANIFEST_FORMAT = "shiftadd-manifest"
 # 2: the INPUT descriptor's in_beats, input words cut to their beats; 3: residual adds fused into
 # the conv before them (descriptor fields res, res_shift, res_relu); 4: post-processing sized to
-# the network's shifts (engine requant_shift_min/max, add_shift_max, pool_shift_max)
-MANIFEST_VERSION = 4
+# the network's shifts (engine requant_shift_min/max, add_shift_max, pool_shift_max); 5: two
+# activation banks (adder_act_depth, out_banks) and overlapping convs (barrier, follow, span,
+# in_last)
+MANIFEST_VERSION = 5
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
@@ -126,7 +128,7 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
         a = cfg.array(kind)
         out[f"{kind}_array"] = model.array(a).lut if a is not None else 0.0
     out["post_processing"] = cfg.cols * model.ppu(cfg).lut
-    out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows)
+    out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows * len(cfg.arrays))
     out["control"] = float(CONTROL_LUT)
     return out
 
@@ -146,8 +148,11 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
     def blocks(width: int, depth: int, copies: int = 1) -> float:
         return copies * bram36_blocks(width, depth)
     w, dpt = cfg.memory_widths(), cfg.memory_depths()
-    return {"activations": blocks(cfg.word_bits, cfg.act_depth, cfg.read_ports),
-            **{m.name.lower(): blocks(w[m], dpt[m]) for m in MemoryId}}
+    return {"activations": sum(blocks(cfg.word_bits, depth, ports)
+                               for depth, ports in cfg.act_banks().values()),
+            # one parameter read port per array (both requantize at once)
+            **{m.name.lower(): blocks(w[m], dpt[m], len(cfg.arrays) if m is MemoryId.PARAMS
+                                      else 1) for m in MemoryId}}
 
 
 def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
@@ -292,7 +297,7 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
                              data_bits=n.precision.bits, bias_bits=bias) for n in nets]
     cfgs = [engine_config(n, geo, p, **kinds) for n, p in zip(nets, progs, strict=True)]
     big = {f: max(getattr(c, f) for c in cfgs) for f in
-           ("act_depth", "shift_depth", "adder_depth", "param_depth", "bias_bits",
+           ("act_depth", "adder_act_depth", "shift_depth", "adder_depth", "param_depth", "bias_bits",
             "pool_window")}
     big["program_depth"] = max(16, *(c.program_depth for c in cfgs))  # room for test programs
     big["add_shift_max"] = max(c.add_shift_max for c in cfgs)
@@ -551,6 +556,15 @@ def load_frame_beats(out: Path) -> list[int]:
     """The ``LOAD`` frame from ``program.bin`` and ``weights.bin``."""
     body = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
     return [header_beat(FrameKind.LOAD), *np.frombuffer(body, dtype="<u4").tolist()]
+
+
+def program_descriptors(out: Path, cfg: EngineConfig) -> list[dict]:
+    """The descriptors ``program.bin`` holds (its section header beat, then the words)."""
+    from hw.program import beats_to_words, unpack_descriptor
+
+    beats = np.frombuffer((out / "program.bin").read_bytes(), "<u4").tolist()
+    return [unpack_descriptor(w) for w in
+            beats_to_words(beats[1:], cfg.memory_widths()[MemoryId.PROGRAM])]
 
 
 def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706", clock_mhz: float = 200.0,

@@ -65,6 +65,9 @@ BEAT = data.StructLayout({"data": BEAT_BITS, "last": 1})
 DESCRIPTOR = data.StructLayout({n: signed(b) if s else unsigned(b)
                                 for n, b, s in DESCRIPTOR_FIELDS})
 ADDR = signed(20)  # activation address arithmetic (bases may start in the padding)
+# activation banks (bits of a descriptor's ``out_banks``): the adder array reads its input from
+# its own bank, everything else from the main one, so both arrays read and write at once
+BANK_MAIN, BANK_ADDER = 0, 1
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class EngineConfig:
     requant_shift_min: int = 0
     requant_shift_max: int = SHIFT_LIMIT
     pool_shift_max: int = SHIFT_LIMIT
+    adder_act_depth: int = 1
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 1, 64)
@@ -113,7 +117,8 @@ class EngineConfig:
             if pe.lanes != self.lanes or pe.lane.data_bits != self.data_bits:
                 raise ValueError(f"the {kind} PE must have {self.lanes} lanes of "
                                  f"{self.data_bits} bits")
-        for name in ("act_depth", "shift_depth", "adder_depth", "param_depth", "program_depth"):
+        for name in ("act_depth", "adder_act_depth", "shift_depth", "adder_depth", "param_depth",
+                     "program_depth"):
             _check_int(name, getattr(self, name), 1, 1 << 16)
         _check_int("bias_bits", self.bias_bits, 2, 64)
         _check_int("add_shift_max", self.add_shift_max, 0, SHIFT_LIMIT)
@@ -146,9 +151,18 @@ class EngineConfig:
 
     @property
     def read_ports(self) -> int:
-        """One per array row (the conv feeder), and one for the residual operand of a conv
-        with ``res`` (read while the rows read the next tile); ADD uses ports 0 and 1."""
+        """Of the main activation bank: one per array row (the shift array's feeder), and one
+        for the residual operand of a conv with ``res`` (read while the rows read the next
+        tile); ADD, AVGPOOL and OUTPUT use ports 0 and 1. The adder array's input bank has
+        one per row."""
         return self.rows + 1
+
+    def act_banks(self) -> dict[int, tuple[int, int]]:
+        """``bank -> (depth, read ports)`` of the activation banks the engine has."""
+        banks = {BANK_MAIN: (self.act_depth, self.read_ports)}
+        if self.adder is not None:
+            banks[BANK_ADDER] = (self.adder_act_depth, self.rows)
+        return banks
 
     def post_processing(self) -> dict[str, RequantConfig | AddConfig | PoolConfig]:
         """The configuration of each post-processing unit (one of each per column), built for
@@ -157,6 +171,16 @@ class EngineConfig:
                                          self.requant_shift_min, self.requant_shift_max),
                 "add": AddConfig(self.data_bits, self.data_bits, self.add_shift_max),
                 "pool": PoolConfig(self.data_bits, self.pool_window, self.pool_shift_max)}
+
+    def unit_counts(self) -> dict[str, int]:
+        """How many of each post-processing unit a column has: a requantizer behind each
+        array (both convert at once), one residual adder and one pooler (shared)."""
+        return {"requant": len(self.arrays), "add": 1, "pool": 1}
+
+    @property
+    def arrays(self) -> tuple[str, ...]:
+        """The array kinds the engine has (each with its own conv unit)."""
+        return tuple(k for k in ("shift", "adder") if getattr(self, k) is not None)
 
     @property
     def acc_bits(self) -> int:
@@ -195,7 +219,7 @@ class EngineConfig:
                 "bias_bits": self.bias_bits, "add_shift_max": self.add_shift_max,
                 "pool_window": self.pool_window, "requant_shift_min": self.requant_shift_min,
                 "requant_shift_max": self.requant_shift_max,
-                "pool_shift_max": self.pool_shift_max}
+                "pool_shift_max": self.pool_shift_max, "adder_act_depth": self.adder_act_depth}
 
     @classmethod
     def from_json(cls, d: dict) -> EngineConfig:
@@ -210,7 +234,7 @@ class EngineConfig:
                             int(v["tree_register_every"]))
         keys = ("rows", "cols", "lanes", "data_bits", "act_depth", "shift_depth", "adder_depth",
                 "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window",
-                "requant_shift_min", "requant_shift_max", "pool_shift_max")
+                "requant_shift_min", "requant_shift_max", "pool_shift_max", "adder_act_depth")
         return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
 
 
@@ -224,14 +248,14 @@ class _LoopNest:
     offset: advancing level ``l`` (all lower levels wrap) adds the descriptor's ``j<l>``.
     After the last index of every level, the nest wraps to all zeros and offset 0."""
 
-    def __init__(self, m: Module, d, step, clear) -> None:
-        self.idx = [Signal(16, name=f"loop_i{lvl}") for lvl in range(LOOP_LEVELS)]
-        self.offset = Signal(ADDR, name="loop_offset")
+    def __init__(self, m: Module, d, step, clear, name: str = "loop") -> None:
+        self.idx = [Signal(16, name=f"{name}_i{lvl}") for lvl in range(LOOP_LEVELS)]
+        self.offset = Signal(ADDR, name=f"{name}_offset")
         maxed = [i == getattr(d, f"m{lvl}") for lvl, i in enumerate(self.idx)]
-        self.at_max = [Signal(name=f"loop_max{lvl}") for lvl in range(LOOP_LEVELS)]
+        self.at_max = [Signal(name=f"{name}_max{lvl}") for lvl in range(LOOP_LEVELS)]
         for s, v in zip(self.at_max, maxed, strict=True):
             m.d.comb += s.eq(v)
-        self.last = Signal(name="loop_last")
+        self.last = Signal(name=f"{name}_last")
         m.d.comb += self.last.eq(Cat(*self.at_max).all())
         jump = Const(0, ADDR)
         for lvl in reversed(range(LOOP_LEVELS)):  # the lowest level not at its maximum wins
@@ -280,7 +304,7 @@ class Engine(wiring.Component):
     def elaborate(self, platform):  # noqa: C901 - one FSM, kept in one place on purpose
         m = Module()
         cfg = self._cfg
-        R, C, V, B = cfg.rows, cfg.cols, cfg.lanes, cfg.data_bits
+        R, C, B = cfg.rows, cfg.cols, cfg.data_bits
         err = {name: i for i, name in enumerate(ERROR_BITS)}
         bad_desc = Signal()
         bad_len = Signal()
@@ -289,38 +313,23 @@ class Engine(wiring.Component):
 
         # ---------------------------------------------------------------- memories
         widths, depths = cfg.memory_widths(), cfg.memory_depths()
-        m.submodules.act = act = Memory(shape=unsigned(cfg.word_bits), depth=cfg.act_depth,
-                                        init=[])
-        act_rd = [act.read_port() for _ in range(cfg.read_ports)]
-        act_wr = act.write_port()
-        loadable = {}
+        rd, wr = {}, {}  # activation bank -> read ports, write port
+        for bank, (depth, ports) in cfg.act_banks().items():
+            mem = Memory(shape=unsigned(cfg.word_bits), depth=depth, init=[])
+            m.submodules["act" if bank == BANK_MAIN else "act_adder"] = mem
+            rd[bank] = [mem.read_port() for _ in range(ports)]
+            wr[bank] = mem.write_port()
+        main_rd = rd[BANK_MAIN]
+        mems = {}
         for mid in MemoryId:
             if widths[mid] == 0:
                 continue
             # block RAM even when shallow: the program and parameter words are hundreds of bits
             # wide, and as LUT RAM they took about 4,700 LUTs at 8x16x16 (BENCHMARKS.md)
-            mem = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[],
-                         attrs={"ram_style": "block"})
-            m.submodules[f"mem_{mid.name.lower()}"] = mem
-            loadable[mid] = (mem.read_port(), mem.write_port())
-        prog_rd = loadable[MemoryId.PROGRAM][0]
-
-        # ---------------------------------------------------------------- arrays and PPU
-        cores = {}
-        for kind in ("shift", "adder"):
-            acfg = cfg.array(kind)
-            if acfg is not None:
-                cores[kind] = ArrayCore(acfg, pe_module=pe_module_name(kind)
-                                        if self._pe_modules else None)
-                m.submodules[f"{kind}_core"] = cores[kind]
-        ppu = cfg.post_processing()
-        rqs = [Requantizer(ppu["requant"]) for _ in range(C)]
-        adders = [ResidualAdder(ppu["add"]) for _ in range(C)]
-        pools = [AvgPooler(ppu["pool"]) for _ in range(C)]
-        for c in range(C):
-            m.submodules[f"rq{c}"] = rqs[c]
-            m.submodules[f"add{c}"] = adders[c]
-            m.submodules[f"pool{c}"] = pools[c]
+            mems[mid] = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[],
+                               attrs={"ram_style": "block"})
+            m.submodules[f"mem_{mid.name.lower()}"] = mems[mid]
+        prog_rd = mems[MemoryId.PROGRAM].read_port()
 
         # ---------------------------------------------------------------- state
         d = Signal(DESCRIPTOR)
@@ -346,135 +355,59 @@ class Engine(wiring.Component):
         word_beats = Signal(range(asm_beats + 1))  # beats per word of the memory being written
         is_shift = Signal()
         m.d.comb += is_shift.eq(d.op == Opcode.SHIFT_CONV)
+        is_conv = Signal()
+        m.d.comb += is_conv.eq(is_shift | (d.op == Opcode.ADDER_CONV))
 
+        # ---------------------------------------------------------------- the conv units
+        units = {kind: _ConvUnit(kind, cfg) for kind, pe in (("shift", cfg.shift),
+                                                                ("adder", cfg.adder))
+                 if pe is not None}
+        dispatch = Signal()  # DISPATCH hands ``d`` to the unit of its kind this cycle
+        for kind, u in units.items():
+            other = units.get("adder" if kind == "shift" else "shift")
+            wmem = mems[MemoryId.SHIFT_WEIGHTS if kind == "shift" else MemoryId.ADDER_WEIGHTS]
+            m.d.comb += u.start.eq(dispatch & (is_shift if kind == "shift" else ~is_shift))
+            u.build(m, d, other, rd[BANK_MAIN if kind == "shift" else BANK_ADDER],
+                    wmem.read_port(), mems[MemoryId.PARAMS].read_port(),
+                    pe_module=pe_module_name(kind) if self._pe_modules else None)
+        all_idle = Signal()
+        m.d.comb += all_idle.eq(~Cat(*(u.busy for u in units.values())).any())
+
+        # ---------------------------------------------------------------- post-processing
+        # C residual adders and C poolers, shared: a unit's conv with ``res`` (the compiler
+        # never overlaps two of them) or, while both arrays are idle, ADD and AVGPOOL
+        ppu = cfg.post_processing()
+        adders = [ResidualAdder(ppu["add"]) for _ in range(C)]
+        pools = [AvgPooler(ppu["pool"]) for _ in range(C)]
+        for c in range(C):
+            m.submodules[f"add{c}"] = adders[c]
+            m.submodules[f"pool{c}"] = pools[c]
+        res_on = Signal()  # a unit's conv with ``res`` is running
+        res_we = Signal()
+        res_y = Signal(C * B)
+        res_addr = Signal(17)
+        res_rd_addr = Signal(17)
+        res_banks = Signal(2)
+        res_shift, res_relu = Signal(6), Signal()
+        res_sa, res_sb = Signal(6), Signal(6)
+        for u in units.values():
+            with m.If(u.res_on):
+                m.d.comb += [res_on.eq(1), res_we.eq(u.rq_we), res_y.eq(u.rq_y),
+                             res_addr.eq(u.rq_addr), res_rd_addr.eq(u.res_rd_addr),
+                             res_banks.eq(u.d.out_banks), res_shift.eq(u.d.res_shift),
+                             res_relu.eq(u.d.res_relu), res_sa.eq(u.d.shift_a),
+                             res_sb.eq(u.d.shift_b)]
+        res_rd = main_rd[R]
+        m.d.comb += res_rd.addr.eq(res_rd_addr)
+
+        wr_sources = []  # (en, banks, addr, data)
+        for u in units.values():
+            wr_sources.append((u.rq_we & ~u.res_on, u.d.out_banks, u.rq_addr, u.rq_y))
+
+        # ---------------------------------------------------------------- vector ops
         step = Signal()
         clear = Signal()
         loop = _LoopNest(m, d, step, clear)
-
-        # activation write port: one source at a time
-        wr_sources = []  # (en, addr, data)
-
-        # ---------------------------------------------------------------- conv: rows
-        ROWV = signed(14)
-        iy0 = [Signal(ROWV, name=f"row{r}_iy0") for r in range(R)]
-        ix0 = [Signal(ROWV, name=f"row{r}_ix0") for r in range(R)]
-        ra = [Signal(ADDR, name=f"row{r}_addr") for r in range(R)]
-        wy, wx, wa = Signal(ROWV), Signal(ROWV), Signal(ADDR)
-        walk_r = Signal(range(R + 1))
-
-        def advance(y, x, a, dx, dy, nowrap, wrap):
-            nx = x + dx
-            wraps = nx >= d.wrap_at
-            # past the end of an output row: back by one row's width, down by one more row
-            return (Mux(wraps, y + dy + d.stride, y + dy), Mux(wraps, nx - d.wrap_sub, nx),
-                    Mux(wraps, a + wrap, a + nowrap))
-
-        # ---------------------------------------------------------------- conv: feeder
-        feeding = Signal()
-        cb = Signal(8)
-        pblk = Signal(16)
-        w_ptr = Signal(16)
-        s1_valid = Signal()
-        s1_first, s1_last = Signal(), Signal()
-        s1_sub = Signal(range(max(cfg.subwords, 2)))
-        s1_mask = Signal(R)
-        core_ready = Signal()
-        for kind, core in cores.items():
-            sel = is_shift if kind == "shift" else ~is_shift
-            with m.If(sel):
-                m.d.comb += core_ready.eq(core.i.ready)
-        adv = Signal()
-        m.d.comb += adv.eq(~s1_valid | core_ready)
-        conv_on = Signal()  # the FSM is in the conv run state
-
-        for r in range(R):
-            iy = iy0[r] + loop.idx[3]
-            ix = ix0[r] + loop.idx[2]
-            ok = (iy0[r] < d.y_end) & (iy >= 0) & (iy < d.h) & (ix >= 0) & (ix < d.w)
-            with m.If(conv_on & adv):
-                m.d.sync += s1_mask[r].eq(~ok)
-        wmem = {"shift": loadable.get(MemoryId.SHIFT_WEIGHTS),
-                "adder": loadable.get(MemoryId.ADDER_WEIGHTS)}
-        for ports in wmem.values():
-            if ports is not None:
-                m.d.comb += [ports[0].addr.eq(w_ptr), ports[0].en.eq(adv)]
-        with m.If(conv_on & adv):
-            m.d.sync += [s1_valid.eq(feeding), s1_first.eq(Cat(*(i == 0 for i in loop.idx)).all()),
-                         s1_last.eq(loop.last), s1_sub.eq(loop.idx[0])]
-        issue = Signal()
-        m.d.comb += issue.eq(conv_on & adv & feeding)
-        for kind, core in cores.items():
-            sel = is_shift if kind == "shift" else ~is_shift
-            m.d.comb += [core.i.valid.eq(s1_valid & sel), core.i.payload.first.eq(s1_first),
-                         core.i.payload.last.eq(s1_last),
-                         core.i.payload.w.eq(wmem[kind][0].data)]
-            for r in range(R):
-                word = act_rd[r].data.word_select(s1_sub, V * B) if cfg.subwords > 1 \
-                    else act_rd[r].data
-                m.d.comb += core.i.payload.x[r].eq(Mux(s1_mask[r], 0, word))
-
-        # ---------------------------------------------------------------- conv: writer
-        acc = signed(cfg.acc_bits)
-        o_valid = Signal()
-        o_data = Signal(data.ArrayLayout(acc, C))
-        for kind, core in cores.items():
-            sel = is_shift if kind == "shift" else ~is_shift
-            m.d.comb += core.o.ready.eq(1)
-            with m.If(sel):
-                m.d.comb += o_valid.eq(core.o.valid & conv_on)
-                m.d.comb += [o_data[c].eq(core.o.payload.data[c]) for c in range(C)]
-        wr_r = Signal(range(R + 1))
-        wr_cb = Signal(8)
-        wr_pblk = Signal(16)
-        wr_ptile = Signal(17)
-        wr_taddr = Signal(17)
-        wr_raddr = Signal(17)
-        wr_done = Signal()
-        blocks = Signal(9)
-        m.d.comb += blocks.eq(d.m_cb + 1)
-        a_valid, a_we = Signal(), Signal()
-        a_addr = Signal(17)
-        a_acc = Signal(data.ArrayLayout(acc, C))
-        params = loadable[MemoryId.PARAMS][0]
-        m.d.comb += params.addr.eq(d.p_base + wr_cb)
-        m.d.sync += a_valid.eq(o_valid)
-        with m.If(o_valid):
-            m.d.sync += [a_we.eq(wr_ptile + wr_r < d.pixels), a_addr.eq(wr_raddr),
-                         a_acc.eq(o_data)]
-            with m.If(wr_r == R - 1):
-                m.d.sync += wr_r.eq(0)
-                with m.If(wr_cb == d.m_cb):
-                    m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
-                                 wr_taddr.eq(wr_taddr + d.out_tile_step),
-                                 wr_raddr.eq(wr_taddr + d.out_tile_step),
-                                 wr_pblk.eq(wr_pblk + 1)]
-                    with m.If(wr_pblk == d.m_pblk):
-                        m.d.sync += wr_done.eq(1)
-                with m.Else():
-                    m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1)]
-            with m.Else():
-                m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks)]
-        pview = data.View(data.ArrayLayout(data.StructLayout(
-            {"mult": signed(MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
-        for c in range(C):
-            m.d.comb += [rqs[c].i.valid.eq(a_valid), rqs[c].i.payload.acc.eq(a_acc[c]),
-                         rqs[c].i.payload.mult.eq(pview[c].mult),
-                         rqs[c].i.payload.bias.eq(pview[c].bias),
-                         rqs[c].shift.eq(d.shift), rqs[c].relu.eq(d.relu), rqs[c].o.ready.eq(1)]
-        rq_we = _delay(m, a_valid & a_we, Requantizer.latency, "rq_we")
-        rq_addr = _delay(m, a_addr, Requantizer.latency, "rq_addr")
-        rq_y = Cat(*(q.o.payload.y for q in rqs))
-        # res: the residual adders take each requantized word with the word at the same place
-        # of the tensor at in2_base, read on the extra port to arrive with it
-        res_on = Signal()
-        m.d.comb += res_on.eq(d.res & ((d.op == Opcode.SHIFT_CONV) | (d.op == Opcode.ADDER_CONV)))
-        res_rd = act_rd[R]
-        res_addr = Signal(17)
-        m.d.comb += res_addr.eq(a_addr - d.out_base + d.in2_base)
-        m.d.comb += res_rd.addr.eq(_delay(m, res_addr, Requantizer.latency - 1, "res_addr"))
-        wr_sources.append((rq_we & ~res_on, rq_addr, rq_y))
-
-        # ---------------------------------------------------------------- vector ops
         vec_on = Signal()
         vec_feeding = Signal()
         is_add = Signal()
@@ -494,15 +427,16 @@ class Engine(wiring.Component):
             with m.If(emit):
                 m.d.sync += optr.eq(optr + 1)
         for c in range(C):
-            a_c = act_rd[0].data.word_select(c, B)
-            b_c = act_rd[1].data.word_select(c, B)
-            m.d.comb += [adders[c].i.valid.eq(Mux(res_on, rq_we, v1 & is_add)),
-                         adders[c].i.payload.a.eq(Mux(res_on, rq_y.word_select(c, B), a_c)),
+            a_c = main_rd[0].data.word_select(c, B)
+            b_c = main_rd[1].data.word_select(c, B)
+            m.d.comb += [adders[c].i.valid.eq(Mux(res_on, res_we, v1 & is_add)),
+                         adders[c].i.payload.a.eq(Mux(res_on, res_y.word_select(c, B), a_c)),
                          adders[c].i.payload.b.eq(Mux(res_on, res_rd.data.word_select(c, B),
                                                       b_c)),
-                         adders[c].shift_a.eq(d.shift_a), adders[c].shift_b.eq(d.shift_b),
-                         adders[c].shift.eq(Mux(res_on, d.res_shift, d.shift)),
-                         adders[c].relu.eq(Mux(res_on, d.res_relu, d.relu)),
+                         adders[c].shift_a.eq(Mux(res_on, res_sa, d.shift_a)),
+                         adders[c].shift_b.eq(Mux(res_on, res_sb, d.shift_b)),
+                         adders[c].shift.eq(Mux(res_on, res_shift, d.shift)),
+                         adders[c].relu.eq(Mux(res_on, res_relu, d.relu)),
                          adders[c].o.ready.eq(1),
                          pools[c].i.valid.eq(v1 & ~is_add), pools[c].i.payload.x.eq(a_c),
                          pools[c].i.payload.first.eq(v1_first),
@@ -510,13 +444,15 @@ class Engine(wiring.Component):
                          pools[c].o.ready.eq(1)]
         assert ResidualAdder.latency == AvgPooler.latency
         v0_addr = Signal(17)
-        m.d.comb += v0_addr.eq(Mux(res_on, rq_addr, v1_addr))
+        m.d.comb += v0_addr.eq(Mux(res_on, res_addr, v1_addr))
         v_addr = _delay(m, v0_addr, ResidualAdder.latency, "vec_addr")
+        v_banks = _delay(m, Mux(res_on, res_banks, d.out_banks), ResidualAdder.latency,
+                         "vec_banks")
         v_we = Signal()
         m.d.comb += v_we.eq(adders[0].o.valid | pools[0].o.valid)
         v_data = Mux(adders[0].o.valid, Cat(*(a.o.payload.y for a in adders)),
                      Cat(*(p.o.payload.y for p in pools)))
-        wr_sources.append((v_we, v_addr, v_data))
+        wr_sources.append((v_we, v_banks, v_addr, v_data))
 
         # ---------------------------------------------------------------- input / output
         in_we = Signal()
@@ -527,18 +463,22 @@ class Engine(wiring.Component):
             for n in range(1, act_bpw + 1):
                 with m.Case(n):
                     m.d.comb += in_word.eq(assembled(n, min(n * BEAT_BITS, cfg.word_bits)))
-        wr_sources.append((in_we, in_addr, in_word))
+        wr_sources.append((in_we, d.out_banks, in_addr, in_word))
         obuf = Signal(act_bpw * BEAT_BITS)
 
-        # ---------------------------------------------------------------- write port mux
-        m.d.comb += act_wr.en.eq(Cat(*(en for en, _, _ in wr_sources)).any())
-        for en, addr, value in wr_sources:
-            with m.If(en):
-                m.d.comb += [act_wr.addr.eq(addr), act_wr.data.eq(value)]
+        # ---------------------------------------------------------------- bank write ports
+        # the compiler never lets two sources write one bank in the same cycle
+        for bank, port in wr.items():
+            m.d.comb += port.en.eq(Cat(*(en & banks[bank] for en, banks, _, _ in wr_sources))
+                                   .any())
+            for en, banks, addr, value in wr_sources:
+                with m.If(en & banks[bank]):
+                    m.d.comb += [port.addr.eq(addr), port.data.eq(value)]
 
         # loader write ports
         ld_we = Signal()
-        for mid, (_, wp) in loadable.items():
+        for mid, mem in mems.items():
+            wp = mem.write_port()
             m.d.comb += [wp.addr.eq(ld_addr),
                          wp.data.eq(assembled(beats_per_word(widths[mid]), widths[mid])),
                          wp.en.eq(ld_we & (ld_mem == int(mid)))]
@@ -604,7 +544,7 @@ class Engine(wiring.Component):
                 known = Const(0)
                 fits = Const(0)
                 bpw = Const(1, word_beats.shape())
-                for lid in loadable:
+                for lid in mems:
                     hit = mid == int(lid)
                     known = known | hit
                     fits = fits | (hit & (words <= depths[lid]))
@@ -622,12 +562,13 @@ class Engine(wiring.Component):
                     m.d.sync += [ld_addr.eq(ld_addr + 1), count.eq(count - 1)]
                 assemble_words(word_beats, ld_we, count == 1, complete="DONE",
                                more="SECTION")  # a frame may carry several sections
-            with m.State(finish):  # stop; an unread rest of the input frame is discarded
+            with m.State(finish):  # stop once both arrays are idle; discard the frame's rest
                 m.d.comb += self.busy.eq(1)
-                with m.If(in_frame):
-                    m.next = "DRAIN"
-                with m.Else():
-                    m.next = "DONE"
+                with m.If(all_idle):
+                    with m.If(in_frame):
+                        m.next = "DRAIN"
+                    with m.Else():
+                        m.next = "DONE"
             with m.State("DRAIN"):  # discard the rest of a bad frame
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
                 with m.If(take & last_beat):
@@ -649,26 +590,52 @@ class Engine(wiring.Component):
                 m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
                 m.d.comb += clear.eq(1)
                 # addresses a descriptor names must lie inside the memories it names
+                banks = cfg.act_banks()
                 words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
                 linear = (d.op == Opcode.INPUT) | (d.op == Opcode.OUTPUT) | (d.op == Opcode.ADD)
-                in_range = ((d.in_base < cfg.act_depth) & (d.in2_base < cfg.act_depth) &
-                            (d.out_base < cfg.act_depth) & (d.p_base < cfg.param_depth) &
+                in_depth = banks[BANK_MAIN][0]
+                if BANK_ADDER in banks:
+                    in_depth = Mux(d.op == Opcode.ADDER_CONV, banks[BANK_ADDER][0], in_depth)
+                writes = (d.op == Opcode.INPUT) | is_conv | (d.op == Opcode.ADD) | \
+                    (d.op == Opcode.AVGPOOL)
+                out_ok = ~(writes & (d.out_banks == 0))
+                for bank in range(2):
+                    if bank in banks:
+                        depth = banks[bank][0]
+                        out_ok = out_ok & ~(d.out_banks[bank] & (
+                            (d.out_base >= depth) | (linear & (d.out_base + words > depth))))
+                    else:
+                        out_ok = out_ok & ~d.out_banks[bank]
+                in_range = ((d.in_base < in_depth) & (d.in2_base < cfg.act_depth) & out_ok &
+                            (d.p_base < cfg.param_depth) &
                             (d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth)) &
-                            ~(linear & ((d.in_base + words > cfg.act_depth) |
-                                        (d.out_base + words > cfg.act_depth))) &
+                            ~(linear & (d.in_base + words > in_depth)) &
                             ~((d.op == Opcode.INPUT) &
                               ((d.in_beats == 0) | (d.in_beats > act_bpw))))
                 # shifts must lie in the ranges the post-processing units were built for
-                conv = (d.op == Opcode.SHIFT_CONV) | (d.op == Opcode.ADDER_CONV)
                 add_max = cfg.add_shift_max
-                shifts_ok = ~(conv & ((d.shift < cfg.requant_shift_min) |
-                                      (d.shift > cfg.requant_shift_max))) & \
-                    ~(((conv & d.res) | (d.op == Opcode.ADD)) &
+                shifts_ok = ~(is_conv & ((d.shift < cfg.requant_shift_min) |
+                                         (d.shift > cfg.requant_shift_max))) & \
+                    ~(((is_conv & d.res) | (d.op == Opcode.ADD)) &
                       ((d.shift_a > add_max) | (d.shift_b > add_max) |
-                       (Mux(conv, d.res_shift, d.shift) > add_max))) & \
+                       (Mux(is_conv, d.res_shift, d.shift) > add_max))) & \
                     ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))
                 in_range = in_range & shifts_ok
-                with m.If(~in_range):
+                present = Const(0)
+                ready = Signal()  # anything but a conv waits until both arrays are idle
+                m.d.comb += ready.eq(all_idle)
+                for kind, u in units.items():
+                    mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
+                    present = present | mine
+                    free = ~u.busy
+                    other = units.get("adder" if kind == "shift" else "shift")
+                    if other is not None:
+                        free = free & (~d.barrier | ~other.busy)
+                    with m.If(mine & in_range):
+                        m.d.comb += ready.eq(free)
+                with m.If(~ready):  # wait here until the unit this descriptor needs is free
+                    m.d.comb += self.busy.eq(1)
+                with m.Elif(~in_range):
                     m.d.comb += bad_desc.eq(1)
                     m.next = finish
                 with m.Else():
@@ -682,15 +649,9 @@ class Engine(wiring.Component):
                         with m.Case(Opcode.OUTPUT):
                             m.next = "OUT_READ"
                         with m.Case(Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-                            present = Const(0)
-                            if "shift" in cores:
-                                present = present | is_shift
-                            if "adder" in cores:
-                                present = present | (d.op == Opcode.ADDER_CONV)
                             with m.If(present):
-                                m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
-                                             walk_r.eq(0)]
-                                m.next = "CONV_INIT"
+                                m.d.comb += dispatch.eq(1)
+                                m.next = "NEXT"
                             with m.Else():
                                 m.d.comb += bad_desc.eq(1)
                                 m.next = finish
@@ -713,11 +674,11 @@ class Engine(wiring.Component):
                     m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
-                m.d.comb += [self.busy.eq(1), act_rd[0].addr.eq(d.in_base + count)]
+                m.d.comb += [self.busy.eq(1), main_rd[0].addr.eq(d.in_base + count)]
                 m.next = "OUT_WAIT"
             with m.State("OUT_WAIT"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [obuf.eq(act_rd[0].data), k.eq(0)]
+                m.d.sync += [obuf.eq(main_rd[0].data), k.eq(0)]
                 m.next = "OUT_SEND"
             with m.State("OUT_SEND"):
                 final = (k == act_bpw - 1) & (count == d.m0)
@@ -735,47 +696,11 @@ class Engine(wiring.Component):
                     m.next = "NEXT"
                 with m.Else():
                     m.next = "OUT_READ"
-            # ---------------------------------------------------------- conv
-            with m.State("CONV_INIT"):
-                m.d.comb += self.busy.eq(1)
-                for r in range(R):
-                    with m.If(walk_r == r):
-                        m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
-                ny, nx, na = advance(wy, wx, wa, d.walk_dx, d.walk_dy, d.walk_nowrap,
-                                     d.walk_wrap)
-                m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
-                with m.If(walk_r == R - 1):
-                    m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(d.w_base),
-                                 s1_valid.eq(0), wr_r.eq(0), wr_cb.eq(0), wr_pblk.eq(0),
-                                 wr_ptile.eq(0), wr_taddr.eq(d.out_base),
-                                 wr_raddr.eq(d.out_base), wr_done.eq(0)]
-                    m.next = "CONV_RUN"
-            with m.State("CONV_RUN"):
-                m.d.comb += [self.busy.eq(1), conv_on.eq(1), step.eq(issue)]
-                for r in range(R):
-                    m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
-                with m.If(issue):
-                    m.d.sync += w_ptr.eq(w_ptr + 1)
-                    with m.If(loop.last):
-                        with m.If(cb == d.m_cb):
-                            m.d.sync += [cb.eq(0), w_ptr.eq(d.w_base), pblk.eq(pblk + 1)]
-                            for r in range(R):
-                                ny, nx, na = advance(iy0[r], ix0[r], ra[r], d.tile_dx, d.tile_dy,
-                                                     d.tile_nowrap, d.tile_wrap)
-                                m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
-                            with m.If(pblk == d.m_pblk):
-                                m.d.sync += feeding.eq(0)
-                        with m.Else():
-                            m.d.sync += cb.eq(cb + 1)
-                with m.If(wr_done):
-                    m.d.sync += drain.eq(Requantizer.latency + 2 +
-                                         Mux(res_on, ResidualAdder.latency, 0))
-                    m.next = "SETTLE"
             # ---------------------------------------------------------- add / avgpool
             with m.State("VEC"):
                 m.d.comb += [self.busy.eq(1), vec_on.eq(1), step.eq(v_issue),
-                             act_rd[0].addr.eq(d.in_base + loop.offset),
-                             act_rd[1].addr.eq(d.in2_base + loop.offset)]
+                             main_rd[0].addr.eq(d.in_base + loop.offset),
+                             main_rd[1].addr.eq(d.in2_base + loop.offset)]
                 with m.If(v_issue & loop.last):
                     m.d.sync += [vec_feeding.eq(0), drain.eq(ResidualAdder.latency + 2)]
                     m.next = "SETTLE"
@@ -788,3 +713,224 @@ class Engine(wiring.Component):
                 m.d.comb += [self.busy.eq(1), self.done.eq(1)]
                 m.next = "IDLE"
         return m
+
+
+class _ConvUnit:
+    """One array kind's conv datapath: its own copy of the descriptor, feeder (loop nest, row
+    positions and bases, padding masks), array core, writer and ``C`` requantizers. The two
+    units run at the same time: the engine's FSM hands each conv to its unit (``start``) and
+    fetches on. ``frontier``: every word of this conv's output below it is written; a unit
+    whose conv ``follow`` s the other's reads a tile only below the other's frontier."""
+
+    def __init__(self, kind: str, cfg: EngineConfig) -> None:
+        self.kind, self.cfg = kind, cfg
+        acc = signed(cfg.acc_bits)
+        self.d = Signal(DESCRIPTOR, name=f"{kind}_desc")
+        self.start = Signal(name=f"{kind}_start")
+        self.busy = Signal(name=f"{kind}_busy")
+        self.finish = Signal(name=f"{kind}_finish")  # the last cycle of a conv
+        self.frontier = Signal(ADDR, name=f"{kind}_frontier")
+        self.res_on = Signal(name=f"{kind}_res_on")
+        self.rq_we = Signal(name=f"{kind}_rq_we")
+        self.rq_addr = Signal(17, name=f"{kind}_rq_addr")
+        self.rq_y = Signal(cfg.cols * cfg.data_bits, name=f"{kind}_rq_y")
+        self.res_rd_addr = Signal(17, name=f"{kind}_res_rd_addr")
+        self._acc = acc
+
+    def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
+              *, pe_module: str | None) -> None:
+        cfg, kind = self.cfg, self.kind
+        R, C, V, B = cfg.rows, cfg.cols, cfg.lanes, cfg.data_bits
+        du = self.d
+        m.submodules[f"{kind}_core"] = core = ArrayCore(cfg.array(kind), pe_module=pe_module)
+        rqs = [Requantizer(cfg.post_processing()["requant"]) for _ in range(C)]
+        for c in range(C):
+            m.submodules[f"{kind}_rq{c}"] = rqs[c]
+        with m.If(self.start):
+            m.d.sync += du.eq(d)
+
+        # the other unit's conv this one follows (latched at start, over when that one ends)
+        dep = Signal(name=f"{kind}_dep")
+        other_busy = other.busy if other is not None else Const(0)
+        other_finish = other.finish if other is not None else Const(0)
+        m.d.sync += dep.eq(Mux(self.start, d.follow & other_busy, dep) & ~other_finish)
+
+        step = Signal(name=f"{kind}_step")
+        clear = Signal(name=f"{kind}_clear")
+        m.d.comb += clear.eq(self.start)
+        loop = _LoopNest(m, du, step, clear, name=f"{kind}_loop")
+
+        # ------------------------------------------------------------ rows
+        ROWV = signed(14)
+        iy0 = [Signal(ROWV, name=f"{kind}_row{r}_iy0") for r in range(R)]
+        ix0 = [Signal(ROWV, name=f"{kind}_row{r}_ix0") for r in range(R)]
+        ra = [Signal(ADDR, name=f"{kind}_row{r}_addr") for r in range(R)]
+        wy, wx, wa = (Signal(ROWV, name=f"{kind}_wy"), Signal(ROWV, name=f"{kind}_wx"),
+                      Signal(ADDR, name=f"{kind}_wa"))
+        walk_r = Signal(range(R + 1), name=f"{kind}_walk_r")
+
+        def advance(y, x, a, dx, dy, nowrap, wrap):
+            nx = x + dx
+            wraps = nx >= du.wrap_at
+            # past the end of an output row: back by one row's width, down by one more row
+            return (Mux(wraps, y + dy + du.stride, y + dy), Mux(wraps, nx - du.wrap_sub, nx),
+                    Mux(wraps, a + wrap, a + nowrap))
+
+        # ------------------------------------------------------------ feeder
+        feeding = Signal(name=f"{kind}_feeding")
+        cb = Signal(8, name=f"{kind}_cb")
+        pblk = Signal(16, name=f"{kind}_pblk")
+        w_ptr = Signal(16, name=f"{kind}_w_ptr")
+        s1_valid = Signal(name=f"{kind}_s1_valid")
+        s1_first, s1_last = Signal(name=f"{kind}_s1_first"), Signal(name=f"{kind}_s1_last")
+        s1_sub = Signal(range(max(cfg.subwords, 2)), name=f"{kind}_s1_sub")
+        s1_mask = Signal(R, name=f"{kind}_s1_mask")
+        adv = Signal(name=f"{kind}_adv")
+        m.d.comb += adv.eq(~s1_valid | core.i.ready)
+        conv_on = Signal(name=f"{kind}_run")
+        # a followed conv: the tile's last input word (clamped to the tensor) must be written
+        need = Signal(ADDR, name=f"{kind}_need")
+        reach = ra[R - 1] + du.span
+        m.d.comb += need.eq(Mux(reach > du.in_last, du.in_last, reach))
+        other_frontier = other.frontier if other is not None else Const(0, ADDR)
+        stall = Signal(name=f"{kind}_stall")
+        m.d.comb += stall.eq(dep & (need >= other_frontier))
+        issue = Signal(name=f"{kind}_issue")
+        m.d.comb += issue.eq(conv_on & adv & feeding & ~stall)
+
+        for r in range(R):
+            iy = iy0[r] + loop.idx[3]
+            ix = ix0[r] + loop.idx[2]
+            ok = (iy0[r] < du.y_end) & (iy >= 0) & (iy < du.h) & (ix >= 0) & (ix < du.w)
+            with m.If(conv_on & adv):
+                m.d.sync += s1_mask[r].eq(~ok)
+        m.d.comb += [w_rd.addr.eq(w_ptr), w_rd.en.eq(adv)]
+        with m.If(conv_on & adv):
+            m.d.sync += [s1_valid.eq(feeding & ~stall),
+                         s1_first.eq(Cat(*(i == 0 for i in loop.idx)).all()),
+                         s1_last.eq(loop.last), s1_sub.eq(loop.idx[0])]
+        m.d.comb += [core.i.valid.eq(s1_valid), core.i.payload.first.eq(s1_first),
+                     core.i.payload.last.eq(s1_last), core.i.payload.w.eq(w_rd.data)]
+        for r in range(R):
+            word = act_rd[r].data.word_select(s1_sub, V * B) if cfg.subwords > 1 \
+                else act_rd[r].data
+            m.d.comb += core.i.payload.x[r].eq(Mux(s1_mask[r], 0, word))
+
+        # ------------------------------------------------------------ writer
+        acc = self._acc
+        o_valid = Signal(name=f"{kind}_o_valid")
+        m.d.comb += [core.o.ready.eq(1), o_valid.eq(core.o.valid & conv_on)]
+        o_data = core.o.payload.data
+        wr_r = Signal(range(R + 1), name=f"{kind}_wr_r")
+        wr_cb = Signal(8, name=f"{kind}_wr_cb")
+        wr_pblk = Signal(16, name=f"{kind}_wr_pblk")
+        wr_ptile = Signal(17, name=f"{kind}_wr_ptile")
+        wr_taddr = Signal(17, name=f"{kind}_wr_taddr")
+        wr_raddr = Signal(17, name=f"{kind}_wr_raddr")
+        wr_done = Signal(name=f"{kind}_wr_done")
+        tile_done = Signal(name=f"{kind}_tile_done")
+        blocks = Signal(9, name=f"{kind}_blocks")
+        m.d.comb += blocks.eq(du.m_cb + 1)
+        a_valid, a_we = Signal(name=f"{kind}_a_valid"), Signal(name=f"{kind}_a_we")
+        a_addr = Signal(17, name=f"{kind}_a_addr")
+        a_acc = Signal(data.ArrayLayout(acc, C), name=f"{kind}_a_acc")
+        m.d.comb += params.addr.eq(du.p_base + wr_cb)
+        m.d.sync += a_valid.eq(o_valid)
+        with m.If(o_valid):
+            # element by element: this array's accumulators may be narrower (sign-extended)
+            m.d.sync += [a_we.eq(wr_ptile + wr_r < du.pixels), a_addr.eq(wr_raddr),
+                         *(a_acc[c].eq(o_data[c]) for c in range(C))]
+            with m.If(wr_r == R - 1):
+                m.d.sync += wr_r.eq(0)
+                with m.If(wr_cb == du.m_cb):
+                    m.d.comb += tile_done.eq(1)
+                    m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
+                                 wr_taddr.eq(wr_taddr + du.out_tile_step),
+                                 wr_raddr.eq(wr_taddr + du.out_tile_step),
+                                 wr_pblk.eq(wr_pblk + 1)]
+                    with m.If(wr_pblk == du.m_pblk):
+                        m.d.sync += wr_done.eq(1)
+                with m.Else():
+                    m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1)]
+            with m.Else():
+                m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks)]
+        pview = data.View(data.ArrayLayout(data.StructLayout(
+            {"mult": signed(MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
+        for c in range(C):
+            m.d.comb += [rqs[c].i.valid.eq(a_valid), rqs[c].i.payload.acc.eq(a_acc[c]),
+                         rqs[c].i.payload.mult.eq(pview[c].mult),
+                         rqs[c].i.payload.bias.eq(pview[c].bias),
+                         rqs[c].shift.eq(du.shift), rqs[c].relu.eq(du.relu), rqs[c].o.ready.eq(1)]
+        m.d.comb += [self.rq_we.eq(_delay(m, a_valid & a_we, Requantizer.latency,
+                                          f"{kind}_rq_we")),
+                     self.rq_addr.eq(_delay(m, a_addr, Requantizer.latency, f"{kind}_rq_addr")),
+                     self.rq_y.eq(Cat(*(q.o.payload.y for q in rqs))),
+                     self.res_on.eq(du.res & self.busy)]
+        # res: the residual word at the same place of the tensor at in2_base, read on the main
+        # bank's extra port so that it arrives with the requantized word
+        m.d.comb += self.res_rd_addr.eq(_delay(m, a_addr - du.out_base + du.in2_base,
+                                               Requantizer.latency - 1, f"{kind}_res_addr"))
+
+        # the frontier moves one tile once the tile's last word is in memory: its last row
+        # leaves the core (tile_done), 1 cycle into the writer, the requantizer and (with res)
+        # the residual adder; the delay line is cleared with each start so that no pulse of
+        # the previous conv arrives late
+        pulse = tile_done
+        for i in range(1 + Requantizer.latency + ResidualAdder.latency):
+            reg = Signal(name=f"{kind}_tile_done_d{i}")
+            m.d.sync += reg.eq(pulse & ~self.start)
+            pulse = reg
+        with m.If(self.start):
+            m.d.sync += self.frontier.eq(d.out_base)
+        with m.Elif(pulse):
+            m.d.sync += self.frontier.eq(self.frontier + du.out_tile_step)
+
+        # ------------------------------------------------------------ control
+        drain = Signal(4, name=f"{kind}_drain")
+        with m.FSM(name=f"{kind}_unit"):
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
+                                 walk_r.eq(0)]
+                    m.next = "INIT"
+            with m.State("INIT"):
+                m.d.comb += self.busy.eq(1)
+                for r in range(R):
+                    with m.If(walk_r == r):
+                        m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
+                ny, nx, na = advance(wy, wx, wa, du.walk_dx, du.walk_dy, du.walk_nowrap,
+                                     du.walk_wrap)
+                m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
+                with m.If(walk_r == R - 1):
+                    m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(du.w_base),
+                                 s1_valid.eq(0), wr_r.eq(0), wr_cb.eq(0), wr_pblk.eq(0),
+                                 wr_ptile.eq(0), wr_taddr.eq(du.out_base),
+                                 wr_raddr.eq(du.out_base), wr_done.eq(0)]
+                    m.next = "RUN"
+            with m.State("RUN"):
+                m.d.comb += [self.busy.eq(1), conv_on.eq(1), step.eq(issue)]
+                for r in range(R):
+                    m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
+                with m.If(issue):
+                    m.d.sync += w_ptr.eq(w_ptr + 1)
+                    with m.If(loop.last):
+                        with m.If(cb == du.m_cb):
+                            m.d.sync += [cb.eq(0), w_ptr.eq(du.w_base), pblk.eq(pblk + 1)]
+                            for r in range(R):
+                                ny, nx, na = advance(iy0[r], ix0[r], ra[r], du.tile_dx,
+                                                     du.tile_dy, du.tile_nowrap, du.tile_wrap)
+                                m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
+                            with m.If(pblk == du.m_pblk):
+                                m.d.sync += feeding.eq(0)
+                        with m.Else():
+                            m.d.sync += cb.eq(cb + 1)
+                with m.If(wr_done):
+                    m.d.sync += drain.eq(Requantizer.latency + 2 +
+                                         Mux(du.res, ResidualAdder.latency, 0))
+                    m.next = "SETTLE"
+            with m.State("SETTLE"):  # let the post-processing pipelines write their last words
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += drain.eq(drain - 1)
+                with m.If(drain == 0):
+                    m.d.comb += self.finish.eq(1)
+                    m.next = "IDLE"

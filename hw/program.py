@@ -75,6 +75,14 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # word at the same position of the tensor at in2_base (shift_a: the conv's operand, shift_b:
     # the residual's), then shifted by res_shift and rectified if res_relu (docs/NUMERICS.md add)
     ("res", 1, False), ("res_shift", 6, False), ("res_relu", 1, False),
+    # activation banks the output goes to (bit 0: the main bank, bit 1: the adder array's input
+    # bank; both: the same words at the same address in each)
+    ("out_banks", 2, False),
+    # overlap of consecutive convs on the two arrays (docs/ACCELERATOR.md): ``barrier``: wait
+    # until both arrays are idle; ``follow``: the input is the output of the conv the other
+    # array is running, so read a tile only once the writer has passed its last word
+    # (``min(row R-1's base + span, in_last)``)
+    ("barrier", 1, False), ("follow", 1, False), ("span", 16, False), ("in_last", 16, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

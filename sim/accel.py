@@ -118,8 +118,12 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
                     backpressure: float = 0.1, progress=lambda s: None) -> tuple[SimResult, dict]:
     """``shiftadd sim``: build ``out/rtl``'s Verilog, stream ``images`` inputs, compare."""
     from gen.cycles import program_cycles
-    from gen.generate import load_frame_beats, load_outdir, simulation_verilog
-    from hw.program import MemoryId, beats_to_words, unpack_descriptor
+    from gen.generate import (
+        load_frame_beats,
+        load_outdir,
+        program_descriptors,
+        simulation_verilog,
+    )
 
     manifest, net, cfg = load_outdir(out)
     text = simulation_verilog(out, manifest)
@@ -132,10 +136,7 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
              f"{idle:.0%} idle and {backpressure:.0%} backpressure")
     res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x), seed=seed,
                    idle=idle, backpressure=backpressure)
-    # the model's cycles for the program actually loaded (decoded from program.bin: its section
-    # header beat, then the descriptor words)
-    prog = np.frombuffer((out / "program.bin").read_bytes(), "<u4").tolist()
-    words = beats_to_words(prog[1:], cfg.memory_widths()[MemoryId.PROGRAM])
-    model = program_cycles([unpack_descriptor(w) for w in words], cfg)
+    # the model's cycles for the program actually loaded
+    model = program_cycles(program_descriptors(out, cfg), cfg)
     info = {"inputs": source, "model_cycles_per_image": model}
     return res, info

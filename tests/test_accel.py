@@ -10,7 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen.generate import ManifestError, load_frame_beats, load_outdir, simulation_verilog
+from gen.generate import (
+    ManifestError,
+    load_frame_beats,
+    load_outdir,
+    program_descriptors,
+    simulation_verilog,
+)
 from sim import rtl
 from sim.accel import build_verilog, make_case, run_case, simulate_outdir
 
@@ -92,7 +98,9 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
                  with_desc(0, in_beats=word_beats + 1),                  # longer than a word
                  # shifts the post-processing units were not built for
                  with_desc(1, shift=eng["requant_shift_max"] + 1),
-                 with_desc(1, res=1, shift_a=eng["add_shift_max"] + 1)]
+                 with_desc(1, res=1, shift_a=eng["add_shift_max"] + 1),
+                 with_desc(0, out_banks=0),                              # written nowhere
+                 with_desc(1, barrier=1, follow=0, out_banks=0)]
     assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
     bad_loads.append(with_desc(1, shift=eng["requant_shift_min"] - 1))
     x, _ = sample_inputs(net, 1, seed)
@@ -121,14 +129,23 @@ def test_corrupted_outdir_is_refused(tmp_path, digits_fix8):
         load_outdir(out)
 
 
-def test_cli_sim_json(digits_fix8, capsys):
+def test_cli_sim_json_and_overlapped_cycles(digits_fix8, capsys):
+    """``shiftadd sim --json`` with the streams never idle: the whole digits program, whose
+    convs overlap on the two arrays, takes what the cycle model says (within 2 %), and less
+    than its descriptors one after the other."""
     from gen.cli import main
+    from gen.cycles import descriptor_cycles
 
+    _, _, cfg = load_outdir(digits_fix8)
+    descs = program_descriptors(digits_fix8, cfg)
+    assert any(d["follow"] for d in descs) and not all(d["barrier"] for d in descs)
     capsys.readouterr()
-    assert main(["sim", str(digits_fix8), "--images", "3", "--json"]) == 0
+    assert main(["sim", str(digits_fix8), "--images", "3", "--json", "--idle", "0",
+                 "--backpressure", "0"]) == 0
     obj = json.loads(capsys.readouterr().out)
     assert obj["images"] == 3 and obj["mismatches"] == 0
-    assert obj["model_cycles_per_image"] > 0
+    assert abs(obj["cycle_difference"]) <= 0.02, obj
+    assert obj["cycles_max"] < 0.8 * sum(descriptor_cycles(d, cfg) for d in descs)
 
 
 def test_manifest_describes_the_blobs(digits_fix8):
