@@ -367,7 +367,7 @@ def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> di
                                                          if k.endswith("_array")) / board.luts, 4),
                             "bram36": design.bram36, "bram36_total": sum(design.bram36.values()),
                             # acc * mult: one DSP48E1 (25 x 18) per requantizer, two if wider
-                            "dsp": cfg.cols * (1 if cfg.acc_bits <= 25 else 2),
+                            "dsp": cfg.cols * len(cfg.arrays) * (1 if cfg.acc_bits <= 25 else 2),
                             "note": "arrays and post-processing from the cost model calibrated "
                                     "on Yosys synth_xilinx (benchmarks/hw_area.py, "
                                     "benchmarks/engine_area.py); feeder and control estimated; "
