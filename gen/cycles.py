@@ -7,10 +7,12 @@ steps, but consecutive tiles' ``last`` steps must be R cycles apart (the drain),
 leave ``ArrayCore.latency`` cycles after the first tile's last step, and the last tile's R rows
 take R cycles to leave. ``tests/test_cycle_model.py`` checks this against Verilator.
 
-The layer engine (``hw/engine.py``) is modelled by :func:`program_cycles`: the array-core
-schedule of each conv plus the engine's fixed costs per descriptor, and streaming at one beat per
-cycle. It equals Verilator's CYCLES counter for every ResNet-20 conv shape and the whole digits
-network (``benchmarks/accel.py --rtl-layers``, ``shiftadd sim --idle 0 --backpressure 0``).
+The layer engine (``hw/engine.py``) is modelled by :func:`program_timeline`: the control FSM's
+fixed costs per descriptor, streaming at one beat per cycle, and each array's conv unit tile by
+tile, the two units at the same time; a conv that follows the other unit's waits, per pixel
+tile, for that unit's frontier to pass the tile's last input word. It equals Verilator's CYCLES
+counter for every ResNet-20 conv shape and for the whole digits network with its convs
+overlapped (``benchmarks/accel.py --rtl-layers``, ``shiftadd sim --idle 0 --backpressure 0``).
 """
 
 from __future__ import annotations
@@ -58,16 +60,16 @@ FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency
 
 
 def descriptor_cycles(d: dict, cfg) -> int:
-    """Cycles one descriptor takes on its own (``cfg``: :class:`hw.engine.EngineConfig`), from
-    its fetch to the fetch of a next descriptor that waits for it, with the input stream never
-    idle and the output never stalled. Consecutive convs of the two arrays overlap
-    (:func:`program_timeline`), so a program takes less than the sum."""
+    """Cycles one descriptor takes on its own (``cfg``: :class:`hw.engine.EngineConfig`), with
+    the input stream never idle and the output never stalled: a conv occupies its unit from
+    its dispatch to its first idle cycle (what one more conv of that kind adds to a program);
+    any other descriptor the engine from its fetch to the next fetch. Consecutive convs of the
+    two arrays overlap (:func:`program_timeline`), so a program takes less than the sum."""
     from hw.program import Opcode
 
     op = Opcode(d["op"])
     if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-        t = _conv_timeline(d, cfg, 0, None)
-        return t.idle + 2
+        return _conv_timeline(d, cfg, 0, None).idle
     return _fixed_cycles(d, cfg)
 
 

@@ -34,7 +34,7 @@ from gen.compile import (
     tensor_words,
 )
 from gen.cost import CostModel
-from gen.cycles import conv_utilization, descriptor_cycles, program_cycles
+from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, program_timeline
 from gen.equiv import pair_class, start_pair_proof
 from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
@@ -313,10 +313,14 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
 def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
     rows = []
     cfg, net = design.cfg, design.net
-    for s, d in zip(design.program.steps, design.program.descriptors, strict=False):
+    spans = program_timeline(design.program.descriptors, cfg)
+    for s, d, (start, end) in zip(design.program.steps, design.program.descriptors, spans,
+                                  strict=False):
         cyc = descriptor_cycles(d, cfg)
         op = s.op.name.lower() + ("+add" if s.conv is not None and s.node is not None else "")
-        row = {"name": s.name, "op": op, "cycles": cyc,
+        # cycles: on its own; start/end: in the image's schedule, where convs of the two
+        # arrays overlap
+        row = {"name": s.name, "op": op, "cycles": cyc, "start": start, "end": end,
                "us": round(cyc / clock_mhz, 3)}
         if s.conv is not None:
             y = net.tensors[s.conv.output].shape
@@ -384,7 +388,7 @@ def report_markdown(rep: dict) -> str:
     a, r = rep["array"], rep["resources_model"]
     lines = [f"# shiftadd accelerator: {rep['model']} ({rep['precision']}) on {rep['board']}", "",
              f"- array: {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes, one shift and one "
-             f"adder array; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}",
+             f"adder array, running at the same time; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}",
              f"- clock {rep['clock_mhz']} MHz: {rep['cycles_per_image']} cycles per image = "
              f"{rep['latency_us']} us, {rep['images_per_s']} images/s (cycle model)",
              f"- LUTs (model): {r['luts_total']} ({100 * r['lut_share']:.1f} % of the board; "
@@ -394,10 +398,14 @@ def report_markdown(rep: dict) -> str:
              f"{rep['energy']['mac_equivalent_pj_per_image'] / 1e3:.1f} nJ with multiply-"
              f"accumulate ({100 * rep['energy']['saving']:.0f} % less); "
              f"{rep['energy']['source']}", "",
-             "| layer | op | cycles | us | PE utilization |", "| --- | --- | --- | --- | --- |"]
+             "Per layer: its cycles on its own, and when it runs in the image (the shift and "
+             "adder arrays run consecutive convs at the same time).", "",
+             "| layer | op | cycles | us | start .. end | PE utilization |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for x in rep["layers"]:
         u = f"{100 * x['utilization']:.1f} %" if "utilization" in x else ""
-        lines.append(f"| {x['name']} | {x['op']} | {x['cycles']} | {x['us']} | {u} |")
+        lines.append(f"| {x['name']} | {x['op']} | {x['cycles']} | {x['us']} | "
+                     f"{x['start']} .. {x['end']} | {u} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1,30 +1,40 @@
 """The layer engine: runs a whole integer network from a layer program with one start.
 
-Blocks (``docs/HARDWARE.md`` has the picture):
+Blocks (``docs/ACCELERATOR.md`` has the picture):
 
-* **Memories** (``amaranth.lib.memory``): activations (one word = ``C`` channels of ``B`` bits,
-  HWC order; ``R + 1`` read ports, one write port), shift weights and adder weights (one
-  word = one array step: ``C`` columns x ``V`` lanes), requant parameters (one word = ``C``
-  channels of ``mult``/``bias``), the program (one word = one descriptor,
-  :mod:`hw.program`). Weights, parameters and the program are written once per deployment by a
-  ``LOAD`` frame; per image only the input and the output cross the stream interface.
-* **Conv feeder** (no im2col in memory): each of the ``R`` array rows is one output pixel with its
-  own input window position and base address; one loop nest (sub-word, word, kx, ky) walks the
-  window and gives a common address offset, so row ``r`` reads ``base[r] + offset`` from its own
-  read port. Padding and rows past the last pixel read as zero words (masked), never stored.
-* **Array cores** (:class:`hw.array.ArrayCore`): one of shift PEs, one of adder PEs (each is
-  present when the network has that kind of conv); the program picks one per conv.
-* **Post-processing**: ``C`` :class:`~hw.ppu.Requantizer` s behind the array (conv + requant is
-  one descriptor), ``C`` :class:`~hw.ppu.ResidualAdder` s and ``C`` :class:`~hw.ppu.AvgPooler` s
-  for the vector ops. A conv descriptor with ``res`` also sends its requantized words through
-  the residual adders, with the residual tensor's word at the same position (read on port R),
-  so a residual add after a conv takes no pass of its own.
-* **Control**: one FSM fetches descriptors until ``END``. Every loop is bounded by descriptor
-  counts, so no descriptor can hang the engine; an unknown opcode, an absent array kind, an
-  address outside its memory, a shift outside the range the post-processing units were sized
-  for (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``) or
+* **Memories** (``amaranth.lib.memory``): activations in two banks (one word = ``C`` channels of
+  ``B`` bits, HWC order): the adder array's input bank (``R`` read ports) and the main bank
+  (``R + 1`` read ports: the shift array's rows and the residual operand), one write port
+  each; shift weights and adder weights (one word = one array step: ``C`` columns x ``V``
+  lanes), requant parameters (one word = ``C`` channels of ``mult``/``bias``; one read port
+  per array), the program (one word = one descriptor, :mod:`hw.program`). Weights, parameters
+  and the program are written once per deployment by a ``LOAD`` frame; per image only the
+  input and the output cross the stream interface.
+* **Conv units** (:class:`_ConvUnit`), one per array kind the network has, each with its own
+  copy of the descriptor, feeder, :class:`hw.array.ArrayCore`, writer and ``C``
+  :class:`~hw.ppu.Requantizer` s (conv + requant is one descriptor). The feeder does no im2col
+  in memory: each of the ``R`` array rows is one output pixel with its own input window
+  position and base address; one loop nest (sub-word, word, kx, ky) walks the window and gives
+  a common address offset, so row ``r`` reads ``base[r] + offset`` from its own read port.
+  Padding and rows past the last pixel read as zero words (masked), never stored.
+* **The two arrays run at once.** The control FSM hands each conv to its unit and fetches on,
+  so a shift conv and the adder conv after it run at the same time. A conv that reads the
+  other unit's output (``follow``) reads a tile only once the other's writer has passed the
+  tile's last input word (its ``frontier``); a conv with ``barrier`` waits until both units
+  are idle; every other descriptor waits for both. The compiler keeps the units' writes in
+  different banks and never overlaps two convs with ``res``.
+* **Post-processing**: ``C`` :class:`~hw.ppu.ResidualAdder` s and ``C``
+  :class:`~hw.ppu.AvgPooler` s, shared: a conv descriptor with ``res`` sends its requantized
+  words through the residual adders, with the residual tensor's word at the same position
+  (read on the main bank's port R), so a residual add after a conv takes no pass of its own;
+  ``ADD`` and ``AVGPOOL`` use them while both arrays are idle.
+* **Control**: every loop is bounded by descriptor counts, so no descriptor can hang the
+  engine; an unknown opcode, an absent array kind, an address outside its memory or bank, an
+  output to no bank, a shift outside the range the post-processing units were sized for
+  (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``) or
   a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
-  ``ERROR.bad_length``; the program stops and ``ap_done`` is raised either way.
+  ``ERROR.bad_length``; the program stops (once both arrays are idle) and ``ap_done`` is
+  raised either way.
 """
 
 from __future__ import annotations

@@ -1,0 +1,131 @@
+"""The compiler's side of running the two arrays at the same time: activation banks, live
+ranges, ``follow`` / ``barrier``, and the cycle model's schedule (the RTL side is
+``tests/test_accel.py``: the whole digits network overlapped, bit-exact and cycle-exact)."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+
+from gen.compile import (
+    Geometry,
+    Step,
+    allocate,
+    compile_network,
+    fuse,
+    overlap_flags,
+    tensor_banks,
+    tensor_words,
+)
+from gen.cycles import descriptor_cycles, program_timeline
+from gen.generate import pe_configs, shift_lane_bits
+from gen.nn.models import build, randomize
+from gen.numerics import Precision
+from gen.quantize import quantize
+from hw.engine import BANK_ADDER, BANK_MAIN
+from hw.program import Opcode
+
+GEO = Geometry(rows=8, cols=16, lanes=16)
+
+
+@functools.cache
+def resnet20():
+    calib = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    model = randomize(build("resnet20_shiftadd").eval(), 0, calibration=calib)
+    return quantize(model, calib, Precision.FIX8)
+
+
+def test_tensors_live_in_the_banks_of_their_readers():
+    steps = fuse(resnet20())
+    banks = tensor_banks(steps)
+    for s in steps:
+        for j, t in enumerate(s.inputs):
+            bank = BANK_ADDER if s.op is Opcode.ADDER_CONV and j == 0 else BANK_MAIN
+            assert banks[t] >> bank & 1, (s.name, t)
+    # ShiftAddNet: a shift conv's output feeds only its adder conv
+    assert all(banks[s.output] == 1 << BANK_ADDER for s in steps if s.op is Opcode.SHIFT_CONV
+               and s.name != "fc" and s.name != "conv1")
+
+
+def test_no_two_live_tensors_share_words_of_a_bank():
+    """Placed over live ranges one step longer than the last read: the conv that runs beside
+    the reader must not overwrite what it reads."""
+    net = resnet20()
+    steps = fuse(net)
+    banks = tensor_banks(steps)
+    bases, depths = allocate(net, steps, GEO.cols, banks)
+    live = {}
+    for i, s in enumerate(steps):
+        if s.output is not None:
+            live.setdefault(s.output, [i, i])
+        for t in s.inputs:
+            live[t][1] = i + 1
+    names = list(bases)
+    for a in names:
+        ra = (bases[a], bases[a] + tensor_words(net.tensors[a].shape, GEO.cols))
+        assert all(ra[1] <= depths[b] for b in range(2) if banks[a] >> b & 1)
+        for b in names:
+            if a >= b or not banks[a] & banks[b]:
+                continue
+            if live[a][1] < live[b][0] or live[b][1] < live[a][0]:
+                continue
+            rb = (bases[b], bases[b] + tensor_words(net.tensors[b].shape, GEO.cols))
+            assert ra[1] <= rb[0] or rb[1] <= ra[0], (a, b)
+
+
+def test_resnet20_pairs_follow_and_never_wait():
+    net = resnet20()
+    steps = fuse(net)
+    flags = overlap_flags(steps, tensor_banks(steps))
+    for i, (s, f) in enumerate(zip(steps, flags, strict=True)):
+        prev = steps[i - 1] if i else None
+        overlaps = s.conv is not None and prev is not None and prev.conv is not None and \
+            prev.op is not s.op
+        assert bool(f) == overlaps, s.name
+        if overlaps:
+            assert f["barrier"] == 0, s.name
+            assert f["follow"] == int(s.inputs[0] == prev.output), s.name
+    assert sum(f.get("follow", 0) for f in flags) == 37  # every pair but the downsample shifts
+
+
+def _step(op, name, inputs, output, res=False):
+    return Step(op, name, tuple(inputs), output, conv=object(), node=object() if res else None)
+
+
+@pytest.mark.parametrize("case,barrier", [
+    ("different banks", 0), ("one bank", 1), ("residual is the other's output", 1),
+    ("both add a residual", 1)])
+def test_barrier_when_overlap_would_be_unsafe(case, barrier):
+    S, A = Opcode.SHIFT_CONV, Opcode.ADDER_CONV
+    first = _step(S, "s", ["x"], "t", res=case == "both add a residual")
+    second = {"different banks": _step(A, "a", ["t"], "y"),
+              "one bank": _step(A, "a", ["x"], "u"),
+              "residual is the other's output": _step(A, "a", ["x", "t"], "y", res=True),
+              "both add a residual": _step(A, "a", ["t", "x"], "y", res=True)}[case]
+    banks = {"x": 3, "t": 1 << BANK_ADDER, "y": 1 << BANK_MAIN, "u": 1 << BANK_ADDER}
+    if case == "residual is the other's output":
+        banks["t"] = 1 << BANK_MAIN
+    flags = overlap_flags([first, second], banks)
+    assert flags[0] == {} and flags[1]["barrier"] == barrier
+
+
+def test_schedule_overlaps_the_arrays_and_keeps_each_in_order():
+    net = resnet20()
+    pes = pe_configs(net, GEO.lanes)
+    prog = compile_network(net, GEO, shift_lane_bits=shift_lane_bits(pes),
+                           data_bits=net.precision.bits, weights=False)
+    from gen.compile import engine_config
+
+    cfg = engine_config(net, GEO, prog, **pes)
+    spans = program_timeline(prog.descriptors, cfg)
+    total = max(e for _, e in spans)
+    serial = sum(descriptor_cycles(d, cfg) for d in prog.descriptors)
+    assert total < 0.6 * serial
+    for op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):  # one conv at a time per array
+        mine = [sp for sp, d in zip(spans, prog.descriptors, strict=True) if d["op"] == op]
+        assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:], strict=False))
+    for i, d in enumerate(prog.descriptors):  # a follower starts after what it follows
+        if d.get("follow"):
+            assert spans[i][0] > spans[i - 1][0] and spans[i][1] > spans[i - 1][1]
