@@ -100,7 +100,10 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
                  with_desc(1, shift=eng["requant_shift_max"] + 1),
                  with_desc(1, res=1, shift_a=eng["add_shift_max"] + 1),
                  with_desc(0, out_banks=0),                              # written nowhere
-                 with_desc(1, barrier=1, follow=0, out_banks=0)]
+                 with_desc(1, barrier=1, follow=0, out_banks=0),
+                 # refused while the other array still runs the conv before it
+                 with_desc(3, out_banks=0)]
+    assert unpack_descriptor(beats_to_words(load[2 + 3 * n:2 + 4 * n], width)[0])["follow"]
     assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
     bad_loads.append(with_desc(1, shift=eng["requant_shift_min"] - 1))
     x, _ = sample_inputs(net, 1, seed)
