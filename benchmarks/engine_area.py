@@ -86,8 +86,10 @@ def core_area(cfg) -> Area:
     from hw.top import emit_verilog
 
     boxes = tuple(pe_module_name(k) for k in ("shift", "adder") if cfg.array(k) is not None)
-    boxes += tuple(f"shiftadd_top.engine.{u}{c}" for u in ("rq", "add", "pool")
-                   for c in range(cfg.cols))
+    # the post-processing instances: a requantizer per column in each conv unit, the shared
+    # residual adders and poolers (hw/engine.py names them)
+    units = (*(f"{k}_rq" for k in cfg.arrays), "add", "pool")
+    boxes += tuple(f"shiftadd_top.engine.{u}{c}" for u in units for c in range(cfg.cols))
     verilog = emit_verilog(cfg, 0)
     key = hashlib.sha256(json.dumps([verilog, boxes]).encode()).hexdigest()[:24]
     path = CACHE / f"{key}.json"

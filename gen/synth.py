@@ -67,6 +67,11 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
     ``blackbox``: modules left out (counted as nothing), e.g. blocks the cost model prices
     separately.
     """
+    modules = set(re.findall(r"^module\s+\\?([^\s(]+)", verilog, re.MULTILINE))
+    missing = [b for b in blackbox if b not in modules]
+    if missing:  # Yosys would leave them in silently and count them
+        raise SynthError(f"no module to leave out named {', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''}")
     with tempfile.TemporaryDirectory(prefix="shiftadd-synth-") as d:
         work = Path(d)
         (work / "design.v").write_text(verilog)

@@ -39,3 +39,14 @@ def test_post_processing_model_within_15_percent():
                (("requant", Requantizer), ("add", ResidualAdder), ("pool", AvgPooler)))
     est = CostModel.load().ppu(cfg).lut
     assert abs(est - real) <= 0.15 * real, (est, real)
+
+
+def test_synthesis_refuses_to_leave_out_a_module_that_is_not_there():
+    """Yosys would keep an unknown blackbox silently and count it (an engine-area run once
+    counted 32 requantizers in the core after they were renamed)."""
+    from gen.synth import SynthError, synthesize
+
+    v = "module top(input a, output y);\n  sub u(.a(a), .y(y));\nendmodule\n" \
+        "module sub(input a, output y);\n  assign y = ~a;\nendmodule\n"
+    with pytest.raises(SynthError, match="no module to leave out named top.rq0"):
+        synthesize(v, "top", blackbox=("sub", "top.rq0"))
