@@ -71,6 +71,10 @@ ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
 # (BENCHMARKS.md): a better model of the core is an open problem.
 FEEDER_LUT_PER_ROW = 120
 CONTROL_LUT = 2500
+# The second conv unit beyond its feeder (its writer and control, the banks' write ports, the
+# following logic): the 8x16x16 core grew from 12,840 to 15,774 LUTs in synthesis when the
+# arrays got a unit each (2026-11-29), 960 of them the second feeder's estimate.
+UNIT_LUT = 1975
 # (depth, width) of each block RAM aspect ratio (simple dual port for the widest)
 BRAM36_ASPECTS = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
 BRAM18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
@@ -129,7 +133,7 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
         out[f"{kind}_array"] = model.array(a).lut if a is not None else 0.0
     out["post_processing"] = cfg.cols * model.ppu(cfg).lut
     out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows * len(cfg.arrays))
-    out["control"] = float(CONTROL_LUT)
+    out["control"] = float(CONTROL_LUT + UNIT_LUT * (len(cfg.arrays) - 1))
     return out
 
 
