@@ -165,18 +165,23 @@ def overlap_flags(steps: list[Step], banks: dict[str, int]) -> list[dict[str, in
     """``barrier`` / ``follow`` of each step: a conv right after a conv of the other kind runs
     at the same time as it (the engine's two units), following it tile by tile when it reads
     its output; it waits instead (``barrier``) when both write one bank, both add a residual
-    (one set of residual adders), or it reads the other's output as its residual operand."""
+    (one set of residual adders), or it reads the other's output as its residual operand.
+    A conv right after a conv of its own kind waits too: the other unit may still run an
+    older conv, which this one was not checked against. So at most two consecutive
+    descriptors ever run at once, which is what the live ranges (:func:`allocate`) assume."""
     flags = []
     for i, s in enumerate(steps):
         prev = steps[i - 1] if i else None
         f = {}
-        if s.conv is not None and prev is not None and prev.conv is not None and \
-                prev.op is not s.op:
-            residual = s.inputs[-1] if s.node is not None else None
-            f["barrier"] = int(bool(banks[s.output] & banks[prev.output]) or
-                               residual == prev.output or
-                               (s.node is not None and prev.node is not None))
-            f["follow"] = int(s.inputs[0] == prev.output)
+        if s.conv is not None and prev is not None and prev.conv is not None:
+            if prev.op is s.op:
+                f["barrier"] = 1
+            else:
+                residual = s.inputs[-1] if s.node is not None else None
+                f["barrier"] = int(bool(banks[s.output] & banks[prev.output]) or
+                                   residual == prev.output or
+                                   (s.node is not None and prev.node is not None))
+                f["follow"] = int(s.inputs[0] == prev.output)
         flags.append(f)
     return flags
 

@@ -54,8 +54,9 @@ CONV_TAIL = 2 + 6       # core input register + writer flag, then SETTLE (requan
 RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
 VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
-# a followed conv's tile waits for the other unit's frontier: from that unit's last step of the
-# tile to the frontier moving (core drain, writer, requantizer, residual adder, delay line)
+# a followed conv's tile waits for the other unit's frontier: after the tile's last row leaves
+# the core, the writer's register, the delay line (as long as the requantizer and residual
+# adder together, so the last word is written) and the frontier register
 FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency
 
 
