@@ -734,7 +734,6 @@ class _ConvUnit:
 
     def __init__(self, kind: str, cfg: EngineConfig) -> None:
         self.kind, self.cfg = kind, cfg
-        acc = signed(cfg.acc_bits)
         self.d = Signal(DESCRIPTOR, name=f"{kind}_desc")
         self.start = Signal(name=f"{kind}_start")
         self.busy = Signal(name=f"{kind}_busy")
@@ -745,7 +744,6 @@ class _ConvUnit:
         self.rq_addr = Signal(17, name=f"{kind}_rq_addr")
         self.rq_y = Signal(cfg.cols * cfg.data_bits, name=f"{kind}_rq_y")
         self.res_rd_addr = Signal(17, name=f"{kind}_res_rd_addr")
-        self._acc = acc
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
               *, pe_module: str | None) -> None:
@@ -827,7 +825,7 @@ class _ConvUnit:
             m.d.comb += core.i.payload.x[r].eq(Mux(s1_mask[r], 0, word))
 
         # ------------------------------------------------------------ writer
-        acc = self._acc
+        acc = signed(cfg.acc_bits)
         o_valid = Signal(name=f"{kind}_o_valid")
         m.d.comb += [core.o.ready.eq(1), o_valid.eq(core.o.valid & conv_on)]
         o_data = core.o.payload.data
