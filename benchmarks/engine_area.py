@@ -1,8 +1,8 @@
 """Area of the engine around the arrays, from Yosys ``synth_xilinx -family xc7``, against the
 generator's cost model.
 
-    python benchmarks/engine_area.py [--json] [--calibrate] [--precision P] [--rows R --cols C
-                                      --lanes V]
+    python benchmarks/engine_area.py [--json] [--calibrate] [--calibrate-core] [--precision P]
+                                     [--rows R --cols C --lanes V]
 
 Synthesizes the ResNet-20 engine of one geometry (default FIX8 8x16x16) with its PEs and its
 post-processing units left out (the *core*: feeder, writer, loader, control and the arrays'
@@ -10,8 +10,10 @@ inter-PE registers; about 10 minutes, cached in ``build/engine-area/``), and one
 post-processing unit at that engine's widths, and prints the LUTs (logic + LUTs used as memory)
 next to what the generator estimates. ``--calibrate`` first synthesizes the units at a grid of
 widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
-``gen/cost_model.json``. Cores up to 8x16x16: a 12x16x16 core crashed the WebAssembly
-Yosys (likely its 4 GB address space).
+``gen/cost_model.json``. ``--calibrate-core`` synthesizes the cores of ``CORE_GRID`` (about an
+hour on one core; cached, so run single geometries in parallel first to share the work) and
+rewrites the ``core`` section with the fit and its samples. Cores up to 8x16x16: a 12x16x16 core
+crashed the WebAssembly Yosys (likely its 4 GB address space).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ import time
 from pathlib import Path
 
 from gen.compile import Geometry
-from gen.cost import MODEL_FILE, CostModel, fit_linear, ppu_unit_features, ppu_units
+from gen.cost import (
+    MODEL_FILE,
+    CostModel,
+    core_features,
+    fit_linear,
+    ppu_unit_features,
+    ppu_units,
+)
 from gen.generate import estimate_luts
 from gen.synth import Area, synthesize, synthesize_component
 from hw.ppu import (
@@ -42,6 +51,8 @@ REQUANT_GRID = [(20, 29, 8, 6, 21), (20, 29, 8, 0, 62), (24, 32, 8, 10, 20), (17
                 (44, 48, 32, 0, 62), (40, 48, 32, 20, 30)]
 ADD_GRID = [(8, 1), (8, 2), (8, 7), (8, 31), (32, 3), (32, 31)]  # (bits, shift_max)
 POOL_GRID = [(8, 64, 6), (8, 64, 62), (8, 16, 4), (32, 4, 2), (32, 64, 62)]  # bits, window, shift
+# ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)
+CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16)]
 CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
 
 
@@ -101,9 +112,20 @@ def core_area(cfg) -> Area:
     return a
 
 
-def array_overhead(cfg, model: CostModel) -> float:
-    return sum(model.array_overhead(cfg.array(k)) for k in ("shift", "adder")
-               if cfg.array(k) is not None)
+def calibrate_core(model: CostModel, precision: str) -> dict:
+    samples = []
+    for g in CORE_GRID:
+        cfg = resnet20_engine(precision, *g)
+        t0 = time.perf_counter()
+        a = core_area(cfg)
+        log(f"  core {g[0]}x{g[1]}x{g[2]}: {a.lut_total} LUT ({time.perf_counter() - t0:.0f} s)")
+        samples.append({"geometry": f"{g[0]}x{g[1]}x{g[2]}", "arrays": len(cfg.arrays),
+                        "features": core_features(cfg), "lut": a.lut_total})
+    core = {"lut": fit_linear([s["features"] for s in samples], [s["lut"] for s in samples]),
+            "samples": samples}
+    doc = {**model.doc, "core": core, "core_calibrated": time.strftime("%Y-%m-%d")}
+    MODEL_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return doc
 
 
 def calibrate(model: CostModel) -> dict:
@@ -129,6 +151,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
+    ap.add_argument("--calibrate-core", action="store_true")
     ap.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=16)
@@ -138,6 +161,9 @@ def main() -> int:
     if args.calibrate:
         log("calibrating the engine cost model ...")
         model = CostModel(calibrate(model))
+    if args.calibrate_core:
+        log("calibrating the engine core model ...")
+        model = CostModel(calibrate_core(model, args.precision))
     cfg = resnet20_engine(args.precision, args.rows, args.cols, args.lanes)
     units = {}
     for name, comp in unit_components(cfg).items():
@@ -149,16 +175,13 @@ def main() -> int:
     core = core_area(cfg)
     log(f"core: {core.lut_total} LUT ({time.perf_counter() - t0:.0f} s)")
     est = estimate_luts(cfg, model)
-    overhead = array_overhead(cfg, model)
     result = {
         "geometry": f"{cfg.rows}x{cfg.cols}x{cfg.lanes}", "precision": args.precision,
         "units": {k: {"synth_lut": v, "shifter": ppu_units(cfg)[k]} for k, v in units.items()},
         "ppu_per_column": {"synth_lut": sum(v * cfg.unit_counts()[k] for k, v in units.items()),
                            "model_lut": round(est_ppu)},
         "core": {"synth_lut": core.lut_total, "synth_lutram": core.lutram, "synth_ff": core.ff,
-                 "model_lut": round(est["feeder"] + est["control"] + overhead),
-                 "model_feeder": round(est["feeder"]), "model_control": round(est["control"]),
-                 "model_array_overhead": round(overhead)},
+                 "model_lut": round(est["core"])},
     }
     if args.json:
         print(json.dumps(result, sort_keys=True))
@@ -170,9 +193,8 @@ def main() -> int:
     p = result["ppu_per_column"]
     print(f"  per column {p['synth_lut']:6d} LUT  model {p['model_lut']}")
     c = result["core"]
-    print(f"  core       {c['synth_lut']:6d} LUT  model {c['model_lut']} (feeder "
-          f"{c['model_feeder']}, control {c['model_control']}, array overhead "
-          f"{c['model_array_overhead']}); {c['synth_lutram']} of them as memory")
+    print(f"  core       {c['synth_lut']:6d} LUT  model {c['model_lut']}; {c['synth_lutram']} "
+          "of them as memory")
     return 0
 
 

@@ -17,6 +17,14 @@ Each post-processing unit (requantizer, residual adder, pooler; one of each per 
 priced the same way, as ``c0 + c1*w + c2*w*s`` with ``w`` the width of its rounding shifter and
 ``s`` the bits of its shift range, fitted to syntheses of the units
 (``benchmarks/engine_area.py --calibrate``).
+
+The engine *core* is everything else: each conv unit's feeder and writer, the loader, the control,
+the banks' ports and, inside each array, the registers between the PEs (the arrays' skew, operand
+and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C`` (``n`` arrays of R rows and C
+columns), fitted to syntheses of whole engines with their PEs and post-processing units left out
+(``benchmarks/engine_area.py --calibrate-core``); an engine's LUTs are its PEs, its
+post-processing units and its core. (A standalone array's per-PE overhead, above, does not carry
+over: inside the engine Yosys shares and trims those registers differently.)
 """
 
 from __future__ import annotations
@@ -72,8 +80,9 @@ class CostModel:
 
     def _section(self, name: str) -> dict:
         if name not in self.doc:
+            flag = "--calibrate-core" if name == "core" else "--calibrate"
             raise KeyError(f"the cost model has no {name!r} calibration; run "
-                           "benchmarks/engine_area.py --calibrate")
+                           f"benchmarks/engine_area.py {flag}")
         return self.doc[name]
 
     def ppu(self, cfg) -> Estimate:
@@ -98,6 +107,20 @@ class CostModel:
         n = cfg.rows * cfg.cols
         return Estimate(n * (pe.lut + float(f @ np.array(o["lut"]))),
                         n * (pe.ff + float(f @ np.array(o["ff"]))))
+
+
+    def core(self, cfg) -> float:
+        """LUTs of engine ``cfg`` outside its PEs and post-processing units."""
+        doc = self._section("core")
+        return float(np.array(core_features(cfg)) @ np.array(doc["lut"]))
+
+
+def core_features(cfg) -> list[float]:
+    """The engine core's features: per array, its rows (a feeder row, a bank read port, a row of
+    the array's operand and drain registers) and its columns (the writer's accumulator word,
+    the array's weight and result registers)."""
+    n = len(cfg.arrays)
+    return [1.0, n * cfg.rows, n * cfg.cols]
 
 
 def ppu_units(cfg) -> dict[str, tuple[int, int]]:

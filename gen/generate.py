@@ -3,9 +3,10 @@
 Sizing (:func:`size_engine`) searches the engine geometry ``rows x cols x lanes`` (shared by the
 shift and the adder array; ``cols`` a multiple of ``lanes``) for the fewest cycles per image from
 the engine's cycle model (:func:`gen.cycles.program_cycles`, run on the compiled program), under
-a LUT budget priced by the calibrated cost model (:mod:`gen.cost`) plus the post-processing and
-feeder logic, and checks that the memories fit the board's block RAM. Everything else (shift
-range, accumulator widths, memory depths, bias width) comes from the network.
+a LUT budget priced by the calibrated cost model (:mod:`gen.cost`: the arrays' PEs, the
+post-processing units and the engine core), and checks that the memories fit the board's block
+RAM. Everything else (shift range, accumulator widths, memory depths, bias width) comes from the
+network.
 """
 
 from __future__ import annotations
@@ -64,17 +65,6 @@ MANIFEST_VERSION = 5
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
-# The engine core around arrays and post-processing: feeder (per row) and writer, loader and
-# control. Estimates, checked against Yosys by benchmarks/engine_area.py: with the arrays'
-# modelled per-PE overhead they give 12,719 LUTs for ResNet-20's 8x16x16 core against 12,840
-# synthesized, but 16-48 % too few at 4x16x16, 2x16x16 and 8x16x8 and 24 % too many at 4x32x16
-# (BENCHMARKS.md): a better model of the core is an open problem.
-FEEDER_LUT_PER_ROW = 120
-CONTROL_LUT = 2500
-# The second conv unit beyond its feeder (its writer and control, the banks' write ports, the
-# following logic): the 8x16x16 core grew from 12,840 to 15,774 LUTs in synthesis when the
-# arrays got a unit each (2026-11-29), 960 of them the second feeder's estimate.
-UNIT_LUT = 1975
 # (depth, width) of each block RAM aspect ratio (simple dual port for the widest)
 BRAM36_ASPECTS = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
 BRAM18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
@@ -124,16 +114,15 @@ class Design:
 
 
 def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
-    """LUTs per block: the arrays (PEs and inter-PE registers) and the post-processing units
-    (one of each per column) from the calibrated cost model; the engine core (feeder; writer,
-    loader and control) from the estimates above."""
+    """LUTs per block from the calibrated cost model (:mod:`gen.cost`): each array's PEs, the
+    post-processing units (one of each per column, a requantizer per array) and the engine core
+    (feeders, writers, loader, control, bank ports and the registers between the PEs)."""
     out = {}
     for kind in ("shift", "adder"):
         a = cfg.array(kind)
-        out[f"{kind}_array"] = model.array(a).lut if a is not None else 0.0
+        out[f"{kind}_array"] = a.rows * a.cols * model.pe(a.pe).lut if a is not None else 0.0
     out["post_processing"] = cfg.cols * model.ppu(cfg).lut
-    out["feeder"] = float(FEEDER_LUT_PER_ROW * cfg.rows * len(cfg.arrays))
-    out["control"] = float(CONTROL_LUT + UNIT_LUT * (len(cfg.arrays) - 1))
+    out["core"] = model.core(cfg)
     return out
 
 
@@ -376,10 +365,12 @@ def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> di
                             "bram36": design.bram36, "bram36_total": sum(design.bram36.values()),
                             # acc * mult: one DSP48E1 (25 x 18) per requantizer, two if wider
                             "dsp": cfg.cols * len(cfg.arrays) * (1 if cfg.acc_bits <= 25 else 2),
-                            "note": "arrays and post-processing from the cost model calibrated "
-                                    "on Yosys synth_xilinx (benchmarks/hw_area.py, "
-                                    "benchmarks/engine_area.py); feeder and control estimated; "
-                                    "DSPs only in the requantizers"},
+                            "note": "the arrays' PEs, the post-processing units and the engine "
+                                    "core (feeders, writers, control, the registers between "
+                                    "the PEs) from the cost model calibrated on Yosys "
+                                    "synth_xilinx (benchmarks/hw_area.py, "
+                                    "benchmarks/engine_area.py); DSPs only in the "
+                                    "requantizers"},
         "cycles_per_image": design.cycles,
         "latency_us": round(design.cycles / clock_mhz, 2),
         "images_per_s": round(clock_mhz * 1e6 / design.cycles, 1),

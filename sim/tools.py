@@ -21,7 +21,7 @@ from pathlib import Path
 
 PCH_FIX = "CFG_CXXFLAGS_PCH_I=-include"
 # The design's C++ at -O1 instead of verilated.mk's -Os: the digits accelerator compiles in 43 s
-# instead of 72 s and simulates as fast (five or six runs each, 3.9-6.4 s against 4.0-6.7 s for
+# instead of 72 s and simulates as fast (six runs each, 3.9-6.4 s against 4.0-6.7 s for
 # 100 images on this noisy machine).
 OPT_FAST = "OPT_FAST=-O1"
 MIN_VERILATOR = (5, 36)

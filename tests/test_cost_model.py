@@ -50,3 +50,31 @@ def test_synthesis_refuses_to_leave_out_a_module_that_is_not_there():
         "module sub(input a, output y);\n  assign y = ~a;\nendmodule\n"
     with pytest.raises(SynthError, match="no module to leave out named top.rq0"):
         synthesize(v, "top", blackbox=("sub", "top.rq0"))
+
+
+def test_core_model_reproduces_its_syntheses():
+    """The engine core's model (``benchmarks/engine_area.py --calibrate-core``: 10-16 min of
+    synthesis per geometry, too slow for the suite) against the syntheses it was fitted to:
+    within 10 % of each, and the features recorded with each sample are still what
+    ``core_features`` computes for that engine today (a changed engine or feature set needs a
+    new calibration). Growing rows or columns never makes the core cheaper."""
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    from gen.cost import core_features
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from engine_area import CORE_GRID, resnet20_engine
+
+    model = CostModel.load()
+    samples = model.doc["core"]["samples"]
+    assert [s["geometry"] for s in samples] == [f"{r}x{c}x{v}" for r, c, v in CORE_GRID]
+    for (r, c, v), s in zip(CORE_GRID, samples, strict=True):
+        cfg = resnet20_engine("fix8", r, c, v)
+        assert core_features(cfg) == s["features"], s["geometry"]
+        est = model.core(cfg)
+        assert abs(est - s["lut"]) <= 0.10 * s["lut"], (s, est)
+    cfg = resnet20_engine("fix8", 4, 16, 16)
+    assert model.core(replace(cfg, rows=5)) > model.core(cfg)
+    assert model.core(replace(cfg, cols=32)) > model.core(cfg)
