@@ -52,7 +52,7 @@ REQUANT_GRID = [(20, 29, 8, 6, 21), (20, 29, 8, 0, 62), (24, 32, 8, 10, 20), (17
 ADD_GRID = [(8, 1), (8, 2), (8, 7), (8, 31), (32, 3), (32, 31)]  # (bits, shift_max)
 POOL_GRID = [(8, 64, 6), (8, 64, 62), (8, 16, 4), (32, 4, 2), (32, 64, 62)]  # bits, window, shift
 # ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)
-CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16)]
+CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16), (3, 32, 8)]
 CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
 
 
@@ -121,8 +121,13 @@ def calibrate_core(model: CostModel, precision: str) -> dict:
         log(f"  core {g[0]}x{g[1]}x{g[2]}: {a.lut_total} LUT ({time.perf_counter() - t0:.0f} s)")
         samples.append({"geometry": f"{g[0]}x{g[1]}x{g[2]}", "arrays": len(cfg.arrays),
                         "features": core_features(cfg), "lut": a.lut_total})
-    core = {"lut": fit_linear([s["features"] for s in samples], [s["lut"] for s in samples]),
-            "samples": samples}
+    x, y = [s["features"] for s in samples], [s["lut"] for s in samples]
+    for i, s in enumerate(samples):  # how far off the fit is for a core it has not seen
+        c = fit_linear(x[:i] + x[i + 1:], y[:i] + y[i + 1:])
+        s["leave_one_out_error"] = round(sum(a * b for a, b in zip(x[i], c, strict=True)) / y[i] - 1, 4)
+        log(f"  {s['geometry']}: fitted without it, the model is off by "
+            f"{100 * s['leave_one_out_error']:+.1f} %")
+    core = {"lut": fit_linear(x, y), "samples": samples}
     doc = {**model.doc, "core": core, "core_calibrated": time.strftime("%Y-%m-%d")}
     MODEL_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc

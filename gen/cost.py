@@ -20,8 +20,8 @@ priced the same way, as ``c0 + c1*w + c2*w*s`` with ``w`` the width of its round
 
 The engine *core* is everything else: each conv unit's feeder and writer, the loader, the control,
 the banks' ports and, inside each array, the registers between the PEs (the arrays' skew, operand
-and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C`` (``n`` arrays of R rows and C
-columns), fitted to syntheses of whole engines with their PEs and post-processing units left out
+and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C + c3*n*C*C/V`` (``n`` arrays of R rows
+and C columns, V lanes), fitted to syntheses of whole engines with their PEs and post-processing units left out
 (``benchmarks/engine_area.py --calibrate-core``); an engine's LUTs are its PEs, its
 post-processing units and its core. (A standalone array's per-PE overhead, above, does not carry
 over: inside the engine Yosys shares and trims those registers differently.)
@@ -117,10 +117,11 @@ class CostModel:
 
 def core_features(cfg) -> list[float]:
     """The engine core's features: per array, its rows (a feeder row, a bank read port, a row of
-    the array's operand and drain registers) and its columns (the writer's accumulator word,
-    the array's weight and result registers)."""
+    the array's operand and drain registers), its columns, and its columns times the sub-words
+    of an activation word (``cols / lanes``: the wider a word against the lanes, the more
+    selecting between its parts)."""
     n = len(cfg.arrays)
-    return [1.0, n * cfg.rows, n * cfg.cols]
+    return [1.0, n * cfg.rows, n * cfg.cols, n * cfg.cols * cfg.subwords]
 
 
 def ppu_units(cfg) -> dict[str, tuple[int, int]]:
