@@ -124,7 +124,8 @@ def calibrate_core(model: CostModel, precision: str) -> dict:
     x, y = [s["features"] for s in samples], [s["lut"] for s in samples]
     for i, s in enumerate(samples):  # how far off the fit is for a core it has not seen
         c = fit_linear(x[:i] + x[i + 1:], y[:i] + y[i + 1:])
-        s["leave_one_out_error"] = round(sum(a * b for a, b in zip(x[i], c, strict=True)) / y[i] - 1, 4)
+        est = sum(a * b for a, b in zip(x[i], c, strict=True))
+        s["leave_one_out_error"] = round(est / y[i] - 1, 4)
         log(f"  {s['geometry']}: fitted without it, the model is off by "
             f"{100 * s['leave_one_out_error']:+.1f} %")
     core = {"lut": fit_linear(x, y), "samples": samples}

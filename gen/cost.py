@@ -18,13 +18,13 @@ priced the same way, as ``c0 + c1*w + c2*w*s`` with ``w`` the width of its round
 ``s`` the bits of its shift range, fitted to syntheses of the units
 (``benchmarks/engine_area.py --calibrate``).
 
-The engine *core* is everything else: each conv unit's feeder and writer, the loader, the control,
-the banks' ports and, inside each array, the registers between the PEs (the arrays' skew, operand
-and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C + c3*n*C*C/V`` (``n`` arrays of R rows
-and C columns, V lanes), fitted to syntheses of whole engines with their PEs and post-processing units left out
-(``benchmarks/engine_area.py --calibrate-core``); an engine's LUTs are its PEs, its
-post-processing units and its core. (A standalone array's per-PE overhead, above, does not carry
-over: inside the engine Yosys shares and trims those registers differently.)
+The engine *core* is everything else: each conv unit's feeder and writer, the loader, the
+control, the banks' ports and, inside each array, the registers between the PEs (the arrays'
+skew, operand and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C + c3*n*C*C/V`` (``n``
+arrays of R rows and C columns, V lanes), fitted to syntheses of whole engines with their PEs
+and post-processing units left out (``benchmarks/engine_area.py --calibrate-core``); an
+engine's LUTs are its PEs, its post-processing units and its core. (A standalone array's per-PE
+overhead, above, does not carry over: it grows with the lanes, the synthesized cores do not.)
 """
 
 from __future__ import annotations
@@ -96,10 +96,6 @@ class CostModel:
             ff += float(f @ np.array(doc[unit]["ff"]))
         return Estimate(lut, ff)
 
-    def array_overhead(self, cfg: ArrayConfig) -> float:
-        """LUTs of an array outside its PEs (the per-PE overhead term)."""
-        return self.array(cfg).lut - cfg.rows * cfg.cols * self.pe(cfg.pe).lut
-
     def array(self, cfg: ArrayConfig) -> Estimate:
         pe = self.pe(cfg.pe)
         f = np.array(array_overhead_features(cfg))
@@ -107,7 +103,6 @@ class CostModel:
         n = cfg.rows * cfg.cols
         return Estimate(n * (pe.lut + float(f @ np.array(o["lut"]))),
                         n * (pe.ff + float(f @ np.array(o["ff"]))))
-
 
     def core(self, cfg) -> float:
         """LUTs of engine ``cfg`` outside its PEs and post-processing units."""
