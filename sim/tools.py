@@ -54,8 +54,8 @@ def verilator_env(base: dict[str, str] | None = None) -> dict[str, str]:
     if bindir not in path.split(os.pathsep):
         env["PATH"] = bindir + (os.pathsep + path if path else "")
     flags = env.get("MAKEFLAGS", "")
-    for flag in (PCH_FIX, OPT_FAST):
-        if flag not in flags.split():
+    for flag in (PCH_FIX, OPT_FAST):  # unless the variable is set already (by the user)
+        if not any(f.startswith(flag.split("=")[0] + "=") for f in flags.split()):
             flags = (flags + " " + flag).strip()
     env["MAKEFLAGS"] = flags
     return env

