@@ -379,6 +379,12 @@ def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> di
     }
 
 
+# the report's names for the blocks of ``estimate_luts``
+LUT_BLOCKS = {"shift_array": "shift array PEs", "adder_array": "adder array PEs",
+              "post_processing": "post-processing", "core": "engine core (feeders, writers, "
+              "control, the registers between the PEs)"}
+
+
 def report_markdown(rep: dict) -> str:
     a, r = rep["array"], rep["resources_model"]
     lines = [f"# shiftadd accelerator: {rep['model']} ({rep['precision']}) on {rep['board']}", "",
@@ -386,9 +392,10 @@ def report_markdown(rep: dict) -> str:
              f"adder array, running at the same time; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}",
              f"- clock {rep['clock_mhz']} MHz: {rep['cycles_per_image']} cycles per image = "
              f"{rep['latency_us']} us, {rep['images_per_s']} images/s (cycle model)",
-             f"- LUTs (model): {r['luts_total']} ({100 * r['lut_share']:.1f} % of the board; "
-             f"arrays {100 * r['array_lut_share']:.1f} %), BRAM36: {r['bram36_total']}, "
-             f"DSP48: {r['dsp']} (requantizers only; the arrays use none)",
+             f"- LUTs (model): {r['luts_total']} ({100 * r['lut_share']:.1f} % of the board): "
+             + ", ".join(f"{LUT_BLOCKS.get(k, k)} {v}" for k, v in r["luts"].items()) +
+             f"; BRAM36: {r['bram36_total']}, DSP48: {r['dsp']} (requantizers only; the arrays "
+             "use none)",
              f"- energy (estimate): {rep['energy']['pj_per_image'] / 1e3:.1f} nJ per image vs "
              f"{rep['energy']['mac_equivalent_pj_per_image'] / 1e3:.1f} nJ with multiply-"
              f"accumulate ({100 * rep['energy']['saving']:.0f} % less); "
