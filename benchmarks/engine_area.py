@@ -89,27 +89,44 @@ def resnet20_engine(precision: str, rows: int, cols: int, lanes: int):
     return engine_config(net, geo, prog, **pes)
 
 
-def core_area(cfg) -> Area:
-    """Synthesis of the engine of ``cfg`` without its PEs and post-processing units (the
-    core), cached under ``build/engine-area/`` by a hash of its input (an 8x16x16 core takes
-    about 10 minutes; synthesis is deterministic)."""
+def core_design(cfg) -> tuple[str, tuple[str, ...], str]:
+    """The Verilog of the engine of ``cfg``, the modules its core leaves out (the PEs and the
+    post-processing units) and the cache key of its synthesis."""
     from hw.engine import pe_module_name
     from hw.top import emit_verilog
 
     boxes = tuple(pe_module_name(k) for k in ("shift", "adder") if cfg.array(k) is not None)
-    # the post-processing instances: a requantizer per column in each conv unit, the shared
-    # residual adders and poolers (hw/engine.py names them)
-    units = (*(f"{k}_rq" for k in cfg.arrays), "add", "pool")
-    boxes += tuple(f"shiftadd_top.engine.{u}{c}" for u in units for c in range(cfg.cols))
+    boxes += tuple(unit_instance(u, c) for u in unit_instances(cfg) for c in range(cfg.cols))
     verilog = emit_verilog(cfg, 0)
-    key = hashlib.sha256(json.dumps([verilog, boxes]).encode()).hexdigest()[:24]
+    return verilog, boxes, hashlib.sha256(json.dumps([verilog, boxes]).encode()).hexdigest()[:24]
+
+
+def unit_instances(cfg) -> dict[str, str]:
+    """The post-processing instances of a column (``hw/engine.py`` names them), each with its
+    unit kind: a requantizer in each conv unit, the shared residual adder and pooler."""
+    return {**{f"{k}_rq": "requant" for k in cfg.arrays}, "add": "add", "pool": "pool"}
+
+
+def unit_instance(name: str, col: int) -> str:
+    return f"shiftadd_top.engine.{name}{col}"
+
+
+def core_area(cfg) -> Area:
+    """Synthesis of the engine of ``cfg`` without its PEs and post-processing units (the
+    core), cached under ``build/engine-area/`` by a hash of its input (an 8x16x16 core takes
+    about 10 minutes; synthesis is deterministic)."""
+    verilog, boxes, key = core_design(cfg)
     path = CACHE / f"{key}.json"
     if path.exists():
         return Area(**json.loads(path.read_text()))
     a = synthesize(verilog, "shiftadd_top", blackbox=boxes)
-    CACHE.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(a.to_json()))
+    save_core_area(key, a)
     return a
+
+
+def save_core_area(key: str, a: Area) -> None:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    (CACHE / f"{key}.json").write_text(json.dumps(a.to_json()))
 
 
 def calibrate_core(model: CostModel, precision: str) -> dict:

@@ -67,6 +67,18 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
     ``blackbox``: modules left out (counted as nothing), e.g. blocks the cost model prices
     separately.
     """
+    return _synthesize(verilog, top, dsp=dsp, timeout=timeout, blackbox=blackbox)[0]
+
+
+def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
+                       blackbox: tuple[str, ...] = ()) -> tuple[Area, dict]:
+    """:func:`synthesize`, and the mapped netlist (Yosys JSON) for :mod:`gen.timing`."""
+    return _synthesize(verilog, top, dsp=True, timeout=timeout, blackbox=blackbox,
+                       netlist=True)
+
+
+def _synthesize(verilog: str, top: str, *, dsp: bool, timeout: float,
+                blackbox: tuple[str, ...], netlist: bool = False) -> tuple[Area, dict | None]:
     modules = set(re.findall(r"^module\s+\\?([^\s(]+)", verilog, re.MULTILINE))
     missing = [b for b in blackbox if b not in modules]
     if missing:  # Yosys would leave them in silently and count them
@@ -78,6 +90,7 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
         boxes = "".join(f"blackbox {_escape(b)}; " for b in blackbox)
         script = (f"read_verilog design.v; {boxes}synth_xilinx -family xc7 -top {top} -flatten "
                   f"{'' if dsp else '-nodsp'}; tee -q -o stat.json stat -json; "
+                  f"{'write_json netlist.json; ' if netlist else ''}"
                   # ltp over a copy without flip-flops: paths between registers and ports
                   "delete t:FDRE t:FDSE t:FDCE t:FDPE; tee -q -o ltp.txt ltp -noff")
         t0 = time.perf_counter()
@@ -93,6 +106,7 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
         design = stat.get("design") or next(iter(stat["modules"].values()))
         cells = design.get("num_cells_by_type", {})
         m = re.search(r"length=(\d+)", (work / "ltp.txt").read_text())
+        mapped = json.loads((work / "netlist.json").read_text()) if netlist else None
         return Area(
             lut=_count(cells, "LUT"),
             ff=sum(cells.get(k, 0) for k in ("FDRE", "FDSE", "FDCE", "FDPE")),
@@ -105,7 +119,7 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
             lutram=4 * (cells.get("RAM32M", 0) + cells.get("RAM64M", 0)) +
             2 * (cells.get("RAM32X1D", 0) + cells.get("RAM64X1D", 0)) +
             cells.get("RAM32X1S", 0) + cells.get("RAM64X1S", 0),
-        )
+        ), mapped
 
 
 def synthesize_component(component, *, dsp: bool = True) -> Area:

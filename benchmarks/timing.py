@@ -1,0 +1,156 @@
+"""Pre-placement timing estimate of the ResNet-20 engine, from Yosys netlists (``gen/timing.py``).
+
+    python benchmarks/timing.py [--json] [--precision P] [--rows R --cols C --lanes V]
+                                [--net-ps N] [--paths K]
+
+Vivado does not run here, so timing closure at the generated clock (200 MHz on the ZC706) is
+not checked. This estimates the longest register-to-register paths instead: each PE kind and
+each post-processing unit is synthesized alone (``synth_xilinx -family xc7``), the engine
+without them (the core; the same synthesis as ``benchmarks/engine_area.py``, about 10 minutes
+for 8x16x16, netlist cached in ``build/timing/``), and the core's netlist is analysed with the
+units as black boxes whose input and output paths come from their own netlists. Cell delays are
+the 7-series figures shipped with Yosys (Artix-7 measurements from prjxray-db; the ZC706's
+Zynq-7045 is Kintex-7 fabric at speed grade -2, faster); routing is a constant ``--net-ps`` per
+net between slices (default 300 ps, an assumption, not a measurement). Prints the worst paths of
+each block and the whole engine's estimated period against the clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import time
+from pathlib import Path
+
+from engine_area import (
+    core_design,
+    log,
+    resnet20_engine,
+    save_core_area,
+    unit_components,
+    unit_instance,
+    unit_instances,
+)
+
+from gen.synth import synthesize_netlist
+from gen.timing import Path as TimingPath
+from gen.timing import analyse, box_of
+
+CACHE = Path(__file__).resolve().parent.parent / "build" / "timing"
+NET_PS = 300
+CLOCK_MHZ = 200.0
+
+
+def _cached_netlist(key: str, make) -> dict:
+    """A synthesized netlist from ``build/timing/`` or from ``make()`` (then cached)."""
+    path = CACHE / f"{key}.json.gz"
+    if path.exists():
+        with gzip.open(path, "rt") as f:
+            return json.load(f)
+    netlist = make()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with gzip.open(tmp, "wt") as f:
+        json.dump(netlist, f)
+    tmp.replace(path)
+    return netlist
+
+
+def _block(name: str, paths: list[TimingPath]) -> dict:
+    worst = paths[0]
+    return {"block": name, "worst": worst.to_json(),
+            "others": [{"delay_ps": p.delay_ps, "start": p.start, "end": p.end}
+                       for p in paths[1:]]}
+
+
+def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = NET_PS,
+             paths: int = 3) -> dict:
+    import hashlib
+
+    from hw.array import EnabledPE
+    from hw.engine import pe_module_name
+    from sim.rtl import verilog as to_verilog
+
+    t0 = time.perf_counter()
+    cfg = resnet20_engine(precision, rows, cols, lanes)
+    verilog, boxes, key = core_design(cfg)
+    blocks, box_timing = [], {}
+    # each PE kind alone: the module the engine instantiates R x C times
+    for kind in cfg.arrays:
+        text = to_verilog(EnabledPE(getattr(cfg, kind)), "top")
+        k = hashlib.sha256(json.dumps([text, "top"]).encode()).hexdigest()[:24]
+        log(f"  {kind} PE ...")
+        net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top")[1])
+        blocks.append(_block(f"{kind} PE", analyse(net, "top", net_ps=net_ps, worst=paths)))
+        box_timing[pe_module_name(kind)] = box_of(net, "top", net_ps=net_ps)
+    # each post-processing unit kind alone (a column's requantizers, residual adder, pooler)
+    unit_box = {}
+    for kind, comp in unit_components(cfg).items():
+        text = to_verilog(comp, "top")
+        k = hashlib.sha256(json.dumps([text, "top"]).encode()).hexdigest()[:24]
+        log(f"  {kind} unit ...")
+        net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top")[1])
+        blocks.append(_block(f"{kind} unit", analyse(net, "top", net_ps=net_ps, worst=paths)))
+        unit_box[kind] = box_of(net, "top", net_ps=net_ps)
+    for inst, kind in unit_instances(cfg).items():
+        for c in range(cfg.cols):
+            box_timing[unit_instance(inst, c)] = unit_box[kind]
+    assert set(box_timing) == set(boxes), "every module the core leaves out needs its timing"
+
+    def core() -> dict:
+        log(f"  core {rows}x{cols}x{lanes} (about 10 minutes the first time) ...")
+        area, net = synthesize_netlist(verilog, "shiftadd_top", blackbox=boxes)
+        save_core_area(key, area)  # the same synthesis benchmarks/engine_area.py caches
+        return net
+    net = _cached_netlist(key, core)
+    blocks.append(_block("core (with the units' boundary paths)",
+                         analyse(net, "shiftadd_top", net_ps=net_ps, worst=paths,
+                                 boxes=box_timing)))
+    worst = max(blocks, key=lambda b: b["worst"]["delay_ps"])
+    period = worst["worst"]["delay_ps"]
+    return {"geometry": f"{rows}x{cols}x{lanes}", "precision": precision, "net_ps": net_ps,
+            "clock_mhz": CLOCK_MHZ, "period_ps": period,
+            "fmax_mhz": round(1e6 / period, 1), "meets_clock": period <= 1e6 / CLOCK_MHZ,
+            "critical_block": worst["block"], "blocks": blocks,
+            "boxes": {k: {"input_ps": v.input_ps, "output_ps": v.output_ps}
+                      for k, v in box_timing.items() if not k.startswith("shiftadd_top.")},
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _print(r: dict) -> None:
+    print(f"ResNet-20 {r['precision']} engine {r['geometry']}: estimated critical path "
+          f"{r['period_ps'] / 1000:.2f} ns = {r['fmax_mhz']:.0f} MHz "
+          f"({'meets' if r['meets_clock'] else 'misses'} {r['clock_mhz']:.0f} MHz; "
+          f"Yosys' 7-series cell delays, {r['net_ps']} ps per routed net)")
+    for b in r["blocks"]:
+        w = b["worst"]
+        print(f"  {b['block']}: {w['delay_ps'] / 1000:.2f} ns (cells {w['logic_ps'] / 1000:.2f} "
+              f"ns, {w['nets']} routed nets, {w['levels']} levels): {w['start']} -> {w['end']}")
+        print("      " + " > ".join(f"{c['type']}@{c['arrival_ps']}" for c in w["cells"]))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
+    ap.add_argument("--rows", type=int, default=8)
+    ap.add_argument("--cols", type=int, default=16)
+    ap.add_argument("--lanes", type=int, default=16)
+    ap.add_argument("--net-ps", type=int, default=NET_PS,
+                    help="routing delay assumed per net between slices (ps)")
+    ap.add_argument("--paths", type=int, default=3, help="paths reported per block")
+    a = ap.parse_args()
+    if a.net_ps < 0 or a.paths < 1:
+        ap.error("--net-ps must be >= 0 and --paths >= 1")
+    r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths)
+    if a.json:
+        print(json.dumps(r))
+    else:
+        _print(r)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
