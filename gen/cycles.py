@@ -27,7 +27,7 @@ def core_latency(cfg: ArrayConfig) -> int:
     """``ArrayCore.latency`` computed from the configuration (same formula, no elaboration)."""
     from hw.pe import ProcessingElement
 
-    return ProcessingElement.latency_for(cfg.pe) + cfg.rows + (cfg.cols - 1)
+    return 1 + ProcessingElement.latency_for(cfg.pe) + cfg.rows + (cfg.cols - 1)
 
 
 def tile_cycles(steps: int, rows: int) -> int:
@@ -47,10 +47,11 @@ def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig) -> int:
 
 # ----------------------------------------------------------------------------- the layer engine
 # Fixed costs of the engine's control FSM (hw/engine.py), in cycles:
-FETCH_CYCLES = 4        # FETCH, LATCH, DISPATCH, NEXT around every descriptor
+TO_DISPATCH = 3         # FETCH, LATCH, CHECK: from a descriptor's fetch to its DISPATCH
+FETCH_CYCLES = TO_DISPATCH + 2  # ... DISPATCH, NEXT around every descriptor
 START_CYCLES = 1        # the INFER header beat
-END_CYCLES = 5          # FETCH, LATCH, DISPATCH of END, then stop and DONE
-CONV_TAIL = 2 + 6       # core input register + writer flag, then SETTLE (requant latency + 3)
+END_CYCLES = TO_DISPATCH + 3  # FETCH, LATCH, CHECK, DISPATCH of END, then stop and DONE
+CONV_TAIL = 2 + Requantizer.latency + 3  # core input register + writer flag, then SETTLE
 RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
 VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
@@ -159,7 +160,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
         if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
             kind = "shift" if op is Opcode.SHIFT_CONV else "adder"
             other = "adder" if kind == "shift" else "shift"
-            at = max(t + 2, busy_until[kind])
+            at = max(t + TO_DISPATCH, busy_until[kind])
             if d.get("barrier"):
                 at = max(at, busy_until[other])
             # the engine follows the other unit's conv only if it is still running (its last
@@ -171,8 +172,8 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             spans.append((at, tl.idle))
             t = at + 2
         else:
-            at = max(t + 2, *busy_until.values())
-            end = at - 2 + _fixed_cycles(d, cfg)
+            at = max(t + TO_DISPATCH, *busy_until.values())
+            end = at - TO_DISPATCH + _fixed_cycles(d, cfg)
             spans.append((at, end))
             t = end
     return spans

@@ -3,8 +3,8 @@
 Dataflow (output stationary). PE(r, c) computes one dot product ``out[r, c] = sum_j f(x[r, j],
 w[c, j])`` in ``J / V`` steps: each step brings ``V`` activations for row ``r`` (travelling right,
 one register per PE) and ``V`` weights for column ``c`` (travelling down). The skew delays row
-``r`` by ``r`` cycles and column ``c`` by ``c`` cycles, so step ``t`` meets in PE(r, c) at
-``t + r + c``. ``first``/``last`` travel with the activations.
+``r`` by ``r + 1`` cycles and column ``c`` by ``c + 1`` cycles (one input register for all),
+so step ``t`` meets in PE(r, c) at ``t + 1 + r + c``. ``first``/``last`` travel with the activations.
 
 Drain. When the last row of a column finishes, the column's R results are loaded into a shift
 chain and leave over R cycles, row 0 first, while the next dot products already accumulate (the
@@ -33,7 +33,7 @@ CTL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
 class DelayLines(wiring.Component):
     """``count`` independent delay lines; line ``k`` delays by ``delays[k]`` cycles.
 
-    Used as the skew (delays ``0, 1, ..., n-1``) and the deskew (``n-1, ..., 0``). ``latency`` is
+    Used as the skew (delays ``1, 2, ..., n``) and the deskew (``n-1, ..., 0``). ``latency`` is
     the largest delay.
     """
 
@@ -61,7 +61,11 @@ class DelayLines(wiring.Component):
 
 
 def skew(shape, n: int) -> DelayLines:
-    return DelayLines(shape, list(range(n)))
+    """Delays ``1..n``: the one register more than the stagger needs is the array's input
+    register, so that no memory's read data reaches a PE's lanes in the cycle it is read (block
+    RAM clock-to-output, the feeder's masks and the lanes were the engine's longest path,
+    ``benchmarks/timing.py``)."""
+    return DelayLines(shape, list(range(1, n + 1)))
 
 
 def deskew(shape, n: int) -> DelayLines:
@@ -192,8 +196,9 @@ class ArrayCore(wiring.Component):
     @property
     def latency(self) -> int:
         """Enabled cycles from accepting a ``last`` step to row 0 of its results at ``o``."""
-        # skew of row R-1 is not on the path of PE(0,0); deskew adds C-1 for column 0
-        return self._array.latency + (self._cfg.cols - 1)
+        # the input register, then the array (skew of row R-1 is not on the path of PE(0,0));
+        # deskew adds C-1 for column 0
+        return 1 + self._array.latency + (self._cfg.cols - 1)
 
     def elaborate(self, platform):
         m = Module()

@@ -493,6 +493,44 @@ class Engine(wiring.Component):
                          wp.data.eq(assembled(beats_per_word(widths[mid]), widths[mid])),
                          wp.en.eq(ld_we & (ld_mem == int(mid)))]
 
+        # ---------------------------------------------------------------- descriptor checks
+        # computed from ``d`` in CHECK and registered (``d_ok``): DISPATCH only combines the
+        # result with the units' busy flags (the checks' comparators, added to the dispatch
+        # logic, were the engine's longest path; ``benchmarks/timing.py``)
+        d_ok = Signal()
+        # addresses a descriptor names must lie inside the memories it names
+        banks = cfg.act_banks()
+        words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
+        linear = (d.op == Opcode.INPUT) | (d.op == Opcode.OUTPUT) | (d.op == Opcode.ADD)
+        in_depth = banks[BANK_MAIN][0]
+        if BANK_ADDER in banks:
+            in_depth = Mux(d.op == Opcode.ADDER_CONV, banks[BANK_ADDER][0], in_depth)
+        writes = (d.op == Opcode.INPUT) | is_conv | (d.op == Opcode.ADD) | \
+            (d.op == Opcode.AVGPOOL)
+        out_ok = ~(writes & (d.out_banks == 0))
+        for bank in range(2):
+            if bank in banks:
+                depth = banks[bank][0]
+                out_ok = out_ok & ~(d.out_banks[bank] & (
+                    (d.out_base >= depth) | (linear & (d.out_base + words > depth))))
+            else:
+                out_ok = out_ok & ~d.out_banks[bank]
+        in_range = ((d.in_base < in_depth) & (d.in2_base < cfg.act_depth) & out_ok &
+                    (d.p_base < cfg.param_depth) &
+                    (d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth)) &
+                    ~(linear & (d.in_base + words > in_depth)) &
+                    ~((d.op == Opcode.INPUT) &
+                      ((d.in_beats == 0) | (d.in_beats > act_bpw))))
+        # shifts must lie in the ranges the post-processing units were built for
+        add_max = cfg.add_shift_max
+        shifts_ok = ~(is_conv & ((d.shift < cfg.requant_shift_min) |
+                                 (d.shift > cfg.requant_shift_max))) & \
+            ~(((is_conv & d.res) | (d.op == Opcode.ADD)) &
+              ((d.shift_a > add_max) | (d.shift_b > add_max) |
+               (Mux(is_conv, d.res_shift, d.shift) > add_max))) & \
+            ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))
+        in_range = in_range & shifts_ok
+
         # ---------------------------------------------------------------- control FSM
         drain = Signal(4)
         in_frame = Signal()  # an INFER frame's TLAST has not been seen yet
@@ -594,43 +632,15 @@ class Engine(wiring.Component):
             with m.State("LATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d.eq(prog_rd.data)
+                m.next = "CHECK"
+            with m.State("CHECK"):  # the descriptor's checks, registered for DISPATCH
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += d_ok.eq(in_range)
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
                 m.d.comb += clear.eq(1)
-                # addresses a descriptor names must lie inside the memories it names
-                banks = cfg.act_banks()
-                words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
-                linear = (d.op == Opcode.INPUT) | (d.op == Opcode.OUTPUT) | (d.op == Opcode.ADD)
-                in_depth = banks[BANK_MAIN][0]
-                if BANK_ADDER in banks:
-                    in_depth = Mux(d.op == Opcode.ADDER_CONV, banks[BANK_ADDER][0], in_depth)
-                writes = (d.op == Opcode.INPUT) | is_conv | (d.op == Opcode.ADD) | \
-                    (d.op == Opcode.AVGPOOL)
-                out_ok = ~(writes & (d.out_banks == 0))
-                for bank in range(2):
-                    if bank in banks:
-                        depth = banks[bank][0]
-                        out_ok = out_ok & ~(d.out_banks[bank] & (
-                            (d.out_base >= depth) | (linear & (d.out_base + words > depth))))
-                    else:
-                        out_ok = out_ok & ~d.out_banks[bank]
-                in_range = ((d.in_base < in_depth) & (d.in2_base < cfg.act_depth) & out_ok &
-                            (d.p_base < cfg.param_depth) &
-                            (d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth)) &
-                            ~(linear & (d.in_base + words > in_depth)) &
-                            ~((d.op == Opcode.INPUT) &
-                              ((d.in_beats == 0) | (d.in_beats > act_bpw))))
-                # shifts must lie in the ranges the post-processing units were built for
-                add_max = cfg.add_shift_max
-                shifts_ok = ~(is_conv & ((d.shift < cfg.requant_shift_min) |
-                                         (d.shift > cfg.requant_shift_max))) & \
-                    ~(((is_conv & d.res) | (d.op == Opcode.ADD)) &
-                      ((d.shift_a > add_max) | (d.shift_b > add_max) |
-                       (Mux(is_conv, d.res_shift, d.shift) > add_max))) & \
-                    ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))
-                in_range = in_range & shifts_ok
                 present = Const(0)
                 ready = Signal()  # anything but a conv waits until both arrays are idle
                 m.d.comb += ready.eq(all_idle)
@@ -641,11 +651,11 @@ class Engine(wiring.Component):
                     other = units.get("adder" if kind == "shift" else "shift")
                     if other is not None:
                         free = free & (~d.barrier | ~other.busy)
-                    with m.If(mine & in_range):
+                    with m.If(mine & d_ok):
                         m.d.comb += ready.eq(free)
                 with m.If(~ready):  # wait here until the unit this descriptor needs is free
                     m.d.comb += self.busy.eq(1)
-                with m.Elif(~in_range):
+                with m.Elif(~d_ok):
                     m.d.comb += bad_desc.eq(1)
                     m.next = finish
                 with m.Else():

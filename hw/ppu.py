@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -29,19 +29,29 @@ def _stream_enable(m: Module, i, o) -> Signal:
 
 def _rshift_round(m: Module, v, shift, width: int, max_shift: int) -> Signal:
     """``gen.numerics.rshift_round`` for ``0 <= shift <= max_shift``: ``(v + 2**(shift-1)) >>
-    shift``."""
-    bits = max(width, max_shift)
-    half = Signal(unsigned(bits))
-    m.d.comb += half.eq(Mux(shift == 0, 0, Const(1, bits) << (shift - 1)[:len(shift)]))
+    shift``, computed as ``(w >> 1) + (w & 1)`` with ``w = (v << 1) >> shift`` (the bit below
+    the kept ones decides the rounding). Exactly equal, and a shifter followed by an increment:
+    no decoder for ``2**(shift-1)`` and no wide add in front of the shifter (``max_shift`` is
+    the range the caller's ``shift`` signal already has)."""
+    w = Signal(signed(len(v) + 1))
+    v2 = Cat(Const(0, 1), v).as_signed()
+    with m.Switch(shift):  # one multiplexer per bit over constant shifts (no shifter stages)
+        for k in range(max_shift + 1):
+            with m.Case(k):
+                m.d.comb += w.eq(v2 >> k)
     r = Signal(signed(width))
-    m.d.comb += r.eq((v + half) >> shift)
+    m.d.comb += r.eq(w[1:].as_signed() + w[0])
     return r
 
 
 def _saturate(x, bits: int):
-    """``gen.numerics.saturate`` as an expression."""
+    """``gen.numerics.saturate`` as an expression: ``x`` fits ``bits`` when its bits from
+    ``bits - 1`` up are all equal (a wide AND/OR, no comparator's carry chain)."""
+    if len(x) <= bits:
+        return x
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(x > hi, hi, Mux(x < lo, lo, x))
+    top = x[bits - 1:]
+    return Mux(top.all() | ~top.any(), x[:bits].as_signed(), Mux(x[-1], lo, hi))
 
 
 def _rectify_saturate(m: Module, r, relu, bits: int):
@@ -102,13 +112,13 @@ class Requantizer(wiring.Component):
     """Pipelined requantization with stream handshakes at both ends.
 
     Per item: ``acc``, ``mult``, ``bias`` (the channel's parameters travel with the value).
-    Per layer (held constant while a layer runs): ``shift`` (``shift_min``..``shift_max``) and
-    ``relu``.
-    Stages: product and bias (1), rounding add and shift (2), clamp (3): ``latency`` = 3. The
-    pipeline freezes while the output is valid and not ready.
+    Per layer (held constant while a layer runs, from at least the cycle its first item is
+    offered): ``shift`` (``shift_min``..``shift_max``, registered inside) and ``relu``.
+    Stages: operands (1), product and bias (2), rounding shift (3), clamp (4): ``latency`` = 4.
+    The pipeline freezes while the output is valid and not ready.
     """
 
-    latency = 3
+    latency = 4
 
     def __init__(self, cfg: RequantConfig) -> None:
         if not isinstance(cfg, RequantConfig):
@@ -130,15 +140,23 @@ class Requantizer(wiring.Component):
         width = cfg.sum_bits
         pre = cfg.pre_shift
         width = cfg.sum_bits - pre
+        # stage 0: the operands, registered (the DSP48's input registers): the parameters come
+        # straight from a block RAM, whose read added to the multiplier was too long a path
+        acc, mult, bias = (Signal.like(self.i.payload[n], name=f"in_{n}")
+                           for n in ("acc", "mult", "bias"))
+        v0 = Signal()
+        p.d.sync += [acc.eq(self.i.payload.acc), mult.eq(self.i.payload.mult),
+                     bias.eq(self.i.payload.bias), v0.eq(self.i.valid)]
         # stage 1: v = (acc * mult + bias) >> pre
         full = Signal(signed(cfg.sum_bits))
-        m.d.comb += full.eq(self.i.payload.acc * self.i.payload.mult + self.i.payload.bias)
+        m.d.comb += full.eq(acc * mult + bias)
         v = Signal(signed(width))
         v1 = Signal()
-        p.d.sync += [v.eq(full[pre:]), v1.eq(self.i.valid)]
-        # stage 2: rshift_round(v, shift - pre), a shifter only as wide as the layers' range
+        p.d.sync += [v.eq(full[pre:]), v1.eq(v0)]
+        # stage 2: rshift_round(v, shift - pre), a shifter only as wide as the layers' range;
+        # the per-layer shift amount is registered first (it was the front of the longest path)
         t = Signal(range(cfg.shift_max - pre + 1))
-        m.d.comb += t.eq(self.shift - pre)
+        m.d.sync += t.eq(self.shift - pre)
         r = Signal(signed(width))
         r1 = Signal()
         p.d.sync += [r.eq(_rshift_round(m, v, t, width, cfg.shift_max - pre)), r1.eq(v1)]
@@ -180,7 +198,8 @@ class ResidualAdder(wiring.Component):
     """The ``add`` op: ``y = sat(relu?(rshift_round((a << sa) + (b << sb), s)))``.
 
     ``sa = F - frac(a)``, ``sb = F - frac(b)`` and ``s = F - frac(y)`` (``F = max(frac(a),
-    frac(b))``) are per-layer ports, like ``relu``. Stream in (``a``, ``b``), stream out (``y``);
+    frac(b))``) are per-layer ports, like ``relu``, valid from the cycle the first item is offered
+    (``shift`` is registered inside). Stream in (``a``, ``b``), stream out (``y``);
     ``latency`` = 2 (align and add, then round, rectify and clamp).
     """
 
@@ -212,7 +231,9 @@ class ResidualAdder(wiring.Component):
         v1 = Signal()
         p.d.sync += [total.eq((self.i.payload.a << self.shift_a) +
                               (self.i.payload.b << self.shift_b)), v1.eq(self.i.valid)]
-        r = _rshift_round(m, total, self.shift, width, cfg.shift_max)
+        shift = Signal.like(self.shift)  # stage 2's rounding shift: registered, like stage 1
+        m.d.sync += shift.eq(self.shift)  # uses the alignment shifts in the item's first cycle
+        r = _rshift_round(m, total, shift, width, cfg.shift_max)
         y = Signal(signed(cfg.out_bits))
         p.d.sync += [y.eq(_rectify_saturate(m, r, self.relu, cfg.out_bits)),
                      self.o.valid.eq(v1)]
@@ -255,6 +276,8 @@ class AvgPooler(wiring.Component):
     - frac(y)``, a per-layer port; the hardware shifts right only, so the generator must keep
     ``frac(y) <= log2(k*k) + frac(x)`` — the quantizer uses ``frac(y) = frac(x)``). Windows are
     contiguous in the stream (the engine orders them). ``latency`` = 2 from the ``last`` item.
+    ``shift`` is registered inside: it must hold from the cycle before the first item is offered
+    (a window's sum starts from the rounding constant ``2**(shift-1)``).
     """
 
     latency = 2
@@ -278,15 +301,28 @@ class AvgPooler(wiring.Component):
         cfg = self._cfg
         en = _stream_enable(m, self.i, self.o)
         p = Module()
-        acc = Signal(signed(cfg.sum_bits))
-        total = Signal(signed(cfg.sum_bits))
-        m.d.comb += total.eq(Mux(self.i.payload.first, 0, acc) + self.i.payload.x)
+        # per layer: the shift, registered, and the rounding constant 2**(shift-1), with which
+        # each window's sum starts, so that the result is the sum's plain shift:
+        # (sum + 2**(shift-1)) >> shift == rshift_round(sum, shift)
+        shift = Signal.like(self.shift)
+        half = Signal(cfg.shift_max)
+        m.d.sync += [shift.eq(self.shift),
+                     half.eq(Mux(self.shift == 0, 0, Const(1, cfg.shift_max) <<
+                                 (self.shift - 1)[:len(self.shift)]))]
+        width = cfg.sum_bits + 1
+        acc = Signal(signed(width))
+        total = Signal(signed(width))
+        m.d.comb += total.eq(Mux(self.i.payload.first, half, acc) + self.i.payload.x)
         done = Signal()
-        s = Signal(signed(cfg.sum_bits))
+        s = Signal(signed(width))
         with p.If(self.i.valid):
             p.d.sync += acc.eq(total)
         p.d.sync += [done.eq(self.i.valid & self.i.payload.last), s.eq(total)]
-        r = _rshift_round(m, s, self.shift, cfg.sum_bits + 1, cfg.shift_max)
+        r = Signal(signed(width))
+        with m.Switch(shift):  # one multiplexer per bit over the constant shifts
+            for k in range(cfg.shift_max + 1):
+                with m.Case(k):
+                    m.d.comb += r.eq(s >> k)
         y = Signal(signed(cfg.bits))
         p.d.sync += [y.eq(_saturate(r, cfg.bits)), self.o.valid.eq(done)]
         m.d.comb += self.o.payload.y.eq(y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import cocotb
 import numpy as np
-from cocotb.triggers import ClockCycles, FallingEdge, with_timeout
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
 
 from gen.ir import IntegerNetwork, Requant, TensorSpec
 from gen.numerics import MULT_BITS, Format, Precision
@@ -153,6 +153,7 @@ async def avgpool(dut, traffic):
         want = golden.run_op(net, op, {"x": x}).ravel().tolist()
         await FallingEdge(dut.clk)
         dut.shift.value = (k * k).bit_length() - 1 + fx - fy
+        await RisingEdge(dut.clk)  # the pooler's contract: the shift is set a cycle ahead
         base = len(sink.items)
         items = []
         for ch in range(c):
