@@ -807,12 +807,13 @@ class _ConvUnit:
         m.d.comb += adv.eq(~s1_valid | core.i.ready)
         conv_on = Signal(name=f"{kind}_run")
         # a followed conv: the tile's last input word (clamped to the tensor) must be written
-        need = Signal(ADDR, name=f"{kind}_need")
-        reach = ra[R - 1] + du.span
-        m.d.comb += need.eq(Mux(reach > du.in_last, du.in_last, reach))
+        # (min(reach, in_last) >= frontier as two comparisons side by side, and ``reach`` =
+        # ra[R-1] + span kept in a register that moves with ra[R-1]: the adder and the clamp in
+        # front of the comparison were the engine's longest path, ``benchmarks/timing.py``)
+        reach = Signal(ADDR, name=f"{kind}_reach")
         other_frontier = other.frontier if other is not None else Const(0, ADDR)
         stall = Signal(name=f"{kind}_stall")
-        m.d.comb += stall.eq(dep & (need >= other_frontier))
+        m.d.comb += stall.eq(dep & (reach >= other_frontier) & (du.in_last >= other_frontier))
         issue = Signal(name=f"{kind}_issue")
         m.d.comb += issue.eq(conv_on & adv & feeding & ~stall)
 
@@ -920,7 +921,7 @@ class _ConvUnit:
                                      du.walk_wrap)
                 m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
                 with m.If(walk_r == R - 1):
-                    m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(du.w_base),
+                    m.d.sync += [reach.eq(wa + du.span), feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(du.w_base),
                                  s1_valid.eq(0), wr_r.eq(0), wr_cb.eq(0), wr_pblk.eq(0),
                                  wr_ptile.eq(0), wr_taddr.eq(du.out_base),
                                  wr_raddr.eq(du.out_base), wr_done.eq(0)]
@@ -938,6 +939,9 @@ class _ConvUnit:
                                 ny, nx, na = advance(iy0[r], ix0[r], ra[r], du.tile_dx,
                                                      du.tile_dy, du.tile_nowrap, du.tile_wrap)
                                 m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
+                            _, _, nreach = advance(iy0[R - 1], ix0[R - 1], reach, du.tile_dx,
+                                                   du.tile_dy, du.tile_nowrap, du.tile_wrap)
+                            m.d.sync += reach.eq(nreach)
                             with m.If(pblk == du.m_pblk):
                                 m.d.sync += feeding.eq(0)
                         with m.Else():
