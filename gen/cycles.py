@@ -53,7 +53,7 @@ START_CYCLES = 1        # the INFER header beat
 END_CYCLES = TO_DISPATCH + 3  # FETCH, LATCH, CHECK, DISPATCH of END, then stop and DONE
 CONV_TAIL = 2 + Requantizer.latency + 3  # core input register + writer flag, then SETTLE
 RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
-VEC_TAIL = 5            # SETTLE after the last item (post-processing latency + 3)
+VEC_TAIL = ResidualAdder.latency + 3  # SETTLE after the last item
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
 # a followed conv's tile waits for the other unit's frontier: after the tile's last row leaves
 # the core, the writer's register, the delay line (as long as the requantizer and residual

@@ -200,10 +200,10 @@ class ResidualAdder(wiring.Component):
     ``sa = F - frac(a)``, ``sb = F - frac(b)`` and ``s = F - frac(y)`` (``F = max(frac(a),
     frac(b))``) are per-layer ports, like ``relu``, valid from the cycle the first item is offered
     (``shift`` is registered inside). Stream in (``a``, ``b``), stream out (``y``);
-    ``latency`` = 2 (align and add, then round, rectify and clamp).
+    ``latency`` = 3 (operands, align and add, then round, rectify and clamp).
     """
 
-    latency = 2
+    latency = 3
 
     def __init__(self, cfg: AddConfig) -> None:
         if not isinstance(cfg, AddConfig):
@@ -227,10 +227,13 @@ class ResidualAdder(wiring.Component):
         en = _stream_enable(m, self.i, self.o)
         p = Module()
         width = cfg.sum_bits
+        # stage 0: the operands, registered (one of them comes straight from a block RAM)
+        a, b = Signal(signed(cfg.in_bits)), Signal(signed(cfg.in_bits))
+        v0 = Signal()
+        p.d.sync += [a.eq(self.i.payload.a), b.eq(self.i.payload.b), v0.eq(self.i.valid)]
         total = Signal(signed(width))
         v1 = Signal()
-        p.d.sync += [total.eq((self.i.payload.a << self.shift_a) +
-                              (self.i.payload.b << self.shift_b)), v1.eq(self.i.valid)]
+        p.d.sync += [total.eq((a << self.shift_a) + (b << self.shift_b)), v1.eq(v0)]
         shift = Signal.like(self.shift)  # stage 2's rounding shift: registered, like stage 1
         m.d.sync += shift.eq(self.shift)  # uses the alignment shifts in the item's first cycle
         r = _rshift_round(m, total, shift, width, cfg.shift_max)
@@ -275,12 +278,13 @@ class AvgPooler(wiring.Component):
     each ``last`` it emits ``y = sat(rshift_round(sum, shift))`` (``shift = log2(k*k) + frac(x)
     - frac(y)``, a per-layer port; the hardware shifts right only, so the generator must keep
     ``frac(y) <= log2(k*k) + frac(x)`` — the quantizer uses ``frac(y) = frac(x)``). Windows are
-    contiguous in the stream (the engine orders them). ``latency`` = 2 from the ``last`` item.
-    ``shift`` is registered inside: it must hold from the cycle before the first item is offered
-    (a window's sum starts from the rounding constant ``2**(shift-1)``).
+    contiguous in the stream (the engine orders them). ``latency`` = 3 from the ``last`` item
+    (the item registered, the sum, round and clamp). ``shift`` is registered inside: it must
+    hold from the cycle the first item is offered (a window's sum starts from the rounding
+    constant ``2**(shift-1)``).
     """
 
-    latency = 2
+    latency = 3
 
     def __init__(self, cfg: PoolConfig) -> None:
         if not isinstance(cfg, PoolConfig):
@@ -312,12 +316,17 @@ class AvgPooler(wiring.Component):
         width = cfg.sum_bits + 1
         acc = Signal(signed(width))
         total = Signal(signed(width))
-        m.d.comb += total.eq(Mux(self.i.payload.first, half, acc) + self.i.payload.x)
+        # stage 0: the item, registered (it comes straight from a block RAM)
+        x = Signal(signed(cfg.bits))
+        x_valid, x_first, x_last = Signal(), Signal(), Signal()
+        p.d.sync += [x.eq(self.i.payload.x), x_valid.eq(self.i.valid),
+                     x_first.eq(self.i.payload.first), x_last.eq(self.i.payload.last)]
+        m.d.comb += total.eq(Mux(x_first, half, acc) + x)
         done = Signal()
         s = Signal(signed(width))
-        with p.If(self.i.valid):
+        with p.If(x_valid):
             p.d.sync += acc.eq(total)
-        p.d.sync += [done.eq(self.i.valid & self.i.payload.last), s.eq(total)]
+        p.d.sync += [done.eq(x_valid & x_last), s.eq(total)]
         r = Signal(signed(width))
         with m.Switch(shift):  # one multiplexer per bit over the constant shifts
             for k in range(cfg.shift_max + 1):
