@@ -101,8 +101,13 @@ class CostModel:
         f = np.array(array_overhead_features(cfg))
         o = self.doc["array_overhead"]
         n = cfg.rows * cfg.cols
+        lane = cfg.pe.lane
+        # the input register (hw/array.py: skew): one row's operands and control, one
+        # column's weights; counted, not fitted (the fit predates it)
+        inputs = cfg.rows * (cfg.pe.lanes * lane.data_bits + 3) + \
+            cfg.cols * cfg.pe.lanes * lane.weight_bits
         return Estimate(n * (pe.lut + float(f @ np.array(o["lut"]))),
-                        n * (pe.ff + float(f @ np.array(o["ff"]))))
+                        n * (pe.ff + float(f @ np.array(o["ff"]))) + inputs)
 
     def core(self, cfg) -> float:
         """LUTs of engine ``cfg`` outside its PEs and post-processing units."""
