@@ -114,7 +114,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
             "clock_mhz": CLOCK_MHZ, "period_ps": period,
             "fmax_mhz": round(1e6 / period, 1), "meets_clock": period <= 1e6 / CLOCK_MHZ,
             "critical_block": worst["block"], "blocks": blocks,
-            "boxes": {k: {"input_ps": v.input_ps, "output_ps": v.output_ps}
+            "boxes": {k: {"inputs": v.inputs, "outputs": v.outputs}
                       for k, v in box_timing.items() if not k.startswith("shiftadd_top.")},
             "seconds": round(time.perf_counter() - t0, 1)}
 

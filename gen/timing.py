@@ -156,33 +156,53 @@ def _param(cell: dict, name: str, default: int) -> int:
 
 @dataclass(frozen=True)
 class Box:
-    """A module left out of a synthesis (a black box), seen from outside: ``input_ps`` is the
-    longest path from any of its inputs to a register inside it (setup included), ``output_ps``
-    the latest arrival at any of its outputs after the clock edge. :func:`box_of` measures
-    both from the module's own netlist."""
+    """A module left out of a synthesis (a black box), seen from outside, per port:
+    ``inputs[port]`` is the longest path from that input to a register inside (setup
+    included), ``outputs[port]`` the latest arrival at that output after the clock edge.
+    :func:`box_of` measures both from the module's own netlist; a port it does not know is
+    given the worst of all."""
 
-    input_ps: int
-    output_ps: int
+    inputs: dict[str, int]
+    outputs: dict[str, int]
+
+    def input_ps(self, port: str) -> int:
+        return self.inputs.get(port, max(self.inputs.values(), default=0))
+
+    def output_ps(self, port: str) -> int:
+        return self.outputs.get(port, max(self.outputs.values(), default=0))
 
 
 def box_of(netlist: dict, top: str, *, net_ps: int = 0) -> Box:
-    """The :class:`Box` view of ``top``: its input and output paths, with ``net_ps`` per net
-    (the net into an input is counted by the design that instantiates it)."""
-    ins = analyse(netlist, top, net_ps=net_ps, starts=("IBUF", "input"))
-    outs = analyse(netlist, top, net_ps=net_ps, ends=("OBUF", "output"))
-    return Box(ins[0].delay_ps - net_ps if ins else 0,
-               outs[0].delay_ps - net_ps if outs else 0)
+    """The :class:`Box` view of ``top``: each port's paths, with ``net_ps`` per net (the net
+    into an input and the net out of an output are counted by the design that instantiates
+    it)."""
+    ports = netlist["modules"][top]["ports"]
+    inputs, outputs = {}, {}
+    for name, port in ports.items():
+        if port["direction"] == "input":
+            paths = analyse(netlist, top, net_ps=net_ps, starts=("IBUF", "input"),
+                            start_names=(name,))
+            if paths:
+                inputs[name] = paths[0].delay_ps - net_ps
+        else:
+            paths = analyse(netlist, top, net_ps=net_ps, ends=("OBUF", "output"),
+                            end_names=(name,))
+            if paths:
+                outputs[name] = paths[0].delay_ps - net_ps
+    return Box(inputs, outputs)
 
 
 def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
             boxes: dict[str, Box] | None = None, starts: tuple[str, ...] | None = None,
-            ends: tuple[str, ...] | None = None) -> list[Path]:
+            ends: tuple[str, ...] | None = None, start_names: tuple[str, ...] | None = None,
+            end_names: tuple[str, ...] | None = None) -> list[Path]:
     """The ``worst`` paths of ``top`` in a Yosys JSON netlist, longest first (one per end
     point cell), with ``net_ps`` for each routed net.
 
     ``boxes``: black-box cell types and their :class:`Box` timing (their inputs are end points,
     their outputs start points). ``starts`` / ``ends``: only paths from / to cells of these
-    types (``"input"`` / ``"output"`` for the top's ports).
+    types (``"input"`` / ``"output"`` for the top's ports); ``start_names`` / ``end_names``:
+    only from / to these cells (a top port's buffer is named after the port).
     """
     boxes = boxes or {}
     mod = netlist["modules"][top]
@@ -207,6 +227,7 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
     def capture(bits, setup: int, cname: str, t: str) -> None:
         end_points.extend((b, setup, cname, t) for b in bits if isinstance(b, int))
 
+    port_of = {b: pname for pname, port in mod["ports"].items() for b in port["bits"]}
     for pname, port in mod["ports"].items():
         if port["direction"] == "input":
             launch(port["bits"], 0, pname, "input")
@@ -224,9 +245,9 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
             for p, setup in FLOP_SETUP.items():
                 capture(conn.get(p, []), setup, f"{label} ({p})", t)
         elif t == "IBUF":  # a top input: the logic outside drives it from a register
-            launch(conn["O"], 0, cname, t)
+            launch(conn["O"], 0, port_of.get(conn["I"][0], cname), t)
         elif t == "OBUF":
-            capture(conn["I"], 0, cname, t)
+            capture(conn["I"], 0, port_of.get(conn["O"][0], cname), t)
         elif t in ("RAMB18E1", "RAMB36E1"):
             for p, bits in conn.items():
                 if dirs[p] == "output":
@@ -256,9 +277,9 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
         elif t in boxes:
             for p, bits in conn.items():
                 if dirs[p] == "output":
-                    launch(bits, boxes[t].output_ps, cname, t)
+                    launch(bits, boxes[t].output_ps(p), f"{cname}.{p}", t)
                 else:
-                    capture(bits, boxes[t].input_ps, cname, t)
+                    capture(bits, boxes[t].input_ps(p), f"{cname}.{p}", t)
         else:
             raise ValueError(f"no timing for cell type {t} ({cname})")
 
@@ -288,7 +309,8 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
             return
         cname, t, ins, at = entry
         best = const  # stays so when there is no start point behind the bit
-        if at is not None and (starts is None or t in starts):
+        if at is not None and (starts is None or t in starts) and \
+                (start_names is None or cname in start_names):
             best = (at, at, 0, None, cname, t)
         for i, d, port in ins:
             a = arrival[i]
@@ -325,7 +347,8 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
 
     results = []
     for b, setup, cname, t in end_points:
-        if not isinstance(b, int) or (ends is not None and t not in ends):
+        if not isinstance(b, int) or (ends is not None and t not in ends) or \
+                (end_names is not None and cname not in end_names):
             continue
         a = arrive(b)
         if a[5] == "const":

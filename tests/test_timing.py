@@ -85,10 +85,12 @@ def test_black_boxes_are_start_and_end_points():
     n.cell("PE", "pe", {"x": a}, {"result": y})
     n.cell("LUT1", "l1", {"I0": y}, {"O": (z := n.bits())})
     n.flop("ff1", z, n.bits(), clk)
-    paths = analyse(n.doc(), "top", boxes={"PE": Box(input_ps=2000, output_ps=900)}, worst=2)
+    paths = analyse(n.doc(), "top", boxes={"PE": Box({"x": 2000}, {"result": 900})}, worst=2)
     assert [(p.start, p.end, p.delay_ps) for p in paths] == [
-        ("FDRE ff0", "PE pe", CLOCK_TO_Q + 127 + 2000),
-        ("PE pe", "FDRE ff1 (D)", 900 + 127 + FLOP_SETUP["D"])]
+        ("FDRE ff0", "PE pe.x", CLOCK_TO_Q + 127 + 2000),
+        ("PE pe.result", "FDRE ff1 (D)", 900 + 127 + FLOP_SETUP["D"])]
+    # a port the box does not know gets the worst of its kind
+    assert Box({"x": 2000, "y": 10}, {}).input_ps("z") == 2000
     with pytest.raises(ValueError, match="no timing for cell type PE"):
         analyse(n.doc(), "top")
 
@@ -126,9 +128,9 @@ def test_synthesized_adders_between_registers():
         assert p.start.startswith("FDRE") and p.end.startswith("FDRE")
         found[width] = p
         box = box_of(net, "top", net_ps=300)
-        assert box.output_ps == CLOCK_TO_Q  # y is a register's output
-        # a and b go straight into registers (D), the reset into their R pins (longer setup)
-        assert box.input_ps == FLOP_SETUP["R"]
+        assert box.outputs == {"y": CLOCK_TO_Q}  # y is a register's output
+        # a and b go straight into registers (D), the reset into their R pins
+        assert box.inputs == {"a": FLOP_SETUP["D"], "b": FLOP_SETUP["D"], "rst": FLOP_SETUP["R"]}
     carries = {w: sum(t == "CARRY4" for t, _, _ in p.cells) for w, p in found.items()}
     assert carries == {16: 4, 24: 6}
     assert found[24].delay_ps - found[16].delay_ps == 2 * 114
