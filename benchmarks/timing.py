@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import sys
 import time
@@ -34,13 +35,13 @@ from engine_area import (
     unit_instances,
 )
 
+from gen.size import DEFAULT_CLOCK_MHZ
 from gen.synth import synthesize_netlist
 from gen.timing import Path as TimingPath
 from gen.timing import analyse, box_of
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "timing"
 NET_PS = 300
-CLOCK_MHZ = 200.0
 
 
 def _cached_netlist(key: str, make) -> dict:
@@ -58,6 +59,11 @@ def _cached_netlist(key: str, make) -> dict:
     return netlist
 
 
+def _key(*parts) -> str:
+    """The cache key of a synthesis: a hash of its Verilog and top module."""
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:24]
+
+
 def _block(name: str, paths: list[TimingPath]) -> dict:
     worst = paths[0]
     return {"block": name, "worst": worst.to_json(),
@@ -67,8 +73,6 @@ def _block(name: str, paths: list[TimingPath]) -> dict:
 
 def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = NET_PS,
              paths: int = 3) -> dict:
-    import hashlib
-
     from hw.array import EnabledPE
     from hw.engine import pe_module_name
     from sim.rtl import verilog as to_verilog
@@ -80,7 +84,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     # each PE kind alone: the module the engine instantiates R x C times
     for kind in cfg.arrays:
         text = to_verilog(EnabledPE(getattr(cfg, kind)), "top")
-        k = hashlib.sha256(json.dumps([text, "top"]).encode()).hexdigest()[:24]
+        k = _key(text, "top")
         log(f"  {kind} PE ...")
         net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top")[1])
         blocks.append(_block(f"{kind} PE", analyse(net, "top", net_ps=net_ps, worst=paths)))
@@ -89,7 +93,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     unit_box = {}
     for kind, comp in unit_components(cfg).items():
         text = to_verilog(comp, "top")
-        k = hashlib.sha256(json.dumps([text, "top"]).encode()).hexdigest()[:24]
+        k = _key(text, "top")
         log(f"  {kind} unit ...")
         net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top")[1])
         blocks.append(_block(f"{kind} unit", analyse(net, "top", net_ps=net_ps, worst=paths)))
@@ -111,8 +115,8 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     worst = max(blocks, key=lambda b: b["worst"]["delay_ps"])
     period = worst["worst"]["delay_ps"]
     return {"geometry": f"{rows}x{cols}x{lanes}", "precision": precision, "net_ps": net_ps,
-            "clock_mhz": CLOCK_MHZ, "period_ps": period,
-            "fmax_mhz": round(1e6 / period, 1), "meets_clock": period <= 1e6 / CLOCK_MHZ,
+            "clock_mhz": DEFAULT_CLOCK_MHZ, "period_ps": period,
+            "fmax_mhz": round(1e6 / period, 1), "meets_clock": period <= 1e6 / DEFAULT_CLOCK_MHZ,
             "critical_block": worst["block"], "blocks": blocks,
             "boxes": {k: {"inputs": v.inputs, "outputs": v.outputs}
                       for k, v in box_timing.items() if not k.startswith("shiftadd_top.")},

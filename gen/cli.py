@@ -450,6 +450,8 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from gen.size import DEFAULT_CLOCK_MHZ
+
     p = argparse.ArgumentParser(
         prog="shiftadd",
         description="FPGA accelerator generator for multiplication-free ShiftAddNet models.")
@@ -500,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rows", type=int, default=None, help="fix the array rows (pixels per tile)")
     g.add_argument("--cols", type=int, default=None, help="fix the array columns (channels)")
     g.add_argument("--lanes", type=int, default=None, help="fix the lanes per PE")
-    g.add_argument("--clock-mhz", type=float, default=200.0)
+    g.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
     g.add_argument("--lut-budget", type=float, default=None,
                    help="LUTs the design may use (default 70 %% of the board)")
     g.add_argument("--calibration", type=Path, default=None,

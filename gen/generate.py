@@ -39,7 +39,14 @@ from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, prog
 from gen.equiv import pair_class, start_pair_proof
 from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
-from gen.size import BOARDS, Board, SizingError, accumulator_bits, shift_range
+from gen.size import (
+    BOARDS,
+    DEFAULT_CLOCK_MHZ,
+    Board,
+    SizingError,
+    accumulator_bits,
+    shift_range,
+)
 from hw.config import LaneConfig, LaneKind, PEConfig
 from hw.engine import EngineConfig
 from hw.program import (
@@ -577,7 +584,8 @@ def program_descriptors(out: Path, cfg: EngineConfig) -> list[dict]:
             beats_to_words(beats[1:], cfg.memory_widths()[MemoryId.PROGRAM])]
 
 
-def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706", clock_mhz: float = 200.0,
+def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
+             clock_mhz: float = DEFAULT_CLOCK_MHZ,
              lut_budget: float | None = None, rows: int | None = None, cols: int | None = None,
              lanes: int | None = None, progress: Callable[[str], None] = lambda s: None
              ) -> tuple[dict, dict]:

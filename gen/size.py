@@ -23,6 +23,8 @@ class Board:
 
 
 BOARDS = {"zc706": Board("zc706", 218_600, 437_200, 900, 545)}
+# the clock the generator targets unless told otherwise (DESIGN.md: 200 MHz on the ZC706)
+DEFAULT_CLOCK_MHZ = 200.0
 
 
 class SizingError(ValueError):

@@ -18,7 +18,6 @@ long paths and comparing designs, not a timing sign-off.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 # Combinational arcs: {cell type: {(input port, output port): ps}} (ports are bit-blasted as
@@ -375,8 +374,3 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
         if len(paths) == worst:
             break
     return paths
-
-
-def load(path) -> dict:
-    with open(path) as f:
-        return json.load(f)

@@ -137,7 +137,6 @@ class Requantizer(wiring.Component):
         cfg = self._cfg
         en = _stream_enable(m, self.i, self.o)
         p = Module()
-        width = cfg.sum_bits
         pre = cfg.pre_shift
         width = cfg.sum_bits - pre
         # stage 0: the operands, registered (the DSP48's input registers): the parameters come
