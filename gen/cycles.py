@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 from hw.config import ArrayConfig
+from hw.engine import WRITE_DELAY
 from hw.ppu import Requantizer, ResidualAdder
 
 
@@ -47,18 +48,20 @@ def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig) -> int:
 
 # ----------------------------------------------------------------------------- the layer engine
 # Fixed costs of the engine's control FSM (hw/engine.py), in cycles:
-TO_DISPATCH = 3         # FETCH, LATCH, CHECK: from a descriptor's fetch to its DISPATCH
+TO_DISPATCH = 4         # FETCH, LATCH, CHECK, CHECK_ALL: from a descriptor's fetch to DISPATCH
 FETCH_CYCLES = TO_DISPATCH + 2  # ... DISPATCH, NEXT around every descriptor
 START_CYCLES = 1        # the INFER header beat
-END_CYCLES = TO_DISPATCH + 3  # FETCH, LATCH, CHECK, DISPATCH of END, then stop and DONE
-CONV_TAIL = 2 + Requantizer.latency + 3  # core input register + writer flag, then SETTLE
+END_CYCLES = TO_DISPATCH + 3  # to the DISPATCH of END, DISPATCH, then stop and DONE
+# core input register + writer flag, then SETTLE (until the last word is in its bank)
+CONV_TAIL = 2 + Requantizer.latency + WRITE_DELAY + 3
 RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
-VEC_TAIL = ResidualAdder.latency + 3  # SETTLE after the last item
+VEC_TAIL = ResidualAdder.latency + WRITE_DELAY + 3  # SETTLE after the last item
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
 # a followed conv's tile waits for the other unit's frontier: after the tile's last row leaves
-# the core, the writer's register, the delay line (as long as the requantizer and residual
-# adder together, so the last word is written) and the frontier register
-FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency
+# the core, the writer's register, the delay line (as long as the requantizer, the residual
+# adder and the write-port selection together, so the last word is written) and the frontier
+# register
+FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
 
 
 def descriptor_cycles(d: dict, cfg) -> int:

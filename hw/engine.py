@@ -75,6 +75,9 @@ BEAT = data.StructLayout({"data": BEAT_BITS, "last": 1})
 DESCRIPTOR = data.StructLayout({n: signed(b) if s else unsigned(b)
                                 for n, b, s in DESCRIPTOR_FIELDS})
 ADDR = signed(20)  # activation address arithmetic (bases may start in the padding)
+# cycles from a source offering an activation word to its bank's block RAM writing it (the
+# registered write-port selection)
+WRITE_DELAY = 1
 # activation banks (bits of a descriptor's ``out_banks``): the adder array reads its input from
 # its own bank, everything else from the main one, so both arrays read and write at once
 BANK_MAIN, BANK_ADDER = 0, 1
@@ -256,28 +259,40 @@ def pe_module_name(kind: str) -> str:
 class _LoopNest:
     """``LOOP_LEVELS`` nested counters (level 0 fastest) with an incrementally computed address
     offset: advancing level ``l`` (all lower levels wrap) adds the descriptor's ``j<l>``.
-    After the last index of every level, the nest wraps to all zeros and offset 0."""
+    After the last index of every level, the nest wraps to all zeros and offset 0.
 
-    def __init__(self, m: Module, d, step, clear, name: str = "loop") -> None:
+    ``at_max[l]`` (``idx[l] == m<l>``) is a register, not a comparator: ``clear`` sets it from
+    ``d_clear`` (the descriptor as it is in that cycle; ``d`` unless the nest's own copy is
+    loaded in the same cycle) and each step from ``idx[l] == m<l> - 1``, with ``m<l> - 1`` also
+    registered at ``clear``. The comparators in front of the offset's adder and of everything
+    the feeder enables at a loop's end were long paths (``benchmarks/timing.py``). ``d`` must
+    not change between a ``clear`` and the steps after it."""
+
+    def __init__(self, m: Module, d, step, clear, name: str = "loop", d_clear=None) -> None:
+        d_clear = d if d_clear is None else d_clear
         self.idx = [Signal(16, name=f"{name}_i{lvl}") for lvl in range(LOOP_LEVELS)]
         self.offset = Signal(ADDR, name=f"{name}_offset")
-        maxed = [i == getattr(d, f"m{lvl}") for lvl, i in enumerate(self.idx)]
         self.at_max = [Signal(name=f"{name}_max{lvl}") for lvl in range(LOOP_LEVELS)]
-        for s, v in zip(self.at_max, maxed, strict=True):
-            m.d.comb += s.eq(v)
+        m_zero = [Signal(name=f"{name}_mzero{lvl}") for lvl in range(LOOP_LEVELS)]
+        m_less = [Signal(16, name=f"{name}_mless{lvl}") for lvl in range(LOOP_LEVELS)]
         self.last = Signal(name=f"{name}_last")
         m.d.comb += self.last.eq(Cat(*self.at_max).all())
         jump = Const(0, ADDR)
         for lvl in reversed(range(LOOP_LEVELS)):  # the lowest level not at its maximum wins
             jump = Mux(~self.at_max[lvl], getattr(d, f"j{lvl}"), jump)
         with m.If(clear):
-            m.d.sync += [i.eq(0) for i in self.idx]
+            for lvl in range(LOOP_LEVELS):
+                top = getattr(d_clear, f"m{lvl}")
+                m.d.sync += [self.idx[lvl].eq(0), self.at_max[lvl].eq(top == 0),
+                             m_zero[lvl].eq(top == 0), m_less[lvl].eq(top - 1)]
             m.d.sync += self.offset.eq(0)
         with m.Elif(step):
             carry = Const(1)
             for lvl in range(LOOP_LEVELS):
                 with m.If(carry):
-                    m.d.sync += self.idx[lvl].eq(Mux(self.at_max[lvl], 0, self.idx[lvl] + 1))
+                    m.d.sync += [self.idx[lvl].eq(Mux(self.at_max[lvl], 0, self.idx[lvl] + 1)),
+                                 self.at_max[lvl].eq(Mux(self.at_max[lvl], m_zero[lvl],
+                                                         self.idx[lvl] == m_less[lvl]))]
                 carry = carry & self.at_max[lvl]
             m.d.sync += self.offset.eq(Mux(self.last, 0, self.offset + jump))
 
@@ -362,7 +377,9 @@ class Engine(wiring.Component):
         count = Signal(24)
         ld_mem = Signal(8)
         ld_addr = Signal(16)
-        word_beats = Signal(range(asm_beats + 1))  # beats per word of the memory being written
+        # the last beat's index in a word (beats per word - 1) of the memory being loaded or
+        # of the input, registered: subtracting in front of ``k == ...`` was a long path
+        k_last = Signal(range(asm_beats + 1))
         is_shift = Signal()
         m.d.comb += is_shift.eq(d.op == Opcode.SHIFT_CONV)
         is_conv = Signal()
@@ -477,13 +494,21 @@ class Engine(wiring.Component):
         obuf = Signal(act_bpw * BEAT_BITS)
 
         # ---------------------------------------------------------------- bank write ports
-        # the compiler never lets two sources write one bank in the same cycle
+        # the compiler never lets two sources write one bank in the same cycle. The selection
+        # is registered (a word reaches its block RAM WRITE_DELAY cycles after its source
+        # offers it): the sources' enables and the descriptor's bank bits, through the
+        # selection into every block RAM's write enable and address, were the engine's longest
+        # path (``benchmarks/timing.py``)
         for bank, port in wr.items():
-            m.d.comb += port.en.eq(Cat(*(en & banks[bank] for en, banks, _, _ in wr_sources))
-                                   .any())
+            sel_en = Signal(name=f"bank{bank}_we")
+            sel_addr = Signal.like(port.addr, name=f"bank{bank}_waddr")
+            sel_data = Signal.like(port.data, name=f"bank{bank}_wdata")
+            m.d.sync += sel_en.eq(Cat(*(en & banks[bank] for en, banks, _, _ in wr_sources))
+                                  .any())
             for en, banks, addr, value in wr_sources:
                 with m.If(en & banks[bank]):
-                    m.d.comb += [port.addr.eq(addr), port.data.eq(value)]
+                    m.d.sync += [sel_addr.eq(addr), sel_data.eq(value)]
+            m.d.comb += [port.en.eq(sel_en), port.addr.eq(sel_addr), port.data.eq(sel_data)]
 
         # loader write ports
         ld_we = Signal()
@@ -494,42 +519,45 @@ class Engine(wiring.Component):
                          wp.en.eq(ld_we & (ld_mem == int(mid)))]
 
         # ---------------------------------------------------------------- descriptor checks
-        # computed from ``d`` in CHECK and registered (``d_ok``): DISPATCH only combines the
-        # result with the units' busy flags (the checks' comparators, added to the dispatch
-        # logic, were the engine's longest path; ``benchmarks/timing.py``)
-        d_ok = Signal()
+        # each check is computed from ``d`` in CHECK and registered (``d_checks``), CHECK_ALL
+        # registers their conjunction (``d_ok``), and DISPATCH only combines that with the
+        # units' busy flags: the comparators and the conjunction in one cycle, or added to the
+        # dispatch logic, were the engine's longest paths (``benchmarks/timing.py``)
+        checks = []  # each must hold
         # addresses a descriptor names must lie inside the memories it names
         banks = cfg.act_banks()
-        words = d.m0 + 1  # INPUT / OUTPUT / ADD: their extent in activation words
         linear = (d.op == Opcode.INPUT) | (d.op == Opcode.OUTPUT) | (d.op == Opcode.ADD)
-        in_depth = banks[BANK_MAIN][0]
-        if BANK_ADDER in banks:
-            in_depth = Mux(d.op == Opcode.ADDER_CONV, banks[BANK_ADDER][0], in_depth)
         writes = (d.op == Opcode.INPUT) | is_conv | (d.op == Opcode.ADD) | \
             (d.op == Opcode.AVGPOOL)
-        out_ok = ~(writes & (d.out_banks == 0))
+        checks.append(~(writes & (d.out_banks == 0)))
+        # INPUT / OUTPUT / ADD extend over m0 + 1 activation words: base + m0 < depth
         for bank in range(2):
             if bank in banks:
                 depth = banks[bank][0]
-                out_ok = out_ok & ~(d.out_banks[bank] & (
-                    (d.out_base >= depth) | (linear & (d.out_base + words > depth))))
+                checks += [~(d.out_banks[bank] & (d.out_base >= depth)),
+                           ~(d.out_banks[bank] & linear & (d.out_base + d.m0 >= depth))]
             else:
-                out_ok = out_ok & ~d.out_banks[bank]
-        in_range = ((d.in_base < in_depth) & (d.in2_base < cfg.act_depth) & out_ok &
-                    (d.p_base < cfg.param_depth) &
-                    (d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth)) &
-                    ~(linear & (d.in_base + words > in_depth)) &
-                    ~((d.op == Opcode.INPUT) &
-                      ((d.in_beats == 0) | (d.in_beats > act_bpw))))
+                checks.append(~d.out_banks[bank])
+        for bank, (depth, _) in banks.items():
+            reads = d.op != Opcode.ADDER_CONV if bank == BANK_MAIN else \
+                d.op == Opcode.ADDER_CONV
+            if BANK_ADDER not in banks:
+                reads = Const(1)
+            checks += [~(reads & (d.in_base >= depth)),
+                       ~(reads & linear & (d.in_base + d.m0 >= depth))]
+        checks += [d.in2_base < cfg.act_depth, d.p_base < cfg.param_depth,
+                   d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth),
+                   ~((d.op == Opcode.INPUT) & ((d.in_beats == 0) | (d.in_beats > act_bpw)))]
         # shifts must lie in the ranges the post-processing units were built for
         add_max = cfg.add_shift_max
-        shifts_ok = ~(is_conv & ((d.shift < cfg.requant_shift_min) |
-                                 (d.shift > cfg.requant_shift_max))) & \
-            ~(((is_conv & d.res) | (d.op == Opcode.ADD)) &
-              ((d.shift_a > add_max) | (d.shift_b > add_max) |
-               (Mux(is_conv, d.res_shift, d.shift) > add_max))) & \
-            ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))
-        in_range = in_range & shifts_ok
+        adds = (is_conv & d.res) | (d.op == Opcode.ADD)
+        checks += [~(is_conv & (d.shift < cfg.requant_shift_min)),
+                   ~(is_conv & (d.shift > cfg.requant_shift_max)),
+                   ~(adds & ((d.shift_a > add_max) | (d.shift_b > add_max))),
+                   ~(adds & (Mux(is_conv, d.res_shift, d.shift) > add_max)),
+                   ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))]
+        d_checks = Signal(len(checks))
+        d_ok = Signal()
 
         # ---------------------------------------------------------------- control FSM
         drain = Signal(4)
@@ -547,14 +575,14 @@ class Engine(wiring.Component):
             with m.Else():
                 m.next = "DRAIN"
 
-        def assemble_words(bpw, we, final_word, *, complete: str, more: str | None) -> None:
-            """One beat of a state that builds ``bpw``-beat words from the stream into ``asm``:
-            ``we`` pulses with each complete word (``asm_next`` holds it). After the final word
-            the frame must end (``complete``) or, with ``more``, may go on in that state.
-            TLAST anywhere else is a malformed frame."""
+        def assemble_words(we, final_word, *, complete: str, more: str | None) -> None:
+            """One beat of a state that builds ``k_last + 1``-beat words from the stream into
+            ``asm``: ``we`` pulses with each complete word (``asm_next`` holds it). After the
+            final word the frame must end (``complete``) or, with ``more``, may go on in that
+            state. TLAST anywhere else is a malformed frame."""
             with m.If(take):
                 m.d.sync += asm.eq(asm_next)
-                with m.If(k == bpw - 1):
+                with m.If(k == k_last):
                     m.d.comb += we.eq(1)
                     m.d.sync += k.eq(0)
                     with m.If(final_word & last_beat):
@@ -591,24 +619,24 @@ class Engine(wiring.Component):
                 words = beat[:24]
                 known = Const(0)
                 fits = Const(0)
-                bpw = Const(1, word_beats.shape())
+                bpw = Const(0, k_last.shape())
                 for lid in mems:
                     hit = mid == int(lid)
                     known = known | hit
                     fits = fits | (hit & (words <= depths[lid]))
-                    bpw = Mux(hit, beats_per_word(widths[lid]), bpw)
+                    bpw = Mux(hit, beats_per_word(widths[lid]) - 1, bpw)
                 with m.If(take):
                     m.d.sync += [ld_mem.eq(mid), count.eq(words), ld_addr.eq(0), k.eq(0),
-                                 word_beats.eq(bpw)]
+                                 k_last.eq(bpw)]
                     with m.If(known & fits & (words != 0) & ~last_beat):
                         m.next = "LOAD"
                     with m.Else():
                         refuse_frame()
             with m.State("LOAD"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                with m.If(take & (k == word_beats - 1)):
+                with m.If(take & (k == k_last)):
                     m.d.sync += [ld_addr.eq(ld_addr + 1), count.eq(count - 1)]
-                assemble_words(word_beats, ld_we, count == 1, complete="DONE",
+                assemble_words(ld_we, count == 1, complete="DONE",
                                more="SECTION")  # a frame may carry several sections
             with m.State(finish):  # stop once both arrays are idle; discard the frame's rest
                 m.d.comb += self.busy.eq(1)
@@ -635,11 +663,16 @@ class Engine(wiring.Component):
                 m.next = "CHECK"
             with m.State("CHECK"):  # the descriptor's checks, registered for DISPATCH
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += d_ok.eq(in_range)
+                m.d.sync += d_checks.eq(Cat(*checks))
+                m.next = "CHECK_ALL"
+            with m.State("CHECK_ALL"):
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += d_ok.eq(d_checks.all())
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base)]
+                m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base),
+                             k_last.eq(d.in_beats - 1)]
                 m.d.comb += clear.eq(1)
                 present = Const(0)
                 ready = Signal()  # anything but a conv waits until both arrays are idle
@@ -689,8 +722,8 @@ class Engine(wiring.Component):
             with m.State("INPUT"):
                 # each word arrives as its first in_beats beats; in_word zero-fills the rest
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                assemble_words(d.in_beats, in_we, count == d.m0, complete="NEXT", more=None)
-                with m.If(take & (k == d.in_beats - 1)):
+                assemble_words(in_we, count == d.m0, complete="NEXT", more=None)
+                with m.If(take & (k == k_last)):
                     m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
@@ -722,7 +755,8 @@ class Engine(wiring.Component):
                              main_rd[0].addr.eq(d.in_base + loop.offset),
                              main_rd[1].addr.eq(d.in2_base + loop.offset)]
                 with m.If(v_issue & loop.last):
-                    m.d.sync += [vec_feeding.eq(0), drain.eq(ResidualAdder.latency + 2)]
+                    m.d.sync += [vec_feeding.eq(0),
+                                 drain.eq(ResidualAdder.latency + 2 + WRITE_DELAY)]
                     m.next = "SETTLE"
             with m.State("SETTLE"):  # let the post-processing pipelines write their last words
                 m.d.comb += self.busy.eq(1)
@@ -776,7 +810,7 @@ class _ConvUnit:
         step = Signal(name=f"{kind}_step")
         clear = Signal(name=f"{kind}_clear")
         m.d.comb += clear.eq(self.start)
-        loop = _LoopNest(m, du, step, clear, name=f"{kind}_loop")
+        loop = _LoopNest(m, du, step, clear, name=f"{kind}_loop", d_clear=d)
 
         # ------------------------------------------------------------ rows
         ROWV = signed(14)
@@ -895,7 +929,7 @@ class _ConvUnit:
         # the residual adder; the delay line is cleared with each start so that no pulse of
         # the previous conv arrives late
         pulse = tile_done
-        for i in range(1 + Requantizer.latency + ResidualAdder.latency):
+        for i in range(1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY):
             reg = Signal(name=f"{kind}_tile_done_d{i}")
             m.d.sync += reg.eq(pulse & ~self.start)
             pulse = reg
@@ -947,7 +981,7 @@ class _ConvUnit:
                         with m.Else():
                             m.d.sync += cb.eq(cb + 1)
                 with m.If(wr_done):
-                    m.d.sync += drain.eq(Requantizer.latency + 2 +
+                    m.d.sync += drain.eq(Requantizer.latency + 2 + WRITE_DELAY +
                                          Mux(du.res, ResidualAdder.latency, 0))
                     m.next = "SETTLE"
             with m.State("SETTLE"):  # let the post-processing pipelines write their last words
