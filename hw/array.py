@@ -18,7 +18,7 @@ invalid steps.
 
 from __future__ import annotations
 
-from amaranth import Const, Module, Signal, Value, signed
+from amaranth import Module, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -147,15 +147,20 @@ class SystolicArray(wiring.Component):
         for c in range(cols):
             chain = [Signal(acc, name=f"drain_{r}_{c}") for r in range(rows)]
             left = Signal(range(rows + 1), name=f"drain_left_{c}")
+            # ``left != 0`` and ``left == 1`` kept in registers: the writer's logic starts at
+            # the drain's valid flag, and the comparator in front of it was on a long path
+            valid = Signal(name=f"drain_valid_{c}")
+            last = Signal(name=f"drain_last_{c}")
             load = pes[rows - 1][c].result_valid
             with m.If(load):
                 m.d.sync += [chain[r].eq(pes[r][c].result) for r in range(rows)]
-                m.d.sync += left.eq(rows)
-            with m.Elif(left != 0):
+                m.d.sync += [left.eq(rows), valid.eq(1), last.eq(rows == 1)]
+            with m.Elif(valid):
                 m.d.sync += [chain[r].eq(chain[r + 1]) for r in range(rows - 1)]
-                m.d.sync += left.eq(left - 1)
-            m.d.comb += [self.out[c].eq(chain[0]), self.out_valid[c].eq(left != 0),
-                         self.out_last[c].eq(left == Const(1, left.shape()))]
+                m.d.sync += [left.eq(left - 1), valid.eq(~last),
+                             last.eq(left == 2)]
+            m.d.comb += [self.out[c].eq(chain[0]), self.out_valid[c].eq(valid),
+                         self.out_last[c].eq(last)]
         return m
 
 

@@ -378,8 +378,10 @@ class Engine(wiring.Component):
         ld_mem = Signal(8)
         ld_addr = Signal(16)
         # the last beat's index in a word (beats per word - 1) of the memory being loaded or
-        # of the input, registered: subtracting in front of ``k == ...`` was a long path
+        # of the input, and ``k == k_last`` (``k_end``), both registered: the subtraction and
+        # the comparison in front of the FSM's next-state logic were a long path
         k_last = Signal(range(asm_beats + 1))
+        k_end = Signal()
         is_shift = Signal()
         m.d.comb += is_shift.eq(d.op == Opcode.SHIFT_CONV)
         is_conv = Signal()
@@ -582,9 +584,9 @@ class Engine(wiring.Component):
             state. TLAST anywhere else is a malformed frame."""
             with m.If(take):
                 m.d.sync += asm.eq(asm_next)
-                with m.If(k == k_last):
+                with m.If(k_end):
                     m.d.comb += we.eq(1)
-                    m.d.sync += k.eq(0)
+                    m.d.sync += [k.eq(0), k_end.eq(k_last == 0)]
                     with m.If(final_word & last_beat):
                         m.next = complete
                     if more is not None:
@@ -593,7 +595,7 @@ class Engine(wiring.Component):
                     with m.Elif(final_word | last_beat):
                         refuse_frame()
                 with m.Else():
-                    m.d.sync += k.eq(k + 1)
+                    m.d.sync += [k.eq(k + 1), k_end.eq(k + 1 == k_last)]
                     with m.If(last_beat):
                         refuse_frame()
         with m.FSM(name="engine"):
@@ -627,14 +629,14 @@ class Engine(wiring.Component):
                     bpw = Mux(hit, beats_per_word(widths[lid]) - 1, bpw)
                 with m.If(take):
                     m.d.sync += [ld_mem.eq(mid), count.eq(words), ld_addr.eq(0), k.eq(0),
-                                 k_last.eq(bpw)]
+                                 k_last.eq(bpw), k_end.eq(bpw == 0)]
                     with m.If(known & fits & (words != 0) & ~last_beat):
                         m.next = "LOAD"
                     with m.Else():
                         refuse_frame()
             with m.State("LOAD"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                with m.If(take & (k == k_last)):
+                with m.If(take & k_end):
                     m.d.sync += [ld_addr.eq(ld_addr + 1), count.eq(count - 1)]
                 assemble_words(ld_we, count == 1, complete="DONE",
                                more="SECTION")  # a frame may carry several sections
@@ -672,7 +674,7 @@ class Engine(wiring.Component):
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base),
-                             k_last.eq(d.in_beats - 1)]
+                             k_last.eq(d.in_beats - 1), k_end.eq(d.in_beats == 1)]
                 m.d.comb += clear.eq(1)
                 present = Const(0)
                 ready = Signal()  # anything but a conv waits until both arrays are idle
@@ -723,7 +725,7 @@ class Engine(wiring.Component):
                 # each word arrives as its first in_beats beats; in_word zero-fills the rest
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
                 assemble_words(in_we, count == d.m0, complete="NEXT", more=None)
-                with m.If(take & (k == k_last)):
+                with m.If(take & k_end):
                     m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
@@ -821,9 +823,17 @@ class _ConvUnit:
                       Signal(ADDR, name=f"{kind}_wa"))
         walk_r = Signal(range(R + 1), name=f"{kind}_walk_r")
 
-        def advance(y, x, a, dx, dy, nowrap, wrap):
+        # ``x + dx >= wrap_at`` as ``x >= wrap_at - dx``, the right side registered at start
+        # (from ``d``: ``du`` is loaded in the same cycle): the adder in front of the
+        # comparison, and the address adder after it, were a long path (``benchmarks/timing.py``)
+        thr = {n: Signal(signed(16), name=f"{kind}_{n}_wrap_at") for n in ("walk", "tile")}
+        with m.If(self.start):
+            m.d.sync += [thr["walk"].eq(d.wrap_at - d.walk_dx),
+                         thr["tile"].eq(d.wrap_at - d.tile_dx)]
+
+        def advance(y, x, a, dx, dy, nowrap, wrap, thr):
             nx = x + dx
-            wraps = nx >= du.wrap_at
+            wraps = x >= thr
             # past the end of an output row: back by one row's width, down by one more row
             return (Mux(wraps, y + dy + du.stride, y + dy), Mux(wraps, nx - du.wrap_sub, nx),
                     Mux(wraps, a + wrap, a + nowrap))
@@ -952,7 +962,7 @@ class _ConvUnit:
                     with m.If(walk_r == r):
                         m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
                 ny, nx, na = advance(wy, wx, wa, du.walk_dx, du.walk_dy, du.walk_nowrap,
-                                     du.walk_wrap)
+                                     du.walk_wrap, thr["walk"])
                 m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
                 with m.If(walk_r == R - 1):
                     m.d.sync += [reach.eq(wa + du.span), feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(du.w_base),
@@ -971,10 +981,12 @@ class _ConvUnit:
                             m.d.sync += [cb.eq(0), w_ptr.eq(du.w_base), pblk.eq(pblk + 1)]
                             for r in range(R):
                                 ny, nx, na = advance(iy0[r], ix0[r], ra[r], du.tile_dx,
-                                                     du.tile_dy, du.tile_nowrap, du.tile_wrap)
+                                                     du.tile_dy, du.tile_nowrap, du.tile_wrap,
+                                                     thr["tile"])
                                 m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
                             _, _, nreach = advance(iy0[R - 1], ix0[R - 1], reach, du.tile_dx,
-                                                   du.tile_dy, du.tile_nowrap, du.tile_wrap)
+                                                   du.tile_dy, du.tile_nowrap, du.tile_wrap,
+                                                   thr["tile"])
                             m.d.sync += reach.eq(nreach)
                             with m.If(pblk == du.m_pblk):
                                 m.d.sync += feeding.eq(0)
