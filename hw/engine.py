@@ -382,6 +382,7 @@ class Engine(wiring.Component):
         # the comparison in front of the FSM's next-state logic were a long path
         k_last = Signal(range(asm_beats + 1))
         k_end = Signal()
+        out_last = Signal()  # OUTPUT: this word is the tensor's last
         is_shift = Signal()
         m.d.comb += is_shift.eq(d.op == Opcode.SHIFT_CONV)
         is_conv = Signal()
@@ -733,21 +734,24 @@ class Engine(wiring.Component):
                 m.next = "OUT_WAIT"
             with m.State("OUT_WAIT"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [obuf.eq(main_rd[0].data), k.eq(0)]
+                # k_end: the word's last beat; out_last: the tensor's last word (registers, for
+                # the same reason as k_end's in INPUT)
+                m.d.sync += [obuf.eq(main_rd[0].data), k.eq(0), k_end.eq(act_bpw == 1),
+                             out_last.eq(count == d.m0)]
                 m.next = "OUT_SEND"
             with m.State("OUT_SEND"):
-                final = (k == act_bpw - 1) & (count == d.m0)
                 m.d.comb += [self.busy.eq(1), self.m_axis.valid.eq(1),
                              self.m_axis.payload.data.eq(obuf[:BEAT_BITS]),
-                             self.m_axis.payload.last.eq(final)]
+                             self.m_axis.payload.last.eq(k_end & out_last)]
                 with m.If(self.m_axis.ready):
-                    m.d.sync += [k.eq(k + 1), obuf.eq(obuf >> BEAT_BITS)]
-                    with m.If(k == act_bpw - 1):
+                    m.d.sync += [k.eq(k + 1), k_end.eq(k + 1 == act_bpw - 1),
+                                 obuf.eq(obuf >> BEAT_BITS)]
+                    with m.If(k_end):
                         m.d.sync += count.eq(count + 1)
                         m.next = "OUT_NEXT"
             with m.State("OUT_NEXT"):
                 m.d.comb += self.busy.eq(1)
-                with m.If(count == d.m0 + 1):
+                with m.If(out_last):
                     m.next = "NEXT"
                 with m.Else():
                     m.next = "OUT_READ"
