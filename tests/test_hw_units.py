@@ -180,3 +180,62 @@ def test_derived_widths():
     pe = PEConfig(lane, 16, 40)
     assert (pe.tree_levels, pe.tree_bits) == (4, 19)
     assert LaneConfig(LaneKind.ADDER, 8).out_bits == 8 and LaneConfig(LaneKind.MAC, 8).out_bits == 16
+
+
+def test_loop_nest_registers_follow_their_definition(seed):
+    """``hw.engine._LoopNest`` keeps ``idx == m`` in registers (``at_max``, updated from
+    ``idx == m - 1`` at each step): every cycle of random step patterns over random loop
+    counts, reloaded twice, its indices, offset, ``at_max`` and ``last`` equal a plain model."""
+    from amaranth import Elaboratable, Module, Signal
+
+    from hw.engine import DESCRIPTOR, _LoopNest
+    from hw.program import LOOP_LEVELS
+
+    class Nest(Elaboratable):  # as a conv unit uses it: its own copy loaded at ``clear``
+        def __init__(self):
+            self.m = Module()
+            self.d_in, self.d = Signal(DESCRIPTOR), Signal(DESCRIPTOR)
+            self.step, self.clear = Signal(), Signal()
+            self.nest = _LoopNest(self.m, self.d, self.step, self.clear, d_clear=self.d_in)
+            with self.m.If(self.clear):
+                self.m.d.sync += self.d.eq(self.d_in)
+
+        def elaborate(self, platform):
+            return self.m
+
+    dut = Nest()
+    rng = random.Random(seed)
+
+    async def tb(ctx):
+        for run in range(3):
+            tops = [rng.choice((0, 0, 1, 2, 3)) for _ in range(LOOP_LEVELS)]
+            jumps = [rng.randint(-50, 50) for _ in range(LOOP_LEVELS)]
+            for lvl in range(LOOP_LEVELS):
+                ctx.set(getattr(dut.d_in, f"m{lvl}"), tops[lvl])
+                ctx.set(getattr(dut.d_in, f"j{lvl}"), jumps[lvl])
+            ctx.set(dut.clear, 1)
+            await ctx.tick()
+            ctx.set(dut.clear, 0)
+            idx, offset = [0] * LOOP_LEVELS, 0
+            for cycle in range(300):
+                at_max = [i == t for i, t in zip(idx, tops, strict=True)]
+                got = [ctx.get(i) for i in dut.nest.idx]
+                assert got == idx, (run, cycle)
+                assert ctx.get(dut.nest.offset) == offset, (run, cycle)
+                assert [ctx.get(a) for a in dut.nest.at_max] == at_max, (run, cycle, idx)
+                assert ctx.get(dut.nest.last) == all(at_max), (run, cycle)
+                step = rng.random() < 0.7
+                ctx.set(dut.step, step)
+                await ctx.tick()
+                if step:
+                    if all(at_max):
+                        idx, offset = [0] * LOOP_LEVELS, 0
+                    else:
+                        low = at_max.index(False)  # the lowest level not at its maximum
+                        offset += jumps[low]
+                        idx = [0] * low + [idx[low] + 1] + idx[low + 1:]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(tb)
+    sim.run()
