@@ -398,7 +398,10 @@ def report_markdown(rep: dict) -> str:
              f"- array: {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes, one shift and one "
              f"adder array, running at the same time; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}",
              f"- clock {rep['clock_mhz']} MHz: {rep['cycles_per_image']} cycles per image = "
-             f"{rep['latency_us']} us, {rep['images_per_s']} images/s (cycle model)",
+             f"{rep['latency_us']} us, {rep['images_per_s']} images/s (cycle model); the clock "
+             "is the target, not a timing result: Vivado's timing report (`shiftadd "
+             "bitstream`) decides; without Vivado, `python benchmarks/timing.py` estimates "
+             "the longest paths of ResNet-20's engine (BENCHMARKS.md)",
              f"- LUTs (model): {r['luts_total']} ({100 * r['lut_share']:.1f} % of the board): "
              + ", ".join(f"{LUT_BLOCKS.get(k, k)} {v}" for k, v in r["luts"].items()) +
              f"; BRAM36: {r['bram36_total']}, DSP48: {r['dsp']} (requantizers only; the arrays "
