@@ -542,10 +542,9 @@ class Engine(wiring.Component):
             else:
                 checks.append(~d.out_banks[bank])
         for bank, (depth, _) in banks.items():
-            reads = d.op != Opcode.ADDER_CONV if bank == BANK_MAIN else \
-                d.op == Opcode.ADDER_CONV
-            if BANK_ADDER not in banks:
-                reads = Const(1)
+            # with one bank every descriptor reads the main bank
+            reads = Const(1) if BANK_ADDER not in banks else \
+                (d.op != Opcode.ADDER_CONV if bank == BANK_MAIN else d.op == Opcode.ADDER_CONV)
             checks += [~(reads & (d.in_base >= depth)),
                        ~(reads & linear & (d.in_base + d.m0 >= depth))]
         checks += [d.in2_base < cfg.act_depth, d.p_base < cfg.param_depth,
@@ -563,7 +562,9 @@ class Engine(wiring.Component):
         d_ok = Signal()
 
         # ---------------------------------------------------------------- control FSM
-        drain = Signal(4)
+        # SETTLE after a vector op's last item: the unit's pipeline and the bank write port
+        vec_settle = ResidualAdder.latency + 2 + WRITE_DELAY
+        drain = Signal(range(vec_settle + 1))
         in_frame = Signal()  # an INFER frame's TLAST has not been seen yet
         with m.If(take & last_beat):
             m.d.sync += in_frame.eq(0)
@@ -762,7 +763,7 @@ class Engine(wiring.Component):
                              main_rd[1].addr.eq(d.in2_base + loop.offset)]
                 with m.If(v_issue & loop.last):
                     m.d.sync += [vec_feeding.eq(0),
-                                 drain.eq(ResidualAdder.latency + 2 + WRITE_DELAY)]
+                                 drain.eq(vec_settle)]
                     m.next = "SETTLE"
             with m.State("SETTLE"):  # let the post-processing pipelines write their last words
                 m.d.comb += self.busy.eq(1)
@@ -953,7 +954,10 @@ class _ConvUnit:
             m.d.sync += self.frontier.eq(self.frontier + du.out_tile_step)
 
         # ------------------------------------------------------------ control
-        drain = Signal(4, name=f"{kind}_drain")
+        # SETTLE after the writer's last word: the requantizer, the residual adders (with
+        # ``res``) and the bank write port
+        settle = Requantizer.latency + 2 + WRITE_DELAY
+        drain = Signal(range(settle + ResidualAdder.latency + 1), name=f"{kind}_drain")
         with m.FSM(name=f"{kind}_unit"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -997,8 +1001,7 @@ class _ConvUnit:
                         with m.Else():
                             m.d.sync += cb.eq(cb + 1)
                 with m.If(wr_done):
-                    m.d.sync += drain.eq(Requantizer.latency + 2 + WRITE_DELAY +
-                                         Mux(du.res, ResidualAdder.latency, 0))
+                    m.d.sync += drain.eq(settle + Mux(du.res, ResidualAdder.latency, 0))
                     m.next = "SETTLE"
             with m.State("SETTLE"):  # let the post-processing pipelines write their last words
                 m.d.comb += self.busy.eq(1)
