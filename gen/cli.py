@@ -149,23 +149,28 @@ def cmd_gen(args: argparse.Namespace) -> int:
     from gen.generate import generate
 
     t0 = time.perf_counter()
-    _log(f"[gen] step 1/3: integer network from {args.checkpoint}")
+    starts = ["sizing", *(["synthesizing"] if args.synth else []), "writing"]
+    n = len(starts) + 1
+    _log(f"[gen] step 1/{n}: integer network from {args.checkpoint}")
     net = _network_for(args)
     out = Path(args.output or f"out/{net.name}-{net.precision.value}")
-    steps = {"sizing": "step 2/3: ", "writing": "step 3/3: "}
+    steps = {k: f"step {i}/{n}: " for i, k in enumerate(starts, 2)}
 
     def progress(msg: str) -> None:
         _log("[gen] " + next((v for k, v in steps.items() if msg.startswith(k)), "") + msg)
 
     manifest, rep = generate(net, out, board=args.board, clock_mhz=args.clock_mhz,
                              lut_budget=args.lut_budget, rows=args.rows, cols=args.cols,
-                             lanes=args.lanes, progress=progress)
+                             lanes=args.lanes, progress=progress, synth=args.synth)
     seconds = round(time.perf_counter() - t0, 1)
     obj = {"out": str(out), "build_id": manifest["build_id_hex"], "seconds": seconds,
            **{k: rep[k] for k in ("model", "precision", "array", "cycles_per_image",
                                   "images_per_s", "latency_us", "min_conv_utilization")},
            "luts_model": rep["resources_model"]["luts_total"],
            "bram36": rep["resources_model"]["bram36_total"]}
+    syn = rep.get("resources_synth")
+    if syn:
+        obj["luts_synth"] = {k: b["lut"] for k, b in syn["blocks"].items()}
 
     def human() -> None:
         a = rep["array"]
@@ -176,7 +181,15 @@ def cmd_gen(args: argparse.Namespace) -> int:
         print(f"  resources   {rep['resources_model']['luts_total']} LUTs, "
               f"{rep['resources_model']['bram36_total']} BRAM36, {rep['resources_model']['dsp']}"
               " DSP48 (model)")
-        print(f"  files       {' '.join(manifest['files'])} manifest.json report.json report.md")
+        if syn:
+            from gen.generate import LUT_BLOCKS
+
+            print("  synthesized " + ", ".join(
+                f"{LUT_BLOCKS[k]} {syn['blocks'][k]['lut']} LUTs (model {v})"
+                for k, v in rep["resources_model"]["luts"].items() if k in syn["blocks"])
+                + f"; the core is the model's (Yosys, each block alone, {syn['seconds']} s)")
+        print(f"  files       {' '.join(manifest['files'])} manifest.json report.json report.md "
+              "report.svg")
         for name, proof in manifest.get("equivalence", {}).items():
             print(f"  proved      {name}: simulation view == hand-placed cells "
                   f"({proof['method']}, {proof['seconds']} s)")
@@ -430,7 +443,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  cycles per image: {obj['rtl']['cycles_per_image']} in RTL, "
               f"{info['model_cycles_per_image']} cycle model; at {rep['clock_mhz']:g} MHz "
               f"{rep['images_per_s']:.0f} images/s, {rep['latency_us']} us latency (model)")
-        print(f"  report: {args.out}/report.md")
+        print(f"  report: {args.out}/report.md (figure: {args.out}/report.svg)")
         print(f"  emulated board at {emu.address}: host -> TCP -> agent -> RTL, "
               f"{board_mismatches} mismatches on {len(ints)} images")
 
@@ -492,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gen", help="generate the accelerator for a model",
                        description="Quantize (or take a quantized .npz), size the arrays for the "
                                    "board, and write OUT/: rtl/, weights.bin, program.bin, "
-                                   "manifest.json, report.json, report.md.")
+                                   "manifest.json, report.json, report.md, report.svg.")
     _add_ckpt_args(g)
     g.add_argument("--precision", choices=("fix8", "fix32"), default=None,
                    help="default fix8 (an .npz network keeps its own)")
@@ -505,6 +518,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
     g.add_argument("--lut-budget", type=float, default=None,
                    help="LUTs the design may use (default 70 %% of the board)")
+    g.add_argument("--synth", action="store_true",
+                   help="also synthesize a PE of each array and each post-processing unit "
+                        "with Yosys (seconds each) and report them beside the cost model")
     g.add_argument("--calibration", type=Path, default=None,
                    help=".npy of float inputs [N, C, H, W] to calibrate the quantizer")
     g.add_argument("--json", action="store_true", help="print one JSON object")

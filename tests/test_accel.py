@@ -167,3 +167,18 @@ def test_manifest_describes_the_blobs(digits_fix8):
     assert manifest["registers"]["magic"] == 0x53484144
     assert np.isclose(manifest["cycles_per_image"], json.loads(
         (digits_fix8 / "report.json").read_text())["cycles_per_image"])
+
+
+def test_report_figure_draws_every_layer_of_the_program(digits_fix8):
+    """``gen`` writes report.svg beside report.md, which shows it: one bar per layer of
+    report.json on the schedule, one utilization bar per conv."""
+    import xml.etree.ElementTree as ET
+
+    rep = json.loads((digits_fix8 / "report.json").read_text())
+    root = ET.parse(digits_fix8 / "report.svg").getroot()
+    rects = [r for r in root.iter("{http://www.w3.org/2000/svg}rect")]
+    names = sorted(r.get("data-name") for r in rects if r.get("class") == "layer")
+    assert names == sorted(x["name"] for x in rep["layers"])
+    utils = [float(r.get("data-utilization")) for r in rects if r.get("class") == "util"]
+    assert utils == [x["utilization"] for x in rep["layers"] if "utilization" in x]
+    assert "](report.svg)" in (digits_fix8 / "report.md").read_text()

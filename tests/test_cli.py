@@ -95,3 +95,31 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     assert not out.exists()
     r = run("sim", tmp_path, check=False)
     assert r.returncode == 1 and "no manifest.json" in r.stderr
+
+
+@pytest.mark.slow
+def test_gen_synth_reports_each_block_beside_the_model(tmp_path, quick_digits):
+    """``gen --synth`` synthesizes a PE of each array and each post-processing unit and counts
+    them per instance: the totals agree with the calibrated cost model (an instance count off
+    by a factor would not), the requantizers hold every DSP48 the model reports and the arrays
+    none, and report.md shows the table."""
+    out = tmp_path / "out"
+    r = run("gen", quick_digits, "-o", out, "--rows", "2", "--cols", "8", "--lanes", "4",
+            "--synth", "--json")
+    obj = json.loads(r.stdout)
+    rep = json.loads((out / "report.json").read_text())
+    syn, model = rep["resources_synth"], rep["resources_model"]
+    assert set(syn["blocks"]) == {"shift_array", "adder_array", "post_processing"}
+    assert obj["luts_synth"] == {k: b["lut"] for k, b in syn["blocks"].items()}
+    for k, b in syn["blocks"].items():
+        assert abs(b["lut"] - model["luts"][k]) <= 0.15 * b["lut"], (k, b["lut"], model["luts"][k])
+        assert b["lut"] == sum(p["instances"] * p["lut"] for p in b["parts"].values())
+    parts = syn["blocks"]["shift_array"]["parts"]
+    assert [p["instances"] for p in parts.values()] == [2 * 8]
+    units = syn["blocks"]["post_processing"]["parts"]
+    assert units["requantizer"]["instances"] == 8 * 2  # a requantizer per column and array
+    assert syn["blocks"]["shift_array"]["dsp"] == syn["blocks"]["adder_array"]["dsp"] == 0
+    assert syn["blocks"]["post_processing"]["dsp"] == model["dsp"]
+    md = (out / "report.md").read_text()
+    assert "| shift array PEs |" in md and "(model only)" in md
+    assert "step 3/4: synthesizing" in r.stderr
