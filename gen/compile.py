@@ -161,6 +161,23 @@ def allocate(net: IntegerNetwork, steps: list[Step], cols: int,
     return bases, depths
 
 
+def input_beside(net: IntegerNetwork, steps: list[Step], banks: dict[str, int]) -> bool:
+    """Whether the first conv can run beside ``INPUT``: a shift conv that is the input's only
+    reader, with no residual, and whose output does not go to the adder array's bank, in a
+    network with adder convs (so the engine has that bank). ``INPUT`` then writes the input to
+    the adder bank (whose write port nothing else uses then, and whose read ports the idle adder
+    array does not need) while the conv writes the main bank, and the conv, dispatched first,
+    reads each tile once its last input word is written (``follow_input``): the stream and
+    the first conv overlap instead of taking turns (docs/ACCELERATOR.md)."""
+    if len(steps) < 3 or not any(s.op is Opcode.ADDER_CONV for s in steps):
+        return False
+    first = steps[1]
+    return (first.op is Opcode.SHIFT_CONV and first.node is None and
+            first.inputs == (net.input,) and
+            sum(net.input in s.inputs for s in steps) == 1 and
+            not banks[first.output] >> BANK_ADDER & 1)
+
+
 def overlap_flags(steps: list[Step], banks: dict[str, int]) -> list[dict[str, int]]:
     """``barrier`` / ``follow`` of each step: a conv right after a conv of the other kind runs
     at the same time as it (the engine's two units), following it tile by tile when it reads
@@ -283,8 +300,17 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
         raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
     steps = fuse(net)
     banks = tensor_banks(steps)
+    beside = input_beside(net, steps, banks)
+    if beside:
+        banks[net.input] = 1 << BANK_ADDER
     bases, act_depths = allocate(net, steps, geo.cols, banks)
     flags = overlap_flags(steps, banks)
+    if beside:  # the first conv goes first and reads each tile as soon as INPUT has written it
+        flags[1].update(in_adder=1, follow_input=1, barrier=1)
+        if steps[2].conv is not None:  # it must not read the adder bank beside the first conv
+            flags[2]["barrier"] = 1
+        steps = [steps[1], steps[0], *steps[2:]]
+        flags = [flags[1], flags[0], *flags[2:]]
     need = bias_bits_for(net)
     if bias_bits is None:
         bias_bits = need

@@ -111,7 +111,30 @@ class _ConvTimeline:
         return self.frontier[p] if p < len(self.frontier) else self.idle
 
 
-def _conv_timeline(d: dict, cfg, start: int, follow: _ConvTimeline | None) -> _ConvTimeline:
+class _InputTimeline:
+    """When an ``INPUT`` dispatched at cycle ``at`` has written each word (for the conv before
+    it, ``follow_input``): the word of beat ``b`` is taken at ``at + 1 + b``; a word is in its
+    bank ``WRITE_DELAY + 1`` cycles after its last beat, and ``in_frontier`` shows it one
+    cycle later."""
+
+    def __init__(self, at: int, d: dict, cfg) -> None:
+        self.at, self.base, self.beats = at, d["out_base"], d["in_beats"]
+        self.words = d.get("m0", 0) + 1
+
+    def ready_at(self, need: int) -> int:
+        j = need - self.base
+        if j < 0:
+            return 0
+        return self.at + (min(j, self.words - 1) + 1) * self.beats + WRITE_DELAY + 1
+
+    @property
+    def end(self) -> int:
+        """The cycle of the next FETCH (``_fixed_cycles`` of INPUT after its dispatch)."""
+        return self.at - TO_DISPATCH + FETCH_CYCLES + self.words * self.beats
+
+
+def _conv_timeline(d: dict, cfg, start: int,
+                   follow: _ConvTimeline | _InputTimeline | None) -> _ConvTimeline:
     """The unit's schedule for a conv handed to it at cycle ``start`` (DISPATCH), following
     ``follow`` (the other unit's conv) tile by tile when given."""
     from hw.program import Opcode
@@ -158,7 +181,8 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
     busy_until = {"shift": 0, "adder": 0}  # each unit's first idle cycle
     running: dict[str, _ConvTimeline] = {}
     spans = []
-    for d in descriptors:
+    beside: _InputTimeline | None = None  # the INPUT a conv with follow_input runs beside
+    for i, d in enumerate(descriptors):
         op = Opcode(d["op"])
         if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
             kind = "shift" if op is Opcode.SHIFT_CONV else "adder"
@@ -170,10 +194,18 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             # cycle, ``finish``, already counts as over)
             follow = running.get(other) if d.get("follow") and busy_until[other] - 1 > at \
                 else None
+            nxt = descriptors[i + 1] if i + 1 < len(descriptors) else None
+            beside = None
+            if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:
+                # the INPUT is fetched right after this dispatch and does not wait for it
+                beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt, cfg)
             tl = _conv_timeline(d, cfg, at, follow)
             running[kind], busy_until[kind] = tl, tl.idle
             spans.append((at, tl.idle))
             t = at + 2
+        elif op is Opcode.INPUT and beside is not None:
+            spans.append((beside.at, beside.end))
+            t, beside = beside.end, None
         else:
             at = max(t + TO_DISPATCH, *busy_until.values())
             end = at - TO_DISPATCH + _fixed_cycles(d, cfg)

@@ -68,8 +68,8 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # the conv before them (descriptor fields res, res_shift, res_relu); 4: post-processing sized to
 # the network's shifts (engine requant_shift_min/max, add_shift_max, pool_shift_max); 5: two
 # activation banks (adder_act_depth, out_banks) and overlapping convs (barrier, follow, span,
-# in_last)
-MANIFEST_VERSION = 5
+# in_last); 6: the first conv beside INPUT (descriptor fields in_adder, follow_input)
+MANIFEST_VERSION = 6
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)

@@ -393,13 +393,23 @@ class Engine(wiring.Component):
                                                                 ("adder", cfg.adder))
                  if pe is not None}
         dispatch = Signal()  # DISPATCH hands ``d`` to the unit of its kind this cycle
+        # INPUT beside the first conv (``follow_input``): every input word below in_frontier is
+        # in its bank. A conv with follow_input arms it (0: nothing written yet); the INPUT
+        # after it starts it at its base and moves it word by word as the words reach the
+        # bank; anything else while armed (a program without that INPUT, an error) releases it
+        # (past every address: the conv no longer waits), so the conv never waits for ever
+        in_frontier = Signal(ADDR)
+        in_armed = Signal()
         for kind, u in units.items():
             other = units.get("adder" if kind == "shift" else "shift")
             wmem = mems[MemoryId.SHIFT_WEIGHTS if kind == "shift" else MemoryId.ADDER_WEIGHTS]
             m.d.comb += u.start.eq(dispatch & (is_shift if kind == "shift" else ~is_shift))
+            beside = kind == "shift" and BANK_ADDER in rd
             u.build(m, d, other, rd[BANK_MAIN if kind == "shift" else BANK_ADDER],
                     wmem.read_port(), mems[MemoryId.PARAMS].read_port(),
-                    pe_module=pe_module_name(kind) if self._pe_modules else None)
+                    pe_module=pe_module_name(kind) if self._pe_modules else None,
+                    alt_rd=rd[BANK_ADDER] if beside else None,
+                    in_frontier=in_frontier if beside else None)
         all_idle = Signal()
         m.d.comb += all_idle.eq(~Cat(*(u.busy for u in units.values())).any())
 
@@ -494,6 +504,15 @@ class Engine(wiring.Component):
                 with m.Case(n):
                     m.d.comb += in_word.eq(assembled(n, min(n * BEAT_BITS, cfg.word_bits)))
         wr_sources.append((in_we, d.out_banks, in_addr, in_word))
+        # a word is readable WRITE_DELAY + 1 cycles after in_we (the write port's register,
+        # then the block RAM's write edge)
+        in_written = _delay(m, in_we, WRITE_DELAY, "in_written")
+        release = Signal()
+        with m.If(release):  # past every address: the conv no longer waits
+            m.d.sync += [in_frontier.eq((1 << (ADDR.width - 1)) - 1), in_armed.eq(0)]
+        with m.Elif(in_written & in_armed):
+            m.d.sync += in_frontier.eq(in_frontier + 1)
+        m.d.comb += release.eq(bad_desc | bad_len)  # an error ends the program
         obuf = Signal(act_bpw * BEAT_BITS)
 
         # ---------------------------------------------------------------- bank write ports
@@ -543,13 +562,18 @@ class Engine(wiring.Component):
                 checks.append(~d.out_banks[bank])
         for bank, (depth, _) in banks.items():
             # with one bank every descriptor reads the main bank
+            from_adder = (d.op == Opcode.ADDER_CONV) | (is_shift & d.in_adder)
             reads = Const(1) if BANK_ADDER not in banks else \
-                (d.op != Opcode.ADDER_CONV if bank == BANK_MAIN else d.op == Opcode.ADDER_CONV)
+                (~from_adder if bank == BANK_MAIN else from_adder)
             checks += [~(reads & (d.in_base >= depth)),
                        ~(reads & linear & (d.in_base + d.m0 >= depth))]
         checks += [d.in2_base < cfg.act_depth, d.p_base < cfg.param_depth,
                    d.w_base < Mux(is_shift, cfg.shift_depth, cfg.adder_depth),
                    ~((d.op == Opcode.INPUT) & ((d.in_beats == 0) | (d.in_beats > act_bpw)))]
+        if BANK_ADDER not in banks:  # no adder bank to read, no INPUT to run beside
+            checks.append(~(d.in_adder | d.follow_input))
+        else:  # only a shift conv reads the adder bank beside INPUT
+            checks.append(~((d.in_adder | d.follow_input) & ~is_shift))
         # shifts must lie in the ranges the post-processing units were built for
         add_max = cfg.add_shift_max
         adds = (is_conv & d.res) | (d.op == Opcode.ADD)
@@ -679,8 +703,12 @@ class Engine(wiring.Component):
                              k_last.eq(d.in_beats - 1), k_end.eq(d.in_beats == 1)]
                 m.d.comb += clear.eq(1)
                 present = Const(0)
-                ready = Signal()  # anything but a conv waits until both arrays are idle
+                ready = Signal()  # anything but a conv waits until both arrays are idle ...
                 m.d.comb += ready.eq(all_idle)
+                with m.If((d.op == Opcode.INPUT) & in_armed):  # ... but INPUT beside its conv
+                    m.d.comb += ready.eq(1)
+                with m.Elif(in_armed):  # not the INPUT the armed conv waits for
+                    m.d.comb += release.eq(1)
                 for kind, u in units.items():
                     mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
                     present = present | mine
@@ -702,12 +730,16 @@ class Engine(wiring.Component):
                                 m.d.comb += bad_len.eq(1)
                             m.next = finish
                         with m.Case(Opcode.INPUT):
+                            with m.If(in_armed):
+                                m.d.sync += in_frontier.eq(d.out_base)
                             m.next = "INPUT"
                         with m.Case(Opcode.OUTPUT):
                             m.next = "OUT_READ"
                         with m.Case(Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
                             with m.If(present):
                                 m.d.comb += dispatch.eq(1)
+                                with m.If(d.follow_input):
+                                    m.d.sync += [in_frontier.eq(0), in_armed.eq(1)]
                                 m.next = "NEXT"
                             with m.Else():
                                 m.d.comb += bad_desc.eq(1)
@@ -770,9 +802,11 @@ class Engine(wiring.Component):
                 m.d.sync += drain.eq(drain - 1)
                 with m.If(drain == 0):
                     m.next = "NEXT"
-            with m.State("DONE"):
-                m.d.comb += [self.busy.eq(1), self.done.eq(1)]
-                m.next = "IDLE"
+            with m.State("DONE"):  # a conv released by an error may still be finishing
+                m.d.comb += self.busy.eq(1)
+                with m.If(all_idle):
+                    m.d.comb += self.done.eq(1)
+                    m.next = "IDLE"
         return m
 
 
@@ -797,7 +831,10 @@ class _ConvUnit:
         self.res_rd_addr = Signal(17, name=f"{kind}_res_rd_addr")
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
-              *, pe_module: str | None) -> None:
+              *, pe_module: str | None, alt_rd=None, in_frontier=None) -> None:
+        """``alt_rd``: the read ports of the other activation bank (the adder array's, for a
+        shift conv with ``in_adder``); ``in_frontier``: every word INPUT has written lies below
+        it (for a conv with ``follow_input``)."""
         cfg, kind = self.cfg, self.kind
         R, C, V, B = cfg.rows, cfg.cols, cfg.lanes, cfg.data_bits
         du = self.d
@@ -813,6 +850,12 @@ class _ConvUnit:
         other_busy = other.busy if other is not None else Const(0)
         other_finish = other.finish if other is not None else Const(0)
         m.d.sync += dep.eq(Mux(self.start, d.follow & other_busy, dep) & ~other_finish)
+        # the INPUT this conv runs beside (latched at start; the engine moves ``in_frontier``
+        # past the tensor's end when that INPUT is over or cannot come)
+        dep_in = Signal(name=f"{kind}_dep_in")
+        if in_frontier is not None:
+            with m.If(self.start):
+                m.d.sync += dep_in.eq(d.follow_input)
 
         step = Signal(name=f"{kind}_step")
         clear = Signal(name=f"{kind}_clear")
@@ -863,6 +906,9 @@ class _ConvUnit:
         other_frontier = other.frontier if other is not None else Const(0, ADDR)
         stall = Signal(name=f"{kind}_stall")
         m.d.comb += stall.eq(dep & (reach >= other_frontier) & (du.in_last >= other_frontier))
+        if in_frontier is not None:
+            with m.If(dep_in & (reach >= in_frontier) & (du.in_last >= in_frontier)):
+                m.d.comb += stall.eq(1)
         issue = Signal(name=f"{kind}_issue")
         m.d.comb += issue.eq(conv_on & adv & feeding & ~stall)
 
@@ -880,8 +926,9 @@ class _ConvUnit:
         m.d.comb += [core.i.valid.eq(s1_valid), core.i.payload.first.eq(s1_first),
                      core.i.payload.last.eq(s1_last), core.i.payload.w.eq(w_rd.data)]
         for r in range(R):
-            word = act_rd[r].data.word_select(s1_sub, V * B) if cfg.subwords > 1 \
-                else act_rd[r].data
+            data_r = act_rd[r].data if alt_rd is None else \
+                Mux(du.in_adder, alt_rd[r].data, act_rd[r].data)
+            word = data_r.word_select(s1_sub, V * B) if cfg.subwords > 1 else data_r
             m.d.comb += core.i.payload.x[r].eq(Mux(s1_mask[r], 0, word))
 
         # ------------------------------------------------------------ writer
@@ -982,6 +1029,10 @@ class _ConvUnit:
                 m.d.comb += [self.busy.eq(1), conv_on.eq(1), step.eq(issue)]
                 for r in range(R):
                     m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
+                    if alt_rd is not None:  # the other bank's ports, idle otherwise
+                        with m.If(du.in_adder):
+                            m.d.comb += [alt_rd[r].addr.eq(ra[r] + loop.offset),
+                                         alt_rd[r].en.eq(adv)]
                 with m.If(issue):
                     m.d.sync += w_ptr.eq(w_ptr + 1)
                     with m.If(loop.last):

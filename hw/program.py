@@ -83,6 +83,11 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # array is running, so read a tile only once the writer has passed its last word
     # (``min(row R-1's base + span, in_last)``)
     ("barrier", 1, False), ("follow", 1, False), ("span", 16, False), ("in_last", 16, False),
+    # a shift conv over the network's input, run beside the INPUT that comes right after it
+    # (docs/ACCELERATOR.md): ``in_adder``: its input is in the adder array's bank (INPUT writes
+    # there while the conv writes the main bank); ``follow_input``: read a tile only once the
+    # INPUT has written its last word
+    ("in_adder", 1, False), ("follow_input", 1, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

@@ -62,9 +62,10 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     """An unknown opcode, an address range outside the activation memory, an INPUT whose
-    words take no beats or more than a word's, or a conv whose requant or residual shift lies
-    outside the units' range sets ERROR.bad_descriptor and ends the program
-    (no hang, no output); malformed frames set
+    words take no beats or more than a word's, a conv whose requant or residual shift lies
+    outside the units' range, or an adder conv that would read the adder bank as the first
+    conv does beside INPUT sets ERROR.bad_descriptor and ends the program (no hang, no output,
+    also while the first conv waits for an INPUT that an error cut off); malformed frames set
     ERROR.bad_length; afterwards the engine runs an image correctly."""
     from hw.program import (
         Opcode,
@@ -81,31 +82,36 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     width = manifest["memories"]["program"]["width"]
     n = -(-width // 32)
 
+    def desc(i: int) -> dict:
+        return unpack_descriptor(beats_to_words(load[2 + i * n:2 + (i + 1) * n], width)[0])
+
     def with_desc(i: int, **fields) -> list[int]:
-        """The load frame with descriptor ``i`` changed (0: the INPUT, 1: the first conv)."""
+        """The load frame with descriptor ``i`` changed."""
         at = 2 + i * n
-        d = unpack_descriptor(beats_to_words(load[at:at + n], width)[0])
-        return load[:at] + words_to_beats([pack_descriptor({**d, **fields})], width) + \
+        return load[:at] + words_to_beats([pack_descriptor({**desc(i), **fields})], width) + \
             load[at + n:]
 
+    # the first conv runs beside INPUT: it comes first, INPUT second
+    conv, inp = 0, 1
+    assert desc(conv)["op"] == Opcode.SHIFT_CONV and desc(conv)["follow_input"]
+    assert desc(inp)["op"] == Opcode.INPUT and desc(inp)["out_banks"] == 2  # the adder bank
     eng = manifest["engine"]
-    assert unpack_descriptor(beats_to_words(load[2 + n:2 + 2 * n], width)[0])["op"] in \
-        (Opcode.SHIFT_CONV, Opcode.ADDER_CONV)
     word_beats = beats_per_word(eng["cols"] * eng["data_bits"])
-    bad_loads = [with_desc(0, op=15),                                    # unknown opcode
-                 with_desc(0, out_base=eng["act_depth"] - 1),            # runs off the end
-                 with_desc(0, in_beats=0),                               # input words of no beats
-                 with_desc(0, in_beats=word_beats + 1),                  # longer than a word
+    bad_loads = [with_desc(inp, op=15),                                  # unknown opcode
+                 with_desc(inp, out_base=eng["adder_act_depth"] - 1),    # runs off the end
+                 with_desc(inp, in_beats=0),                             # input words of no beats
+                 with_desc(inp, in_beats=word_beats + 1),                # longer than a word
                  # shifts the post-processing units were not built for
-                 with_desc(1, shift=eng["requant_shift_max"] + 1),
-                 with_desc(1, res=1, shift_a=eng["add_shift_max"] + 1),
-                 with_desc(0, out_banks=0),                              # written nowhere
-                 with_desc(1, barrier=1, follow=0, out_banks=0),
+                 with_desc(conv, shift=eng["requant_shift_max"] + 1),
+                 with_desc(conv, res=1, shift_a=eng["add_shift_max"] + 1),
+                 with_desc(inp, out_banks=0),                            # written nowhere
+                 with_desc(conv, barrier=1, follow=0, out_banks=0),
                  # refused while the other array still runs the conv before it
-                 with_desc(3, out_banks=0)]
-    assert unpack_descriptor(beats_to_words(load[2 + 3 * n:2 + 4 * n], width)[0])["follow"]
+                 with_desc(3, out_banks=0),
+                 with_desc(3, in_adder=1)]                # an adder conv reads its own bank
+    assert desc(3)["follow"] and desc(3)["op"] == Opcode.ADDER_CONV
     assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
-    bad_loads.append(with_desc(1, shift=eng["requant_shift_min"] - 1))
+    bad_loads.append(with_desc(conv, shift=eng["requant_shift_min"] - 1))
     x, _ = sample_inputs(net, 1, seed)
     b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)

@@ -134,3 +134,56 @@ def test_schedule_overlaps_the_arrays_and_keeps_each_in_order():
     for i, d in enumerate(prog.descriptors):  # a follower starts after what it follows
         if d.get("follow"):
             assert spans[i][0] > spans[i - 1][0] and spans[i][1] > spans[i - 1][1]
+
+
+def _compiled(net, monkeypatch=None):
+    from gen.compile import engine_config
+
+    pes = pe_configs(net, GEO.lanes)
+    prog = compile_network(net, GEO, shift_lane_bits=shift_lane_bits(pes),
+                           data_bits=net.precision.bits, weights=False)
+    return prog, engine_config(net, GEO, prog, **pes)
+
+
+def test_first_conv_runs_beside_input(monkeypatch):
+    """ResNet-20's conv1 is dispatched before INPUT, reads the input from the adder array's
+    bank (where INPUT writes it) as each tile's words arrive, and the stream and conv1 overlap:
+    the image takes about the input stream's 1,024 beats less."""
+    net = resnet20()
+    prog, cfg = _compiled(net)
+    conv, inp, nxt = prog.descriptors[:3]
+    assert [s.name for s in prog.steps[:2]] == ["conv1", "input"]
+    assert conv["op"] == Opcode.SHIFT_CONV and inp["op"] == Opcode.INPUT
+    assert conv["follow_input"] == conv["in_adder"] == conv["barrier"] == 1
+    assert inp["out_banks"] == 1 << BANK_ADDER and conv["out_banks"] == 1 << BANK_MAIN
+    assert conv["in_base"] == inp["out_base"] and conv["in_last"] == inp["out_base"] + inp["m0"]
+    assert nxt["barrier"] == 1  # nothing else reads the adder bank while conv1 may run
+    spans = program_timeline(prog.descriptors, cfg)
+    assert spans[0][0] < spans[1][0] < spans[1][1] < spans[0][1]
+    beside = max(e for _, e in spans)
+    monkeypatch.setattr("gen.compile.input_beside", lambda *a: False)
+    prog2, cfg2 = _compiled(net)
+    assert prog2.descriptors[0]["op"] == Opcode.INPUT
+    assert not any(d.get("follow_input") or d.get("in_adder") for d in prog2.descriptors)
+    apart = max(e for _, e in program_timeline(prog2.descriptors, cfg2))
+    assert 900 <= apart - beside <= 1030, (apart, beside)
+
+
+@pytest.mark.parametrize("case,beside", [
+    ("shift conv, then shift conv", True), ("no adder conv", False),
+    ("input read twice", False), ("its output goes to the adder bank", False),
+    ("the first conv is an adder conv", False), ("with a residual", False)])
+def test_input_beside_only_when_safe(case, beside):
+    from types import SimpleNamespace
+
+    from gen.compile import input_beside
+
+    S, A, INP, OUT = Opcode.SHIFT_CONV, Opcode.ADDER_CONV, Opcode.INPUT, Opcode.OUTPUT
+    first = {"the first conv is an adder conv": _step(A, "c", ["x"], "y"),
+             "with a residual": _step(S, "c", ["x", "z"], "y", res=True)}.get(
+        case, _step(S, "c", ["x"], "y"))
+    second = _step(A, "c2", ["y"], "z") if case == "its output goes to the adder bank" else \
+        _step(S, "c2", ["x" if case == "input read twice" else "y"], "z")
+    last = _step(S if case == "no adder conv" else A, "a", ["z"], "w")
+    steps = [Step(INP, "input", (), "x"), first, second, last, Step(OUT, "output", ("w",), None)]
+    assert input_beside(SimpleNamespace(input="x"), steps, tensor_banks(steps)) is beside
