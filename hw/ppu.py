@@ -336,3 +336,7 @@ class AvgPooler(wiring.Component):
         m.d.comb += self.o.payload.y.eq(y)
         m.submodules.pipe = EnableInserter(en)(p)
         return m
+
+
+# each post-processing unit's component, by its name in ``EngineConfig.post_processing()``
+UNITS = {"requant": Requantizer, "add": ResidualAdder, "pool": AvgPooler}
