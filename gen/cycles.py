@@ -117,7 +117,7 @@ class _InputTimeline:
     bank ``WRITE_DELAY + 1`` cycles after its last beat, and ``in_frontier`` shows it one
     cycle later."""
 
-    def __init__(self, at: int, d: dict, cfg) -> None:
+    def __init__(self, at: int, d: dict) -> None:
         self.at, self.base, self.beats = at, d["out_base"], d["in_beats"]
         self.words = d.get("m0", 0) + 1
 
@@ -198,7 +198,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             beside = None
             if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:
                 # the INPUT is fetched right after this dispatch and does not wait for it
-                beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt, cfg)
+                beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt)
             tl = _conv_timeline(d, cfg, at, follow)
             running[kind], busy_until[kind] = tl, tl.idle
             spans.append((at, tl.idle))
