@@ -3,10 +3,12 @@
 Synthesizing a 16x16 array takes minutes, so the generator estimates from a model instead: per lane
 kind, a PE costs
 
-    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*shift_bits*out_bits + c4*acc_bits
+    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*out_bits*ceil(shift_bits/2) + c4*tree_bits
+             + c5*acc_bits
 
-(``out_bits`` the lane result width, ``shift_bits`` the width of the shift amount), fitted by least
-squares to a grid of ``synth_xilinx`` runs; an array adds a per-PE overhead (inter-PE registers,
+(``out_bits`` the lane result width, ``shift_bits`` the width of the shift amount, ``tree_bits``
+the output bits of the tree's adders), fitted by least squares to a grid of ``synth_xilinx``
+runs; an array adds a per-PE overhead (inter-PE registers,
 drain chain, skew/deskew and stream edges: linear in ``acc_bits`` and the operand widths) fitted
 to small ``ArrayCore`` syntheses. FFs are
 modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
@@ -41,8 +43,20 @@ MODEL_FILE = Path(__file__).with_name("cost_model.json")
 
 
 def pe_features(pe: PEConfig) -> list[float]:
+    """A PE's features: its lanes, their result bits, the shifters' LUT levels (a ``LUT6`` is a
+    4:1 multiplexer, so ``ceil(shift_bits / 2)`` levels per result bit), the bits of the
+    tree's adders (:meth:`hw.tree.AdderTree.plan`: a ternary adder costs what a two-input one
+    does) and the accumulator's."""
+    from hw.pe import ProcessingElement
+    from hw.tree import AdderTree
+
     v, lane = pe.lanes, pe.lane
-    return [1.0, v, v * lane.out_bits, v * lane.shift_bits * lane.out_bits, pe.acc_bits]
+    n = ProcessingElement.tree_inputs(pe)
+    width = lane.out_bits + (1 if n < v else 0)  # a lane pair's sum is one bit wider
+    tree = sum(w for level in AdderTree.plan(width, n, ProcessingElement.ternary_tree(pe))
+               for w, ins in level if len(ins) > 1)
+    return [1.0, v, v * lane.out_bits, v * lane.out_bits * -(-lane.shift_bits // 2), tree,
+            pe.acc_bits]
 
 
 def array_overhead_features(cfg: ArrayConfig) -> list[float]:
@@ -101,13 +115,8 @@ class CostModel:
         f = np.array(array_overhead_features(cfg))
         o = self.doc["array_overhead"]
         n = cfg.rows * cfg.cols
-        lane = cfg.pe.lane
-        # the input register (hw/array.py: skew): one row's operands and control, one
-        # column's weights; counted, not fitted (the fit predates it)
-        inputs = cfg.rows * (cfg.pe.lanes * lane.data_bits + 3) + \
-            cfg.cols * cfg.pe.lanes * lane.weight_bits
         return Estimate(n * (pe.lut + float(f @ np.array(o["lut"]))),
-                        n * (pe.ff + float(f @ np.array(o["ff"]))) + inputs)
+                        n * (pe.ff + float(f @ np.array(o["ff"]))) + input_register_ffs(cfg))
 
     def core(self, cfg) -> float:
         """LUTs of engine ``cfg`` outside its PEs and post-processing units: the fit
@@ -161,15 +170,23 @@ def fit_pe(samples: list[tuple[PEConfig, dict]]) -> dict:
     return out
 
 
+def input_register_ffs(cfg: ArrayConfig) -> int:
+    """The array's input register (``hw/array.py``: skew): one row's operands and control per
+    row, one column's weights per column. Counted, and left out of the per-PE fit."""
+    pe, lane = cfg.pe, cfg.pe.lane
+    return cfg.rows * (pe.lanes * lane.data_bits + 3) + cfg.cols * pe.lanes * lane.weight_bits
+
+
 def fit_overhead(model: CostModel, samples: list[tuple[ArrayConfig, dict]]) -> dict:
-    """Per-PE array overhead coefficients from whole-array syntheses."""
+    """Per-PE array overhead coefficients from whole-array syntheses (less the counted input
+    register)."""
     x, y = [], {"lut": [], "ff": []}
     for cfg, a in samples:
         n = cfg.rows * cfg.cols
         pe = model.pe(cfg.pe)
         x.append(array_overhead_features(cfg))
         y["lut"].append(a["lut"] / n - pe.lut)
-        y["ff"].append(a["ff"] / n - pe.ff)
+        y["ff"].append((a["ff"] - input_register_ffs(cfg)) / n - pe.ff)
     xa = np.array(x)
     return {k: np.linalg.lstsq(xa, np.array(v), rcond=None)[0].round(4).tolist()
             for k, v in y.items()}

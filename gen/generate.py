@@ -36,7 +36,7 @@ from gen.compile import (
 )
 from gen.cost import CostModel
 from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, program_timeline
-from gen.equiv import pair_class, start_pair_proof
+from gen.equiv import hand_placed, start_proof
 from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.plots import report_svg
@@ -535,14 +535,15 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
-    # every lane pair kind the arrays use has hand-placed cells and a simulation view: prove
-    # each (a Yosys subprocess) while this process converts the Verilog
-    lanes = [a.pe.lane for a in (cfg.array("shift"), cfg.array("adder"))
-             if a is not None and a.pe.lanes >= 2]
-    if lanes:
-        progress("  proving the simulation view equal to the hand-placed cells (Yosys SAT, "
-                 "beside the Verilog conversion)")
-    proofs = {pair_class(lane).__name__: (lane, start_pair_proof(lane)) for lane in lanes}
+    # the lane pairs and the trees' ternary adders have hand-placed cells and a simulation
+    # view: prove each (a Yosys subprocess each) while this process converts the Verilog
+    parts = {name: part for a in (cfg.array("shift"), cfg.array("adder")) if a is not None
+             for name, part in hand_placed(a.pe).items()}
+    if parts:
+        progress(f"  proving the simulation view equal to the hand-placed cells ({len(parts)} "
+                 "components, Yosys SAT, beside the Verilog conversion)")
+    proofs = {name: (params, start_proof(name, make, make)) for name, (params, make)
+              in parts.items()}
     try:
         text, sim_text = emit_views(cfg, build_id)
     except BaseException:
@@ -550,10 +551,9 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
             with contextlib.suppress(Exception):
                 wait()
         raise
-    equivalence = {name: {"lane": {"data_bits": lane.data_bits, "shift_max": lane.shift_max},
-                          "proved": True, "method": "yosys miter + sat, all inputs",
+    equivalence = {name: {**params, "proved": True, "method": "yosys miter + sat, all inputs",
                           "seconds": round(wait(), 1)}
-                   for name, (lane, wait) in proofs.items()}
+                   for name, (params, wait) in proofs.items()}
     if (sim_text is None) != (not equivalence):
         raise RuntimeError("the cells the Verilog places and the pairs proven differ")
     rtl_dir = out / "rtl"

@@ -114,6 +114,26 @@ def _dsp(cell: dict, cname: str, drive: dict, capture) -> None:
                 drive[b] = (cname, t, ins, at)
 
 
+def _sensitized(t: str, cell: dict, arcs: dict) -> dict:
+    """A LUT's arcs without those from an input its output does not depend on (by its
+    ``INIT``; all arcs when it has none). A ``LUT6_2`` is two logical LUTs sharing pins (a LUT6
+    for ``O6``, a LUT5 for ``O5``, as Vivado's netlist has it): a pin only ``O6`` uses has no
+    arc to ``O5``. A ternary adder's carry-save carry (``O5`` of each bit, into the next
+    bit's LUT) would otherwise look like a ripple through every bit."""
+    init = str(cell.get("parameters", {}).get("INIT", ""))
+    if not t.startswith("LUT") or not init or not set(init) <= {"0", "1"}:
+        return arcs
+    table = int(init, 2)
+    tables = {"O5": (table & (2**32 - 1), 5), "O6": (table, 6)} if t == "LUT6_2" else \
+        {"O": (table, int(t[3]))}
+
+    def depends(out: str, pin: str) -> bool:
+        f, n = tables[out]
+        i = int(pin[1:])
+        return i < n and any(((f >> k) ^ (f >> (k ^ (1 << i)))) & 1 for k in range(1 << n))
+    return {(i, o): d for (i, o), d in arcs.items() if depends(o, i)}
+
+
 @dataclass
 class Path:
     """The worst path: ``delay_ps`` from its start point's clock edge to its end point's
@@ -260,7 +280,7 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
         elif t == "DSP48E1":
             _dsp(cell, cname, drive, capture)
         elif t in COMB_ARCS:
-            arcs = COMB_ARCS[t]
+            arcs = _sensitized(t, cell, COMB_ARCS[t])
             bit_of = {}
             for p, bits in conn.items():
                 for pn, b in zip(_port_bits(cell, p), bits, strict=True):
@@ -282,19 +302,33 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
         else:
             raise ValueError(f"no timing for cell type {t} ({cname})")
 
-    def dedicated(b: int, sink: str, port: str) -> bool:
+    def dedicated(b: int, sink: str, port: str, sink_name: str) -> bool:
         """A connection inside a slice, with no general routing: a carry chain's carry-out
         into the next CARRY4, a LUT into its slice's carry logic or wide multiplexer, a MUXF7
-        into a MUXF8."""
+        into a MUXF8. ``DI[i]`` has no route of its own from the LUT that drives ``S[i]`` (its
+        ``O5``) or from a LUT with no other load (Vivado can combine it into that LUT); from a
+        LUT with other loads (a ternary adder's carry-save carry, which also feeds the next
+        bit's LUT) it comes in routed, through the slice's bypass pin."""
         src = drive[b][1] if b in drive else ""
         if sink == "DSP48E1":  # the cascade from the DSP below
             return port.startswith("PCIN") and src == "DSP48E1"
         if sink == "CARRY4":
+            if port.startswith("DI[") and src.startswith("LUT"):
+                s_bit = cells[sink_name]["connections"]["S"][int(port[3:-1])]
+                return loads.get(b, 0) == 1 or (s_bit in drive and drive[s_bit][0] == drive[b][0])
             return (port == "CI" and src == "CARRY4") or \
-                (port.startswith(("S[", "DI[")) and src.startswith("LUT"))
+                (port.startswith("S[") and src.startswith("LUT"))
         if sink in ("MUXF7", "MUXF8") and port in ("I0", "I1"):
             return src == ("LUT6" if sink == "MUXF7" else "MUXF7")
         return False
+
+    loads: dict[int, int] = {}  # cell input pins on each bit
+    for cell in cells.values():
+        for p, bits in cell["connections"].items():
+            if cell["port_directions"].get(p) == "input":
+                for b in bits:
+                    if isinstance(b, int):
+                        loads[b] = loads.get(b, 0) + 1
 
     # arrival[bit] = (ps, logic ps, routed nets, predecessor bit, cell name, cell type)
     arrival: dict[int, tuple[int, int, int, int | None, str, str]] = {}
@@ -315,7 +349,7 @@ def analyse(netlist: dict, top: str, *, net_ps: int = 0, worst: int = 1,
             a = arrival[i]
             if a[5] == "const":
                 continue
-            routed = not dedicated(i, t, port)
+            routed = not dedicated(i, t, port, cname)
             cand = (a[0] + d + (net_ps if routed else 0), a[1] + d, a[2] + routed, i, cname, t)
             if best[5] == "const" or cand[0] > best[0]:
                 best = cand

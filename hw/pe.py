@@ -66,9 +66,16 @@ class ProcessingElement(wiring.Component):
         return cfg.lanes if cfg.lane.kind is LaneKind.MAC else -(-cfg.lanes // 2)
 
     @staticmethod
+    def ternary_tree(cfg: PEConfig) -> bool:
+        """The paired kinds sum their pairs with three-input adders (the MAC baseline keeps the
+        plain tree Yosys infers)."""
+        return cfg.lane.kind is not LaneKind.MAC
+
+    @staticmethod
     def latency_for(cfg: PEConfig) -> int:
         return 1 + AdderTree.latency_for(ProcessingElement.tree_inputs(cfg),
-                                         cfg.tree_register_every) + 1
+                                         cfg.tree_register_every,
+                                         ProcessingElement.ternary_tree(cfg)) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -103,7 +110,8 @@ class ProcessingElement(wiring.Component):
         shape = (signed if cfg.lane.out_signed else unsigned)(width)
         m.submodules.tree = tree = AdderTree(width, len(firsts), signed_inputs=cfg.lane.out_signed,
                                              register_every=cfg.tree_register_every,
-                                             carry_ins=paired)
+                                             carry_ins=paired,
+                                             ternary=self.ternary_tree(cfg))
         for k, y in enumerate(firsts):
             reg = Signal(shape, name=f"term_{k}")
             m.d.sync += reg.eq(y)

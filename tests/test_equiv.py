@@ -1,14 +1,16 @@
-"""The synthesis views of ShiftPair and AdderPair (hand-placed LUT6/LUT6_2/CARRY4) and their
-simulation views (what every engine simulation runs) are proven equal by Yosys SAT; a broken
-fold must fail the proof."""
+"""The synthesis views of ShiftPair, AdderPair and the trees' TernaryAdder (hand-placed
+LUT6/LUT6_2/CARRY4) and their simulation views (what every engine simulation runs) are proven
+equal by Yosys SAT; a broken fold or carry must fail the proof."""
 
 from __future__ import annotations
 
 import pytest
 
 import hw.lanes
-from gen.equiv import EquivalenceError, prove_pair
-from hw.config import LaneConfig, LaneKind
+import hw.tree
+from gen.equiv import EquivalenceError, hand_placed, prove, prove_pair
+from hw.config import LaneConfig, LaneKind, PEConfig
+from hw.tree import TernaryAdder
 
 
 @pytest.mark.parametrize("kind,b,smax", [
@@ -35,3 +37,24 @@ def test_proof_fails_on_a_broken_absolute_value(monkeypatch):
     monkeypatch.setattr(hw.lanes, "_abs_sum_bit", ignores_sign_b)
     with pytest.raises(EquivalenceError, match="AdderPair.*not proven equal"):
         prove_pair(LaneConfig(LaneKind.ADDER, 8))
+
+
+@pytest.mark.parametrize("kind,b,smax,lanes", [(LaneKind.SHIFT, 8, 7, 16),
+                                               (LaneKind.ADDER, 8, 0, 16),
+                                               (LaneKind.ADDER, 32, 0, 8)])
+def test_ternary_adders_of_a_pe_proven_equal(kind, b, smax, lanes):
+    parts = hand_placed(PEConfig(LaneConfig(kind, b, smax), lanes, 48 if b == 32 else 21))
+    ternary = {n: p for n, p in parts.items() if n.startswith("TernaryAdder")}
+    assert ternary and len(parts) == len(ternary) + 1  # and the lane pair
+    for name, (params, make) in ternary.items():
+        assert params["signed"] == (kind is LaneKind.SHIFT)
+        assert prove(name, make) > 0
+
+
+def test_proof_fails_on_a_broken_ternary_carry(monkeypatch):
+    def carry_of_two(a, b, c, k):  # the carry-save carry forgets the third input
+        return a & b
+
+    monkeypatch.setattr(hw.tree, "_majority", carry_of_two)
+    with pytest.raises(EquivalenceError, match="TernaryAdder.*not proven equal"):
+        prove("TernaryAdder", lambda: TernaryAdder(10, (8, 8, 8), signed_inputs=True))

@@ -74,10 +74,13 @@ def test_mac_lane():
     run_comb(dut, [(-128, -128), (-128, 127), (127, 127), (0, 5), (-3, 7)], check)
 
 
+@pytest.mark.parametrize("ternary", [False, True])
 @pytest.mark.parametrize("carry_ins", [False, True])
-@pytest.mark.parametrize("count,every", [(1, 2), (2, 0), (5, 1), (8, 2), (16, 3)])
-def test_adder_tree_sum_and_latency(count, every, carry_ins, seed):
-    dut = AdderTree(9, count, signed_inputs=True, register_every=every, carry_ins=carry_ins)
+@pytest.mark.parametrize("count,every", [(1, 2), (2, 0), (4, 2), (5, 1), (8, 2), (16, 3)])
+def test_adder_tree_sum_and_latency(count, every, carry_ins, ternary, seed):
+    with simulation_view():  # the ternary adders' behavioural view (proven: test_equiv.py)
+        dut = AdderTree(9, count, signed_inputs=True, register_every=every,
+                        carry_ins=carry_ins, ternary=ternary)
     rng = random.Random(seed)
     vecs = [[rng.choice([-256, 255, rng.randint(-256, 255)]) for _ in range(count)]
             for _ in range(12)]
@@ -98,13 +101,26 @@ def test_adder_tree_sum_and_latency(count, every, carry_ins, seed):
             if dut.latency:
                 await ctx.tick()
 
-    sim = Simulator(dut)
+    with simulation_view():
+        sim = Simulator(dut)
     if dut.latency:  # a combinational tree has no clock domain
         sim.add_clock(1e-8)
     sim.add_testbench(tb)
     sim.run()
     assert got == [sum(v) + sum(c) for v, c in zip(vecs, cis, strict=True)]
-    assert dut.latency == AdderTree.latency_for(count, every)
+    assert dut.latency == AdderTree.latency_for(count, every, ternary)
+
+
+@pytest.mark.parametrize("count,levels", [(1, 0), (2, 1), (3, 1), (4, 2), (8, 2), (9, 2),
+                                          (10, 3), (16, 3)])
+def test_ternary_tree_uses_fewer_adders(count, levels):
+    plan = AdderTree.plan(9, count, ternary=True)
+    adders = sum(len(ins) > 1 for level in plan for _, ins in level)
+    binary = sum(len(ins) > 1 for level in AdderTree.plan(9, count) for _, ins in level)
+    assert len(plan) == levels and binary == count - 1
+    # each ternary adder takes two inputs away: ceil((count - 1) / 2) adders at best
+    assert adders <= -(-(count - 1) // 2) + (levels > 1)
+    assert plan == [] or plan[-1][0][0] == 9 + (count - 1).bit_length()  # exact final width
 
 
 def test_pe_latency_property_matches_behaviour():

@@ -105,6 +105,56 @@ def test_a_combinational_loop_is_reported():
         analyse(n.doc(), "top")
 
 
+def test_a_lut_input_its_output_ignores_has_no_arc():
+    """Two LUT6_2s as in a ternary adder: the first's O5 (a function of I0..I2 only) feeds the
+    second's I3. The second's O5 ignores I3 too, so no path runs from ff0 through both O5s;
+    its O6 uses I3, so the path ff0 -> O5 -> O6 is there. Without INIT every pin is an arc."""
+    from hw.xilinx import _truth_table
+
+    def lut(name, ins, o6, o5):
+        n.cell("LUT6_2", name, {f"I{k}": [b] for k, b in enumerate(ins)}, {"O6": o6, "O5": o5})
+        init = _truth_table(lambda a, b, c, k, e: (a & b) | (a & c) | (b & c), 5) | \
+            _truth_table(lambda a, b, c, k, e: a ^ b ^ c ^ k, 5) << 32
+        n.cells[name]["parameters"]["INIT"] = format(init, "064b")
+
+    n = Netlist()
+    clk, q = n.bits(), n.bits()
+    n.flop("ff0", n.bits(), q, clk)
+    o6a, o5a, o6b, o5b = n.bits(), n.bits(), n.bits(), n.bits()
+    lut("a", [q[0], "0", "0", "0", "0", "1"], o6a, o5a)
+    lut("b", ["0", "0", "0", o5a[0], "0", "1"], o6b, o5b)
+    n.flop("ff_o6", o6b, n.bits(), clk)
+    n.flop("ff_o5", o5b, n.bits(), clk)
+    paths = {p.end: p for p in analyse(n.doc(), "top", worst=5)}
+    assert "FDRE ff_o5 (D)" not in paths  # o5b depends on nothing ff0 drives
+    assert [c[1] for c in paths["FDRE ff_o6 (D)"].cells] == ["ff0", "a", "b"]
+    assert paths["FDRE ff_o6 (D)"].delay_ps == CLOCK_TO_Q + 631 + 407 + FLOP_SETUP["D"]
+    for c in n.cells.values():
+        c["parameters"] = {}
+    assert "FDRE ff_o5 (D)" in {p.end for p in analyse(n.doc(), "top", worst=5)}
+
+
+@pytest.mark.parametrize("other_load", [False, True])
+def test_a_carry_input_from_a_lut_with_other_loads_is_routed(other_load):
+    """``DI[i]`` from a LUT that drives only it enters the carry chain without routing (Vivado
+    combines that LUT with the one beside it); from a LUT with other loads it is routed."""
+    n = Netlist()
+    clk, q, s, di = n.bits(), n.bits(), n.bits(), n.bits()
+    n.flop("ff0", n.bits(), q, clk)
+    n.cell("LUT1", "beside", {"I0": q}, {"O": s})
+    n.cell("LUT1", "other", {"I0": q}, {"O": di})
+    if other_load:
+        n.flop("ff2", di, n.bits(), clk)
+    o = n.bits(4)
+    n.cell("CARRY4", "c", {"CI": ["0"], "CYINIT": ["0"], "DI": di + ["0"] * 3,
+                           "S": s + ["0"] * 3}, {"O": o, "CO": n.bits(4)})
+    n.flop("ff1", o[1:2], n.bits(), clk)
+    p = analyse(n.doc(), "top", net_ps=100)[0]
+    # ff0 -> LUT (routed) -> DI[0] (routed with another load) -> O[1] -> ff1 (routed)
+    assert p.cells[1][1] == "other" and p.nets == 2 + other_load
+    assert p.delay_ps == CLOCK_TO_Q + 127 + 407 + FLOP_SETUP["D"] + 200 + 100 * other_load
+
+
 class _Adder(wiring.Component):
     def __init__(self, width: int) -> None:
         self.width = width
