@@ -51,9 +51,9 @@ def pe_features(pe: PEConfig) -> list[float]:
     from hw.tree import AdderTree
 
     v, lane = pe.lanes, pe.lane
-    n = ProcessingElement.tree_inputs(pe)
-    width = lane.out_bits + (1 if n < v else 0)  # a lane pair's sum is one bit wider
-    tree = sum(w for level in AdderTree.plan(width, n, ProcessingElement.ternary_tree(pe))
+    tree = sum(w for level in AdderTree.plan(ProcessingElement.tree_width(pe),
+                                             ProcessingElement.tree_inputs(pe),
+                                             ProcessingElement.ternary_tree(pe))
                for w, ins in level if len(ins) > 1)
     return [1.0, v, v * lane.out_bits, v * lane.out_bits * -(-lane.shift_bits // 2), tree,
             pe.acc_bits]

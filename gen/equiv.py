@@ -54,9 +54,9 @@ def hand_placed(pe: PEConfig) -> dict[str, tuple[dict, Callable]]:
     out[cls.__name__] = ({"lane": {"data_bits": lane.data_bits, "shift_max": lane.shift_max}},
                          lambda: cls(lane))
     if ProcessingElement.ternary_tree(pe):
-        width = lane.out_bits + 1  # a pair's sum
         sgn = lane.out_signed
-        for level in AdderTree.plan(width, ProcessingElement.tree_inputs(pe), True):
+        for level in AdderTree.plan(ProcessingElement.tree_width(pe),
+                                    ProcessingElement.tree_inputs(pe), True):
             for w, ins in level:
                 if len(ins) == 3:
                     name = (f"TernaryAdder({w}: {' + '.join(map(str, ins))}, "

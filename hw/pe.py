@@ -66,6 +66,12 @@ class ProcessingElement(wiring.Component):
         return cfg.lanes if cfg.lane.kind is LaneKind.MAC else -(-cfg.lanes // 2)
 
     @staticmethod
+    def tree_width(cfg: PEConfig) -> int:
+        """Bits of each value entering the tree: a lane's result, one more for a pair's sum."""
+        pairs = ProcessingElement.tree_inputs(cfg) < cfg.lanes
+        return cfg.lane.out_bits + (1 if pairs else 0)
+
+    @staticmethod
     def ternary_tree(cfg: PEConfig) -> bool:
         """The paired kinds sum their pairs with three-input adders (the MAC baseline keeps the
         plain tree Yosys infers)."""
@@ -106,7 +112,7 @@ class ProcessingElement(wiring.Component):
                 m.submodules[f"lane_{k}"] = unit
                 m.d.comb += [unit.x.eq(self.x[k]), unit.w.eq(self.w[k])]
                 firsts.append(unit.y)
-        width = cfg.lane.out_bits + (1 if paired and cfg.lanes > 1 else 0)
+        width = self.tree_width(cfg)
         shape = (signed if cfg.lane.out_signed else unsigned)(width)
         m.submodules.tree = tree = AdderTree(width, len(firsts), signed_inputs=cfg.lane.out_signed,
                                              register_every=cfg.tree_register_every,
