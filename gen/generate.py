@@ -36,7 +36,7 @@ from gen.compile import (
 )
 from gen.cost import CostModel
 from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, program_timeline
-from gen.equiv import hand_placed, start_proof
+from gen.equiv import hand_placed, start_proofs
 from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.plots import report_svg
@@ -535,15 +535,16 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
-    # the lane pairs and the trees' ternary adders have hand-placed cells and a simulation
-    # view: prove each (a Yosys subprocess each) while this process converts the Verilog
+    # the lane pairs, the PEs' ternary adders and the drain multiplexers have hand-placed
+    # cells and a simulation view: prove each (one Yosys subprocess for all, one proof after
+    # another) while this process converts the Verilog
     parts = {name: part for a in (cfg.array("shift"), cfg.array("adder")) if a is not None
-             for name, part in hand_placed(a.pe).items()}
+             for name, part in hand_placed(a).items()}
     if parts:
         progress(f"  proving the simulation view equal to the hand-placed cells ({len(parts)} "
                  "components, Yosys SAT, beside the Verilog conversion)")
-    proofs = {name: (params, start_proof(name, make, make)) for name, (params, make)
-              in parts.items()}
+    waits = start_proofs({name: (make, make) for name, (_, make) in parts.items()})
+    proofs = {name: (params, waits[name]) for name, (params, _) in parts.items()}
     try:
         text, sim_text = emit_views(cfg, build_id)
     except BaseException:

@@ -18,7 +18,7 @@ invalid steps.
 
 from __future__ import annotations
 
-from amaranth import Module, Signal, Value, signed
+from amaranth import Cat, Module, Mux, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -26,8 +26,51 @@ from amaranth.lib.wiring import In, Out
 from hw.config import ArrayConfig, PEConfig
 from hw.lanes import weight_shape
 from hw.pe import ProcessingElement
+from hw.xilinx import lut6_2, placing_primitives
 
 CTL = data.StructLayout({"valid": 1, "first": 1, "last": 1})
+
+
+class DrainMux(wiring.Component):
+    """``o = load ? a : b`` for ``width`` bits: a drain chain's next value (a PE's result on a
+    load, the value above it on a shift), two bits per ``LUT6_2`` (both share ``load``: five
+    inputs). Yosys maps each bit to a LUT of its own (with the register's hold folded in, a
+    ``LUT6`` per bit); Vivado combines such pairs itself, so the cells are placed by hand as in
+    the PEs, and the register's enable comes from the flip-flop's CE. Combinational; the
+    simulation view is the behavioural multiplexer, proven equal by ``gen.equiv``."""
+
+    def __init__(self, width: int) -> None:
+        if not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be a positive integer, not {width!r}")
+        self._width = width
+        super().__init__({"load": In(1), "a": In(width), "b": In(width), "o": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.o.eq(drain_mux(m, self.load, self.a, self.b, "m"))
+        return m
+
+
+def drain_mux(m: Module, load, a, b, name: str):
+    """:class:`DrainMux`'s function placed into ``m`` itself (no module per instance: an
+    engine has hundreds)."""
+    if not placing_primitives():  # the simulation view
+        return Mux(load, a, b)
+    width = len(a)
+    bits = []
+    for j in range(0, width, 2):
+        hi = min(j + 1, width - 1)  # an odd width's last LUT computes one bit twice
+        o6, o5 = lut6_2(m, [load, a[j], b[j], a[hi], b[hi]], _mux_hi, _mux_lo, f"{name}_{j}")
+        bits += [o5, o6][:width - j]
+    return Cat(*bits)
+
+
+def _mux_lo(load: int, a0: int, b0: int, a1: int, b1: int) -> int:
+    return a0 if load else b0
+
+
+def _mux_hi(load: int, a0: int, b0: int, a1: int, b1: int) -> int:
+    return a1 if load else b1
 
 
 class DelayLines(wiring.Component):
@@ -152,13 +195,17 @@ class SystolicArray(wiring.Component):
             valid = Signal(name=f"drain_valid_{c}")
             last = Signal(name=f"drain_last_{c}")
             load = pes[rows - 1][c].result_valid
+            # each link takes a result on a load or the link above on a shift (DrainMux, two
+            # bits per LUT) and holds otherwise (the flip-flops' enable); the top link loads only
+            for r in range(rows - 1):
+                nxt = drain_mux(m, load, pes[r][c].result, chain[r + 1], f"drain_mux_{r}_{c}")
+                with m.If(load | valid):
+                    m.d.sync += chain[r].eq(nxt)
             with m.If(load):
-                m.d.sync += [chain[r].eq(pes[r][c].result) for r in range(rows)]
-                m.d.sync += [left.eq(rows), valid.eq(1), last.eq(rows == 1)]
+                m.d.sync += [chain[rows - 1].eq(pes[rows - 1][c].result), left.eq(rows),
+                             valid.eq(1), last.eq(rows == 1)]
             with m.Elif(valid):
-                m.d.sync += [chain[r].eq(chain[r + 1]) for r in range(rows - 1)]
-                m.d.sync += [left.eq(left - 1), valid.eq(~last),
-                             last.eq(left == 2)]
+                m.d.sync += [left.eq(left - 1), valid.eq(~last), last.eq(left == 2)]
             m.d.comb += [self.out[c].eq(chain[0]), self.out_valid[c].eq(valid),
                          self.out_last[c].eq(last)]
         return m

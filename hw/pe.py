@@ -8,7 +8,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.config import LaneKind, PEConfig
 from hw.lanes import AdderLane, AdderPair, ShiftLane, ShiftPair, make_lane, weight_shape
-from hw.tree import AdderTree
+from hw.tree import AdderTree, TernaryAdder
 
 
 class ProcessingElement(wiring.Component):
@@ -78,10 +78,18 @@ class ProcessingElement(wiring.Component):
         return cfg.lane.kind is not LaneKind.MAC
 
     @staticmethod
+    def tree_outputs(cfg: PEConfig) -> int:
+        """2 where the tree stops at two values and the accumulator is a ternary adder (a
+        ternary tree over an even count: every adder then takes three inputs), else 1."""
+        ternary = ProcessingElement.ternary_tree(cfg)
+        return 2 if ternary and ProcessingElement.tree_inputs(cfg) % 2 == 0 else 1
+
+    @staticmethod
     def latency_for(cfg: PEConfig) -> int:
         return 1 + AdderTree.latency_for(ProcessingElement.tree_inputs(cfg),
                                          cfg.tree_register_every,
-                                         ProcessingElement.ternary_tree(cfg)) + 1
+                                         ProcessingElement.ternary_tree(cfg),
+                                         ProcessingElement.tree_outputs(cfg)) + 1
 
     def elaborate(self, platform):
         m = Module()
@@ -117,24 +125,27 @@ class ProcessingElement(wiring.Component):
         m.submodules.tree = tree = AdderTree(width, len(firsts), signed_inputs=cfg.lane.out_signed,
                                              register_every=cfg.tree_register_every,
                                              carry_ins=paired,
-                                             ternary=self.ternary_tree(cfg))
+                                             ternary=self.ternary_tree(cfg),
+                                             outputs=self.tree_outputs(cfg))
         for k, y in enumerate(firsts):
             reg = Signal(shape, name=f"term_{k}")
             m.d.sync += reg.eq(y)
             m.d.comb += tree.i[k].eq(reg)
-        ones = Signal()  # the one correction bit left for the accumulator's carry-in
+        # the correction bits left for the accumulator's carry-ins (one per extra input)
+        outputs = self.tree_outputs(cfg)
+        ones = [Const(0, 1)] * outputs
         if paired:
             regs = []
             for k, n in enumerate(negs):
                 reg = Signal(name=f"neg_{k}")
                 m.d.sync += reg.eq(n)
                 regs.append(reg)
-            if len(regs) > 1:
-                m.d.comb += tree.ci.eq(Cat(*regs[:-1]))
-            m.d.comb += ones.eq(regs[-1])
+            if len(regs) > outputs:
+                m.d.comb += tree.ci.eq(Cat(*regs[:-outputs]))
+            ones = regs[-outputs:]
             for d in range(tree.latency):
-                delayed = Signal(name=f"ones_d{d + 1}")
-                m.d.sync += delayed.eq(ones)
+                delayed = [Signal(name=f"ones{n}_d{d + 1}") for n in range(outputs)]
+                m.d.sync += [a.eq(b) for a, b in zip(delayed, ones, strict=True)]
                 ones = delayed
 
         # Control follows the data through the lane register and the tree.
@@ -148,18 +159,29 @@ class ProcessingElement(wiring.Component):
         valid, first, last = ctl[-1]
 
         acc = Signal(signed(cfg.acc_bits))
-        base = Signal(signed(cfg.acc_bits))
         nxt = Signal(signed(cfg.acc_bits))
-        term = Signal(signed(cfg.acc_bits))  # the tree sum, extended to the accumulator's width
-        m.d.comb += [term.eq(tree.o), base.eq(acc)]
-        with m.If(first):
-            m.d.comb += base.eq(0)
-        if cfg.lane.kind is LaneKind.ADDER:
-            m.d.comb += nxt.eq(base - term - ones)
-        elif shift:
-            m.d.comb += nxt.eq(base + term + ones)
+        adder = cfg.lane.kind is LaneKind.ADDER
+        if outputs == 2:
+            # acc' = (first ? 0 : acc) + o + o2 + ones (adder mode: - o - o2 - ones, as
+            # ~o + ~o2 + ~ones: -v = ~v + 1 for each of the three), one ternary adder
+            m.submodules.acc_add = add = TernaryAdder(
+                cfg.acc_bits, (cfg.acc_bits,) * 3, signed_inputs=True,
+                invert=(False, adder, adder), zero_a=True)
+            m.d.comb += [add.a.eq(acc), add.b.eq(tree.o), add.c.eq(tree.o2), add.zero.eq(first),
+                         add.ci.eq(Cat(*((~n if adder else n) for n in ones))),
+                         nxt.eq(add.o)]
         else:
-            m.d.comb += nxt.eq(base + term)
+            base = Signal(signed(cfg.acc_bits))
+            term = Signal(signed(cfg.acc_bits))  # the tree sum, at the accumulator's width
+            m.d.comb += [term.eq(tree.o), base.eq(acc)]
+            with m.If(first):
+                m.d.comb += base.eq(0)
+            if adder:
+                m.d.comb += nxt.eq(base - term - ones[0])
+            elif shift:
+                m.d.comb += nxt.eq(base + term + ones[0])
+            else:
+                m.d.comb += nxt.eq(base + term)
         with m.If(valid):
             m.d.sync += acc.eq(nxt)
         m.d.sync += self.result_valid.eq(valid & last)

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+import hw.array
 import hw.lanes
 import hw.tree
-from gen.equiv import EquivalenceError, hand_placed, prove, prove_pair
-from hw.config import LaneConfig, LaneKind, PEConfig
+from gen.equiv import EquivalenceError, hand_placed, pair_class, prove, prove_pair
+from hw.array import DrainMux
+from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from hw.tree import TernaryAdder
 
 
@@ -43,11 +45,15 @@ def test_proof_fails_on_a_broken_absolute_value(monkeypatch):
                                                (LaneKind.ADDER, 8, 0, 16),
                                                (LaneKind.ADDER, 32, 0, 8)])
 def test_ternary_adders_of_a_pe_proven_equal(kind, b, smax, lanes):
-    parts = hand_placed(PEConfig(LaneConfig(kind, b, smax), lanes, 48 if b == 32 else 21))
+    pe = PEConfig(LaneConfig(kind, b, smax), lanes, 48 if b == 32 else 21)
+    parts = hand_placed(ArrayConfig(pe, 2, 2))
     ternary = {n: p for n, p in parts.items() if n.startswith("TernaryAdder")}
-    assert ternary and len(parts) == len(ternary) + 1  # and the lane pair
+    assert ternary and len(parts) == len(ternary) + 2  # and the lane pair, the drain mux
+    assert set(parts) - set(ternary) == {pair_class(pe.lane).__name__, f"DrainMux({pe.acc_bits})"}
+    assert "DrainMux" not in str(list(hand_placed(ArrayConfig(pe, 1, 2))))  # one row: no chain
+    assert any("0 or" in n for n in ternary)  # the accumulator
     for name, (params, make) in ternary.items():
-        assert params["signed"] == (kind is LaneKind.SHIFT)
+        assert params["signed"] == (kind is LaneKind.SHIFT or "0 or" in name)
         assert prove(name, make) > 0
 
 
@@ -58,3 +64,17 @@ def test_proof_fails_on_a_broken_ternary_carry(monkeypatch):
     monkeypatch.setattr(hw.tree, "_majority", carry_of_two)
     with pytest.raises(EquivalenceError, match="TernaryAdder.*not proven equal"):
         prove("TernaryAdder", lambda: TernaryAdder(10, (8, 8, 8), signed_inputs=True))
+
+
+@pytest.mark.parametrize("width", [1, 18, 21])
+def test_drain_mux_proven_equal(width):
+    assert prove(f"DrainMux({width})", lambda: DrainMux(width)) > 0
+
+
+def test_proof_fails_on_a_broken_drain_mux(monkeypatch):
+    def keeps_the_link_above(load, a0, b0, a1, b1):  # bit 0 never takes the result
+        return b0
+
+    monkeypatch.setattr(hw.array, "_mux_lo", keeps_the_link_above)
+    with pytest.raises(EquivalenceError, match="DrainMux.*not proven equal"):
+        prove("DrainMux", lambda: DrainMux(6))

@@ -255,3 +255,41 @@ def test_loop_nest_registers_follow_their_definition(seed):
     sim.add_clock(1e-6)
     sim.add_testbench(tb)
     sim.run()
+
+
+@pytest.mark.parametrize("count", [2, 4, 6, 8, 16])
+def test_ternary_tree_leaves_two_values_for_the_accumulator(count, seed):
+    """``outputs=2``: ``o + o2`` is the sum with the carry-ins; the tree stops at two values,
+    each as wide as its own count of inputs needs."""
+    with simulation_view():
+        dut = AdderTree(7, count, signed_inputs=False, register_every=2, carry_ins=True,
+                        ternary=True, outputs=2)
+    rng = random.Random(seed)
+    vecs = [[rng.choice([127, rng.randint(0, 127)]) for _ in range(count)] for _ in range(8)]
+    cis = [[rng.randint(0, 1) for _ in range(count - 2)] for _ in vecs]
+    vecs[0], cis[0] = [127] * count, [1] * (count - 2)
+    got = []
+
+    async def tb(ctx):
+        for t in range(len(vecs) + dut.latency):
+            if t < len(vecs):
+                for k, v in enumerate(vecs[t]):
+                    ctx.set(dut.i[k], v)
+                if count > 2:
+                    ctx.set(dut.ci, sum(b << k for k, b in enumerate(cis[t])))
+            if t >= dut.latency:
+                got.append(ctx.get(dut.o) + ctx.get(dut.o2))
+            if dut.latency:
+                await ctx.tick()
+
+    with simulation_view():
+        sim = Simulator(dut)
+    if dut.latency:
+        sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    assert got == [sum(v) + sum(c) for v, c in zip(vecs, cis, strict=True)]
+    # only ternary adders: each takes two values away
+    plan = AdderTree.plan(7, count, ternary=True, outputs=2)
+    assert sum(len(ins) == 3 for level in plan for _, ins in level) == (count - 2) // 2
+    assert all(len(ins) in (1, 3) for level in plan for _, ins in level)
