@@ -18,7 +18,7 @@ invalid steps.
 
 from __future__ import annotations
 
-from amaranth import Cat, Module, Mux, Signal, Value, signed
+from amaranth import Cat, Instance, Module, Mux, Signal, Value, signed
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -49,6 +49,12 @@ class DrainMux(wiring.Component):
         m = Module()
         m.d.comb += self.o.eq(drain_mux(m, self.load, self.a, self.b, "m"))
         return m
+
+
+def drain_module_name(pe_module: str) -> str:
+    """The module of an array's drain links (a :class:`DrainMux` converted on its own) when its
+    PEs are the module ``pe_module``."""
+    return f"{pe_module}_drain"
 
 
 def drain_mux(m: Module, load, a, b, name: str):
@@ -198,7 +204,14 @@ class SystolicArray(wiring.Component):
             # each link takes a result on a load or the link above on a shift (DrainMux, two
             # bits per LUT) and holds otherwise (the flip-flops' enable); the top link loads only
             for r in range(rows - 1):
-                nxt = drain_mux(m, load, pes[r][c].result, chain[r + 1], f"drain_mux_{r}_{c}")
+                if self._pe_module is None:
+                    nxt = drain_mux(m, load, pes[r][c].result, chain[r + 1],
+                                    f"drain_mux_{r}_{c}")
+                else:  # one module per array kind, like the PEs (and its own simulation view)
+                    nxt = Signal(acc, name=f"drain_next_{r}_{c}")
+                    m.submodules[f"drain_mux_{r}_{c}"] = Instance(
+                        drain_module_name(self._pe_module), i_load=load,
+                        i_a=pes[r][c].result, i_b=chain[r + 1], o_o=nxt)
                 with m.If(load | valid):
                     m.d.sync += chain[r].eq(nxt)
             with m.If(load):

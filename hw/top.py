@@ -59,7 +59,7 @@ class Top(wiring.Component):
 def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
     import contextlib
 
-    from hw.array import EnabledPE
+    from hw.array import DrainMux, EnabledPE, drain_module_name
     from hw.engine import pe_module_name
     from hw.xilinx import simulation_view as sim_view
 
@@ -69,22 +69,26 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
         if arr is not None:
             with sim_view() if simulation_view else contextlib.nullcontext():
                 parts.append(to_verilog(EnabledPE(arr.pe), pe_module_name(kind)))
+                if arr.rows >= 2:  # the drain links' multiplexer
+                    parts.append(to_verilog(DrainMux(arr.pe.acc_bits),
+                                            drain_module_name(pe_module_name(kind))))
     return parts
 
 
 def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = False) -> str:
-    """The accelerator as one Verilog file: one module per PE kind (converted once, instantiated
-    R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
+    """The accelerator as one Verilog file: one module per PE kind and one for its drain links
+    (each converted once, instantiated R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
     minutes; this way it takes seconds. ``simulation_view``: the PEs' hand-placed cells (the
-    shift and adder lane pairs) described behaviourally (:func:`hw.xilinx.simulation_view`);
-    everything else is identical."""
+    lane pairs, the ternary adders, the drain multiplexers) described behaviourally
+    (:func:`hw.xilinx.simulation_view`); everything else is identical."""
     return "\n".join([*_pe_modules(cfg, simulation_view=simulation_view),
                       to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME)])
 
 
 def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
     """``(synthesis view, simulation view)`` as :func:`emit_verilog` writes them, converting the
-    top (everything but the PE modules, and most of the conversion time) once for both. The
+    top (everything but the PE and drain-link modules, and most of the conversion time) once
+    for both. The
     simulation view is ``None`` when the synthesis view places no cells (nothing to describe
     differently)."""
     from hw.xilinx import uses_primitives
