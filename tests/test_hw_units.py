@@ -63,6 +63,33 @@ def test_shift_lane_ones_complement_pair(b, k, seed):
     run_comb(dut, cases, check)
 
 
+def run_tree(dut: AdderTree, vecs: list, cis: list | None) -> list[int]:
+    """Feed ``vecs`` (and the carry-ins ``cis``, if any) to an adder tree one step per cycle in
+    its simulation view; returns what it sums for each step (``o``, plus ``o2`` if it has it)."""
+    got = []
+    two = hasattr(dut, "o2")
+
+    async def tb(ctx):
+        for t in range(len(vecs) + dut.latency):
+            if t < len(vecs):
+                for k, v in enumerate(vecs[t]):
+                    ctx.set(dut.i[k], v)
+                if cis is not None and cis[t]:
+                    ctx.set(dut.ci, sum(b << k for k, b in enumerate(cis[t])))
+            if t >= dut.latency:
+                got.append(ctx.get(dut.o) + (ctx.get(dut.o2) if two else 0))
+            if dut.latency:
+                await ctx.tick()
+
+    with simulation_view():
+        sim = Simulator(dut)
+    if dut.latency:  # a combinational tree has no clock domain
+        sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return got
+
+
 def test_mac_lane():
     dut = MacLane(LaneConfig(LaneKind.MAC, 8))
 
@@ -87,26 +114,7 @@ def test_adder_tree_sum_and_latency(count, every, carry_ins, ternary, seed):
     cis = [[rng.randint(0, 1) if carry_ins else 0 for _ in range(count - 1)] for _ in vecs]
     cis[0] = [int(carry_ins)] * (count - 1)  # all carries with the largest sums
     vecs[0] = [255] * count
-    got = []
-
-    async def tb(ctx):
-        for t in range(len(vecs) + dut.latency):
-            if t < len(vecs):
-                for k, v in enumerate(vecs[t]):
-                    ctx.set(dut.i[k], v)
-                if carry_ins and count > 1:
-                    ctx.set(dut.ci, sum(b << k for k, b in enumerate(cis[t])))
-            if t >= dut.latency:
-                got.append(ctx.get(dut.o))
-            if dut.latency:
-                await ctx.tick()
-
-    with simulation_view():
-        sim = Simulator(dut)
-    if dut.latency:  # a combinational tree has no clock domain
-        sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    got = run_tree(dut, vecs, cis if carry_ins else None)
     assert got == [sum(v) + sum(c) for v, c in zip(vecs, cis, strict=True)]
     assert dut.latency == AdderTree.latency_for(count, every, ternary)
 
@@ -268,26 +276,7 @@ def test_ternary_tree_leaves_two_values_for_the_accumulator(count, seed):
     vecs = [[rng.choice([127, rng.randint(0, 127)]) for _ in range(count)] for _ in range(8)]
     cis = [[rng.randint(0, 1) for _ in range(count - 2)] for _ in vecs]
     vecs[0], cis[0] = [127] * count, [1] * (count - 2)
-    got = []
-
-    async def tb(ctx):
-        for t in range(len(vecs) + dut.latency):
-            if t < len(vecs):
-                for k, v in enumerate(vecs[t]):
-                    ctx.set(dut.i[k], v)
-                if count > 2:
-                    ctx.set(dut.ci, sum(b << k for k, b in enumerate(cis[t])))
-            if t >= dut.latency:
-                got.append(ctx.get(dut.o) + ctx.get(dut.o2))
-            if dut.latency:
-                await ctx.tick()
-
-    with simulation_view():
-        sim = Simulator(dut)
-    if dut.latency:
-        sim.add_clock(1e-8)
-    sim.add_testbench(tb)
-    sim.run()
+    got = run_tree(dut, vecs, cis)
     assert got == [sum(v) + sum(c) for v, c in zip(vecs, cis, strict=True)]
     # only ternary adders: each takes two values away
     plan = AdderTree.plan(7, count, ternary=True, outputs=2)
