@@ -24,7 +24,7 @@ import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import MULT_BITS, signed_bits
-from hw.engine import BANK_ADDER, BANK_MAIN, EngineConfig
+from hw.engine import BANK_ADDER, BANK_MAIN, IN_FLIGHT, RESIDUAL_MARGIN, EngineConfig
 from hw.program import LOOP_LEVELS, MemoryId, Opcode, beats_per_word, pack_descriptor
 from sim.pack import pack, shift_weight, to_bits
 
@@ -133,16 +133,18 @@ def tensor_banks(steps: list[Step]) -> dict[str, int]:
 def allocate(net: IntegerNetwork, steps: list[Step], cols: int,
              banks: dict[str, int]) -> tuple[dict[str, int], dict[int, int]]:
     """First-fit placement of every stored tensor over its live range, in each of its banks at
-    the same address. A tensor lives from the step that writes it to one step past its last
-    reader: the next step may run at the same time (the other array) and must not overwrite
-    it. Returns (bases, depth per bank)."""
+    the same address. A tensor lives from the step that writes it to two steps past its last
+    reader: the next step may run at the same time (the other array), and the one after it
+    (the reader's array again) may start while the reader's last results, and the residual
+    words they add, are still on their way (:func:`overlap_flags`); neither may overwrite it.
+    Returns (bases, depth per bank)."""
     first, last = {}, {}
     for i, s in enumerate(steps):
         if s.output is not None:
             first.setdefault(s.output, i)
             last.setdefault(s.output, i)
         for t in s.inputs:
-            last[t] = i + 1
+            last[t] = i + IN_FLIGHT - 1
     placed: list[tuple[int, int, int, int, int]] = []  # (base, size, first, last, banks)
     bases = {}
     for t in sorted(first, key=lambda t: (first[t], t)):
@@ -178,14 +180,24 @@ def input_beside(net: IntegerNetwork, steps: list[Step], banks: dict[str, int]) 
             not banks[first.output] >> BANK_ADDER & 1)
 
 
-def overlap_flags(steps: list[Step], banks: dict[str, int]) -> list[dict[str, int]]:
-    """``barrier`` / ``follow`` of each step: a conv right after a conv of the other kind runs
+def overlap_flags(steps: list[Step], banks: dict[str, int],
+                  drains: dict[str, int]) -> list[dict[str, int]]:
+    """``barrier`` / ``follow`` of each step. A conv right after a conv of the other kind runs
     at the same time as it (the engine's two units), following it tile by tile when it reads
-    its output; it waits instead (``barrier``) when both write one bank, both add a residual
-    (one set of residual adders), or it reads the other's output as its residual operand.
-    A conv right after a conv of its own kind waits too: the other unit may still run an
-    older conv, which this one was not checked against. So at most two consecutive
-    descriptors ever run at once, which is what the live ranges (:func:`allocate`) assume."""
+    its output; it waits instead (``barrier``: until both units are idle) when both write one
+    bank, both add a residual (one set of residual adders), or it reads the other's output as
+    its residual operand. A conv right after a conv of its own kind waits too: the other unit
+    may still run an older conv, which this one was not checked against.
+
+    Each unit starts its next conv while the last one's results drain, so the conv two steps
+    back (this one's unit, if the step between is the other's conv) may still be writing:
+    this conv waits for it if it reads that conv's output, unless only as its residual operand
+    and that conv's results take at least :data:`~hw.engine.RESIDUAL_MARGIN` cycles to leave
+    the array (``drains``: :func:`result_rows` of each conv's output): word ``j`` of this
+    conv reaches the post-processing at least that many cycles after word ``j`` of that one,
+    so the residual word it reads there is written. At most
+    three consecutive descriptors ever run at once, which is what the live ranges
+    (:func:`allocate`) assume."""
     flags = []
     for i, s in enumerate(steps):
         prev = steps[i - 1] if i else None
@@ -199,8 +211,20 @@ def overlap_flags(steps: list[Step], banks: dict[str, int]) -> list[dict[str, in
                                    residual == prev.output or
                                    (s.node is not None and prev.node is not None))
                 f["follow"] = int(s.inputs[0] == prev.output)
+                back = steps[i - 2] if i >= 2 else None
+                if back is not None and back.op is s.op and back.output in s.inputs:
+                    ok = residual == back.output and s.inputs[0] != back.output and \
+                        drains[back.output] >= RESIDUAL_MARGIN
+                    f["barrier"] |= int(not ok)
         flags.append(f)
     return flags
+
+
+def result_rows(shape: tuple[int, ...], geo: Geometry) -> int:
+    """Cycles a conv's results of ``shape`` (C, H, W) take to leave the array: R per pixel tile
+    and channel block."""
+    c, h, w = shape
+    return geo.rows * -(-h * w // geo.rows) * -(-c // geo.cols)
 
 
 def _jumps(counts: list[int], strides: list[int]) -> dict[str, int]:
@@ -304,7 +328,8 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     if beside:
         banks[net.input] = 1 << BANK_ADDER
     bases, act_depths = allocate(net, steps, geo.cols, banks)
-    flags = overlap_flags(steps, banks)
+    flags = overlap_flags(steps, banks, {s.output: result_rows(net.tensors[s.output].shape, geo)
+                                         for s in steps if s.conv is not None})
     if beside:  # the first conv goes first and reads each tile as soon as INPUT has written it
         flags[1].update(in_adder=1, follow_input=1, barrier=1)
         if steps[2].conv is not None:  # it must not read the adder bank beside the first conv

@@ -52,29 +52,33 @@ TO_DISPATCH = 4         # FETCH, LATCH, CHECK, CHECK_ALL: from a descriptor's fe
 FETCH_CYCLES = TO_DISPATCH + 2  # ... DISPATCH, NEXT around every descriptor
 START_CYCLES = 1        # the INFER header beat
 END_CYCLES = TO_DISPATCH + 3  # to the DISPATCH of END, DISPATCH, then stop and DONE
-# core input register + writer flag, then SETTLE (until the last word is in its bank)
-CONV_TAIL = 2 + Requantizer.latency + WRITE_DELAY + 3
 RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
 VEC_TAIL = ResidualAdder.latency + WRITE_DELAY + 3  # SETTLE after the last item
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
-# a followed conv's tile waits for the other unit's frontier: after the tile's last row leaves
-# the core, the writer's register, the delay line (as long as the requantizer, the residual
-# adder and the write-port selection together, so the last word is written) and the frontier
-# register
+# a tile's words are written, and a follower may read them, once its last row has left the
+# core: the writer's register, the delay line (as long as the requantizer, the residual adder
+# and the write-port selection together, so the last word is written) and the frontier
+# register; a conv ends (its unit no longer busy) when its last tile is written
 FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
+# a unit's feeder takes the next conv two cycles after issuing a conv's last step (the core
+# takes the step, then the feeder is idle), while that conv's results still drain
+FEEDER_FREE = 2
 
 
 def descriptor_cycles(d: dict, cfg) -> int:
-    """Cycles one descriptor takes on its own (``cfg``: :class:`hw.engine.EngineConfig`), with
-    the input stream never idle and the output never stalled: a conv occupies its unit from
-    its dispatch to its first idle cycle (what one more conv of that kind adds to a program);
-    any other descriptor the engine from its fetch to the next fetch. Consecutive convs of the
-    two arrays overlap (:func:`program_timeline`), so a program takes less than the sum."""
+    """Cycles one descriptor adds to a program, with the input stream never idle and the
+    output never stalled (``cfg``: :class:`hw.engine.EngineConfig`): a conv what it adds
+    after another conv of its kind (its fill overlaps that one's drain: the second of two
+    copies back to back, from the first's end to its own); any other descriptor the engine
+    from its fetch to the next fetch. Consecutive convs of the two arrays overlap too
+    (:func:`program_timeline`), so a program takes less than the sum."""
     from hw.program import Opcode
 
     op = Opcode(d["op"])
     if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-        return _conv_timeline(d, cfg, 0, None).idle
+        first = _conv_timeline(d, cfg, 0, None)
+        at = max(2 + TO_DISPATCH, first.free, first.idle if d.get("barrier") else 0)
+        return _conv_timeline(d, cfg, at, None, first.last).idle - first.idle
     return _fixed_cycles(d, cfg)
 
 
@@ -96,11 +100,14 @@ def _fixed_cycles(d: dict, cfg) -> int:
 
 
 class _ConvTimeline:
-    """When one conv's unit ends (``idle``: its first idle cycle) and when its frontier passes
-    each pixel tile (``frontier[p]``: the first cycle a follower may read below it)."""
+    """When one conv's feeder is free for the next conv (``free``), when its unit ends it
+    (``idle``: the first cycle it is no longer in flight), its last step (``last``), and when
+    its frontier passes each pixel tile (``frontier[p]``: the first cycle a follower may read
+    below it)."""
 
-    def __init__(self, idle: int, frontier: list[int], out_base: int, tile_words: int) -> None:
-        self.idle, self.frontier = idle, frontier
+    def __init__(self, last: int, frontier: list[int], out_base: int, tile_words: int) -> None:
+        self.last, self.frontier = last, frontier
+        self.free, self.idle = last + FEEDER_FREE, frontier[-1]
         self.out_base, self.tile_words = out_base, tile_words
 
     def ready_at(self, need: int) -> int:
@@ -134,9 +141,12 @@ class _InputTimeline:
 
 
 def _conv_timeline(d: dict, cfg, start: int,
-                   follow: _ConvTimeline | _InputTimeline | None) -> _ConvTimeline:
+                   follow: _ConvTimeline | _InputTimeline | None,
+                   prev_last: int | None = None) -> _ConvTimeline:
     """The unit's schedule for a conv handed to it at cycle ``start`` (DISPATCH), following
-    ``follow`` (the other unit's conv) tile by tile when given."""
+    ``follow`` (the other unit's conv) tile by tile when given; ``prev_last``: the last step
+    of the unit's previous conv, if its results may still be draining (the core spaces
+    ``last`` steps R cycles apart across convs too)."""
     from hw.program import Opcode
 
     kind = "shift" if d["op"] == Opcode.SHIFT_CONV else "adder"
@@ -146,7 +156,7 @@ def _conv_timeline(d: dict, cfg, start: int,
     blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
     lat = core_latency(arr)
     cur = start + R + 1           # INIT walks the R rows, then RUN issues
-    last = None                   # the previous tile's last step
+    last = prev_last              # the previous tile's last step
     frontier = []
     # row R-1's window base of pixel tile p (what the engine's row walk computes)
     ow = d["wrap_sub"] // d["stride"]
@@ -163,8 +173,7 @@ def _conv_timeline(d: dict, cfg, start: int,
                 end = max(end, last + R)
             last, cur = end, end + 1
         frontier.append(last + lat + R + FRONTIER_DELAY)
-    idle = last + lat + R + CONV_TAIL + RES_TAIL * d.get("res", 0)
-    return _ConvTimeline(idle, frontier, d["out_base"], R * blocks)
+    return _ConvTimeline(last, frontier, d["out_base"], R * blocks)
 
 
 def _words_per_input_pixel(d: dict) -> int:
@@ -178,8 +187,14 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
     from hw.program import Opcode
 
     t = START_CYCLES               # the next FETCH
-    busy_until = {"shift": 0, "adder": 0}  # each unit's first idle cycle
-    running: dict[str, _ConvTimeline] = {}
+    # each unit's convs in flight, oldest first (at most two: one draining, one running)
+    flight: dict[str, list[_ConvTimeline]] = {"shift": [], "adder": []}
+
+    def idle(kind: str, n: int = 1) -> int:
+        """The cycle from which at most ``len - n`` of the unit's convs are in flight."""
+        f = flight[kind]
+        return f[-n].idle if len(f) >= n else 0
+
     spans = []
     beside: _InputTimeline | None = None  # the INPUT a conv with follow_input runs beside
     for i, d in enumerate(descriptors):
@@ -187,27 +202,29 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
         if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
             kind = "shift" if op is Opcode.SHIFT_CONV else "adder"
             other = "adder" if kind == "shift" else "shift"
-            at = max(t + TO_DISPATCH, busy_until[kind])
+            mine = flight[kind]
+            # the feeder free, neither unit with two convs in flight; ``barrier``: both idle
+            at = max(t + TO_DISPATCH, mine[-1].free if mine else 0, idle(kind, 2),
+                     idle(other, 2))
             if d.get("barrier"):
-                at = max(at, busy_until[other])
+                at = max(at, idle(kind), idle(other))
             # the engine follows the other unit's conv only if it is still running (its last
             # cycle, ``finish``, already counts as over)
-            follow = running.get(other) if d.get("follow") and busy_until[other] - 1 > at \
-                else None
+            follow = flight[other][-1] if d.get("follow") and idle(other) - 1 > at else None
             nxt = descriptors[i + 1] if i + 1 < len(descriptors) else None
             beside = None
             if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:
                 # the INPUT is fetched right after this dispatch and does not wait for it
                 beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt)
-            tl = _conv_timeline(d, cfg, at, follow)
-            running[kind], busy_until[kind] = tl, tl.idle
+            tl = _conv_timeline(d, cfg, at, follow, mine[-1].last if mine else None)
+            flight[kind] = [*(c for c in mine if c.idle > at), tl][-2:]
             spans.append((at, tl.idle))
             t = at + 2
         elif op is Opcode.INPUT and beside is not None:
             spans.append((beside.at, beside.end))
             t, beside = beside.end, None
         else:
-            at = max(t + TO_DISPATCH, *busy_until.values())
+            at = max(t + TO_DISPATCH, idle("shift"), idle("adder"))
             end = at - TO_DISPATCH + _fixed_cycles(d, cfg)
             spans.append((at, end))
             t = end

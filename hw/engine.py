@@ -78,6 +78,14 @@ ADDR = signed(20)  # activation address arithmetic (bases may start in the paddi
 # cycles from a source offering an activation word to its bank's block RAM writing it (the
 # registered write-port selection)
 WRITE_DELAY = 1
+# descriptors in flight at once: a unit starts its next conv while the last one's results still
+# drain, beside the other unit's conv (gen.compile.allocate, overlap_flags)
+IN_FLIGHT = 3
+# cycles by which word j of a conv must reach a unit's writer after word j of the conv that made
+# its residual operand, on the same unit: the residual word is read Requantizer.latency cycles
+# after the writer, and that conv's word is readable 1 + Requantizer.latency +
+# ResidualAdder.latency + WRITE_DELAY + 1 cycles after it (gen.compile.overlap_flags)
+RESIDUAL_MARGIN = ResidualAdder.latency + WRITE_DELAY + 2
 # activation banks (bits of a descriptor's ``out_banks``): the adder array reads its input from
 # its own bank, everything else from the main one, so both arrays read and write at once
 BANK_MAIN, BANK_ADDER = 0, 1
@@ -422,7 +430,7 @@ class Engine(wiring.Component):
         for c in range(C):
             m.submodules[f"add{c}"] = adders[c]
             m.submodules[f"pool{c}"] = pools[c]
-        res_on = Signal()  # a unit's conv with ``res`` is running
+        res_on = Signal()  # a word of a conv with ``res`` is at the residual adders
         res_we = Signal()
         res_y = Signal(C * B)
         res_addr = Signal(17)
@@ -430,19 +438,25 @@ class Engine(wiring.Component):
         res_banks = Signal(2)
         res_shift, res_relu = Signal(6), Signal()
         res_sa, res_sb = Signal(6), Signal(6)
+        res_on1, res_on2 = Signal(), Signal()  # the residual adders' stages 1 and 2
+        # word by word: a unit's words of a conv with res, at each stage of the adders
         for u in units.values():
             with m.If(u.res_on):
                 m.d.comb += [res_on.eq(1), res_we.eq(u.rq_we), res_y.eq(u.rq_y),
-                             res_addr.eq(u.rq_addr), res_rd_addr.eq(u.res_rd_addr),
-                             res_banks.eq(u.d.out_banks), res_shift.eq(u.d.res_shift),
-                             res_relu.eq(u.d.res_relu), res_sa.eq(u.d.shift_a),
-                             res_sb.eq(u.d.shift_b)]
+                             res_addr.eq(u.rq_addr), res_banks.eq(u.rq_banks)]
+            with m.If(u.res_rd_on):
+                m.d.comb += res_rd_addr.eq(u.res_rd_addr)
+            with m.If(u.res_on1):
+                m.d.comb += [res_on1.eq(1), res_shift.eq(u.res_shift), res_sa.eq(u.res_sa),
+                             res_sb.eq(u.res_sb)]
+            with m.If(u.res_on2):
+                m.d.comb += [res_on2.eq(1), res_relu.eq(u.res_relu)]
         res_rd = main_rd[R]
         m.d.comb += res_rd.addr.eq(res_rd_addr)
 
         wr_sources = []  # (en, banks, addr, data)
         for u in units.values():
-            wr_sources.append((u.rq_we & ~u.res_on, u.d.out_banks, u.rq_addr, u.rq_y))
+            wr_sources.append((u.rq_we & ~u.res_on, u.rq_banks, u.rq_addr, u.rq_y))
 
         # ---------------------------------------------------------------- vector ops
         step = Signal()
@@ -473,10 +487,10 @@ class Engine(wiring.Component):
                          adders[c].i.payload.a.eq(Mux(res_on, res_y.word_select(c, B), a_c)),
                          adders[c].i.payload.b.eq(Mux(res_on, res_rd.data.word_select(c, B),
                                                       b_c)),
-                         adders[c].shift_a.eq(Mux(res_on, res_sa, d.shift_a)),
-                         adders[c].shift_b.eq(Mux(res_on, res_sb, d.shift_b)),
-                         adders[c].shift.eq(Mux(res_on, res_shift, d.shift)),
-                         adders[c].relu.eq(Mux(res_on, res_relu, d.relu)),
+                         adders[c].shift_a.eq(Mux(res_on1, res_sa, d.shift_a)),
+                         adders[c].shift_b.eq(Mux(res_on1, res_sb, d.shift_b)),
+                         adders[c].shift.eq(Mux(res_on1, res_shift, d.shift)),
+                         adders[c].relu.eq(Mux(res_on2, res_relu, d.relu)),
                          adders[c].o.ready.eq(1),
                          pools[c].i.valid.eq(v1 & ~is_add), pools[c].i.payload.x.eq(a_c),
                          pools[c].i.payload.first.eq(v1_first),
@@ -712,10 +726,12 @@ class Engine(wiring.Component):
                 for kind, u in units.items():
                     mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
                     present = present | mine
-                    free = ~u.busy
+                    # at most three convs in flight: the other unit's last, this unit's
+                    # last (draining) and this one; with ``barrier`` nothing else
+                    free = u.accept & (~d.barrier | ~u.busy)
                     other = units.get("adder" if kind == "shift" else "shift")
                     if other is not None:
-                        free = free & (~d.barrier | ~other.busy)
+                        free = free & ~other.full & (~d.barrier | ~other.busy)
                     with m.If(mine & d_ok):
                         m.d.comb += ready.eq(free)
                 with m.If(~ready):  # wait here until the unit this descriptor needs is free
@@ -821,14 +837,27 @@ class _ConvUnit:
         self.kind, self.cfg = kind, cfg
         self.d = Signal(DESCRIPTOR, name=f"{kind}_desc")
         self.start = Signal(name=f"{kind}_start")
-        self.busy = Signal(name=f"{kind}_busy")
-        self.finish = Signal(name=f"{kind}_finish")  # the last cycle of a conv
+        self.busy = Signal(name=f"{kind}_busy")  # a conv is in flight
+        self.accept = Signal(name=f"{kind}_accept")  # ``start`` may hand it a conv
+        self.full = Signal(name=f"{kind}_full")  # two convs in flight
+        self.tag = Signal(name=f"{kind}_tag")  # the tag of the conv started last
+        self.finish = Signal(name=f"{kind}_finish")  # the last cycle of a conv ...
+        self.fr_tag = Signal(name=f"{kind}_fr_tag")  # ... the one ``frontier`` is for
         self.frontier = Signal(ADDR, name=f"{kind}_frontier")
-        self.res_on = Signal(name=f"{kind}_res_on")
+        # the post-processing, word by word (each conv's fields travel with its words)
         self.rq_we = Signal(name=f"{kind}_rq_we")
         self.rq_addr = Signal(17, name=f"{kind}_rq_addr")
         self.rq_y = Signal(cfg.cols * cfg.data_bits, name=f"{kind}_rq_y")
+        self.rq_banks = Signal(2, name=f"{kind}_rq_banks")
+        self.res_on = Signal(name=f"{kind}_res_on")  # rq_* is a word of a conv with res
+        self.res_rd_on = Signal(name=f"{kind}_res_rd_on")  # ... one cycle before
         self.res_rd_addr = Signal(17, name=f"{kind}_res_rd_addr")
+        self.res_on1 = Signal(name=f"{kind}_res_on1")  # ... one cycle after
+        self.res_sa = Signal(6, name=f"{kind}_res_sa")
+        self.res_sb = Signal(6, name=f"{kind}_res_sb")
+        self.res_shift = Signal(6, name=f"{kind}_res_shift")
+        self.res_on2 = Signal(name=f"{kind}_res_on2")  # ... two cycles after
+        self.res_relu = Signal(name=f"{kind}_res_relu")
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
               *, pe_module: str | None, alt_rd=None, in_frontier=None) -> None:
@@ -845,11 +874,17 @@ class _ConvUnit:
         with m.If(self.start):
             m.d.sync += du.eq(d)
 
-        # the other unit's conv this one follows (latched at start, over when that one ends)
+        # the other unit's conv this one follows: the one it started last (its tag latched at
+        # start, if it is still in flight), over when that conv ends
         dep = Signal(name=f"{kind}_dep")
-        other_busy = other.busy if other is not None else Const(0)
-        other_finish = other.finish if other is not None else Const(0)
-        m.d.sync += dep.eq(Mux(self.start, d.follow & other_busy, dep) & ~other_finish)
+        dep_tag = Signal(name=f"{kind}_dep_tag")
+        if other is not None:
+            with m.If(self.start):
+                m.d.sync += [dep.eq(d.follow & other.busy &
+                                    ~(other.finish & (other.fr_tag == other.tag))),
+                             dep_tag.eq(other.tag)]
+            with m.Elif(other.finish & (other.fr_tag == dep_tag)):
+                m.d.sync += dep.eq(0)
         # the INPUT this conv runs beside (latched at start; the engine moves ``in_frontier``
         # past the tensor's end when that INPUT is over or cannot come)
         dep_in = Signal(name=f"{kind}_dep_in")
@@ -903,9 +938,11 @@ class _ConvUnit:
         # ra[R-1] + span kept in a register that moves with ra[R-1]: the adder and the clamp in
         # front of the comparison were the engine's longest path, ``benchmarks/timing.py``)
         reach = Signal(ADDR, name=f"{kind}_reach")
-        other_frontier = other.frontier if other is not None else Const(0, ADDR)
         stall = Signal(name=f"{kind}_stall")
-        m.d.comb += stall.eq(dep & (reach >= other_frontier) & (du.in_last >= other_frontier))
+        if other is not None:  # that conv's frontier, once the other unit's writes reach it
+            m.d.comb += stall.eq(dep & ((other.fr_tag != dep_tag) |
+                                        ((reach >= other.frontier) &
+                                         (du.in_last >= other.frontier))))
         if in_frontier is not None:
             with m.If(dep_in & (reach >= in_frontier) & (du.in_last >= in_frontier)):
                 m.d.comb += stall.eq(1)
@@ -932,9 +969,16 @@ class _ConvUnit:
             m.d.comb += core.i.payload.x[r].eq(Mux(s1_mask[r], 0, word))
 
         # ------------------------------------------------------------ writer
+        # the writer has a descriptor of its own (``wd``): the feeder starts the next conv
+        # once its last step is in the core, while this one's results still drain; the
+        # writer turns to the next conv (``du``, or ``d`` if it starts in that very cycle)
+        # with the last word of this one. ``w_on``: the writer has a conv
+        wd = Signal(DESCRIPTOR, name=f"{kind}_wdesc")
+        w_on = Signal(name=f"{kind}_w_on")
+        w_tag = Signal(name=f"{kind}_w_tag")
         acc = signed(cfg.acc_bits)
         o_valid = Signal(name=f"{kind}_o_valid")
-        m.d.comb += [core.o.ready.eq(1), o_valid.eq(core.o.valid & conv_on)]
+        m.d.comb += [core.o.ready.eq(1), o_valid.eq(core.o.valid & w_on)]
         o_data = core.o.payload.data
         wr_r = Signal(range(R + 1), name=f"{kind}_wr_r")
         wr_cb = Signal(8, name=f"{kind}_wr_cb")
@@ -942,69 +986,122 @@ class _ConvUnit:
         wr_ptile = Signal(17, name=f"{kind}_wr_ptile")
         wr_taddr = Signal(17, name=f"{kind}_wr_taddr")
         wr_raddr = Signal(17, name=f"{kind}_wr_raddr")
-        wr_done = Signal(name=f"{kind}_wr_done")
         tile_done = Signal(name=f"{kind}_tile_done")
+        conv_done = Signal(name=f"{kind}_conv_done")  # the conv's last word: with tile_done
         blocks = Signal(9, name=f"{kind}_blocks")
-        m.d.comb += blocks.eq(du.m_cb + 1)
+        m.d.comb += blocks.eq(wd.m_cb + 1)
         a_valid, a_we = Signal(name=f"{kind}_a_valid"), Signal(name=f"{kind}_a_we")
         a_addr = Signal(17, name=f"{kind}_a_addr")
         a_acc = Signal(data.ArrayLayout(acc, C), name=f"{kind}_a_acc")
-        m.d.comb += params.addr.eq(du.p_base + wr_cb)
-        m.d.sync += a_valid.eq(o_valid)
+        # the fields of its conv that each word carries through the post-processing
+        post = data.StructLayout({"shift": 6, "relu": 1, "banks": 2, "res_shift": 6,
+                                  "res_relu": 1, "sa": 6, "sb": 6})
+        a_post = Signal(post.size, name=f"{kind}_a_post")
+        a_res = Signal(name=f"{kind}_a_res")  # a word of a conv with res
+        a_res_addr = Signal(17, name=f"{kind}_a_res_addr")
+        m.d.comb += params.addr.eq(wd.p_base + wr_cb)
+        m.d.sync += [a_valid.eq(o_valid), a_res.eq(o_valid & wd.res)]
         with m.If(o_valid):
             # element by element: this array's accumulators may be narrower (sign-extended)
-            m.d.sync += [a_we.eq(wr_ptile + wr_r < du.pixels), a_addr.eq(wr_raddr),
-                         *(a_acc[c].eq(o_data[c]) for c in range(C))]
+            m.d.sync += [a_we.eq(wr_ptile + wr_r < wd.pixels), a_addr.eq(wr_raddr),
+                         *(a_acc[c].eq(o_data[c]) for c in range(C)),
+                         a_post.eq(Cat(wd.shift, wd.relu, wd.out_banks, wd.res_shift,
+                                       wd.res_relu, wd.shift_a, wd.shift_b)),
+                         # res: the residual word at the same place of the tensor at in2_base
+                         a_res_addr.eq(wr_raddr - wd.out_base + wd.in2_base)]
             with m.If(wr_r == R - 1):
                 m.d.sync += wr_r.eq(0)
-                with m.If(wr_cb == du.m_cb):
-                    m.d.comb += tile_done.eq(1)
+                with m.If(wr_cb == wd.m_cb):
+                    m.d.comb += [tile_done.eq(1), conv_done.eq(wr_pblk == wd.m_pblk)]
                     m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
-                                 wr_taddr.eq(wr_taddr + du.out_tile_step),
-                                 wr_raddr.eq(wr_taddr + du.out_tile_step),
+                                 wr_taddr.eq(wr_taddr + wd.out_tile_step),
+                                 wr_raddr.eq(wr_taddr + wd.out_tile_step),
                                  wr_pblk.eq(wr_pblk + 1)]
-                    with m.If(wr_pblk == du.m_pblk):
-                        m.d.sync += wr_done.eq(1)
                 with m.Else():
                     m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1)]
             with m.Else():
                 m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks)]
+
+        f_tag = self.tag
+
+        def writer_takes(src, tag) -> None:
+            m.d.sync += [wd.eq(src), w_on.eq(1), w_tag.eq(tag), wr_r.eq(0), wr_cb.eq(0),
+                         wr_pblk.eq(0), wr_ptile.eq(0), wr_taddr.eq(src.out_base),
+                         wr_raddr.eq(src.out_base)]
+        with m.If(conv_done):
+            with m.If(self.start):
+                writer_takes(d, ~f_tag)
+            with m.Elif(f_tag != w_tag):  # the feeder already runs the next conv
+                writer_takes(du, f_tag)
+            with m.Else():
+                m.d.sync += w_on.eq(0)
+        with m.Elif(self.start & ~w_on):
+            writer_takes(d, ~f_tag)
+
         pview = data.View(data.ArrayLayout(data.StructLayout(
             {"mult": signed(MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
+        # the requantizer takes ``shift`` one cycle after the word, ``relu`` three
+        p1 = _delay(m, a_post, 1, f"{kind}_post1")
+        p3 = _delay(m, p1, 2, f"{kind}_post3")
+        p4 = _delay(m, p3, 1, f"{kind}_post4")
+        p5 = _delay(m, p4, 1, f"{kind}_post5")
+        p1, p3, p4, p5 = (data.View(post, v) for v in (p1, p3, p4, p5))
         for c in range(C):
             m.d.comb += [rqs[c].i.valid.eq(a_valid), rqs[c].i.payload.acc.eq(a_acc[c]),
                          rqs[c].i.payload.mult.eq(pview[c].mult),
                          rqs[c].i.payload.bias.eq(pview[c].bias),
-                         rqs[c].shift.eq(du.shift), rqs[c].relu.eq(du.relu), rqs[c].o.ready.eq(1)]
+                         rqs[c].shift.eq(p1.shift), rqs[c].relu.eq(p3.relu),
+                         rqs[c].o.ready.eq(1)]
+        assert Requantizer.latency == 4
+        res3 = _delay(m, a_res, Requantizer.latency - 1, f"{kind}_res_rd_on")
+        res4 = _delay(m, res3, 1, f"{kind}_res_on")
+        res5 = _delay(m, res4, 1, f"{kind}_res_on1")
         m.d.comb += [self.rq_we.eq(_delay(m, a_valid & a_we, Requantizer.latency,
                                           f"{kind}_rq_we")),
                      self.rq_addr.eq(_delay(m, a_addr, Requantizer.latency, f"{kind}_rq_addr")),
                      self.rq_y.eq(Cat(*(q.o.payload.y for q in rqs))),
-                     self.res_on.eq(du.res & self.busy)]
-        # res: the residual word at the same place of the tensor at in2_base, read on the main
-        # bank's extra port so that it arrives with the requantized word
-        m.d.comb += self.res_rd_addr.eq(_delay(m, a_addr - du.out_base + du.in2_base,
-                                               Requantizer.latency - 1, f"{kind}_res_addr"))
+                     self.rq_banks.eq(p4.banks), self.res_on.eq(res4),
+                     # the residual word is read on the main bank's extra port so that it
+                     # arrives with the requantized word; the residual adders take their
+                     # alignment and rounding shifts one cycle after it, relu two
+                     self.res_rd_on.eq(res3),
+                     self.res_rd_addr.eq(_delay(m, a_res_addr, Requantizer.latency - 1,
+                                                f"{kind}_res_addr")),
+                     self.res_on1.eq(res5), self.res_sa.eq(p5.sa), self.res_sb.eq(p5.sb),
+                     self.res_shift.eq(p5.res_shift),
+                     self.res_on2.eq(_delay(m, res5, 1, f"{kind}_res_on2")),
+                     self.res_relu.eq(_delay(m, p5.res_relu, 1, f"{kind}_res_relu"))]
 
         # the frontier moves one tile once the tile's last word is in memory: its last row
         # leaves the core (tile_done), 1 cycle into the writer, the requantizer and (with res)
-        # the residual adder; the delay line is cleared with each start so that no pulse of
-        # the previous conv arrives late
-        pulse = tile_done
+        # the residual adder; the conv ends (``finish``) when its last tile's pulse arrives
+        pulse, last = tile_done, conv_done
         for i in range(1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY):
-            reg = Signal(name=f"{kind}_tile_done_d{i}")
-            m.d.sync += reg.eq(pulse & ~self.start)
-            pulse = reg
-        with m.If(self.start):
-            m.d.sync += self.frontier.eq(d.out_base)
+            reg, reg_last = Signal(name=f"{kind}_tile_done_d{i}"), \
+                Signal(name=f"{kind}_conv_done_d{i}")
+            m.d.sync += [reg.eq(pulse), reg_last.eq(last)]
+            pulse, last = reg, reg_last
+        inflight = Signal(range(3), name=f"{kind}_inflight")
+        m.d.comb += [self.finish.eq(pulse & last), self.busy.eq(inflight != 0),
+                     self.full.eq(inflight == 2)]
+        m.d.sync += inflight.eq(inflight + self.start - self.finish)
+        fr_step = Signal(16, name=f"{kind}_fr_step")
+        # the frontier is the oldest conv's in flight: a conv started while another drains
+        # takes it over when that one ends
+        with m.If(self.start & (~self.busy | self.finish)):
+            m.d.sync += [self.frontier.eq(d.out_base), fr_step.eq(d.out_tile_step),
+                         self.fr_tag.eq(~f_tag)]
+        with m.Elif(self.finish & self.full):
+            m.d.sync += [self.frontier.eq(du.out_base), fr_step.eq(du.out_tile_step),
+                         self.fr_tag.eq(f_tag)]
         with m.Elif(pulse):
-            m.d.sync += self.frontier.eq(self.frontier + du.out_tile_step)
+            m.d.sync += self.frontier.eq(self.frontier + fr_step)
+        with m.If(self.start):
+            m.d.sync += f_tag.eq(~f_tag)
 
-        # ------------------------------------------------------------ control
-        # SETTLE after the writer's last word: the requantizer, the residual adders (with
-        # ``res``) and the bank write port
-        settle = Requantizer.latency + 2 + WRITE_DELAY
-        drain = Signal(range(settle + ResidualAdder.latency + 1), name=f"{kind}_drain")
+        # ------------------------------------------------------------ feeder control
+        feeder_on = Signal(name=f"{kind}_feeder_on")
+        m.d.comb += self.accept.eq(~feeder_on & ~self.full)
         with m.FSM(name=f"{kind}_unit"):
             with m.State("IDLE"):
                 with m.If(self.start):
@@ -1012,7 +1109,7 @@ class _ConvUnit:
                                  walk_r.eq(0)]
                     m.next = "INIT"
             with m.State("INIT"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += feeder_on.eq(1)
                 for r in range(R):
                     with m.If(walk_r == r):
                         m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
@@ -1020,13 +1117,11 @@ class _ConvUnit:
                                      du.walk_wrap, thr["walk"])
                 m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
                 with m.If(walk_r == R - 1):
-                    m.d.sync += [reach.eq(wa + du.span), feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(du.w_base),
-                                 s1_valid.eq(0), wr_r.eq(0), wr_cb.eq(0), wr_pblk.eq(0),
-                                 wr_ptile.eq(0), wr_taddr.eq(du.out_base),
-                                 wr_raddr.eq(du.out_base), wr_done.eq(0)]
+                    m.d.sync += [reach.eq(wa + du.span), feeding.eq(1), cb.eq(0), pblk.eq(0),
+                                 w_ptr.eq(du.w_base)]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [self.busy.eq(1), conv_on.eq(1), step.eq(issue)]
+                m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue)]
                 for r in range(R):
                     m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
                     if alt_rd is not None:  # the other bank's ports, idle otherwise
@@ -1051,12 +1146,6 @@ class _ConvUnit:
                                 m.d.sync += feeding.eq(0)
                         with m.Else():
                             m.d.sync += cb.eq(cb + 1)
-                with m.If(wr_done):
-                    m.d.sync += drain.eq(settle + Mux(du.res, ResidualAdder.latency, 0))
-                    m.next = "SETTLE"
-            with m.State("SETTLE"):  # let the post-processing pipelines write their last words
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += drain.eq(drain - 1)
-                with m.If(drain == 0):
-                    m.d.comb += self.finish.eq(1)
+                # the last step is in the core (s1 empties in this cycle): the feeder is free
+                with m.If(~feeding & adv):
                     m.next = "IDLE"

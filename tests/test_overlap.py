@@ -16,6 +16,7 @@ from gen.compile import (
     compile_network,
     fuse,
     overlap_flags,
+    result_rows,
     tensor_banks,
     tensor_words,
 )
@@ -24,7 +25,7 @@ from gen.generate import pe_configs, shift_lane_bits
 from gen.nn.models import build, randomize
 from gen.numerics import Precision
 from gen.quantize import quantize
-from hw.engine import BANK_ADDER, BANK_MAIN
+from hw.engine import BANK_ADDER, BANK_MAIN, IN_FLIGHT, RESIDUAL_MARGIN
 from hw.program import Opcode
 
 GEO = Geometry(rows=8, cols=16, lanes=16)
@@ -50,8 +51,9 @@ def test_tensors_live_in_the_banks_of_their_readers():
 
 
 def test_no_two_live_tensors_share_words_of_a_bank():
-    """Placed over live ranges one step longer than the last read: the conv that runs beside
-    the reader must not overwrite what it reads."""
+    """Placed over live ranges two steps longer than the last read: neither the conv that runs
+    beside the reader nor the next conv of the reader's array (which starts while the reader's
+    results drain) may overwrite what it reads."""
     net = resnet20()
     steps = fuse(net)
     banks = tensor_banks(steps)
@@ -61,7 +63,7 @@ def test_no_two_live_tensors_share_words_of_a_bank():
         if s.output is not None:
             live.setdefault(s.output, [i, i])
         for t in s.inputs:
-            live[t][1] = i + 1
+            live[t][1] = i + IN_FLIGHT - 1
     names = list(bases)
     for a in names:
         ra = (bases[a], bases[a] + tensor_words(net.tensors[a].shape, GEO.cols))
@@ -78,7 +80,7 @@ def test_no_two_live_tensors_share_words_of_a_bank():
 def test_resnet20_pairs_follow_and_never_wait():
     net = resnet20()
     steps = fuse(net)
-    flags = overlap_flags(steps, tensor_banks(steps))
+    flags = overlap_flags(steps, tensor_banks(steps), drains(net, steps))
     for i, (s, f) in enumerate(zip(steps, flags, strict=True)):
         prev = steps[i - 1] if i else None
         after_conv = s.conv is not None and prev is not None and prev.conv is not None
@@ -91,6 +93,28 @@ def test_resnet20_pairs_follow_and_never_wait():
     assert sum(f.get("follow", 0) for f in flags) == 37  # every pair but the downsample shifts
     assert [s.name for s, f in zip(steps, flags, strict=True) if f.get("barrier")] == \
         ["layer1.0.conv1.0"]
+
+
+def drains(net, steps):
+    return {s.output: result_rows(net.tensors[s.output].shape, GEO) for s in steps
+            if s.conv is not None}
+
+
+def test_downsample_reads_its_residual_from_the_conv_two_steps_back_without_waiting():
+    """ResNet-20's downsample adder conv adds the block's second adder conv's output, which may
+    still be draining (the shift conv between runs beside both): word by word, its residual
+    words are written long before it reads them."""
+    net = resnet20()
+    steps = fuse(net)
+    flags = overlap_flags(steps, tensor_banks(steps), drains(net, steps))
+    ds = [i for i, s in enumerate(steps) if s.name.endswith("downsample.0.1")] or \
+        [i for i, s in enumerate(steps) if "downsample" in s.name and
+         s.op is Opcode.ADDER_CONV]
+    assert len(ds) == 2
+    for i in ds:
+        assert steps[i - 2].op is steps[i].op and steps[i].inputs[-1] == steps[i - 2].output
+        assert flags[i]["barrier"] == 0
+    assert min(drains(net, steps)[steps[i - 2].output] for i in ds) >= RESIDUAL_MARGIN
 
 
 def _step(op, name, inputs, output, res=False):
@@ -112,8 +136,29 @@ def test_barrier_when_overlap_would_be_unsafe(case, barrier):
     banks = {"x": 3, "t": 1 << BANK_ADDER, "y": 1 << BANK_MAIN, "u": 1 << BANK_ADDER}
     if case == "residual is the other's output":
         banks["t"] = 1 << BANK_MAIN
-    flags = overlap_flags([first, second], banks)
+    flags = overlap_flags([first, second], banks, {"t": 64, "y": 64, "u": 64})
     assert flags[0] == {} and flags[1]["barrier"] == barrier
+
+
+@pytest.mark.parametrize("case,barrier", [
+    ("unrelated", 0), ("input", 1), ("residual", 0), ("residual, short drain", 1)])
+def test_barrier_when_the_conv_two_steps_back_may_still_write_what_it_reads(case, barrier):
+    """Steps A (adder), S (shift), A2 (adder): A may still drain when A2 starts."""
+    S, A = Opcode.SHIFT_CONV, Opcode.ADDER_CONV
+    a = _step(A, "a", ["x"], "p")
+    s = _step(S, "s", ["p"], "q")
+    a2 = {"unrelated": _step(A, "a2", ["q"], "y"),
+          "input": _step(A, "a2", ["p"], "y"),
+          "residual": _step(A, "a2", ["q", "p"], "y", res=True),
+          "residual, short drain": _step(A, "a2", ["q", "p"], "y", res=True)}[case]
+    banks = {"x": 1 << BANK_ADDER, "p": 1 << BANK_MAIN, "q": 1 << BANK_ADDER,
+             "y": 1 << BANK_MAIN}
+    if case == "input":
+        banks["p"] |= 1 << BANK_ADDER
+    rows = RESIDUAL_MARGIN - 1 if case == "residual, short drain" else RESIDUAL_MARGIN
+    flags = overlap_flags([a, s, a2], banks, {"p": rows, "q": 64, "y": 64})
+    assert flags[1]["follow"] == 1
+    assert flags[2]["barrier"] == barrier
 
 
 def test_schedule_overlaps_the_arrays_and_keeps_each_in_order():
@@ -128,9 +173,12 @@ def test_schedule_overlaps_the_arrays_and_keeps_each_in_order():
     total = max(e for _, e in spans)
     serial = sum(descriptor_cycles(d, cfg) for d in prog.descriptors)
     assert total < 0.6 * serial
-    for op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):  # one conv at a time per array
+    for op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
         mine = [sp for sp, d in zip(spans, prog.descriptors, strict=True) if d["op"] == op]
-        assert all(a[1] <= b[0] for a, b in zip(mine, mine[1:], strict=False))
+        # in order, a conv's fill under the last one's drain: at most two in flight per array
+        assert all(a[0] < b[0] and a[1] < b[1] for a, b in zip(mine, mine[1:], strict=False))
+        assert all(a[1] <= c[0] for a, c in zip(mine, mine[2:], strict=False))
+        assert sum(a[1] > b[0] for a, b in zip(mine, mine[1:], strict=False)) >= 15
     for i, d in enumerate(prog.descriptors):  # a follower starts after what it follows
         if d.get("follow"):
             assert spans[i][0] > spans[i - 1][0] and spans[i][1] > spans[i - 1][1]
