@@ -187,7 +187,10 @@ def overlap_flags(steps: list[Step], banks: dict[str, int],
     its output; it waits instead (``barrier``: until both units are idle) when both write one
     bank, both add a residual (one set of residual adders), or it reads the other's output as
     its residual operand. A conv right after a conv of its own kind waits too: the other unit
-    may still run an older conv, which this one was not checked against.
+    may still run an older conv, which this one was not checked against; but if it reads that
+    conv's output as its input, it follows that conv's frontier (``follow_own``) instead of
+    waiting for it to end (as long as it reads that output as its residual operand only under
+    the margin below).
 
     Each unit starts its next conv while the last one's results drain, so the conv two steps
     back (this one's unit, if the step between is the other's conv) may still be writing:
@@ -203,10 +206,13 @@ def overlap_flags(steps: list[Step], banks: dict[str, int],
         prev = steps[i - 1] if i else None
         f = {}
         if s.conv is not None and prev is not None and prev.conv is not None:
+            residual = s.inputs[-1] if s.node is not None else None
             if prev.op is s.op:
                 f["barrier"] = 1
+                if s.inputs[0] == prev.output and (residual != prev.output or
+                                                   drains[prev.output] >= RESIDUAL_MARGIN):
+                    f["follow_own"] = 1
             else:
-                residual = s.inputs[-1] if s.node is not None else None
                 f["barrier"] = int(bool(banks[s.output] & banks[prev.output]) or
                                    residual == prev.output or
                                    (s.node is not None and prev.node is not None))

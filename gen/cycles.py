@@ -77,7 +77,8 @@ def descriptor_cycles(d: dict, cfg) -> int:
     op = Opcode(d["op"])
     if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
         first = _conv_timeline(d, cfg, 0, None)
-        at = max(2 + TO_DISPATCH, first.free, first.idle if d.get("barrier") else 0)
+        at = max(2 + TO_DISPATCH, first.free,
+                 first.idle if d.get("barrier") and not d.get("follow_own") else 0)
         return _conv_timeline(d, cfg, at, None, first.last).idle - first.idle
     return _fixed_cycles(d, cfg)
 
@@ -206,11 +207,13 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             # the feeder free, neither unit with two convs in flight; ``barrier``: both idle
             at = max(t + TO_DISPATCH, mine[-1].free if mine else 0, idle(kind, 2),
                      idle(other, 2))
-            if d.get("barrier"):
-                at = max(at, idle(kind), idle(other))
-            # the engine follows the other unit's conv only if it is still running (its last
-            # cycle, ``finish``, already counts as over)
+            if d.get("barrier"):  # with follow_own, this unit's last conv may still drain
+                at = max(at, idle(other), 0 if d.get("follow_own") else idle(kind))
+            # the engine follows a conv only if it is still running (its last cycle,
+            # ``finish``, already counts as over)
             follow = flight[other][-1] if d.get("follow") and idle(other) - 1 > at else None
+            if d.get("follow_own") and idle(kind) - 1 > at:
+                follow = mine[-1]
             nxt = descriptors[i + 1] if i + 1 < len(descriptors) else None
             beside = None
             if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:

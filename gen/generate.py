@@ -68,8 +68,10 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # the conv before them (descriptor fields res, res_shift, res_relu); 4: post-processing sized to
 # the network's shifts (engine requant_shift_min/max, add_shift_max, pool_shift_max); 5: two
 # activation banks (adder_act_depth, out_banks) and overlapping convs (barrier, follow, span,
-# in_last); 6: the first conv beside INPUT (descriptor fields in_adder, follow_input)
-MANIFEST_VERSION = 6
+# in_last); 6: the first conv beside INPUT (descriptor fields in_adder, follow_input); 7: each
+# array's next conv fills while its last one drains (follow_own; tensors live two steps past
+# their last reader)
+MANIFEST_VERSION = 7
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
@@ -362,8 +364,8 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
                                   strict=False):
         cyc = descriptor_cycles(d, cfg)
         op = s.op.name.lower() + ("+add" if s.conv is not None and s.node is not None else "")
-        # cycles: on its own; start/end: in the image's schedule, where convs of the two
-        # arrays overlap
+        # cycles: what it adds to a program (a conv: after another of its kind, its fill under
+        # that one's drain); start/end: in the image's schedule, where convs overlap
         row = {"name": s.name, "op": op, "cycles": cyc, "start": start, "end": end,
                "us": round(cyc / clock_mhz, 3)}
         if s.conv is not None:
@@ -457,8 +459,9 @@ def report_markdown(rep: dict) -> str:
              *_synth_markdown(rep),
              "![The image's schedule per array and the PE utilization per conv layer]"
              "(report.svg)", "",
-             "Per layer: its cycles on its own, and when it runs in the image (the shift and "
-             "adder arrays run consecutive convs at the same time).", "",
+             "Per layer: the cycles it adds to a program (a conv: after another conv of its "
+             "kind, its fill under that one's drain), and when it runs in the image (the shift "
+             "and adder arrays run consecutive convs at the same time).", "",
              "| layer | op | cycles | us | start .. end | PE utilization |",
              "| --- | --- | --- | --- | --- | --- |"]
     for x in rep["layers"]:

@@ -728,7 +728,7 @@ class Engine(wiring.Component):
                     present = present | mine
                     # at most three convs in flight: the other unit's last, this unit's
                     # last (draining) and this one; with ``barrier`` nothing else
-                    free = u.accept & (~d.barrier | ~u.busy)
+                    free = u.accept & (~d.barrier | d.follow_own | ~u.busy)
                     other = units.get("adder" if kind == "shift" else "shift")
                     if other is not None:
                         free = free & ~other.full & (~d.barrier | ~other.busy)
@@ -885,6 +885,13 @@ class _ConvUnit:
                              dep_tag.eq(other.tag)]
             with m.Elif(other.finish & (other.fr_tag == dep_tag)):
                 m.d.sync += dep.eq(0)
+        # this unit's previous conv, if this one follows it (``follow_own``) and it is still in
+        # flight: its frontier is this unit's until it ends (the one after takes it over then)
+        dep_own = Signal(name=f"{kind}_dep_own")
+        with m.If(self.start):
+            m.d.sync += dep_own.eq(d.follow_own & self.busy & ~self.finish)
+        with m.Elif(self.finish):
+            m.d.sync += dep_own.eq(0)
         # the INPUT this conv runs beside (latched at start; the engine moves ``in_frontier``
         # past the tensor's end when that INPUT is over or cannot come)
         dep_in = Signal(name=f"{kind}_dep_in")
@@ -943,6 +950,9 @@ class _ConvUnit:
             m.d.comb += stall.eq(dep & ((other.fr_tag != dep_tag) |
                                         ((reach >= other.frontier) &
                                          (du.in_last >= other.frontier))))
+        # ``follow_own``: this unit's previous conv, still draining, the same way
+        with m.If(dep_own & ((reach >= self.frontier) & (du.in_last >= self.frontier))):
+            m.d.comb += stall.eq(1)
         if in_frontier is not None:
             with m.If(dep_in & (reach >= in_frontier) & (du.in_last >= in_frontier)):
                 m.d.comb += stall.eq(1)

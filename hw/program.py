@@ -83,6 +83,10 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # array is running, so read a tile only once the writer has passed its last word
     # (``min(row R-1's base + span, in_last)``)
     ("barrier", 1, False), ("follow", 1, False), ("span", 16, False), ("in_last", 16, False),
+    # ``follow_own``: the input is the output of this array's previous conv, which may still
+    # drain: read a tile only once this array's writer has passed its last word (with
+    # ``barrier``, that conv need not have ended; the other array must be idle)
+    ("follow_own", 1, False),
     # a shift conv over the network's input, run beside the INPUT that comes right after it
     # (docs/ACCELERATOR.md): ``in_adder``: its input is in the adder array's bank (INPUT writes
     # there while the conv writes the main bank); ``follow_input``: read a tile only once the

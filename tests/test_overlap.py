@@ -86,7 +86,7 @@ def test_resnet20_pairs_follow_and_never_wait():
         after_conv = s.conv is not None and prev is not None and prev.conv is not None
         assert bool(f) == after_conv, s.name
         if after_conv and prev.op is s.op:  # layer1.0.conv1.0 after conv1: both shift convs
-            assert f == {"barrier": 1}, s.name
+            assert f == {"barrier": 1, "follow_own": 1}, s.name  # reads conv1's output
         elif after_conv:
             assert f["barrier"] == 0, s.name
             assert f["follow"] == int(s.inputs[0] == prev.output), s.name
@@ -138,6 +138,23 @@ def test_barrier_when_overlap_would_be_unsafe(case, barrier):
         banks["t"] = 1 << BANK_MAIN
     flags = overlap_flags([first, second], banks, {"t": 64, "y": 64, "u": 64})
     assert flags[0] == {} and flags[1]["barrier"] == barrier
+
+
+@pytest.mark.parametrize("case,follow_own", [
+    ("reads its output", 1), ("independent", 0), ("and its residual", 1),
+    ("and its residual, short drain", 0)])
+def test_a_conv_after_one_of_its_kind_follows_it_only_when_it_reads_it(case, follow_own):
+    """Both units idle first (``barrier``), but this array's last conv may still drain when
+    this one reads its output as input (``follow_own``: its frontier, as for the other array)."""
+    S = Opcode.SHIFT_CONV
+    first = _step(S, "s", ["x"], "t")
+    second = {"reads its output": _step(S, "s2", ["t"], "y"),
+              "independent": _step(S, "s2", ["x"], "y"),
+              "and its residual": _step(S, "s2", ["t", "t"], "y", res=True),
+              "and its residual, short drain": _step(S, "s2", ["t", "t"], "y", res=True)}[case]
+    rows = RESIDUAL_MARGIN - 1 if case.endswith("short drain") else RESIDUAL_MARGIN
+    flags = overlap_flags([first, second], {"x": 1, "t": 1, "y": 2}, {"t": rows, "y": 64})
+    assert flags[1]["barrier"] == 1 and flags[1].get("follow_own", 0) == follow_own
 
 
 @pytest.mark.parametrize("case,barrier", [
