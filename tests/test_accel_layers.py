@@ -18,8 +18,9 @@ from gen.generate import (
     shared_engine,
     single_layer_networks,
 )
+from gen.ir import IntegerNetwork, TensorSpec
 from gen.nn.models import build, randomize
-from gen.numerics import Precision, quantize_real
+from gen.numerics import Format, Precision, quantize_real, signed_bits
 from gen.quantize import quantize
 from sim import golden
 from sim.accel import build_config, make_case, run_case
@@ -42,6 +43,32 @@ def narrowed(net, channels: int):
                              net.precision, specs, conv, req, source=net.meta["source"])
 
 
+def fc_chain(net):
+    """fc (``net``: its one-layer network), then a second 1x1 shift conv on its output: one
+    pixel, so the second conv's only tile reads the first conv's only word while that conv
+    still drains (the feeder takes the second conv two cycles after the first's last step):
+    without ``follow_own`` it would read the word before it is written."""
+    conv, req = net.ops
+    x, acc, y = (net.tensors[k] for k in ("x", "acc", "y"))
+    n = y.shape[0]
+    rng = np.random.default_rng(5)
+    conv2 = type(conv)(name="conv2", inputs=("y",), output="acc2",
+                       sign=rng.integers(-1, 2, size=(n, n, 1, 1)).astype(np.int8),
+                       exp=rng.integers(0, conv.exp_max + 1, size=(n, n, 1, 1)).astype(np.uint8),
+                       exp_max=conv.exp_max, stride=1, padding=0)
+    req2 = type(req)(name="requant2", inputs=("acc2",), output="z", mult=req.mult.copy(),
+                     bias=np.zeros_like(req.bias), shift=req.shift, relu=False)
+
+    def make(bits: int) -> IntegerNetwork:
+        t = {"x": x, "acc": acc, "y": y,
+             "acc2": TensorSpec("acc2", (n, 1, 1), Format(bits, y.fmt.frac + conv.exp_max)),
+             "z": TensorSpec("z", (n, 1, 1), y.fmt)}
+        return IntegerNetwork(name="shift_fc_chain", precision=net.precision, input="x", output="z",
+                              tensors=t, ops=[conv, req, conv2, req2], meta=dict(net.meta))
+    lo, hi = make(62).bounds()["acc2"]
+    return make(max(signed_bits(min(int(lo.min()), 0), max(int(hi.max()), 0)), 2))
+
+
 @functools.cache
 def layers():
     """The engine, and per layer: its network, program and inputs (the activations it sees in
@@ -54,6 +81,8 @@ def layers():
     nets[partial.name] = partial
     residual = residual_layer_network(nets["adder_16to16_k3s1_32x32"], net)
     nets[residual.name] = residual
+    chain = fc_chain(nets["shift_64to10_k1s1_1x1"])
+    nets[chain.name] = chain
     cfg, progs = shared_engine(list(nets.values()), GEO)
     x = quantize_real(calib[:2].numpy(), net.tensors[net.input].fmt)
     inputs = layer_inputs(net, nets, x)
@@ -62,7 +91,10 @@ def layers():
 
 def test_every_resnet20_shape_is_covered():
     _, progs = layers()
-    assert len(progs) == 16  # 14 ResNet-20 shapes, the partial-word input, the fused add
+    assert len(progs) == 17  # 14 ResNet-20 shapes, the partial-word input, the fused add, and
+    # fc followed by a conv of its kind
+    _, prog, _ = progs["shift_fc_chain"]
+    assert [d.get("follow_own", 0) for d in prog.descriptors[1:3]] == [0, 1]
     kinds = {k.split("_")[0] for k in progs}
     assert kinds == {"shift", "adder"}
     assert any("s2" in k for k in progs) and any("k1" in k for k in progs)
@@ -74,7 +106,7 @@ def test_every_resnet20_shape_is_covered():
     "shift_16to32_k1s2_32x32", "adder_32to32_k1s1_16x16", "shift_32to64_k3s2_16x16",
     "adder_64to64_k3s1_8x8", "shift_64to64_k3s1_8x8", "shift_32to64_k1s2_16x16",
     "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1", "adder_6to64_partial_words",
-    "adder_16to16_k3s1_32x32_residual"])
+    "adder_16to16_k3s1_32x32_residual", "shift_fc_chain"])
 def test_resnet20_layer_in_rtl(name, seed):
     cfg, progs = layers()
     net, prog, acts = progs[name]
