@@ -438,7 +438,7 @@ class Engine(wiring.Component):
         res_banks = Signal(2)
         res_shift, res_relu = Signal(6), Signal()
         res_sa, res_sb = Signal(6), Signal(6)
-        res_on1, res_on2 = Signal(), Signal()  # the residual adders' stages 1 and 2
+        res_on1, res_on2 = Signal(), Signal()  # ... when the adders take their shifts, relu
         # word by word: a unit's words of a conv with res, at each stage of the adders
         for u in units.values():
             with m.If(u.res_on):
@@ -852,11 +852,11 @@ class _ConvUnit:
         self.res_on = Signal(name=f"{kind}_res_on")  # rq_* is a word of a conv with res
         self.res_rd_on = Signal(name=f"{kind}_res_rd_on")  # ... one cycle before
         self.res_rd_addr = Signal(17, name=f"{kind}_res_rd_addr")
-        self.res_on1 = Signal(name=f"{kind}_res_on1")  # ... one cycle after
+        self.res_on1 = Signal(name=f"{kind}_res_on1")  # ... when the adders take shifts
         self.res_sa = Signal(6, name=f"{kind}_res_sa")
         self.res_sb = Signal(6, name=f"{kind}_res_sb")
         self.res_shift = Signal(6, name=f"{kind}_res_shift")
-        self.res_on2 = Signal(name=f"{kind}_res_on2")  # ... two cycles after
+        self.res_on2 = Signal(name=f"{kind}_res_on2")  # ... when they take relu
         self.res_relu = Signal(name=f"{kind}_res_relu")
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
@@ -1050,37 +1050,41 @@ class _ConvUnit:
 
         pview = data.View(data.ArrayLayout(data.StructLayout(
             {"mult": signed(MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
-        # the requantizer takes ``shift`` one cycle after the word, ``relu`` three
-        p1 = _delay(m, a_post, 1, f"{kind}_post1")
-        p3 = _delay(m, p1, 2, f"{kind}_post3")
-        p4 = _delay(m, p3, 1, f"{kind}_post4")
-        p5 = _delay(m, p4, 1, f"{kind}_post5")
-        p1, p3, p4, p5 = (data.View(post, v) for v in (p1, p3, p4, p5))
+        # the word's fields and its res flag, ``k`` cycles after the word reaches the
+        # requantizers (one delay line each, tapped where each is used)
+        lines = {"post": [a_post], "res": [a_res]}
+
+        def at(line: str, k: int):
+            taps = lines[line]
+            while len(taps) <= k:
+                reg = Signal.like(taps[-1], name=f"{kind}_{line}_d{len(taps)}")
+                m.d.sync += reg.eq(taps[-1])
+                taps.append(reg)
+            return data.View(post, taps[k]) if line == "post" else taps[k]
+        rq_at, add_at = Requantizer.ports_at, ResidualAdder.ports_at
         for c in range(C):
             m.d.comb += [rqs[c].i.valid.eq(a_valid), rqs[c].i.payload.acc.eq(a_acc[c]),
                          rqs[c].i.payload.mult.eq(pview[c].mult),
                          rqs[c].i.payload.bias.eq(pview[c].bias),
-                         rqs[c].shift.eq(p1.shift), rqs[c].relu.eq(p3.relu),
-                         rqs[c].o.ready.eq(1)]
-        assert Requantizer.latency == 4
-        res3 = _delay(m, a_res, Requantizer.latency - 1, f"{kind}_res_rd_on")
-        res4 = _delay(m, res3, 1, f"{kind}_res_on")
-        res5 = _delay(m, res4, 1, f"{kind}_res_on1")
-        m.d.comb += [self.rq_we.eq(_delay(m, a_valid & a_we, Requantizer.latency,
-                                          f"{kind}_rq_we")),
-                     self.rq_addr.eq(_delay(m, a_addr, Requantizer.latency, f"{kind}_rq_addr")),
+                         rqs[c].shift.eq(at("post", rq_at["shift"]).shift),
+                         rqs[c].relu.eq(at("post", rq_at["relu"]).relu), rqs[c].o.ready.eq(1)]
+        # after the requantizers the residual adders (res): the residual word is read on the
+        # main bank's extra port one cycle ahead, so that it arrives with the requantized word
+        rq = Requantizer.latency
+        add_shift = rq + add_at["shift"]
+        assert add_at["shift_a"] == add_at["shift_b"] == add_at["shift"]
+        m.d.comb += [self.rq_we.eq(_delay(m, a_valid & a_we, rq, f"{kind}_rq_we")),
+                     self.rq_addr.eq(_delay(m, a_addr, rq, f"{kind}_rq_addr")),
                      self.rq_y.eq(Cat(*(q.o.payload.y for q in rqs))),
-                     self.rq_banks.eq(p4.banks), self.res_on.eq(res4),
-                     # the residual word is read on the main bank's extra port so that it
-                     # arrives with the requantized word; the residual adders take their
-                     # alignment and rounding shifts one cycle after it, relu two
-                     self.res_rd_on.eq(res3),
-                     self.res_rd_addr.eq(_delay(m, a_res_addr, Requantizer.latency - 1,
-                                                f"{kind}_res_addr")),
-                     self.res_on1.eq(res5), self.res_sa.eq(p5.sa), self.res_sb.eq(p5.sb),
-                     self.res_shift.eq(p5.res_shift),
-                     self.res_on2.eq(_delay(m, res5, 1, f"{kind}_res_on2")),
-                     self.res_relu.eq(_delay(m, p5.res_relu, 1, f"{kind}_res_relu"))]
+                     self.rq_banks.eq(at("post", rq).banks), self.res_on.eq(at("res", rq)),
+                     self.res_rd_on.eq(at("res", rq - 1)),
+                     self.res_rd_addr.eq(_delay(m, a_res_addr, rq - 1, f"{kind}_res_addr")),
+                     self.res_on1.eq(at("res", add_shift)),
+                     self.res_sa.eq(at("post", add_shift).sa),
+                     self.res_sb.eq(at("post", add_shift).sb),
+                     self.res_shift.eq(at("post", add_shift).res_shift),
+                     self.res_on2.eq(at("res", rq + add_at["relu"])),
+                     self.res_relu.eq(at("post", rq + add_at["relu"]).res_relu)]
 
         # the frontier moves one tile once the tile's last word is in memory: its last row
         # leaves the core (tile_done), 1 cycle into the writer, the requantizer and (with res)

@@ -113,12 +113,15 @@ class Requantizer(wiring.Component):
 
     Per item: ``acc``, ``mult``, ``bias`` (the channel's parameters travel with the value).
     Per layer (held constant while a layer runs, from at least the cycle its first item is
-    offered): ``shift`` (``shift_min``..``shift_max``, registered inside) and ``relu``.
+    offered): ``shift`` (``shift_min``..``shift_max``, registered inside) and ``relu``. With
+    the output always ready, an item uses each of them ``ports_at[name]`` cycles after it is
+    offered (so a user whose layers change item by item delays them by as much).
     Stages: operands (1), product and bias (2), rounding shift (3), clamp (4): ``latency`` = 4.
     The pipeline freezes while the output is valid and not ready.
     """
 
     latency = 4
+    ports_at = {"shift": 1, "relu": 3}
 
     def __init__(self, cfg: RequantConfig) -> None:
         if not isinstance(cfg, RequantConfig):
@@ -198,11 +201,13 @@ class ResidualAdder(wiring.Component):
 
     ``sa = F - frac(a)``, ``sb = F - frac(b)`` and ``s = F - frac(y)`` (``F = max(frac(a),
     frac(b))``) are per-layer ports, like ``relu``, valid from the cycle the first item is offered
-    (``shift`` is registered inside). Stream in (``a``, ``b``), stream out (``y``);
-    ``latency`` = 3 (operands, align and add, then round, rectify and clamp).
+    (``shift`` is registered inside); with the output always ready, an item uses each
+    ``ports_at[name]`` cycles after it is offered. Stream in (``a``, ``b``), stream out
+    (``y``); ``latency`` = 3 (operands, align and add, then round, rectify and clamp).
     """
 
     latency = 3
+    ports_at = {"shift_a": 1, "shift_b": 1, "shift": 1, "relu": 2}
 
     def __init__(self, cfg: AddConfig) -> None:
         if not isinstance(cfg, AddConfig):
