@@ -9,8 +9,9 @@ take R cycles to leave. ``tests/test_cycle_model.py`` checks this against Verila
 
 The layer engine (``hw/engine.py``) is modelled by :func:`program_timeline`: the control FSM's
 fixed costs per descriptor, streaming at one beat per cycle, and each array's conv unit tile by
-tile, the two units at the same time; a conv that follows the other unit's waits, per pixel
-tile, for that unit's frontier to pass the tile's last input word. It equals Verilator's CYCLES
+tile, the two units at the same time, each unit's next conv filling while its last one drains;
+a conv that follows another (the other unit's, or with ``follow_own`` its own unit's last)
+waits, per pixel tile, for that conv's frontier to pass the tile's last input word. It equals Verilator's CYCLES
 counter for every ResNet-20 conv shape and for the whole digits network with its convs
 overlapped (``benchmarks/accel.py --rtl-layers``, ``shiftadd sim --idle 0 --backpressure 0``).
 """
@@ -52,7 +53,6 @@ TO_DISPATCH = 4         # FETCH, LATCH, CHECK, CHECK_ALL: from a descriptor's fe
 FETCH_CYCLES = TO_DISPATCH + 2  # ... DISPATCH, NEXT around every descriptor
 START_CYCLES = 1        # the INFER header beat
 END_CYCLES = TO_DISPATCH + 3  # to the DISPATCH of END, DISPATCH, then stop and DONE
-RES_TAIL = ResidualAdder.latency  # a conv with ``res``: the residual adders after the requant
 VEC_TAIL = ResidualAdder.latency + WRITE_DELAY + 3  # SETTLE after the last item
 OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
 # a tile's words are written, and a follower may read them, once its last row has left the
@@ -240,6 +240,6 @@ def program_cycles(descriptors: list[dict], cfg) -> int:
 
 
 def conv_utilization(d: dict, cfg, lane_ops: int) -> float:
-    """Ideal lane operations / (cycles the conv descriptor takes on its own x lanes of its
-    array)."""
+    """Ideal lane operations / (the cycles the conv descriptor adds to a program,
+    :func:`descriptor_cycles`, x lanes of its array)."""
     return lane_ops / (descriptor_cycles(d, cfg) * cfg.rows * cfg.cols * cfg.lanes)
