@@ -230,7 +230,7 @@ def result_rows(shape: tuple[int, ...], geo: Geometry) -> int:
     """Cycles a conv's results of ``shape`` (C, H, W) take to leave the array: R per pixel tile
     and channel block."""
     c, h, w = shape
-    return geo.rows * -(-h * w // geo.rows) * -(-c // geo.cols)
+    return geo.rows * -(-h * w // geo.rows) * words_per_pixel(c, geo.cols)
 
 
 def _jumps(counts: list[int], strides: list[int]) -> dict[str, int]:

@@ -11,7 +11,8 @@ Blocks (``docs/ACCELERATOR.md`` has the picture):
   and the program are written once per deployment by a ``LOAD`` frame; per image only the
   input and the output cross the stream interface.
 * **Conv units** (:class:`_ConvUnit`), one per array kind the network has, each with its own
-  copy of the descriptor, feeder, :class:`hw.array.ArrayCore`, writer and ``C``
+  copies of the descriptor (the feeder's and the writer's), feeder, :class:`hw.array.ArrayCore`,
+  writer and ``C``
   :class:`~hw.ppu.Requantizer` s (conv + requant is one descriptor). The feeder does no im2col
   in memory: each of the ``R`` array rows is one output pixel with its own input window
   position and base address; one loop nest (sub-word, word, kx, ky) walks the window and gives
@@ -20,9 +21,12 @@ Blocks (``docs/ACCELERATOR.md`` has the picture):
 * **The two arrays run at once.** The control FSM hands each conv to its unit and fetches on,
   so a shift conv and the adder conv after it run at the same time. A conv that reads the
   other unit's output (``follow``) reads a tile only once the other's writer has passed the
-  tile's last input word (its ``frontier``); a conv with ``barrier`` waits until both units
-  are idle; every other descriptor waits for both. The compiler keeps the units' writes in
-  different banks and never overlaps two convs with ``res``.
+  tile's last input word (its ``frontier``). Each unit's feeder takes its next conv while the
+  last one's results still drain (every word carries its conv's post-processing fields; one-bit
+  tags keep a follower on its conv); with ``follow_own`` a conv follows its own unit's last
+  conv the same way. A conv with ``barrier`` waits until both units are idle (its own unit's
+  last conv may drain with ``follow_own``); every other descriptor waits for both. The compiler
+  keeps the units' writes in different banks and never overlaps two convs with ``res``.
 * **Post-processing**: ``C`` :class:`~hw.ppu.ResidualAdder` s and ``C``
   :class:`~hw.ppu.AvgPooler` s, shared: a conv descriptor with ``res`` sends its requantized
   words through the residual adders, with the residual tensor's word at the same position
@@ -82,10 +86,13 @@ WRITE_DELAY = 1
 # drain, beside the other unit's conv (gen.compile.allocate, overlap_flags)
 IN_FLIGHT = 3
 # cycles by which word j of a conv must reach a unit's writer after word j of the conv that made
-# its residual operand, on the same unit: the residual word is read Requantizer.latency cycles
-# after the writer, and that conv's word is readable 1 + Requantizer.latency +
-# ResidualAdder.latency + WRITE_DELAY + 1 cycles after it (gen.compile.overlap_flags)
-RESIDUAL_MARGIN = ResidualAdder.latency + WRITE_DELAY + 2
+# its residual operand, on the same unit (gen.compile.overlap_flags): a word is readable
+# 1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY + 1 cycles after the writer (its
+# register, the requantizer, the residual adder, the write port, the block RAM's edge), and the
+# residual word is read 1 + Requantizer.latency - 1 cycles after it (to arrive with the
+# requantized word)
+RESIDUAL_MARGIN = (1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY + 1) - \
+    (1 + Requantizer.latency - 1)
 # activation banks (bits of a descriptor's ``out_banks``): the adder array reads its input from
 # its own bank, everything else from the main one, so both arrays read and write at once
 BANK_MAIN, BANK_ADDER = 0, 1
