@@ -39,9 +39,11 @@ from gen.generate import estimate_luts
 from gen.synth import Area, synthesize, synthesize_component
 from hw.ppu import UNITS, AddConfig, PoolConfig, RequantConfig
 
-# (acc_bits, bias_bits, data_bits, shift_min, shift_max)
-REQUANT_GRID = [(20, 29, 8, 6, 21), (20, 29, 8, 0, 62), (24, 32, 8, 10, 20), (17, 24, 8, 12, 14),
-                (44, 48, 32, 0, 62), (40, 48, 32, 20, 30)]
+# (acc_bits, bias_bits, data_bits, shift_min, shift_max): the compiler's narrow shift ranges
+# (ResNet-20 FIX8 20..22, digits a single shift) and wider ones
+REQUANT_GRID = [(21, 29, 8, 20, 22), (21, 29, 8, 19, 19), (20, 29, 8, 6, 21), (24, 32, 8, 10, 20),
+                (17, 24, 8, 12, 14), (44, 53, 32, 19, 19), (40, 48, 32, 20, 30),
+                (44, 48, 32, 0, 47)]
 ADD_GRID = [(8, 1), (8, 2), (8, 7), (8, 31), (32, 3), (32, 31)]  # (bits, shift_max)
 POOL_GRID = [(8, 64, 6), (8, 64, 62), (8, 16, 4), (32, 4, 2), (32, 64, 62)]  # bits, window, shift
 # ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)

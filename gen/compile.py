@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
-from gen.numerics import MULT_BITS, signed_bits
+from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT, floor_requant, sat_bounds, signed_bits
 from hw.engine import BANK_ADDER, BANK_MAIN, IN_FLIGHT, RESIDUAL_MARGIN, EngineConfig
 from hw.program import LOOP_LEVELS, MemoryId, Opcode, beats_per_word, pack_descriptor
 from sim.pack import pack, shift_weight, to_bits
@@ -297,32 +297,81 @@ def _conv_weights(step: Step, geo: Geometry, bits: int) -> list[int]:
     return words
 
 
-def _param_words(rq: Requant, channels: int, cols: int, bias_bits: int) -> list[int]:
-    """Parameter words of a conv's requant: per block of ``cols`` channels, each channel's
-    ``(mult, bias)`` in ``MULT_BITS + bias_bits`` bits, channel 0 at bit 0; padded channels 0."""
-    mult = np.zeros(channels, np.int64)
-    bias = np.zeros(channels, np.int64)
-    mult[:len(rq.mult)], bias[:len(rq.bias)] = rq.mult, rq.bias
-    bits = np.concatenate([to_bits(mult, MULT_BITS).reshape(channels, MULT_BITS),
-                           to_bits(bias, bias_bits).reshape(channels, bias_bits)], axis=1)
+def shift_room(mult, shift: int) -> tuple[int, int]:
+    """The shifts ``shift + k`` the engine can give a requant exactly: ``mult << k`` must fit
+    :data:`ENGINE_MULT_BITS` (and the shift :data:`SHIFT_LIMIT`); any shift at all for one whose
+    multipliers are all zero (:func:`gen.numerics.floor_requant`)."""
+    mult = [int(v) for v in np.asarray(mult).ravel()]
+    if not any(mult):
+        return 0, SHIFT_LIMIT
+    lo, hi = sat_bounds(ENGINE_MULT_BITS)
+    k = 0
+    while shift + k < SHIFT_LIMIT and all(lo <= v << (k + 1) <= hi for v in mult):
+        k += 1
+    return shift, shift + k
+
+
+def requant_window(nets: list[IntegerNetwork]) -> tuple[int, int]:
+    """The narrowest range of shifts that every requant of ``nets`` can be given
+    (:func:`shift_room`): a requant that follows a shift conv is a pure rounding shift with
+    ``mult = 1``, which can take any larger shift; a folded BN's ``mult`` already uses most of
+    its bits. The requantizer's shifter only spans this range."""
+    rooms = [shift_room(op.mult, op.shift) for n in nets for op in n.ops
+             if isinstance(op, Requant)]
+    top = max((lo for lo, _ in rooms), default=0)
+    return min([top] + [hi for _, hi in rooms]), top
+
+
+def engine_requants(net: IntegerNetwork, window: tuple[int, int] | None = None
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+    """Each requant of ``net`` as the engine runs it: ``name -> (mult, bias, shift)`` for
+    ``y = sat(relu?((acc * mult + bias) >> shift))`` (:func:`gen.numerics.floor_requant`), with
+    every shift in ``window`` (default: ``net``'s own, :func:`requant_window`). Each requant
+    takes the smallest shift of its room in the window (its bias grows least)."""
+    bottom, top = window or requant_window([net])
+    out = {}
+    for op in net.ops:
+        if isinstance(op, Requant):
+            lo, hi = shift_room(op.mult, op.shift)
+            to = max(lo, bottom)
+            if not to <= min(hi, top):
+                raise CompileError(f"{op.name}: its requant (shift {op.shift}) can be given the "
+                                   f"shifts {lo}..{hi} only, none in {bottom}..{top}")
+            m, b = floor_requant(op.mult, op.bias, op.shift, to)
+            out[op.name] = (m, b, to)
+    return out
+
+
+def _param_words(mult, bias, channels: int, cols: int, bias_bits: int) -> list[int]:
+    """Parameter words of a conv's requant (as :func:`engine_requants` gives it): per block of
+    ``cols`` channels, each channel's ``(mult, bias)`` in ``ENGINE_MULT_BITS + bias_bits`` bits,
+    channel 0 at bit 0; padded channels 0."""
+    m = np.zeros(channels, np.int64)
+    b = np.zeros(channels, np.int64)
+    m[:len(mult)], b[:len(bias)] = mult, bias
+    bits = np.concatenate([to_bits(m, ENGINE_MULT_BITS).reshape(channels, ENGINE_MULT_BITS),
+                           to_bits(b, bias_bits).reshape(channels, bias_bits)], axis=1)
     return [int.from_bytes(np.packbits(block, bitorder="little").tobytes(), "little")
             for block in bits.reshape(channels // cols, -1)]
 
 
-def bias_bits_for(net: IntegerNetwork) -> int:
-    """Width of the requant biases in the parameter memory (the widest the network needs)."""
-    biases = [int(v) for op in net.ops if isinstance(op, Requant) for v in op.bias]
+def bias_bits_for(net: IntegerNetwork, window: tuple[int, int] | None = None) -> int:
+    """Width of the requant biases in the parameter memory (the widest the engine's form of the
+    network's requants needs, :func:`engine_requants`)."""
+    biases = [int(v) for _, b, _ in engine_requants(net, window).values() for v in b]
     return max(signed_bits(min(biases + [0]), max(biases + [0])), 2)
 
 
 def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int | None,
                     data_bits: int, bias_bits: int | None = None,
+                    requant_shifts: tuple[int, int] | None = None,
                     weights: bool = True) -> Program:
     """Lay out ``net`` for an engine of geometry ``geo``.
 
     ``shift_lane_bits``: width of one shift lane weight (sign + shift field), ``None`` when the
     engine has no shift array. ``bias_bits``: the engine's bias width (default: what the network
-    needs). ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
+    needs). ``requant_shifts``: the range the requants' shifts are brought into (default: the
+    network's own, :func:`requant_window`). ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
     the weight memories as the right number of zero words instead of packing the weights.
     Raises :class:`CompileError` for anything the engine cannot run.
     """
@@ -342,7 +391,8 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
             flags[2]["barrier"] = 1
         steps = [steps[1], steps[0], *steps[2:]]
         flags = [flags[1], flags[0], *flags[2:]]
-    need = bias_bits_for(net)
+    rqs = engine_requants(net, requant_shifts)
+    need = bias_bits_for(net, requant_shifts)
     if bias_bits is None:
         bias_bits = need
     elif bias_bits < need:
@@ -363,7 +413,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
                 [tensor_words(net.tensors[s.inputs[0]].shape, C)], [1]))
         elif s.op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
             d.update(_conv_descriptor(net, s, geo, bases, memories, shift_lane_bits, data_bits,
-                                      bias_bits, weights))
+                                      bias_bits, rqs[s.requant.name], weights))
         elif s.op is Opcode.ADD:
             sa, sb, sh = _add_shifts(net, s.node, *s.inputs)
             d.update(in_base=bases[s.inputs[0]], in2_base=bases[s.inputs[1]],
@@ -402,8 +452,10 @@ def _add_shifts(net: IntegerNetwork, add: Add, a: str, b: str) -> tuple[int, int
 
 
 def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bits, data_bits,
-                     bias_bits, weights: bool = True) -> dict:
+                     bias_bits, engine_rq, weights: bool = True) -> dict:
+    """``engine_rq``: the conv's requant as the engine runs it (:func:`engine_requants`)."""
     op, rq = s.conv, s.requant
+    mult, bias, shift = engine_rq
     x, y = net.tensors[op.inputs[0]], net.tensors[rq.output]
     c_in, h, w = x.shape
     c_out, oh, ow = y.shape
@@ -422,7 +474,7 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
     memories[mem].extend(_conv_weights(s, geo, bits) if weights
                          else [0] * (blocks * k * k * b_in * sub))
     p_base = len(memories[MemoryId.PARAMS])
-    memories[MemoryId.PARAMS].extend(_param_words(rq, blocks * C, C, bias_bits))
+    memories[MemoryId.PARAMS].extend(_param_words(mult, bias, blocks * C, C, bias_bits))
     row_step = st * w * b_in            # input rows of one output row, in words
     wrap_fix = -ow * st * b_in + row_step
 
@@ -442,7 +494,7 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
         "tile_dx": tdx, "tile_dy": tdy, "tile_nowrap": tn, "tile_wrap": tw,
         "wrap_at": ow * st - p, "wrap_sub": ow * st, "y_end": oh * st - p,
         "out_tile_step": R * blocks, "pixels": pixels,
-        "shift": rq.shift, "relu": int(rq.relu),
+        "shift": shift, "relu": int(rq.relu),
         # the tile's last input word: row R-1's window base + span (``follow``)
         "span": ((k - 1) * w + (k - 1)) * b_in + b_in - 1,
         "in_last": bases[op.inputs[0]] + tensor_words(x.shape, C) - 1,

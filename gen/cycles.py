@@ -65,6 +65,12 @@ FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
 FEEDER_FREE = 2
 
 
+def row_walk(cfg) -> int:
+    """Cycles a conv waits in DISPATCH for the engine's row walk: its R rows are walked one
+    per cycle from CHECK_ALL on, so the last is there R - 1 cycles into DISPATCH."""
+    return cfg.rows - 1
+
+
 def descriptor_cycles(d: dict, cfg) -> int:
     """Cycles one descriptor adds to a program, with the input stream never idle and the
     output never stalled (``cfg``: :class:`hw.engine.EngineConfig`): a conv what it adds
@@ -156,7 +162,7 @@ def _conv_timeline(d: dict, cfg, start: int,
     steps = math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(4))
     blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
     lat = core_latency(arr)
-    cur = start + R + 1           # INIT walks the R rows, then RUN issues
+    cur = start + 1               # the unit takes the walked rows, then RUN issues
     last = prev_last              # the previous tile's last step
     frontier = []
     # row R-1's window base of pixel tile p (what the engine's row walk computes)
@@ -205,8 +211,9 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             other = "adder" if kind == "shift" else "shift"
             mine = flight[kind]
             # the feeder free, neither unit with two convs in flight; ``barrier``: both idle
-            at = max(t + TO_DISPATCH, mine[-1].free if mine else 0, idle(kind, 2),
-                     idle(other, 2))
+            # ... and the engine's row walk over (one row per cycle from CHECK_ALL)
+            at = max(t + TO_DISPATCH + row_walk(cfg), mine[-1].free if mine else 0,
+                     idle(kind, 2), idle(other, 2))
             if d.get("barrier"):  # with follow_own, this unit's last conv may still drain
                 at = max(at, idle(other), 0 if d.get("follow_own") else idle(kind))
             # the engine follows a conv only if it is still running (its last cycle,

@@ -32,6 +32,7 @@ from gen.compile import (
     engine_config,
     fuse,
     input_beats,
+    requant_window,
     tensor_words,
 )
 from gen.cost import CostModel
@@ -70,8 +71,9 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # activation banks (adder_act_depth, out_banks) and overlapping convs (barrier, follow, span,
 # in_last); 6: the first conv beside INPUT (descriptor fields in_adder, follow_input); 7: each
 # array's next conv fills while its last one drains (follow_own; tensors live two steps past
-# their last reader)
-MANIFEST_VERSION = 7
+# their last reader); 8: requant parameters in the engine's floor form (18-bit mult, the
+# rounding in the bias, every shift in one narrow range: gen.compile.engine_requants)
+MANIFEST_VERSION = 8
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
@@ -338,9 +340,11 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
                 acc = max(pe.acc_bits, old.acc_bits if old else 0)
                 kinds[k] = PEConfig(lane, geo.lanes, max(acc, lane.out_bits +
                                                          (geo.lanes - 1).bit_length() + 1))
-    bias = max(bias_bits_for(n) for n in nets)
+    window = requant_window(nets)  # one requantizer shifter for all
+    bias = max(bias_bits_for(n, window) for n in nets)
     progs = [compile_network(n, geo, shift_lane_bits=shift_lane_bits(kinds),
-                             data_bits=n.precision.bits, bias_bits=bias) for n in nets]
+                             data_bits=n.precision.bits, bias_bits=bias, requant_shifts=window)
+             for n in nets]
     cfgs = [engine_config(n, geo, p, **kinds) for n, p in zip(nets, progs, strict=True)]
     big = {f: max(getattr(c, f) for c in cfgs) for f in
            ("act_depth", "adder_act_depth", "shift_depth", "adder_depth", "param_depth", "bias_bits",

@@ -22,12 +22,14 @@ __all__ = [
     "Format",
     "SHIFT_EXP_MAX",
     "MULT_BITS",
+    "ENGINE_MULT_BITS",
     "SHIFT_LIMIT",
     "signed_bits",
     "sat_bounds",
     "saturate",
     "rshift_round",
     "rshift_round_array",
+    "floor_requant",
     "saturate_array",
     "check_int64",
     "quantize_real",
@@ -39,6 +41,11 @@ SHIFT_EXP_MAX = 14
 
 #: Width of a requantization multiplier ``m`` (signed): BN scale per output channel.
 MULT_BITS = 16
+
+#: Width of the engine's requant multiplier: the DSP48E1's 18-bit B port (the accumulator takes
+#: the 25-bit A port). The compiler scales ``mult`` by up to ``2**(ENGINE_MULT_BITS - MULT_BITS)``
+#: to bring every layer's shift into a narrow range (:func:`floor_requant`).
+ENGINE_MULT_BITS = 18
 
 #: Largest right shift of a requant (and of any rounding shift the hardware performs): 6 bits.
 SHIFT_LIMIT = 62
@@ -128,6 +135,26 @@ def rshift_round(v: int, s: int) -> int:
     if s > 0:
         return (v + (1 << (s - 1))) >> s
     return v << (-s)
+
+
+def floor_requant(mult, bias, shift: int, to: int) -> tuple[np.ndarray, np.ndarray]:
+    """The requant ``rshift_round(acc * mult + bias, shift)`` as a floor shift by ``to``.
+
+    Returns ``(m, b)`` with ``(acc * m + b) >> to == rshift_round(acc * mult + bias, shift)``
+    for every integer ``acc`` (arithmetic shift): ``m = mult << k``, ``b = (bias << k) +
+    2**(to-1)`` for ``k = to - shift >= 0`` (the rounding constant becomes part of the bias). A
+    requant whose multipliers are all zero is a constant per channel and takes any ``to``.
+    """
+    mult = np.asarray(mult, dtype=object)
+    bias = np.asarray(bias, dtype=object)
+    half = (1 << (to - 1)) if to > 0 else 0
+    if not any(int(v) for v in mult):
+        return mult * 0, np.array([(rshift_round(int(b), shift) << to) + half for b in bias],
+                                  dtype=object)
+    k = to - shift
+    if k < 0:
+        raise ValueError(f"a requant with shift {shift} cannot be made a floor shift by {to}")
+    return mult * (1 << k), bias * (1 << k) + half
 
 
 def rshift_round_array(v: np.ndarray, s: int | np.ndarray) -> np.ndarray:

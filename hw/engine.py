@@ -50,7 +50,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from gen.numerics import MULT_BITS, SHIFT_LIMIT
+from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT
 from hw.array import ArrayCore
 from hw.config import ArrayConfig, LaneKind, PEConfig, _check_int
 from hw.lanes import weight_shape
@@ -79,6 +79,19 @@ BEAT = data.StructLayout({"data": BEAT_BITS, "last": 1})
 DESCRIPTOR = data.StructLayout({n: signed(b) if s else unsigned(b)
                                 for n, b, s in DESCRIPTOR_FIELDS})
 ADDR = signed(20)  # activation address arithmetic (bases may start in the padding)
+ROWV = signed(14)  # a row's window position (y or x; starts in the padding)
+
+
+def _advance(y, x, a, dx, dy, nowrap, wrap, thr, d):
+    """A row's window position and base address moved by ``dx`` output pixels (``dy`` rows
+    more): past the end of an output row, back by one row's width and down by one more row.
+    ``thr``: ``d.wrap_at - dx``, registered (``x + dx >= wrap_at`` as ``x >= thr``: the adder
+    in front of the comparison, and the address adder after it, were a long path,
+    ``benchmarks/timing.py``)."""
+    nx = x + dx
+    wraps = x >= thr
+    return (Mux(wraps, y + dy + d.stride, y + dy), Mux(wraps, nx - d.wrap_sub, nx),
+            Mux(wraps, a + wrap, a + nowrap))
 # cycles from a source offering an activation word to its bank's block RAM writing it (the
 # registered write-port selection)
 WRITE_DELAY = 1
@@ -223,7 +236,7 @@ class EngineConfig:
 
     @property
     def param_bits(self) -> int:
-        return self.cols * (MULT_BITS + self.bias_bits)
+        return self.cols * (ENGINE_MULT_BITS + self.bias_bits)
 
     def memory_widths(self) -> dict[MemoryId, int]:
         return {MemoryId.PROGRAM: DESCRIPTOR_BITS,
@@ -415,6 +428,24 @@ class Engine(wiring.Component):
         # (past every address: the conv no longer waits), so the conv never waits for ever
         in_frontier = Signal(ADDR)
         in_armed = Signal()
+        # the row walk: a conv's first tile's window positions and bases, one row per cycle
+        # from CHECK_ALL on while the descriptor waits for its unit; a conv is dispatched once
+        # they are all there (``rows_done``), and its unit takes them at once
+        walk = [tuple(Signal(shape, name=f"walk_row{r}_{n}") for n, shape in
+                      (("iy0", ROWV), ("ix0", ROWV), ("addr", ADDR))) for r in range(R)]
+        wy, wx, wa = Signal(ROWV, name="walk_y"), Signal(ROWV, name="walk_x"), \
+            Signal(ADDR, name="walk_addr")
+        walk_r = Signal(range(R + 1), name="walk_r", init=R)
+        walk_thr = Signal(signed(16), name="walk_wrap_at")
+        rows_done = Signal()
+        with m.If(walk_r != R):
+            for r in range(R):
+                with m.If(walk_r == r):
+                    m.d.sync += [walk[r][0].eq(wy), walk[r][1].eq(wx), walk[r][2].eq(wa)]
+            ny, nx, na = _advance(wy, wx, wa, d.walk_dx, d.walk_dy, d.walk_nowrap, d.walk_wrap,
+                                  walk_thr, d)
+            m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1),
+                         rows_done.eq(walk_r == R - 1)]
         for kind, u in units.items():
             other = units.get("adder" if kind == "shift" else "shift")
             wmem = mems[MemoryId.SHIFT_WEIGHTS if kind == "shift" else MemoryId.ADDER_WEIGHTS]
@@ -424,7 +455,7 @@ class Engine(wiring.Component):
                     wmem.read_port(), mems[MemoryId.PARAMS].read_port(),
                     pe_module=pe_module_name(kind) if self._pe_modules else None,
                     alt_rd=rd[BANK_ADDER] if beside else None,
-                    in_frontier=in_frontier if beside else None)
+                    in_frontier=in_frontier if beside else None, rows=walk)
         all_idle = Signal()
         m.d.comb += all_idle.eq(~Cat(*(u.busy for u in units.values())).any())
 
@@ -461,9 +492,15 @@ class Engine(wiring.Component):
         res_rd = main_rd[R]
         m.d.comb += res_rd.addr.eq(res_rd_addr)
 
+        # every conv's words reach the write port as late as a residual add's, so that a unit's
+        # conv with ``res`` and its next one without never write in one cycle (the next conv's
+        # first word may leave the array right after the last one's last word)
         wr_sources = []  # (en, banks, addr, data)
-        for u in units.values():
-            wr_sources.append((u.rq_we & ~u.res_on, u.rq_banks, u.rq_addr, u.rq_y))
+        for kind, u in units.items():
+            wr_sources.append(tuple(_delay(m, v, ResidualAdder.latency, f"{kind}_{n}")
+                                    for v, n in ((u.rq_we & ~u.res_on, "wr_we"),
+                                                 (u.rq_banks, "wr_banks"),
+                                                 (u.rq_addr, "wr_addr"), (u.rq_y, "wr_y"))))
 
         # ---------------------------------------------------------------- vector ops
         step = Signal()
@@ -712,7 +749,9 @@ class Engine(wiring.Component):
                 m.next = "CHECK"
             with m.State("CHECK"):  # the descriptor's checks, registered for DISPATCH
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += d_checks.eq(Cat(*checks))
+                m.d.sync += [d_checks.eq(Cat(*checks)),
+                             wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
+                             walk_r.eq(0), walk_thr.eq(d.wrap_at - d.walk_dx), rows_done.eq(0)]
                 m.next = "CHECK_ALL"
             with m.State("CHECK_ALL"):
                 m.d.comb += self.busy.eq(1)
@@ -740,7 +779,7 @@ class Engine(wiring.Component):
                     if other is not None:
                         free = free & ~other.full & (~d.barrier | ~other.busy)
                     with m.If(mine & d_ok):
-                        m.d.comb += ready.eq(free)
+                        m.d.comb += ready.eq(free & rows_done)
                 with m.If(~ready):  # wait here until the unit this descriptor needs is free
                     m.d.comb += self.busy.eq(1)
                 with m.Elif(~d_ok):
@@ -867,10 +906,12 @@ class _ConvUnit:
         self.res_relu = Signal(name=f"{kind}_res_relu")
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
-              *, pe_module: str | None, alt_rd=None, in_frontier=None) -> None:
-        """``alt_rd``: the read ports of the other activation bank (the adder array's, for a
-        shift conv with ``in_adder``); ``in_frontier``: every word INPUT has written lies below
-        it (for a conv with ``follow_input``)."""
+              *, pe_module: str | None, rows, alt_rd=None, in_frontier=None) -> None:
+        """``rows``: per array row, the first tile's ``(iy0, ix0, addr)`` of the conv in ``d``
+        (walked by the engine before it starts one); ``alt_rd``: the read ports of the other
+        activation bank (the adder array's, for a shift conv with ``in_adder``);
+        ``in_frontier``: every word INPUT has written lies below it (for a conv with
+        ``follow_input``)."""
         cfg, kind = self.cfg, self.kind
         R, C, V, B = cfg.rows, cfg.cols, cfg.lanes, cfg.data_bits
         du = self.d
@@ -912,28 +953,13 @@ class _ConvUnit:
         loop = _LoopNest(m, du, step, clear, name=f"{kind}_loop", d_clear=d)
 
         # ------------------------------------------------------------ rows
-        ROWV = signed(14)
         iy0 = [Signal(ROWV, name=f"{kind}_row{r}_iy0") for r in range(R)]
         ix0 = [Signal(ROWV, name=f"{kind}_row{r}_ix0") for r in range(R)]
         ra = [Signal(ADDR, name=f"{kind}_row{r}_addr") for r in range(R)]
-        wy, wx, wa = (Signal(ROWV, name=f"{kind}_wy"), Signal(ROWV, name=f"{kind}_wx"),
-                      Signal(ADDR, name=f"{kind}_wa"))
-        walk_r = Signal(range(R + 1), name=f"{kind}_walk_r")
-
-        # ``x + dx >= wrap_at`` as ``x >= wrap_at - dx``, the right side registered at start
-        # (from ``d``: ``du`` is loaded in the same cycle): the adder in front of the
-        # comparison, and the address adder after it, were a long path (``benchmarks/timing.py``)
-        thr = {n: Signal(signed(16), name=f"{kind}_{n}_wrap_at") for n in ("walk", "tile")}
+        # ``x + dx >= wrap_at`` as ``x >= wrap_at - dx``, registered at start (``_advance``)
+        thr = Signal(signed(16), name=f"{kind}_tile_wrap_at")
         with m.If(self.start):
-            m.d.sync += [thr["walk"].eq(d.wrap_at - d.walk_dx),
-                         thr["tile"].eq(d.wrap_at - d.tile_dx)]
-
-        def advance(y, x, a, dx, dy, nowrap, wrap, thr):
-            nx = x + dx
-            wraps = x >= thr
-            # past the end of an output row: back by one row's width, down by one more row
-            return (Mux(wraps, y + dy + du.stride, y + dy), Mux(wraps, nx - du.wrap_sub, nx),
-                    Mux(wraps, a + wrap, a + nowrap))
+            m.d.sync += thr.eq(d.wrap_at - d.tile_dx)
 
         # ------------------------------------------------------------ feeder
         feeding = Signal(name=f"{kind}_feeding")
@@ -1056,7 +1082,7 @@ class _ConvUnit:
             writer_takes(d, ~f_tag)
 
         pview = data.View(data.ArrayLayout(data.StructLayout(
-            {"mult": signed(MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
+            {"mult": signed(ENGINE_MULT_BITS), "bias": signed(cfg.bias_bits)}), C), params.data)
         # the word's fields and its res flag, ``k`` cycles after the word reaches the
         # requantizers (one delay line each, tapped where each is used)
         lines = {"post": [a_post], "res": [a_res]}
@@ -1125,21 +1151,11 @@ class _ConvUnit:
         m.d.comb += self.accept.eq(~feeder_on & ~self.full)
         with m.FSM(name=f"{kind}_unit"):
             with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
-                                 walk_r.eq(0)]
-                    m.next = "INIT"
-            with m.State("INIT"):
-                m.d.comb += feeder_on.eq(1)
-                for r in range(R):
-                    with m.If(walk_r == r):
+                with m.If(self.start):  # the rows the engine walked for this conv
+                    for r, (wy, wx, wa) in enumerate(rows):
                         m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
-                ny, nx, na = advance(wy, wx, wa, du.walk_dx, du.walk_dy, du.walk_nowrap,
-                                     du.walk_wrap, thr["walk"])
-                m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1)]
-                with m.If(walk_r == R - 1):
-                    m.d.sync += [reach.eq(wa + du.span), feeding.eq(1), cb.eq(0), pblk.eq(0),
-                                 w_ptr.eq(du.w_base)]
+                    m.d.sync += [reach.eq(rows[R - 1][2] + d.span), feeding.eq(1), cb.eq(0),
+                                 pblk.eq(0), w_ptr.eq(d.w_base)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue)]
@@ -1155,13 +1171,13 @@ class _ConvUnit:
                         with m.If(cb == du.m_cb):
                             m.d.sync += [cb.eq(0), w_ptr.eq(du.w_base), pblk.eq(pblk + 1)]
                             for r in range(R):
-                                ny, nx, na = advance(iy0[r], ix0[r], ra[r], du.tile_dx,
-                                                     du.tile_dy, du.tile_nowrap, du.tile_wrap,
-                                                     thr["tile"])
+                                ny, nx, na = _advance(iy0[r], ix0[r], ra[r], du.tile_dx,
+                                                      du.tile_dy, du.tile_nowrap, du.tile_wrap,
+                                                      thr, du)
                                 m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
-                            _, _, nreach = advance(iy0[R - 1], ix0[R - 1], reach, du.tile_dx,
-                                                   du.tile_dy, du.tile_nowrap, du.tile_wrap,
-                                                   thr["tile"])
+                            _, _, nreach = _advance(iy0[R - 1], ix0[R - 1], reach, du.tile_dx,
+                                                    du.tile_dy, du.tile_nowrap, du.tile_wrap,
+                                                    thr, du)
                             m.d.sync += reach.eq(nreach)
                             with m.If(pblk == du.m_pblk):
                                 m.d.sync += feeding.eq(0)

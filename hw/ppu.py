@@ -1,8 +1,11 @@
 """Post-processing units: the ``requant``, ``add`` and ``avgpool`` ops of ``docs/NUMERICS.md``.
 
-``y = sat_B(relu?(rshift_round(acc * mult + bias, shift)))`` — the only multiplication in the
-accelerator lives here (per output value, not per lane); on a 7-series part Vivado maps
-``acc * mult`` to DSP48E1 slices. The compute array uses none.
+The requantizer computes ``y = sat_B(relu?((acc * mult + bias) >> shift))``, the golden model's
+``rshift_round`` requant in the form :func:`gen.numerics.floor_requant` gives it (the compiler
+folds the rounding into the bias and scales ``mult`` so that every layer's shift lies in a
+narrow range). The only multiplication in the accelerator lives here (per output value, not per
+lane); on a 7-series part Vivado maps ``acc * mult + bias`` to a DSP48E1 slice. The compute
+array uses none.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from gen.numerics import MULT_BITS, SHIFT_LIMIT
+from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT
 
 SHIFT_PORT = unsigned(SHIFT_LIMIT.bit_length())
 
@@ -65,8 +68,8 @@ def _rectify_saturate(m: Module, r, relu, bits: int):
 class RequantConfig:
     """``acc_bits``: accumulator width in; ``bias_bits``: width of the per-channel bias;
     ``out_bits``: 8 (FIX8) or 32 (FIX32); ``shift_min`` .. ``shift_max``: the shifts the
-    layers use (the generator takes them from the network; a narrower range is a narrower
-    shifter, and a shift outside it is outside the contract)."""
+    layers use (the compiler's, ``gen.compile.engine_requants``; a narrower range is a
+    narrower shifter, and a shift outside it is outside the contract)."""
 
     acc_bits: int
     bias_bits: int
@@ -86,14 +89,13 @@ class RequantConfig:
     @property
     def sum_bits(self) -> int:
         """Width of ``acc * mult + bias`` (exact)."""
-        return max(self.acc_bits + MULT_BITS, self.bias_bits) + 1
+        return max(self.acc_bits + ENGINE_MULT_BITS, self.bias_bits) + 1
 
     @property
     def pre_shift(self) -> int:
-        """Low bits of ``acc * mult + bias`` no shift in range can round on: ``rshift_round(v,
-        s) == rshift_round(v >> p, s - p)`` for ``p = shift_min - 1`` and every ``s >= shift_min``
-        (the dropped bits lie below the rounding bit ``2**(s-1)``), so they are never kept."""
-        return max(self.shift_min - 1, 0)
+        """Low bits of ``acc * mult + bias`` that every shift in range drops: ``v >> s == (v >>
+        p) >> (s - p)`` for ``p = shift_min``, so they are never kept."""
+        return self.shift_min
 
     @property
     def shifter(self) -> tuple[int, int]:
@@ -102,7 +104,7 @@ class RequantConfig:
 
 
 def requant_layouts(cfg: RequantConfig) -> tuple[data.StructLayout, data.StructLayout]:
-    i = data.StructLayout({"acc": signed(cfg.acc_bits), "mult": signed(MULT_BITS),
+    i = data.StructLayout({"acc": signed(cfg.acc_bits), "mult": signed(ENGINE_MULT_BITS),
                            "bias": signed(cfg.bias_bits)})
     o = data.StructLayout({"y": signed(cfg.out_bits)})
     return i, o
@@ -116,7 +118,7 @@ class Requantizer(wiring.Component):
     offered): ``shift`` (``shift_min``..``shift_max``, registered inside) and ``relu``. With
     the output always ready, an item uses each of them ``ports_at[name]`` cycles after it is
     offered (so a user whose layers change item by item delays them by as much).
-    Stages: operands (1), product and bias (2), rounding shift (3), clamp (4): ``latency`` = 4.
+    Stages: operands (1), product and bias (2), shift (3), clamp (4): ``latency`` = 4.
     The pipeline freezes while the output is valid and not ready.
     """
 
@@ -149,19 +151,28 @@ class Requantizer(wiring.Component):
         v0 = Signal()
         p.d.sync += [acc.eq(self.i.payload.acc), mult.eq(self.i.payload.mult),
                      bias.eq(self.i.payload.bias), v0.eq(self.i.valid)]
-        # stage 1: v = (acc * mult + bias) >> pre
+        # stage 1: v = (acc * mult + bias) >> pre (the DSP's multiplier and post-adder)
         full = Signal(signed(cfg.sum_bits))
         m.d.comb += full.eq(acc * mult + bias)
         v = Signal(signed(width))
         v1 = Signal()
         p.d.sync += [v.eq(full[pre:]), v1.eq(v0)]
-        # stage 2: rshift_round(v, shift - pre), a shifter only as wide as the layers' range;
-        # the per-layer shift amount is registered first (it was the front of the longest path)
-        t = Signal(range(cfg.shift_max - pre + 1))
-        m.d.sync += t.eq(self.shift - pre)
+        # stage 2: v >> (shift - pre), a multiplexer over the layers' range (the rounding is in
+        # the bias; none for a single shift); the per-layer shift amount is registered first
+        shifted = Signal(signed(width))
+        span = cfg.shift_max - pre
+        if span:
+            t = Signal(range(span + 1))
+            m.d.sync += t.eq(self.shift - pre)
+            with m.Switch(t):
+                for k in range(span + 1):
+                    with m.Case(k):
+                        m.d.comb += shifted.eq(v >> k)
+        else:
+            m.d.comb += shifted.eq(v)
         r = Signal(signed(width))
         r1 = Signal()
-        p.d.sync += [r.eq(_rshift_round(m, v, t, width, cfg.shift_max - pre)), r1.eq(v1)]
+        p.d.sync += [r.eq(shifted), r1.eq(v1)]
         # stage 3: relu, saturate
         y = Signal(signed(cfg.out_bits))
         p.d.sync += [y.eq(_rectify_saturate(m, r, self.relu, cfg.out_bits)),

@@ -101,3 +101,29 @@ def test_format_validation_and_precision_parse():
     assert N.Precision.parse("FIX8") is N.Precision.FIX8 and N.Precision.FIX32.bits == 32
     with pytest.raises(ValueError, match="fix8"):
         N.Precision.parse("fix16")
+
+
+@given(st.lists(st.integers(-(2**15), 2**15 - 1), min_size=1, max_size=4),
+       st.integers(-(2**40), 2**40), st.integers(0, 40), st.integers(0, 8),
+       st.integers(-(2**30), 2**30))
+@example([-(2**15)], -(2**40), 0, 0, -(2**30))
+@example([1], 0, 0, 5, -1)
+@example([0, 0], -7, 3, 0, 12345)
+def test_floor_requant_is_the_rounding_requant(mults, bias, shift, k, acc):
+    to = shift + k
+    m, b = N.floor_requant(mults, [bias] * len(mults), shift, to)
+    for j, mult in enumerate(mults):
+        assert (acc * int(m[j]) + int(b[j])) >> to == N.rshift_round(acc * mult + bias, shift)
+
+
+@given(st.integers(-(2**40), 2**40), st.integers(0, 40), st.integers(0, 40),
+       st.integers(-(2**30), 2**30))
+def test_floor_requant_of_a_constant_takes_any_shift(bias, shift, to, acc):
+    m, b = N.floor_requant([0, 0], [bias, -bias], shift, to)
+    assert [(acc * int(mi) + int(bi)) >> to for mi, bi in zip(m, b, strict=True)] == \
+        [N.rshift_round(bias, shift), N.rshift_round(-bias, shift)]
+
+
+def test_floor_requant_never_lowers_a_shift():
+    with pytest.raises(ValueError, match="cannot be made a floor shift"):
+        N.floor_requant([3], [0], 5, 4)

@@ -25,13 +25,14 @@ def test_lint_clean(tmp_path, top):
     assert rtl.lint(v) == []
 
 
-@pytest.mark.parametrize("which", ["regfile", "requantizer"])
+@pytest.mark.parametrize("which", ["regfile", "requantizer", "requantizer_one_shift"])
 def test_control_and_ppu_lint_clean(tmp_path, which):
     from hw.ppu import RequantConfig, Requantizer
     from hw.regfile import RegisterFile
 
     comp = RegisterFile(0x12345678) if which == "regfile" else \
-        Requantizer(RequantConfig(26, 40, 8))
+        Requantizer(RequantConfig(26, 40, 8) if which == "requantizer" else
+                    RequantConfig(21, 29, 8, 19, 19))  # no shifter at all (digits' requants)
     v = tmp_path / "top.v"
     v.write_text(rtl.verilog(comp))
     assert rtl.lint(v) == []

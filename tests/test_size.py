@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gen import checkpoint
-from gen.compile import Geometry
+from gen.compile import CompileError, Geometry, engine_requants, requant_window, shift_room
 from gen.cost import CostModel
 from gen.evaluate import calibration_batch
 from gen.generate import design_for, size_engine
-from gen.ir import AdderConv, ShiftConv
+from gen.ir import AdderConv, Requant, ShiftConv
 from gen.nn.data import load_digits_splits
+from gen.numerics import rshift_round
 from gen.quantize import quantize
 from gen.size import BOARDS, SizingError, shift_range
 from hw.program import MemoryId
@@ -76,3 +78,26 @@ def test_block_ram_count_takes_the_best_aspect_ratio():
     assert bram36_blocks(578, 16) == 8.5          # 17 RAMB18 of 512 x 36
     assert bram36_blocks(128, 192) == 2           # 4 RAMB18 of 512 x 36
     assert bram36_blocks(2048, 1100) == 85.5      # RAMB18 of 512 x 36: 3 deep x 57 wide
+
+
+def test_requants_get_one_narrow_shift_range_exactly(digits_fix8):
+    """The engine's form of every requant equals the golden one, and the shifts the
+    requantizer must span shrink to what the multipliers allow (digits: a single shift)."""
+    assert shift_room([2**15 - 1, -3], 18) == (18, 20)   # 18-bit engine multipliers
+    assert shift_room([1], 9) == (9, 9 + 16)
+    assert shift_room([0, 0], 62) == (0, 62)
+    net = digits_fix8
+    ops = {op.name: op for op in net.ops if isinstance(op, Requant)}
+    golden_shifts = {op.shift for op in ops.values()}
+    eng = engine_requants(net)
+    bottom, top = requant_window([net])
+    assert {s for _, _, s in eng.values()} <= set(range(bottom, top + 1))
+    assert top - bottom < max(golden_shifts) - min(golden_shifts)
+    acc = np.random.default_rng(0).integers(-(2**20), 2**20, 64)
+    for name, (m, b, s) in eng.items():
+        op = ops[name]
+        for c in range(len(m)):
+            assert [(int(a) * int(m[c]) + int(b[c])) >> s for a in acc] == \
+                [rshift_round(int(a) * int(op.mult[c]) + int(op.bias[c]), op.shift) for a in acc]
+    with pytest.raises(CompileError, match="can be given the shifts"):
+        engine_requants(net, (top + 30, top + 30))

@@ -8,7 +8,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
 
 from gen.ir import IntegerNetwork, Requant, TensorSpec
-from gen.numerics import MULT_BITS, Format, Precision
+from gen.numerics import ENGINE_MULT_BITS, MULT_BITS, Format, Precision, floor_requant
 from sim import golden
 from sim.models.stream import ClockDriver, StreamMonitor, StreamSink, StreamSource
 from sim.pack import pack, unpack
@@ -51,6 +51,9 @@ def reference(acc, mult, bias, shift, relu, acc_bits, out_bits):
 @cocotb.test()
 @cocotb.parametrize(mode=["random", "extreme"], traffic=[(0.0, 0.0), (0.4, 0.5)])
 async def requant(dut, mode, traffic):
+    """For each of the engine's shifts ``to`` and a scale ``k`` (0..2): golden-model requants
+    with shift ``to - k``, fed to the DUT as ``gen.numerics.floor_requant`` gives them (the
+    extremes reach the DUT's port ranges)."""
     cfg = tb_config()
     rng, nrng = seeded(dut)
     ab, bb, ob = cfg["acc_bits"], cfg["bias_bits"], cfg["out_bits"]
@@ -58,28 +61,36 @@ async def requant(dut, mode, traffic):
     dut.shift.value = 0
     dut.relu.value = 0
     await start_clock_and_reset(dut)
-    for shift in cfg["shifts"]:
+    lo = lambda b: -(1 << (b - 1))  # noqa: E731
+    hi = lambda b: (1 << (b - 1)) - 1  # noqa: E731
+    for to in cfg["shifts"]:
         for relu in (0, 1):
+            k = min(int(nrng.integers(0, ENGINE_MULT_BITS - MULT_BITS, endpoint=True)), to)
+            shift, half = to - k, (1 << (to - 1)) if to else 0
+            # golden-model biases whose engine form fits bias_bits
+            blo, bhi = -((half - lo(bb)) >> k), (hi(bb) - half) >> k
             n = 40
-            lo = lambda b: -(1 << (b - 1))  # noqa: E731
-            hi = lambda b: (1 << (b - 1)) - 1  # noqa: E731
             if mode == "extreme":
                 acc = nrng.choice([lo(ab), hi(ab), 0, -1], n)
                 mult = nrng.choice([lo(MULT_BITS), hi(MULT_BITS), 1, 0, -1], n)
-                bias = nrng.choice([lo(bb), hi(bb), 0, min(1 << max(shift - 1, 0), hi(bb))], n)
+                bias = nrng.choice([blo, bhi, 0, min(1 << max(shift - 1, 0), bhi)], n)
             else:
                 acc = nrng.integers(lo(ab), hi(ab), n, endpoint=True)
                 mult = nrng.integers(lo(MULT_BITS), hi(MULT_BITS), n, endpoint=True)
-                bias = nrng.integers(lo(bb), hi(bb), n, endpoint=True)
+                bias = nrng.integers(blo, bhi, n, endpoint=True)
+            eng = [floor_requant(mult[j:j + 1], bias[j:j + 1], shift, to) for j in range(n)]
             await FallingEdge(dut.clk)
-            dut.shift.value = shift
+            dut.shift.value = to
             dut.relu.value = relu
-            items = [pack([(acc[k:k + 1], ab), (mult[k:k + 1], MULT_BITS), (bias[k:k + 1], bb)])
-                     for k in range(n)]
+            items = [pack([(acc[j:j + 1], ab), (np.array(em, np.int64), ENGINE_MULT_BITS),
+                           (np.array(eb, np.int64), bb)]) for j, (em, eb) in enumerate(eng)]
             seen, got = await transact(dut, src, sink, mon, items,
-                                       [(1, ab, True), (1, MULT_BITS, True), (1, bb, True)], ob)
-            want = reference(*zip(*seen, strict=True), shift, bool(relu), ab, ob)
-            assert got == want, f"shift {shift} relu {relu}: got {got[:8]}, want {want[:8]}"
+                                       [(1, ab, True), (1, ENGINE_MULT_BITS, True),
+                                        (1, bb, True)], ob)
+            assert [s[0] for s in seen] == [int(a) for a in acc]
+            want = reference(acc, mult, bias, shift, bool(relu), ab, ob)
+            assert got == want, f"shift {to} (golden {shift}) relu {relu}: got {got[:8]}, " \
+                                f"want {want[:8]}"
 
 
 def add_reference(a, b, fa, fb, fy, relu, bits_in, bits_out):
