@@ -45,7 +45,9 @@ REQUANT_GRID = [(21, 29, 8, 20, 22), (21, 29, 8, 19, 19), (20, 29, 8, 6, 21), (2
                 (17, 24, 8, 12, 14), (44, 53, 32, 19, 19), (40, 48, 32, 20, 30),
                 (44, 48, 32, 0, 47)]
 ADD_GRID = [(8, 1), (8, 2), (8, 7), (8, 31), (32, 3), (32, 31)]  # (bits, shift_max)
-POOL_GRID = [(8, 64, 6), (8, 64, 62), (8, 16, 4), (32, 4, 2), (32, 64, 62)]  # bits, window, shift
+# (bits, window, shift, inputs)
+POOL_GRID = [(8, 64, 6, 1), (8, 64, 62, 1), (8, 16, 4, 1), (32, 4, 2, 1), (32, 64, 62, 1),
+             (8, 64, 6, 2), (8, 64, 6, 4), (32, 4, 2, 4)]
 # ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)
 CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16), (3, 32, 8)]
 CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
@@ -154,7 +156,7 @@ def calibrate(model: CostModel) -> dict:
             comp = UNITS[unit](make(g))
             a = synthesize_component(comp)
             log(f"  calibration {unit} {g}: {a.lut_total} LUT {a.ff} FF")
-            x.append(ppu_unit_features(*comp.config.shifter))
+            x.append(ppu_unit_features(comp.config))
             y["lut"].append(a.lut_total)
             y["ff"].append(a.ff)
         ppu[unit] = {k: fit_linear(x, v) for k, v in y.items()}

@@ -24,7 +24,14 @@ import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT, floor_requant, sat_bounds, signed_bits
-from hw.engine import BANK_ADDER, BANK_MAIN, IN_FLIGHT, RESIDUAL_MARGIN, EngineConfig
+from hw.engine import (
+    BANK_ADDER,
+    BANK_MAIN,
+    IN_FLIGHT,
+    POOL_PORTS,
+    RESIDUAL_MARGIN,
+    EngineConfig,
+)
 from hw.program import LOOP_LEVELS, MemoryId, Opcode, beats_per_word, pack_descriptor
 from sim.pack import pack, shift_weight, to_bits
 
@@ -429,13 +436,28 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
                                    "(the engine only shifts right)")
             cx, hx, wx = x.shape
             blk = words_per_pixel(cx, C)
+            # ``ports`` window positions a transfer (of one window row), ``blk`` words apart
+            ports = pool_ports(geo)
+            while k % ports:
+                ports //= 2
             d.update(in_base=bases[s.inputs[0]], out_base=bases[s.output], shift=sh,
-                     **_jumps([k, k, blk, y.shape[2], y.shape[1]],
-                              [blk, wx * blk, 1, k * blk, k * wx * blk]))
+                     ports=ports, port_step=blk,
+                     **_jumps([k // ports, k, blk, y.shape[2], y.shape[1]],
+                              [ports * blk, wx * blk, 1, k * blk, k * wx * blk]))
         descs.append(d)
     descs.append({"op": int(Opcode.END)})
     memories[MemoryId.PROGRAM] = [pack_descriptor(d) for d in descs]
     return Program(descs, memories, bases, act_depths, bias_bits, steps)
+
+
+def pool_ports(geo: Geometry) -> int:
+    """The most main-bank ports an AVGPOOL reads at once on an engine of geometry ``geo`` (a
+    power of two, at most :data:`hw.engine.POOL_PORTS` and the rows' ports); each AVGPOOL uses
+    the most of them that divide its kernel."""
+    ports = 1
+    while ports * 2 <= min(POOL_PORTS, geo.rows):
+        ports *= 2
+    return ports
 
 
 def _add_shifts(net: IntegerNetwork, add: Add, a: str, b: str) -> tuple[int, int, int]:
@@ -529,7 +551,9 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
         program_depth=program_depth or len(prog.descriptors), bias_bits=prog.bias_bits,
         pool_window=max(pools + [1]), add_shift_max=max(map(max, add_shifts), default=0),
         requant_shift_min=min(rq_shifts), requant_shift_max=max(rq_shifts),
-        pool_shift_max=max(pool_shifts, default=0))
+        pool_shift_max=max(pool_shifts, default=0),
+        pool_ports=max((d["ports"] for d in prog.descriptors if d["op"] == Opcode.AVGPOOL),
+                       default=1))
 
 
 # ------------------------------------------------------------------------------ stream frames

@@ -16,8 +16,9 @@ modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrite
 of an array outside the calibration set.
 
 Each post-processing unit (requantizer, residual adder, pooler; one of each per column) is
-priced the same way, as ``c0 + c1*w + c2*w*s`` with ``w`` the width of its rounding shifter and
-``s`` the bits of its shift range, fitted to syntheses of the units
+priced the same way, as ``c0 + c1*w + c2*w*s + c3*e`` with ``w`` the width of its rounding
+shifter, ``s`` the bits of its shift range and ``e`` the bits of the items a pooler adds beyond
+one per transfer, fitted to syntheses of the units
 (``benchmarks/engine_area.py --calibrate``).
 
 The engine *core* is everything else: each conv unit's feeder and writer, the loader, the
@@ -105,8 +106,8 @@ class CostModel:
         pooler: ``cfg.unit_counts()``)."""
         doc, lut, ff = self._section("ppu"), 0.0, 0.0
         counts = cfg.unit_counts()
-        for unit, (w, sb) in ppu_units(cfg).items():
-            f = np.array(ppu_unit_features(w, sb)) * counts[unit]
+        for unit, comp in cfg.post_processing().items():
+            f = np.array(ppu_unit_features(comp)) * counts[unit]
             lut += float(f @ np.array(doc[unit]["lut"]))
             ff += float(f @ np.array(doc[unit]["ff"]))
         return Estimate(lut, ff)
@@ -169,8 +170,14 @@ def ppu_units(cfg) -> dict[str, tuple[int, int]]:
     return {name: unit.shifter for name, unit in cfg.post_processing().items()}
 
 
-def ppu_unit_features(width: int, shift_bits: int) -> list[float]:
-    return [1.0, width, width * shift_bits]
+def ppu_unit_features(unit_cfg) -> list[float]:
+    """A post-processing unit's features (its config: ``RequantConfig``, ``AddConfig`` or
+    ``PoolConfig``): its rounding shifter's width ``w`` and shift bits ``s`` as ``1, w, w*s``,
+    and the bits of the items a pooler adds beyond one a transfer (``(inputs - 1) * bits``;
+    zero for the others)."""
+    w, sb = unit_cfg.shifter
+    extra = (getattr(unit_cfg, "inputs", 1) - 1) * getattr(unit_cfg, "bits", 0)
+    return [1.0, w, w * sb, extra]
 
 
 def fit_pe(samples: list[tuple[PEConfig, dict]]) -> dict:

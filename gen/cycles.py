@@ -83,7 +83,7 @@ def descriptor_cycles(d: dict, cfg) -> int:
     op = Opcode(d["op"])
     if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
         first = _conv_timeline(d, cfg, 0, None)
-        at = max(2 + TO_DISPATCH, first.free,
+        at = max(2 + TO_DISPATCH + row_walk(cfg), first.free,
                  first.idle if d.get("barrier") and not d.get("follow_own") else 0)
         return _conv_timeline(d, cfg, at, None, first.last).idle - first.idle
     return _fixed_cycles(d, cfg)

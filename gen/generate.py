@@ -72,7 +72,8 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # in_last); 6: the first conv beside INPUT (descriptor fields in_adder, follow_input); 7: each
 # array's next conv fills while its last one drains (follow_own; tensors live two steps past
 # their last reader); 8: requant parameters in the engine's floor form (18-bit mult, the
-# rounding in the bias, every shift in one narrow range: gen.compile.engine_requants)
+# rounding in the bias, every shift in one narrow range: gen.compile.engine_requants), AVGPOOL
+# on several ports (descriptor fields ports, port_step; engine pool_ports)
 MANIFEST_VERSION = 8
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
@@ -354,6 +355,7 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
     big["requant_shift_min"] = min(c.requant_shift_min for c in cfgs)
     big["requant_shift_max"] = max(c.requant_shift_max for c in cfgs)
     big["pool_shift_max"] = max(c.pool_shift_max for c in cfgs)
+    big["pool_ports"] = max(c.pool_ports for c in cfgs)
     return EngineConfig(rows=geo.rows, cols=geo.cols, lanes=geo.lanes,
                         data_bits=nets[0].precision.bits, shift=kinds["shift"],
                         adder=kinds["adder"], **big), progs

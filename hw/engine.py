@@ -109,6 +109,8 @@ RESIDUAL_MARGIN = (1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
 # activation banks (bits of a descriptor's ``out_banks``): the adder array reads its input from
 # its own bank, everything else from the main one, so both arrays read and write at once
 BANK_MAIN, BANK_ADDER = 0, 1
+# the most main-bank ports AVGPOOL reads at once (each pooler sums that many items a cycle)
+POOL_PORTS = 4
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class EngineConfig:
     requant_shift_min: int = 0
     requant_shift_max: int = SHIFT_LIMIT
     pool_shift_max: int = SHIFT_LIMIT
+    pool_ports: int = 1
     adder_act_depth: int = 1
 
     def __post_init__(self) -> None:
@@ -168,6 +171,7 @@ class EngineConfig:
         _check_int("requant_shift_max", self.requant_shift_max, self.requant_shift_min,
                    SHIFT_LIMIT)
         _check_int("pool_shift_max", self.pool_shift_max, 0, SHIFT_LIMIT)
+        _check_int("pool_ports", self.pool_ports, 1, min(POOL_PORTS, self.rows))
 
     # ------------------------------------------------------------------ derived
     def array(self, kind: str) -> ArrayConfig | None:
@@ -194,8 +198,8 @@ class EngineConfig:
     def read_ports(self) -> int:
         """Of the main activation bank: one per array row (the shift array's feeder), and one
         for the residual operand of a conv with ``res`` (read while the rows read the next
-        tile); ADD, AVGPOOL and OUTPUT use ports 0 and 1. The adder array's input bank has
-        one per row."""
+        tile); ADD and OUTPUT use ports 0 and 1, AVGPOOL ports 0 to ``pool_ports - 1``. The
+        adder array's input bank has one per row."""
         return self.rows + 1
 
     def act_banks(self) -> dict[int, tuple[int, int]]:
@@ -211,7 +215,8 @@ class EngineConfig:
         return {"requant": RequantConfig(self.acc_bits, self.bias_bits, self.data_bits,
                                          self.requant_shift_min, self.requant_shift_max),
                 "add": AddConfig(self.data_bits, self.data_bits, self.add_shift_max),
-                "pool": PoolConfig(self.data_bits, self.pool_window, self.pool_shift_max)}
+                "pool": PoolConfig(self.data_bits, self.pool_window, self.pool_shift_max,
+                                   self.pool_ports)}
 
     def unit_counts(self) -> dict[str, int]:
         """How many of each post-processing unit a column has: a requantizer behind each
@@ -260,7 +265,8 @@ class EngineConfig:
                 "bias_bits": self.bias_bits, "add_shift_max": self.add_shift_max,
                 "pool_window": self.pool_window, "requant_shift_min": self.requant_shift_min,
                 "requant_shift_max": self.requant_shift_max,
-                "pool_shift_max": self.pool_shift_max, "adder_act_depth": self.adder_act_depth}
+                "pool_shift_max": self.pool_shift_max, "adder_act_depth": self.adder_act_depth,
+                "pool_ports": self.pool_ports}
 
     @classmethod
     def from_json(cls, d: dict) -> EngineConfig:
@@ -275,7 +281,8 @@ class EngineConfig:
                             int(v["tree_register_every"]))
         keys = ("rows", "cols", "lanes", "data_bits", "act_depth", "shift_depth", "adder_depth",
                 "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window",
-                "requant_shift_min", "requant_shift_max", "pool_shift_max", "adder_act_depth")
+                "requant_shift_min", "requant_shift_max", "pool_shift_max", "adder_act_depth",
+                "pool_ports")
         return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
 
 
@@ -524,9 +531,17 @@ class Engine(wiring.Component):
             m.d.sync += [v1_first.eq(first), v1_last.eq(lastw), v1_addr.eq(optr)]
             with m.If(emit):
                 m.d.sync += optr.eq(optr + 1)
+        # the ports ADD and AVGPOOL read: their base addresses (ADD: its two operands; AVGPOOL:
+        # ``ports`` consecutive window positions, ``port_step`` words apart), set at DISPATCH
+        vports = max(2, cfg.pool_ports)
+        vbase = [Signal(ADDR, name=f"vec_base{p}") for p in range(vports)]
         for c in range(C):
             a_c = main_rd[0].data.word_select(c, B)
             b_c = main_rd[1].data.word_select(c, B)
+            m.d.comb += pools[c].i.payload.x[0].eq(a_c)
+            for p in range(1, cfg.pool_ports):  # the ports this AVGPOOL does not read: zero
+                m.d.comb += pools[c].i.payload.x[p].eq(
+                    Mux(d.ports > p, main_rd[p].data.word_select(c, B), 0))
             m.d.comb += [adders[c].i.valid.eq(Mux(res_on, res_we, v1 & is_add)),
                          adders[c].i.payload.a.eq(Mux(res_on, res_y.word_select(c, B), a_c)),
                          adders[c].i.payload.b.eq(Mux(res_on, res_rd.data.word_select(c, B),
@@ -536,7 +551,7 @@ class Engine(wiring.Component):
                          adders[c].shift.eq(Mux(res_on1, res_shift, d.shift)),
                          adders[c].relu.eq(Mux(res_on2, res_relu, d.relu)),
                          adders[c].o.ready.eq(1),
-                         pools[c].i.valid.eq(v1 & ~is_add), pools[c].i.payload.x.eq(a_c),
+                         pools[c].i.valid.eq(v1 & ~is_add),
                          pools[c].i.payload.first.eq(v1_first),
                          pools[c].i.payload.last.eq(v1_last), pools[c].shift.eq(d.shift),
                          pools[c].o.ready.eq(1)]
@@ -639,7 +654,8 @@ class Engine(wiring.Component):
                    ~(is_conv & (d.shift > cfg.requant_shift_max)),
                    ~(adds & ((d.shift_a > add_max) | (d.shift_b > add_max))),
                    ~(adds & (Mux(is_conv, d.res_shift, d.shift) > add_max)),
-                   ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max))]
+                   ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max)),
+                   ~((d.op == Opcode.AVGPOOL) & ((d.ports == 0) | (d.ports > cfg.pool_ports)))]
         d_checks = Signal(len(checks))
         d_ok = Signal()
 
@@ -807,7 +823,12 @@ class Engine(wiring.Component):
                                 m.d.comb += bad_desc.eq(1)
                                 m.next = finish
                         with m.Case(Opcode.ADD, Opcode.AVGPOOL):
-                            m.d.sync += [vec_feeding.eq(1), optr.eq(d.out_base)]
+                            m.d.sync += [vec_feeding.eq(1), optr.eq(d.out_base),
+                                         vbase[0].eq(d.in_base),
+                                         vbase[1].eq(Mux(is_add, d.in2_base,
+                                                         d.in_base + d.port_step)),
+                                         *(vbase[p].eq(d.in_base + p * d.port_step)
+                                           for p in range(2, vports))]
                             m.next = "VEC"
                         with m.Default():
                             m.d.comb += bad_desc.eq(1)
@@ -853,8 +874,8 @@ class Engine(wiring.Component):
             # ---------------------------------------------------------- add / avgpool
             with m.State("VEC"):
                 m.d.comb += [self.busy.eq(1), vec_on.eq(1), step.eq(v_issue),
-                             main_rd[0].addr.eq(d.in_base + loop.offset),
-                             main_rd[1].addr.eq(d.in2_base + loop.offset)]
+                             *(main_rd[p].addr.eq(vbase[p] + loop.offset)
+                               for p in range(vports))]
                 with m.If(v_issue & loop.last):
                     m.d.sync += [vec_feeding.eq(0),
                                  drain.eq(vec_settle)]

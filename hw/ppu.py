@@ -263,13 +263,16 @@ class ResidualAdder(wiring.Component):
 @dataclass(frozen=True)
 class PoolConfig:
     """Average pooling of ``bits``-wide values over windows of up to ``max_window`` items, with
-    rounding shifts up to ``shift_max``."""
+    rounding shifts up to ``shift_max``, taking ``inputs`` items per transfer."""
 
     bits: int
     max_window: int
     shift_max: int = SHIFT_LIMIT
+    inputs: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.inputs, int) or not 1 <= self.inputs <= 16:
+            raise ValueError(f"inputs must be an integer in 1..16, not {self.inputs!r}")
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise ValueError(f"bits must be an integer in 2..32, not {self.bits!r}")
         if not isinstance(self.max_window, int) or self.max_window < 1:
@@ -289,7 +292,8 @@ class PoolConfig:
 
 
 class AvgPooler(wiring.Component):
-    """The ``avgpool`` op on a stream: items ``x`` with ``first``/``last`` marking a window; at
+    """The ``avgpool`` op on a stream: transfers of ``inputs`` items ``x`` (all of them summed;
+    a caller with fewer items sends zeros) with ``first``/``last`` marking a window; at
     each ``last`` it emits ``y = sat(rshift_round(sum, shift))`` (``shift = log2(k*k) + frac(x)
     - frac(y)``, a per-layer port; the hardware shifts right only, so the generator must keep
     ``frac(y) <= log2(k*k) + frac(x)`` — the quantizer uses ``frac(y) = frac(x)``). Windows are
@@ -306,8 +310,8 @@ class AvgPooler(wiring.Component):
             raise ValueError(f"cfg must be a PoolConfig, not {cfg!r}")
         self._cfg = cfg
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({"x": signed(cfg.bits), "first": 1,
-                                                        "last": 1}))),
+            "i": In(stream.Signature(data.StructLayout({
+                "x": data.ArrayLayout(signed(cfg.bits), cfg.inputs), "first": 1, "last": 1}))),
             "o": Out(stream.Signature(data.StructLayout({"y": signed(cfg.bits)}))),
             "shift": In(SHIFT_PORT)})
 
@@ -331,12 +335,17 @@ class AvgPooler(wiring.Component):
         width = cfg.sum_bits + 1
         acc = Signal(signed(width))
         total = Signal(signed(width))
-        # stage 0: the item, registered (it comes straight from a block RAM)
-        x = Signal(signed(cfg.bits))
+        # stage 0: the items, registered (they come straight from a block RAM)
+        x = [Signal(signed(cfg.bits), name=f"x{j}") for j in range(cfg.inputs)]
         x_valid, x_first, x_last = Signal(), Signal(), Signal()
-        p.d.sync += [x.eq(self.i.payload.x), x_valid.eq(self.i.valid),
-                     x_first.eq(self.i.payload.first), x_last.eq(self.i.payload.last)]
-        m.d.comb += total.eq(Mux(x_first, half, acc) + x)
+        p.d.sync += [*(x[j].eq(self.i.payload.x[j]) for j in range(cfg.inputs)),
+                     x_valid.eq(self.i.valid), x_first.eq(self.i.payload.first),
+                     x_last.eq(self.i.payload.last)]
+        terms = [*x, Mux(x_first, half, acc)]
+        while len(terms) > 1:  # a balanced tree
+            terms = [terms[j] + terms[j + 1] if j + 1 < len(terms) else terms[j]
+                     for j in range(0, len(terms), 2)]
+        m.d.comb += total.eq(terms[0])
         done = Signal()
         s = Signal(signed(width))
         with p.If(x_valid):

@@ -92,6 +92,9 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # there while the conv writes the main bank); ``follow_input``: read a tile only once the
     # INPUT has written its last word
     ("in_adder", 1, False), ("follow_input", 1, False),
+    # AVGPOOL: the main bank's ports it reads at once (1..``pool_ports``), each ``port_step``
+    # words after the one before (window positions the poolers sum in one transfer)
+    ("ports", 3, False), ("port_step", 16, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

@@ -41,13 +41,17 @@ def test_residual_adder(in_bits, out_bits, seed):
                                      "fracs": fracs}, seed=seed, tests="residual_add")
 
 
-@pytest.mark.parametrize("bits,kernel,sized", [(8, 4, False), (8, 8, True), (32, 2, False)])
-def test_avg_pooler(bits, kernel, sized, seed):
+@pytest.mark.parametrize("bits,kernel,sized,inputs", [
+    (8, 4, False, 1), (8, 8, True, 1), (32, 2, False, 1),
+    (8, 8, True, 4),   # four window positions a transfer (the engine's AVGPOOL at 4+ rows)
+    (32, 4, False, 2),
+])
+def test_avg_pooler(bits, kernel, sized, inputs, seed):
     # fy < fx only within what the output can still hold: the golden rule saturates the rest
     fracs = [(5, 5), (5, 4), (3, 5), (6, 2)]
     # sized: the shifter only as wide as these cases need (shift = log2(k*k) + fx - fy)
     need = 2 * (kernel.bit_length() - 1) + max(fx - fy for fx, fy in fracs)
-    cfg = PoolConfig(bits, kernel * kernel, need) if sized else PoolConfig(bits, kernel * kernel)
+    cfg = PoolConfig(bits, kernel * kernel, need if sized else 62, inputs)
     build = rtl.build(lambda: AvgPooler(cfg), "avgpool", {"cfg": repr(cfg)})
-    rtl.run(build, "sim.tb.ppu_tb", {"bits": bits, "kernel": kernel, "fracs": fracs}, seed=seed,
-            tests="avgpool")
+    rtl.run(build, "sim.tb.ppu_tb", {"bits": bits, "kernel": kernel, "fracs": fracs,
+                                     "inputs": inputs}, seed=seed, tests="avgpool")

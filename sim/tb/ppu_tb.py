@@ -141,7 +141,8 @@ async def residual_add(dut, traffic):
 @cocotb.test()
 @cocotb.parametrize(traffic=[(0.0, 0.0), (0.4, 0.5)])
 async def avgpool(dut, traffic):
-    """Windows of k*k items (k from the config) against the golden avgpool op."""
+    """Windows of k*k items (k from the config), ``inputs`` a transfer, against the golden
+    avgpool op."""
     from gen.ir import AvgPool
 
     cfg = tb_config()
@@ -167,11 +168,12 @@ async def avgpool(dut, traffic):
         await RisingEdge(dut.clk)  # the pooler's contract: the shift is set a cycle ahead
         base = len(sink.items)
         items = []
+        n = cfg.get("inputs", 1)  # items per transfer (k * k is a power of two, as is n)
         for ch in range(c):
-            flat = x[0, ch].ravel()
-            for j, v in enumerate(flat):
-                items.append(pack([([int(v)], bits), ([int(j == 0)], 1),
-                                   ([int(j == len(flat) - 1)], 1)]))
+            flat = [int(v) for v in x[0, ch].ravel()]
+            for j in range(0, len(flat), n):
+                items.append(pack([(flat[j:j + n], bits), ([int(j == 0)], 1),
+                                   ([int(j + n >= len(flat))], 1)]))
         src.send(items)
         await with_timeout(sink.wait_for(base + c), 100 * 50 * len(items), "ns")
         await ClockCycles(dut.clk, 2)
