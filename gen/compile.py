@@ -85,16 +85,72 @@ class Step:
     node: Add | AvgPool | None = None  # the add or avgpool; with a conv: the add fused into it
 
 
-def fuse(net: IntegerNetwork) -> list[Step]:
-    """The network as engine steps: conv + requant fused (and the add right after, when that
-    conv makes one of its operands and nothing else reads it), add, avgpool."""
+def _work(net: IntegerNetwork, op) -> int:
+    """Lane operations of a conv (output values x input channels x kernel taps); 0 otherwise."""
+    if not isinstance(op, ShiftConv | AdderConv):
+        return 0
+    c_out, oh, ow = net.tensors[op.output].shape
+    return c_out * oh * ow * net.tensors[op.inputs[0]].shape[0] * op.kernel ** 2
+
+
+def schedule(net: IntegerNetwork, short_branches_first: bool = False) -> list:
+    """The order the engine runs ``net``'s ops in: the network's own, or with
+    ``short_branches_first``, of the two branches into each add the one with less work first
+    (as soon as its input exists).
+
+    The add then fuses into the longer branch's last conv, which the next layer's convs follow
+    at once: with the short branch last (a ResNet downsample), the next block's first shift
+    conv waits for that branch's short adder conv, and the adder array for that shift conv's
+    first tiles (184 cycles per ResNet-20 image at 10x16x16). Which order is faster depends on
+    the network and the geometry (digits at 4x16x8 is faster in its own): the generator
+    compiles both and keeps the faster (``gen.generate.design_for``)."""
+    ops = list(net.ops)
+    if not short_branches_first:
+        return ops
+    producer = {op.output: op for op in ops}
+    above: dict[str, set[str]] = {}  # op -> every op it depends on, itself included
+    for op in ops:
+        above[op.name] = {op.name}.union(*(above[producer[t].name] for t in op.inputs
+                                           if t in producer))
+    first: set[str] = set()
+    for op in ops:
+        if isinstance(op, Add) and all(t in producer for t in op.inputs):
+            a, b = (above[producer[t].name] for t in op.inputs)
+            only = [a - b, b - a]
+            if all(only):
+                work = [sum(_work(net, o) for o in ops if o.name in side) for side in only]
+                first |= only[work[1] < work[0]]
+    # a topological order that takes, of the ops whose inputs exist, a short branch's first
+    # and otherwise the network's order
+    index = {op.name: i for i, op in enumerate(ops)}
+    done = {net.input}
+    order, left = [], list(ops)
+    while left:
+        ready = [op for op in left if all(t in done for t in op.inputs)]
+        op = min(ready, key=lambda o: (o.name not in first, index[o.name]))
+        order.append(op)
+        done.add(op.output)
+        left.remove(op)
+    return order
+
+
+def has_branches(net: IntegerNetwork) -> bool:
+    """Whether an add of ``net`` joins two branches of ops (so that :func:`schedule` has a
+    choice)."""
+    return [op.name for op in schedule(net, True)] != [op.name for op in net.ops]
+
+
+def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
+    """The network as engine steps, in :func:`schedule`'s order: conv + requant fused (and the
+    add right after, when that conv makes one of its operands and nothing else reads it), add,
+    avgpool."""
     consumers: dict[str, list] = {}
     for op in net.ops:
         for t in op.inputs:
             consumers.setdefault(t, []).append(op)
     steps = [Step(Opcode.INPUT, "input", (), net.input)]
     skip = set()
-    for op in net.ops:
+    for op in schedule(net, short_branches_first):
         if op.name in skip:
             continue
         if isinstance(op, ShiftConv | AdderConv):
@@ -372,19 +428,20 @@ def bias_bits_for(net: IntegerNetwork, window: tuple[int, int] | None = None) ->
 def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int | None,
                     data_bits: int, bias_bits: int | None = None,
                     requant_shifts: tuple[int, int] | None = None,
-                    weights: bool = True) -> Program:
+                    short_branches_first: bool = False, weights: bool = True) -> Program:
     """Lay out ``net`` for an engine of geometry ``geo``.
 
     ``shift_lane_bits``: width of one shift lane weight (sign + shift field), ``None`` when the
     engine has no shift array. ``bias_bits``: the engine's bias width (default: what the network
     needs). ``requant_shifts``: the range the requants' shifts are brought into (default: the
-    network's own, :func:`requant_window`). ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
+    network's own, :func:`requant_window`). ``short_branches_first``: :func:`schedule`.
+    ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
     the weight memories as the right number of zero words instead of packing the weights.
     Raises :class:`CompileError` for anything the engine cannot run.
     """
     if geo.cols % geo.lanes:
         raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
-    steps = fuse(net)
+    steps = fuse(net, short_branches_first)
     banks = tensor_banks(steps)
     beside = input_beside(net, steps, banks)
     if beside:

@@ -31,6 +31,7 @@ from gen.compile import (
     compile_network,
     engine_config,
     fuse,
+    has_branches,
     input_beats,
     requant_window,
     tensor_words,
@@ -206,14 +207,22 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
 
 def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
                weights: bool = True) -> Design:
-    """Compile ``net`` for ``geo`` and price it. ``weights=False``: the weight memories are
-    sized but not packed (sizing compares hundreds of geometries)."""
+    """Compile ``net`` for ``geo`` and price it: in the network's op order and, if it has
+    branches, with the short branches first (``gen.compile.schedule``), whichever the cycle
+    model finds faster. ``weights=False``: the weight memories are sized but not packed
+    (sizing compares hundreds of geometries)."""
     pes = pe_configs(net, geo.lanes)
-    prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
-                           data_bits=net.precision.bits, weights=weights)
-    cfg = engine_config(net, geo, prog, **pes)
-    return Design(net, cfg, prog, estimate_luts(cfg, model), estimate_bram(cfg),
-                  program_cycles(prog.descriptors, cfg))
+    best = None
+    for first in (False, True) if has_branches(net) else (False,):
+        prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
+                               data_bits=net.precision.bits, short_branches_first=first,
+                               weights=weights)
+        cfg = engine_config(net, geo, prog, **pes)
+        cycles = program_cycles(prog.descriptors, cfg)
+        if best is None or cycles < best[2]:
+            best = prog, cfg, cycles
+    prog, cfg, cycles = best
+    return Design(net, cfg, prog, estimate_luts(cfg, model), estimate_bram(cfg), cycles)
 
 
 def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None = None,
