@@ -159,7 +159,7 @@ def calibrate(model: CostModel) -> dict:
             x.append(ppu_unit_features(comp.config))
             y["lut"].append(a.lut_total)
             y["ff"].append(a.ff)
-        ppu[unit] = {k: fit_linear(x, v) for k, v in y.items()}
+        ppu[unit] = {k: fit_linear(x, v, relative=True) for k, v in y.items()}
     doc = {**model.doc, "ppu": ppu, "ppu_calibrated": time.strftime("%Y-%m-%d")}
     MODEL_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc

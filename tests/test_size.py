@@ -6,10 +6,21 @@ import numpy as np
 import pytest
 
 from gen import checkpoint
-from gen.compile import CompileError, Geometry, engine_requants, requant_window, shift_room
+from gen.compile import (
+    CompileError,
+    Geometry,
+    compile_network,
+    engine_config,
+    engine_requants,
+    fuse,
+    requant_window,
+    schedule,
+    shift_room,
+)
 from gen.cost import CostModel
+from gen.cycles import program_cycles
 from gen.evaluate import calibration_batch
-from gen.generate import design_for, size_engine
+from gen.generate import design_for, pe_configs, shift_lane_bits, size_engine
 from gen.ir import AdderConv, Requant, ShiftConv
 from gen.nn.data import load_digits_splits
 from gen.numerics import rshift_round
@@ -101,3 +112,28 @@ def test_requants_get_one_narrow_shift_range_exactly(digits_fix8):
                 [rshift_round(int(a) * int(op.mult[c]) + int(op.bias[c]), op.shift) for a in acc]
     with pytest.raises(CompileError, match="can be given the shifts"):
         engine_requants(net, (top + 30, top + 30))
+
+
+def test_the_short_branch_may_run_first_and_the_faster_order_is_kept(digits_fix8):
+    net = digits_fix8
+    order = schedule(net, short_branches_first=True)
+    names = [op.name for op in order]
+    assert sorted(names) == sorted(op.name for op in net.ops)
+    done = {net.input}
+    for op in order:  # a topological order: the golden model's results are the same
+        assert all(t in done for t in op.inputs), op.name
+        done.add(op.output)
+    assert names.index("layer2.0.downsample.0") < names.index("layer2.0.conv1.0")
+    assert [op.name for op in schedule(net)] == [op.name for op in net.ops]
+    # the add then fuses into the long branch's last conv, the downsample being its residual
+    fused = next(s for s in fuse(net, True) if s.node is not None and s.node.name == "layer2.0.add")
+    assert fused.conv.name.startswith("layer2.0.conv2")
+    geo = Geometry(4, 16, 8)
+    pes = pe_configs(net, geo.lanes)
+    cycles = []
+    for first in (False, True):
+        prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
+                               data_bits=8, short_branches_first=first, weights=False)
+        cycles.append(program_cycles(prog.descriptors, engine_config(net, geo, prog, **pes)))
+    assert cycles[0] != cycles[1]  # the choice matters here
+    assert design_for(net, geo, CostModel.load(), weights=False).cycles == min(cycles)
