@@ -17,13 +17,14 @@ Everything here is plain integer bookkeeping; ``hw/program.py`` defines the form
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
-from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT, floor_requant, sat_bounds, signed_bits
+from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT, floor_requant, signed_bits
 from hw.engine import (
     BANK_ADDER,
     BANK_MAIN,
@@ -122,15 +123,21 @@ def schedule(net: IntegerNetwork, short_branches_first: bool = False) -> list:
                 first |= only[work[1] < work[0]]
     # a topological order that takes, of the ops whose inputs exist, a short branch's first
     # and otherwise the network's order
-    index = {op.name: i for i, op in enumerate(ops)}
-    done = {net.input}
-    order, left = [], list(ops)
-    while left:
-        ready = [op for op in left if all(t in done for t in op.inputs)]
-        op = min(ready, key=lambda o: (o.name not in first, index[o.name]))
-        order.append(op)
-        done.add(op.output)
-        left.remove(op)
+    waiting = {i: sum(t in producer for t in op.inputs) for i, op in enumerate(ops)}
+    users: dict[str, list[int]] = {}
+    for i, op in enumerate(ops):
+        for t in op.inputs:
+            users.setdefault(t, []).append(i)
+    ready = [(ops[i].name not in first, i) for i, n in waiting.items() if n == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(ops[i])
+        for j in users.get(ops[i].output, []):
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heapq.heappush(ready, (ops[j].name not in first, j))
     return order
 
 
@@ -364,14 +371,17 @@ def shift_room(mult, shift: int) -> tuple[int, int]:
     """The shifts ``shift + k`` the engine can give a requant exactly: ``mult << k`` must fit
     :data:`ENGINE_MULT_BITS` (and the shift :data:`SHIFT_LIMIT`); any shift at all for one whose
     multipliers are all zero (:func:`gen.numerics.floor_requant`)."""
-    mult = [int(v) for v in np.asarray(mult).ravel()]
-    if not any(mult):
+    mult = np.asarray(mult).ravel()
+    top, bottom = (int(mult.max()), int(mult.min())) if mult.size else (0, 0)
+    if top == bottom == 0:
         return 0, SHIFT_LIMIT
-    lo, hi = sat_bounds(ENGINE_MULT_BITS)
-    k = 0
-    while shift + k < SHIFT_LIMIT and all(lo <= v << (k + 1) <= hi for v in mult):
-        k += 1
-    return shift, shift + k
+    room = SHIFT_LIMIT - shift
+    if top > 0:  # top << k <= 2**(B-1) - 1
+        room = min(room, ENGINE_MULT_BITS - 1 - top.bit_length())
+    if bottom < 0:  # bottom << k >= -2**(B-1)
+        b = -bottom
+        room = min(room, ENGINE_MULT_BITS - b.bit_length() - (b & (b - 1) != 0))
+    return shift, shift + max(room, 0)
 
 
 def requant_window(nets: list[IntegerNetwork]) -> tuple[int, int]:

@@ -104,24 +104,24 @@ def beats_per_word(width: int) -> int:
     return -(-width // BEAT_BITS)
 
 
+_RANGES = {n: ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1))
+           for n, bits, signed in DESCRIPTOR_FIELDS}
+
+
 def field_range(name: str) -> tuple[int, int]:
-    for n, bits, signed in DESCRIPTOR_FIELDS:
-        if n == name:
-            return (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
-    raise KeyError(name)
+    return _RANGES[name]
 
 
 def pack_descriptor(values: dict[str, int]) -> int:
     """One descriptor as an integer (first field at bit 0). Unknown or out-of-range fields raise
     ``ValueError``; missing fields are 0."""
-    known = {n for n, _, _ in DESCRIPTOR_FIELDS}
-    extra = set(values) - known
+    extra = set(values) - _RANGES.keys()
     if extra:
         raise ValueError(f"unknown descriptor fields: {', '.join(sorted(extra))}")
     word, pos = 0, 0
     for name, bits, signed in DESCRIPTOR_FIELDS:
         v = int(values.get(name, 0))
-        lo, hi = field_range(name)
+        lo, hi = _RANGES[name]
         if not lo <= v <= hi:
             raise ValueError(f"descriptor field {name}={v} does not fit {bits} "
                              f"{'signed ' if signed else ''}bits")
