@@ -81,17 +81,6 @@ DESCRIPTOR = data.StructLayout({n: signed(b) if s else unsigned(b)
 ADDR = signed(20)  # activation address arithmetic (bases may start in the padding)
 ROWV = signed(14)  # a row's window position (y or x; starts in the padding)
 
-
-def _advance(y, x, a, dx, dy, nowrap, wrap, thr, d):
-    """A row's window position and base address moved by ``dx`` output pixels (``dy`` rows
-    more): past the end of an output row, back by one row's width and down by one more row.
-    ``thr``: ``d.wrap_at - dx``, registered (``x + dx >= wrap_at`` as ``x >= thr``: the adder
-    in front of the comparison, and the address adder after it, were a long path,
-    ``benchmarks/timing.py``)."""
-    nx = x + dx
-    wraps = x >= thr
-    return (Mux(wraps, y + dy + d.stride, y + dy), Mux(wraps, nx - d.wrap_sub, nx),
-            Mux(wraps, a + wrap, a + nowrap))
 # cycles from a source offering an activation word to its bank's block RAM writing it (the
 # registered write-port selection)
 WRITE_DELAY = 1
@@ -111,6 +100,18 @@ RESIDUAL_MARGIN = (1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
 BANK_MAIN, BANK_ADDER = 0, 1
 # the most main-bank ports AVGPOOL reads at once (each pooler sums that many items a cycle)
 POOL_PORTS = 4
+
+
+def _advance(y, x, a, dx, dy, nowrap, wrap, thr, d):
+    """A row's window position and base address moved by ``dx`` output pixels (``dy`` rows
+    more): past the end of an output row, back by one row's width and down by one more row.
+    ``thr``: ``d.wrap_at - dx``, registered (``x + dx >= wrap_at`` as ``x >= thr``: the adder
+    in front of the comparison, and the address adder after it, were a long path,
+    ``benchmarks/timing.py``)."""
+    nx = x + dx
+    wraps = x >= thr
+    return (Mux(wraps, y + dy + d.stride, y + dy), Mux(wraps, nx - d.wrap_sub, nx),
+            Mux(wraps, a + wrap, a + nowrap))
 
 
 @dataclass(frozen=True)
