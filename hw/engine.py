@@ -411,6 +411,8 @@ class Engine(wiring.Component):
             """The word of ``width`` bits that the last ``n`` beats (a constant) brought."""
             return asm_next[(asm_beats - n) * BEAT_BITS:][:width]
         count = Signal(24)
+        in_final = Signal()  # INPUT: ``count == m0``, registered (the comparison in front of
+        # the frame check and the INPUT frontier's release was the core's longest path)
         ld_mem = Signal(8)
         ld_addr = Signal(16)
         # the last beat's index in a word (beats per word - 1) of the memory being loaded or
@@ -777,7 +779,8 @@ class Engine(wiring.Component):
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base),
-                             k_last.eq(d.in_beats - 1), k_end.eq(d.in_beats == 1)]
+                             k_last.eq(d.in_beats - 1), k_end.eq(d.in_beats == 1),
+                             in_final.eq(d.m0 == 0)]
                 m.d.comb += clear.eq(1)
                 present = Const(0)
                 ready = Signal()  # anything but a conv waits until both arrays are idle ...
@@ -842,9 +845,10 @@ class Engine(wiring.Component):
             with m.State("INPUT"):
                 # each word arrives as its first in_beats beats; in_word zero-fills the rest
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                assemble_words(in_we, count == d.m0, complete="NEXT", more=None)
+                assemble_words(in_we, in_final, complete="NEXT", more=None)
                 with m.If(take & k_end):
-                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1)]
+                    m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1),
+                                 in_final.eq(count + 1 == d.m0)]
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
                 m.d.comb += [self.busy.eq(1), main_rd[0].addr.eq(d.in_base + count)]
