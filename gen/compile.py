@@ -84,6 +84,7 @@ class Step:
     conv: ShiftConv | AdderConv | None = None
     requant: Requant | None = None
     node: Add | AvgPool | None = None  # the add or avgpool; with a conv: the add fused into it
+    pool: AvgPool | None = None  # with a conv: the global average pool fused into it
 
 
 def _work(net: IntegerNetwork, op) -> int:
@@ -149,8 +150,8 @@ def has_branches(net: IntegerNetwork) -> bool:
 
 def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
     """The network as engine steps, in :func:`schedule`'s order: conv + requant fused (and the
-    add right after, when that conv makes one of its operands and nothing else reads it), add,
-    avgpool."""
+    add right after, when that conv makes one of its operands and nothing else reads it, and
+    then a global average pool of the result, when nothing else reads that), add, avgpool."""
     consumers: dict[str, list] = {}
     for op in net.ops:
         for t in op.inputs:
@@ -172,14 +173,24 @@ def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
         elif isinstance(op, Add):
             prev = steps[-1]
             others = [t for t in op.inputs if t != prev.output]
-            if prev.conv is not None and prev.node is None and len(others) == 1 and \
-                    len(consumers[prev.output]) == 1 and prev.output != net.output:
+            if prev.conv is not None and prev.node is None and prev.pool is None and \
+                    len(others) == 1 and len(consumers[prev.output]) == 1 and \
+                    prev.output != net.output:
                 # the add follows the conv that makes one of its operands, that operand's only
                 # user: the conv's writer adds the other one (no pass of its own over memory)
                 prev.inputs, prev.output, prev.node = (*prev.inputs, others[0]), op.output, op
                 continue
             steps.append(Step(Opcode.ADD, op.name, op.inputs, op.output, node=op))
         elif isinstance(op, AvgPool):
+            prev = steps[-1]
+            c, h, w = net.tensors[op.inputs[0]].shape
+            if prev.conv is not None and prev.pool is None and op.inputs[0] == prev.output and \
+                    op.kernel == h == w and len(consumers[prev.output]) == 1 and \
+                    prev.output != net.output:
+                # a global pool of a conv's output, its only reader: the conv's words are
+                # summed as they leave the array, never stored (no pass of its own either)
+                prev.output, prev.pool = op.output, op
+                continue
             steps.append(Step(Opcode.AVGPOOL, op.name, op.inputs, op.output, node=op))
         else:
             raise CompileError(f"{op.name}: a {op.kind} that does not follow a conv cannot run "
@@ -244,7 +255,7 @@ def input_beside(net: IntegerNetwork, steps: list[Step], banks: dict[str, int]) 
     if len(steps) < 3 or not any(s.op is Opcode.ADDER_CONV for s in steps):
         return False
     first = steps[1]
-    return (first.op is Opcode.SHIFT_CONV and first.node is None and
+    return (first.op is Opcode.SHIFT_CONV and first.node is None and first.pool is None and
             first.inputs == (net.input,) and
             sum(net.input in s.inputs for s in steps) == 1 and
             not banks[first.output] >> BANK_ADDER & 1)
@@ -497,10 +508,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
         elif s.op is Opcode.AVGPOOL:
             x, y = net.tensors[s.inputs[0]], net.tensors[s.output]
             k = s.node.kernel
-            sh = int(math.log2(k * k)) + x.fmt.frac - y.fmt.frac
-            if sh < 0:
-                raise CompileError(f"{s.name}: the pool's output format is finer than its sum "
-                                   "(the engine only shifts right)")
+            sh = _pool_shift(net, s.node)
             cx, hx, wx = x.shape
             blk = words_per_pixel(cx, C)
             # ``ports`` window positions a transfer (of one window row), ``blk`` words apart
@@ -515,6 +523,16 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     descs.append({"op": int(Opcode.END)})
     memories[MemoryId.PROGRAM] = [pack_descriptor(d) for d in descs]
     return Program(descs, memories, bases, act_depths, bias_bits, steps)
+
+
+def _pool_shift(net: IntegerNetwork, pool: AvgPool) -> int:
+    """The rounding shift of an average pool (``docs/NUMERICS.md``)."""
+    x, y = net.tensors[pool.inputs[0]], net.tensors[pool.output]
+    sh = int(math.log2(pool.kernel ** 2)) + x.fmt.frac - y.fmt.frac
+    if sh < 0:
+        raise CompileError(f"{pool.name}: the pool's output format is finer than its sum "
+                           "(the engine only shifts right)")
+    return sh
 
 
 def pool_ports(geo: Geometry) -> int:
@@ -593,6 +611,8 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
         sa, sb, sh = _add_shifts(net, s.node, rq.output, residual)
         d.update(res=1, in2_base=bases[residual], shift_a=sa, shift_b=sb, res_shift=sh,
                  res_relu=int(s.node.relu))
+    if s.pool is not None:  # the global pool: the pooled words at out_base + block
+        d.update(pool=1, pool_shift=_pool_shift(net, s.pool))
     return d
 
 
@@ -601,10 +621,12 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
     """The engine for ``prog`` (memories sized to exactly what the program uses)."""
     sizes = {m: max(len(v), 1) for m, v in prog.memories.items()}
     pools = [s.node.kernel ** 2 for s in prog.steps if s.op is Opcode.AVGPOOL]
+    pools += [s.pool.kernel ** 2 for s in prog.steps if s.pool is not None]
     # the post-processing units are built for the shifts the program uses
     conv_ops = (Opcode.SHIFT_CONV, Opcode.ADDER_CONV)
     rq_shifts = [d["shift"] for d in prog.descriptors if d["op"] in conv_ops] or [0]
     pool_shifts = [d["shift"] for d in prog.descriptors if d["op"] == Opcode.AVGPOOL]
+    pool_shifts += [d["pool_shift"] for d in prog.descriptors if d.get("pool")]
     add_shifts = [(d["shift_a"], d["shift_b"], d["shift"]) for d in prog.descriptors
                   if d["op"] == Opcode.ADD]
     add_shifts += [(d["shift_a"], d["shift_b"], d["res_shift"]) for d in prog.descriptors
@@ -620,7 +642,8 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
         requant_shift_min=min(rq_shifts), requant_shift_max=max(rq_shifts),
         pool_shift_max=max(pool_shifts, default=0),
         pool_ports=max((d["ports"] for d in prog.descriptors if d["op"] == Opcode.AVGPOOL),
-                       default=1))
+                       default=1),
+        pool_groups=max((d["m_cb"] + 1 for d in prog.descriptors if d.get("pool")), default=1))
 
 
 # ------------------------------------------------------------------------------ stream frames

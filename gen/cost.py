@@ -173,11 +173,10 @@ def ppu_units(cfg) -> dict[str, tuple[int, int]]:
 def ppu_unit_features(unit_cfg) -> list[float]:
     """A post-processing unit's features (its config: ``RequantConfig``, ``AddConfig`` or
     ``PoolConfig``): its rounding shifter's width ``w`` and shift bits ``s`` as ``1, w, w*s``,
-    and the bits of the items a pooler adds beyond one a transfer (``(inputs - 1) * bits``;
-    zero for the others)."""
+    and its ``extra_bits`` (a pooler's items beyond one a transfer, and sums beyond one; zero
+    for the others)."""
     w, sb = unit_cfg.shifter
-    extra = (getattr(unit_cfg, "inputs", 1) - 1) * getattr(unit_cfg, "bits", 0)
-    return [1.0, w, w * sb, extra]
+    return [1.0, w, w * sb, *unit_cfg.extra_bits]
 
 
 def fit_pe(samples: list[tuple[PEConfig, dict]]) -> dict:

@@ -22,7 +22,7 @@ import math
 
 from hw.config import ArrayConfig
 from hw.engine import WRITE_DELAY
-from hw.ppu import Requantizer, ResidualAdder
+from hw.ppu import AvgPooler, Requantizer, ResidualAdder
 
 
 def core_latency(cfg: ArrayConfig) -> int:
@@ -112,9 +112,10 @@ class _ConvTimeline:
     its frontier passes each pixel tile (``frontier[p]``: the first cycle a follower may read
     below it)."""
 
-    def __init__(self, last: int, frontier: list[int], out_base: int, tile_words: int) -> None:
+    def __init__(self, last: int, frontier: list[int], out_base: int, tile_words: int,
+                 idle: int | None = None) -> None:
         self.last, self.frontier = last, frontier
-        self.free, self.idle = last + FEEDER_FREE, frontier[-1]
+        self.free, self.idle = last + FEEDER_FREE, frontier[-1] if idle is None else idle
         self.out_base, self.tile_words = out_base, tile_words
 
     def ready_at(self, need: int) -> int:
@@ -180,7 +181,13 @@ def _conv_timeline(d: dict, cfg, start: int,
                 end = max(end, last + R)
             last, cur = end, end + 1
         frontier.append(last + lat + R + FRONTIER_DELAY)
-    return _ConvTimeline(last, frontier, d["out_base"], R * blocks)
+    idle = None
+    if d.get("pool"):
+        # the last pooled word is written AvgPooler.latency after the last valid row's word,
+        # which leaves the array ``R - 1 - v`` rows before the tile's last row
+        v = d["pixels"] - 1 - (pblks - 1) * R
+        idle = frontier[-1] + max(0, AvgPooler.latency - (R - 1 - v))
+    return _ConvTimeline(last, frontier, d["out_base"], R * blocks, idle)
 
 
 def _words_per_input_pixel(d: dict) -> int:
@@ -204,6 +211,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
 
     spans = []
     beside: _InputTimeline | None = None  # the INPUT a conv with follow_input runs beside
+    pool_until = 0  # nothing is dispatched while a conv with pool runs
     for i, d in enumerate(descriptors):
         op = Opcode(d["op"])
         if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
@@ -213,7 +221,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             # the feeder free, neither unit with two convs in flight; ``barrier``: both idle
             # ... and the engine's row walk over (one row per cycle from CHECK_ALL)
             at = max(t + TO_DISPATCH + row_walk(cfg), mine[-1].free if mine else 0,
-                     idle(kind, 2), idle(other, 2))
+                     idle(kind, 2), idle(other, 2), pool_until)
             if d.get("barrier"):  # with follow_own, this unit's last conv may still drain
                 at = max(at, idle(other), 0 if d.get("follow_own") else idle(kind))
             # the engine follows a conv only if it is still running (its last cycle,
@@ -228,6 +236,8 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
                 beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt)
             tl = _conv_timeline(d, cfg, at, follow, mine[-1].last if mine else None)
             flight[kind] = [*(c for c in mine if c.idle > at), tl][-2:]
+            if d.get("pool"):
+                pool_until = tl.idle
             spans.append((at, tl.idle))
             t = at + 2
         elif op is Opcode.INPUT and beside is not None:

@@ -39,7 +39,7 @@ from gen.compile import (
 from gen.cost import CostModel
 from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, program_timeline
 from gen.equiv import hand_placed, start_proofs
-from gen.ir import Add, AdderConv, IntegerNetwork, Requant, ShiftConv
+from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
 from gen.plots import report_svg
 from gen.size import (
@@ -74,8 +74,9 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # array's next conv fills while its last one drains (follow_own; tensors live two steps past
 # their last reader); 8: requant parameters in the engine's floor form (18-bit mult, the
 # rounding in the bias, every shift in one narrow range: gen.compile.engine_requants), AVGPOOL
-# on several ports (descriptor fields ports, port_step; engine pool_ports)
-MANIFEST_VERSION = 8
+# on several ports (descriptor fields ports, port_step; engine pool_ports); 9: a global average
+# pool fused into the conv before it (descriptor fields pool, pool_shift; engine pool_groups)
+MANIFEST_VERSION = 9
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
@@ -296,17 +297,31 @@ def one_layer_network(name: str, precision, specs: dict, conv, requant, *, add=N
 def residual_layer_network(layer: IntegerNetwork, whole: IntegerNetwork) -> IntegerNetwork:
     """``layer`` (from :func:`single_layer_networks`: an adder conv whose input and output shapes
     match) with the residual add of the first block of ``whole`` whose add is fused into an
-    adder conv, ``layer``'s own input as the residual: conv, requant and add run as one
-    descriptor (``res``: the writer reads the residual on the extra port)."""
+    adder conv (its formats), ``layer``'s own input as the residual: conv, requant and add run
+    as one descriptor (``res``: the writer reads the residual on the extra port)."""
     step = next(s for s in fuse(whole) if s.node is not None and isinstance(s.conv, AdderConv))
     conv, req = layer.ops
-    t, y = whole.tensors[step.requant.output], whole.tensors[step.output]
+    t, y = whole.tensors[step.requant.output], whole.tensors[step.node.output]
+    shape = layer.tensors["y"].shape
     specs = {"x": layer.tensors["x"], "acc": layer.tensors["acc"],
-             "t": type(t)("t", t.shape, t.fmt), "y": type(y)("y", y.shape, y.fmt)}
+             "t": type(t)("t", shape, t.fmt), "y": type(y)("y", shape, y.fmt)}
     req = type(req)(**{**req.__dict__, "output": "t"})
     add = Add(name="add", inputs=("t", "x"), output="y", relu=step.node.relu)
     return one_layer_network(f"{layer.name}_residual", layer.precision, specs, conv, req,
                              add=add, source=layer.meta["source"])
+
+
+def pooled_network(net: IntegerNetwork, kernel: int | None = None) -> IntegerNetwork:
+    """``net`` with an average pool of its output after it (``kernel``: the output's side by
+    default, a global pool, which the compiler fuses into a conv before it; any other kernel
+    runs as an ``AVGPOOL`` descriptor), its format kept (the quantizer's rule)."""
+    y = net.tensors[net.output]
+    k = kernel or y.shape[1]
+    p = type(y)("pooled", (y.shape[0], y.shape[1] // k, y.shape[2] // k), y.fmt)
+    pool = AvgPool(name="pool", inputs=(net.output,), output="pooled", kernel=k)
+    return IntegerNetwork(name=f"{net.name}_pool{k}", precision=net.precision, input=net.input,
+                          output="pooled", tensors={**net.tensors, "pooled": p},
+                          ops=[*net.ops, pool], meta=dict(net.meta))
 
 
 def _one_layer(name: str, precision, specs: dict, ops: list, acc_bits: int,
@@ -365,6 +380,7 @@ def shared_engine(nets: list[IntegerNetwork], geo: Geometry) -> tuple[EngineConf
     big["requant_shift_max"] = max(c.requant_shift_max for c in cfgs)
     big["pool_shift_max"] = max(c.pool_shift_max for c in cfgs)
     big["pool_ports"] = max(c.pool_ports for c in cfgs)
+    big["pool_groups"] = max(c.pool_groups for c in cfgs)
     return EngineConfig(rows=geo.rows, cols=geo.cols, lanes=geo.lanes,
                         data_bits=nets[0].precision.bits, shift=kinds["shift"],
                         adder=kinds["adder"], **big), progs
@@ -378,7 +394,8 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
     for s, d, (start, end) in zip(design.program.steps, design.program.descriptors, spans,
                                   strict=False):
         cyc = descriptor_cycles(d, cfg)
-        op = s.op.name.lower() + ("+add" if s.conv is not None and s.node is not None else "")
+        op = s.op.name.lower() + ("+add" if s.conv is not None and s.node is not None else "") \
+            + ("+avgpool" if s.pool is not None else "")
         # cycles: what it adds to a program (a conv: after another of its kind, its fill under
         # that one's drain); start/end: in the image's schedule, where convs overlap
         row = {"name": s.name, "op": op, "cycles": cyc, "start": start, "end": end,

@@ -31,12 +31,16 @@ Blocks (``docs/ACCELERATOR.md`` has the picture):
   :class:`~hw.ppu.AvgPooler` s, shared: a conv descriptor with ``res`` sends its requantized
   words through the residual adders, with the residual tensor's word at the same position
   (read on the main bank's port R), so a residual add after a conv takes no pass of its own;
-  ``ADD`` and ``AVGPOOL`` use them while both arrays are idle.
+  a conv descriptor with ``pool`` (a global average pool of its output) sends its words to the
+  poolers instead of memory, each channel block into its own sum, and only the pooled words
+  are written, so the pool takes no pass either (nothing is dispatched while such a conv
+  runs); ``ADD`` and ``AVGPOOL`` use them while both arrays are idle.
 * **Control**: every loop is bounded by descriptor counts, so no descriptor can hang the
   engine; an unknown opcode, an absent array kind, an address outside its memory or bank, an
   output to no bank, a shift outside the range the post-processing units were sized for
-  (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``) or
-  a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
+  (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``), a
+  pool conv the poolers cannot hold (``pool_groups``, ``pool_window``) or whose last pixel is
+  not in its last tile, or a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
   ``ERROR.bad_length``; the program stops (once both arrays are idle) and ``ap_done`` is
   raised either way.
 """
@@ -143,6 +147,7 @@ class EngineConfig:
     pool_shift_max: int = SHIFT_LIMIT
     pool_ports: int = 1
     adder_act_depth: int = 1
+    pool_groups: int = 1
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 1, 64)
@@ -173,6 +178,7 @@ class EngineConfig:
                    SHIFT_LIMIT)
         _check_int("pool_shift_max", self.pool_shift_max, 0, SHIFT_LIMIT)
         _check_int("pool_ports", self.pool_ports, 1, min(POOL_PORTS, self.rows))
+        _check_int("pool_groups", self.pool_groups, 1, 256)
 
     # ------------------------------------------------------------------ derived
     def array(self, kind: str) -> ArrayConfig | None:
@@ -217,7 +223,7 @@ class EngineConfig:
                                          self.requant_shift_min, self.requant_shift_max),
                 "add": AddConfig(self.data_bits, self.data_bits, self.add_shift_max),
                 "pool": PoolConfig(self.data_bits, self.pool_window, self.pool_shift_max,
-                                   self.pool_ports)}
+                                   self.pool_ports, self.pool_groups)}
 
     def unit_counts(self) -> dict[str, int]:
         """How many of each post-processing unit a column has: a requantizer behind each
@@ -267,7 +273,7 @@ class EngineConfig:
                 "pool_window": self.pool_window, "requant_shift_min": self.requant_shift_min,
                 "requant_shift_max": self.requant_shift_max,
                 "pool_shift_max": self.pool_shift_max, "adder_act_depth": self.adder_act_depth,
-                "pool_ports": self.pool_ports}
+                "pool_ports": self.pool_ports, "pool_groups": self.pool_groups}
 
     @classmethod
     def from_json(cls, d: dict) -> EngineConfig:
@@ -283,7 +289,7 @@ class EngineConfig:
         keys = ("rows", "cols", "lanes", "data_bits", "act_depth", "shift_depth", "adder_depth",
                 "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window",
                 "requant_shift_min", "requant_shift_max", "pool_shift_max", "adder_act_depth",
-                "pool_ports")
+                "pool_ports", "pool_groups")
         return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
 
 
@@ -506,11 +512,34 @@ class Engine(wiring.Component):
         # conv with ``res`` and its next one without never write in one cycle (the next conv's
         # first word may leave the array right after the last one's last word)
         wr_sources = []  # (en, banks, addr, data)
+        direct_y = {}  # each unit's words without res, where they are written
         for kind, u in units.items():
-            wr_sources.append(tuple(_delay(m, v, ResidualAdder.latency, f"{kind}_{n}")
-                                    for v, n in ((u.rq_we & ~u.res_on, "wr_we"),
-                                                 (u.rq_banks, "wr_banks"),
-                                                 (u.rq_addr, "wr_addr"), (u.rq_y, "wr_y"))))
+            src = tuple(_delay(m, v, ResidualAdder.latency, f"{kind}_{n}")
+                        for v, n in ((u.rq_we & ~u.res_on & ~u.rq_pool, "wr_we"),
+                                     (u.rq_banks, "wr_banks"), (u.rq_addr, "wr_addr"),
+                                     (u.rq_y, "wr_y")))
+            wr_sources.append(src)
+            direct_y[kind] = src[3]
+
+        # a conv with ``pool`` (at most one in flight: nothing is dispatched while it runs):
+        # its words go to the poolers instead of memory, one sum per channel block (``g``),
+        # and the pooled words to ``pool_base + g`` in ``pool_banks``
+        pool_busy = Signal()
+        pool_shift = Signal(6)
+        pool_base = Signal(16)
+        pool_banks = Signal(2)
+        pool_last_g = Signal(8)
+        pool_kind = Signal()  # the pool conv's unit: 1 for the shift array's
+        p_valid, p_first, p_last, p_res = Signal(), Signal(), Signal(), Signal()
+        p_g = Signal(8)
+        for u in units.values():
+            with m.If(u.pool_w):
+                m.d.comb += [p_valid.eq(1), p_first.eq(u.pool_first), p_last.eq(u.pool_last),
+                             p_g.eq(u.pool_g), p_res.eq(u.pool_res)]
+        p_word = Signal(C * B)
+        for kind, u in units.items():
+            with m.If(u.pool_w):
+                m.d.comb += p_word.eq(direct_y[kind])
 
         # ---------------------------------------------------------------- vector ops
         step = Signal()
@@ -541,10 +570,12 @@ class Engine(wiring.Component):
         for c in range(C):
             a_c = main_rd[0].data.word_select(c, B)
             b_c = main_rd[1].data.word_select(c, B)
-            m.d.comb += pools[c].i.payload.x[0].eq(a_c)
+            # a pool conv's word: from the residual adders (res) or its unit
+            pw_c = Mux(p_res, adders[c].o.payload.y, p_word.word_select(c, B))
+            m.d.comb += pools[c].i.payload.x[0].eq(Mux(p_valid, pw_c, a_c))
             for p in range(1, cfg.pool_ports):  # the ports this AVGPOOL does not read: zero
                 m.d.comb += pools[c].i.payload.x[p].eq(
-                    Mux(d.ports > p, main_rd[p].data.word_select(c, B), 0))
+                    Mux(~p_valid & (d.ports > p), main_rd[p].data.word_select(c, B), 0))
             m.d.comb += [adders[c].i.valid.eq(Mux(res_on, res_we, v1 & is_add)),
                          adders[c].i.payload.a.eq(Mux(res_on, res_y.word_select(c, B), a_c)),
                          adders[c].i.payload.b.eq(Mux(res_on, res_rd.data.word_select(c, B),
@@ -554,9 +585,11 @@ class Engine(wiring.Component):
                          adders[c].shift.eq(Mux(res_on1, res_shift, d.shift)),
                          adders[c].relu.eq(Mux(res_on2, res_relu, d.relu)),
                          adders[c].o.ready.eq(1),
-                         pools[c].i.valid.eq(v1 & ~is_add),
-                         pools[c].i.payload.first.eq(v1_first),
-                         pools[c].i.payload.last.eq(v1_last), pools[c].shift.eq(d.shift),
+                         pools[c].i.valid.eq((v1 & ~is_add) | p_valid),
+                         pools[c].i.payload.first.eq(Mux(p_valid, p_first, v1_first)),
+                         pools[c].i.payload.last.eq(Mux(p_valid, p_last, v1_last)),
+                         pools[c].i.payload.g.eq(Mux(p_valid, p_g, 0)),
+                         pools[c].shift.eq(Mux(pool_busy, pool_shift, d.shift)),
                          pools[c].o.ready.eq(1)]
         assert ResidualAdder.latency == AvgPooler.latency
         v0_addr = Signal(17)
@@ -565,10 +598,25 @@ class Engine(wiring.Component):
         v_banks = _delay(m, Mux(res_on, res_banks, d.out_banks), ResidualAdder.latency,
                          "vec_banks")
         v_we = Signal()
-        m.d.comb += v_we.eq(adders[0].o.valid | pools[0].o.valid)
+        # a pool conv's words leave the residual adders for the poolers, not memory; the
+        # pooled words are the poolers' own source
+        m.d.comb += v_we.eq((adders[0].o.valid & ~(p_valid & p_res)) |
+                            (pools[0].o.valid & ~pool_busy))
         v_data = Mux(adders[0].o.valid, Cat(*(a.o.payload.y for a in adders)),
                      Cat(*(p.o.payload.y for p in pools)))
         wr_sources.append((v_we, v_banks, v_addr, v_data))
+        pooled_we = Signal()
+        pooled_g = _delay(m, p_g, AvgPooler.latency, "pooled_g")
+        m.d.comb += pooled_we.eq(pools[0].o.valid & pool_busy)
+        wr_sources.append((pooled_we, pool_banks, pool_base + pooled_g,
+                           Cat(*(p.o.payload.y for p in pools))))
+        # the last pooled word is in memory (like a tile's last word: WRITE_DELAY after its
+        # source offers it)
+        pool_done = _delay(m, pooled_we & (pooled_g == pool_last_g), WRITE_DELAY, "pool_done")
+        for kind, u in units.items():
+            m.d.comb += u.pool_done.eq(pool_done & (pool_kind == (kind == "shift")))
+        with m.If(Cat(*(u.pool_finish for u in units.values())).any()):
+            m.d.sync += pool_busy.eq(0)
 
         # ---------------------------------------------------------------- input / output
         in_we = Signal()
@@ -659,6 +707,16 @@ class Engine(wiring.Component):
                    ~(adds & (Mux(is_conv, d.res_shift, d.shift) > add_max)),
                    ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max)),
                    ~((d.op == Opcode.AVGPOOL) & ((d.ports == 0) | (d.ports > cfg.pool_ports)))]
+        # a conv with pool: its sums must fit the poolers (blocks, pixels, shift), its last
+        # pixel must lie in its last tile (or the pool would never end), and its pooled words
+        # in their banks
+        pool = is_conv & d.pool
+        checks += [~(pool & (d.m_cb >= cfg.pool_groups)), ~(pool & (d.pixels > cfg.pool_window)),
+                   ~(pool & (d.pool_shift > cfg.pool_shift_max)),
+                   ~(pool & ((d.pixels <= d.m_pblk * R) | (d.pixels > (d.m_pblk + 1) * R)))]
+        for bank in range(2):
+            if bank in banks:
+                checks.append(~(pool & d.out_banks[bank] & (d.out_base + d.m_cb >= banks[bank][0])))
         d_checks = Signal(len(checks))
         d_ok = Signal()
 
@@ -800,6 +858,8 @@ class Engine(wiring.Component):
                         free = free & ~other.full & (~d.barrier | ~other.busy)
                     with m.If(mine & d_ok):
                         m.d.comb += ready.eq(free & rows_done)
+                with m.If(pool_busy):  # nothing runs beside a conv with pool
+                    m.d.comb += ready.eq(0)
                 with m.If(~ready):  # wait here until the unit this descriptor needs is free
                     m.d.comb += self.busy.eq(1)
                 with m.Elif(~d_ok):
@@ -822,6 +882,11 @@ class Engine(wiring.Component):
                                 m.d.comb += dispatch.eq(1)
                                 with m.If(d.follow_input):
                                     m.d.sync += [in_frontier.eq(0), in_armed.eq(1)]
+                                with m.If(d.pool):
+                                    m.d.sync += [pool_busy.eq(1), pool_shift.eq(d.pool_shift),
+                                                 pool_base.eq(d.out_base),
+                                                 pool_banks.eq(d.out_banks),
+                                                 pool_last_g.eq(d.m_cb), pool_kind.eq(is_shift)]
                                 m.next = "NEXT"
                             with m.Else():
                                 m.d.comb += bad_desc.eq(1)
@@ -930,6 +995,19 @@ class _ConvUnit:
         self.res_shift = Signal(6, name=f"{kind}_res_shift")
         self.res_on2 = Signal(name=f"{kind}_res_on2")  # ... when they take relu
         self.res_relu = Signal(name=f"{kind}_res_relu")
+        # a conv with ``pool``: its words where they would be written (``Requantizer.latency
+        # + ResidualAdder.latency`` after the writer's register): each a pixel's channel
+        # block ``pool_g``, the first and last pixel marked; written instead are the pooled
+        # words, ``pool_done`` when the last of them is in memory (the engine's, for the unit
+        # whose pool conv it is); the conv ends once both its words and those are through
+        self.pool_w = Signal(name=f"{kind}_pool_w")
+        self.pool_res = Signal(name=f"{kind}_pool_res")  # ... the word came through res
+        self.pool_first = Signal(name=f"{kind}_pool_first")
+        self.pool_last = Signal(name=f"{kind}_pool_last")
+        self.pool_g = Signal(8, name=f"{kind}_pool_g")
+        self.pool_done = Signal(name=f"{kind}_pool_done")
+        self.pool_finish = Signal(name=f"{kind}_pool_finish")  # ``finish`` of a pool conv
+        self.rq_pool = Signal(name=f"{kind}_rq_pool")  # rq_* is a word of a pool conv
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
               *, pe_module: str | None, rows, alt_rd=None, in_frontier=None) -> None:
@@ -1064,7 +1142,9 @@ class _ConvUnit:
         a_acc = Signal(data.ArrayLayout(acc, C), name=f"{kind}_a_acc")
         # the fields of its conv that each word carries through the post-processing
         post = data.StructLayout({"shift": 6, "relu": 1, "banks": 2, "res_shift": 6,
-                                  "res_relu": 1, "sa": 6, "sb": 6})
+                                  "res_relu": 1, "sa": 6, "sb": 6,
+                                  # ... and with ``pool``, the word's place in the pool
+                                  "pool": 1, "pfirst": 1, "plast": 1, "g": 8})
         a_post = Signal(post.size, name=f"{kind}_a_post")
         a_res = Signal(name=f"{kind}_a_res")  # a word of a conv with res
         a_res_addr = Signal(17, name=f"{kind}_a_res_addr")
@@ -1075,7 +1155,10 @@ class _ConvUnit:
             m.d.sync += [a_we.eq(wr_ptile + wr_r < wd.pixels), a_addr.eq(wr_raddr),
                          *(a_acc[c].eq(o_data[c]) for c in range(C)),
                          a_post.eq(Cat(wd.shift, wd.relu, wd.out_banks, wd.res_shift,
-                                       wd.res_relu, wd.shift_a, wd.shift_b)),
+                                       wd.res_relu, wd.shift_a, wd.shift_b, wd.pool,
+                                       (wr_pblk == 0) & (wr_r == 0),
+                                       (wr_pblk == wd.m_pblk) &
+                                       (wr_ptile + wr_r == wd.pixels - 1), wr_cb)),
                          # res: the residual word at the same place of the tensor at in2_base
                          a_res_addr.eq(wr_raddr - wd.out_base + wd.in2_base)]
             with m.If(wr_r == R - 1):
@@ -1143,20 +1226,42 @@ class _ConvUnit:
                      self.res_sb.eq(at("post", add_shift).sb),
                      self.res_shift.eq(at("post", add_shift).res_shift),
                      self.res_on2.eq(at("res", rq + add_at["relu"])),
-                     self.res_relu.eq(at("post", rq + add_at["relu"]).res_relu)]
+                     self.res_relu.eq(at("post", rq + add_at["relu"]).res_relu),
+                     self.rq_pool.eq(at("post", rq).pool)]
+        wpos = rq + ResidualAdder.latency  # where the words are written
+        m.d.comb += [self.pool_w.eq(_delay(m, self.rq_we, ResidualAdder.latency,
+                                           f"{kind}_pool_we") & at("post", wpos).pool),
+                     self.pool_res.eq(at("res", wpos)),
+                     self.pool_first.eq(at("post", wpos).pfirst),
+                     self.pool_last.eq(at("post", wpos).plast),
+                     self.pool_g.eq(at("post", wpos).g)]
 
         # the frontier moves one tile once the tile's last word is in memory: its last row
         # leaves the core (tile_done), 1 cycle into the writer, the requantizer and (with res)
         # the residual adder; the conv ends (``finish``) when its last tile's pulse arrives
-        pulse, last = tile_done, conv_done
+        pulse, last, last_pool = tile_done, conv_done, conv_done & wd.pool
         for i in range(1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY):
             reg, reg_last = Signal(name=f"{kind}_tile_done_d{i}"), \
                 Signal(name=f"{kind}_conv_done_d{i}")
-            m.d.sync += [reg.eq(pulse), reg_last.eq(last)]
-            pulse, last = reg, reg_last
+            reg_pool = Signal(name=f"{kind}_pool_conv_done_d{i}")
+            m.d.sync += [reg.eq(pulse), reg_last.eq(last), reg_pool.eq(last_pool)]
+            pulse, last, last_pool = reg, reg_last, reg_pool
+        # a pool conv ends when both its last tile and its last pooled word are through,
+        # whichever comes later (the pooled word of the last valid row may come before or
+        # after the tile's invalid rows)
+        rows_seen, pooled_seen = Signal(name=f"{kind}_pool_rows_seen"), \
+            Signal(name=f"{kind}_pool_words_seen")
+        rows_now, pooled_now = Signal(name=f"{kind}_pool_rows"), Signal(name=f"{kind}_pooled")
+        m.d.comb += [rows_now.eq(rows_seen | (pulse & last_pool)),
+                     pooled_now.eq(pooled_seen | self.pool_done),
+                     self.pool_finish.eq(rows_now & pooled_now)]
+        with m.If(self.pool_finish):
+            m.d.sync += [rows_seen.eq(0), pooled_seen.eq(0)]
+        with m.Else():
+            m.d.sync += [rows_seen.eq(rows_now), pooled_seen.eq(pooled_now)]
         inflight = Signal(range(3), name=f"{kind}_inflight")
-        m.d.comb += [self.finish.eq(pulse & last), self.busy.eq(inflight != 0),
-                     self.full.eq(inflight == 2)]
+        m.d.comb += [self.finish.eq((pulse & last & ~last_pool) | self.pool_finish),
+                     self.busy.eq(inflight != 0), self.full.eq(inflight == 2)]
         m.d.sync += inflight.eq(inflight + self.start - self.finish)
         fr_step = Signal(16, name=f"{kind}_fr_step")
         # the frontier is the oldest conv's in flight: a conv started while another drains

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.hdl import EnableInserter
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -101,6 +101,12 @@ class RequantConfig:
     def shifter(self) -> tuple[int, int]:
         """``(width, shift bits)`` of the rounding shifter (what its area grows with)."""
         return self.sum_bits - self.pre_shift, (self.shift_max - self.pre_shift).bit_length()
+
+    @property
+    def extra_bits(self) -> tuple[int, int]:
+        """Bits of the items a transfer brings beyond one, and of the sums kept beyond one
+        (what a pooler adds; none here)."""
+        return 0, 0
 
 
 def requant_layouts(cfg: RequantConfig) -> tuple[data.StructLayout, data.StructLayout]:
@@ -206,6 +212,12 @@ class AddConfig:
         """``(width, shift bits)`` of the rounding shifter (what its area grows with)."""
         return self.sum_bits, self.shift_max.bit_length()
 
+    @property
+    def extra_bits(self) -> tuple[int, int]:
+        """Bits of the items a transfer brings beyond one, and of the sums kept beyond one
+        (what a pooler adds; none here)."""
+        return 0, 0
+
 
 class ResidualAdder(wiring.Component):
     """The ``add`` op: ``y = sat(relu?(rshift_round((a << sa) + (b << sb), s)))``.
@@ -263,16 +275,20 @@ class ResidualAdder(wiring.Component):
 @dataclass(frozen=True)
 class PoolConfig:
     """Average pooling of ``bits``-wide values over windows of up to ``max_window`` items, with
-    rounding shifts up to ``shift_max``, taking ``inputs`` items per transfer."""
+    rounding shifts up to ``shift_max``, taking ``inputs`` items per transfer, into one of
+    ``groups`` sums at a time (windows whose items arrive interleaved)."""
 
     bits: int
     max_window: int
     shift_max: int = SHIFT_LIMIT
     inputs: int = 1
+    groups: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.inputs, int) or not 1 <= self.inputs <= 16:
             raise ValueError(f"inputs must be an integer in 1..16, not {self.inputs!r}")
+        if not isinstance(self.groups, int) or not 1 <= self.groups <= 256:
+            raise ValueError(f"groups must be an integer in 1..256, not {self.groups!r}")
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 32:
             raise ValueError(f"bits must be an integer in 2..32, not {self.bits!r}")
         if not isinstance(self.max_window, int) or self.max_window < 1:
@@ -290,11 +306,20 @@ class PoolConfig:
         """``(width, shift bits)`` of the rounding shifter (what its area grows with)."""
         return self.sum_bits + 1, self.shift_max.bit_length()
 
+    @property
+    def extra_bits(self) -> tuple[int, int]:
+        """Bits of the items a transfer brings beyond one (the adder tree in front of the
+        sum), and of the sums kept beyond one (the group registers and the multiplexer that
+        selects one)."""
+        return (self.inputs - 1) * self.bits, (self.groups - 1) * (self.sum_bits + 1)
+
 
 class AvgPooler(wiring.Component):
     """The ``avgpool`` op on a stream: transfers of ``inputs`` items ``x`` (all of them summed;
     a caller with fewer items sends zeros) with ``first``/``last`` marking a window; at
-    each ``last`` it emits ``y = sat(rshift_round(sum, shift))`` (``shift = log2(k*k) + frac(x)
+    each ``last`` it emits ``y = sat(rshift_round(sum, shift))``. With ``groups`` > 1 each
+    transfer names its window's sum ``g``: up to ``groups`` windows may be open at once, their
+    items interleaved (a conv's output words, channel block by channel block) (``shift = log2(k*k) + frac(x)
     - frac(y)``, a per-layer port; the hardware shifts right only, so the generator must keep
     ``frac(y) <= log2(k*k) + frac(x)`` — the quantizer uses ``frac(y) = frac(x)``). Windows are
     contiguous in the stream (the engine orders them). ``latency`` = 3 from the ``last`` item
@@ -311,7 +336,8 @@ class AvgPooler(wiring.Component):
         self._cfg = cfg
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({
-                "x": data.ArrayLayout(signed(cfg.bits), cfg.inputs), "first": 1, "last": 1}))),
+                "x": data.ArrayLayout(signed(cfg.bits), cfg.inputs), "first": 1, "last": 1,
+                "g": range(cfg.groups)}))),
             "o": Out(stream.Signature(data.StructLayout({"y": signed(cfg.bits)}))),
             "shift": In(SHIFT_PORT)})
 
@@ -333,15 +359,16 @@ class AvgPooler(wiring.Component):
                      half.eq(Mux(self.shift == 0, 0, Const(1, cfg.shift_max) <<
                                  (self.shift - 1)[:len(self.shift)]))]
         width = cfg.sum_bits + 1
-        acc = Signal(signed(width))
+        acc = Array(Signal(signed(width), name=f"acc{g}") for g in range(cfg.groups))
         total = Signal(signed(width))
         # stage 0: the items, registered (they come straight from a block RAM)
         x = [Signal(signed(cfg.bits), name=f"x{j}") for j in range(cfg.inputs)]
         x_valid, x_first, x_last = Signal(), Signal(), Signal()
+        x_g = Signal(range(cfg.groups))
         p.d.sync += [*(x[j].eq(self.i.payload.x[j]) for j in range(cfg.inputs)),
                      x_valid.eq(self.i.valid), x_first.eq(self.i.payload.first),
-                     x_last.eq(self.i.payload.last)]
-        terms = [*x, Mux(x_first, half, acc)]
+                     x_last.eq(self.i.payload.last), x_g.eq(self.i.payload.g)]
+        terms = [*x, Mux(x_first, half, acc[x_g])]
         while len(terms) > 1:  # a balanced tree
             terms = [terms[j] + terms[j + 1] if j + 1 < len(terms) else terms[j]
                      for j in range(0, len(terms), 2)]
@@ -349,7 +376,7 @@ class AvgPooler(wiring.Component):
         done = Signal()
         s = Signal(signed(width))
         with p.If(x_valid):
-            p.d.sync += acc.eq(total)
+            p.d.sync += acc[x_g].eq(total)
         p.d.sync += [done.eq(x_valid & x_last), s.eq(total)]
         r = Signal(signed(width))
         with m.Switch(shift):  # one multiplexer per bit over the constant shifts

@@ -40,8 +40,8 @@ class Opcode(enum.IntEnum):
     END = 0
     INPUT = 1      # stream -> activations[out_base ...], n0 + 1 words
     OUTPUT = 2     # activations[in_base ...] -> stream, n0 + 1 words
-    SHIFT_CONV = 3  # shift conv + requant (+ residual add when ``res``)
-    ADDER_CONV = 4  # adder conv + requant (+ residual add when ``res``)
+    SHIFT_CONV = 3  # shift conv + requant (+ residual add when ``res``, global pool when ``pool``)
+    ADDER_CONV = 4  # adder conv + requant (+ residual add when ``res``, global pool when ``pool``)
     ADD = 5        # residual add over n0 + 1 words
     AVGPOOL = 6
 
@@ -95,6 +95,10 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # AVGPOOL: the main bank's ports it reads at once (1..``pool_ports``), each ``port_step``
     # words after the one before (window positions the poolers sum in one transfer)
     ("ports", 3, False), ("port_step", 16, False),
+    # a conv whose output only a global average pool reads (docs/ACCELERATOR.md): its words
+    # are not written but summed per channel block over all its pixels, and the pooled words
+    # (``sat(rshift_round(sum, pool_shift))``, one per block) written at out_base + block
+    ("pool", 1, False), ("pool_shift", 6, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

@@ -3,6 +3,7 @@ under Verilator + cocotb, compared with the golden model by exact equality."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -112,6 +113,15 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     assert desc(3)["follow"] and desc(3)["op"] == Opcode.ADDER_CONV
     assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
     bad_loads.append(with_desc(conv, shift=eng["requant_shift_min"] - 1))
+    # the last conv pools globally: more channel blocks than the poolers hold sums for, a
+    # shift they were not built for, a last pixel outside its last tile (the pool would never
+    # end)
+    pc = next(i for i in itertools.count() if desc(i)["pool"] or desc(i)["op"] == Opcode.END)
+    d_pc = desc(pc)
+    assert d_pc["op"] == Opcode.ADDER_CONV and d_pc["m_cb"] + 1 == eng["pool_groups"]
+    bad_loads += [with_desc(pc, m_cb=eng["pool_groups"]),
+                  with_desc(pc, pool_shift=eng["pool_shift_max"] + 1),
+                  with_desc(pc, pixels=(d_pc["m_pblk"] + 1) * eng["rows"] + 1)]
     x, _ = sample_inputs(net, 1, seed)
     b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)

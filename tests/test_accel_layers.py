@@ -14,6 +14,7 @@ from gen.cycles import program_cycles
 from gen.generate import (
     layer_inputs,
     one_layer_network,
+    pooled_network,
     residual_layer_network,
     shared_engine,
     single_layer_networks,
@@ -22,6 +23,7 @@ from gen.ir import IntegerNetwork, TensorSpec
 from gen.nn.models import build, randomize
 from gen.numerics import Format, Precision, quantize_real, signed_bits
 from gen.quantize import quantize
+from hw.program import Opcode
 from sim import golden
 from sim.accel import build_config, make_case, run_case
 
@@ -81,6 +83,12 @@ def layers():
     nets[partial.name] = partial
     residual = residual_layer_network(nets["adder_16to16_k3s1_32x32"], net)
     nets[residual.name] = residual
+    # ResNet-20's last conv: its residual add and the global pool after it in one descriptor
+    last = pooled_network(residual_layer_network(nets["adder_64to64_k3s1_8x8"], net))
+    nets[last.name] = last
+    # a pool the compiler cannot fuse (not global): an AVGPOOL of its own, on two ports
+    pool2 = pooled_network(nets["adder_64to64_k3s1_8x8"], 2)
+    nets[pool2.name] = pool2
     chain = fc_chain(nets["shift_64to10_k1s1_1x1"])
     nets[chain.name] = chain
     cfg, progs = shared_engine(list(nets.values()), GEO)
@@ -91,8 +99,8 @@ def layers():
 
 def test_every_resnet20_shape_is_covered():
     _, progs = layers()
-    assert len(progs) == 17  # 14 ResNet-20 shapes, the partial-word input, the fused add, and
-    # fc followed by a conv of its kind
+    assert len(progs) == 19  # 14 ResNet-20 shapes, the partial-word input, the fused add, fc
+    # followed by a conv of its kind, the fused add and pool, and a pool of its own
     _, prog, _ = progs["shift_fc_chain"]
     assert [d.get("follow_own", 0) for d in prog.descriptors[1:3]] == [0, 1]
     kinds = {k.split("_")[0] for k in progs}
@@ -106,13 +114,16 @@ def test_every_resnet20_shape_is_covered():
     "shift_16to32_k1s2_32x32", "adder_32to32_k1s1_16x16", "shift_32to64_k3s2_16x16",
     "adder_64to64_k3s1_8x8", "shift_64to64_k3s1_8x8", "shift_32to64_k1s2_16x16",
     "adder_64to64_k1s1_8x8", "shift_64to10_k1s1_1x1", "adder_6to64_partial_words",
-    "adder_16to16_k3s1_32x32_residual", "shift_fc_chain"])
+    "adder_16to16_k3s1_32x32_residual", "shift_fc_chain",
+    "adder_64to64_k3s1_8x8_residual_pool8", "adder_64to64_k3s1_8x8_pool2"])
 def test_resnet20_layer_in_rtl(name, seed):
     cfg, progs = layers()
     net, prog, acts = progs[name]
     if name.endswith("partial_words"):  # 6 of 16 FIX8 channels: 2 of the word's 4 beats
         assert prog.descriptors[0]["in_beats"] == 2
-    assert prog.descriptors[1].get("res", 0) == int(name.endswith("residual"))  # the conv
+    assert prog.descriptors[1].get("res", 0) == int("residual" in name)  # the conv
+    assert prog.descriptors[1].get("pool", 0) == int(name.endswith("pool8"))
+    assert (prog.descriptors[2]["op"] == Opcode.AVGPOOL) == name.endswith("pool2")
     spec = net.tensors[net.input]
     rng = np.random.default_rng(seed)
     x = acts.copy()  # image 0: what the layer sees in the network; image 1: extremes

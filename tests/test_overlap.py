@@ -87,12 +87,14 @@ def test_resnet20_pairs_follow_and_never_wait():
         assert bool(f) == after_conv, s.name
         if after_conv and prev.op is s.op:  # layer1.0.conv1.0 after conv1: both shift convs
             assert f == {"barrier": 1, "follow_own": 1}, s.name  # reads conv1's output
+        elif after_conv and prev.pool is not None:  # fc reads the pool fused into the last conv
+            assert f == {"barrier": 1, "follow": 1}, s.name  # ... and writes the main bank too
         elif after_conv:
             assert f["barrier"] == 0, s.name
             assert f["follow"] == int(s.inputs[0] == prev.output), s.name
-    assert sum(f.get("follow", 0) for f in flags) == 37  # every pair but the downsample shifts
+    assert sum(f.get("follow", 0) for f in flags) == 38  # every pair but the downsample shifts
     assert [s.name for s, f in zip(steps, flags, strict=True) if f.get("barrier")] == \
-        ["layer1.0.conv1.0"]
+        ["layer1.0.conv1.0", "fc"]
 
 
 def drains(net, steps):
@@ -252,3 +254,41 @@ def test_input_beside_only_when_safe(case, beside):
     last = _step(S if case == "no adder conv" else A, "a", ["z"], "w")
     steps = [Step(INP, "input", (), "x"), first, second, last, Step(OUT, "output", ("w",), None)]
     assert input_beside(SimpleNamespace(input="x"), steps, tensor_banks(steps)) is beside
+
+
+def test_global_pool_fuses_into_the_conv_before_it():
+    """ResNet-20's global pool is summed as the last conv's words leave the array (with its
+    residual add): no AVGPOOL pass, the conv's own output never stored, and nothing runs
+    beside that conv (the cycle model: the fc is dispatched once it has ended). A pool that is
+    not global keeps a descriptor of its own."""
+    from gen.generate import pooled_network
+
+    net = resnet20()
+    steps = fuse(net)
+    assert not any(s.op is Opcode.AVGPOOL for s in steps)
+    (last,) = [s for s in steps if s.pool is not None]
+    assert last.op is Opcode.ADDER_CONV and last.node is not None
+    assert last.output == last.pool.output and net.tensors[last.output].shape == (64, 1, 1)
+    prog = compile_network(net, GEO, shift_lane_bits=shift_lane_bits(pe_configs(net, 16)),
+                           data_bits=8)
+    i = next(k for k, d in enumerate(prog.descriptors) if d.get("pool"))
+    d = prog.descriptors[i]
+    assert (d["m_cb"], d["pixels"], d["pool_shift"]) == (3, 64, 6)
+    assert last.pool.inputs[0] not in prog.bases  # summed, never stored
+    spans = program_timeline(prog.descriptors, _cfg(net, prog))
+    assert all(start >= spans[i][1] for start, _ in spans[i + 1:])
+    # a 2x2 pool of a conv's output is no global pool
+    one = pooled_network(resnet20_layer(net), 2)
+    assert [s.op for s in fuse(one)][-2:] == [Opcode.AVGPOOL, Opcode.OUTPUT]
+
+
+def resnet20_layer(net):
+    from gen.generate import single_layer_networks
+
+    return single_layer_networks(net)["adder_64to64_k3s1_8x8"]
+
+
+def _cfg(net, prog):
+    from gen.compile import engine_config
+
+    return engine_config(net, GEO, prog, **pe_configs(net, 16))

@@ -41,17 +41,20 @@ def test_residual_adder(in_bits, out_bits, seed):
                                      "fracs": fracs}, seed=seed, tests="residual_add")
 
 
-@pytest.mark.parametrize("bits,kernel,sized,inputs", [
-    (8, 4, False, 1), (8, 8, True, 1), (32, 2, False, 1),
-    (8, 8, True, 4),   # four window positions a transfer (the engine's AVGPOOL at 4+ rows)
-    (32, 4, False, 2),
+@pytest.mark.parametrize("bits,kernel,sized,inputs,groups", [
+    (8, 4, False, 1, 1), (8, 8, True, 1, 1), (32, 2, False, 1, 1),
+    (8, 8, True, 4, 1),   # four window positions a transfer (the engine's AVGPOOL at 4+ rows)
+    (32, 4, False, 2, 1),
+    (8, 8, True, 1, 4),   # four windows interleaved (a conv's pool: ResNet-20's 64 channels)
+    (32, 2, False, 1, 3),
 ])
-def test_avg_pooler(bits, kernel, sized, inputs, seed):
+def test_avg_pooler(bits, kernel, sized, inputs, groups, seed):
     # fy < fx only within what the output can still hold: the golden rule saturates the rest
     fracs = [(5, 5), (5, 4), (3, 5), (6, 2)]
     # sized: the shifter only as wide as these cases need (shift = log2(k*k) + fx - fy)
     need = 2 * (kernel.bit_length() - 1) + max(fx - fy for fx, fy in fracs)
-    cfg = PoolConfig(bits, kernel * kernel, need if sized else 62, inputs)
+    cfg = PoolConfig(bits, kernel * kernel, need if sized else 62, inputs, groups)
     build = rtl.build(lambda: AvgPooler(cfg), "avgpool", {"cfg": repr(cfg)})
     rtl.run(build, "sim.tb.ppu_tb", {"bits": bits, "kernel": kernel, "fracs": fracs,
-                                     "inputs": inputs}, seed=seed, tests="avgpool")
+                                     "inputs": inputs, "groups": groups}, seed=seed,
+            tests="avgpool")

@@ -141,8 +141,8 @@ async def residual_add(dut, traffic):
 @cocotb.test()
 @cocotb.parametrize(traffic=[(0.0, 0.0), (0.4, 0.5)])
 async def avgpool(dut, traffic):
-    """Windows of k*k items (k from the config), ``inputs`` a transfer, against the golden
-    avgpool op."""
+    """Windows of k*k items (k from the config), ``inputs`` a transfer, ``groups`` windows
+    interleaved, against the golden avgpool op."""
     from gen.ir import AvgPool
 
     cfg = tb_config()
@@ -169,11 +169,18 @@ async def avgpool(dut, traffic):
         base = len(sink.items)
         items = []
         n = cfg.get("inputs", 1)  # items per transfer (k * k is a power of two, as is n)
-        for ch in range(c):
-            flat = [int(v) for v in x[0, ch].ravel()]
-            for j in range(0, len(flat), n):
-                items.append(pack([(flat[j:j + n], bits), ([int(j == 0)], 1),
-                                   ([int(j + n >= len(flat))], 1)]))
+        # ``groups`` windows at a time, their transfers interleaved (each names its window)
+        groups = cfg.get("groups", 1)
+        g_bits = [([0], (groups - 1).bit_length())] if groups > 1 else []
+        for ch0 in range(0, c, groups):
+            chans = range(ch0, min(ch0 + groups, c))
+            for j in range(0, k * k, n):
+                for g, ch in enumerate(chans):
+                    flat = [int(v) for v in x[0, ch].ravel()]
+                    if g_bits:
+                        g_bits = [([g], g_bits[0][1])]
+                    items.append(pack([(flat[j:j + n], bits), ([int(j == 0)], 1),
+                                       ([int(j + n >= len(flat))], 1), *g_bits]))
         src.send(items)
         await with_timeout(sink.wait_for(base + c), 100 * 50 * len(items), "ns")
         await ClockCycles(dut.clk, 2)
