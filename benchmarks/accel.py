@@ -1,6 +1,7 @@
 """The accelerator on ResNet-20 ShiftAdd (random, hardware-relevant weights; FIX8).
 
-    python benchmarks/accel.py [--json] [--rtl-layers] [--rows R --cols C --lanes V]
+    python benchmarks/accel.py [--json] [--rtl-layers | --rtl-network N]
+                               [--rows R --cols C --lanes V]
 
 Default: ``shiftadd gen``'s sizing for the ZC706 at 200 MHz (70 % LUT budget), generation time,
 cycles per image and images/s from the engine cycle model, and per-layer PE utilization
@@ -10,6 +11,11 @@ cycles per image and images/s from the engine cycle model, and per-layer PE util
 4x16x8, or the geometry ``--rows/--cols/--lanes`` give (8x16x16 is what ``shiftadd gen`` picks
 for ResNet-20 on the ZC706): each layer runs as a one-layer program and as the same program with
 the conv twice; the difference of the two CYCLES counters is the conv's measured cycles.
+
+``--rtl-network N``: the whole network as ``shiftadd gen`` generates it (its sizing, or the
+geometry given), N random images through its RTL under Verilator (``shiftadd sim``'s code,
+streams never idle): mismatches against the golden model and the CYCLES counter per image
+against the cycle model. The Verilator build of a 10x16x16 engine takes several minutes.
 """
 
 from __future__ import annotations
@@ -113,14 +119,38 @@ def rtl_layers(rows: int = 4, cols: int = 16, lanes: int = 8) -> dict:
     return {"geometry": f"{geo.rows}x{geo.cols}x{geo.lanes}", "layers": out}
 
 
+def rtl_network(args) -> dict:
+    from gen.generate import generate
+    from sim.accel import simulate_outdir
+
+    net = resnet20()
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "out"
+        _, rep = generate(net, out, rows=args.rows, cols=args.cols, lanes=args.lanes)
+        t0 = time.perf_counter()
+        res, info = simulate_outdir(out, args.rtl_network, seed=1, idle=0.0, backpressure=0.0,
+                                    progress=lambda s: print(s, file=sys.stderr, flush=True))
+        seconds = time.perf_counter() - t0
+    model = info["model_cycles_per_image"]
+    return {"array": rep["array"], "images": res.images, "mismatches": res.mismatches,
+            "inputs": info["inputs"], "cycles_measured": res.cycles, "cycles_model": model,
+            "images_per_s_200mhz_measured": round(200e6 / max(res.cycles), 1),
+            "seconds": round(seconds, 1)}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--rtl-layers", action="store_true")
+    ap.add_argument("--rtl-network", type=int, metavar="N", default=0)
     ap.add_argument("--rows", type=int)
     ap.add_argument("--cols", type=int)
     ap.add_argument("--lanes", type=int)
     args = ap.parse_args()
+    if args.rtl_network:
+        res = rtl_network(args)
+        emit(res, args.json)
+        return 0 if res["mismatches"] == 0 else 1
     if args.rtl_layers:
         res = rtl_layers(args.rows or 4, args.cols or 16, args.lanes or 8)
     else:

@@ -66,9 +66,10 @@ FEEDER_FREE = 2
 
 
 def row_walk(cfg) -> int:
-    """Cycles a conv waits in DISPATCH for the engine's row walk: its R rows are walked one
-    per cycle from CHECK_ALL on, so the last is there R - 1 cycles into DISPATCH."""
-    return cfg.rows - 1
+    """Cycles from a conv's CHECK to its walked rows (the engine walks them one per cycle from
+    CHECK_ALL on): its unit takes them in that cycle and issues from the next. The next conv's
+    CHECK waits for that cycle (its walk would overwrite them)."""
+    return cfg.rows + 1
 
 
 def descriptor_cycles(d: dict, cfg) -> int:
@@ -82,10 +83,12 @@ def descriptor_cycles(d: dict, cfg) -> int:
 
     op = Opcode(d["op"])
     if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-        first = _conv_timeline(d, cfg, 0, None)
-        at = max(2 + TO_DISPATCH + row_walk(cfg), first.free,
+        first = _conv_timeline(d, cfg, 0, None)  # dispatched at 0, its rows there
+        check = 2 + TO_DISPATCH - 2  # the second's CHECK, after its FETCH and LATCH
+        at = max(check + 2, first.free,
                  first.idle if d.get("barrier") and not d.get("follow_own") else 0)
-        return _conv_timeline(d, cfg, at, None, first.last).idle - first.idle
+        return _conv_timeline(d, cfg, at, None, first.last,
+                              check + row_walk(cfg)).idle - first.idle
     return _fixed_cycles(d, cfg)
 
 
@@ -150,11 +153,12 @@ class _InputTimeline:
 
 def _conv_timeline(d: dict, cfg, start: int,
                    follow: _ConvTimeline | _InputTimeline | None,
-                   prev_last: int | None = None) -> _ConvTimeline:
+                   prev_last: int | None = None, rows_at: int = 0) -> _ConvTimeline:
     """The unit's schedule for a conv handed to it at cycle ``start`` (DISPATCH), following
     ``follow`` (the other unit's conv) tile by tile when given; ``prev_last``: the last step
     of the unit's previous conv, if its results may still be draining (the core spaces
-    ``last`` steps R cycles apart across convs too)."""
+    ``last`` steps R cycles apart across convs too); ``rows_at``: the cycle its walked rows
+    are there (:func:`row_walk`)."""
     from hw.program import Opcode
 
     kind = "shift" if d["op"] == Opcode.SHIFT_CONV else "adder"
@@ -163,7 +167,7 @@ def _conv_timeline(d: dict, cfg, start: int,
     steps = math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(4))
     blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
     lat = core_latency(arr)
-    cur = start + 1               # the unit takes the walked rows, then RUN issues
+    cur = max(start, rows_at) + 1  # the unit takes the walked rows, then RUN issues
     last = prev_last              # the previous tile's last step
     frontier = []
     # row R-1's window base of pixel tile p (what the engine's row walk computes)
@@ -181,12 +185,13 @@ def _conv_timeline(d: dict, cfg, start: int,
                 end = max(end, last + R)
             last, cur = end, end + 1
         frontier.append(last + lat + R + FRONTIER_DELAY)
-    idle = None
-    if d.get("pool"):
-        # the last pooled word is written AvgPooler.latency after the last valid row's word,
-        # which leaves the array ``R - 1 - v`` rows before the tile's last row
-        v = d["pixels"] - 1 - (pblks - 1) * R
-        idle = frontier[-1] + max(0, AvgPooler.latency - (R - 1 - v))
+    # the last tile is through at the conv's last pixel, row ``v`` (the rows after it carry
+    # nothing to write); a conv with pool ends with its last pooled word, AvgPooler.latency
+    # after that pixel's word
+    v = d["pixels"] - 1 - (pblks - 1) * R
+    if 0 <= v < R:
+        frontier[-1] -= R - 1 - v
+    idle = frontier[-1] + AvgPooler.latency if d.get("pool") else None
     return _ConvTimeline(last, frontier, d["out_base"], R * blocks, idle)
 
 
@@ -212,6 +217,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
     spans = []
     beside: _InputTimeline | None = None  # the INPUT a conv with follow_input runs beside
     pool_until = 0  # nothing is dispatched while a conv with pool runs
+    rows_taken = 0  # a conv's CHECK waits until the last conv's unit has its walked rows
     for i, d in enumerate(descriptors):
         op = Opcode(d["op"])
         if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
@@ -220,8 +226,10 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             mine = flight[kind]
             # the feeder free, neither unit with two convs in flight; ``barrier``: both idle
             # ... and the engine's row walk over (one row per cycle from CHECK_ALL)
-            at = max(t + TO_DISPATCH + row_walk(cfg), mine[-1].free if mine else 0,
-                     idle(kind, 2), idle(other, 2), pool_until)
+            check = max(t + 2, rows_taken)  # FETCH, LATCH, then CHECK
+            rows_taken = check + row_walk(cfg)
+            at = max(check + 2, mine[-1].free if mine else 0, idle(kind, 2), idle(other, 2),
+                     pool_until)
             if d.get("barrier"):  # with follow_own, this unit's last conv may still drain
                 at = max(at, idle(other), 0 if d.get("follow_own") else idle(kind))
             # the engine follows a conv only if it is still running (its last cycle,
@@ -234,7 +242,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:
                 # the INPUT is fetched right after this dispatch and does not wait for it
                 beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt)
-            tl = _conv_timeline(d, cfg, at, follow, mine[-1].last if mine else None)
+            tl = _conv_timeline(d, cfg, at, follow, mine[-1].last if mine else None, rows_taken)
             flight[kind] = [*(c for c in mine if c.idle > at), tl][-2:]
             if d.get("pool"):
                 pool_until = tl.idle

@@ -445,21 +445,26 @@ class Engine(wiring.Component):
         in_frontier = Signal(ADDR)
         in_armed = Signal()
         # the row walk: a conv's first tile's window positions and bases, one row per cycle
-        # from CHECK_ALL on while the descriptor waits for its unit; a conv is dispatched once
-        # they are all there (``rows_done``), and its unit takes them at once
+        # from CHECK_ALL on (with the descriptor's walk fields copied at CHECK, so that the
+        # walk goes on after DISPATCH); its unit takes them once they are all there
+        # (``rows_done``: at its start, or later while it waits for them), and the next
+        # conv's walk starts only after that (``rows_pending`` holds it in CHECK)
         walk = [tuple(Signal(shape, name=f"walk_row{r}_{n}") for n, shape in
                       (("iy0", ROWV), ("ix0", ROWV), ("addr", ADDR))) for r in range(R)]
         wy, wx, wa = Signal(ROWV, name="walk_y"), Signal(ROWV, name="walk_x"), \
             Signal(ADDR, name="walk_addr")
         walk_r = Signal(range(R + 1), name="walk_r", init=R)
         walk_thr = Signal(signed(16), name="walk_wrap_at")
+        wk = Signal(data.StructLayout({n: DESCRIPTOR.members[n] for n in (
+            "walk_dx", "walk_dy", "walk_nowrap", "walk_wrap", "stride", "wrap_sub")}),
+            name="walk_desc")
         rows_done = Signal()
         with m.If(walk_r != R):
             for r in range(R):
                 with m.If(walk_r == r):
                     m.d.sync += [walk[r][0].eq(wy), walk[r][1].eq(wx), walk[r][2].eq(wa)]
-            ny, nx, na = _advance(wy, wx, wa, d.walk_dx, d.walk_dy, d.walk_nowrap, d.walk_wrap,
-                                  walk_thr, d)
+            ny, nx, na = _advance(wy, wx, wa, wk.walk_dx, wk.walk_dy, wk.walk_nowrap,
+                                  wk.walk_wrap, walk_thr, wk)
             m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1),
                          rows_done.eq(walk_r == R - 1)]
         for kind, u in units.items():
@@ -471,7 +476,11 @@ class Engine(wiring.Component):
                     wmem.read_port(), mems[MemoryId.PARAMS].read_port(),
                     pe_module=pe_module_name(kind) if self._pe_modules else None,
                     alt_rd=rd[BANK_ADDER] if beside else None,
-                    in_frontier=in_frontier if beside else None, rows=walk)
+                    in_frontier=in_frontier if beside else None, rows=walk,
+                    rows_done=rows_done)
+        rows_pending = Signal()  # a unit waits for its walked rows
+        m.d.comb += rows_pending.eq(Cat(*(u.rows_wait for u in units.values())).any() &
+                                    ~rows_done)
         all_idle = Signal()
         m.d.comb += all_idle.eq(~Cat(*(u.busy for u in units.values())).any())
 
@@ -826,10 +835,17 @@ class Engine(wiring.Component):
                 m.next = "CHECK"
             with m.State("CHECK"):  # the descriptor's checks, registered for DISPATCH
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += [d_checks.eq(Cat(*checks)),
-                             wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
-                             walk_r.eq(0), walk_thr.eq(d.wrap_at - d.walk_dx), rows_done.eq(0)]
-                m.next = "CHECK_ALL"
+                m.d.sync += d_checks.eq(Cat(*checks))
+                with m.If(~is_conv):
+                    m.next = "CHECK_ALL"
+                with m.Elif(~rows_pending):  # a conv's walk, once the last one's rows are taken
+                    m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
+                                 walk_r.eq(0), walk_thr.eq(d.wrap_at - d.walk_dx),
+                                 rows_done.eq(0),
+                                 *(getattr(wk, n).eq(getattr(d, n)) for n in (
+                                     "walk_dx", "walk_dy", "walk_nowrap", "walk_wrap", "stride",
+                                     "wrap_sub"))]
+                    m.next = "CHECK_ALL"
             with m.State("CHECK_ALL"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d_ok.eq(d_checks.all())
@@ -857,7 +873,7 @@ class Engine(wiring.Component):
                     if other is not None:
                         free = free & ~other.full & (~d.barrier | ~other.busy)
                     with m.If(mine & d_ok):
-                        m.d.comb += ready.eq(free & rows_done)
+                        m.d.comb += ready.eq(free)
                 with m.If(pool_busy):  # nothing runs beside a conv with pool
                     m.d.comb += ready.eq(0)
                 with m.If(~ready):  # wait here until the unit this descriptor needs is free
@@ -1008,11 +1024,14 @@ class _ConvUnit:
         self.pool_done = Signal(name=f"{kind}_pool_done")
         self.pool_finish = Signal(name=f"{kind}_pool_finish")  # ``finish`` of a pool conv
         self.rq_pool = Signal(name=f"{kind}_rq_pool")  # rq_* is a word of a pool conv
+        self.rows_wait = Signal(name=f"{kind}_rows_wait")  # started before its rows were walked
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
-              *, pe_module: str | None, rows, alt_rd=None, in_frontier=None) -> None:
+              *, pe_module: str | None, rows, rows_done, alt_rd=None,
+              in_frontier=None) -> None:
         """``rows``: per array row, the first tile's ``(iy0, ix0, addr)`` of the conv in ``d``
-        (walked by the engine before it starts one); ``alt_rd``: the read ports of the other
+        (walked by the engine, complete once ``rows_done``: the unit takes them then, and
+        issues nothing before); ``alt_rd``: the read ports of the other
         activation bank (the adder array's, for a shift conv with ``in_adder``);
         ``in_frontier``: every word INPUT has written lies below it (for a conv with
         ``follow_input``)."""
@@ -1093,6 +1112,8 @@ class _ConvUnit:
         if in_frontier is not None:
             with m.If(dep_in & (reach >= in_frontier) & (du.in_last >= in_frontier)):
                 m.d.comb += stall.eq(1)
+        with m.If(self.rows_wait):  # nothing before the walked rows are taken
+            m.d.comb += stall.eq(1)
         issue = Signal(name=f"{kind}_issue")
         m.d.comb += issue.eq(conv_on & adv & feeding & ~stall)
 
@@ -1133,8 +1154,14 @@ class _ConvUnit:
         wr_ptile = Signal(17, name=f"{kind}_wr_ptile")
         wr_taddr = Signal(17, name=f"{kind}_wr_taddr")
         wr_raddr = Signal(17, name=f"{kind}_wr_raddr")
+        # a tile's words are all through the writer (``tile_done``; ``conv_done`` with it for
+        # the conv's last tile): at the tile's last row, but at the conv's last pixel in its
+        # last tile (the rows after it carry nothing to write)
         tile_done = Signal(name=f"{kind}_tile_done")
-        conv_done = Signal(name=f"{kind}_conv_done")  # the conv's last word: with tile_done
+        conv_done = Signal(name=f"{kind}_conv_done")
+        w_end = Signal(name=f"{kind}_w_end")  # the conv's last row: the writer is through
+        row_last = Signal(name=f"{kind}_row_last")  # this row is the conv's last pixel
+        fired = Signal(name=f"{kind}_tile_fired")  # ... and this tile's pulse is out
         blocks = Signal(9, name=f"{kind}_blocks")
         m.d.comb += blocks.eq(wd.m_cb + 1)
         a_valid, a_we = Signal(name=f"{kind}_a_valid"), Signal(name=f"{kind}_a_we")
@@ -1148,7 +1175,8 @@ class _ConvUnit:
         a_post = Signal(post.size, name=f"{kind}_a_post")
         a_res = Signal(name=f"{kind}_a_res")  # a word of a conv with res
         a_res_addr = Signal(17, name=f"{kind}_a_res_addr")
-        m.d.comb += params.addr.eq(wd.p_base + wr_cb)
+        m.d.comb += [params.addr.eq(wd.p_base + wr_cb),
+                     row_last.eq(wr_ptile + wr_r == wd.pixels - 1)]
         m.d.sync += [a_valid.eq(o_valid), a_res.eq(o_valid & wd.res)]
         with m.If(o_valid):
             # element by element: this array's accumulators may be narrower (sign-extended)
@@ -1157,14 +1185,19 @@ class _ConvUnit:
                          a_post.eq(Cat(wd.shift, wd.relu, wd.out_banks, wd.res_shift,
                                        wd.res_relu, wd.shift_a, wd.shift_b, wd.pool,
                                        (wr_pblk == 0) & (wr_r == 0),
-                                       (wr_pblk == wd.m_pblk) &
-                                       (wr_ptile + wr_r == wd.pixels - 1), wr_cb)),
+                                       (wr_pblk == wd.m_pblk) & row_last, wr_cb)),
                          # res: the residual word at the same place of the tensor at in2_base
                          a_res_addr.eq(wr_raddr - wd.out_base + wd.in2_base)]
+            last_tile = (wr_pblk == wd.m_pblk) & (wr_cb == wd.m_cb)
+            # the last tile's pulse at its last pixel (or, if a malformed descriptor puts that
+            # pixel in no tile, at the tile's last row: the conv always ends)
+            with m.If(Mux(last_tile, row_last | ((wr_r == R - 1) & ~fired),
+                          (wr_r == R - 1) & (wr_cb == wd.m_cb))):
+                m.d.comb += [tile_done.eq(1), conv_done.eq(last_tile)]
             with m.If(wr_r == R - 1):
-                m.d.sync += wr_r.eq(0)
+                m.d.sync += [wr_r.eq(0), fired.eq(0)]
                 with m.If(wr_cb == wd.m_cb):
-                    m.d.comb += [tile_done.eq(1), conv_done.eq(wr_pblk == wd.m_pblk)]
+                    m.d.comb += w_end.eq(wr_pblk == wd.m_pblk)
                     m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
                                  wr_taddr.eq(wr_taddr + wd.out_tile_step),
                                  wr_raddr.eq(wr_taddr + wd.out_tile_step),
@@ -1173,14 +1206,16 @@ class _ConvUnit:
                     m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1)]
             with m.Else():
                 m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks)]
+                with m.If(last_tile & row_last):
+                    m.d.sync += fired.eq(1)
 
         f_tag = self.tag
 
         def writer_takes(src, tag) -> None:
             m.d.sync += [wd.eq(src), w_on.eq(1), w_tag.eq(tag), wr_r.eq(0), wr_cb.eq(0),
                          wr_pblk.eq(0), wr_ptile.eq(0), wr_taddr.eq(src.out_base),
-                         wr_raddr.eq(src.out_base)]
-        with m.If(conv_done):
+                         wr_raddr.eq(src.out_base), fired.eq(0)]
+        with m.If(w_end):
             with m.If(self.start):
                 writer_takes(d, ~f_tag)
             with m.Elif(f_tag != w_tag):  # the feeder already runs the next conv
@@ -1237,8 +1272,11 @@ class _ConvUnit:
                      self.pool_g.eq(at("post", wpos).g)]
 
         # the frontier moves one tile once the tile's last word is in memory: its last row
-        # leaves the core (tile_done), 1 cycle into the writer, the requantizer and (with res)
-        # the residual adder; the conv ends (``finish``) when its last tile's pulse arrives
+        # (the last tile: its last pixel) leaves the core (tile_done), 1 cycle into the writer,
+        # the requantizer and (with res) the residual adder; the conv ends (``finish``) when
+        # its last tile's pulse arrives, while the rows after its last pixel may still leave
+        # the core (the writer takes its next conv after them, by tag); a conv with pool ends
+        # with its last pooled word (AvgPooler.latency after its last pixel)
         pulse, last, last_pool = tile_done, conv_done, conv_done & wd.pool
         for i in range(1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY):
             reg, reg_last = Signal(name=f"{kind}_tile_done_d{i}"), \
@@ -1246,19 +1284,7 @@ class _ConvUnit:
             reg_pool = Signal(name=f"{kind}_pool_conv_done_d{i}")
             m.d.sync += [reg.eq(pulse), reg_last.eq(last), reg_pool.eq(last_pool)]
             pulse, last, last_pool = reg, reg_last, reg_pool
-        # a pool conv ends when both its last tile and its last pooled word are through,
-        # whichever comes later (the pooled word of the last valid row may come before or
-        # after the tile's invalid rows)
-        rows_seen, pooled_seen = Signal(name=f"{kind}_pool_rows_seen"), \
-            Signal(name=f"{kind}_pool_words_seen")
-        rows_now, pooled_now = Signal(name=f"{kind}_pool_rows"), Signal(name=f"{kind}_pooled")
-        m.d.comb += [rows_now.eq(rows_seen | (pulse & last_pool)),
-                     pooled_now.eq(pooled_seen | self.pool_done),
-                     self.pool_finish.eq(rows_now & pooled_now)]
-        with m.If(self.pool_finish):
-            m.d.sync += [rows_seen.eq(0), pooled_seen.eq(0)]
-        with m.Else():
-            m.d.sync += [rows_seen.eq(rows_now), pooled_seen.eq(pooled_now)]
+        m.d.comb += self.pool_finish.eq(self.pool_done)
         inflight = Signal(range(3), name=f"{kind}_inflight")
         m.d.comb += [self.finish.eq((pulse & last & ~last_pool) | self.pool_finish),
                      self.busy.eq(inflight != 0), self.full.eq(inflight == 2)]
@@ -1286,10 +1312,15 @@ class _ConvUnit:
                     for r, (wy, wx, wa) in enumerate(rows):
                         m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
                     m.d.sync += [reach.eq(rows[R - 1][2] + d.span), feeding.eq(1), cb.eq(0),
-                                 pblk.eq(0), w_ptr.eq(d.w_base)]
+                                 pblk.eq(0), w_ptr.eq(d.w_base), self.rows_wait.eq(~rows_done)]
                     m.next = "RUN"
             with m.State("RUN"):
                 m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue)]
+                with m.If(self.rows_wait):  # started before the walk was over: take the rows
+                    for r, (wy, wx, wa) in enumerate(rows):  # as they come, the last when done
+                        m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
+                    m.d.sync += [reach.eq(rows[R - 1][2] + du.span),
+                                 self.rows_wait.eq(~rows_done)]
                 for r in range(R):
                     m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
                     if alt_rd is not None:  # the other bank's ports, idle otherwise
