@@ -442,7 +442,12 @@ def _param_words(mult, bias, channels: int, cols: int, bias_bits: int) -> list[i
 def bias_bits_for(net: IntegerNetwork, window: tuple[int, int] | None = None) -> int:
     """Width of the requant biases in the parameter memory (the widest the engine's form of the
     network's requants needs, :func:`engine_requants`)."""
-    biases = [int(v) for _, b, _ in engine_requants(net, window).values() for v in b]
+    return requant_bias_bits(engine_requants(net, window))
+
+
+def requant_bias_bits(requants: dict[str, tuple[np.ndarray, np.ndarray, int]]) -> int:
+    """:func:`bias_bits_for` of requants already in the engine's form."""
+    biases = [int(v) for _, b, _ in requants.values() for v in b]
     return max(signed_bits(min(biases + [0]), max(biases + [0])), 2)
 
 
@@ -477,7 +482,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
         steps = [steps[1], steps[0], *steps[2:]]
         flags = [flags[1], flags[0], *flags[2:]]
     rqs = engine_requants(net, requant_shifts)
-    need = bias_bits_for(net, requant_shifts)
+    need = requant_bias_bits(rqs)
     if bias_bits is None:
         bias_bits = need
     elif bias_bits < need:

@@ -339,6 +339,16 @@ class _LoopNest:
             m.d.sync += self.offset.eq(Mux(self.last, 0, self.offset + jump))
 
 
+def _times(x, k: int):
+    """``x * k`` for a constant ``k`` as a sum of shifted copies of ``x`` (no multiplier: Yosys
+    maps a product by a constant to a DSP48E1)."""
+    terms = [x << b for b in range(k.bit_length()) if k >> b & 1]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
+
+
 def _delay(m: Module, value, cycles: int, name: str):
     prev = value
     for k in range(cycles):
@@ -722,7 +732,8 @@ class Engine(wiring.Component):
         pool = is_conv & d.pool
         checks += [~(pool & (d.m_cb >= cfg.pool_groups)), ~(pool & (d.pixels > cfg.pool_window)),
                    ~(pool & (d.pool_shift > cfg.pool_shift_max)),
-                   ~(pool & ((d.pixels <= d.m_pblk * R) | (d.pixels > (d.m_pblk + 1) * R)))]
+                   ~(pool & ((d.pixels <= _times(d.m_pblk, R)) |
+                             (d.pixels > _times(d.m_pblk + 1, R))))]
         for bank in range(2):
             if bank in banks:
                 checks.append(~(pool & d.out_banks[bank] & (d.out_base + d.m_cb >= banks[bank][0])))

@@ -139,3 +139,24 @@ def test_resnet20_layer_in_rtl(name, seed):
     model = program_cycles(prog.descriptors, cfg)
     for c in res.cycles:
         assert abs(c - model) <= 0.02 * model, f"measured {c} cycles, model {model}"
+
+
+def test_a_conv_walks_its_rows_only_after_the_last_conv_has_taken_its_own(seed):
+    """At 6 rows a conv's rows are there 7 cycles after its CHECK. fc, dispatched at once (both
+    arrays idle), waits for them in its unit; the conv after it is fetched meanwhile, and its
+    CHECK, 6 cycles after fc's, must wait, or its walk would overwrite fc's rows before fc
+    takes them. Bit-exact, and cycle-exact against the model, which has that wait."""
+    from gen.cycles import TO_DISPATCH, row_walk
+
+    _, progs = layers()
+    net, _, acts = progs["shift_fc_chain"]
+    cfg, (prog,) = shared_engine([net], Geometry(rows=6, cols=16, lanes=16))
+    assert row_walk(cfg) > 2 + TO_DISPATCH  # the second conv's CHECK comes before fc's rows
+    spec = net.tensors[net.input]
+    x = np.concatenate([acts[:1], np.random.default_rng(seed).choice(
+        [spec.fmt.lo, 0, spec.fmt.hi], size=(1, *spec.shape))])
+    case = make_case(net, cfg, load_frame(prog, cfg), BUILD_ID, x)
+    res = run_case(build_config(cfg, BUILD_ID), net, cfg, case, seed=seed, idle=0.0,
+                   backpressure=0.0)
+    assert res.images == 2 and res.mismatches == 0
+    assert res.cycles == [program_cycles(prog.descriptors, cfg)] * 2
