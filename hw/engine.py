@@ -1026,7 +1026,7 @@ class _ConvUnit:
         # + ResidualAdder.latency`` after the writer's register): each a pixel's channel
         # block ``pool_g``, the first and last pixel marked; written instead are the pooled
         # words, ``pool_done`` when the last of them is in memory (the engine's, for the unit
-        # whose pool conv it is); the conv ends once both its words and those are through
+        # whose pool conv it is): the conv ends then (AvgPooler.latency after its last pixel)
         self.pool_w = Signal(name=f"{kind}_pool_w")
         self.pool_res = Signal(name=f"{kind}_pool_res")  # ... the word came through res
         self.pool_first = Signal(name=f"{kind}_pool_first")
@@ -1171,6 +1171,11 @@ class _ConvUnit:
         tile_done = Signal(name=f"{kind}_tile_done")
         conv_done = Signal(name=f"{kind}_conv_done")
         w_end = Signal(name=f"{kind}_w_end")  # the conv's last row: the writer is through
+        # this row's pixel (``wr_ptile + wr_r``, kept in a register: the adder in front of the
+        # last-pixel comparison, into the tile's pulse, was the engine's longest path,
+        # ``benchmarks/timing.py``) and the conv's last pixel (``pixels - 1``, registered)
+        wr_px = Signal(17, name=f"{kind}_wr_px")
+        pix_last = Signal(17, name=f"{kind}_pix_last")
         row_last = Signal(name=f"{kind}_row_last")  # this row is the conv's last pixel
         fired = Signal(name=f"{kind}_tile_fired")  # ... and this tile's pulse is out
         blocks = Signal(9, name=f"{kind}_blocks")
@@ -1187,11 +1192,14 @@ class _ConvUnit:
         a_res = Signal(name=f"{kind}_a_res")  # a word of a conv with res
         a_res_addr = Signal(17, name=f"{kind}_a_res_addr")
         m.d.comb += [params.addr.eq(wd.p_base + wr_cb),
-                     row_last.eq(wr_ptile + wr_r == wd.pixels - 1)]
+                     row_last.eq(wr_px == pix_last)]
         m.d.sync += [a_valid.eq(o_valid), a_res.eq(o_valid & wd.res)]
         with m.If(o_valid):
             # element by element: this array's accumulators may be narrower (sign-extended)
-            m.d.sync += [a_we.eq(wr_ptile + wr_r < wd.pixels), a_addr.eq(wr_raddr),
+            m.d.sync += [a_we.eq(wr_px < wd.pixels), a_addr.eq(wr_raddr),
+                         # the next row's pixel: the tile's first again for its next block
+                         wr_px.eq(Mux((wr_r == R - 1) & (wr_cb != wd.m_cb), wr_ptile,
+                                      wr_px + 1)),
                          *(a_acc[c].eq(o_data[c]) for c in range(C)),
                          a_post.eq(Cat(wd.shift, wd.relu, wd.out_banks, wd.res_shift,
                                        wd.res_relu, wd.shift_a, wd.shift_b, wd.pool,
@@ -1225,7 +1233,8 @@ class _ConvUnit:
         def writer_takes(src, tag) -> None:
             m.d.sync += [wd.eq(src), w_on.eq(1), w_tag.eq(tag), wr_r.eq(0), wr_cb.eq(0),
                          wr_pblk.eq(0), wr_ptile.eq(0), wr_taddr.eq(src.out_base),
-                         wr_raddr.eq(src.out_base), fired.eq(0)]
+                         wr_raddr.eq(src.out_base), fired.eq(0), wr_px.eq(0),
+                         pix_last.eq(src.pixels - 1)]
         with m.If(w_end):
             with m.If(self.start):
                 writer_takes(d, ~f_tag)
