@@ -731,14 +731,17 @@ class Engine(wiring.Component):
         # in their banks
         pool = is_conv & d.pool
         checks += [~(pool & (d.m_cb >= cfg.pool_groups)), ~(pool & (d.pixels > cfg.pool_window)),
-                   ~(pool & (d.pool_shift > cfg.pool_shift_max)),
-                   ~(pool & ((d.pixels <= _times(d.m_pblk, R)) |
-                             (d.pixels > _times(d.m_pblk + 1, R))))]
+                   ~(pool & (d.pool_shift > cfg.pool_shift_max))]
         for bank in range(2):
             if bank in banks:
                 checks.append(~(pool & d.out_banks[bank] & (d.out_base + d.m_cb >= banks[bank][0])))
         d_checks = Signal(len(checks))
         d_ok = Signal()
+        # ... and a pool conv's pixels must end in its last tile: the tile's bounds are
+        # registered at CHECK and compared at CHECK_ALL (the products' adders and the
+        # comparisons in one cycle were the engine's longest path)
+        pool_lo, pool_hi = Signal(17), Signal(17)
+        pool_ok = ~(pool & ((d.pixels <= pool_lo) | (d.pixels > pool_hi)))
 
         # ---------------------------------------------------------------- control FSM
         # SETTLE after a vector op's last item: the unit's pipeline and the bank write port
@@ -846,7 +849,8 @@ class Engine(wiring.Component):
                 m.next = "CHECK"
             with m.State("CHECK"):  # the descriptor's checks, registered for DISPATCH
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += d_checks.eq(Cat(*checks))
+                m.d.sync += [d_checks.eq(Cat(*checks)), pool_lo.eq(_times(d.m_pblk, R)),
+                             pool_hi.eq(_times(d.m_pblk + 1, R))]
                 with m.If(~is_conv):
                     m.next = "CHECK_ALL"
                 with m.Elif(~rows_pending):  # a conv's walk, once the last one's rows are taken
@@ -859,7 +863,7 @@ class Engine(wiring.Component):
                     m.next = "CHECK_ALL"
             with m.State("CHECK_ALL"):
                 m.d.comb += self.busy.eq(1)
-                m.d.sync += d_ok.eq(d_checks.all())
+                m.d.sync += d_ok.eq(d_checks.all() & pool_ok)
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
                 m.d.comb += self.busy.eq(1)
@@ -1326,21 +1330,24 @@ class _ConvUnit:
         # ------------------------------------------------------------ feeder control
         feeder_on = Signal(name=f"{kind}_feeder_on")
         m.d.comb += self.accept.eq(~feeder_on & ~self.full)
+        # the rows the engine walked for this conv: at its start, and if they were not all there
+        # yet, every cycle until they are (one load condition, so that each row register keeps
+        # a 2:1 multiplexer between the walk and the tile advance)
+        take_rows = Signal(name=f"{kind}_take_rows")
+        with m.If(take_rows):
+            for r, (wy, wx, wa) in enumerate(rows):
+                m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
+            m.d.sync += [reach.eq(rows[R - 1][2] + Mux(self.start, d.span, du.span)),
+                         self.rows_wait.eq(~rows_done)]
         with m.FSM(name=f"{kind}_unit"):
             with m.State("IDLE"):
-                with m.If(self.start):  # the rows the engine walked for this conv
-                    for r, (wy, wx, wa) in enumerate(rows):
-                        m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
-                    m.d.sync += [reach.eq(rows[R - 1][2] + d.span), feeding.eq(1), cb.eq(0),
-                                 pblk.eq(0), w_ptr.eq(d.w_base), self.rows_wait.eq(~rows_done)]
+                m.d.comb += take_rows.eq(self.start)
+                with m.If(self.start):
+                    m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(d.w_base)]
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue)]
-                with m.If(self.rows_wait):  # started before the walk was over: take the rows
-                    for r, (wy, wx, wa) in enumerate(rows):  # as they come, the last when done
-                        m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
-                    m.d.sync += [reach.eq(rows[R - 1][2] + du.span),
-                                 self.rows_wait.eq(~rows_done)]
+                m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue),
+                             take_rows.eq(self.rows_wait)]
                 for r in range(R):
                     m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
                     if alt_rd is not None:  # the other bank's ports, idle otherwise
