@@ -1127,8 +1127,6 @@ class _ConvUnit:
         if in_frontier is not None:
             with m.If(dep_in & (reach >= in_frontier) & (du.in_last >= in_frontier)):
                 m.d.comb += stall.eq(1)
-        with m.If(self.rows_wait):  # nothing before the walked rows are taken
-            m.d.comb += stall.eq(1)
         issue = Signal(name=f"{kind}_issue")
         m.d.comb += issue.eq(conv_on & adv & feeding & ~stall)
 
@@ -1181,6 +1179,12 @@ class _ConvUnit:
         wr_px = Signal(17, name=f"{kind}_wr_px")
         pix_last = Signal(17, name=f"{kind}_pix_last")
         row_last = Signal(name=f"{kind}_row_last")  # this row is the conv's last pixel
+        # ``wr_r == R - 1``, ``wr_cb == m_cb``, ``wr_pblk == m_pblk`` as registers, set from
+        # the next values (the comparators in front of the writer's turn to its next conv
+        # were the engine's longest path, ``benchmarks/timing.py``)
+        r_last = Signal(name=f"{kind}_wr_r_last")
+        cb_last = Signal(name=f"{kind}_wr_cb_last")
+        pb_last = Signal(name=f"{kind}_wr_pblk_last")
         fired = Signal(name=f"{kind}_tile_fired")  # ... and this tile's pulse is out
         blocks = Signal(9, name=f"{kind}_blocks")
         m.d.comb += blocks.eq(wd.m_cb + 1)
@@ -1202,33 +1206,34 @@ class _ConvUnit:
             # element by element: this array's accumulators may be narrower (sign-extended)
             m.d.sync += [a_we.eq(wr_px < wd.pixels), a_addr.eq(wr_raddr),
                          # the next row's pixel: the tile's first again for its next block
-                         wr_px.eq(Mux((wr_r == R - 1) & (wr_cb != wd.m_cb), wr_ptile,
-                                      wr_px + 1)),
+                         wr_px.eq(Mux(r_last & ~cb_last, wr_ptile, wr_px + 1)),
                          *(a_acc[c].eq(o_data[c]) for c in range(C)),
                          a_post.eq(Cat(wd.shift, wd.relu, wd.out_banks, wd.res_shift,
                                        wd.res_relu, wd.shift_a, wd.shift_b, wd.pool,
-                                       (wr_pblk == 0) & (wr_r == 0),
-                                       (wr_pblk == wd.m_pblk) & row_last, wr_cb)),
+                                       (wr_pblk == 0) & (wr_r == 0), pb_last & row_last,
+                                       wr_cb)),
                          # res: the residual word at the same place of the tensor at in2_base
                          a_res_addr.eq(wr_raddr - wd.out_base + wd.in2_base)]
-            last_tile = (wr_pblk == wd.m_pblk) & (wr_cb == wd.m_cb)
+            last_tile = pb_last & cb_last
             # the last tile's pulse at its last pixel (or, if a malformed descriptor puts that
             # pixel in no tile, at the tile's last row: the conv always ends)
-            with m.If(Mux(last_tile, row_last | ((wr_r == R - 1) & ~fired),
-                          (wr_r == R - 1) & (wr_cb == wd.m_cb))):
+            with m.If(Mux(last_tile, row_last | (r_last & ~fired), r_last & cb_last)):
                 m.d.comb += [tile_done.eq(1), conv_done.eq(last_tile)]
-            with m.If(wr_r == R - 1):
-                m.d.sync += [wr_r.eq(0), fired.eq(0)]
-                with m.If(wr_cb == wd.m_cb):
-                    m.d.comb += w_end.eq(wr_pblk == wd.m_pblk)
+            with m.If(r_last):
+                m.d.sync += [wr_r.eq(0), fired.eq(0), r_last.eq(R == 1)]
+                with m.If(cb_last):
+                    m.d.comb += w_end.eq(pb_last)
                     m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
                                  wr_taddr.eq(wr_taddr + wd.out_tile_step),
                                  wr_raddr.eq(wr_taddr + wd.out_tile_step),
-                                 wr_pblk.eq(wr_pblk + 1)]
+                                 wr_pblk.eq(wr_pblk + 1), cb_last.eq(wd.m_cb == 0),
+                                 pb_last.eq(wr_pblk + 1 == wd.m_pblk)]
                 with m.Else():
-                    m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1)]
+                    m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1),
+                                 cb_last.eq(wr_cb + 1 == wd.m_cb)]
             with m.Else():
-                m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks)]
+                m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks),
+                             r_last.eq(wr_r + 1 == R - 1)]
                 with m.If(last_tile & row_last):
                     m.d.sync += fired.eq(1)
 
@@ -1238,7 +1243,8 @@ class _ConvUnit:
             m.d.sync += [wd.eq(src), w_on.eq(1), w_tag.eq(tag), wr_r.eq(0), wr_cb.eq(0),
                          wr_pblk.eq(0), wr_ptile.eq(0), wr_taddr.eq(src.out_base),
                          wr_raddr.eq(src.out_base), fired.eq(0), wr_px.eq(0),
-                         pix_last.eq(src.pixels - 1)]
+                         pix_last.eq(src.pixels - 1), r_last.eq(R == 1),
+                         cb_last.eq(src.m_cb == 0), pb_last.eq(src.m_pblk == 0)]
         with m.If(w_end):
             with m.If(self.start):
                 writer_takes(d, ~f_tag)
@@ -1337,17 +1343,23 @@ class _ConvUnit:
         with m.If(take_rows):
             for r, (wy, wx, wa) in enumerate(rows):
                 m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
-            m.d.sync += [reach.eq(rows[R - 1][2] + Mux(self.start, d.span, du.span)),
-                         self.rows_wait.eq(~rows_done)]
+            m.d.sync += reach.eq(rows[R - 1][2] + Mux(self.start, d.span, du.span))
         with m.FSM(name=f"{kind}_unit"):
             with m.State("IDLE"):
                 m.d.comb += take_rows.eq(self.start)
                 with m.If(self.start):
                     m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(d.w_base)]
+                    with m.If(rows_done):
+                        m.next = "RUN"
+                    with m.Else():
+                        m.next = "ROWS"
+            with m.State("ROWS"):  # started before its rows were all walked: take them as
+                # they come, the last ones when they are all there, then issue
+                m.d.comb += [feeder_on.eq(1), take_rows.eq(1), self.rows_wait.eq(1)]
+                with m.If(rows_done):
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue),
-                             take_rows.eq(self.rows_wait)]
+                m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue)]
                 for r in range(R):
                     m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
                     if alt_rd is not None:  # the other bank's ports, idle otherwise
