@@ -1185,6 +1185,8 @@ class _ConvUnit:
         r_last = Signal(name=f"{kind}_wr_r_last")
         cb_last = Signal(name=f"{kind}_wr_cb_last")
         pb_last = Signal(name=f"{kind}_wr_pblk_last")
+        cb_less = Signal(8, name=f"{kind}_wr_cb_less")  # m_cb - 1 and m_pblk - 1, registered
+        pb_less = Signal(16, name=f"{kind}_wr_pblk_less")
         fired = Signal(name=f"{kind}_tile_fired")  # ... and this tile's pulse is out
         blocks = Signal(9, name=f"{kind}_blocks")
         m.d.comb += blocks.eq(wd.m_cb + 1)
@@ -1227,13 +1229,13 @@ class _ConvUnit:
                                  wr_taddr.eq(wr_taddr + wd.out_tile_step),
                                  wr_raddr.eq(wr_taddr + wd.out_tile_step),
                                  wr_pblk.eq(wr_pblk + 1), cb_last.eq(wd.m_cb == 0),
-                                 pb_last.eq(wr_pblk + 1 == wd.m_pblk)]
+                                 pb_last.eq(wr_pblk == pb_less)]
                 with m.Else():
                     m.d.sync += [wr_cb.eq(wr_cb + 1), wr_raddr.eq(wr_taddr + wr_cb + 1),
-                                 cb_last.eq(wr_cb + 1 == wd.m_cb)]
+                                 cb_last.eq(wr_cb == cb_less)]
             with m.Else():
                 m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks),
-                             r_last.eq(wr_r + 1 == R - 1)]
+                             r_last.eq(wr_r == R - 2)]
                 with m.If(last_tile & row_last):
                     m.d.sync += fired.eq(1)
 
@@ -1244,7 +1246,8 @@ class _ConvUnit:
                          wr_pblk.eq(0), wr_ptile.eq(0), wr_taddr.eq(src.out_base),
                          wr_raddr.eq(src.out_base), fired.eq(0), wr_px.eq(0),
                          pix_last.eq(src.pixels - 1), r_last.eq(R == 1),
-                         cb_last.eq(src.m_cb == 0), pb_last.eq(src.m_pblk == 0)]
+                         cb_last.eq(src.m_cb == 0), pb_last.eq(src.m_pblk == 0),
+                         cb_less.eq(src.m_cb - 1), pb_less.eq(src.m_pblk - 1)]
         with m.If(w_end):
             with m.If(self.start):
                 writer_takes(d, ~f_tag)
