@@ -225,7 +225,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             other = "adder" if kind == "shift" else "shift"
             mine = flight[kind]
             # the feeder free, neither unit with two convs in flight; ``barrier``: both idle
-            # ... and the engine's row walk over (one row per cycle from CHECK_ALL)
+            # (the unit takes the walked rows when they are there: ``rows_at`` below)
             check = max(t + 2, rows_taken)  # FETCH, LATCH, then CHECK
             rows_taken = check + row_walk(cfg)
             at = max(check + 2, mine[-1].free if mine else 0, idle(kind, 2), idle(other, 2),
