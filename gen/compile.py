@@ -18,13 +18,12 @@ Everything here is plain integer bookkeeping; ``hw/program.py`` defines the form
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
-from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT, floor_requant, signed_bits
+from gen.numerics import ENGINE_MULT_BITS, SHIFT_LIMIT, floor_requant, pool_shift, signed_bits
 from hw.engine import (
     BANK_ADDER,
     BANK_MAIN,
@@ -183,7 +182,7 @@ def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
             steps.append(Step(Opcode.ADD, op.name, op.inputs, op.output, node=op))
         elif isinstance(op, AvgPool):
             prev = steps[-1]
-            c, h, w = net.tensors[op.inputs[0]].shape
+            _, h, w = net.tensors[op.inputs[0]].shape
             if prev.conv is not None and prev.pool is None and op.inputs[0] == prev.output and \
                     op.kernel == h == w and len(consumers[prev.output]) == 1 and \
                     prev.output != net.output:
@@ -533,7 +532,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
 def _pool_shift(net: IntegerNetwork, pool: AvgPool) -> int:
     """The rounding shift of an average pool (``docs/NUMERICS.md``)."""
     x, y = net.tensors[pool.inputs[0]], net.tensors[pool.output]
-    sh = int(math.log2(pool.kernel ** 2)) + x.fmt.frac - y.fmt.frac
+    sh = pool_shift(pool.kernel, x.fmt.frac, y.fmt.frac)
     if sh < 0:
         raise CompileError(f"{pool.name}: the pool's output format is finer than its sum "
                            "(the engine only shifts right)")

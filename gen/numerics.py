@@ -13,6 +13,7 @@ and array helpers accept ``np.int64`` arrays whose bounds the caller has proven 
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,6 +136,12 @@ def rshift_round(v: int, s: int) -> int:
     if s > 0:
         return (v + (1 << (s - 1))) >> s
     return v << (-s)
+
+
+def pool_shift(kernel: int, in_frac: int, out_frac: int) -> int:
+    """The rounding right shift of a ``kernel x kernel`` average pool's sum, from its input's
+    fraction bits to its output's (``docs/NUMERICS.md``); negative if the output is finer."""
+    return int(math.log2(kernel * kernel)) + in_frac - out_frac
 
 
 def floor_requant(mult, bias, shift: int, to: int) -> tuple[np.ndarray, np.ndarray]:

@@ -8,12 +8,10 @@ saturation rule is a call into :mod:`gen.numerics`.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftConv
-from gen.numerics import rshift_round_array, saturate_array
+from gen.numerics import pool_shift, rshift_round_array, saturate_array
 
 __all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv", "shift_dot", "adder_dot"]
 
@@ -99,7 +97,7 @@ def run_op(net: IntegerNetwork, op: Op, env: dict[str, np.ndarray]) -> np.ndarra
         k = op.kernel
         n, c, h, w = x.shape
         s = x.reshape(n, c, h // k, k, w // k, k).sum(axis=(3, 5))
-        shift = int(math.log2(k * k)) + net.tensors[op.inputs[0]].fmt.frac - out_fmt.frac
+        shift = pool_shift(k, net.tensors[op.inputs[0]].fmt.frac, out_fmt.frac)
         return saturate_array(rshift_round_array(s, shift), out_fmt.bits)
     raise TypeError(f"unknown op {op!r}")
 
