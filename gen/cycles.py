@@ -11,7 +11,8 @@ The layer engine (``hw/engine.py``) is modelled by :func:`program_timeline`: the
 fixed costs per descriptor, streaming at one beat per cycle, and each array's conv unit tile by
 tile, the two units at the same time, each unit's next conv filling while its last one drains;
 a conv that follows another (the other unit's, or with ``follow_own`` its own unit's last)
-waits, per pixel tile, for that conv's frontier to pass the tile's last input word. It equals Verilator's CYCLES
+waits, per pixel tile, for that conv's frontier to pass the tile's last input word (and one
+cycle more: its stall is a register). It equals Verilator's CYCLES
 counter for every ResNet-20 conv shape and for the whole digits network with its convs
 overlapped (``benchmarks/accel.py --rtl-layers``, ``shiftadd sim --idle 0 --backpressure 0``).
 """
@@ -60,6 +61,8 @@ OUTPUT_WORD_EXTRA = 3   # OUT_READ, OUT_WAIT, OUT_NEXT around each word's beats
 # and the write-port selection together, so the last word is written) and the frontier
 # register; a conv ends (its unit no longer busy) when its last tile is written
 FRONTIER_DELAY = 2 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
+# a follower's stall register sees a frontier one cycle after it moves
+STALL_DELAY = 1
 # a unit's feeder takes the next conv two cycles after issuing a conv's last step (the core
 # takes the step, then the feeder is idle), while that conv's results still drain
 FEEDER_FREE = 2
@@ -122,10 +125,15 @@ class _ConvTimeline:
         self.out_base, self.tile_words = out_base, tile_words
 
     def ready_at(self, need: int) -> int:
-        """The first cycle at which the word at address ``need`` is written."""
+        """The first cycle at which a follower may issue a step reading the word at address
+        ``need``: the follower's stall is a register, set from the frontier one cycle before
+        (:data:`STALL_DELAY` after the frontier passes the word); at the last tile the conv's
+        end releases it instead, as the stall register sees the follower's flags clear."""
         p = (need - self.out_base) // self.tile_words
         if p < 0:
             return 0
+        if p < len(self.frontier) - 1:
+            return self.frontier[p] + STALL_DELAY
         return self.frontier[p] if p < len(self.frontier) else self.idle
 
 
@@ -143,7 +151,8 @@ class _InputTimeline:
         j = need - self.base
         if j < 0:
             return 0
-        return self.at + (min(j, self.words - 1) + 1) * self.beats + WRITE_DELAY + 1
+        return self.at + (min(j, self.words - 1) + 1) * self.beats + WRITE_DELAY + 1 + \
+            STALL_DELAY
 
     @property
     def end(self) -> int:

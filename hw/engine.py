@@ -21,7 +21,8 @@ Blocks (``docs/ACCELERATOR.md`` has the picture):
 * **The two arrays run at once.** The control FSM hands each conv to its unit and fetches on,
   so a shift conv and the adder conv after it run at the same time. A conv that reads the
   other unit's output (``follow``) reads a tile only once the other's writer has passed the
-  tile's last input word (its ``frontier``). Each unit's feeder takes its next conv while the
+  tile's last input word (its ``frontier``; the follower's stall is a register, so it sees
+  the frontier one cycle late). Each unit's feeder takes its next conv while the
   last one's results still drain (every word carries its conv's post-processing fields; one-bit
   tags keep a follower on its conv); with ``follow_own`` a conv follows its own unit's last
   conv the same way. A conv with ``barrier`` waits until both units are idle (its own unit's
@@ -40,7 +41,8 @@ Blocks (``docs/ACCELERATOR.md`` has the picture):
   output to no bank, a shift outside the range the post-processing units were sized for
   (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``), a
   pool conv the poolers cannot hold (``pool_groups``, ``pool_window``) or whose last pixel is
-  not in its last tile, or a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
+  not in its last tile, a conv with more than one of ``follow``, ``follow_own`` and
+  ``follow_input``, or a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
   ``ERROR.bad_length``; the program stops (once both arrays are idle) and ``ap_done`` is
   raised either way.
 """
@@ -104,6 +106,10 @@ RESIDUAL_MARGIN = (1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
 BANK_MAIN, BANK_ADDER = 0, 1
 # the most main-bank ports AVGPOOL reads at once (each pooler sums that many items a cycle)
 POOL_PORTS = 4
+# the descriptor fields the row walk copies at CHECK: its own, and those the conv's unit needs
+# when it takes the walked rows (``_ConvUnit.build``: its stall in the cycle after)
+WALK_FIELDS = ("walk_dx", "walk_dy", "walk_nowrap", "walk_wrap", "stride", "wrap_sub", "span",
+               "in_last", "follow_own", "follow_input")
 
 
 def _advance(y, x, a, dx, dy, nowrap, wrap, thr, d):
@@ -446,7 +452,9 @@ class Engine(wiring.Component):
         units = {kind: _ConvUnit(kind, cfg) for kind, pe in (("shift", cfg.shift),
                                                                 ("adder", cfg.adder))
                  if pe is not None}
-        dispatch = Signal()  # DISPATCH hands ``d`` to the unit of its kind this cycle
+        # DISPATCH hands ``d`` to the unit of its kind (``unit_go``, below) if it is legal
+        in_dispatch = Signal()
+        unit_go = {kind: Signal(name=f"{kind}_go") for kind in units}
         # INPUT beside the first conv (``follow_input``): every input word below in_frontier is
         # in its bank. A conv with follow_input arms it (0: nothing written yet); the INPUT
         # after it starts it at its base and moves it word by word as the words reach the
@@ -465,14 +473,21 @@ class Engine(wiring.Component):
             Signal(ADDR, name="walk_addr")
         walk_r = Signal(range(R + 1), name="walk_r", init=R)
         walk_thr = Signal(signed(16), name="walk_wrap_at")
-        wk = Signal(data.StructLayout({n: DESCRIPTOR.members[n] for n in (
-            "walk_dx", "walk_dy", "walk_nowrap", "walk_wrap", "stride", "wrap_sub")}),
-            name="walk_desc")
+        # (and the fields its unit's stall needs when it takes them, ``_ConvUnit.build``)
+        # (``span_wrap``/``span_nowrap``: span + the tile step past/within an output row)
+        wk = Signal(data.StructLayout({**{n: DESCRIPTOR.members[n] for n in WALK_FIELDS},
+                                       "span_wrap": ADDR, "span_nowrap": ADDR}),
+                    name="walk_desc")
+        # row R-1's base + span, and the same for the conv's second tile either way
+        walk_reach = [Signal(ADDR, name=f"walk_reach{n}") for n in ("", "_wrap", "_nowrap")]
         rows_done = Signal()
         with m.If(walk_r != R):
             for r in range(R):
                 with m.If(walk_r == r):
                     m.d.sync += [walk[r][0].eq(wy), walk[r][1].eq(wx), walk[r][2].eq(wa)]
+            with m.If(walk_r == R - 1):
+                m.d.sync += [walk_reach[0].eq(wa + wk.span), walk_reach[1].eq(wa + wk.span_wrap),
+                             walk_reach[2].eq(wa + wk.span_nowrap)]
             ny, nx, na = _advance(wy, wx, wa, wk.walk_dx, wk.walk_dy, wk.walk_nowrap,
                                   wk.walk_wrap, walk_thr, wk)
             m.d.sync += [wy.eq(ny), wx.eq(nx), wa.eq(na), walk_r.eq(walk_r + 1),
@@ -480,19 +495,33 @@ class Engine(wiring.Component):
         for kind, u in units.items():
             other = units.get("adder" if kind == "shift" else "shift")
             wmem = mems[MemoryId.SHIFT_WEIGHTS if kind == "shift" else MemoryId.ADDER_WEIGHTS]
-            m.d.comb += u.start.eq(dispatch & (is_shift if kind == "shift" else ~is_shift))
             beside = kind == "shift" and BANK_ADDER in rd
             u.build(m, d, other, rd[BANK_MAIN if kind == "shift" else BANK_ADDER],
                     wmem.read_port(), mems[MemoryId.PARAMS].read_port(),
                     pe_module=pe_module_name(kind) if self._pe_modules else None,
                     alt_rd=rd[BANK_ADDER] if beside else None,
                     in_frontier=in_frontier if beside else None, rows=walk,
-                    rows_done=rows_done)
+                    rows_done=rows_done, rows_reach=walk_reach, rows_d=wk)
         rows_pending = Signal()  # a unit waits for its walked rows
         m.d.comb += rows_pending.eq(Cat(*(u.rows_wait for u in units.values())).any() &
                                     ~rows_done)
         all_idle = Signal()
         m.d.comb += all_idle.eq(~Cat(*(u.busy for u in units.values())).any())
+        # DISPATCH's conditions, registered from the units' next-cycle status: the cycle before
+        # a DISPATCH cycle (CHECK_ALL, or DISPATCH waiting) starts no conv, and ``d`` holds
+        # (the units' flags through the readiness logic into every start and clear were the
+        # engine's longest paths, ``benchmarks/timing.py``). ``unit_free``: the unit of that
+        # kind may take ``d``: at most three convs in flight (the other unit's last, this
+        # unit's last, draining, and this one); with ``barrier`` nothing else
+        idle_q = Signal()
+        m.d.sync += idle_q.eq(~Cat(*(u.busy_n for u in units.values())).any())
+        unit_free = {}
+        for kind, u in units.items():
+            free = u.accept_n & (~d.barrier | d.follow_own | ~u.busy_n)
+            other = units.get("adder" if kind == "shift" else "shift")
+            if other is not None:
+                free = free & ~other.full_n & (~d.barrier | ~other.busy_n)
+            unit_free[kind] = free
 
         # ---------------------------------------------------------------- post-processing
         # C residual adders and C poolers, shared: a unit's conv with ``res`` (the compiler
@@ -717,6 +746,9 @@ class Engine(wiring.Component):
             checks.append(~(d.in_adder | d.follow_input))
         else:  # only a shift conv reads the adder bank beside INPUT
             checks.append(~((d.in_adder | d.follow_input) & ~is_shift))
+        # a conv follows one conv's frontier at most (its unit compares one)
+        checks.append(~(is_conv & ((d.follow & d.follow_own) |
+                                   (d.follow_input & (d.follow | d.follow_own)))))
         # shifts must lie in the ranges the post-processing units were built for
         add_max = cfg.add_shift_max
         adds = (is_conv & d.res) | (d.op == Opcode.ADD)
@@ -742,6 +774,14 @@ class Engine(wiring.Component):
         # comparisons in one cycle were the engine's longest path)
         pool_lo, pool_hi = Signal(17), Signal(17)
         pool_ok = ~(pool & ((d.pixels <= pool_lo) | (d.pixels > pool_hi)))
+
+        # ``unit_go``: ``d`` is a conv of the unit's kind and the unit may take it (registered
+        # like ``idle_q``; nothing starts beside a conv with pool, ``pool_busy``)
+        pool_busy_n = pool_busy & ~Cat(*(u.pool_finish for u in units.values())).any()
+        for kind in units:
+            mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
+            m.d.sync += unit_go[kind].eq(mine & unit_free[kind] & ~pool_busy_n)
+            m.d.comb += units[kind].start.eq(in_dispatch & d_ok & unit_go[kind])
 
         # ---------------------------------------------------------------- control FSM
         # SETTLE after a vector op's last item: the unit's pipeline and the bank write port
@@ -857,38 +897,32 @@ class Engine(wiring.Component):
                     m.d.sync += [wy.eq(d.init_i), wx.eq(d.init_i), wa.eq(d.init_addr),
                                  walk_r.eq(0), walk_thr.eq(d.wrap_at - d.walk_dx),
                                  rows_done.eq(0),
-                                 *(getattr(wk, n).eq(getattr(d, n)) for n in (
-                                     "walk_dx", "walk_dy", "walk_nowrap", "walk_wrap", "stride",
-                                     "wrap_sub"))]
+                                 *(getattr(wk, n).eq(getattr(d, n)) for n in WALK_FIELDS),
+                                 wk.span_wrap.eq(d.span + d.tile_wrap),
+                                 wk.span_nowrap.eq(d.span + d.tile_nowrap)]
                     m.next = "CHECK_ALL"
             with m.State("CHECK_ALL"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += d_ok.eq(d_checks.all() & pool_ok)
                 m.next = "DISPATCH"
             with m.State("DISPATCH"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += [self.busy.eq(1), in_dispatch.eq(1)]
                 m.d.sync += [count.eq(0), k.eq(0), in_addr.eq(d.out_base),
                              k_last.eq(d.in_beats - 1), k_end.eq(d.in_beats == 1),
                              in_final.eq(d.m0 == 0)]
                 m.d.comb += clear.eq(1)
                 present = Const(0)
                 ready = Signal()  # anything but a conv waits until both arrays are idle ...
-                m.d.comb += ready.eq(all_idle)
+                m.d.comb += ready.eq(idle_q)
                 with m.If((d.op == Opcode.INPUT) & in_armed):  # ... but INPUT beside its conv
                     m.d.comb += ready.eq(1)
                 with m.Elif(in_armed):  # not the INPUT the armed conv waits for
                     m.d.comb += release.eq(1)
-                for kind, u in units.items():
+                for kind in units:
                     mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
                     present = present | mine
-                    # at most three convs in flight: the other unit's last, this unit's
-                    # last (draining) and this one; with ``barrier`` nothing else
-                    free = u.accept & (~d.barrier | d.follow_own | ~u.busy)
-                    other = units.get("adder" if kind == "shift" else "shift")
-                    if other is not None:
-                        free = free & ~other.full & (~d.barrier | ~other.busy)
                     with m.If(mine & d_ok):
-                        m.d.comb += ready.eq(free)
+                        m.d.comb += ready.eq(unit_go[kind])
                 with m.If(pool_busy):  # nothing runs beside a conv with pool
                     m.d.comb += ready.eq(0)
                 with m.If(~ready):  # wait here until the unit this descriptor needs is free
@@ -909,8 +943,7 @@ class Engine(wiring.Component):
                         with m.Case(Opcode.OUTPUT):
                             m.next = "OUT_READ"
                         with m.Case(Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-                            with m.If(present):
-                                m.d.comb += dispatch.eq(1)
+                            with m.If(present):  # its unit starts (``unit_go``)
                                 with m.If(d.follow_input):
                                     m.d.sync += [in_frontier.eq(0), in_armed.eq(1)]
                                 with m.If(d.pool):
@@ -1007,6 +1040,11 @@ class _ConvUnit:
         self.start = Signal(name=f"{kind}_start")
         self.busy = Signal(name=f"{kind}_busy")  # a conv is in flight
         self.accept = Signal(name=f"{kind}_accept")  # ``start`` may hand it a conv
+        # ``accept``, ``busy`` and ``full`` as they will be in the next cycle if this one
+        # starts nothing (the engine registers its dispatch decision from them)
+        self.accept_n = Signal(name=f"{kind}_accept_n")
+        self.busy_n = Signal(name=f"{kind}_busy_n")
+        self.full_n = Signal(name=f"{kind}_full_n")
         self.full = Signal(name=f"{kind}_full")  # two convs in flight
         self.tag = Signal(name=f"{kind}_tag")  # the tag of the conv started last
         self.finish = Signal(name=f"{kind}_finish")  # the last cycle of a conv ...
@@ -1042,11 +1080,13 @@ class _ConvUnit:
         self.rows_wait = Signal(name=f"{kind}_rows_wait")  # started before its rows were walked
 
     def build(self, m: Module, d, other: _ConvUnit | None, act_rd, w_rd, params,  # noqa: C901
-              *, pe_module: str | None, rows, rows_done, alt_rd=None,
+              *, pe_module: str | None, rows, rows_done, rows_reach, rows_d, alt_rd=None,
               in_frontier=None) -> None:
         """``rows``: per array row, the first tile's ``(iy0, ix0, addr)`` of the conv in ``d``
         (walked by the engine, complete once ``rows_done``: the unit takes them then, and
-        issues nothing before); ``alt_rd``: the read ports of the other
+        issues nothing before), ``rows_reach`` row R-1's plus ``span`` (and that of the
+        conv's second tile, past the end of an output row or not), ``rows_d`` the conv's
+        :data:`WALK_FIELDS`; ``alt_rd``: the read ports of the other
         activation bank (the adder array's, for a shift conv with ``in_adder``);
         ``in_frontier``: every word INPUT has written lies below it (for a conv with
         ``follow_input``)."""
@@ -1111,22 +1151,69 @@ class _ConvUnit:
         adv = Signal(name=f"{kind}_adv")
         m.d.comb += adv.eq(~s1_valid | core.i.ready)
         conv_on = Signal(name=f"{kind}_run")
-        # a followed conv: the tile's last input word (clamped to the tensor) must be written
-        # (min(reach, in_last) >= frontier as two comparisons side by side, and ``reach`` =
-        # ra[R-1] + span kept in a register that moves with ra[R-1]: the adder and the clamp in
-        # front of the comparison were the engine's longest path, ``benchmarks/timing.py``)
+        # a followed conv: the tile's last input word (clamped to the tensor) must be written:
+        # min(reach, in_last) >= frontier stalls the feeder (``reach`` = row R-1's base + span,
+        # kept in a register that moves with the row). The stall is a register, computed in the
+        # cycle before from the values this unit's registers take then (its rows, the tile it
+        # advances to, its dependency flags) and the frontiers as they are (one cycle old:
+        # a frontier only rises while a conv follows it). A descriptor has at most one of
+        # follow, follow_own and follow_input (CHECK), so one frontier is compared. The
+        # comparisons in front of the feeder's enables were the engine's longest path
+        # (``benchmarks/timing.py``)
+        # ``reach_w``/``reach_nw``: the next tile's reach, past the end of an output row or not
+        # (registers, so that the stall for the tile the feeder advances to is a comparison
+        # of registers: the address adder in front of it was the engine's longest path)
         reach = Signal(ADDR, name=f"{kind}_reach")
+        reach_w, reach_nw = Signal(ADDR, name=f"{kind}_reach_w"), \
+            Signal(ADDR, name=f"{kind}_reach_nw")
         stall = Signal(name=f"{kind}_stall")
-        if other is not None:  # that conv's frontier, once the other unit's writes reach it
-            m.d.comb += stall.eq(dep & ((other.fr_tag != dep_tag) |
-                                        ((reach >= other.frontier) &
-                                         (du.in_last >= other.frontier))))
-        # ``follow_own``: this unit's previous conv, still draining, the same way
-        with m.If(dep_own & ((reach >= self.frontier) & (du.in_last >= self.frontier))):
-            m.d.comb += stall.eq(1)
+        wraps = ix0[R - 1] >= thr  # the next tile starts a new output row (``_advance``)
+        nreach = Signal(ADDR, name=f"{kind}_next_reach")  # the next tile's
+        m.d.comb += nreach.eq(Mux(wraps, reach_w, reach_nw))
+        # the dependency flags' next values (the conv goes on)
+        dep_n, dep_own_n = Signal(name=f"{kind}_dep_n"), Signal(name=f"{kind}_dep_own_n")
+        m.d.comb += dep_own_n.eq(dep_own & ~self.finish)
+        o_front = Const(0, ADDR) if other is None else other.frontier
+        if other is not None:
+            m.d.comb += dep_n.eq(dep & ~(other.finish & (other.fr_tag == dep_tag)))
+        in_front = Const(0, ADDR) if in_frontier is None else in_frontier
+
+        def frontier(fi, fo):
+            """The frontier a conv with these flags follows (one at most, CHECK)."""
+            return Mux(fi, in_front, Mux(fo, self.frontier, o_front))
+
+        def blocked(ge, on, on_own, on_in, tag_off):
+            """The stall with ``ge`` (the tile's last input word, clamped to the tensor, is
+            not below the frontier) and the dependency flags given (``tag_off``: the followed
+            conv's frontier is not yet the other unit's)."""
+            return (on & (tag_off | ge)) | ((on_own | on_in) & ge)
+        tag_off = Const(0) if other is None else other.fr_tag != dep_tag
+        go_on = (dep_n, dep_own_n, dep_in, tag_off)  # the flags as this conv goes on
+        f = frontier(dep_in, dep_own)
+        last_ge = du.in_last >= f
+        cur = blocked((reach >= f) & last_ge, *go_on)
+        ahead = Mux(wraps, blocked((reach_w >= f) & last_ge, *go_on),
+                    blocked((reach_nw >= f) & last_ge, *go_on))
+        f_rows = frontier(rows_d.follow_input, rows_d.follow_own)  # the walked conv's
+        ge_rows = (rows_reach[0] >= f_rows) & (rows_d.in_last >= f_rows)
+        # at ``start``, the flags as it sets them (above); a conv with follow_input waits
+        # for its INPUT (whose frontier starts at 0)
+        begin = blocked(ge_rows,
+                        Const(0) if other is None else
+                        d.follow & other.busy & ~(other.finish & (other.fr_tag == other.tag)),
+                        d.follow_own & self.busy & ~self.finish, 0,
+                        Const(0) if other is None else other.fr_tag != other.tag)
         if in_frontier is not None:
-            with m.If(dep_in & (reach >= in_frontier) & (du.in_last >= in_frontier)):
-                m.d.comb += stall.eq(1)
+            begin = begin | d.follow_input
+        rows_later = blocked(ge_rows, *go_on)  # taken in ROWS
+        advance = Signal(name=f"{kind}_advance")  # the feeder moves to its next tile
+        take_rows = Signal(name=f"{kind}_take_rows")
+        with m.If(take_rows):
+            m.d.sync += stall.eq(Mux(self.start, begin, rows_later))
+        with m.Elif(advance):
+            m.d.sync += stall.eq(ahead)
+        with m.Else():
+            m.d.sync += stall.eq(cur)
         issue = Signal(name=f"{kind}_issue")
         m.d.comb += issue.eq(conv_on & adv & feeding & ~stall)
 
@@ -1338,15 +1425,19 @@ class _ConvUnit:
 
         # ------------------------------------------------------------ feeder control
         feeder_on = Signal(name=f"{kind}_feeder_on")
-        m.d.comb += self.accept.eq(~feeder_on & ~self.full)
+        feeder_on_n = Signal(name=f"{kind}_feeder_on_n")  # ... without a start
+        m.d.comb += [self.accept.eq(~feeder_on & ~self.full),
+                     self.busy_n.eq((inflight > 1) | ((inflight == 1) & ~self.finish)),
+                     self.full_n.eq((inflight == 2) & ~self.finish),
+                     self.accept_n.eq(~feeder_on_n & ~self.full_n)]
         # the rows the engine walked for this conv: at its start, and if they were not all there
         # yet, every cycle until they are (one load condition, so that each row register keeps
         # a 2:1 multiplexer between the walk and the tile advance)
-        take_rows = Signal(name=f"{kind}_take_rows")
         with m.If(take_rows):
             for r, (wy, wx, wa) in enumerate(rows):
                 m.d.sync += [iy0[r].eq(wy), ix0[r].eq(wx), ra[r].eq(wa)]
-            m.d.sync += reach.eq(rows[R - 1][2] + Mux(self.start, d.span, du.span))
+            m.d.sync += [reach.eq(rows_reach[0]), reach_w.eq(rows_reach[1]),
+                         reach_nw.eq(rows_reach[2])]
         with m.FSM(name=f"{kind}_unit"):
             with m.State("IDLE"):
                 m.d.comb += take_rows.eq(self.start)
@@ -1358,7 +1449,8 @@ class _ConvUnit:
                         m.next = "ROWS"
             with m.State("ROWS"):  # started before its rows were all walked: take them as
                 # they come, the last ones when they are all there, then issue
-                m.d.comb += [feeder_on.eq(1), take_rows.eq(1), self.rows_wait.eq(1)]
+                m.d.comb += [feeder_on.eq(1), feeder_on_n.eq(1), take_rows.eq(1),
+                             self.rows_wait.eq(1)]
                 with m.If(rows_done):
                     m.next = "RUN"
             with m.State("RUN"):
@@ -1379,10 +1471,9 @@ class _ConvUnit:
                                                       du.tile_dy, du.tile_nowrap, du.tile_wrap,
                                                       thr, du)
                                 m.d.sync += [iy0[r].eq(ny), ix0[r].eq(nx), ra[r].eq(na)]
-                            _, _, nreach = _advance(iy0[R - 1], ix0[R - 1], reach, du.tile_dx,
-                                                    du.tile_dy, du.tile_nowrap, du.tile_wrap,
-                                                    thr, du)
-                            m.d.sync += reach.eq(nreach)
+                            m.d.comb += advance.eq(1)
+                            m.d.sync += [reach.eq(nreach), reach_w.eq(nreach + du.tile_wrap),
+                                         reach_nw.eq(nreach + du.tile_nowrap)]
                             with m.If(pblk == du.m_pblk):
                                 m.d.sync += feeding.eq(0)
                         with m.Else():
@@ -1390,3 +1481,5 @@ class _ConvUnit:
                 # the last step is in the core (s1 empties in this cycle): the feeder is free
                 with m.If(~feeding & adv):
                     m.next = "IDLE"
+                with m.Else():
+                    m.d.comb += feeder_on_n.eq(1)

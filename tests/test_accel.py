@@ -64,8 +64,8 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     """An unknown opcode, an address range outside the activation memory, an INPUT whose
     words take no beats or more than a word's, a conv whose requant or residual shift lies
-    outside the units' range, or an adder conv that would read the adder bank as the first
-    conv does beside INPUT sets ERROR.bad_descriptor and ends the program (no hang, no output,
+    outside the units' range, an adder conv that would read the adder bank as the first
+    conv does beside INPUT, or a conv with two follow flags sets ERROR.bad_descriptor and ends the program (no hang, no output,
     also while the first conv waits for an INPUT that an error cut off); malformed frames set
     ERROR.bad_length; afterwards the engine runs an image correctly."""
     from hw.program import (
@@ -109,7 +109,9 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
                  with_desc(conv, barrier=1, follow=0, out_banks=0),
                  # refused while the other array still runs the conv before it
                  with_desc(3, out_banks=0),
-                 with_desc(3, in_adder=1)]                # an adder conv reads its own bank
+                 with_desc(3, in_adder=1),                # an adder conv reads its own bank
+                 # two frontiers to follow (a unit compares one)
+                 with_desc(3, follow_own=1), with_desc(conv, follow=1)]
     assert desc(3)["follow"] and desc(3)["op"] == Opcode.ADDER_CONV
     assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
     bad_loads.append(with_desc(conv, shift=eng["requant_shift_min"] - 1))
