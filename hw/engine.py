@@ -473,8 +473,8 @@ class Engine(wiring.Component):
             Signal(ADDR, name="walk_addr")
         walk_r = Signal(range(R + 1), name="walk_r", init=R)
         walk_thr = Signal(signed(16), name="walk_wrap_at")
-        # (and the fields its unit's stall needs when it takes them, ``_ConvUnit.build``)
-        # (``span_wrap``/``span_nowrap``: span + the tile step past/within an output row)
+        # (and the fields its unit's stall needs when it takes them, ``_ConvUnit.build``;
+        # ``span_wrap``/``span_nowrap``: span + the tile step past/within an output row)
         wk = Signal(data.StructLayout({**{n: DESCRIPTOR.members[n] for n in WALK_FIELDS},
                                        "span_wrap": ADDR, "span_nowrap": ADDR}),
                     name="walk_desc")
@@ -1039,9 +1039,9 @@ class _ConvUnit:
         self.d = Signal(DESCRIPTOR, name=f"{kind}_desc")
         self.start = Signal(name=f"{kind}_start")
         self.busy = Signal(name=f"{kind}_busy")  # a conv is in flight
-        self.accept = Signal(name=f"{kind}_accept")  # ``start`` may hand it a conv
-        # ``accept``, ``busy`` and ``full`` as they will be in the next cycle if this one
-        # starts nothing (the engine registers its dispatch decision from them)
+        # ``start`` may hand it a conv (``accept``), ``busy`` and ``full`` as they will be in
+        # the next cycle if this one starts nothing (the engine registers its dispatch
+        # decision from them)
         self.accept_n = Signal(name=f"{kind}_accept_n")
         self.busy_n = Signal(name=f"{kind}_busy_n")
         self.full_n = Signal(name=f"{kind}_full_n")
@@ -1424,10 +1424,9 @@ class _ConvUnit:
             m.d.sync += f_tag.eq(~f_tag)
 
         # ------------------------------------------------------------ feeder control
-        feeder_on = Signal(name=f"{kind}_feeder_on")
-        feeder_on_n = Signal(name=f"{kind}_feeder_on_n")  # ... without a start
-        m.d.comb += [self.accept.eq(~feeder_on & ~self.full),
-                     self.busy_n.eq((inflight > 1) | ((inflight == 1) & ~self.finish)),
+        # the feeder has a conv in the next cycle, if this one starts nothing
+        feeder_on_n = Signal(name=f"{kind}_feeder_on_n")
+        m.d.comb += [self.busy_n.eq((inflight > 1) | ((inflight == 1) & ~self.finish)),
                      self.full_n.eq((inflight == 2) & ~self.finish),
                      self.accept_n.eq(~feeder_on_n & ~self.full_n)]
         # the rows the engine walked for this conv: at its start, and if they were not all there
@@ -1449,12 +1448,11 @@ class _ConvUnit:
                         m.next = "ROWS"
             with m.State("ROWS"):  # started before its rows were all walked: take them as
                 # they come, the last ones when they are all there, then issue
-                m.d.comb += [feeder_on.eq(1), feeder_on_n.eq(1), take_rows.eq(1),
-                             self.rows_wait.eq(1)]
+                m.d.comb += [feeder_on_n.eq(1), take_rows.eq(1), self.rows_wait.eq(1)]
                 with m.If(rows_done):
                     m.next = "RUN"
             with m.State("RUN"):
-                m.d.comb += [feeder_on.eq(1), conv_on.eq(1), step.eq(issue)]
+                m.d.comb += [conv_on.eq(1), step.eq(issue)]
                 for r in range(R):
                     m.d.comb += [act_rd[r].addr.eq(ra[r] + loop.offset), act_rd[r].en.eq(adv)]
                     if alt_rd is not None:  # the other bank's ports, idle otherwise
