@@ -447,6 +447,7 @@ class Engine(wiring.Component):
         m.d.comb += is_shift.eq(d.op == Opcode.SHIFT_CONV)
         is_conv = Signal()
         m.d.comb += is_conv.eq(is_shift | (d.op == Opcode.ADDER_CONV))
+        is_kind = {"shift": is_shift, "adder": d.op == Opcode.ADDER_CONV}  # a conv of that array
 
         # ---------------------------------------------------------------- the conv units
         units = {kind: _ConvUnit(kind, cfg) for kind, pe in (("shift", cfg.shift),
@@ -779,8 +780,7 @@ class Engine(wiring.Component):
         # like ``idle_q``; nothing starts beside a conv with pool, ``pool_busy``)
         pool_busy_n = pool_busy & ~Cat(*(u.pool_finish for u in units.values())).any()
         for kind in units:
-            mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
-            m.d.sync += unit_go[kind].eq(mine & unit_free[kind] & ~pool_busy_n)
+            m.d.sync += unit_go[kind].eq(is_kind[kind] & unit_free[kind] & ~pool_busy_n)
             m.d.comb += units[kind].start.eq(in_dispatch & d_ok & unit_go[kind])
 
         # ---------------------------------------------------------------- control FSM
@@ -919,9 +919,8 @@ class Engine(wiring.Component):
                 with m.Elif(in_armed):  # not the INPUT the armed conv waits for
                     m.d.comb += release.eq(1)
                 for kind in units:
-                    mine = is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV)
-                    present = present | mine
-                    with m.If(mine & d_ok):
+                    present = present | is_kind[kind]
+                    with m.If(is_kind[kind] & d_ok):
                         m.d.comb += ready.eq(unit_go[kind])
                 with m.If(pool_busy):  # nothing runs beside a conv with pool
                     m.d.comb += ready.eq(0)

@@ -65,9 +65,10 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     """An unknown opcode, an address range outside the activation memory, an INPUT whose
     words take no beats or more than a word's, a conv whose requant or residual shift lies
     outside the units' range, an adder conv that would read the adder bank as the first
-    conv does beside INPUT, or a conv with two follow flags sets ERROR.bad_descriptor and ends the program (no hang, no output,
-    also while the first conv waits for an INPUT that an error cut off); malformed frames set
-    ERROR.bad_length; afterwards the engine runs an image correctly."""
+    conv does beside INPUT, or a conv with two follow flags sets ERROR.bad_descriptor and
+    ends the program (no hang, no output, also while the first conv waits for an INPUT that
+    an error cut off); malformed frames set ERROR.bad_length; afterwards the engine runs an
+    image correctly."""
     from hw.program import (
         Opcode,
         beats_per_word,
