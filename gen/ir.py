@@ -15,7 +15,6 @@ parameter is stored under ``"<op name>/<field>"``. Loading never unpickles.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -29,6 +28,7 @@ from gen.numerics import (
     Format,
     Precision,
     check_int64,
+    pool_shift,
     rshift_round,
     signed_bits,
 )
@@ -330,7 +330,7 @@ class IntegerNetwork:
                 lo, hi = np.clip(lo, out.fmt.lo, out.fmt.hi), np.clip(hi, out.fmt.lo, out.fmt.hi)
             elif isinstance(op, AvgPool):
                 n = op.kernel * op.kernel
-                s = int(math.log2(n)) + self.tensors[op.inputs[0]].fmt.frac - out.fmt.frac
+                s = pool_shift(op.kernel, self.tensors[op.inputs[0]].fmt.frac, out.fmt.frac)
                 check_int64(min(xlo.min() * n, 0), max(xhi.max() * n, 0), f"{op.name} sum")
                 lo = np.array([rshift_round(int(v) * n, s) for v in xlo], dtype=object)
                 hi = np.array([rshift_round(int(v) * n, s) for v in xhi], dtype=object)
