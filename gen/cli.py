@@ -7,6 +7,7 @@ Errors are one line on stderr (exit status 1); ``--debug`` shows the traceback i
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -28,6 +29,27 @@ def _emit(args: argparse.Namespace, obj: dict, human: Callable[[], None]) -> Non
     from gen.report import emit
 
     emit(obj, getattr(args, "json", False), human)
+
+
+def _checked(parse: Callable[[str], float], ok: Callable[[float], bool], requirement: str):
+    """An argparse type: ``parse`` the text and require ``ok`` of it, so that a value no run
+    can use is a usage error before any work starts."""
+    def convert(text: str):
+        try:
+            v = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not {'an integer' if parse is int else 'a number'}: {text!r}") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, not {text}")
+        return v
+    return convert
+
+
+_positive_int = _checked(int, lambda v: v >= 1, "at least 1")
+_positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
+# a stream's idle or backpressure probability (at 1 the stream never moves)
+_probability = _checked(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
 
 
 # --------------------------------------------------------------------------- commands
@@ -203,8 +225,6 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.tools import configure_verilator
 
     configure_verilator()
-    if args.images < 1:
-        raise UserError("--images must be at least 1")
     res, info = simulate_outdir(Path(args.out), args.images, seed=args.seed, idle=args.idle,
                                 backpressure=args.backpressure,
                                 progress=lambda m: _log(f"[sim] {m}"))
@@ -512,11 +532,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--board", default="zc706")
     g.add_argument("-o", "--output", type=Path, default=None,
                    help="output directory (default out/<model>-<precision>)")
-    g.add_argument("--rows", type=int, default=None, help="fix the array rows (pixels per tile)")
-    g.add_argument("--cols", type=int, default=None, help="fix the array columns (channels)")
-    g.add_argument("--lanes", type=int, default=None, help="fix the lanes per PE")
-    g.add_argument("--clock-mhz", type=float, default=DEFAULT_CLOCK_MHZ)
-    g.add_argument("--lut-budget", type=float, default=None,
+    g.add_argument("--rows", type=_positive_int, default=None, help="fix the array rows (pixels per tile)")
+    g.add_argument("--cols", type=_positive_int, default=None, help="fix the array columns (channels)")
+    g.add_argument("--lanes", type=_positive_int, default=None, help="fix the lanes per PE")
+    g.add_argument("--clock-mhz", type=_positive_float, default=DEFAULT_CLOCK_MHZ)
+    g.add_argument("--lut-budget", type=_positive_float, default=None,
                    help="LUTs the design may use (default 70 %% of the board)")
     g.add_argument("--synth", action="store_true",
                    help="also synthesize a PE of each array and each post-processing unit "
@@ -531,10 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "AXI-Stream models (random idle and backpressure) and compare "
                                    "every output with the golden model, exactly.")
     s.add_argument("out", type=Path, help="directory written by `shiftadd gen`")
-    s.add_argument("--images", type=int, default=20)
+    s.add_argument("--images", type=_positive_int, default=20)
     s.add_argument("--seed", type=int, default=1)
-    s.add_argument("--idle", type=float, default=0.1, help="input stream idle probability")
-    s.add_argument("--backpressure", type=float, default=0.1,
+    s.add_argument("--idle", type=_probability, default=0.1, help="input stream idle probability")
+    s.add_argument("--backpressure", type=_probability, default=0.1,
                    help="output stream backpressure probability")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
@@ -614,10 +634,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT)
     m.add_argument("--retrain", action="store_true")
     m.add_argument("--out", default="out/digits-fix8", help="accelerator output directory")
-    m.add_argument("--images", type=int, default=50, help="test images to run in RTL")
-    m.add_argument("--rows", type=int, default=4)
-    m.add_argument("--cols", type=int, default=16)
-    m.add_argument("--lanes", type=int, default=8)
+    m.add_argument("--images", type=_positive_int, default=50, help="test images to run in RTL")
+    m.add_argument("--rows", type=_positive_int, default=4)
+    m.add_argument("--cols", type=_positive_int, default=16)
+    m.add_argument("--lanes", type=_positive_int, default=8)
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_demo)
     return p

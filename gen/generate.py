@@ -16,6 +16,9 @@ import hashlib
 import itertools
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -226,23 +229,43 @@ def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
     return Design(net, cfg, prog, estimate_luts(cfg, model), estimate_bram(cfg), cycles)
 
 
+def check_request(*, clock_mhz: float | None, lut_budget: float | None, rows: int | None,
+                  cols: int | None, lanes: int | None) -> None:
+    """Reject what no generation can use before anything runs (``None``: not given): the
+    overrides must be positive integers, ``cols`` a multiple of ``lanes``, the clock and the
+    LUT budget positive, finite numbers."""
+    for name, v in (("rows", rows), ("cols", cols), ("lanes", lanes)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise SizingError(f"{name} must be a positive integer, not {v!r}")
+    if cols is not None and lanes is not None and cols % lanes:
+        raise SizingError(f"cols must be a multiple of lanes: {cols} cols, {lanes} lanes")
+    for name, v in (("clock_mhz", clock_mhz), ("lut_budget", lut_budget)):
+        if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+            raise SizingError(f"{name} must be a positive number, not {v!r}")
+
+
 def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None = None,
                 rows: int | None = None, cols: int | None = None, lanes: int | None = None,
                 model: CostModel | None = None) -> Design:
     """The fastest geometry that fits ``lut_budget`` (default 70 % of the board's LUTs) and the
     board's block RAM; ties go to fewer LUTs. LUTs and BRAM grow with the rows, so for each
     ``cols x lanes`` the rows are tried upwards until the first that does not fit."""
+    check_request(clock_mhz=None, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else 0.7 * board.luts
+    fixed = None not in (rows, cols, lanes)
     best, tried = None, []
-    for c, v in itertools.product([cols] if cols else COLS, [lanes] if lanes else LANES):
+    for c, v in itertools.product(COLS if cols is None else [cols],
+                                  LANES if lanes is None else [lanes]):
         if c % v:
             tried.append(f"?x{c}x{v}: cols must be a multiple of lanes")
             continue
-        for r in [rows] if rows else ROWS:
+        for r in ROWS if rows is None else [rows]:
             try:
                 d = design_for(net, Geometry(r, c, v), model, weights=False)
             except (CompileError, ValueError) as e:
+                if fixed:  # the one geometry asked for cannot be built: say why, nothing else
+                    raise SizingError(f"{r}x{c}x{v} cannot be built: {e}") from None
                 tried.append(f"{r}x{c}x{v}: {e}")
                 continue
             bram = sum(d.bram36.values())
@@ -553,11 +576,40 @@ def tensor_json(net: IntegerNetwork, name: str, cfg: EngineConfig) -> dict:
 def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
          progress: Callable[[str], None] = lambda s: None, synth: dict | None = None) -> dict:
     """Write ``out/``; returns the manifest. ``synth``: :func:`synthesized_blocks` of the
-    design, for the report."""
+    design, for the report.
+
+    Everything is written to a staging directory beside ``out`` first and moved in only when
+    all of it is there, so a failure or an interrupt leaves an existing ``out/`` as it was. The
+    move puts the old manifest aside first and the new one in last: a directory caught in
+    between has no manifest, which every reader refuses (:func:`load_outdir`)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ManifestError(f"{out}: exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    cfg = design.cfg
+    progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
+             "arrays, blobs, manifest, reports)")
+    try:
+        manifest = _write(design, stage, board=board, clock_mhz=clock_mhz, seconds=seconds,
+                          progress=progress, synth=synth)
+        out.mkdir(exist_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)
+        files = sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file())
+        for rel in sorted(files, key=lambda r: r == Path("manifest.json")):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(stage / rel, out / rel)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return manifest
+
+
+def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
+           progress: Callable[[str], None], synth: dict | None) -> dict:
+    """:func:`emit`'s files, written to ``out`` (the staging directory)."""
     from hw.top import TOP_NAME, emit_views
 
     cfg, prog, net = design.cfg, design.program, design.net
-    out.mkdir(parents=True, exist_ok=True)
     widths = cfg.memory_widths()
     program_bin = section_bytes(MemoryId.PROGRAM, prog.memories[MemoryId.PROGRAM],
                                 widths[MemoryId.PROGRAM])
@@ -567,8 +619,6 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
     ident = json.dumps({"engine": cfg.to_json(), "program": _sha256(program_bin),
                         "weights": _sha256(weights_bin)}, sort_keys=True).encode()
     build_id = int(_sha256(ident)[:8], 16)
-    progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
-             "arrays, blobs, manifest, reports)")
     t0 = time.perf_counter()
     # the lane pairs, the PEs' ternary adders and the drain multiplexers have hand-placed
     # cells and a simulation view: prove each (one Yosys subprocess for all, one proof after
@@ -704,6 +754,7 @@ def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
     blocks that are cheap to (:func:`synthesized_blocks`) for the report."""
     if board not in BOARDS:
         raise SizingError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
+    check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
     b = BOARDS[board]
     t0 = time.perf_counter()
     progress(f"sizing for {board} at {clock_mhz:g} MHz (cycle model + calibrated "

@@ -125,6 +125,11 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
         simulation_verilog,
     )
 
+    if images < 1:
+        raise ValueError(f"images must be at least 1, not {images}")
+    for name, p in (("idle", idle), ("backpressure", backpressure)):
+        if not 0 <= p < 1:  # at 1 a stream never moves and the simulation never ends
+            raise ValueError(f"{name} must be at least 0 and below 1, not {p}")
     manifest, net, cfg = load_outdir(out)
     text = simulation_verilog(out, manifest)
     progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")

@@ -92,9 +92,62 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     assert r.returncode == 1 and "no engine geometry fits 1000 LUTs" in r.stderr
     r = run("gen", quick_digits, "-o", out, "--board", "zc702", check=False)
     assert r.returncode == 1 and "unknown board" in r.stderr
+    # a geometry fixed in full that cannot be built: the reason, not "no geometry fits"
+    r = run("gen", quick_digits, "-o", out, "--rows", "100", "--cols", "16", "--lanes", "8",
+            check=False)
+    assert r.returncode == 1 and "100x16x8 cannot be built: rows must be" in r.stderr
     assert not out.exists()
     r = run("sim", tmp_path, check=False)
     assert r.returncode == 1 and "no manifest.json" in r.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gen", "x.pt", "--rows", "0"], "argument --rows: must be at least 1, not 0"),
+    (["gen", "x.pt", "--lanes", "-4"], "argument --lanes: must be at least 1, not -4"),
+    (["gen", "x.pt", "--clock-mhz", "0"], "argument --clock-mhz: must be a positive number"),
+    (["gen", "x.pt", "--clock-mhz", "nan"], "argument --clock-mhz: must be a positive number"),
+    (["gen", "x.pt", "--lut-budget", "-5"], "argument --lut-budget: must be a positive number"),
+    (["sim", "out", "--images", "0"], "argument --images: must be at least 1, not 0"),
+    (["sim", "out", "--idle", "1"], "argument --idle: must be at least 0 and below 1"),
+    (["sim", "out", "--backpressure", "-0.1"], "argument --backpressure: must be at least 0"),
+    (["demo", "--rows", "two"], "argument --rows: not an integer: 'two'"),
+])
+def test_bad_numbers_are_usage_errors(argv, message, capsys):
+    """Values no run can use (a clock of 0 MHz once failed after 40 s of generation with
+    "float division by zero"; an idle probability of 1 never ends) stop at parsing."""
+    from gen.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, monkeypatch):
+    """gen writes to a staging directory and moves the files in only when all are written: a
+    failure late in the write (here the report) leaves the last good OUT/ byte for byte, and
+    no staging directory behind."""
+    import gen.generate
+    from gen.cli import main
+
+    out = tmp_path / "out"
+    geometry = ["--rows", "2", "--cols", "8", "--lanes", "4"]
+    assert main(["gen", str(quick_digits), "-o", str(out), *geometry]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gen.generate, "report", broken)
+    assert main(["gen", str(quick_digits), "-o", str(out), *geometry,
+                 "--clock-mhz", "150"]) == 1
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    monkeypatch.undo()
+    # and a successful run replaces it (the manifest now says 150 MHz)
+    assert main(["gen", str(quick_digits), "-o", str(out), *geometry,
+                 "--clock-mhz", "150"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["clock_mhz"] == 150
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
 @pytest.mark.slow
