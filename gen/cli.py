@@ -50,6 +50,7 @@ _positive_int = _checked(int, lambda v: v >= 1, "at least 1")
 _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 # a stream's idle or backpressure probability (at 1 the stream never moves)
 _probability = _checked(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
+_port = _checked(int, lambda v: 0 <= v <= 65535, "a TCP port, 0..65535")
 
 
 # --------------------------------------------------------------------------- commands
@@ -270,22 +271,36 @@ def _inputs(spec: str, manifest: dict):
         norm = manifest["model"].get("normalization")
         if not norm or manifest["input"]["shape"] != [1, 8, 8]:
             raise UserError("digits-test inputs need a digits model")
-        n = int(spec.split(":", 1)[1])
         _, test = load_digits_splits()
-        return Normalization(norm["mean"], norm["std"]).apply(test.pixels[:n])
-    return np.load(spec, allow_pickle=False)
+        n = spec.split(":", 1)[1]
+        if not n.isdigit() or not 1 <= int(n) <= len(test.pixels):
+            raise UserError(f"--input {spec}: N must be 1..{len(test.pixels)} (the digits test "
+                            "images)")
+        return Normalization(norm["mean"], norm["std"]).apply(test.pixels[:int(n)])
+    if not Path(spec).is_file():
+        raise UserError(f"--input {spec}: no such file (a .npy of inputs, or digits-test:N)")
+    try:
+        return np.load(spec, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"--input {spec}: not a .npy array ({e})") from None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from gen.generate import load_outdir
     from host.board import Board
     from sim import golden
 
     t0 = time.perf_counter()
+    # OUT/ and the inputs are checked before anything goes to the board
+    manifest, net, _ = load_outdir(Path(args.out))
+    x = _inputs(args.input, manifest)
     with Board(args.board, _token(args)) as board:
-        manifest = board.use(args.out) if args.no_load else board.deploy(args.out)
-        x = _inputs(args.input, manifest)
+        if args.no_load:
+            board.use(args.out)
+        else:
+            board.deploy(args.out)
         q = x if np.issubdtype(np.asarray(x).dtype, np.integer) else board.quantize(x)
         ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
             f"[run] {i}/{n} images"))
@@ -296,9 +311,6 @@ def cmd_run(args: argparse.Namespace) -> int:
            "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
            "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20]}
     if args.check:
-        from gen.generate import load_outdir
-
-        _, net, _ = load_outdir(Path(args.out))
         ref = golden.run(net, np.asarray(q, dtype=np.int64))
         obj["mismatches"] = int((ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1))
                                 .any(axis=1).sum())
@@ -579,7 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--accept-new-host-key", action="store_true",
                     help="trust an unknown host key (first contact only)")
     dp.add_argument("--remote-dir", default="/opt/shiftadd")
-    dp.add_argument("--agent-port", type=int, default=7700)
+    dp.add_argument("--agent-port", type=_port, default=7700)
     dp.add_argument("--python", default="python3", help="the board's python (with numpy)")
     dp.add_argument("--device", choices=("mmio", "loopback"), default="mmio")
     dp.add_argument("--agent-arg", action="append", default=[],
@@ -600,7 +612,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
     r.add_argument("--input", required=True,
                    help="inputs [N, C, H, W] as .npy (floats are quantized), or digits-test:N")
-    r.add_argument("--batch", type=int, default=32)
+    r.add_argument("--batch", type=_positive_int, default=32)
     r.add_argument("--no-load", action="store_true", help="the board already has OUT/ loaded")
     r.add_argument("--check", action="store_true", help="compare with the golden model")
     r.add_argument("--output", type=Path, default=None, help="save the integer outputs (.npy)")
@@ -616,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("out", nargs="?", type=Path, default=None)
     bd.add_argument("--board", default="127.0.0.1:7700", help="HOST[:PORT] (status)")
     bd.add_argument("--host", default="127.0.0.1", help="address to listen on (emulate)")
-    bd.add_argument("--port", type=int, default=7700, help="port to listen on (emulate)")
+    bd.add_argument("--port", type=_port, default=7700, help="port to listen on (emulate)")
     bd.add_argument("--ready", type=Path, default=None,
                     help="write the listening port to this file once serving (emulate)")
     bd.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")

@@ -82,6 +82,32 @@ def test_cli_run_check(board, tmp_path):
     assert obj["images"] == 8 and obj["mismatches"] == 0
 
 
+def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys):
+    """``shiftadd run`` reads OUT/ and the inputs before it connects: against a port nothing
+    listens on, each bad input is its own one-line error, not "cannot reach the agent"
+    (``digits-test:-3`` once ran all but the last 3 test images)."""
+    from gen.cli import main
+
+    out, _ = board
+    garbage = tmp_path / "garbage.npy"
+    garbage.write_bytes(b"not numpy")
+    for spec, message in [("digits-test:-3", "N must be 1.."), ("digits-test:x", "N must be 1.."),
+                          ("digits-test:100000", "N must be 1.."),
+                          (str(tmp_path / "none.npy"), "no such file"),
+                          (str(garbage), "not a .npy array")]:
+        argv = ["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input", spec]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and "cannot reach" not in err, err
+    assert main(["run", str(tmp_path), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
+                 "digits-test:5"]) == 1
+    assert "no manifest.json" in capsys.readouterr().err
+    # with OUT/ and the inputs good, the next error is the connection
+    assert main(["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
+                 "digits-test:5"]) == 1
+    assert "cannot reach the agent at 127.0.0.1:1" in capsys.readouterr().err
+
+
 def test_faults_leave_the_agent_serving(board):
     """Wrong token, wrong shape and dtype, out-of-range and NaN inputs, a corrupted blob, a
     foreign build and a client that disconnects mid-transfer: each is one clear error, and the

@@ -111,6 +111,9 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     (["sim", "out", "--idle", "1"], "argument --idle: must be at least 0 and below 1"),
     (["sim", "out", "--backpressure", "-0.1"], "argument --backpressure: must be at least 0"),
     (["demo", "--rows", "two"], "argument --rows: not an integer: 'two'"),
+    (["run", "out", "--board", "b", "--input", "x.npy", "--batch", "0"], "argument --batch"),
+    (["board", "emulate", "out", "--port", "99999"], "argument --port: must be a TCP port"),
+    (["deploy", "out", "--agent-port", "-1"], "argument --agent-port: must be a TCP port"),
 ])
 def test_bad_numbers_are_usage_errors(argv, message, capsys):
     """Values no run can use (a clock of 0 MHz once failed after 40 s of generation with
