@@ -580,13 +580,14 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
 
     Everything is written to a staging directory beside ``out`` first and moved in only when
     all of it is there, so a failure or an interrupt leaves an existing ``out/`` as it was. The
-    move puts the old manifest aside first and the new one in last: a directory caught in
+    move removes the old manifest first and puts the new one in last: a directory caught in
     between has no manifest, which every reader refuses (:func:`load_outdir`)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ManifestError(f"{out}: exists and is not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    where = out.resolve()  # (``-o .`` has no name of its own)
+    where.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{where.name}.", suffix=".partial", dir=where.parent))
     cfg = design.cfg
     progress(f"writing {out}/ (Verilog of the {cfg.rows}x{cfg.cols}x{cfg.lanes} "
              "arrays, blobs, manifest, reports)")
@@ -595,8 +596,8 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
                           progress=progress, synth=synth)
         out.mkdir(exist_ok=True)
         (out / "manifest.json").unlink(missing_ok=True)
-        files = sorted(p.relative_to(stage) for p in stage.rglob("*") if p.is_file())
-        for rel in sorted(files, key=lambda r: r == Path("manifest.json")):
+        files = [p.relative_to(stage) for p in stage.rglob("*") if p.is_file()]
+        for rel in sorted(files, key=lambda r: (r == Path("manifest.json"), r)):
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             os.replace(stage / rel, out / rel)
     finally:
