@@ -14,6 +14,7 @@ checks every command's arguments.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -159,9 +160,15 @@ def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) 
     bit = out / "vivado" / "shiftadd.bit"
     if not bit.exists():
         raise RuntimeError(f"vivado finished but {bit} was not written")
-    (out / "shiftadd.bin").write_bytes(bit_to_bin(bit.read_bytes()))
-    manifest["files"]["shiftadd.bin"] = _sha256((out / "shiftadd.bin").read_bytes())
+    data = bit_to_bin(bit.read_bytes())
+    manifest["files"]["shiftadd.bin"] = _sha256(data)
     manifest["bitstream"] = {"bin": "shiftadd.bin", "bit": "vivado/shiftadd.bit",
                              "sha256": manifest["files"]["shiftadd.bin"]}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    # each file whole or not at all, the manifest last: an interrupt in between leaves the last
+    # manifest, whose checksums refuse a .bin they were not made from (load_outdir)
+    for name, body in (("shiftadd.bin", data),
+                       ("manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode())):
+        tmp = out / f".{name}.partial"
+        tmp.write_bytes(body)
+        os.replace(tmp, out / name)
     return manifest["bitstream"]
