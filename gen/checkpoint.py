@@ -101,7 +101,9 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
             raise CheckpointError(f"{path}: expected a state dict (names -> tensors) or a dict "
                                   "with a 'state_dict' entry")
-        arch = arch or "resnet20_shiftadd"
+        if arch is None:
+            arch = "resnet20_shiftadd"
+            meta["arch_assumed"] = True
         if arch not in PRESETS:
             raise CheckpointError(f"unknown architecture {arch!r}; choose one of "
                                   f"{', '.join(PRESETS)}")
@@ -117,7 +119,9 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     state = _normalize_keys(state, model)
-    _check_and_load(path, model, state, round_shift_params)
+    what = (f"a {arch} model (a checkpoint without shiftadd's header is read as one unless "
+            "--arch names another)" if meta.get("arch_assumed") else f"a {arch} model")
+    _check_and_load(path, model, state, round_shift_params, what)
     return Loaded(model=model.eval(), arch=arch, normalization=normalization, meta=meta)
 
 
@@ -136,18 +140,20 @@ def _normalize_keys(state: dict, model: ShiftAddResNet) -> dict:
 
 
 def _check_and_load(path: Path, model: ShiftAddResNet, state: dict,
-                    round_shift_params: bool) -> None:
+                    round_shift_params: bool, what: str) -> None:
+    """``what``: the model ``state`` was taken for (named in the key errors)."""
     expected = model.state_dict()
     optional = {k for k in expected if k.endswith("num_batches_tracked")}
     missing = sorted(set(expected) - set(state) - optional)
     unknown = sorted(set(state) - set(expected))
     if missing:
         raise CheckpointError(f"{path}: missing key {missing[0]!r}"
-                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+                              + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+                              + f" of {what}")
     if unknown:
         raise CheckpointError(f"{path}: unknown key {unknown[0]!r}"
                               + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
-                              + " — is this the right architecture?")
+                              + f" for {what}")
     shifts = {name: m for name, m in model.named_modules() if isinstance(m, ShiftConv2d)}
     fixed = {}
     for k, v in state.items():

@@ -86,6 +86,16 @@ def test_bad_checkpoints_name_the_key(tmp_path, mutate, message):
         checkpoint.load(save(tmp_path, {"state_dict": sd}))
 
 
+def test_headerless_checkpoint_of_another_arch_points_at_arch(tmp_path):
+    """A state dict without shiftadd's header is read as resnet20_shiftadd; when it is another
+    model's, the error says so and names --arch, which then loads it."""
+    sd = build("digits").state_dict()
+    p = save(tmp_path, {"state_dict": sd})
+    with pytest.raises(CheckpointError, match="of a resnet20_shiftadd model .*unless --arch"):
+        checkpoint.load(p)
+    assert checkpoint.load(p, "digits", round_shift_params=True).arch == "digits"
+
+
 def test_raw_training_state_needs_explicit_rounding(tmp_path):
     sd = official_state(raw=True)
     p = save(tmp_path, {"state_dict": sd})
