@@ -327,12 +327,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    from host.board import parse_address
     from host.deploy import DeployConfig, DeployError, deploy
 
-    target = args.board
-    user, _, hostport = target.rpartition("@") if "@" in target else ("root", "", target)
-    host, _, port = hostport.partition(":")
-    cfg = DeployConfig(host=host, user=user or "root", port=int(port or 22), key=args.key,
+    user, _, hostport = args.board.rpartition("@")  # [USER@]HOST[:PORT]
+    host, port = parse_address(hostport, default_port=22)
+    cfg = DeployConfig(host=host, user=user or "root", port=port, key=args.key,
                        known_hosts=args.known_hosts,
                        accept_new_host_key=args.accept_new_host_key,
                        remote_dir=args.remote_dir, agent_port=args.agent_port,

@@ -22,11 +22,14 @@ from host.client import AgentClient
 
 
 def parse_address(address: str, default_port: int = 7700) -> tuple[str, int]:
-    host, _, port = address.rpartition(":") if ":" in address else (address, "", "")
-    try:
-        return host or "127.0.0.1", int(port) if port else default_port
-    except ValueError:
-        raise ValueError(f"board address must be HOST[:PORT], not {address!r}") from None
+    """``HOST[:PORT]`` -> ``(host, port)``; a port must be 1..65535."""
+    if ":" not in address:
+        return address or "127.0.0.1", default_port
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"board address must be HOST[:PORT] with a port 1..65535, not "
+                         f"{address!r}")
+    return host or "127.0.0.1", int(port)
 
 
 class Board:

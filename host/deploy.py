@@ -67,6 +67,10 @@ def deploy(out: Path, token: str, cfg: DeployConfig,
                               "already configured)")
         files["shiftadd.bin"] = (out / manifest["bitstream"]["bin"]).read_bytes()
 
+    for what, f in (("SSH key", cfg.key), ("known-hosts file", cfg.known_hosts)):
+        if f is not None and not Path(f).exists():
+            raise DeployError(f"{what} {f}: no such file")
+
     progress(f"connecting to {cfg.user}@{cfg.host}:{cfg.port}")
     ssh = paramiko.SSHClient()
     if cfg.known_hosts:

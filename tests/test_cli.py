@@ -125,6 +125,19 @@ def test_bad_numbers_are_usage_errors(argv, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_board_addresses():
+    """HOST[:PORT] for the agent and, with USER@ in front, for deploy's SSH: a port outside
+    1..65535 is an error, not a connection attempt."""
+    from host.board import parse_address
+
+    assert parse_address("zc706") == ("zc706", 7700)
+    assert parse_address("10.0.0.2:2222", default_port=22) == ("10.0.0.2", 2222)
+    assert parse_address(":7701") == ("127.0.0.1", 7701)
+    for bad in ("zc706:0", "zc706:65536", "zc706:x", "zc706:-1", "zc706:"):
+        with pytest.raises(ValueError, match="port 1..65535"):
+            parse_address(bad)
+
+
 def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, monkeypatch):
     """gen writes to a staging directory and moves the files in only when all are written: a
     failure late in the write (here the report) leaves the last good OUT/ byte for byte, and

@@ -176,6 +176,13 @@ def test_deploy_restart_and_refusals(out, sshd, tmp_path):
                             "--token", TOKEN, "--device", "loopback"],
                            capture_output=True, text=True, timeout=120)
         assert r.returncode == 1 and "not found in known_hosts" in r.stderr
+        # a key file that is not there: said before connecting
+        r = subprocess.run([sys.executable, "-m", "gen.cli", "deploy", str(out), "--board",
+                            f"127.0.0.1:{sshd['port']}", "--key", str(tmp / "no-such-key"),
+                            "--token", TOKEN, "--device", "loopback"],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 1 and "no-such-key: no such file" in r.stderr
+        assert "connecting" not in r.stderr
     finally:
         kernel.stop.set()
         pid = tmp / "board" / "agent.pid"
