@@ -150,7 +150,12 @@ def _network_for(args: argparse.Namespace):
     loaded = _load(args)
     precision = args.precision or "fix8"
     if args.calibration:
-        calib = torch.from_numpy(np.load(args.calibration, allow_pickle=False).astype("float32"))
+        try:
+            calib = torch.from_numpy(np.load(args.calibration, allow_pickle=False)
+                                     .astype("float32"))
+        except (OSError, ValueError, TypeError) as e:
+            raise UserError(f"--calibration {args.calibration}: not a numeric .npy array "
+                            f"({e})") from None
         norm = None
     elif loaded.arch == "digits":
         from gen.evaluate import calibration_batch, require_digits_model

@@ -197,6 +197,10 @@ def quantize(model: ShiftAddResNet, calibration: torch.Tensor, precision: Precis
     if tuple(calibration.shape[1:]) != (cfg.in_channels, cfg.input_size, cfg.input_size):
         raise ValueError(f"calibration data must be [N, {cfg.in_channels}, {cfg.input_size}, "
                          f"{cfg.input_size}], not {list(calibration.shape)}")
+    if calibration.shape[0] == 0:
+        raise ValueError("calibration data holds no inputs (N = 0)")
+    if not torch.isfinite(calibration).all():
+        raise ValueError("calibration data contains NaN or infinity")
     peaks = calibrate(model, calibration)
     b = _Builder(precision, peaks)
     inp = b.tensor("input", (cfg.in_channels, cfg.input_size, cfg.input_size),

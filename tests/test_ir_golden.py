@@ -92,6 +92,19 @@ def test_resnet20_structure_quantizes_and_runs(seed):
     assert out.shape == (1, 10, 1, 1)
 
 
+@pytest.mark.parametrize("calib, message", [
+    (torch.zeros(4, 3, 8, 8), r"must be \[N, 1, 8, 8\], not \[4, 3, 8, 8\]"),
+    (torch.zeros(0, 1, 8, 8), r"no inputs \(N = 0\)"),
+    (torch.full((4, 1, 8, 8), float("nan")), "NaN or infinity"),
+    (torch.tensor([0.0, float("inf")]).repeat(2, 1, 8, 4), "NaN or infinity"),
+])
+def test_unusable_calibration_data_is_refused(calib, message):
+    """Calibration data the formats cannot be chosen from (a NaN once went through and gave a
+    network) is refused with the reason."""
+    with pytest.raises(ValueError, match=message):
+        quantize(build("digits").eval(), calib, Precision.FIX8, name="digits")
+
+
 def _valid_pair(net):
     return net.to_json(), {f"{op.name}/{a}": getattr(op, a).copy()
                            for op in net.ops for a in op.arrays}
