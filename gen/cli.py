@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +61,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gen.nn.train import TrainConfig, train_digits
 
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, threads=args.threads)
+    _writable_dir(Path(args.output).parent)  # before minutes of training, not after
 
     def progress(row: dict) -> None:
         acc = f"  test {row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
@@ -78,6 +80,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"trained {args.arch}: {res.test_accuracy:.2f} % test accuracy in "
         f"{res.train_seconds:.1f} s -> {args.output}"))
     return 0
+
+
+def _writable_dir(d: Path) -> None:
+    """Create ``d`` if needed and check that files can be made in it."""
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=d).close()
+    except OSError as e:
+        raise UserError(f"cannot write to {d}/: {e.strerror or e}") from None
 
 
 def _load(args: argparse.Namespace):

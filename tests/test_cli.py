@@ -81,6 +81,10 @@ def test_train_shows_progress_and_writes_checkpoint(tmp_path):
 
     loaded = checkpoint.load(out)
     assert loaded.arch == "digits" and loaded.meta["metrics"]["epochs"] == 2
+    # an output that cannot be written is said before training, not after it
+    (tmp_path / "file").write_text("")
+    r = run("train", "digits", "-o", tmp_path / "file" / "d.pt", "--epochs", "2", check=False)
+    assert r.returncode == 1 and "cannot write to" in r.stderr and "[train]" not in r.stderr
 
 
 def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
