@@ -1,7 +1,7 @@
 """Pre-placement timing estimate of the ResNet-20 engine, from Yosys netlists (``gen/timing.py``).
 
     python benchmarks/timing.py [--json] [--precision P] [--rows R --cols C --lanes V]
-                                [--net-ps N] [--paths K]
+                                [--net-ps N] [--paths K] [--yosys PATH]
 
 Vivado does not run here, so timing closure at the generated clock (200 MHz on the ZC706) is
 not checked. This estimates the longest register-to-register paths instead: each PE kind and
@@ -36,7 +36,7 @@ from engine_area import (
 )
 
 from gen.size import DEFAULT_CLOCK_MHZ
-from gen.synth import synthesize_netlist
+from gen.synth import synthesize_netlist, yosys_version
 from gen.timing import Path as TimingPath
 from gen.timing import analyse, box_of
 
@@ -72,30 +72,38 @@ def _block(name: str, paths: list[TimingPath]) -> dict:
 
 
 def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = NET_PS,
-             paths: int = 3) -> dict:
+             paths: int = 3, yosys: str | None = None) -> dict:
+    """``yosys``: a native Yosys binary for every synthesis instead of the WebAssembly one
+    (its netlists are cached under keys that name its version)."""
     from hw.array import EnabledPE
     from hw.engine import pe_module_name
     from sim.rtl import verilog as to_verilog
 
     t0 = time.perf_counter()
+    version = yosys_version(yosys)
+    tag = () if yosys is None else (version,)  # the WebAssembly Yosys' keys stay as they were
     cfg = resnet20_engine(precision, rows, cols, lanes)
     verilog, boxes, key = core_design(cfg)
+    if tag:
+        key = _key(key, *tag)
     blocks, box_timing = [], {}
     # each PE kind alone: the module the engine instantiates R x C times
     for kind in cfg.arrays:
         text = to_verilog(EnabledPE(getattr(cfg, kind)), "top")
-        k = _key(text, "top")
+        k = _key(text, "top", *tag)
         log(f"  {kind} PE ...")
-        net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top")[1])
+        net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top",
+                                                                      yosys=yosys)[1])
         blocks.append(_block(f"{kind} PE", analyse(net, "top", net_ps=net_ps, worst=paths)))
         box_timing[pe_module_name(kind)] = box_of(net, "top", net_ps=net_ps)
     # each post-processing unit kind alone (a column's requantizers, residual adder, pooler)
     unit_box = {}
     for kind, comp in unit_components(cfg).items():
         text = to_verilog(comp, "top")
-        k = _key(text, "top")
+        k = _key(text, "top", *tag)
         log(f"  {kind} unit ...")
-        net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top")[1])
+        net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top",
+                                                                      yosys=yosys)[1])
         blocks.append(_block(f"{kind} unit", analyse(net, "top", net_ps=net_ps, worst=paths)))
         unit_box[kind] = box_of(net, "top", net_ps=net_ps)
     for inst, kind in unit_instances(cfg).items():
@@ -105,8 +113,9 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
 
     def core() -> dict:
         log(f"  core {rows}x{cols}x{lanes} (about 10 minutes the first time) ...")
-        area, net = synthesize_netlist(verilog, "shiftadd_top", blackbox=boxes)
-        save_core_area(key, area)  # the same synthesis benchmarks/engine_area.py caches
+        area, net = synthesize_netlist(verilog, "shiftadd_top", blackbox=boxes, yosys=yosys)
+        if not tag:  # the same synthesis benchmarks/engine_area.py caches
+            save_core_area(key, area)
         return net
     net = _cached_netlist(key, core)
     blocks.append(_block("core (with the units' boundary paths)",
@@ -115,6 +124,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     worst = max(blocks, key=lambda b: b["worst"]["delay_ps"])
     period = worst["worst"]["delay_ps"]
     return {"geometry": f"{rows}x{cols}x{lanes}", "precision": precision, "net_ps": net_ps,
+            "yosys": version,
             "clock_mhz": DEFAULT_CLOCK_MHZ, "period_ps": period,
             "fmax_mhz": round(1e6 / period, 1), "meets_clock": period <= 1e6 / DEFAULT_CLOCK_MHZ,
             "critical_block": worst["block"], "blocks": blocks,
@@ -127,7 +137,7 @@ def _print(r: dict) -> None:
     print(f"ResNet-20 {r['precision']} engine {r['geometry']}: estimated critical path "
           f"{r['period_ps'] / 1000:.2f} ns = {r['fmax_mhz']:.0f} MHz "
           f"({'meets' if r['meets_clock'] else 'misses'} {r['clock_mhz']:.0f} MHz; "
-          f"Yosys' 7-series cell delays, {r['net_ps']} ps per routed net)")
+          f"Yosys' 7-series cell delays, {r['net_ps']} ps per routed net; {r['yosys']})")
     for b in r["blocks"]:
         w = b["worst"]
         print(f"  {b['block']}: {w['delay_ps'] / 1000:.2f} ns (cells {w['logic_ps'] / 1000:.2f} "
@@ -145,10 +155,14 @@ def main() -> int:
     ap.add_argument("--net-ps", type=int, default=NET_PS,
                     help="routing delay assumed per net between slices (ps)")
     ap.add_argument("--paths", type=int, default=3, help="paths reported per block")
+    ap.add_argument("--yosys", default=None, metavar="PATH",
+                    help="a native Yosys binary instead of the WebAssembly one, whose 4 GiB of "
+                         "memory the 10x16x16 core exceeds (e.g. Debian's yosys)")
     a = ap.parse_args()
     if a.net_ps < 0 or a.paths < 1:
         ap.error("--net-ps must be >= 0 and --paths >= 1")
-    r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths)
+    r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths,
+                 yosys=a.yosys)
     if a.json:
         print(json.dumps(r))
     else:

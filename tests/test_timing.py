@@ -184,3 +184,15 @@ def test_synthesized_adders_between_registers():
     carries = {w: sum(t == "CARRY4" for t, _, _ in p.cells) for w, p in found.items()}
     assert carries == {16: 4, 24: 6}
     assert found[24].delay_ps - found[16].delay_ps == 2 * 114
+
+
+def test_yosys_version_names_the_binary_or_says_why_not(tmp_path):
+    """``benchmarks/timing.py --yosys PATH`` keys its netlists by the binary's version: the
+    WebAssembly Yosys answers one, a path that is no Yosys is an error that says so."""
+    from gen.synth import SynthError, yosys_version
+
+    assert yosys_version().startswith("Yosys 0.")
+    with pytest.raises(SynthError, match="cannot run"):
+        yosys_version(str(tmp_path / "no-yosys"))
+    with pytest.raises(SynthError, match="not a Yosys"):
+        yosys_version("/bin/false")
