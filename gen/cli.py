@@ -51,7 +51,8 @@ _positive_int = _checked(int, lambda v: v >= 1, "at least 1")
 _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a positive number")
 # a stream's idle or backpressure probability (at 1 the stream never moves)
 _probability = _checked(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
-_port = _checked(int, lambda v: 0 <= v <= 65535, "a TCP port, 0..65535")
+_port = _checked(int, lambda v: 1 <= v <= 65535, "a TCP port, 1..65535")
+_listen_port = _checked(int, lambda v: 0 <= v <= 65535, "a TCP port, 0..65535 (0: any free one)")
 
 
 # --------------------------------------------------------------------------- commands
@@ -644,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("out", nargs="?", type=Path, default=None)
     bd.add_argument("--board", default="127.0.0.1:7700", help="HOST[:PORT] (status)")
     bd.add_argument("--host", default="127.0.0.1", help="address to listen on (emulate)")
-    bd.add_argument("--port", type=_port, default=7700, help="port to listen on (emulate)")
+    bd.add_argument("--port", type=_listen_port, default=7700, help="port to listen on (emulate)")
     bd.add_argument("--ready", type=Path, default=None,
                     help="write the listening port to this file once serving (emulate)")
     bd.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")

@@ -117,7 +117,7 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     (["demo", "--rows", "two"], "argument --rows: not an integer: 'two'"),
     (["run", "out", "--board", "b", "--input", "x.npy", "--batch", "0"], "argument --batch"),
     (["board", "emulate", "out", "--port", "99999"], "argument --port: must be a TCP port"),
-    (["deploy", "out", "--agent-port", "-1"], "argument --agent-port: must be a TCP port"),
+    (["deploy", "out", "--agent-port", "0"], "argument --agent-port: must be a TCP port, 1.."),
 ])
 def test_bad_numbers_are_usage_errors(argv, message, capsys):
     """Values no run can use (a clock of 0 MHz once failed after 40 s of generation with
