@@ -617,9 +617,7 @@ def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds
     weights_bin = b"".join(section_bytes(m, prog.memories[m], widths[m])
                            for m in (MemoryId.SHIFT_WEIGHTS, MemoryId.ADDER_WEIGHTS,
                                      MemoryId.PARAMS) if prog.memories[m])
-    ident = json.dumps({"engine": cfg.to_json(), "program": _sha256(program_bin),
-                        "weights": _sha256(weights_bin)}, sort_keys=True).encode()
-    build_id = int(_sha256(ident)[:8], 16)
+    build_id = build_id_of(cfg.to_json(), _sha256(program_bin), _sha256(weights_bin))
     t0 = time.perf_counter()
     # the lane pairs, the PEs' ternary adders and the drain multiplexers have hand-placed
     # cells and a simulation view: prove each (one Yosys subprocess for all, one proof after
@@ -697,6 +695,14 @@ def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds
     return manifest
 
 
+def build_id_of(engine: dict, program_sha256: str, weights_sha256: str) -> int:
+    """The build id (``BUILD_ID`` register, manifest): 32 bits of a hash of the engine's
+    configuration and the program's and weights' contents."""
+    ident = json.dumps({"engine": engine, "program": program_sha256,
+                        "weights": weights_sha256}, sort_keys=True).encode()
+    return int(_sha256(ident)[:8], 16)
+
+
 class ManifestError(ValueError):
     """An ``OUT/`` directory that is not a complete, consistent shiftadd build."""
 
@@ -727,6 +733,12 @@ def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:
         if _sha256(p.read_bytes()) != digest:
             raise ManifestError(f"{p}: sha256 differs from the manifest (file changed or "
                                 "corrupted; regenerate)")
+    files = manifest["files"]
+    if manifest.get("build_id") != build_id_of(manifest.get("engine"), files.get("program.bin"),
+                                               files.get("weights.bin")):
+        raise ManifestError(f"{mf}: its engine configuration, program and weights do not give "
+                            "its build id (the manifest was edited or mixed with another "
+                            "build's; regenerate)")
     net = IntegerNetwork.load(out / "network.npz")
     return manifest, net, EngineConfig.from_json(manifest["engine"])
 

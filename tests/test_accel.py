@@ -142,7 +142,14 @@ def test_corrupted_outdir_is_refused(tmp_path, digits_fix8):
     with pytest.raises(ManifestError, match="weights.bin: sha256 differs"):
         load_outdir(out)
     assert main(["sim", str(out), "--images", "1"]) == 1
+    shutil.copy(digits_fix8 / "weights.bin", out / "weights.bin")
+    load_outdir(out)  # intact again
     old = json.loads((out / "manifest.json").read_text())
+    # an edited engine configuration no longer gives the manifest's build id (the RTL's)
+    edited = {**old, "engine": {**old["engine"], "rows": old["engine"]["rows"] + 1}}
+    (out / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(ManifestError, match="do not give its build id"):
+        load_outdir(out)
     (out / "manifest.json").write_text(json.dumps({**old, "version": old["version"] - 1}))
     with pytest.raises(ManifestError, match="older shiftadd"):  # another descriptor layout
         load_outdir(out)
