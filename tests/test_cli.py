@@ -129,6 +129,24 @@ def test_bad_numbers_are_usage_errors(argv, message, capsys):
     assert e.value.code == 2 and message in capsys.readouterr().err
 
 
+def test_unusable_npy_files_are_one_line_errors(tmp_path, quick_digits, capsys):
+    """``--calibration`` (and ``run --input``, the same loader): a missing file, a file that is
+    no .npy, an array of strings."""
+    import numpy as np
+
+    from gen.cli import main
+
+    (tmp_path / "junk.npy").write_bytes(b"not numpy")
+    np.save(tmp_path / "text.npy", np.array([["a"]]))
+    for name, message in [("none.npy", "none.npy: no such file"),
+                          ("junk.npy", "junk.npy: not a .npy array"),
+                          ("text.npy", "text.npy: holds <U1, not numbers")]:
+        assert main(["gen", str(quick_digits), "-o", str(tmp_path / "out"), "--calibration",
+                     str(tmp_path / name)]) == 1
+        assert f"--calibration {tmp_path / message}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_board_addresses():
     """HOST[:PORT] for the agent and, with USER@ in front, for deploy's SSH: a port outside
     1..65535 is an error, not a connection attempt."""
