@@ -131,6 +131,18 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="bad_")
 
 
+def test_reset_mid_image_stops_the_engine_and_keeps_its_program(digits_fix8, seed):
+    """``aresetn`` halfway through an image (the testbench's ``reset_mid_image``): no result,
+    registers as after power-up, and the next start runs the image exactly without a reload."""
+    from sim.accel import sample_inputs
+
+    manifest, net, cfg = load_outdir(digits_fix8)
+    x, _ = sample_inputs(net, 1, seed)
+    b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
+    case = make_case(net, cfg, load_frame_beats(digits_fix8), manifest["build_id"], x)
+    run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="reset_mid_image")
+
+
 def test_corrupted_outdir_is_refused(tmp_path, digits_fix8):
     from gen.cli import main
 

@@ -14,7 +14,7 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
 from hw.regmap import ERROR_BITS, MAGIC, REGMAP
 from sim.models.axil import AXILiteMaster
@@ -37,11 +37,17 @@ class EngineTB:
                                Fields((dut.m_axis_tdata, 32), (dut.m_axis_tlast, 1)),
                                backpressure=cfg.get("backpressure", 0.0), rng=rng)
         self.bus = AXILiteMaster(drv, dut, "s_axi", sep="_", delay=cfg.get("idle", 0.0), rng=rng)
+        self.clocked = False
 
-    async def reset(self) -> None:
-        cocotb.start_soon(Clock(self.dut.aclk, 10, unit="ns").start())
+    async def reset(self, cycles: int = 3) -> None:
+        """Start the clock (the first time) and hold ``aresetn`` low for ``cycles`` clocks."""
+        if self.clocked:  # leave the read-only phase the bus models resume callers in
+            await FallingEdge(self.dut.aclk)
+        else:
+            cocotb.start_soon(Clock(self.dut.aclk, 10, unit="ns").start())
+            self.clocked = True
         self.dut.aresetn.value = 0
-        await ClockCycles(self.dut.aclk, 3)
+        await ClockCycles(self.dut.aclk, cycles)
         self.dut.aresetn.value = 1
         await RisingEdge(self.dut.aclk)
 
@@ -135,6 +141,40 @@ async def bad_descriptor(dut):
     await tb.sink.wait_for(case["out_beats"])
     got = [b & 0xFFFF_FFFF for b in tb.sink.items[:case["out_beats"]]]
     assert got == case["expected"][0]
+    assert await tb.errors() == []
+
+
+@cocotb.test()
+async def reset_mid_image(dut):
+    """``aresetn`` pulled low halfway through an image stops the engine: no result is sent, the
+    registers read as after power-up (idle, no error, zero counters, no interrupt), and the
+    program and weights survive (memories are not reset): the next start runs an image exactly."""
+    case = _case()
+    tb = EngineTB(dut, tb_config())
+    await tb.reset()
+    await tb.run_frame(case["load"])
+    frame, n = case["images"][0], case["out_beats"]
+    await tb.run_frame(frame)
+    await tb.sink.wait_for(n)
+    assert [b & 0xFFFF_FFFF for b in tb.sink.items] == case["expected"][0]
+    cycles = await tb.read64("CYCLES")
+    tb.src.send([b | (1 << 32 if i == len(frame) - 1 else 0) for i, b in enumerate(frame)])
+    assert await tb.bus.write(A["CTRL"], 1) == 0
+    await tb.src.wait_done()
+    await ClockCycles(dut.aclk, cycles // 2)
+    assert await tb.read("STATUS") & 1, "the engine should still be busy halfway"
+    assert len(tb.sink.items) == n, "no result beat before the image ends"
+    await tb.reset(2)
+    await ClockCycles(dut.aclk, 2 * cycles)  # longer than the rest of the image would take
+    assert len(tb.sink.items) == n, "the engine sent a result after the reset"
+    assert not dut.interrupt.value
+    assert await tb.read("CTRL") == 1 << REGMAP["CTRL"].field("ap_idle").bit
+    assert await tb.read("STATUS") == 0
+    assert await tb.errors() == []
+    assert await tb.read64("CYCLES") == 0 and await tb.read64("BUSY") == 0
+    await tb.run_frame(frame)
+    await tb.sink.wait_for(2 * n)
+    assert [b & 0xFFFF_FFFF for b in tb.sink.items[n:]] == case["expected"][0]
     assert await tb.errors() == []
 
 
