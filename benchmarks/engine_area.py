@@ -12,8 +12,8 @@ next to what the generator estimates. ``--calibrate`` first synthesizes the unit
 widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
 ``gen/cost_model.json``. ``--calibrate-core`` synthesizes the cores of ``CORE_GRID`` (about an
 hour on one core; cached, so run single geometries in parallel first to share the work) and
-rewrites the ``core`` section with the fit and its samples. Cores up to 8x16x16: a 12x16x16 core
-crashed the WebAssembly Yosys (likely its 4 GB address space).
+rewrites the ``core`` section with the fit and its samples. Cores up to 10x16x16 fit the
+WebAssembly Yosys' 4 GiB (4.2 GB peak); a 12x16x16 core crashed it.
 """
 
 from __future__ import annotations

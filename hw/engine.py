@@ -398,7 +398,10 @@ class Engine(wiring.Component):
         widths, depths = cfg.memory_widths(), cfg.memory_depths()
         rd, wr = {}, {}  # activation bank -> read ports, write port
         for bank, (depth, ports) in cfg.act_banks().items():
-            mem = Memory(shape=unsigned(cfg.word_bits), depth=depth, init=[])
+            # block RAM, one copy per read port, as the generator prices them; said outright,
+            # the WebAssembly Yosys maps the 10x16x16 core within its 4 GiB (BENCHMARKS.md)
+            mem = Memory(shape=unsigned(cfg.word_bits), depth=depth, init=[],
+                         attrs={"ram_style": "block"})
             m.submodules["act" if bank == BANK_MAIN else "act_adder"] = mem
             rd[bank] = [mem.read_port() for _ in range(ports)]
             wr[bank] = mem.write_port()
