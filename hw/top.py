@@ -1,8 +1,8 @@
 """The accelerator's top level with the port names Vivado's IP integrator infers interfaces from.
 
 ``aclk`` / ``aresetn`` (active low, synchronous, registered once: it takes effect one clock
-later; the memories keep their contents), ``s_axi_*`` (AXI4-Lite register file, :mod:`hw.regmap`),
-``s_axis_*`` (AXI4-Stream in: load and infer frames) and ``m_axis_*`` (AXI4-Stream out: results), and ``interrupt`` (high while ``ap_done`` is set, until
+later; the memories keep their contents), ``s_axi_*`` (AXI4-Lite register file,
+:mod:`hw.regmap`), ``s_axis_*`` (AXI4-Stream in: load and infer frames) and ``m_axis_*`` (AXI4-Stream out: results), and ``interrupt`` (high while ``ap_done`` is set, until
 CTRL is read). Amaranth names a nested port ``s_axi__awaddr``;
 the top's ports are flat members, so the emitted Verilog carries exactly these names.
 """
@@ -40,7 +40,7 @@ class Top(wiring.Component):
         # register's reset mux then hangs off a flip-flop, not a port. Beside the timing of its
         # fan-out, this keeps Verilator from re-evaluating the engine's whole next-state logic
         # whenever any top-level input might have changed (twice per clock): the digits engine
-        # simulates about 1.5x faster (BENCHMARKS.md). Reset takes effect one clock later.
+        # simulates at 28-34 images/s instead of 18-26 (BENCHMARKS.md). Reset takes effect one clock later.
         rst = Signal(init=1, reset_less=True)
         m.d.sync += rst.eq(~self.aresetn)
         m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(rst)]
