@@ -2,9 +2,10 @@
 
 ``aclk`` / ``aresetn`` (active low, synchronous, registered once: it takes effect one clock
 later; the memories keep their contents), ``s_axi_*`` (AXI4-Lite register file,
-:mod:`hw.regmap`), ``s_axis_*`` (AXI4-Stream in: load and infer frames) and ``m_axis_*`` (AXI4-Stream out: results), and ``interrupt`` (high while ``ap_done`` is set, until
-CTRL is read). Amaranth names a nested port ``s_axi__awaddr``;
-the top's ports are flat members, so the emitted Verilog carries exactly these names.
+:mod:`hw.regmap`), ``s_axis_*`` (AXI4-Stream in: load and infer frames), ``m_axis_*``
+(AXI4-Stream out: results) and ``interrupt`` (high while ``ap_done`` is set, until CTRL is
+read). Amaranth names a nested port ``s_axi__awaddr``; the top's ports are flat members, so the
+emitted Verilog carries exactly these names.
 """
 
 from __future__ import annotations
