@@ -13,7 +13,8 @@ widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
 ``gen/cost_model.json``. ``--calibrate-core`` synthesizes the cores of ``CORE_GRID`` (about an
 hour on one core; cached, so run single geometries in parallel first to share the work) and
 rewrites the ``core`` section with the fit and its samples. Cores up to 10x16x16 fit the
-WebAssembly Yosys' 4 GiB (4.2 GB peak); a 12x16x16 core crashed it.
+WebAssembly Yosys' 4 GiB (4.2 GB peak); a 12x16x16 core crashed it (before the activation
+banks' ``ram_style``; not tried since).
 """
 
 from __future__ import annotations

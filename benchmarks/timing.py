@@ -157,7 +157,7 @@ def main() -> int:
     ap.add_argument("--paths", type=int, default=3, help="paths reported per block")
     ap.add_argument("--yosys", default=None, metavar="PATH",
                     help="a native Yosys binary instead of the WebAssembly one, whose 4 GiB of "
-                         "memory a core above 10x16x16 exceeds (e.g. Debian's yosys)")
+                         "memory a 10x16x16 core nearly fills (e.g. Debian's yosys)")
     a = ap.parse_args()
     if a.net_ps < 0 or a.paths < 1:
         ap.error("--net-ps must be >= 0 and --paths >= 1")

@@ -76,7 +76,7 @@ def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
     """:func:`synthesize`, and the mapped netlist (Yosys JSON) for :mod:`gen.timing`.
 
     ``yosys``: a native Yosys binary to run instead of the WebAssembly one, whose 4 GiB of
-    memory an engine core above 10x16x16 exceeds (10x16x16 peaks at 4.2 GB;
+    memory the largest engine cores approach (10x16x16 peaks at 4.2 GB;
     :func:`yosys_version`)."""
     return _synthesize(verilog, top, dsp=True, timeout=timeout, blackbox=blackbox,
                        netlist=True, yosys=yosys)
