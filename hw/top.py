@@ -37,11 +37,11 @@ class Top(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.domains.sync = cd = ClockDomain("sync", local=True)
-        # The reset is registered once here, as Xilinx AXI IP registers ``aresetn``: every
-        # register's reset mux then hangs off a flip-flop, not a port. Beside the timing of its
-        # fan-out, this keeps Verilator from re-evaluating the engine's whole next-state logic
-        # whenever any top-level input might have changed (twice per clock): the digits engine
-        # simulates at 28-34 images/s instead of 18-26 (BENCHMARKS.md). Reset takes effect one clock later.
+        # The reset is registered once here: every register's reset mux then hangs off a
+        # flip-flop, not a port, which keeps Verilator from re-evaluating the engine's whole
+        # next-state logic whenever any top-level input might have changed (twice per clock):
+        # the digits engine simulates at 28-34 images/s instead of 18-26 (BENCHMARKS.md).
+        # Reset takes effect one clock later.
         rst = Signal(init=1, reset_less=True)
         m.d.sync += rst.eq(~self.aresetn)
         m.d.comb += [cd.clk.eq(self.aclk), cd.rst.eq(rst)]

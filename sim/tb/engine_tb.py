@@ -23,6 +23,8 @@ from sim.tb.common import seeded, tb_config
 
 A = {r.name: r.address for r in REGMAP.registers}
 AP_DONE = 1 << REGMAP["CTRL"].field("ap_done").bit
+AP_IDLE = 1 << REGMAP["CTRL"].field("ap_idle").bit
+STATUS_BUSY = 1 << REGMAP["STATUS"].field("busy").bit
 
 
 class EngineTB:
@@ -60,10 +62,14 @@ class EngineTB:
         lo = await self.read(f"{name}_LO")
         return lo | await self.read(f"{name}_HI") << 32
 
-    async def run_frame(self, beats: list[int]) -> None:
-        """Send one frame (last beat flagged), start, wait for ap_done."""
+    async def start_frame(self, beats: list[int]) -> None:
+        """Queue one frame (last beat flagged) on the input stream and start."""
         self.src.send([b | (1 << 32 if i == len(beats) - 1 else 0) for i, b in enumerate(beats)])
         assert await self.bus.write(A["CTRL"], 1) == 0
+
+    async def run_frame(self, beats: list[int]) -> None:
+        """Send one frame, start, wait for ap_done."""
+        await self.start_frame(beats)
         if not self.dut.interrupt.value:
             await RisingEdge(self.dut.interrupt)
         ctrl = await self.read("CTRL")  # reading clears ap_done (and the interrupt)
@@ -158,17 +164,16 @@ async def reset_mid_image(dut):
     await tb.sink.wait_for(n)
     assert [b & 0xFFFF_FFFF for b in tb.sink.items] == case["expected"][0]
     cycles = await tb.read64("CYCLES")
-    tb.src.send([b | (1 << 32 if i == len(frame) - 1 else 0) for i, b in enumerate(frame)])
-    assert await tb.bus.write(A["CTRL"], 1) == 0
+    await tb.start_frame(frame)
     await tb.src.wait_done()
     await ClockCycles(dut.aclk, cycles // 2)
-    assert await tb.read("STATUS") & 1, "the engine should still be busy halfway"
+    assert await tb.read("STATUS") & STATUS_BUSY, "the engine should still be busy halfway"
     assert len(tb.sink.items) == n, "no result beat before the image ends"
     await tb.reset(2)
     await ClockCycles(dut.aclk, 2 * cycles)  # longer than the rest of the image would take
     assert len(tb.sink.items) == n, "the engine sent a result after the reset"
     assert not dut.interrupt.value
-    assert await tb.read("CTRL") == 1 << REGMAP["CTRL"].field("ap_idle").bit
+    assert await tb.read("CTRL") == AP_IDLE
     assert await tb.read("STATUS") == 0
     assert await tb.errors() == []
     assert await tb.read64("CYCLES") == 0 and await tb.read64("BUSY") == 0
