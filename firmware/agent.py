@@ -3,9 +3,8 @@
 Python 3 standard library + numpy only (it runs on the ZC706's ARM Linux). The hardware is
 reached through one abstract :class:`Backend`: :class:`AcceleratorBackend` drives a generated
 accelerator through a :class:`firmware.driver.Device` (the emulated one runs the generated
-Verilog under Verilator: ``sim/emulated.py``); :class:`LoopbackBackend` is a memory loop that
-returns its input, to measure the protocol alone. The board's memory-mapped device is not written
-yet.
+Verilog under Verilator: ``sim/emulated.py``; the board's memory-mapped one: ``firmware/mmio.py``);
+:class:`LoopbackBackend` is a memory loop that returns its input, to measure the protocol alone.
 
 Per connection: the first frame must be HELLO with the shared token (compared in constant time);
 then LOAD / INFER / STATUS / RESET, each answered by exactly one frame — the reply, or one ERROR
@@ -93,6 +92,7 @@ class AcceleratorBackend(Backend):
             raise P.ProtocolError("bad_manifest", f"the manifest lacks {e}") from None
         accel = Accelerator(self.device, manifest, timeout_s=self.timeout_s)
         accel.identify()
+        self.accel = None  # a load that fails half-way leaves the memories inconsistent
         accel.load(bytes(blob[:split]), bytes(blob[split:]))
         self.accel = accel
 
@@ -116,7 +116,9 @@ class AcceleratorBackend(Backend):
         return st
 
     def reset(self) -> None:
+        """Forget the loaded design and pulse the fabric reset (LOAD again after it)."""
         self.accel = None
+        self.device.reset_fabric()
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray:
@@ -245,6 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--regs-offset", type=lambda v: int(v, 0), default=0)
     ap.add_argument("--dma", default="/dev/uio1", help="AXI DMA registers (UIO or /dev/mem)")
     ap.add_argument("--dma-offset", type=lambda v: int(v, 0), default=0)
+    ap.add_argument("--slcr", default="/dev/mem",
+                    help="where the SLCR is mapped (at 0xF8000000), to pulse the fabric reset; "
+                         "'none': no fabric reset (RESET and recovery from a cut run then fail)")
     ap.add_argument("--udmabuf", default="/dev/udmabuf0",
                     help="u-dma-buf device, or 'pynq' for pynq.allocate buffers")
     ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=16 << 20,
@@ -279,8 +284,11 @@ def main(argv: list[str] | None = None) -> int:
 
             buf = PynqBuffer(args.buffer_size) if args.udmabuf == "pynq" else \
                 UdmaBuffer(args.udmabuf, args.udmabuf_sysfs)
+            from firmware.mmio import SLCR_BASE
+
+            slcr = None if args.slcr == "none" else Window(args.slcr, SLCR_BASE, 0x1000)
             dev = MmioDevice(Window(args.regs, args.regs_offset), Window(args.dma, args.dma_offset),
-                             buf)
+                             buf, slcr=slcr)
             if manifest is not None:
                 Accelerator(dev, manifest).identify()
                 log(f"accelerator build {manifest['build_id_hex']} answers")

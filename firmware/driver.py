@@ -38,6 +38,11 @@ class Device:
         does not complete within ``timeout_s``."""
         raise NotImplementedError
 
+    def reset_fabric(self) -> None:
+        """Pulse the programmable logic's reset (the accelerator, the DMA, their interconnect)
+        and return once it is released. The accelerator's memories keep their contents."""
+        raise DeviceError(f"the {self.name} device cannot reset the fabric")
+
 
 class Accelerator:
     """One generated accelerator behind a :class:`Device`, described by its manifest."""
@@ -81,18 +86,40 @@ class Accelerator:
         e = self.dev.read_reg(self.reg["ERROR"])
         return [name for bit, name in self.error_names.items() if e >> bit & 1]
 
+    def idle(self) -> bool:
+        return bool(self.dev.read_reg(self.reg["CTRL"]) >> self.bit["ap_idle"] & 1)
+
+    def recover(self) -> None:
+        """Reset the fabric and check that the accelerator is idle again. A run cut short (a
+        DMA timeout, an agent stopped in the middle of a transfer) leaves the engine waiting for
+        the rest of its frame, and the next frame would be read as that rest."""
+        self.dev.reset_fabric()
+        if not self.idle():
+            raise DeviceError("the accelerator is not idle after a fabric reset")
+
     def _run(self, frame: bytes, recv_len: int) -> bytes:
-        """Start, stream one frame (and collect the result), wait for ``ap_done``."""
+        """Start, stream one frame (and collect the result), wait for ``ap_done``. An engine
+        found busy (a run cut short before) is reset first; a run that fails to complete
+        resets it after."""
+        if not self.idle():
+            self.recover()
         self.dev.write_reg(self.reg["CTRL"], 1 << self.bit["ap_start"])
-        out = self.dev.dma(frame, recv_len, self.timeout_s)
-        deadline = time.monotonic() + self.timeout_s
-        polls = 0
-        while not self.dev.read_reg(self.reg["CTRL"]) >> self.bit["ap_done"] & 1:
-            if time.monotonic() > deadline:
-                raise DeviceError(f"no ap_done within {self.timeout_s} s")
-            polls += 1
-            if polls > 100:  # a long program: stop spinning on the bus
-                time.sleep(0.0001)
+        try:
+            out = self.dev.dma(frame, recv_len, self.timeout_s)
+            deadline = time.monotonic() + self.timeout_s
+            polls = 0
+            while not self.dev.read_reg(self.reg["CTRL"]) >> self.bit["ap_done"] & 1:
+                if time.monotonic() > deadline:
+                    raise DeviceError(f"no ap_done within {self.timeout_s} s")
+                polls += 1
+                if polls > 100:  # a long program: stop spinning on the bus
+                    time.sleep(0.0001)
+        except DeviceError as e:
+            try:
+                self.recover()
+            except DeviceError as r:
+                raise DeviceError(f"{e}; then {r}") from e
+            raise DeviceError(f"{e} (the fabric was reset)") from e
         errs = self.errors()
         if errs:
             self.dev.write_reg(self.reg["ERROR"], 0xFFFFFFFF)  # sticky: clear for the next run

@@ -12,6 +12,11 @@
   S2MM control 0x30, status 0x34, destination 0x48, length 0x58. The length is written last (it
   starts the transfer); status bit 1 is idle, bits 4-6 are errors. A transfer that does not
   finish in time resets both channels (control bit 2) and raises, so the agent keeps serving.
+* Fabric reset: the block design drives the accelerator's ``aresetn`` (and the DMA's and the
+  interconnect's resets) from the PS's ``FCLK_RESET0_N`` through ``proc_sys_reset``; software
+  pulses it with bit 0 of the SLCR's ``FPGA_RST_CTRL`` (UG585: SLCR at 0xF8000000, register
+  0x240; writes need the unlock key 0xDF0D at 0x008 first). Linux keeps the SLCR unlocked and
+  so does this driver (its clock driver writes the SLCR too). ``/dev/mem`` only.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ CR_RUN, CR_RESET = 1 << 0, 1 << 2
 SR_HALTED, SR_IDLE = 1 << 0, 1 << 1
 SR_ERRORS = {4: "DMAIntErr", 5: "DMASlvErr", 6: "DMADecErr"}
 MAX_LENGTH = (1 << 26) - 1  # the block design's 26-bit length register
+SLCR_BASE, SLCR_UNLOCK, FPGA_RST_CTRL = 0xF800_0000, 0x008, 0x240
+UNLOCK_KEY, FPGA0_OUT_RST = 0xDF0D, 1 << 0
 
 
 class Window:
@@ -101,8 +108,19 @@ class PynqBuffer:
 class MmioDevice(Device):
     name = "mmio"
 
-    def __init__(self, regs: Window, dma: Window, buffer, *, poll_s: float = 0.0002) -> None:
+    def __init__(self, regs: Window, dma: Window, buffer, *, slcr: Window | None = None,
+                 poll_s: float = 0.0002, reset_hold_s: float = 0.001) -> None:
         self.regs, self.dma_regs, self.buf, self.poll_s = regs, dma, buffer, poll_s
+        self.slcr, self.reset_hold_s = slcr, reset_hold_s
+
+    def reset_fabric(self) -> None:
+        if self.slcr is None:
+            raise DeviceError("no fabric reset: the agent was started with --slcr none")
+        self.slcr.write(SLCR_UNLOCK, UNLOCK_KEY)
+        self.slcr.write(FPGA_RST_CTRL, self.slcr.read(FPGA_RST_CTRL) | FPGA0_OUT_RST)
+        time.sleep(self.reset_hold_s)  # nothing may touch the PL's registers meanwhile
+        self.slcr.write(FPGA_RST_CTRL, self.slcr.read(FPGA_RST_CTRL) & ~FPGA0_OUT_RST)
+        time.sleep(self.reset_hold_s)  # proc_sys_reset releases the peripherals after it
 
     def read_reg(self, offset: int) -> int:
         return self.regs.read(offset)

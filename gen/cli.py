@@ -383,7 +383,11 @@ def cmd_board(args: argparse.Namespace) -> int:
     from host.board import Board
 
     with Board(args.board, _token(args)) as board:
-        st = board.status()
+        if args.action == "reset":
+            board.reset()
+            st = {"reset": True, **board.status()}
+        else:
+            st = board.status()
     _emit(args, st, None)
     return 0
 
@@ -640,14 +644,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print one JSON object")
     r.set_defaults(func=cmd_run)
 
-    bd = sub.add_parser("board", help="board status, or serve an emulated board",
+    bd = sub.add_parser("board", help="board status or reset, or serve an emulated board",
                         description="`board status --board HOST:PORT`: the agent's status. "
+                                    "`board reset --board HOST:PORT`: pulse the fabric reset "
+                                    "(the accelerator, the DMA); the agent forgets the loaded "
+                                    "design, so run or deploy loads it again. "
                                     "`board emulate OUT --port P`: serve OUT/ as an emulated "
                                     "board (the generated Verilog under Verilator behind the "
                                     "same agent) until stopped.")
-    bd.add_argument("action", choices=("status", "emulate"))
+    bd.add_argument("action", choices=("status", "reset", "emulate"))
     bd.add_argument("out", nargs="?", type=Path, default=None)
-    bd.add_argument("--board", default="127.0.0.1:7700", help="HOST[:PORT] (status)")
+    bd.add_argument("--board", default="127.0.0.1:7700", help="HOST[:PORT] (status, reset)")
     bd.add_argument("--host", default="127.0.0.1", help="address to listen on (emulate)")
     bd.add_argument("--port", type=_listen_port, default=7700, help="port to listen on (emulate)")
     bd.add_argument("--ready", type=Path, default=None,

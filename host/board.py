@@ -107,3 +107,9 @@ class Board:
 
     def status(self) -> dict:
         return self.client.status()
+
+    def reset(self) -> None:
+        """Pulse the board's fabric reset. The agent forgets the loaded design: deploy it
+        again (``shiftadd run`` does, unless ``--no-load``)."""
+        self.client.request(P.Kind.RESET)
+        self.manifest = None

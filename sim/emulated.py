@@ -22,6 +22,9 @@ from firmware.driver import Device, DeviceError
 # A DMA that has not finished after this many clock cycles is a timeout (the board's driver
 # uses wall-clock time; simulated time is the fair measure here).
 DMA_TIMEOUT_CYCLES = 5_000_000
+# A fabric reset holds ``aresetn`` low this many cycles (the engine needs one: its reset is
+# registered; on the board ``proc_sys_reset`` stretches the PS's reset pulse).
+RESET_CYCLES = 16
 
 
 class EmulatedDevice(Device):
@@ -48,6 +51,9 @@ class EmulatedDevice(Device):
 
     def dma(self, send: bytes, recv_len: int, timeout_s: float) -> bytes:
         return self._call(self._dma, bytes(send), recv_len)
+
+    def reset_fabric(self) -> None:
+        self._call(self._reset_fabric)
 
     def stop(self) -> None:
         self._calls.put(None)
@@ -79,6 +85,16 @@ class EmulatedDevice(Device):
         if await self.tb.bus.write(offset, value & 0xFFFFFFFF):
             raise DeviceError(f"register write at {offset:#x} answered SLVERR")
 
+    async def _reset_fabric(self) -> None:
+        """``aresetn`` low for as long as the block design's ``proc_sys_reset`` holds it; the
+        DMA is reset with the fabric, so what it had not sent or received is dropped."""
+        from cocotb.triggers import FallingEdge
+
+        await FallingEdge(self.tb.dut.aclk)  # out of the read-only phase callers resume in
+        self.tb.src.abort()
+        await self.tb.reset(RESET_CYCLES)
+        self.tb.sink.items.clear()
+
     async def _dma(self, send: bytes, recv_len: int) -> bytes:
         import cocotb
         import numpy as np
@@ -102,7 +118,7 @@ class EmulatedDevice(Device):
         task = cocotb.start_soon(complete())
         if await First(task, t) is t:
             task.cancel()
-            self.tb.src.queue.clear()  # the DMA reset: drop what was not sent
+            self.tb.src.abort()  # the DMA reset: drop what was not sent
             raise DeviceError(f"DMA did not complete within {DMA_TIMEOUT_CYCLES} cycles")
         got = sink.items[start:want]
         del sink.items[:want]

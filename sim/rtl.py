@@ -209,7 +209,8 @@ def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | Non
         ) -> Path:
     """Run cocotb ``test_module`` against build ``b``; raise :class:`RTLTestFailure` on failure.
 
-    ``tests`` is a regular expression selecting cocotb tests by name (``None``: all of them).
+    ``tests`` is a regular expression matched at the start of the cocotb tests' own names (not
+    their module's path: ``board`` selects ``board_tb.board`` only; ``None``: all of them).
     Each run gets its own results directory (safe under pytest-xdist). Returns that directory.
     """
     from cocotb_tools.check_results import get_results
@@ -226,7 +227,8 @@ def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | Non
         results = runner.test(test_module=test_module, hdl_toplevel=b.toplevel,
                               hdl_toplevel_lang="verilog",
                               build_dir=b.directory / "obj", test_dir=run_dir, seed=seed,
-                              test_filter=tests, extra_env=extra,
+                              test_filter=None if tests is None else rf"\.(?:{tests})[^.]*$",
+                              extra_env=extra,
                               results_xml=str(run_dir / "results.xml"),
                               log_file=run_dir / "sim.log")
     except SystemExit:  # the runner exits when tests fail; the results file says which

@@ -143,6 +143,16 @@ def test_reset_mid_image_stops_the_engine_and_keeps_its_program(digits_fix8, see
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="reset_mid_image")
 
 
+def test_driver_recovers_from_a_cut_run_and_reset_pulses_the_fabric(digits_fix8, seed):
+    """Through the agent's backend on the emulated device (``sim/tb/board_tb.py:
+    cut_run_recovery``): a half-sent image leaves the engine busy; the next run resets the
+    fabric and is exact; RESET pulses it too and forgets the load."""
+    manifest, _, _ = load_outdir(digits_fix8)
+    b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
+    rtl.run(b, "sim.tb.board_tb", {"out": str(digits_fix8.resolve()), "idle": 0.1,
+                                   "backpressure": 0.1}, seed=seed, tests="cut_run_recovery")
+
+
 def test_corrupted_outdir_is_refused(tmp_path, digits_fix8):
     from gen.cli import main
 

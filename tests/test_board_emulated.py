@@ -151,3 +151,28 @@ def test_faults_leave_the_agent_serving(board):
 
     _, net, _ = load_outdir(out)
     assert np.array_equal(ints, golden.run(net, q))
+
+
+def test_board_reset_pulses_the_fabric_and_forgets_the_design(board, capsys):
+    """``shiftadd board reset`` over TCP: the agent pulses the fabric reset and forgets the
+    loaded design; deployed again, a run is exact. (What the pulse does to the engine is
+    checked in the simulation itself: ``sim/tb/board_tb.py: cut_run_recovery``.)"""
+    from gen.cli import main
+    from gen.generate import load_outdir
+
+    out, emu = board
+    _, net, _ = load_outdir(out)
+    with Board(emu.address, TOKEN) as b:
+        manifest = b.deploy(out)
+        q = b.quantize(_digits(manifest, 2))
+        b.infer(q)
+        assert b.status()["last_run"]["cycles"] > 0
+    assert main(["board", "reset", "--board", emu.address, "--token", TOKEN, "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["reset"] and not st["loaded"]
+    with Board(emu.address, TOKEN) as b:
+        with pytest.raises(RemoteError, match="not_loaded"):
+            b.client.infer(q, manifest["model"]["precision"])
+        b.deploy(out)
+        ints, _ = b.infer(q)
+    assert np.array_equal(ints, golden.run(net, q))

@@ -13,10 +13,11 @@ import pytest
 
 from firmware.agent import AcceleratorBackend, Agent, AgentConfig
 from firmware.bitstream import SYNC, bit_to_bin, build_bit
-from firmware.driver import DeviceError
+from firmware.driver import Accelerator, DeviceError
 from firmware.fpga import FpgaError
 from firmware.mmio import (
     CR_RESET,
+    FPGA_RST_CTRL,
     MM2S_CR,
     MM2S_LEN,
     MM2S_SA,
@@ -25,7 +26,9 @@ from firmware.mmio import (
     S2MM_DA,
     S2MM_LEN,
     S2MM_SR,
+    SLCR_UNLOCK,
     SR_IDLE,
+    UNLOCK_KEY,
     MmioDevice,
     UdmaBuffer,
     Window,
@@ -63,11 +66,36 @@ def test_fpga_manager_loads_and_refuses(tmp_path):
         type(mgr)(tmp_path / "nowhere", fw).state()
 
 
+CTRL = REGMAP["CTRL"].address
+AP_IDLE = 1 << REGMAP["CTRL"].field("ap_idle").bit
+
+
+class FakeFabric(threading.Thread):
+    """The programmable logic as far as a fabric reset goes, over the files: each time bit 0 of
+    FPGA_RST_CTRL rises it counts a pulse and the accelerator's CTRL reads idle (as after a
+    reset). Polls far faster than the driver holds the reset in these tests."""
+
+    def __init__(self, slcr: Window, regs: Window) -> None:
+        super().__init__(daemon=True)
+        self.slcr, self.regs, self.pulses, self.done = slcr, regs, 0, threading.Event()
+
+    def run(self) -> None:
+        high = False
+        while not self.done.is_set():
+            now = bool(self.slcr.read(FPGA_RST_CTRL) & 1)
+            if now and not high:
+                self.pulses += 1
+                self.regs.write(CTRL, AP_IDLE)
+            high = now
+            time.sleep(0.0005)
+
+
 @pytest.fixture
 def hw(tmp_path):
-    """Register windows and a u-dma-buf, all plain files."""
-    regs, dma, buf = tmp_path / "uio0", tmp_path / "uio1", tmp_path / "udmabuf0"
-    for f, size in ((regs, 0x10000), (dma, 0x10000), (buf, 1 << 20)):
+    """Register windows (the accelerator's, the DMA's, the SLCR's) and a u-dma-buf, all plain
+    files, and the fabric's reset behaviour (:class:`FakeFabric`)."""
+    regs, dma, buf, slcr = (tmp_path / n for n in ("uio0", "uio1", "udmabuf0", "slcr"))
+    for f, size in ((regs, 0x10000), (dma, 0x10000), (buf, 1 << 20), (slcr, 0x1000)):
         f.write_bytes(b"\0" * size)
     sysfs = tmp_path / "udmabuf-sysfs"
     sysfs.mkdir()
@@ -76,12 +104,17 @@ def hw(tmp_path):
     for knob in ("sync_offset", "sync_size", "sync_direction", "sync_for_device",
                  "sync_for_cpu"):
         (sysfs / knob).write_text("0\n")
-    r, d = Window(regs), Window(dma)
-    dev = MmioDevice(r, d, UdmaBuffer(buf, sysfs))
+    r, d, sl = Window(regs), Window(dma), Window(slcr, 0, 0x1000)
+    dev = MmioDevice(r, d, UdmaBuffer(buf, sysfs), slcr=sl, reset_hold_s=0.02)
+    fabric = FakeFabric(sl, r)
+    fabric.start()
+    dev.fabric = fabric
     yield dev, r, d, sysfs
+    fabric.done.set()
+    fabric.join()
     dev.buf.window.close()
-    r.close()
-    d.close()
+    for w in (r, d, sl):
+        w.close()
 
 
 def test_dma_that_never_completes_times_out_and_resets(hw):
@@ -126,12 +159,8 @@ def test_dma_round_trip_with_a_fake_engine(hw):
         dev.dma(b"\0" * 4, 0, timeout_s=5)
 
 
-def test_agent_survives_a_wedged_dma(hw):
-    """Over TCP: LOAD on a device whose DMA never finishes answers one device_error frame
-    within the timeout; the agent keeps serving (STATUS, and a second request)."""
-    from firmware import protocol as P
-
-    dev, r, _, _ = hw
+def _device_and_manifest(r: Window) -> tuple[bytes, bytes, dict]:
+    """The accelerator's ID registers in the file, and a manifest and blobs to LOAD."""
     r.write(REGMAP["ID"].address, MAGIC)
     r.write(REGMAP["BUILD_ID"].address, 0x1234ABCD)
     program, weights = b"\x05\0\0\x01" + b"\0" * 4, b"\0" * 8
@@ -144,6 +173,37 @@ def test_agent_survives_a_wedged_dma(hw):
                   "weights.bin": hashlib.sha256(weights).hexdigest()},
         "model": {"name": "t", "precision": "fix8"},
         "input": {"shape": [1, 2, 2]}, "output": {"shape": [1, 1, 1], "beats": 4}}
+    return program, weights, manifest
+
+
+def test_a_busy_engine_and_a_failed_run_pulse_the_fabric_reset(hw):
+    """CTRL without ap_idle (a run cut short before): the driver unlocks the SLCR and pulses
+    FPGA_RST_CTRL bit 0 before it starts; a DMA that then times out gets a second pulse, and the
+    error says so. RESET through the agent's backend pulses it too. Without an SLCR window the
+    reset is refused with the reason."""
+    dev, r, _, _ = hw
+    program, weights, manifest = _device_and_manifest(r)
+    accel = Accelerator(dev, manifest, timeout_s=0.2)
+    with pytest.raises(DeviceError, match="timeout.*the fabric was reset"):
+        accel.load(program, weights)
+    assert dev.fabric.pulses == 2
+    assert dev.slcr.read(SLCR_UNLOCK) == UNLOCK_KEY and dev.slcr.read(FPGA_RST_CTRL) == 0
+    backend = AcceleratorBackend(dev)
+    backend.reset()
+    assert dev.fabric.pulses == 3
+    r.write(CTRL, 0)
+    dev.slcr = None
+    with pytest.raises(DeviceError, match="no fabric reset.*--slcr none"):
+        accel.load(program, weights)
+
+
+def test_agent_survives_a_wedged_dma(hw):
+    """Over TCP: LOAD on a device whose DMA never finishes answers one device_error frame
+    within the timeout; the agent keeps serving (STATUS, and a second request)."""
+    from firmware import protocol as P
+
+    dev, r, _, _ = hw
+    program, weights, manifest = _device_and_manifest(r)
     agent = Agent(AcceleratorBackend(dev, timeout_s=0.3), AgentConfig(token="tok"))
     srv = agent.server("127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()

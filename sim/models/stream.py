@@ -124,6 +124,16 @@ class StreamSource:
             self._done.clear()
             await self._done.wait()
 
+    def abort(self) -> None:
+        """Drop every item not yet transferred and lower ``valid`` (what a reset of the
+        sender does; AXI-Stream allows it only in reset). Call outside the read-only phase."""
+        self.queue.clear()
+        self._busy = self._fired = False
+        if self._valid:
+            self.valid.value = 0
+            self._valid = False
+        self._done.set()
+
     def drive(self) -> None:
         if self._fired:  # the transfer happened at the rising edge just passed
             self.queue.popleft()

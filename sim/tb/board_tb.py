@@ -1,18 +1,24 @@
 """The emulated board (``shiftadd board emulate``): the agent serving TCP inside the simulation
 of the generated accelerator. Configuration: ``host``, ``port``, ``token``, ``ready`` (a file
-written with the bound port once the agent listens), ``idle``, ``backpressure``."""
+written with the bound port once the agent listens), ``idle``, ``backpressure``.
+
+``cut_run_recovery`` drives the agent's backend directly (no TCP) on ``out`` (a ``shiftadd gen``
+directory) to check what the driver does about a run cut short and what RESET does."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import cocotb
+import numpy as np
 from cocotb.task import bridge
+from cocotb.triggers import ClockCycles
 
 from firmware.agent import AcceleratorBackend, Agent, AgentConfig
 from sim.emulated import EmulatedDevice, EmulatedFpgaManager
 from sim.tb.common import tb_config
-from sim.tb.engine_tb import EngineTB
+from sim.tb.engine_tb import AP_IDLE, STATUS_BUSY, A, EngineTB
 
 
 @cocotb.test()
@@ -35,3 +41,66 @@ async def board(dut):
         with open(cfg["ready"], "w") as f:
             f.write(str(port))
     await bridge(device.serve)()  # until the process is stopped
+
+
+async def _as_agent(device: EmulatedDevice, fn):
+    """Run ``fn`` in a thread, as the agent's threads call the device, serving its device
+    operations in the simulator until it returns; its result (or its exception)."""
+    box: dict = {}
+
+    def body() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as e:  # handed to the test
+            box["error"] = e
+        finally:
+            device.stop()
+
+    threading.Thread(target=body, daemon=True).start()
+    await bridge(device.serve)()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+@cocotb.test()
+async def cut_run_recovery(dut):
+    """An image's frame cut off half-way (the transfer of an agent that died) leaves the engine
+    waiting for the rest: the driver's next run finds it busy, pulses the fabric reset and runs
+    the next image exactly. The agent's RESET pulses it too (the counters read zero after it)
+    and forgets the load; loaded again, an image runs exactly."""
+    from gen.compile import infer_frame
+    from gen.generate import load_outdir
+    from sim import golden
+    from sim.accel import sample_inputs
+
+    cfg = tb_config()
+    out = Path(cfg["out"])
+    manifest, net, ecfg = load_outdir(out)
+    x, _ = sample_inputs(net, 3, seed=1)
+    want = golden.run(net, x)
+    prec = manifest["model"]["precision"]
+    blob = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
+    tb = EngineTB(dut, cfg)
+    await tb.reset()
+    device = EmulatedDevice(tb)
+    backend = AcceleratorBackend(device)
+
+    def infer(i: int, load: bool = False) -> np.ndarray:
+        if load:
+            backend.load(manifest, blob)
+        return backend.infer(x[i:i + 1], prec)[0][0]
+
+    assert np.array_equal(await _as_agent(device, lambda: infer(0, load=True)), want[0])
+    beats = infer_frame(x[1], ecfg)
+    tb.src.send(beats[:len(beats) // 2])
+    assert await tb.bus.write(A["CTRL"], 1) == 0
+    await tb.src.wait_done()
+    await ClockCycles(dut.aclk, 200)
+    assert await tb.read("STATUS") & STATUS_BUSY and not await tb.read("CTRL") & AP_IDLE
+    assert np.array_equal(await _as_agent(device, lambda: infer(2)), want[2])
+    assert await tb.read64("CYCLES") > 0
+    await _as_agent(device, backend.reset)
+    assert backend.accel is None
+    assert await tb.read("CTRL") == AP_IDLE and await tb.read64("CYCLES") == 0
+    assert np.array_equal(await _as_agent(device, lambda: infer(1, load=True)), want[1])
