@@ -248,8 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dma", default="/dev/uio1", help="AXI DMA registers (UIO or /dev/mem)")
     ap.add_argument("--dma-offset", type=lambda v: int(v, 0), default=0)
     ap.add_argument("--slcr", default="/dev/mem",
-                    help="where the SLCR is mapped (at 0xF8000000), to pulse the fabric reset; "
-                         "'none': no fabric reset (RESET and recovery from a cut run then fail)")
+                    help="the Zynq SLCR's registers, to pulse the fabric reset; 'none': no "
+                         "fabric reset (RESET and recovery from a run cut short then fail)")
+    ap.add_argument("--slcr-offset", type=lambda v: int(v, 0), default=0xF800_0000)
     ap.add_argument("--udmabuf", default="/dev/udmabuf0",
                     help="u-dma-buf device, or 'pynq' for pynq.allocate buffers")
     ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=16 << 20,
@@ -284,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
 
             buf = PynqBuffer(args.buffer_size) if args.udmabuf == "pynq" else \
                 UdmaBuffer(args.udmabuf, args.udmabuf_sysfs)
-            from firmware.mmio import SLCR_BASE
-
-            slcr = None if args.slcr == "none" else Window(args.slcr, SLCR_BASE, 0x1000)
+            slcr = None
+            if args.slcr != "none":
+                try:
+                    slcr = Window(args.slcr, args.slcr_offset, 0x1000)
+                except (OSError, ValueError) as e:
+                    raise RuntimeError(f"cannot map the SLCR at {args.slcr_offset:#x} of "
+                                       f"{args.slcr} ({e}): run as root, or pass --slcr none "
+                                       "(no fabric reset)") from None
             dev = MmioDevice(Window(args.regs, args.regs_offset), Window(args.dma, args.dma_offset),
                              buf, slcr=slcr)
             if manifest is not None:

@@ -35,7 +35,7 @@ CR_RUN, CR_RESET = 1 << 0, 1 << 2
 SR_HALTED, SR_IDLE = 1 << 0, 1 << 1
 SR_ERRORS = {4: "DMAIntErr", 5: "DMASlvErr", 6: "DMADecErr"}
 MAX_LENGTH = (1 << 26) - 1  # the block design's 26-bit length register
-SLCR_BASE, SLCR_UNLOCK, FPGA_RST_CTRL = 0xF800_0000, 0x008, 0x240
+SLCR_UNLOCK, FPGA_RST_CTRL = 0x008, 0x240  # in the SLCR, at 0xF8000000
 UNLOCK_KEY, FPGA0_OUT_RST = 0xDF0D, 1 << 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -38,6 +39,7 @@ from hw.regmap import MAGIC, REGMAP
 from sim.emulated import EmulatedFpgaManager
 
 PHYS = 0x1F00_0000
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def good_bin() -> bytes:
@@ -226,3 +228,36 @@ def test_agent_survives_a_wedged_dma(hw):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_agent_command_wires_the_fabric_reset(hw, tmp_path):
+    """``python -m firmware.agent --device mmio`` over the files: RESET pulses FPGA_RST_CTRL
+    through the SLCR window the command line names (the SLCR is unlocked and the reset released
+    after); an SLCR it cannot map stops it at start with the way out."""
+    import subprocess
+    import sys
+
+    from firmware import protocol as P
+
+    dev, r, _, sysfs = hw
+    base = [sys.executable, "-m", "firmware.agent", "--device", "mmio", "--host", "127.0.0.1",
+            "--port", "0", "--regs", str(tmp_path / "uio0"), "--dma", str(tmp_path / "uio1"),
+            "--udmabuf", str(tmp_path / "udmabuf0"), "--udmabuf-sysfs", str(sysfs)]
+    env = {"SHIFTADD_TOKEN": "tok", "PATH": "/usr/bin:/bin"}
+    bad = subprocess.run([*base, "--slcr", str(tmp_path / "nowhere")], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "cannot map the SLCR" in bad.stderr
+    assert "--slcr none" in bad.stderr
+    agent = subprocess.Popen([*base, "--slcr", str(tmp_path / "slcr"), "--slcr-offset", "0"],
+                             env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        line = agent.stderr.readline()
+        assert "serving mmio on 127.0.0.1:" in line, line
+        with AgentClient("127.0.0.1", int(line.rsplit(":", 1)[1]), "tok") as c:
+            c.request(P.Kind.RESET)
+        assert dev.fabric.pulses == 1
+        assert dev.slcr.read(SLCR_UNLOCK) == UNLOCK_KEY and dev.slcr.read(FPGA_RST_CTRL) == 0
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+        agent.stderr.close()
