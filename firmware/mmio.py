@@ -15,8 +15,9 @@
 * Fabric reset: the block design drives the accelerator's ``aresetn`` (and the DMA's and the
   interconnect's resets) from the PS's ``FCLK_RESET0_N`` through ``proc_sys_reset``; software
   pulses it with bit 0 of the SLCR's ``FPGA_RST_CTRL`` (UG585: SLCR at 0xF8000000, register
-  0x240; writes need the unlock key 0xDF0D at 0x008 first). Linux keeps the SLCR unlocked and
-  so does this driver (its clock driver writes the SLCR too). ``/dev/mem`` only.
+  0x240; writes need the unlock key 0xDF0D at 0x008 first). Linux unlocks the SLCR at boot
+  (``arch/arm/mach-zynq/slcr.c``) and keeps it so; this driver writes the key again and never
+  locks it (the kernel's clock driver writes the SLCR too). ``/dev/mem`` only.
 """
 
 from __future__ import annotations
