@@ -1,8 +1,8 @@
 """The host side of the wire protocol: one connection to a board agent.
 
 The protocol and the tensor packing are imported from ``firmware`` so both ends share one
-definition. The higher-level ``Board`` API (deploy, quantize inputs from the manifest) builds on
-this and is not written yet.
+definition. The higher-level ``Board`` API (``host/board.py``: deploy, quantize inputs from the
+manifest, infer, status, reset) builds on it.
 """
 
 from __future__ import annotations
