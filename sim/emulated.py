@@ -86,8 +86,8 @@ class EmulatedDevice(Device):
             raise DeviceError(f"register write at {offset:#x} answered SLVERR")
 
     async def _reset_fabric(self) -> None:
-        """``aresetn`` low for as long as the block design's ``proc_sys_reset`` holds it; the
-        DMA is reset with the fabric, so what it had not sent or received is dropped."""
+        """``aresetn`` low for ``RESET_CYCLES`` clocks; the DMA is reset with the fabric, so
+        what it had not sent or received is dropped."""
         from cocotb.triggers import FallingEdge
 
         await FallingEdge(self.tb.dut.aclk)  # out of the read-only phase callers resume in
