@@ -12,9 +12,10 @@
   S2MM control 0x30, status 0x34, destination 0x48, length 0x58. The length is written last (it
   starts the transfer); status bit 1 is idle, bits 4-6 are errors. A transfer that does not
   finish in time resets both channels (control bit 2) and raises, so the agent keeps serving.
-* Fabric reset: the block design drives the accelerator's ``aresetn`` (and the DMA's and the
-  interconnect's resets) from the PS's ``FCLK_RESET0_N`` through ``proc_sys_reset``; software
-  pulses it with bit 0 of the SLCR's ``FPGA_RST_CTRL`` (UG585: SLCR at 0xF8000000, register
+* Fabric reset: the block design drives the accelerator's ``aresetn`` from the PS's
+  ``FCLK_RESET0_N`` through ``proc_sys_reset`` (``gen/vivado.py``; the DMA's reset comes from
+  Vivado's connection automation, so after the pulse the driver resets the DMA's channels
+  itself as well); software pulses it with bit 0 of the SLCR's ``FPGA_RST_CTRL`` (UG585: SLCR at 0xF8000000, register
   0x240; writes need the unlock key 0xDF0D at 0x008 first). Linux unlocks the SLCR at boot
   (``arch/arm/mach-zynq/slcr.c``) and keeps it so; this driver writes the key again and never
   locks it (the kernel's clock driver writes the SLCR too). ``/dev/mem`` only.
@@ -122,6 +123,7 @@ class MmioDevice(Device):
         time.sleep(self.reset_hold_s)  # nothing may touch the PL's registers meanwhile
         self.slcr.write(FPGA_RST_CTRL, self.slcr.read(FPGA_RST_CTRL) & ~FPGA0_OUT_RST)
         time.sleep(self.reset_hold_s)  # proc_sys_reset releases the peripherals after it
+        self.reset_dma()
 
     def read_reg(self, offset: int) -> int:
         return self.regs.read(offset)

@@ -183,7 +183,7 @@ def test_a_busy_engine_and_a_failed_run_pulse_the_fabric_reset(hw):
     FPGA_RST_CTRL bit 0 before it starts; a DMA that then times out gets a second pulse, and the
     error says so. RESET through the agent's backend pulses it too. Without an SLCR window the
     reset is refused with the reason."""
-    dev, r, _, _ = hw
+    dev, r, d, _ = hw
     program, weights, manifest = _device_and_manifest(r)
     accel = Accelerator(dev, manifest, timeout_s=0.2)
     with pytest.raises(DeviceError, match="timeout.*the fabric was reset"):
@@ -191,8 +191,11 @@ def test_a_busy_engine_and_a_failed_run_pulse_the_fabric_reset(hw):
     assert dev.fabric.pulses == 2
     assert dev.slcr.read(SLCR_UNLOCK) == UNLOCK_KEY and dev.slcr.read(FPGA_RST_CTRL) == 0
     backend = AcceleratorBackend(dev)
+    d.write(MM2S_CR, 0)
+    d.write(S2MM_CR, 0)
     backend.reset()
     assert dev.fabric.pulses == 3
+    assert d.read(MM2S_CR) == CR_RESET and d.read(S2MM_CR) == CR_RESET  # the DMA's own reset
     r.write(CTRL, 0)
     dev.slcr = None
     with pytest.raises(DeviceError, match="no fabric reset.*--slcr none"):
