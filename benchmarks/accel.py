@@ -164,9 +164,12 @@ def main() -> int:
             print(f"{r['layer']:28s}{r['measured_cycles']:10d}{r['model_cycles']:8d}"
                   f"{100 * r['utilization']:7.1f}%")
         return 0
-    print(f"{'layer':28s}{'op':>12s}{'cycles':>8s}{'util':>8s}")
+    from gen.generate import limited_by
+
+    print(f"{'layer':28s}{'op':>12s}{'cycles':>8s}{'util':>8s}  limited by")
     for x in res["layers"]:
-        print(f"{x['name']:28s}{x['op']:>15s}{x['cycles']:8d}{100 * x['utilization']:7.1f}%")
+        print(f"{x['name']:28s}{x['op']:>15s}{x['cycles']:8d}{100 * x['utilization']:7.1f}%"
+              f"  {limited_by(x)}")
     emit({k: v for k, v in res.items() if k not in ("layers", "energy")}, False)
     return 0
 

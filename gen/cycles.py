@@ -273,6 +273,22 @@ def program_cycles(descriptors: list[dict], cfg) -> int:
     return max(end for _, end in program_timeline(descriptors, cfg))
 
 
+def conv_ceilings(d: dict, cfg, terms: int, out_channels: int) -> dict[str, float]:
+    """What a conv's mapping onto the array allows its PE utilization to reach, one bound per
+    cause (their product bounds the mapping; the fill, the drain and waiting for other convs
+    take the rest): ``rows``, the pixels over the tiles' rows (the last tile's unused rows);
+    ``columns``, the output channels over the channel blocks' columns; ``lanes``, the terms
+    of an output (``C_in * k * k``) over its steps' lanes (input channels padded to whole
+    lane groups); ``writes``, steps over ``max(steps, R)``: a tile's R results leave one
+    word per cycle, so a tile of fewer steps than rows waits for its writes."""
+    steps = math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(4))
+    blocks, tiles = d["m_cb"] + 1, d["m_pblk"] + 1
+    return {"rows": d["pixels"] / (tiles * cfg.rows),
+            "columns": out_channels / (blocks * cfg.cols),
+            "lanes": terms / (steps * cfg.lanes),
+            "writes": steps / max(steps, cfg.rows)}
+
+
 def conv_utilization(d: dict, cfg, lane_ops: int) -> float:
     """Ideal lane operations / (the cycles the conv descriptor adds to a program,
     :func:`descriptor_cycles`, x lanes of its array)."""

@@ -40,7 +40,13 @@ from gen.compile import (
     tensor_words,
 )
 from gen.cost import CostModel
-from gen.cycles import conv_utilization, descriptor_cycles, program_cycles, program_timeline
+from gen.cycles import (
+    conv_ceilings,
+    conv_utilization,
+    descriptor_cycles,
+    program_cycles,
+    program_timeline,
+)
 from gen.equiv import hand_placed, start_proofs
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
@@ -426,8 +432,11 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
         if s.conv is not None:
             y = net.tensors[s.conv.output].shape
             x = net.tensors[s.conv.inputs[0]].shape
-            ops = y[0] * y[1] * y[2] * x[0] * s.conv.kernel ** 2
-            row.update(lane_ops=ops, utilization=round(conv_utilization(d, cfg, ops), 4))
+            terms = x[0] * s.conv.kernel ** 2
+            ops = y[0] * y[1] * y[2] * terms
+            row.update(lane_ops=ops, utilization=round(conv_utilization(d, cfg, ops), 4),
+                       ceilings={k: round(v, 4) for k, v in
+                                 conv_ceilings(d, cfg, terms, y[0]).items()})
         rows.append(row)
     return rows
 
@@ -517,13 +526,38 @@ def report_markdown(rep: dict) -> str:
              "Per layer: the cycles it adds to a program (a conv: after another conv of its "
              "kind, its fill under that one's drain), and when it runs in the image (the shift "
              "and adder arrays run consecutive convs at the same time).", "",
-             "| layer | op | cycles | us | start .. end | PE utilization |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             f"Limited by: what keeps a conv's utilization below {100 * LIMIT_SHOWN:.0f} % "
+             "(`gen/cycles.py: conv_ceilings`): *rows*, the last pixel tile's unused rows; "
+             "*columns*, output channels short of a whole block of columns; *lanes*, input "
+             "channels padded to whole lane groups; *writes*, a tile's results leave the "
+             "array one word per cycle, so a tile of fewer steps than rows waits for them; "
+             "*fill and waits*, the rest: the array's fill and drain, waiting for the input "
+             "stream or for the conv it follows.", "",
+             "| layer | op | cycles | us | start .. end | PE utilization | limited by |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for x in rep["layers"]:
         u = f"{100 * x['utilization']:.1f} %" if "utilization" in x else ""
         lines.append(f"| {x['name']} | {x['op']} | {x['cycles']} | {x['us']} | "
-                     f"{x['start']} .. {x['end']} | {u} |")
+                     f"{x['start']} .. {x['end']} | {u} | {limited_by(x)} |")
     return "\n".join(lines) + "\n"
+
+
+LIMIT_SHOWN = 0.95  # ceilings at or above this are not worth naming
+
+
+def limited_by(layer: dict) -> str:
+    """A conv's ceilings below ``LIMIT_SHOWN``, lowest first, and the rest of its shortfall
+    (``utilization / product of the ceilings``) when that is below it too: ``"writes 10 %,
+    fill and waits 80 %"``. Empty for other ops; ``-`` when nothing is."""
+    c = layer.get("ceilings")
+    if not c:
+        return ""
+    parts = [f"{k} {100 * v:.0f} %" for k, v in sorted(c.items(), key=lambda kv: kv[1])
+             if v < LIMIT_SHOWN]
+    rest = layer["utilization"] / math.prod(c.values())
+    if rest < LIMIT_SHOWN:
+        parts.append(f"fill and waits {100 * rest:.0f} %")
+    return ", ".join(parts) or "-"
 
 
 def _synth_markdown(rep: dict) -> list[str]:

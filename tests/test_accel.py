@@ -153,6 +153,30 @@ def test_driver_recovers_from_a_cut_run_and_reset_pulses_the_fabric(digits_fix8,
                                    "backpressure": 0.1}, seed=seed, tests="cut_run_recovery")
 
 
+def test_report_bounds_each_conv_by_its_mapping(digits_fix8):
+    """report.json's ceilings, recomputed from the network's shapes and the geometry (4 rows,
+    16 columns, 8 lanes): rows, columns, lanes and writes each bound the utilization, and the
+    cycle model's utilization stays within their product."""
+    import math
+
+    manifest, net, cfg = load_outdir(digits_fix8)
+    rep = json.loads((digits_fix8 / "report.json").read_text())
+    convs = {x["name"]: x for x in rep["layers"] if "ceilings" in x}
+    shapes = {op.name: (net.tensors[op.inputs[0]].shape, net.tensors[op.output].shape,
+                        op.kernel) for op in net.ops if hasattr(op, "kernel")}
+    assert convs and set(convs) <= set(shapes)
+    R, C, V = cfg.rows, cfg.cols, cfg.lanes
+    for name, x in convs.items():
+        (cin, *_), (cout, h, w), k = shapes[name]
+        steps = k * k * -(-cin // V)  # whole lane groups of input channels per tap
+        assert x["ceilings"] == pytest.approx({
+            "rows": h * w / (-(-(h * w) // R) * R), "columns": cout / (-(-cout // C) * C),
+            "lanes": cin / (-(-cin // V) * V), "writes": steps / max(steps, R)}, abs=1e-4), name
+        assert x["utilization"] <= math.prod(x["ceilings"].values()) + 1e-3, name
+    assert convs["conv1"]["ceilings"]["lanes"] == 1 / V  # one input channel
+    assert "| conv1 | shift_conv |" in (digits_fix8 / "report.md").read_text()
+
+
 def test_corrupted_outdir_is_refused(tmp_path, digits_fix8):
     from gen.cli import main
 

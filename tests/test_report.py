@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from gen.generate import report_markdown
+from gen.generate import limited_by, report_markdown
 from gen.plots import BAR_H, LEFT, RIGHT, WIDTH, report_svg, ticks, track_of
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -20,7 +20,8 @@ def _report() -> dict:
         {"name": "c1.1", "op": "adder_conv+add", "cycles": 310, "us": 1.55, "start": 76,
          "end": 470, "lane_ops": 1, "utilization": 0.42},
         {"name": "fc <&> \"x\"", "op": "shift_conv", "cycles": 30, "us": 0.15, "start": 480,
-         "end": 510, "lane_ops": 1, "utilization": 0.01},
+         "end": 510, "lane_ops": 1, "utilization": 0.01,
+         "ceilings": {"rows": 0.1, "columns": 0.625, "lanes": 1.0, "writes": 0.4}},
         {"name": "output", "op": "output", "cycles": 10, "us": 0.05, "start": 510, "end": 520},
     ]
     return {"model": "m", "precision": "fix8", "board": "zc706", "clock_mhz": 200.0,
@@ -86,3 +87,18 @@ def test_markdown_shows_the_figure_and_the_synthesized_blocks_when_present():
     assert "| shift array PEs | 10 | 8 | +25.0 % | 3 | 2 | 0 |" in md
     assert "| engine core (feeders, writers, control, the registers between the PEs) | 5 | " \
            "(model only) |" in md
+
+
+def test_limited_by_names_the_ceilings_below_95_percent_lowest_first_and_the_rest():
+    fc = _report()["layers"][3]  # utilization 0.01 of a 0.025 product: the rest is 40 %
+    assert limited_by(fc) == "rows 10 %, writes 40 %, columns 62 %, fill and waits 40 %"
+    # 94 % of a 96 % ceiling: the rest (98 %) is not worth naming either
+    assert limited_by({"utilization": 0.94, "ceilings": {"rows": 0.96, "writes": 1.0}}) == "-"
+    assert limited_by({"utilization": 0.5, "ceilings": {"rows": 0.96, "writes": 1.0}}) \
+        == "fill and waits 52 %"
+    assert limited_by({"utilization": 0.9, "ceilings": {"rows": 0.9, "writes": 1.0}}) \
+        == "rows 90 %"
+    assert limited_by(_report()["layers"][0]) == ""  # not a conv
+    md = report_markdown(_report())
+    assert "| PE utilization | limited by |" in md
+    assert "| 1.0 % | rows 10 %, writes 40 %, columns 62 %, fill and waits 40 % |" in md
