@@ -213,6 +213,15 @@ def cmd_gen(args: argparse.Namespace) -> int:
         print(f"  arrays      {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes (shift + adder)")
         print(f"  throughput  {rep['images_per_s']} images/s at {rep['clock_mhz']:g} MHz "
               f"({rep['cycles_per_image']} cycles, {rep['latency_us']} us per image; model)")
+        convs = [x for x in rep["layers"] if "utilization" in x]
+        if convs:
+            from gen.generate import limited_by
+
+            low = min(convs, key=lambda x: x["utilization"])
+            print(f"  PE use      {sum(x['utilization'] >= 0.85 for x in convs)} of "
+                  f"{len(convs)} convs at 85 % or more; lowest {low['name']} "
+                  f"{100 * low['utilization']:.1f} % (limited by {limited_by(low)}; "
+                  "report.md has every layer)")
         print(f"  resources   {rep['resources_model']['luts_total']} LUTs, "
               f"{rep['resources_model']['bram36_total']} BRAM36, {rep['resources_model']['dsp']}"
               " DSP48 (model)")

@@ -160,16 +160,24 @@ def test_board_addresses():
             parse_address(bad)
 
 
-def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, monkeypatch):
+def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, monkeypatch,
+                                                      capsys):
     """gen writes to a staging directory and moves the files in only when all are written: a
     failure late in the write (here the report) leaves the last good OUT/ byte for byte, and
-    no staging directory behind."""
+    no staging directory behind. (The good run's summary names its least used conv.)"""
     import gen.generate
     from gen.cli import main
 
     out = tmp_path / "out"
     geometry = ["--rows", "2", "--cols", "8", "--lanes", "4"]
     assert main(["gen", str(quick_digits), "-o", str(out), *geometry]) == 0
+    convs = [x for x in json.loads((out / "report.json").read_text())["layers"]
+             if "utilization" in x]
+    low = min(convs, key=lambda x: x["utilization"])
+    summary = capsys.readouterr().out
+    assert (f"PE use      {sum(x['utilization'] >= 0.85 for x in convs)} of {len(convs)} convs "
+            f"at 85 % or more; lowest {low['name']} {100 * low['utilization']:.1f} % (limited "
+            f"by {gen.generate.limited_by(low)};") in summary, summary
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def broken(*args, **kwargs):
