@@ -213,15 +213,9 @@ def cmd_gen(args: argparse.Namespace) -> int:
         print(f"  arrays      {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes (shift + adder)")
         print(f"  throughput  {rep['images_per_s']} images/s at {rep['clock_mhz']:g} MHz "
               f"({rep['cycles_per_image']} cycles, {rep['latency_us']} us per image; model)")
-        convs = [x for x in rep["layers"] if "utilization" in x]
-        if convs:
-            from gen.generate import limited_by
+        from gen.generate import pe_use_summary
 
-            low = min(convs, key=lambda x: x["utilization"])
-            print(f"  PE use      {sum(x['utilization'] >= 0.85 for x in convs)} of "
-                  f"{len(convs)} convs at 85 % or more; lowest {low['name']} "
-                  f"{100 * low['utilization']:.1f} % (limited by {limited_by(low)}; "
-                  "report.md has every layer)")
+        print(f"  PE use      {pe_use_summary(rep['layers'])}; report.md has every layer")
         print(f"  resources   {rep['resources_model']['luts_total']} LUTs, "
               f"{rep['resources_model']['bram36_total']} BRAM36, {rep['resources_model']['dsp']}"
               " DSP48 (model)")
@@ -496,6 +490,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
            "seconds": round(time.perf_counter() - t0, 1)}
 
     def human() -> None:
+        from gen.generate import pe_use_summary
+
         print(f"\nShiftAddNet 'digits' on {res.images} held-out test images")
         print(f"  {'model':8s}{'accuracy':>10s}{'vs float':>12s}")
         print(f"  {'float':8s}{a['float']:9.2f} %{'':>12s}")
@@ -509,6 +505,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  cycles per image: {obj['rtl']['cycles_per_image']} in RTL, "
               f"{info['model_cycles_per_image']} cycle model; at {rep['clock_mhz']:g} MHz "
               f"{rep['images_per_s']:.0f} images/s, {rep['latency_us']} us latency (model)")
+        print(f"  PE use: {pe_use_summary(rep['layers'])}")
         print(f"  report: {args.out}/report.md (figure: {args.out}/report.svg)")
         print(f"  emulated board at {emu.address}: host -> TCP -> agent -> RTL, "
               f"{board_mismatches} mismatches on {len(ints)} images")

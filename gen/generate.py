@@ -545,6 +545,18 @@ def report_markdown(rep: dict) -> str:
 LIMIT_SHOWN = 0.95  # ceilings at or above this are not worth naming
 
 
+def pe_use_summary(layers: list[dict]) -> str:
+    """One line on the convs' PE utilization: how many reach 85 % (the target) and what limits
+    the least used one."""
+    convs = [x for x in layers if "utilization" in x]
+    if not convs:
+        return "no convs"
+    low = min(convs, key=lambda x: x["utilization"])
+    return (f"{sum(x['utilization'] >= 0.85 for x in convs)} of {len(convs)} convs at 85 % or "
+            f"more; lowest {low['name']} {100 * low['utilization']:.1f} % (limited by "
+            f"{limited_by(low)})")
+
+
 def limited_by(layer: dict) -> str:
     """A conv's ceilings below ``LIMIT_SHOWN``, lowest first, and the rest of its shortfall
     (``utilization / product of the ceilings``) when that is below it too: ``"writes 10 %,

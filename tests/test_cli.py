@@ -177,7 +177,7 @@ def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, mo
     summary = capsys.readouterr().out
     assert (f"PE use      {sum(x['utilization'] >= 0.85 for x in convs)} of {len(convs)} convs "
             f"at 85 % or more; lowest {low['name']} {100 * low['utilization']:.1f} % (limited "
-            f"by {gen.generate.limited_by(low)};") in summary, summary
+            f"by {gen.generate.limited_by(low)}); report.md has every layer") in summary, summary
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 
     def broken(*args, **kwargs):
