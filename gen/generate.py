@@ -50,7 +50,7 @@ from gen.cycles import (
 from gen.equiv import hand_placed, start_proofs
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
 from gen.numerics import Format, signed_bits
-from gen.plots import report_svg
+from gen.plots import TARGETS, report_svg
 from gen.size import (
     BOARDS,
     DEFAULT_CLOCK_MHZ,
@@ -546,14 +546,15 @@ LIMIT_SHOWN = 0.95  # ceilings at or above this are not worth naming
 
 
 def pe_use_summary(layers: list[dict]) -> str:
-    """One line on the convs' PE utilization: how many reach 85 % (the target) and what limits
+    """One line on the convs' PE utilization: how many reach the target (85 %) and what limits
     the least used one."""
     convs = [x for x in layers if "utilization" in x]
     if not convs:
         return "no convs"
     low = min(convs, key=lambda x: x["utilization"])
-    return (f"{sum(x['utilization'] >= 0.85 for x in convs)} of {len(convs)} convs at 85 % or "
-            f"more; lowest {low['name']} {100 * low['utilization']:.1f} % (limited by "
+    need = TARGETS[0]
+    return (f"{sum(x['utilization'] >= need for x in convs)} of {len(convs)} convs at "
+            f"{100 * need:.0f} % or more; lowest {low['name']} {100 * low['utilization']:.1f} % (limited by "
             f"{limited_by(low)})")
 
 

@@ -17,7 +17,7 @@ LEFT = 120           # room for the track and axis labels
 RIGHT = 20
 TRACK_H = 26
 BAR_H = 120          # the utilization panel's plot height
-TARGETS = (0.85, 0.95)
+TARGETS = (0.85, 0.95)  # PE utilization: the minimum and its aim
 
 # track of each op (report row "op" without "+add")
 TRACKS = {"shift_conv": "shift array", "adder_conv": "adder array"}
