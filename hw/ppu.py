@@ -236,7 +236,7 @@ class ResidualAdder(wiring.Component):
         if not isinstance(cfg, AddConfig):
             raise ValueError(f"cfg must be an AddConfig, not {cfg!r}")
         self._cfg = cfg
-        sb = cfg.shift_max.bit_length()
+        sb = max(1, cfg.shift_max.bit_length())  # a port of no bits is `[-1:0]` in Verilog
         super().__init__({
             "i": In(stream.Signature(data.StructLayout({"a": signed(cfg.in_bits),
                                                         "b": signed(cfg.in_bits)}))),

@@ -25,14 +25,21 @@ def test_lint_clean(tmp_path, top):
     assert rtl.lint(v) == []
 
 
-@pytest.mark.parametrize("which", ["regfile", "requantizer", "requantizer_one_shift"])
+@pytest.mark.parametrize("which", ["regfile", "requantizer", "requantizer_one_shift",
+                                   "add_without_shifts"])
 def test_control_and_ppu_lint_clean(tmp_path, which):
-    from hw.ppu import RequantConfig, Requantizer
+    from hw.ppu import AddConfig, RequantConfig, Requantizer, ResidualAdder
     from hw.regfile import RegisterFile
 
-    comp = RegisterFile(0x12345678) if which == "regfile" else \
-        Requantizer(RequantConfig(26, 40, 8) if which == "requantizer" else
-                    RequantConfig(21, 29, 8, 19, 19))  # no shifter at all (digits' requants)
+    comps = {
+        "regfile": lambda: RegisterFile(0x12345678),
+        "requantizer": lambda: Requantizer(RequantConfig(26, 40, 8)),
+        # no shifter at all (digits' requants)
+        "requantizer_one_shift": lambda: Requantizer(RequantConfig(21, 29, 8, 19, 19)),
+        # a network whose adds need no shift (some trained digits models): no zero-width port
+        "add_without_shifts": lambda: ResidualAdder(AddConfig(8, 8, 0)),
+    }
+    comp = comps[which]()
     v = tmp_path / "top.v"
     v.write_text(rtl.verilog(comp))
     assert rtl.lint(v) == []
