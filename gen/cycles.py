@@ -75,6 +75,14 @@ def row_walk(cfg) -> int:
     return cfg.rows + 1
 
 
+def tile_steps(d: dict) -> int:
+    """A conv descriptor's steps per tile: the product of its loop nest's counts (ky, kx,
+    word, sub-word)."""
+    from hw.program import LOOP_LEVELS
+
+    return math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(LOOP_LEVELS))
+
+
 def descriptor_cycles(d: dict, cfg) -> int:
     """Cycles one descriptor adds to a program, with the input stream never idle and the
     output never stalled (``cfg``: :class:`hw.engine.EngineConfig`): a conv what it adds
@@ -173,7 +181,7 @@ def _conv_timeline(d: dict, cfg, start: int,
     kind = "shift" if d["op"] == Opcode.SHIFT_CONV else "adder"
     arr = cfg.array(kind)
     R = cfg.rows
-    steps = math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(4))
+    steps = tile_steps(d)
     blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
     lat = core_latency(arr)
     cur = max(start, rows_at) + 1  # the unit takes the walked rows, then RUN issues
@@ -281,7 +289,7 @@ def conv_ceilings(d: dict, cfg, terms: int, out_channels: int) -> dict[str, floa
     of an output (``C_in * k * k``) over its steps' lanes (input channels padded to whole
     lane groups); ``writes``, steps over ``max(steps, R)``: a tile's R results leave one
     word per cycle, so a tile of fewer steps than rows waits for its writes."""
-    steps = math.prod(d.get(f"m{lvl}", 0) + 1 for lvl in range(4))
+    steps = tile_steps(d)
     blocks, tiles = d["m_cb"] + 1, d["m_pblk"] + 1
     return {"rows": d["pixels"] / (tiles * cfg.rows),
             "columns": out_channels / (blocks * cfg.cols),

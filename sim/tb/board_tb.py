@@ -18,7 +18,7 @@ from cocotb.triggers import ClockCycles
 from firmware.agent import AcceleratorBackend, Agent, AgentConfig
 from sim.emulated import EmulatedDevice, EmulatedFpgaManager
 from sim.tb.common import tb_config
-from sim.tb.engine_tb import AP_IDLE, STATUS_BUSY, A, EngineTB
+from sim.tb.engine_tb import AP_IDLE, AP_START, STATUS_BUSY, A, EngineTB
 
 
 @cocotb.test()
@@ -94,7 +94,7 @@ async def cut_run_recovery(dut):
     assert np.array_equal(await _as_agent(device, lambda: infer(0, load=True)), want[0])
     beats = infer_frame(x[1], ecfg)
     tb.src.send(beats[:len(beats) // 2])
-    assert await tb.bus.write(A["CTRL"], 1) == 0
+    assert await tb.bus.write(A["CTRL"], AP_START) == 0
     await tb.src.wait_done()
     await ClockCycles(dut.aclk, 200)
     assert await tb.read("STATUS") & STATUS_BUSY and not await tb.read("CTRL") & AP_IDLE

@@ -22,6 +22,7 @@ from sim.models.stream import ClockDriver, Fields, StreamSink, StreamSource
 from sim.tb.common import seeded, tb_config
 
 A = {r.name: r.address for r in REGMAP.registers}
+AP_START = 1 << REGMAP["CTRL"].field("ap_start").bit
 AP_DONE = 1 << REGMAP["CTRL"].field("ap_done").bit
 AP_IDLE = 1 << REGMAP["CTRL"].field("ap_idle").bit
 STATUS_BUSY = 1 << REGMAP["STATUS"].field("busy").bit
@@ -65,7 +66,7 @@ class EngineTB:
     async def start_frame(self, beats: list[int]) -> None:
         """Queue one frame (last beat flagged) on the input stream and start."""
         self.src.send([b | (1 << 32 if i == len(beats) - 1 else 0) for i, b in enumerate(beats)])
-        assert await self.bus.write(A["CTRL"], 1) == 0
+        assert await self.bus.write(A["CTRL"], AP_START) == 0
 
     async def run_frame(self, beats: list[int]) -> None:
         """Send one frame, start, wait for ap_done."""
