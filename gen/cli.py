@@ -71,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     res = train_digits(args.arch, cfg, progress=None if args.quiet else progress)
     metrics = {"float_test_accuracy": res.test_accuracy, "train_seconds": res.train_seconds,
-               "epochs": cfg.epochs, "lr": cfg.lr, "seed": cfg.seed}
+               "epochs": cfg.epochs, "lr": cfg.lr, "seed": cfg.seed, "threads": res.threads}
     checkpoint.save(args.output, res.model, args.arch, res.normalization, metrics,
                     {"name": "sklearn-digits", "split_seed": SPLIT_SEED, "test_size": TEST_SIZE})
     out = {"checkpoint": str(args.output), "arch": args.arch,
@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=0.05)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=None,
-                   help="torch CPU threads (default: torch's, OMP_NUM_THREADS or one per core)")
+                   help="torch CPU threads (default: torch's, OMP_NUM_THREADS or one per core); "
+                        "the weights depend on it: same seed and threads, same checkpoint")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_train)

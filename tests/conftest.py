@@ -44,7 +44,8 @@ def locked(name: str):
 
 def cached_checkpoint(epochs: int | None = None, seed: int = 0) -> Path:
     """Train the digits model with the given settings (default epochs: ``shiftadd train``'s)
-    once; later calls reuse the file."""
+    once; later calls reuse the file. One thread, whatever the machine or the pytest workers:
+    the weights depend on the thread count (``gen/nn/train.py``), and the key must fix them."""
     from gen import checkpoint
     from gen.nn.train import TrainConfig, train_digits
 
@@ -55,7 +56,7 @@ def cached_checkpoint(epochs: int | None = None, seed: int = 0) -> Path:
     path = CACHE / f"digits-{key}.pt"
     with locked(f"digits-{key}"):
         if not path.exists():
-            res = train_digits("digits", TrainConfig(epochs=epochs, seed=seed))
+            res = train_digits("digits", TrainConfig(epochs=epochs, seed=seed, threads=1))
             checkpoint.save(path, res.model, "digits", res.normalization,
                             {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
     return path

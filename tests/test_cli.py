@@ -72,15 +72,23 @@ def test_eval_meets_accuracy_targets(trained_digits):
     assert abs(obj["fix8"] - obj["float"]) <= 1.0
 
 
-def test_train_shows_progress_and_writes_checkpoint(tmp_path):
+def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
+    import torch
+
     out = tmp_path / "sub" / "d.pt"
-    r = run("train", "digits", "-o", out, "--epochs", "2")
+    r = run("train", "digits", "-o", out, "--epochs", "2", "--threads", "1")
     assert "[train] epoch   1/2" in r.stderr and "[train] epoch   2/2" in r.stderr
     assert out.is_file() and "trained digits" in r.stdout
     from gen import checkpoint
 
     loaded = checkpoint.load(out)
-    assert loaded.arch == "digits" and loaded.meta["metrics"]["epochs"] == 2
+    metrics = loaded.meta["metrics"]
+    assert loaded.arch == "digits" and metrics["epochs"] == 2 and metrics["threads"] == 1
+    # the same seed and thread count give the same weights, in another process
+    again = tmp_path / "again.pt"
+    run("train", "digits", "-o", again, "--epochs", "2", "--threads", "1", "--quiet")
+    a, b = loaded.model.state_dict(), checkpoint.load(again).model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # an output that cannot be written is said before training, not after it
     (tmp_path / "file").write_text("")
     r = run("train", "digits", "-o", tmp_path / "file" / "d.pt", "--epochs", "2", check=False)
