@@ -41,9 +41,10 @@ class Loaded:
     meta: dict
 
 
-def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Normalization,
+def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Normalization | None,
          metrics: dict, data: dict) -> None:
-    """Write a shiftadd checkpoint. Shift parameters are stored rounded (deployable)."""
+    """Write a shiftadd checkpoint. Shift parameters are stored rounded (deployable).
+    ``normalization`` None: the inputs' normalization is unknown (random weights)."""
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     for name, m in model.named_modules():
         if isinstance(m, ShiftConv2d):
@@ -52,7 +53,7 @@ def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Norm
             state[f"{name}.shift"] = -k.to(torch.float32)
     ckpt = {"format": FORMAT, "version": VERSION, "arch": arch,
             "config": model.config.to_json(), "state_dict": state,
-            "normalization": normalization.to_json(), "data": data, "metrics": metrics}
+            "normalization": normalization and normalization.to_json(), "data": data, "metrics": metrics}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -85,7 +86,8 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
         try:
             config = ResNetConfig.from_json(obj["config"])
             n = obj["normalization"]
-            normalization = Normalization(mean=float(n["mean"]), std=float(n["std"]))
+            normalization = (None if n is None else
+                             Normalization(mean=float(n["mean"]), std=float(n["std"])))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: malformed shiftadd checkpoint ({e})") from None
         state = obj["state_dict"]

@@ -83,6 +83,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A checkpoint with random, hardware-relevant weights: the hardware path (gen, sim, the
+    board) for a model nobody has trained here, such as ResNet-20 (CIFAR-10 is not bundled)."""
+    import torch
+
+    from gen import checkpoint
+    from gen.nn.models import build, randomize
+
+    out = Path(args.output or f"runs/{args.arch}-random.pt")
+    _writable_dir(out.parent)
+    model = build(args.arch).eval()
+    c = model.config
+    if args.arch == "digits":
+        # the BatchNorm statistics of the real (normalized) inputs, and their normalization
+        # recorded, so eval and sim use the digits test images
+        from gen.evaluate import calibration_batch
+        from gen.nn.data import load_digits_splits, normalization_for
+
+        train, _ = load_digits_splits()
+        norm = normalization_for(train)
+        calib, data = calibration_batch(train, norm), {"name": "sklearn-digits"}
+    else:
+        norm, data = None, {"name": "none: random weights, standard-normal calibration inputs"}
+        calib = torch.randn(64, c.in_channels, c.input_size, c.input_size,
+                            generator=torch.Generator().manual_seed(args.seed))
+    randomize(model, args.seed, calibration=calib)
+    checkpoint.save(out, model, args.arch, norm, {"random_weights": True, "seed": args.seed},
+                    data)
+    params = sum(p.numel() for p in model.parameters())
+    obj = {"checkpoint": str(out), "arch": args.arch, "seed": args.seed, "parameters": params}
+    _emit(args, obj, lambda: print(
+        f"wrote {out}: {args.arch} ({params} parameters) with random weights (seed "
+        f"{args.seed}); its accuracy means nothing, its hardware is the real one"))
+    return 0
+
+
 def _writable_dir(d: Path) -> None:
     """Create ``d`` if needed and check that files can be made in it."""
     try:
@@ -547,6 +583,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_train)
+
+    i = sub.add_parser("init", help="a checkpoint with random weights, for the hardware path",
+                       description="Write a shiftadd checkpoint of ARCH with random but "
+                                   "hardware-relevant weights (shift exponents over 0..7, a third "
+                                   "zero signs, BatchNorm statistics of a calibration batch), "
+                                   "to generate and simulate a model's accelerator without "
+                                   "training it: `shiftadd init resnet20_shiftadd`, then "
+                                   "`shiftadd gen runs/resnet20_shiftadd-random.pt`.")
+    i.add_argument("arch", choices=("digits", "resnet20_shiftadd"), help="model")
+    i.add_argument("-o", "--output", type=Path, default=None,
+                   help="checkpoint to write (default runs/ARCH-random.pt)")
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(func=cmd_init)
 
     q = sub.add_parser("quantize", help="quantize a checkpoint to an integer network",
                        description="Quantize a trained model (calibrated on 512 training images) "

@@ -24,7 +24,7 @@ def test_console_script_is_installed():
     assert any(ep.name == "shiftadd" and ep.value == "gen.cli:main" for ep in eps)
 
 
-@pytest.mark.parametrize("sub", ["train", "quantize", "eval", "doctor", "demo", "gen", "sim",
+@pytest.mark.parametrize("sub", ["train", "init", "quantize", "eval", "doctor", "demo", "gen", "sim",
                                  "bitstream", "deploy", "run", "board"])
 def test_help(sub):
     r = run(sub, "--help")
@@ -93,6 +93,46 @@ def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
     (tmp_path / "file").write_text("")
     r = run("train", "digits", "-o", tmp_path / "file" / "d.pt", "--epochs", "2", check=False)
     assert r.returncode == 1 and "cannot write to" in r.stderr and "[train]" not in r.stderr
+
+
+def test_init_writes_random_models_that_gen_builds(tmp_path):
+    """ResNet-20 without a trained checkpoint: init, then gen meets the issue's projection."""
+    import torch
+
+    from gen import checkpoint
+
+    r20 = tmp_path / "r20.pt"
+    obj = json.loads(run("init", "resnet20_shiftadd", "-o", r20, "--json").stdout)
+    assert obj["arch"] == "resnet20_shiftadd" and obj["checkpoint"] == str(r20)
+    loaded = checkpoint.load(r20)
+    assert loaded.normalization is None and loaded.meta["metrics"]["random_weights"]
+    shifts = torch.cat([v.flatten() for k, v in loaded.model.state_dict().items()
+                        if k.endswith(".shift")])
+    signs = torch.cat([v.flatten() for k, v in loaded.model.state_dict().items()
+                       if k.endswith(".sign")])
+    assert set(shifts.unique().tolist()) == set(range(-7, 1))
+    assert set(signs.unique().tolist()) == {-1.0, 0.0, 1.0}
+    # the seed decides the weights
+    again, other = tmp_path / "again.pt", tmp_path / "other.pt"
+    run("init", "resnet20_shiftadd", "-o", again)
+    run("init", "resnet20_shiftadd", "-o", other, "--seed", "1")
+    a, b, c = (checkpoint.load(p).model.state_dict() for p in (r20, again, other))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    # no normalization and not 1x8x8: eval says why it cannot run
+    r = run("eval", r20, check=False)
+    assert r.returncode == 1 and "1x8x8" in r.stderr
+    # the ResNet-20 accelerator from the command line, at the issue's targets
+    rep = json.loads(run("gen", r20, "-o", tmp_path / "out", "--json").stdout)
+    assert rep["model"] == "resnet20_shiftadd" and rep["precision"] == "fix8"
+    from gen.size import BOARDS
+
+    assert rep["images_per_s"] >= 10_000 and rep["luts_model"] <= 0.70 * BOARDS["zc706"].luts
+    # a random digits model keeps the digits normalization: eval and sim use real images
+    d = tmp_path / "d.pt"
+    run("init", "digits", "-o", d)
+    assert checkpoint.load(d).normalization is not None
+    assert "accuracy on the digits test split" in run("eval", d).stdout
 
 
 def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
