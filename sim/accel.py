@@ -43,10 +43,18 @@ class SimResult:
                 if self.run_seconds else None}
 
 
-def build_verilog(text: str, toplevel: str) -> rtl.Build:
-    """Build Verilog text (cached by its hash)."""
+def build_verilog(text: str, toplevel: str, progress=None) -> rtl.Build:
+    """Build Verilog text (cached by its hash); ``progress`` hears how a long build goes."""
     digest = hashlib.sha256(text.encode()).hexdigest()
-    return rtl.build(lambda: text, "accel", {"verilog_sha256": digest}, toplevel=toplevel)
+    return rtl.build(lambda: text, "accel", {"verilog_sha256": digest}, toplevel=toplevel,
+                     progress=progress)
+
+
+# shown before a first build, measured here (2 cores): digits at 4x16x8 (the demo) 30 s, at
+# 9x16x16 (gen's default) 173 s, ResNet-20 at 10x16x16 11 minutes; the heartbeat then says
+# how far a build is
+BUILD_TIME_HINT = ("a first build takes 30 s for digits at 4x16x8 arrays, 3 minutes at 9x16x16, "
+                   "11 minutes for ResNet-20")
 
 
 def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:
@@ -132,8 +140,9 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
             raise ValueError(f"{name} must be at least 0 and below 1, not {p}")
     manifest, net, cfg = load_outdir(out)
     text = simulation_verilog(out, manifest)
-    progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")
-    b = build_verilog(text, manifest["top"])
+    progress(f"building {out / 'rtl'} under Verilator (cached after the first time; "
+             f"{BUILD_TIME_HINT})")
+    b = build_verilog(text, manifest["top"], progress)
     progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")
     x, source = sample_inputs(net, images, seed)
     load = load_frame_beats(out)

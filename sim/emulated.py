@@ -135,13 +135,14 @@ def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=No
     from pathlib import Path
 
     from gen.generate import load_outdir, simulation_verilog
-    from sim.accel import build_verilog
+    from sim.accel import BUILD_TIME_HINT, build_verilog
 
     out = Path(out)
     manifest, _, _ = load_outdir(out)
     text = simulation_verilog(out, manifest)
-    progress(f"building {out / 'rtl'} under Verilator (cached after the first time)")
-    b = build_verilog(text, manifest["top"])
+    progress(f"building {out / 'rtl'} under Verilator (cached after the first time; "
+             f"{BUILD_TIME_HINT})")
+    b = build_verilog(text, manifest["top"], progress)
     progress(f"starting the emulated board (build {manifest['build_id_hex']}) on {host}:{port}")
     from sim import rtl
 

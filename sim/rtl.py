@@ -21,7 +21,9 @@ import importlib.metadata
 import json
 import os
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,14 +132,51 @@ def objcache_command() -> str:
 
 
 @contextmanager
-def _locked(path: Path):
+def _locked(path: Path, waiting: Callable[[], None] = lambda: None):
+    """An exclusive lock on ``path``; ``waiting()`` is called if another process holds it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(str(path) + ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            waiting()
+            fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def build_stage(obj_dir: Path) -> str:
+    """What a build in ``obj_dir`` is doing, from its files: Verilator writes every C++ file
+    when it finishes, then make compiles each into a ``.o`` beside it."""
+    cpp = {p.stem for p in obj_dir.glob("*.cpp")}
+    if not cpp:
+        return "Verilator: Verilog -> C++"
+    done = sum(1 for p in obj_dir.glob("*.o") if p.stem in cpp)
+    return f"g++: {done} of {len(cpp)} C++ files compiled"
+
+
+@contextmanager
+def _heartbeat(obj_dir: Path, progress: Callable[[str], None] | None, every: float):
+    """While the block runs, ``progress`` hears every ``every`` seconds how far the build is."""
+    if progress is None:
+        yield
+        return
+    stop, t0 = threading.Event(), time.perf_counter()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            progress(f"  still building: {build_stage(obj_dir)} "
+                     f"({time.perf_counter() - t0:.0f} s)")
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass(frozen=True)
@@ -153,20 +192,27 @@ class Build:
         return self.directory / f"{self.toplevel}.v"
 
 
-def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP) -> Build:
+def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP,
+          progress: Callable[[str], None] | None = None, every: float = 30.0) -> Build:
     """Build ``make_top()`` for Verilator, or reuse the cached build.
 
     ``make_top()`` returns an Amaranth component (converted with module name ``toplevel``) or the
     Verilog text of a design whose top module is ``toplevel`` (``shiftadd sim`` builds the
     generated file itself). ``key`` identifies the configuration (JSON-serialisable; for text,
-    include its hash); ``make_top`` is only called when a build is needed.
+    include its hash); ``make_top`` is only called when a build is needed. ``progress``, if
+    given, hears what a build that takes long is doing every ``every`` seconds, and that the
+    call waits for another process building the same configuration.
     """
     waves = waves or os.environ.get("WAVES") == "1"
     digest = hashlib.sha256((json.dumps(key, sort_keys=True) + _source_digest() +
                              f"waves={waves}").encode()).hexdigest()[:16]
     directory = BUILD_ROOT / f"{name}-{digest}"
     stamp = directory / "built.json"
-    with _locked(directory):
+    def waiting() -> None:
+        if progress:
+            progress(f"  waiting for another process building {directory}")
+
+    with _locked(directory, waiting), _heartbeat(directory / "obj", progress, every):
         if stamp.exists():
             return Build(name, directory, 0.0, True, toplevel)
         if directory.exists():

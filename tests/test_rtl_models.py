@@ -30,3 +30,34 @@ def test_stream_models_with_idle_and_backpressure(seed):
     build = rtl.build(lambda: StreamFIFO(width, depth), "stream_fifo",
                       {"width": width, "depth": depth})
     rtl.run(build, "sim.tb.models_tb", {"width": width, "items": 300}, seed=seed)
+
+
+def test_a_build_says_how_far_it_is_and_when_it_waits(tmp_path, monkeypatch):
+    """A long build's heartbeat names its stage from its files; a second caller of the same
+    configuration says it waits for the first, then reuses its build."""
+    import threading
+
+    monkeypatch.setattr(rtl, "BUILD_ROOT", tmp_path)
+    obj = tmp_path / "obj"
+    obj.mkdir()
+    assert rtl.build_stage(obj) == "Verilator: Verilog -> C++"
+    for stem in ("Vtop", "Vtop__Syms", "Vtop___024root__0"):
+        (obj / f"{stem}.cpp").write_text("")
+    (obj / "Vtop.o").write_text("")
+    (obj / "verilated.o").write_text("")  # the run-time library: not one of the build's files
+    assert rtl.build_stage(obj) == "g++: 1 of 3 C++ files compiled"
+
+    first, second = [], []
+    key = {"width": 8, "depth": 2}
+    t = threading.Thread(target=lambda: rtl.build(lambda: StreamFIFO(8, 2), "fifo", key,
+                                                  progress=first.append, every=0.2))
+    t.start()
+    while not list(tmp_path.glob("fifo-*/key.json")):  # the first build holds the lock
+        assert t.is_alive()
+        threading.Event().wait(0.05)
+    b = rtl.build(lambda: StreamFIFO(8, 2), "fifo", key, progress=second.append)
+    t.join()
+    assert b.cached and any("waiting for another process building" in m for m in second)
+    stages = [m for m in first if m.startswith("  still building: ")]
+    assert stages and all(("Verilator" in m) or ("g++: " in m) for m in stages)
+    assert any("g++: " in m for m in stages), first
