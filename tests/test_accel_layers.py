@@ -72,11 +72,18 @@ def fc_chain(net):
 
 
 @functools.cache
+def resnet20() -> tuple[torch.nn.Module, torch.Tensor]:
+    """ResNet-20 ShiftAdd with random weights, and the random batch its BatchNorm statistics
+    and quantizer are calibrated on."""
+    calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    return randomize(build("resnet20_shiftadd").eval(), seed=0, calibration=calib), calib
+
+
+@functools.cache
 def layers():
     """The engine, and per layer: its network, program and inputs (the activations it sees in
     the whole network on random images, where its outputs take many values)."""
-    calib = torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    model = randomize(build("resnet20_shiftadd").eval(), seed=0, calibration=calib)
+    model, calib = resnet20()
     net = quantize(model, calib, Precision.FIX8)
     nets = single_layer_networks(net)
     partial = narrowed(nets["adder_64to64_k3s1_8x8"], 6)
@@ -160,3 +167,33 @@ def test_a_conv_walks_its_rows_only_after_the_last_conv_has_taken_its_own(seed):
                    backpressure=0.0)
     assert res.images == 2 and res.mismatches == 0
     assert res.cycles == [program_cycles(prog.descriptors, cfg)] * 2
+
+
+def test_resnet20_fix32_whole_network_fits_with_lut_ram_and_is_bit_exact(seed):
+    """ResNet-20 in FIX32 fits the ZC706 only with its program and parameters in LUT RAM: with
+    every memory in block RAM even the smallest engine is over the board's 545 BRAM36. Sized
+    that way, the whole network runs bit-exact in RTL, within 2 % of the cycle model."""
+    from gen.cost import CostModel
+    from gen.generate import in_lutram, size_engine
+    from gen.size import BOARDS
+
+    model, calib = resnet20()
+    net = quantize(model, calib, Precision.FIX32)
+    board = BOARDS["zc706"]
+    d = size_engine(net, board)
+    cfg = d.cfg
+    assert cfg.lutram and d.bram36["program"] == 0 and d.luts["lutram"] > 0
+    assert sum(d.bram36.values()) <= board.bram36 and d.luts_total <= 0.7 * board.luts
+    assert sum(in_lutram(d, CostModel.load(), ()).bram36.values()) > board.bram36
+    x = quantize_real(calib[:1].numpy(), net.tensors[net.input].fmt)
+    y = golden.run(net, x)
+    assert np.unique(y).size == y.size, "the logits should differ"
+    case = make_case(net, cfg, load_frame(d.program, cfg), BUILD_ID, x)
+    b = build_config(cfg, BUILD_ID)
+    text = b.verilog.read_text()
+    assert '(* ram_style = "distributed" *)\n  reg [' in text
+    assert text.count('(* ram_style = "distributed" *)') == len(cfg.lutram)
+    res = run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1)
+    assert res.images == 1 and res.mismatches == 0
+    model_cycles = program_cycles(d.program.descriptors, cfg)
+    assert abs(res.cycles[0] - model_cycles) <= 0.02 * model_cycles

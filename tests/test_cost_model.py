@@ -83,3 +83,39 @@ def test_core_model_reproduces_its_syntheses():
     cfg = resnet20_engine("fix8", 4, 16, 16)
     assert model.core(replace(cfg, rows=5)) > model.core(cfg)
     assert model.core(replace(cfg, cols=32)) > model.core(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("width,depth,ports", [(643, 45, 1), (60, 20, 1), (100, 196, 2)])
+def test_lut_ram_model_matches_yosys(width, depth, ports):
+    """``lutram_luts`` (the sizing's price of a memory moved to LUT RAM) against Yosys mapping
+    one the way the engine declares it: one write port, synchronous reads, ``ram_style =
+    "distributed"``; a copy per read port."""
+    from amaranth import Module
+    from amaranth.lib import wiring
+    from amaranth.lib.memory import Memory
+    from amaranth.lib.wiring import In, Out
+
+    from gen.cost import lutram_luts
+
+    class Mem(wiring.Component):
+        def __init__(self):
+            super().__init__({"waddr": In(range(depth)), "wdata": In(width), "we": In(1),
+                              "raddr": In(range(depth)).array(ports),
+                              "rdata": Out(width).array(ports)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.mem = mem = Memory(shape=width, depth=depth, init=[],
+                                            attrs={"ram_style": "distributed"})
+            w = mem.write_port()
+            m.d.comb += [w.addr.eq(self.waddr), w.data.eq(self.wdata), w.en.eq(self.we)]
+            for i in range(ports):
+                r = mem.read_port()
+                m.d.comb += [r.addr.eq(self.raddr[i]), self.rdata[i].eq(r.data)]
+            return m
+
+    real = synthesize_component(Mem())
+    assert real.bram36 == 0 and real.lutram > 0
+    est = ports * lutram_luts(width, depth)
+    assert abs(est - real.lut_total) <= 0.02 * real.lut_total, (est, real)

@@ -137,3 +137,37 @@ def test_the_short_branch_may_run_first_and_the_faster_order_is_kept(digits_fix8
         cycles.append(program_cycles(prog.descriptors, engine_config(net, geo, prog, **pes)))
     assert cycles[0] != cycles[1]  # the choice matters here
     assert design_for(net, geo, CostModel.load(), weights=False).cycles == min(cycles)
+
+
+def test_lut_ram_is_part_of_the_engine_config_and_priced(digits_fix8):
+    """Memories moved to LUT RAM leave the block RAM count, join the LUTs at the LUT RAM
+    model's price, travel in the manifest's engine config, and only shallow ones may move."""
+    import dataclasses
+
+    from gen.cost import lutram_luts
+    from hw.engine import EngineConfig
+
+    model = CostModel.load()
+    plain = design_for(digits_fix8, Geometry(2, 8, 8), model)
+    d = design_for(digits_fix8, Geometry(2, 8, 8), model, lutram=("program", "params"))
+    assert plain.cfg.lutram == () and "lutram" not in plain.luts
+    w, depth = d.cfg.memory_widths(), d.cfg.memory_depths()
+    assert d.bram36["program"] == d.bram36["params"] == 0 < plain.bram36["program"]
+    assert d.luts["lutram"] == lutram_luts(w[MemoryId.PROGRAM], depth[MemoryId.PROGRAM]) + \
+        len(d.cfg.arrays) * lutram_luts(w[MemoryId.PARAMS], depth[MemoryId.PARAMS])
+    assert EngineConfig.from_json(d.cfg.to_json()) == d.cfg
+    old = d.cfg.to_json()
+    del old["lutram"]  # a manifest from before the field: every memory in block RAM
+    assert EngineConfig.from_json(old).lutram == ()
+    for bad in (("adder_weights",), ("program", "program"), ["program"]):
+        with pytest.raises(ValueError, match="lutram must be a tuple of distinct names"):
+            dataclasses.replace(d.cfg, lutram=bad)
+
+
+def test_a_board_short_of_block_ram_is_told_what_needs_it(digits_fix8):
+    from gen.size import Board
+
+    tiny = Board("tiny", 218_600, 437_200, 900, 10)
+    with pytest.raises(SizingError, match=r"the least block RAM any of them needs is [\d.]+ "
+                                          r"BRAM36, at \d+x\d+x\d+: activations [\d.]+, "):
+        size_engine(digits_fix8, tiny)
