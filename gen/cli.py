@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gen.nn.train import TrainConfig, train_digits
 
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, threads=args.threads)
-    _writable_dir(Path(args.output).parent)  # before minutes of training, not after
+    _checkpoint_target(Path(args.output))  # before minutes of training, not after
 
     def progress(row: dict) -> None:
         acc = f"  test {row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
@@ -92,7 +92,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from gen.nn.models import build, randomize
 
     out = Path(args.output or f"runs/{args.arch}-random.pt")
-    _writable_dir(out.parent)
+    _checkpoint_target(out)
     model = build(args.arch).eval()
     c = model.config
     if args.arch == "digits":
@@ -117,6 +117,14 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"wrote {out}: {args.arch} ({params} parameters) with random weights (seed "
         f"{args.seed}); its accuracy means nothing, its hardware is the real one"))
     return 0
+
+
+def _checkpoint_target(path: Path) -> None:
+    """A checkpoint can be written at ``path``: not a directory, in a writable one."""
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; give the checkpoint's file name "
+                        f"(e.g. {path / 'model.pt'})")
+    _writable_dir(path.parent)
 
 
 def _writable_dir(d: Path) -> None:

@@ -144,3 +144,27 @@ def test_shiftadd_format_round_trip(tmp_path, seed):
     assert torch.equal(loaded.model(x), model.eval()(x))  # saved shift params are the rounded ones
     with pytest.raises(CheckpointError, match="holds a 'digits' model"):
         checkpoint.load(p, arch="resnet20_shiftadd")
+
+
+def test_a_failed_save_keeps_the_old_checkpoint_and_leaves_no_temporary(tmp_path, monkeypatch):
+    model = build("digits")
+    norm = Normalization(0.3, 0.4)
+    p = tmp_path / "d.pt"
+    checkpoint.save(p, model, "digits", norm, {"v": 1}, {"name": "x"})
+    before = p.read_bytes()
+
+    def full_disk(obj, f, *a, **k):
+        with open(f, "wb") as out:
+            out.write(b"partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save(p, model, "digits", norm, {"v": 2}, {"name": "x"})
+    assert p.read_bytes() == before and sorted(q.name for q in tmp_path.iterdir()) == ["d.pt"]
+    monkeypatch.undo()
+    with pytest.raises(CheckpointError, match="is a directory"):
+        checkpoint.save(tmp_path, model, "digits", norm, {}, {})
+    # no normalization (random weights): recorded as such
+    checkpoint.save(p, model, "digits", None, {}, {})
+    assert checkpoint.load(p).normalization is None

@@ -93,6 +93,8 @@ def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
     (tmp_path / "file").write_text("")
     r = run("train", "digits", "-o", tmp_path / "file" / "d.pt", "--epochs", "2", check=False)
     assert r.returncode == 1 and "cannot write to" in r.stderr and "[train]" not in r.stderr
+    r = run("train", "digits", "-o", tmp_path, "--epochs", "2", check=False)
+    assert r.returncode == 1 and "is a directory" in r.stderr and "[train]" not in r.stderr
 
 
 def test_init_writes_random_models_that_gen_builds(tmp_path):
@@ -119,6 +121,9 @@ def test_init_writes_random_models_that_gen_builds(tmp_path):
     a, b, c = (checkpoint.load(p).model.state_dict() for p in (r20, again, other))
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+    r = run("init", "digits", "-o", tmp_path, check=False)
+    assert r.returncode == 1 and "is a directory" in r.stderr
+    assert sorted(p.name for p in tmp_path.parent.glob(tmp_path.name + "*")) == [tmp_path.name]
     # no normalization and not 1x8x8: eval says why it cannot run
     r = run("eval", r20, check=False)
     assert r.returncode == 1 and "1x8x8" in r.stderr
