@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from gen.files import replaced_whole
 from gen.nn.data import Normalization
 from gen.nn.layers import Adder2d, ShiftConv2d
 from gen.nn.models import PRESETS, ResNetConfig, ShiftAddResNet, build
@@ -54,17 +55,8 @@ def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Norm
     ckpt = {"format": FORMAT, "version": VERSION, "arch": arch,
             "config": model.config.to_json(), "state_dict": state,
             "normalization": normalization and normalization.to_json(), "data": data, "metrics": metrics}
-    path = Path(path)
-    if path.is_dir():
-        raise CheckpointError(f"{path} is a directory, not a checkpoint file name")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
+    with replaced_whole(path) as tmp:
         torch.save(ckpt, tmp)
-        tmp.replace(path)
-    except BaseException:  # an existing checkpoint stays as it was, and no .tmp is left
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool = False

@@ -21,6 +21,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from gen.files import replaced_whole
 from gen.numerics import (
     MULT_BITS,
     SHIFT_EXP_MAX,
@@ -375,11 +376,8 @@ class IntegerNetwork:
         for op in self.ops:
             for a in op.arrays:
                 arrays[f"{op.name}/{a}"] = getattr(op, a)
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with replaced_whole(path) as tmp, open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        tmp.replace(path)  # never leave a half-written network behind
 
     @classmethod
     def load(cls, path: str | Path) -> IntegerNetwork:

@@ -163,7 +163,7 @@ def test_a_failed_save_keeps_the_old_checkpoint_and_leaves_no_temporary(tmp_path
         checkpoint.save(p, model, "digits", norm, {"v": 2}, {"name": "x"})
     assert p.read_bytes() == before and sorted(q.name for q in tmp_path.iterdir()) == ["d.pt"]
     monkeypatch.undo()
-    with pytest.raises(CheckpointError, match="is a directory"):
+    with pytest.raises(IsADirectoryError, match="is a directory"):
         checkpoint.save(tmp_path, model, "digits", norm, {}, {})
     # no normalization (random weights): recorded as such
     checkpoint.save(p, model, "digits", None, {}, {})

@@ -52,6 +52,11 @@ def test_quantize_writes_a_loadable_network(tmp_path, quick_digits):
     from gen.ir import IntegerNetwork
 
     assert IntegerNetwork.load(out).precision.value == "fix32"
+    # a directory as the output: one line, nothing left behind
+    (tmp_path / "d").mkdir()
+    r = run("quantize", quick_digits, "-o", tmp_path / "d", check=False)
+    assert r.returncode == 1 and "is a directory, not a file name" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "n.npz"]
 
 
 def test_doctor_json_reports_verilator():
