@@ -62,7 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gen.nn.train import TrainConfig, train_digits
 
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, threads=args.threads)
-    _checkpoint_target(Path(args.output))  # before minutes of training, not after
+    _output_file(Path(args.output))  # before minutes of training, not after
 
     def progress(row: dict) -> None:
         acc = f"  test {row['test_accuracy']:.2f} %" if "test_accuracy" in row else ""
@@ -92,7 +92,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     from gen.nn.models import build, randomize
 
     out = Path(args.output or f"runs/{args.arch}-random.pt")
-    _checkpoint_target(out)
+    _output_file(out)
     model = build(args.arch).eval()
     c = model.config
     if args.arch == "digits":
@@ -119,11 +119,11 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkpoint_target(path: Path) -> None:
-    """A checkpoint can be written at ``path``: not a directory, in a writable one."""
+def _output_file(path: Path) -> None:
+    """An output file can be written at ``path`` (not a directory, in a writable one): checked
+    before the work whose result it holds."""
     if path.is_dir():
-        raise UserError(f"{path} is a directory; give the checkpoint's file name "
-                        f"(e.g. {path / 'model.pt'})")
+        raise UserError(f"{path} is a directory, not a file name")
     _writable_dir(path.parent)
 
 
@@ -361,9 +361,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sim import golden
 
     t0 = time.perf_counter()
-    # OUT/ and the inputs are checked before anything goes to the board
+    # OUT/, the inputs and where the outputs go are checked before anything goes to the board
     manifest, net, _ = load_outdir(Path(args.out))
     x = _inputs(args.input, manifest)
+    saved = None
+    if args.output:  # named as np.save would name it
+        saved = Path(args.output)
+        saved = saved if saved.suffix == ".npy" else saved.with_name(saved.name + ".npy")
+        _output_file(saved)
     with Board(args.board, _token(args)) as board:
         if args.no_load:
             board.use(args.out)
@@ -373,8 +378,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
             f"[run] {i}/{n} images"))
     seconds = time.perf_counter() - t0
-    if args.output:
-        np.save(args.output, ints)
+    if saved:
+        from gen.files import replaced_whole
+
+        with replaced_whole(saved) as tmp, open(tmp, "wb") as f:
+            np.save(f, ints)
     obj = {"images": int(len(ints)), "seconds": round(seconds, 2),
            "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
            "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20]}

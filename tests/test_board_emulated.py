@@ -75,11 +75,14 @@ def test_cli_run_check(board, tmp_path):
     manifest, _, _ = load_outdir(out)
     np.save(x, _digits(manifest, 8))
     r = subprocess.run([sys.executable, "-m", "gen.cli", "run", str(out), "--board", emu.address,
-                        "--token", TOKEN, "--input", str(x), "--check", "--json"],
+                        "--token", TOKEN, "--input", str(x), "--check", "--json",
+                        "--output", str(tmp_path / "preds")],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
     assert obj["images"] == 8 and obj["mismatches"] == 0
+    ints = np.load(tmp_path / "preds.npy")  # named as np.save names it
+    assert ints.shape[0] == 8 and ints.reshape(8, -1).argmax(1).tolist() == obj["predictions"]
 
 
 def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys):
@@ -102,6 +105,10 @@ def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys
     assert main(["run", str(tmp_path), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
                  "digits-test:5"]) == 1
     assert "no manifest.json" in capsys.readouterr().err
+    (tmp_path / "preds.npy").mkdir()  # where the outputs would go: said before connecting
+    assert main(["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
+                 "digits-test:5", "--output", str(tmp_path / "preds")]) == 1
+    assert "preds.npy is a directory, not a file name" in capsys.readouterr().err
     # with OUT/ and the inputs good, the next error is the connection
     assert main(["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
                  "digits-test:5"]) == 1
