@@ -228,6 +228,8 @@ def cmd_gen(args: argparse.Namespace) -> int:
     from gen.generate import generate
 
     t0 = time.perf_counter()
+    if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
+        raise UserError(f"{args.output}: exists and is not a directory")  # said before the work
     starts = ["sizing", *(["synthesizing"] if args.synth else []), "writing"]
     n = len(starts) + 1
     _log(f"[gen] step 1/{n}: integer network from {args.checkpoint}")

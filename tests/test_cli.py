@@ -159,6 +159,10 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
             check=False)
     assert r.returncode == 1 and "100x16x8 cannot be built: rows must be" in r.stderr
     assert not out.exists()
+    (tmp_path / "file").write_text("keep")  # an output that is a file: said before any step
+    r = run("gen", quick_digits, "-o", tmp_path / "file", check=False)
+    assert r.returncode == 1 and "exists and is not a directory" in r.stderr
+    assert "[gen] step" not in r.stderr and (tmp_path / "file").read_text() == "keep"
     r = run("sim", tmp_path, check=False)
     assert r.returncode == 1 and "no manifest.json" in r.stderr
 
