@@ -115,7 +115,8 @@ def cmd_init(args: argparse.Namespace) -> int:
     obj = {"checkpoint": str(out), "arch": args.arch, "seed": args.seed, "parameters": params}
     _emit(args, obj, lambda: print(
         f"wrote {out}: {args.arch} ({params} parameters) with random weights (seed "
-        f"{args.seed}); its accuracy means nothing, its hardware is the real one"))
+        f"{args.seed}); its accuracy means nothing, its hardware is the real one\n"
+        f"next: shiftadd gen {out}"))
     return 0
 
 
