@@ -330,11 +330,6 @@ def conv_steps(c_in: int, k: int, geo: Geometry) -> tuple[int, int]:
     return b_in, sub
 
 
-def steps_per_tile(c_in: int, k: int, geo: Geometry) -> int:
-    b_in, sub = conv_steps(c_in, k, geo)
-    return b_in * sub * k * k
-
-
 @dataclass
 class Program:
     """The compiled network: everything the engine and the runtime need."""

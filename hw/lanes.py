@@ -30,10 +30,6 @@ def weight_shape(cfg: LaneConfig):
     return signed(cfg.data_bits)
 
 
-def out_shape(cfg: LaneConfig):
-    return signed(cfg.out_bits) if cfg.out_signed else unsigned(cfg.out_bits)
-
-
 class _Lane(wiring.Component):
     """Common part of the lanes: one :class:`LaneConfig` of the lane's own kind, latency 0."""
 
