@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 DEFAULT_CKPT = Path("runs/digits.pt")
@@ -759,6 +760,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt."""
+
+
+@contextmanager
+def _terminate_as_exception():
+    """Within the block, SIGTERM raises :class:`Terminated`: a ``kill PID`` unwinds the command
+    as Ctrl-C does, so a child process it waits for (a Verilator simulation behind ``board
+    emulate`` or ``sim``; ``subprocess.run`` kills its child when interrupted) goes with it
+    instead of running on, an orphan holding the board's port. The old handler is restored
+    after (``main`` is also called in-process, by tests)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated
+
+    old = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     # torch's OpenMP threads spin while they wait for each other; with another job on the
     # machine (a simulation, a build) a spinning thread on a taken core stalls them all.
@@ -768,11 +797,19 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    with _terminate_as_exception():
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
         _log("shiftadd: interrupted")
         return 130
+    except Terminated:
+        _log("shiftadd: terminated")
+        return 143
     except Exception as e:  # one clear line, unless --debug
         if args.debug:
             raise

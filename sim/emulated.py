@@ -30,8 +30,8 @@ RESET_CYCLES = 16
 class EmulatedDevice(Device):
     name = "emulated"
 
-    def __init__(self, tb) -> None:
-        self.tb = tb
+    def __init__(self, tb, *, dma_timeout_cycles: int = DMA_TIMEOUT_CYCLES) -> None:
+        self.tb, self.dma_timeout_cycles = tb, dma_timeout_cycles
         self._calls: queue.Queue = queue.Queue()
 
     # ------------------------------------------------------------------ agent threads
@@ -96,9 +96,8 @@ class EmulatedDevice(Device):
         self.tb.sink.items.clear()
 
     async def _dma(self, send: bytes, recv_len: int) -> bytes:
-        import cocotb
         import numpy as np
-        from cocotb.triggers import ClockCycles, First
+        from cocotb.triggers import ClockCycles, select
 
         if len(send) % 4 or recv_len % 4:
             raise DeviceError("DMA lengths must be whole 32-bit beats")
@@ -114,12 +113,11 @@ class EmulatedDevice(Device):
             await self.tb.src.wait_done()
             await sink.wait_for(want)
 
-        t = ClockCycles(self.tb.dut.aclk, DMA_TIMEOUT_CYCLES)
-        task = cocotb.start_soon(complete())
-        if await First(task, t) is t:
-            task.cancel()
+        # whichever comes first; select cancels the other
+        first, _ = await select(complete(), ClockCycles(self.tb.dut.aclk, self.dma_timeout_cycles))
+        if first == 1:
             self.tb.src.abort()  # the DMA reset: drop what was not sent
-            raise DeviceError(f"DMA did not complete within {DMA_TIMEOUT_CYCLES} cycles")
+            raise DeviceError(f"DMA did not complete within {self.dma_timeout_cycles} cycles")
         got = sink.items[start:want]
         del sink.items[:want]
         if recv_len and (got[-1] >> 32) != 1:

@@ -143,14 +143,17 @@ def test_reset_mid_image_stops_the_engine_and_keeps_its_program(digits_fix8, see
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="reset_mid_image")
 
 
-def test_driver_recovers_from_a_cut_run_and_reset_pulses_the_fabric(digits_fix8, seed):
-    """Through the agent's backend on the emulated device (``sim/tb/board_tb.py:
-    cut_run_recovery``): a half-sent image leaves the engine busy; the next run resets the
-    fabric and is exact; RESET pulses it too and forgets the load."""
+def test_driver_recovers_from_a_cut_run_and_a_dma_timeout(digits_fix8, seed):
+    """Through the agent's backend on the emulated device (``sim/tb/board_tb.py``):
+    ``cut_run_recovery``: a half-sent image leaves the engine busy; the next run resets the
+    fabric and is exact; RESET pulses it too and forgets the load. ``dma_timeout_recovery``:
+    a result stream that is never taken times the DMA out; the driver resets the fabric after
+    it, and the next images are exact."""
     manifest, _, _ = load_outdir(digits_fix8)
     b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     rtl.run(b, "sim.tb.board_tb", {"out": str(digits_fix8.resolve()), "idle": 0.1,
-                                   "backpressure": 0.1}, seed=seed, tests="cut_run_recovery")
+                                   "backpressure": 0.1}, seed=seed,
+            tests="cut_run_recovery|dma_timeout_recovery")
 
 
 def test_report_bounds_each_conv_by_its_mapping(digits_fix8):

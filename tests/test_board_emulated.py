@@ -183,3 +183,40 @@ def test_board_reset_pulses_the_fabric_and_forgets_the_design(board, capsys):
         b.deploy(out)
         ints, _ = b.infer(q)
     assert np.array_equal(ints, golden.run(net, q))
+
+
+def test_a_terminated_emulator_takes_its_simulation_with_it(board, tmp_path):
+    """``kill PID`` (SIGTERM to the shiftadd process alone, as a service manager sends it) ends
+    the Verilator simulation behind ``board emulate`` too. Before, the simulation ran on, an
+    orphan holding the board's port."""
+    import os
+    import signal
+    import time
+
+    out, _ = board
+    emu = EmulatorProcess(out, TOKEN, tmp_path / "emulator.log")
+    try:
+        os.kill(emu.proc.pid, signal.SIGTERM)  # the process, not its group
+        assert emu.proc.wait(timeout=30) == 143
+        deadline = time.monotonic() + 10
+        while _group_alive(emu.proc.pid):  # anything left of its session?
+            assert time.monotonic() < deadline, "the simulation outlived the emulator"
+            time.sleep(0.1)
+        host, port = emu.address.split(":")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((host, int(port)), timeout=5)
+        assert "shiftadd: terminated" in (tmp_path / "emulator.log").read_text()
+    finally:
+        emu.stop()
+        if _group_alive(emu.proc.pid):
+            os.killpg(emu.proc.pid, signal.SIGKILL)
+
+
+def _group_alive(pgid: int) -> bool:
+    import os
+
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

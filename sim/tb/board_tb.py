@@ -104,3 +104,46 @@ async def cut_run_recovery(dut):
     assert backend.accel is None
     assert await tb.read("CTRL") == AP_IDLE and await tb.read64("CYCLES") == 0
     assert np.array_equal(await _as_agent(device, lambda: infer(1, load=True)), want[1])
+
+
+@cocotb.test()
+async def dma_timeout_recovery(dut):
+    """A DMA that never completes (the result stream's receiver stopped: ``tready`` held low)
+    is a timeout; the driver resets the fabric after it, so the engine is idle again, and once
+    the receiver is back the next image runs exactly, with the design still loaded."""
+    from firmware.driver import DeviceError
+    from gen.generate import load_outdir
+    from sim import golden
+    from sim.accel import sample_inputs
+
+    cfg = tb_config()
+    out = Path(cfg["out"])
+    manifest, net, _ = load_outdir(out)
+    x, _ = sample_inputs(net, 3, seed=2)
+    want = golden.run(net, x)
+    prec = manifest["model"]["precision"]
+    blob = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
+    tb = EngineTB(dut, cfg)
+    await tb.reset()
+    # a timeout 10x an image's cycles, not the 5 M of a board-sized wait
+    device = EmulatedDevice(tb, dma_timeout_cycles=10 * manifest["cycles_per_image"])
+    backend = AcceleratorBackend(device)
+
+    def infer(i: int, load: bool = False) -> np.ndarray:
+        if load:
+            backend.load(manifest, blob)
+        return backend.infer(x[i:i + 1], prec)[0][0]
+
+    assert np.array_equal(await _as_agent(device, lambda: infer(0, load=True)), want[0])
+    backpressure = tb.sink.backpressure
+    tb.sink.backpressure = 1.0  # the receiver stops
+    try:
+        await _as_agent(device, lambda: infer(1))
+    except DeviceError as e:
+        assert "DMA did not complete" in str(e) and "(the fabric was reset)" in str(e), e
+    else:
+        raise AssertionError("a DMA that never completes did not fail")
+    assert await tb.read("CTRL") == AP_IDLE
+    tb.sink.backpressure = backpressure
+    assert np.array_equal(await _as_agent(device, lambda: infer(2)), want[2])
+    assert np.array_equal(await _as_agent(device, lambda: infer(1)), want[1])
