@@ -568,8 +568,9 @@ def report_markdown(rep: dict) -> str:
              "the longest paths of ResNet-20's engine (BENCHMARKS.md)",
              f"- LUTs (model): {r['luts_total']} ({100 * r['lut_share']:.1f} % of the board): "
              + ", ".join(f"{LUT_BLOCKS.get(k, k)} {v}" for k, v in r["luts"].items()) +
-             f"; BRAM36: {r['bram36_total']}, DSP48: {r['dsp']} (requantizers only; the arrays "
-             "use none)",
+             f"; BRAM36: {r['bram36_total']} (" + ", ".join(
+                 f"{k.replace('_', ' ')} {v}" for k, v in r["bram36"].items() if v) +
+             f"), DSP48: {r['dsp']} (requantizers only; the arrays use none)",
              f"- energy (estimate): {rep['energy']['pj_per_image'] / 1e3:.1f} nJ per image vs "
              f"{rep['energy']['mac_equivalent_pj_per_image'] / 1e3:.1f} nJ with multiply-"
              f"accumulate ({100 * rep['energy']['saving']:.0f} % less); "
