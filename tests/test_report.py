@@ -28,7 +28,8 @@ def _report() -> dict:
             "array": {"rows": 2, "cols": 8, "lanes": 4, "shift_range": 7,
                       "acc_bits": {"shift": 20}},
             "resources_model": {"luts": {"shift_array": 10, "core": 5}, "luts_total": 15,
-                                "lut_share": 0.1, "bram36_total": 1.0, "dsp": 16},
+                                "lut_share": 0.1, "bram36_total": 1.0, "dsp": 16,
+                                "bram36": {"activations": 1.0, "program": 0}},
             "cycles_per_image": 520, "latency_us": 2.6, "images_per_s": 1.0,
             "energy": {"pj_per_image": 1.0, "mac_equivalent_pj_per_image": 2.0, "saving": 0.5,
                        "source": "s"},
@@ -102,3 +103,8 @@ def test_limited_by_names_the_ceilings_below_95_percent_lowest_first_and_the_res
     md = report_markdown(_report())
     assert "| PE utilization | limited by |" in md
     assert "| 1.0 % | rows 10 %, writes 40 %, columns 62 %, fill and waits 40 % |" in md
+
+
+def test_the_block_ram_is_given_per_memory():
+    md = report_markdown(_report())
+    assert "BRAM36: 1.0 (activations 1.0), DSP48: 16" in md  # memories without any left out
