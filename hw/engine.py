@@ -191,9 +191,8 @@ class EngineConfig:
         _check_int("pool_shift_max", self.pool_shift_max, 0, SHIFT_LIMIT)
         _check_int("pool_ports", self.pool_ports, 1, min(POOL_PORTS, self.rows))
         _check_int("pool_groups", self.pool_groups, 1, 256)
-        bad = [m for m in self.lutram if m not in LUTRAM_MEMORIES] or \
-            len(set(self.lutram)) != len(self.lutram)
-        if not isinstance(self.lutram, tuple) or bad:
+        if not (isinstance(self.lutram, tuple) and set(self.lutram) <= set(LUTRAM_MEMORIES)
+                and len(set(self.lutram)) == len(self.lutram)):
             raise ValueError(f"lutram must be a tuple of distinct names from {LUTRAM_MEMORIES}, "
                              f"not {self.lutram!r}")
 

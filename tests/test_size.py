@@ -159,7 +159,7 @@ def test_lut_ram_is_part_of_the_engine_config_and_priced(digits_fix8):
     old = d.cfg.to_json()
     del old["lutram"]  # a manifest from before the field: every memory in block RAM
     assert EngineConfig.from_json(old).lutram == ()
-    for bad in (("adder_weights",), ("program", "program"), ["program"]):
+    for bad in (("adder_weights",), ("program", "program"), ["program"], None):
         with pytest.raises(ValueError, match="lutram must be a tuple of distinct names"):
             dataclasses.replace(d.cfg, lutram=bad)
 
