@@ -1,4 +1,5 @@
-"""``hw.convert.to_verilog``: the faster memory-content emission gives byte-identical Verilog."""
+"""``hw.convert.to_verilog``: the faster memory-content emission gives byte-identical Verilog,
+but for memories whose contents are all zeros, which get none."""
 
 from __future__ import annotations
 
@@ -16,16 +17,16 @@ MEMORIES = [
     (unsigned(1), 5, 5),
     (signed(7), 33, 33),      # negative rows, a width that is not a multiple of 4
     (unsigned(130), 17, 9),   # rows wider than 64 bits, partly initialised
-    (signed(16), 64, 0),      # all zeros (the weight memories before loading)
 ]
+ZEROS = (signed(16), 64, 0)   # all zeros (the engine's memories before loading)
 
 
 class Memories(wiring.Component):
-    def __init__(self, seed: int) -> None:
-        super().__init__({"addr": In(8), "data": Out(len(MEMORIES))})
+    def __init__(self, seed: int, memories=tuple(MEMORIES)) -> None:
+        super().__init__({"addr": In(8), "data": Out(len(memories))})
         rng = random.Random(seed)
-        self.inits = []
-        for shape, _, given in MEMORIES:
+        self.memories, self.inits = memories, []
+        for shape, _, given in memories:
             sh = Shape.cast(shape)
             lo, hi = (-(1 << (sh.width - 1)), (1 << (sh.width - 1)) - 1) if sh.signed else (
                 0, (1 << sh.width) - 1)
@@ -33,7 +34,8 @@ class Memories(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        for i, ((shape, depth, _), init) in enumerate(zip(MEMORIES, self.inits, strict=True)):
+        for i, ((shape, depth, _), init) in enumerate(zip(self.memories, self.inits,
+                                                           strict=True)):
             m.submodules[f"mem{i}"] = mem = Memory(shape=shape, depth=depth, init=init)
             rd = mem.read_port()
             wr = mem.write_port()
@@ -54,3 +56,13 @@ def test_the_contents_reach_the_verilog():
     a, b = Memories(0), Memories(0)
     b.inits[1][3] ^= 1
     assert to_verilog(a, "mems") != to_verilog(b, "mems")
+
+
+def test_an_all_zero_memory_gets_no_contents():
+    """Amaranth writes every zero (an ``initial`` assignment per word); the fast emission writes
+    none, and the memories with contents around it are as Amaranth writes them."""
+    zero_only = to_verilog(Memories(0, (ZEROS,)), "mems")
+    assert "initial" not in zero_only
+    assert to_verilog(Memories(0, (ZEROS,)), "mems", fast=False).count("mem0[") > 64
+    both = to_verilog(Memories(0, (*MEMORIES, ZEROS)), "mems")
+    assert both.count("initial begin") == len(MEMORIES)
