@@ -16,7 +16,8 @@ Yosys parses such a constant slowly (ResNet-20 FIX32's 4,096-bit x 2,308-word ad
 that top took 36 s and 6.0 MB of Verilog, without the zeros 8.5 s and 2.4 MB (ResNet-20 FIX8:
 8.3 -> 7.0 MB). In hardware nothing changes: a 7-series block or LUT RAM without INIT powers
 up at zero, and the engine reads no word it has not written (it could not rely on zeros
-anyway: a second LOAD finds the first one's contents).
+anyway: a second LOAD finds the first one's contents); every RTL simulation starts its
+memories with random contents to show it (``sim/rtl.py: random_memories``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@
   array take 72 s to build and run at 23k cycles/s) and the wheel's PCH fix.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
   failing cocotb test fails pytest. The testbench gets its configuration as one JSON blob
-  (``SHIFTADD_TB``) and one seed.
+  (``SHIFTADD_TB``) and one seed, which also fills every memory with random contents at the
+  start (:func:`random_memories`).
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
                              f"waves={waves}").encode()).hexdigest()[:16]
     directory = BUILD_ROOT / f"{name}-{digest}"
     stamp = directory / "built.json"
+
     def waiting() -> None:
         if progress:
             progress(f"  waiting for another process building {directory}")
@@ -243,12 +245,21 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         runner.build(sources=[*sources, directory / sim_src],
                      hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
-                                 "--x-initial", "fast", "-Wno-fatal", "-Wno-lint",
+                                 "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
                                  "-Wno-style"],
                      log_file=directory / "build.log")
         seconds = time.perf_counter() - t0
         stamp.write_text(json.dumps({"seconds": round(seconds, 2)}))
         return Build(name, directory, seconds, False, toplevel)
+
+
+def random_memories(seed: int) -> list[str]:
+    """Run-time arguments that start every memory (and any variable without an initial value;
+    Amaranth gives every signal one) with random contents: builds use ``--x-initial unique``,
+    and ``+verilator+rand+reset+2`` picks random over zeros. A board's memories hold whatever
+    the last design or image left there, so a design must never read a word it has not
+    written; with zeros a simulation could not tell."""
+    return ["+verilator+rand+reset+2", f"+verilator+seed+{seed % 0x7FFFFFFF + 1}"]
 
 
 def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | None = None
@@ -274,6 +285,7 @@ def run(b: Build, test_module: str, config: dict, *, seed: int, tests: str | Non
                               hdl_toplevel_lang="verilog",
                               build_dir=b.directory / "obj", test_dir=run_dir, seed=seed,
                               test_filter=None if tests is None else rf"\.(?:{tests})[^.]*$",
+                              plusargs=random_memories(seed),
                               extra_env=extra,
                               results_xml=str(run_dir / "results.xml"),
                               log_file=run_dir / "sim.log")

@@ -61,3 +61,27 @@ def test_a_build_says_how_far_it_is_and_when_it_waits(tmp_path, monkeypatch):
     stages = [m for m in first if m.startswith("  still building: ")]
     assert stages and all(("Verilator" in m) or ("g++: " in m) for m in stages)
     assert any("g++: " in m for m in stages), first
+
+
+class UnwrittenMemory(wiring.Component):
+    """A memory without contents and without a write port, read asynchronously."""
+
+    def __init__(self, depth: int) -> None:
+        self._depth = depth
+        super().__init__({"addr": In(range(depth)), "data": Out(32)})
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+
+        m = Module()
+        m.submodules.mem = mem = Memory(shape=32, depth=self._depth, init=[])
+        rd = mem.read_port(domain="comb")
+        m.d.comb += [rd.addr.eq(self.addr), self.data.eq(rd.data)]
+        return m
+
+
+def test_unwritten_memories_start_random(seed):
+    """Every simulation starts its memories with random contents, as a board's hold what the
+    last design left: a design that reads a word it has not written shows it."""
+    build = rtl.build(lambda: UnwrittenMemory(8), "unwritten_memory", {"depth": 8})
+    rtl.run(build, "sim.tb.memory_tb", {"depth": 8}, seed=seed)
