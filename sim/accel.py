@@ -51,10 +51,10 @@ def build_verilog(text: str, toplevel: str, progress=None) -> rtl.Build:
 
 
 # shown before a first build, measured here (2 cores): digits at 4x16x8 (the demo) 30 s, at
-# 9x16x16 (gen's default) 173 s, ResNet-20 at 10x16x16 11 minutes; the heartbeat then says
-# how far a build is
-BUILD_TIME_HINT = ("a first build takes 30 s for digits at 4x16x8 arrays, 3 minutes at 9x16x16, "
-                   "11 minutes for ResNet-20")
+# 9x16x16 (gen's default) 171 s, ResNet-20 at 10x16x16 193 s; the heartbeat then says how far
+# a build is
+BUILD_TIME_HINT = ("a first build takes 30 s for digits at 4x16x8 arrays, about 3 minutes at "
+                   "9x16x16 or for ResNet-20")
 
 
 def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:
