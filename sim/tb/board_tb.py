@@ -63,6 +63,41 @@ async def _as_agent(device: EmulatedDevice, fn):
     return box.get("value")
 
 
+class _Backend:
+    """The agent's backend on the emulated device for ``out`` (``tb_config()["out"]``), with
+    three images of the network's inputs and their golden outputs: ``infer(i)`` runs image
+    ``i`` through it as the agent would (``load=True`` loads the design first)."""
+
+    def __init__(self, dut, seed: int) -> None:
+        from gen.generate import load_outdir
+        from sim import golden
+        from sim.accel import sample_inputs
+
+        cfg = tb_config()
+        out = Path(cfg["out"])
+        self.manifest, net, self.ecfg = load_outdir(out)
+        self.x, _ = sample_inputs(net, 3, seed=seed)
+        self.want = golden.run(net, self.x)
+        self.blob = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
+        self.tb = EngineTB(dut, cfg)
+
+    async def start(self, **device_args) -> None:
+        """Reset the design; the emulated device gets ``device_args``."""
+        await self.tb.reset()
+        self.device = EmulatedDevice(self.tb, **device_args)
+        self.backend = AcceleratorBackend(self.device)
+
+    def infer(self, i: int, load: bool = False) -> np.ndarray:
+        if load:
+            self.backend.load(self.manifest, self.blob)
+        return self.backend.infer(self.x[i:i + 1], self.manifest["model"]["precision"])[0][0]
+
+    async def exact(self, i: int, load: bool = False) -> bool:
+        """Image ``i`` through the agent's thread, equal to the golden model's output."""
+        got = await _as_agent(self.device, lambda: self.infer(i, load))
+        return bool(np.array_equal(got, self.want[i]))
+
+
 @cocotb.test()
 async def cut_run_recovery(dut):
     """An image's frame cut off half-way (the transfer of an agent that died) leaves the engine
@@ -70,40 +105,23 @@ async def cut_run_recovery(dut):
     the next image exactly. The agent's RESET pulses it too (the counters read zero after it)
     and forgets the load; loaded again, an image runs exactly."""
     from gen.compile import infer_frame
-    from gen.generate import load_outdir
-    from sim import golden
-    from sim.accel import sample_inputs
 
-    cfg = tb_config()
-    out = Path(cfg["out"])
-    manifest, net, ecfg = load_outdir(out)
-    x, _ = sample_inputs(net, 3, seed=1)
-    want = golden.run(net, x)
-    prec = manifest["model"]["precision"]
-    blob = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
-    tb = EngineTB(dut, cfg)
-    await tb.reset()
-    device = EmulatedDevice(tb)
-    backend = AcceleratorBackend(device)
-
-    def infer(i: int, load: bool = False) -> np.ndarray:
-        if load:
-            backend.load(manifest, blob)
-        return backend.infer(x[i:i + 1], prec)[0][0]
-
-    assert np.array_equal(await _as_agent(device, lambda: infer(0, load=True)), want[0])
-    beats = infer_frame(x[1], ecfg)
+    b = _Backend(dut, seed=1)
+    await b.start()
+    tb, device, backend = b.tb, b.device, b.backend
+    assert await b.exact(0, load=True)
+    beats = infer_frame(b.x[1], b.ecfg)
     tb.src.send(beats[:len(beats) // 2])
     assert await tb.bus.write(A["CTRL"], AP_START) == 0
     await tb.src.wait_done()
     await ClockCycles(dut.aclk, 200)
     assert await tb.read("STATUS") & STATUS_BUSY and not await tb.read("CTRL") & AP_IDLE
-    assert np.array_equal(await _as_agent(device, lambda: infer(2)), want[2])
+    assert await b.exact(2)
     assert await tb.read64("CYCLES") > 0
     await _as_agent(device, backend.reset)
     assert backend.accel is None
     assert await tb.read("CTRL") == AP_IDLE and await tb.read64("CYCLES") == 0
-    assert np.array_equal(await _as_agent(device, lambda: infer(1, load=True)), want[1])
+    assert await b.exact(1, load=True)
 
 
 @cocotb.test()
@@ -112,38 +130,21 @@ async def dma_timeout_recovery(dut):
     is a timeout; the driver resets the fabric after it, so the engine is idle again, and once
     the receiver is back the next image runs exactly, with the design still loaded."""
     from firmware.driver import DeviceError
-    from gen.generate import load_outdir
-    from sim import golden
-    from sim.accel import sample_inputs
 
-    cfg = tb_config()
-    out = Path(cfg["out"])
-    manifest, net, _ = load_outdir(out)
-    x, _ = sample_inputs(net, 3, seed=2)
-    want = golden.run(net, x)
-    prec = manifest["model"]["precision"]
-    blob = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
-    tb = EngineTB(dut, cfg)
-    await tb.reset()
+    b = _Backend(dut, seed=2)
     # a timeout 10x an image's cycles, not the 5 M of a board-sized wait
-    device = EmulatedDevice(tb, dma_timeout_cycles=10 * manifest["cycles_per_image"])
-    backend = AcceleratorBackend(device)
-
-    def infer(i: int, load: bool = False) -> np.ndarray:
-        if load:
-            backend.load(manifest, blob)
-        return backend.infer(x[i:i + 1], prec)[0][0]
-
-    assert np.array_equal(await _as_agent(device, lambda: infer(0, load=True)), want[0])
+    await b.start(dma_timeout_cycles=10 * b.manifest["cycles_per_image"])
+    tb = b.tb
+    assert await b.exact(0, load=True)
     backpressure = tb.sink.backpressure
     tb.sink.backpressure = 1.0  # the receiver stops
     try:
-        await _as_agent(device, lambda: infer(1))
+        await _as_agent(b.device, lambda: b.infer(1))
     except DeviceError as e:
         assert "DMA did not complete" in str(e) and "(the fabric was reset)" in str(e), e
     else:
         raise AssertionError("a DMA that never completes did not fail")
     assert await tb.read("CTRL") == AP_IDLE
     tb.sink.backpressure = backpressure
-    assert np.array_equal(await _as_agent(device, lambda: infer(2)), want[2])
-    assert np.array_equal(await _as_agent(device, lambda: infer(1)), want[1])
+    assert await b.exact(2)
+    assert await b.exact(1)
