@@ -32,7 +32,9 @@ from gen.report import emit
 
 
 def calibration() -> torch.Tensor:
-    return torch.randn(16, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    from gen.nn.models import PRESETS, random_inputs
+
+    return random_inputs(PRESETS["resnet20_shiftadd"], 16)
 
 
 def resnet20(precision: str = "fix8"):

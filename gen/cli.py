@@ -87,10 +87,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     """A checkpoint with random, hardware-relevant weights: the hardware path (gen, sim, the
     board) for a model nobody has trained here, such as ResNet-20 (CIFAR-10 is not bundled)."""
-    import torch
 
     from gen import checkpoint
-    from gen.nn.models import build, randomize
+    from gen.nn.models import build, random_inputs, randomize
 
     out = Path(args.output or f"runs/{args.arch}-random.pt")
     _output_file(out)
@@ -107,8 +106,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         calib, data = calibration_batch(train, norm), {"name": "sklearn-digits"}
     else:
         norm, data = None, {"name": "none: random weights, standard-normal calibration inputs"}
-        calib = torch.randn(64, c.in_channels, c.input_size, c.input_size,
-                            generator=torch.Generator().manual_seed(args.seed))
+        calib = random_inputs(c, 64, args.seed)
     randomize(model, args.seed, calibration=calib)
     checkpoint.save(out, model, args.arch, norm, {"random_weights": True, "seed": args.seed},
                     data)
@@ -220,8 +218,9 @@ def _network_for(args: argparse.Namespace):
         c = loaded.model.config
         _log(f"[gen] no --calibration data: calibrating {loaded.arch} on 64 standard-normal "
              "inputs (fine for hardware; use real data for accuracy)")
-        calib = torch.randn(64, c.in_channels, c.input_size, c.input_size,
-                            generator=torch.Generator().manual_seed(0))
+        from gen.nn.models import random_inputs
+
+        calib = random_inputs(c, 64)
         norm = None
     return quantize(loaded.model, calib, precision, norm, name=loaded.arch)
 

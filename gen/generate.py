@@ -55,6 +55,7 @@ from gen.plots import TARGETS, report_svg
 from gen.size import (
     BOARDS,
     DEFAULT_CLOCK_MHZ,
+    LUT_BUDGET_SHARE,
     Board,
     SizingError,
     accumulator_bits,
@@ -279,7 +280,7 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     (:func:`fit_block_ram`)."""
     check_request(clock_mhz=None, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
     model = model or CostModel.load()
-    budget = lut_budget if lut_budget is not None else 0.7 * board.luts
+    budget = lut_budget if lut_budget is not None else LUT_BUDGET_SHARE * board.luts
     fixed = None not in (rows, cols, lanes)
     best, smallest, tried = None, None, []
     for c, v in itertools.product(COLS if cols is None else [cols],

@@ -25,6 +25,8 @@ class Board:
 BOARDS = {"zc706": Board("zc706", 218_600, 437_200, 900, 545)}
 # the clock the generator targets unless told otherwise (DESIGN.md: 200 MHz on the ZC706)
 DEFAULT_CLOCK_MHZ = 200.0
+# the share of the board's LUTs a design may take unless told otherwise (the 70 %)
+LUT_BUDGET_SHARE = 0.7
 
 
 class SizingError(ValueError):

@@ -118,6 +118,13 @@ class ShiftAddResNet(nn.Module):
         return x.flatten(1)
 
 
+def random_inputs(config: ResNetConfig, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` seeded standard-normal inputs of the model's shape: a calibration batch for a model
+    without data (random weights, or a checkpoint whose data is not here)."""
+    return torch.randn(n, config.in_channels, config.input_size, config.input_size,
+                       generator=torch.Generator().manual_seed(seed))
+
+
 def build(arch: str, config: ResNetConfig | None = None) -> ShiftAddResNet:
     """Build a zoo model by name (``digits`` or ``resnet20_shiftadd``), optionally re-configured."""
     if arch not in PRESETS:
