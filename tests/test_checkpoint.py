@@ -168,3 +168,23 @@ def test_a_failed_save_keeps_the_old_checkpoint_and_leaves_no_temporary(tmp_path
     # no normalization (random weights): recorded as such
     checkpoint.save(p, model, "digits", None, {}, {})
     assert checkpoint.load(p).normalization is None
+
+
+@pytest.mark.parametrize("size", [6, 12, 2])
+def test_a_config_whose_final_pool_cannot_be_a_shift_is_refused_on_load(tmp_path, size):
+    """Three stages halve the side twice and the global average pool divides by k*k with a
+    shift: a 6 or 12 input (3x3 left) or a 2 (nothing left) is refused when the checkpoint is
+    read, naming the field, not after quantizing (or with a classifier of spatial outputs)."""
+    p = tmp_path / "d.pt"
+    checkpoint.save(p, build("digits"), "digits", Normalization(0.3, 0.4), {}, {"name": "x"})
+    obj = torch.load(p, weights_only=True)
+    obj["config"] = {**obj["config"], "input_size": size, "widths": [16, 32, 64],
+                     "blocks": [1, 1, 1]}
+    torch.save(obj, p)
+    with pytest.raises(CheckpointError, match=f"input_size must be a power of two of at least 4 "
+                                              f"for 3 stages.*not {size}"):
+        checkpoint.load(p)
+    for ok in (4, 8, 32):
+        assert PRESETS["resnet20_shiftadd"].__class__(
+            **{**PRESETS["resnet20_shiftadd"].to_json(), "widths": (16, 32, 64),
+               "blocks": (1, 1, 1), "input_size": ok}).pool == ok // 4

@@ -34,6 +34,14 @@ class ResNetConfig:
             raise ValueError("widths and blocks must be non-empty and of equal length")
         if min(self.widths) < 1 or min(self.blocks) < 1 or self.num_classes < 2:
             raise ValueError("widths and blocks must be positive and num_classes >= 2")
+        least = 1 << (len(self.widths) - 1)
+        if self.input_size < least or self.input_size & (self.input_size - 1):
+            # each stage after the first halves the side, and the global average pool over the
+            # last side k divides by k*k with a shift (docs/NUMERICS.md)
+            raise ValueError(f"input_size must be a power of two of at least {least} for "
+                             f"{len(self.widths)} stages (each stage after the first halves it; "
+                             f"the final average pool needs a power-of-two side), not "
+                             f"{self.input_size}")
         if not 0 <= self.exp_max <= SHIFT_EXP_MAX:
             raise ValueError(f"exp_max must be in 0..{SHIFT_EXP_MAX}, not {self.exp_max}")
 
