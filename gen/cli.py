@@ -88,13 +88,27 @@ def cmd_init(args: argparse.Namespace) -> int:
     """A checkpoint with random, hardware-relevant weights: the hardware path (gen, sim, the
     board) for a model nobody has trained here, such as ResNet-20 (CIFAR-10 is not bundled)."""
 
+    import dataclasses
+
     from gen import checkpoint
-    from gen.nn.models import build, random_inputs, randomize
+    from gen.nn.models import PRESETS, build, random_inputs, randomize
 
     out = Path(args.output or f"runs/{args.arch}-random.pt")
+    changes = {f: v for f, v in (("widths", args.widths), ("blocks", args.blocks),
+                                 ("input_size", args.input_size),
+                                 ("in_channels", args.in_channels),
+                                 ("num_classes", args.classes)) if v is not None}
+    try:
+        c = dataclasses.replace(PRESETS[args.arch], **changes)
+    except ValueError as e:
+        given = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                          for k, v in changes.items())
+        raise UserError(f"{args.arch} with {given}: {e}") from None
+    if args.arch == "digits" and (c.in_channels, c.input_size) != (1, 8):
+        raise UserError("a digits model takes the bundled 1x8x8 images; --in-channels and "
+                        "--input-size change resnet20_shiftadd models")
     _output_file(out)
-    model = build(args.arch).eval()
-    c = model.config
+    model = build(args.arch, c).eval()
     if args.arch == "digits":
         # the BatchNorm statistics of the real (normalized) inputs, and their normalization
         # recorded, so eval and sim use the digits test images
@@ -111,12 +125,24 @@ def cmd_init(args: argparse.Namespace) -> int:
     checkpoint.save(out, model, args.arch, norm, {"random_weights": True, "seed": args.seed},
                     data)
     params = sum(p.numel() for p in model.parameters())
-    obj = {"checkpoint": str(out), "arch": args.arch, "seed": args.seed, "parameters": params}
+    obj = {"checkpoint": str(out), "arch": args.arch, "config": c.to_json(), "seed": args.seed,
+           "parameters": params}
+    shape = (f"{c.in_channels}x{c.input_size}x{c.input_size} in, widths "
+             f"{','.join(map(str, c.widths))}, blocks {','.join(map(str, c.blocks))}, "
+             f"{c.num_classes} classes")
     _emit(args, obj, lambda: print(
-        f"wrote {out}: {args.arch} ({params} parameters) with random weights (seed "
+        f"wrote {out}: {args.arch} ({shape}; {params} parameters) with random weights (seed "
         f"{args.seed}); its accuracy means nothing, its hardware is the real one\n"
         f"next: shiftadd gen {out}"))
     return 0
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by commas, not {text!r}"
+                                         ) from None
 
 
 def _output_file(path: Path) -> None:
@@ -610,10 +636,21 @@ def build_parser() -> argparse.ArgumentParser:
                                    "to generate and simulate a model's accelerator without "
                                    "training it: `shiftadd init resnet20_shiftadd`, then "
                                    "`shiftadd gen runs/resnet20_shiftadd-random.pt`.")
-    i.add_argument("arch", choices=("digits", "resnet20_shiftadd"), help="model")
+    i.add_argument("arch", choices=("digits", "resnet20_shiftadd"), help="model family")
     i.add_argument("-o", "--output", type=Path, default=None,
                    help="checkpoint to write (default runs/ARCH-random.pt)")
     i.add_argument("--seed", type=int, default=0)
+    shape = i.add_argument_group("the model's shape (default: ARCH's)")
+    shape.add_argument("--widths", type=_int_list, metavar="W,W,...",
+                       help="channels of each stage (ResNet-20: 16,32,64); each stage after "
+                            "the first halves the side")
+    shape.add_argument("--blocks", type=_int_list, metavar="B,B,...",
+                       help="blocks per stage, as many as widths (ResNet-20: 3,3,3; 5,5,5 is "
+                            "ResNet-32)")
+    shape.add_argument("--input-size", type=int, metavar="N",
+                       help="input side, a power of two (ResNet-20: 32)")
+    shape.add_argument("--in-channels", type=int, metavar="N", help="input channels")
+    shape.add_argument("--classes", type=int, metavar="N", help="output classes")
     i.add_argument("--json", action="store_true", help="print one JSON object")
     i.set_defaults(func=cmd_init)
 

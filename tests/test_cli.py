@@ -146,6 +146,41 @@ def test_init_writes_random_models_that_gen_builds(tmp_path):
     assert "accuracy on the digits test split" in run("eval", d).stdout
 
 
+def test_init_takes_another_shape_of_the_family(tmp_path):
+    """``init`` with a shape of one's own (ResNet-32's blocks, a small grey-scale model):
+    the checkpoint records it and ``gen`` sizes that model; an impossible shape is one line
+    naming what is wrong, and nothing is written."""
+    from gen import checkpoint
+
+    r32 = tmp_path / "r32.pt"
+    obj = json.loads(run("init", "resnet20_shiftadd", "--blocks", "5,5,5", "-o", r32,
+                         "--json").stdout)
+    assert obj["config"]["blocks"] == [5, 5, 5] and obj["config"]["widths"] == [16, 32, 64]
+    assert len(checkpoint.load(r32).model.layer2) == 5
+    small = tmp_path / "small.pt"
+    run("init", "resnet20_shiftadd", "--widths", "8,12", "--blocks", "1,2", "--input-size", "16",
+        "--in-channels", "1", "--classes", "4", "-o", small)
+    c = checkpoint.load(small).model.config
+    assert (c.widths, c.blocks, c.input_size, c.in_channels, c.num_classes) == (
+        (8, 12), (1, 2), 16, 1, 4)
+    run("gen", small, "-o", tmp_path / "out", "--rows", "2", "--cols", "8", "--lanes", "4")
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    conv1 = next(layer for layer in rep["layers"] if layer["name"] == "conv1")
+    assert conv1["lane_ops"] == 16 * 16 * 8 * 9 * 1  # pixels x widths[0] x 3x3 x in_channels
+    assert rep["array"]["rows"] == 2 and any(layer["name"] == "layer2.1.conv2.1"
+                                             for layer in rep["layers"])
+    for args, message in (
+            (["resnet20_shiftadd", "--widths", "16,32"], "widths=16,32: widths and blocks must"),
+            (["resnet20_shiftadd", "--input-size", "24"], "input_size must be a power of two"),
+            (["resnet20_shiftadd", "--classes", "1"], "num_classes >= 2"),
+            (["digits", "--in-channels", "3"], "a digits model takes the bundled 1x8x8 images"),
+            (["digits", "--widths", "8,x"], "expected integers separated by commas")):
+        bad = tmp_path / "bad.pt"
+        r = run("init", *args, "-o", bad, check=False)
+        assert r.returncode in (1, 2) and message in r.stderr, (args, r.stderr)
+        assert not bad.exists()
+
+
 def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     """Impossible geometries and budgets are one clear line each, and nothing is written."""
     out = tmp_path / "out"
