@@ -315,7 +315,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     configure_verilator()
     res, info = simulate_outdir(Path(args.out), args.images, seed=args.seed, idle=args.idle,
-                                backpressure=args.backpressure,
+                                backpressure=args.backpressure, threads=args.threads,
                                 progress=lambda m: _log(f"[sim] {m}"))
     obj = {**res.to_json(), **info}
     meas = obj["cycles_per_image"]
@@ -328,8 +328,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
         print(f"  cycles per image  {meas} measured (min {obj['cycles_min']}, max "
               f"{obj['cycles_max']}), {info['model_cycles_per_image']} cycle model "
               f"({100 * obj['cycle_difference']:+.2f} %, includes stream idle cycles)")
+        threads = f", {args.threads} threads" if args.threads > 1 else ""
         print(f"  simulation        {obj['images_per_s']} images/s "
-              f"(build {obj['build_seconds']} s)")
+              f"(build {obj['build_seconds']} s{threads})")
 
     _emit(args, obj, human)
     return 0 if res.mismatches == 0 else 1
@@ -706,6 +707,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idle", type=_probability, default=0.1, help="input stream idle probability")
     s.add_argument("--backpressure", type=_probability, default=0.1,
                    help="output stream backpressure probability")
+    s.add_argument("--threads", type=_positive_int, default=1,
+                   help="Verilator evaluation threads, a build of their own (default 1). Pays "
+                        "only with that many idle cores: digits at 9x16x16 on 2 idle cores "
+                        "1.5x faster with 2, 2.8x slower with the other core busy")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
 

@@ -43,11 +43,12 @@ class SimResult:
                 if self.run_seconds else None}
 
 
-def build_verilog(text: str, toplevel: str, progress=None) -> rtl.Build:
-    """Build Verilog text (cached by its hash); ``progress`` hears how a long build goes."""
+def build_verilog(text: str, toplevel: str, progress=None, threads: int = 1) -> rtl.Build:
+    """Build Verilog text (cached by its hash and ``threads``); ``progress`` hears how a long
+    build goes."""
     digest = hashlib.sha256(text.encode()).hexdigest()
     return rtl.build(lambda: text, "accel", {"verilog_sha256": digest}, toplevel=toplevel,
-                     progress=progress)
+                     progress=progress, threads=threads)
 
 
 # shown before a first build, measured here (2 cores): digits at 4x16x8 (the demo) 30 s, at
@@ -123,8 +124,10 @@ def sample_inputs(net: IntegerNetwork, n: int, seed: int) -> tuple[np.ndarray, s
 
 
 def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
-                    backpressure: float = 0.1, progress=lambda s: None) -> tuple[SimResult, dict]:
-    """``shiftadd sim``: build ``out/rtl``'s Verilog, stream ``images`` inputs, compare."""
+                    backpressure: float = 0.1, threads: int = 1,
+                    progress=lambda s: None) -> tuple[SimResult, dict]:
+    """``shiftadd sim``: build ``out/rtl``'s Verilog (with ``threads`` evaluation threads),
+    stream ``images`` inputs, compare."""
     from gen.cycles import program_cycles
     from gen.generate import (
         load_frame_beats,
@@ -142,7 +145,7 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
     text = simulation_verilog(out, manifest)
     progress(f"building {out / 'rtl'} under Verilator (cached after the first time; "
              f"{BUILD_TIME_HINT})")
-    b = build_verilog(text, manifest["top"], progress)
+    b = build_verilog(text, manifest["top"], progress, threads)
     progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")
     x, source = sample_inputs(net, images, seed)
     load = load_frame_beats(out)
@@ -152,5 +155,5 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
                    idle=idle, backpressure=backpressure)
     # the model's cycles for the program actually loaded
     model = program_cycles(program_descriptors(out, cfg), cfg)
-    info = {"inputs": source, "model_cycles_per_image": model}
+    info = {"inputs": source, "model_cycles_per_image": model, "threads": threads}
     return res, info

@@ -194,7 +194,8 @@ class Build:
 
 
 def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP,
-          progress: Callable[[str], None] | None = None, every: float = 30.0) -> Build:
+          progress: Callable[[str], None] | None = None, every: float = 30.0,
+          threads: int = 1) -> Build:
     """Build ``make_top()`` for Verilator, or reuse the cached build.
 
     ``make_top()`` returns an Amaranth component (converted with module name ``toplevel``) or the
@@ -202,9 +203,16 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
     generated file itself). ``key`` identifies the configuration (JSON-serialisable; for text,
     include its hash); ``make_top`` is only called when a build is needed. ``progress``, if
     given, hears what a build that takes long is doing every ``every`` seconds, and that the
-    call waits for another process building the same configuration.
+    call waits for another process building the same configuration. ``threads``: the model's
+    evaluation threads (Verilator ``--threads``, fixed at build time, so each count is a build
+    of its own); more than one pays only while that many cores are free, since Verilator's
+    threads spin while they wait for each other.
     """
+    if threads < 1:
+        raise ValueError(f"threads must be at least 1, not {threads}")
     waves = waves or os.environ.get("WAVES") == "1"
+    if threads > 1:
+        key = {**key, "verilator_threads": threads}
     digest = hashlib.sha256((json.dumps(key, sort_keys=True) + _source_digest() +
                              f"waves={waves}").encode()).hexdigest()[:16]
     directory = BUILD_ROOT / f"{name}-{digest}"
@@ -246,7 +254,8 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
                      hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
                                  "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
-                                 "-Wno-style"],
+                                 "-Wno-style",
+                                 *(["--threads", str(threads)] if threads > 1 else [])],
                      log_file=directory / "build.log")
         seconds = time.perf_counter() - t0
         stamp.write_text(json.dumps({"seconds": round(seconds, 2)}))

@@ -226,6 +226,24 @@ def test_cli_sim_json_and_overlapped_cycles(digits_fix8, capsys):
     assert obj["cycles_max"] < 0.8 * sum(descriptor_cycles(d, cfg) for d in descs)
 
 
+def test_cli_sim_with_two_verilator_threads(digits_fix8, capsys):
+    """``shiftadd sim --threads 2``: a build of its own, evaluated on two threads, still
+    bit-exact and cycle for cycle the same."""
+    from gen.cli import main
+
+    capsys.readouterr()
+    assert main(["sim", str(digits_fix8), "--images", "2", "--json", "--idle", "0",
+                 "--backpressure", "0", "--threads", "2"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["threads"] == 2 and obj["images"] == 2 and obj["mismatches"] == 0
+    assert obj["cycles_min"] == obj["cycles_max"] == obj["model_cycles_per_image"]
+    builds = [p.parent for p in rtl.BUILD_ROOT.glob("accel-*/key.json")
+              if json.loads(p.read_text()).get("verilator_threads") == 2]
+    # a model verilated with --threads evaluates on a thread pool
+    assert any("VlThreadPool" in (b / "obj" / "Vtop__Syms.h").read_text()
+               for b in builds if (b / "built.json").exists()), builds
+
+
 def test_manifest_describes_the_blobs(digits_fix8):
     from hw.program import MemoryId, beats_per_word
 
