@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -129,6 +130,86 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
     case = make_case(net, cfg, load, manifest["build_id"], x, bad_loads=bad_loads)
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="bad_")
+
+
+# loop counts (stored as count - 1): a fuzzed one stays within twice the original, so that a
+# run stays short; every other field takes any value of its width, or the original with one
+# bit flipped
+COUNT_FIELDS = {"m0", "m1", "m2", "m3", "m4", "m_cb", "m_pblk", "pixels"}
+
+
+def fuzzed_programs(load: list[int], width: int, rng, n: int, fields: int = 1
+                    ) -> list[tuple[str, list[int]]]:
+    """``n`` load frames of the program section alone, each with ``fields`` fields of its
+    descriptors (up to END) set at random: ``(label, frame)``."""
+    from hw.program import (
+        DESCRIPTOR_FIELDS,
+        MemoryId,
+        Opcode,
+        beats_to_words,
+        field_range,
+        pack_descriptor,
+        unpack_descriptor,
+        words_to_beats,
+    )
+
+    assert load[1] >> 24 == MemoryId.PROGRAM
+    words = load[1] & 0xFFFFFF
+    per = -(-width // 32)
+    descs = [unpack_descriptor(w) for w in beats_to_words(load[2:2 + words * per], width)]
+    end = next(i for i, d in enumerate(descs) if d["op"] == Opcode.END)
+    out = []
+    for _ in range(n):
+        changed, what = [dict(d) for d in descs], []
+        for _ in range(fields):
+            i = rng.randrange(end + 1)
+            name, bits, _signed = rng.choice(DESCRIPTOR_FIELDS)
+            lo, hi = field_range(name)
+            old = changed[i][name]
+            if name in COUNT_FIELDS:
+                new = rng.randint(0, min(hi, 2 * descs[i][name] + 2))
+            elif rng.random() < 0.5:
+                new = rng.randint(lo, hi)
+            else:
+                new = (old - lo ^ 1 << rng.randrange(bits)) + lo  # one bit of the stored field
+            changed[i][name] = new
+            what.append(f"descriptor {i} ({Opcode(descs[i]['op']).name}) {name}: {old} -> {new}")
+        beats = words_to_beats([pack_descriptor(d) for d in changed], width)
+        out.append(("; ".join(what), [load[0], load[1], *beats]))
+    return out
+
+
+def test_no_program_hangs_the_engine(digits_fix8, seed):
+    """80 programs, each with one or three descriptor fields set at random (an opcode, an
+    address, a flag, a shift, a walk step, a loop count up to twice its own): every run ends with
+    ``ap_done`` within three times the real program's cycles (plus 5,000), the engine idle, and
+    the real program exact afterwards. Errors may or may not be set; most runs compute
+    something else, so the outputs are not compared."""
+    import random
+
+    from gen.cycles import program_cycles
+    from sim.accel import sample_inputs
+
+    manifest, net, cfg = load_outdir(digits_fix8)
+    load = load_frame_beats(digits_fix8)
+    bound = 3 * program_cycles(program_descriptors(digits_fix8, cfg), cfg) + 5_000
+    width, rng = manifest["memories"]["program"]["width"], random.Random(seed)
+    fuzz = [(label, frame, bound) for fields in (1, 3)
+            for label, frame in fuzzed_programs(load, width, rng, 40, fields)]
+    x, _ = sample_inputs(net, 1, seed)
+    b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
+    case = make_case(net, cfg, load, manifest["build_id"], x, fuzz=fuzz)
+    workdir = b.directory / "cases"
+    workdir.mkdir(parents=True, exist_ok=True)
+    case_file = workdir / f"fuzz-{os.getpid()}-{seed}.json"
+    result = case_file.with_suffix(".result.json")
+    case_file.write_text(json.dumps(case))
+    rtl.run(b, "sim.tb.engine_tb", {"case": str(case_file), "result": str(result), "idle": 0.1,
+                                    "backpressure": 0.1}, seed=seed, tests="fuzzed_programs")
+    runs = json.loads(result.read_text())["runs"]
+    assert len(runs) == 80
+    # the fuzz reaches the checks: some runs end in errors, some complete without
+    assert any(r["errors"] for r in runs) and any(not r["errors"] for r in runs)
 
 
 def test_reset_mid_image_stops_the_engine_and_keeps_its_program(digits_fix8, seed):
