@@ -173,6 +173,7 @@ def test_init_takes_another_shape_of_the_family(tmp_path):
             (["resnet20_shiftadd", "--widths", "16,32"], "widths=16,32: widths and blocks must"),
             (["resnet20_shiftadd", "--input-size", "24"], "input_size must be a power of two"),
             (["resnet20_shiftadd", "--classes", "1"], "num_classes >= 2"),
+            (["resnet20_shiftadd", "--in-channels", "0"], "in_channels must be at least 1"),
             (["digits", "--in-channels", "3"], "a digits model takes the bundled 1x8x8 images"),
             (["digits", "--widths", "8,x"], "expected integers separated by commas")):
         bad = tmp_path / "bad.pt"

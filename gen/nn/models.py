@@ -34,6 +34,8 @@ class ResNetConfig:
             raise ValueError("widths and blocks must be non-empty and of equal length")
         if min(self.widths) < 1 or min(self.blocks) < 1 or self.num_classes < 2:
             raise ValueError("widths and blocks must be positive and num_classes >= 2")
+        if self.in_channels < 1:
+            raise ValueError(f"in_channels must be at least 1, not {self.in_channels}")
         least = 1 << (len(self.widths) - 1)
         if self.input_size < least or self.input_size & (self.input_size - 1):
             # each stage after the first halves the side, and the global average pool over the
