@@ -54,7 +54,7 @@ class Draw:
 
 def draw(seed: int, *, max_size: int = 16) -> Draw:
     """A random network: 1-3 stages of 1-2 blocks, widths from :data:`WIDTHS`, a power-of-two
-    input side up to ``max_size``, 2-20 classes, shift exponents over 0..0-7."""
+    input side up to ``max_size``, 2-20 classes, shift exponents over 0..k for a k of 0-7."""
     r = random.Random(seed)
     stages = r.randint(1, 3)
     least = 1 << (stages - 1)
@@ -87,6 +87,7 @@ class Outcome:
     cycles_idle: list[int]  # per image, with random idle and backpressure
     mismatches_idle: int
     error: str | None = None  # a failed simulation: its first line (the log's path)
+    distinct_outputs: int = 0  # distinct values among the golden model's outputs
 
     @property
     def ok(self) -> bool:
@@ -102,7 +103,7 @@ class Outcome:
                 "mismatches": self.mismatches + self.mismatches_idle,
                 "cycles": self.cycles, "model_cycles": self.model_cycles,
                 "exact_cycles": self.exact_cycles, "cycles_with_idle": self.cycles_idle,
-                "error": self.error}
+                "distinct_outputs": self.distinct_outputs, "error": self.error}
 
 
 def run(draws: list[Draw], precision: Precision, geo: Geometry, *, idle: float = 0.2,
@@ -112,6 +113,7 @@ def run(draws: list[Draw], precision: Precision, geo: Geometry, *, idle: float =
     from gen.compile import load_frame
     from gen.cycles import program_cycles
     from gen.generate import shared_engine
+    from sim import golden
     from sim.accel import build_config, make_case, run_case
     from sim.rtl import RTLTestFailure
 
@@ -125,6 +127,7 @@ def run(draws: list[Draw], precision: Precision, geo: Geometry, *, idle: float =
     out = []
     for d, (net, x), prog in zip(draws, nets, progs, strict=True):
         case = make_case(net, cfg, load_frame(prog, cfg), BUILD_ID, x)
+        distinct = len(np.unique(golden.run(net, x)))
         model = program_cycles(prog.descriptors, cfg)
         c = d.config
         what = (f"seed {d.seed}: {c.in_channels} channels {c.input_size}x{c.input_size}, "
@@ -133,11 +136,13 @@ def run(draws: list[Draw], precision: Precision, geo: Geometry, *, idle: float =
             exact = run_case(b, net, cfg, case, seed=d.seed, idle=0.0, backpressure=0.0)
             rough = run_case(b, net, cfg, case, seed=d.seed, idle=idle, backpressure=idle)
         except RTLTestFailure as e:
-            o = Outcome(d.seed, c, 0, 0, [], model, [], 0, error=str(e).splitlines()[0])
+            o = Outcome(d.seed, c, 0, 0, [], model, [], 0, error=str(e).splitlines()[0],
+                        distinct_outputs=distinct)
             progress(f"  {what}: FAILED: {o.error}")
         else:
             o = Outcome(d.seed, c, min(exact.images, rough.images), exact.mismatches,
-                        exact.cycles, model, rough.cycles, rough.mismatches)
+                        exact.cycles, model, rough.cycles, rough.mismatches,
+                        distinct_outputs=distinct)
             progress(f"  {what}: {o.mismatches + o.mismatches_idle} mismatches, "
                      f"{o.cycles[0]} cycles (model {model})")
         out.append(o)
