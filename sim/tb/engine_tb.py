@@ -208,10 +208,10 @@ async def bad_frames(dut):
 
 @cocotb.test()
 async def fuzzed_programs(dut):
-    """Programs with one descriptor field set at random (the case's ``fuzz``: a label, a
-    load frame of the program alone, and a bound in cycles that a run of the changed program may take): each image
-    run ends with ``ap_done`` within its bound and the engine idle, whatever it computed, with
-    or without error bits. A run that does not is a hang: the test resets the engine and goes
+    """Programs with descriptor fields set at random (the case's ``fuzz``: a label, a load
+    frame of the program alone, and the cycles a run of it may take): each image run ends with
+    ``ap_done`` within its bound and the engine idle, whatever it computed, with or without
+    error bits. A run that does not is a hang: the test resets the engine and goes
     on, then fails naming every one. Afterwards the real program runs an image exactly. The
     result file gets each run's label, error bits, cycles and result beats."""
     cfg = tb_config()
