@@ -69,11 +69,13 @@ def draw(seed: int, *, max_size: int = 16) -> Draw:
 def geometry(seed: int) -> tuple[Precision, Geometry]:
     """A random precision and a small engine geometry: 2-5 rows, 8 or 16 columns, 4, 8 or 16
     lanes, no more lanes than columns (builds of 15-60 s)."""
+    from gen.generate import COLS, LANES  # the sizing's candidates
+
     r = random.Random(f"geometry {seed}")
-    cols = r.choice([8, 16])
+    cols = r.choice([c for c in COLS if c <= 16])  # 32 columns build for minutes
     return (r.choice([Precision.FIX8, Precision.FIX32]),
             Geometry(rows=r.randint(2, 5), cols=cols,
-                     lanes=r.choice([v for v in (4, 8, 16) if v <= cols])))
+                     lanes=r.choice([v for v in LANES if v <= cols])))
 
 
 @dataclass

@@ -19,6 +19,7 @@ from gen.generate import (
     program_descriptors,
     simulation_verilog,
 )
+from hw.program import LOOP_LEVELS
 from sim import rtl
 from sim.accel import build_verilog, make_case, run_case, simulate_outdir
 
@@ -135,7 +136,7 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
 # loop counts (stored as count - 1): a fuzzed one stays within twice the original, so that a
 # run stays short; every other field takes any value of its width, or the original with one
 # bit flipped
-COUNT_FIELDS = {"m0", "m1", "m2", "m3", "m4", "m_cb", "m_pblk", "pixels"}
+COUNT_FIELDS = {*(f"m{lvl}" for lvl in range(LOOP_LEVELS)), "m_cb", "m_pblk", "pixels"}
 
 
 def fuzzed_programs(load: list[int], width: int, rng, n: int, fields: int = 1

@@ -26,6 +26,7 @@ AP_START = 1 << REGMAP["CTRL"].field("ap_start").bit
 AP_DONE = 1 << REGMAP["CTRL"].field("ap_done").bit
 AP_IDLE = 1 << REGMAP["CTRL"].field("ap_idle").bit
 STATUS_BUSY = 1 << REGMAP["STATUS"].field("busy").bit
+CLOCK_NS = 10
 
 
 class EngineTB:
@@ -47,7 +48,7 @@ class EngineTB:
         if self.clocked:  # leave the read-only phase the bus models resume callers in
             await FallingEdge(self.dut.aclk)
         else:
-            cocotb.start_soon(Clock(self.dut.aclk, 10, unit="ns").start())
+            cocotb.start_soon(Clock(self.dut.aclk, CLOCK_NS, unit="ns").start())
             self.clocked = True
         self.dut.aresetn.value = 0
         await ClockCycles(self.dut.aclk, cycles)
@@ -227,7 +228,7 @@ async def fuzzed_programs(dut):
         await tb.start_frame(frame)
         try:
             if not dut.interrupt.value:
-                await with_timeout(RisingEdge(dut.interrupt), 10 * bound, "ns")
+                await with_timeout(RisingEdge(dut.interrupt), CLOCK_NS * bound, "ns")
         except SimTimeoutError:
             hangs.append(label)
             dut._log.error("%s: no ap_done within %d cycles", label, bound)
