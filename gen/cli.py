@@ -269,7 +269,8 @@ def cmd_gen(args: argparse.Namespace) -> int:
 
     manifest, rep = generate(net, out, board=args.board, clock_mhz=args.clock_mhz,
                              lut_budget=args.lut_budget, rows=args.rows, cols=args.cols,
-                             lanes=args.lanes, progress=progress, synth=args.synth)
+                             lanes=args.lanes, images_per_s=args.images_per_s,
+                             progress=progress, synth=args.synth)
     seconds = round(time.perf_counter() - t0, 1)
     obj = {"out": str(out), "build_id": manifest["build_id_hex"], "seconds": seconds,
            **{k: rep[k] for k in ("model", "precision", "array", "cycles_per_image",
@@ -689,6 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--clock-mhz", type=_positive_float, default=DEFAULT_CLOCK_MHZ)
     g.add_argument("--lut-budget", type=_positive_float, default=None,
                    help="LUTs the design may use (default 70 %% of the board)")
+    g.add_argument("--images-per-s", type=_positive_float, default=None,
+                   help="the smallest design (fewest LUTs) that reaches this throughput at "
+                        "--clock-mhz, instead of the fastest that fits")
     g.add_argument("--synth", action="store_true",
                    help="also synthesize a PE of each array and each post-processing unit "
                         "with Yosys (seconds each) and report them beside the cost model")

@@ -256,33 +256,43 @@ def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
 
 
 def check_request(*, clock_mhz: float | None, lut_budget: float | None, rows: int | None,
-                  cols: int | None, lanes: int | None) -> None:
+                  cols: int | None, lanes: int | None, images_per_s: float | None = None
+                  ) -> None:
     """Reject what no generation can use before anything runs (``None``: not given): the
-    overrides must be positive integers, ``cols`` a multiple of ``lanes``, the clock and the
-    LUT budget positive, finite numbers."""
+    overrides must be positive integers, ``cols`` a multiple of ``lanes``, the clock, the
+    LUT budget and the throughput target positive, finite numbers."""
     for name, v in (("rows", rows), ("cols", cols), ("lanes", lanes)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise SizingError(f"{name} must be a positive integer, not {v!r}")
     if cols is not None and lanes is not None and cols % lanes:
         raise SizingError(f"cols must be a multiple of lanes: {cols} cols, {lanes} lanes")
-    for name, v in (("clock_mhz", clock_mhz), ("lut_budget", lut_budget)):
+    for name, v in (("clock_mhz", clock_mhz), ("lut_budget", lut_budget),
+                    ("images_per_s", images_per_s)):
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise SizingError(f"{name} must be a positive number, not {v!r}")
 
 
 def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None = None,
                 rows: int | None = None, cols: int | None = None, lanes: int | None = None,
+                images_per_s: float | None = None, clock_mhz: float = DEFAULT_CLOCK_MHZ,
                 model: CostModel | None = None) -> Design:
     """The fastest geometry that fits ``lut_budget`` (default 70 % of the board's LUTs) and the
-    board's block RAM; ties go to fewer LUTs. LUTs and BRAM grow with the rows, so for each
-    ``cols x lanes`` the rows are tried upwards until the first that does not fit. A geometry
-    whose block RAM is over the board's moves its shallow memories to LUT RAM
-    (:func:`fit_block_ram`)."""
-    check_request(clock_mhz=None, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
+    board's block RAM; ties go to fewer LUTs. With ``images_per_s``, the smallest (fewest
+    LUTs) that fits and reaches that many images per second at ``clock_mhz`` instead; ties go
+    to fewer cycles. LUTs and BRAM grow with the rows, so for each ``cols x lanes`` the rows
+    are tried upwards until the first that does not fit (or, with a target, the first that
+    reaches it). A geometry whose block RAM is over the board's moves its shallow memories to
+    LUT RAM (:func:`fit_block_ram`)."""
+    check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols,
+                  lanes=lanes, images_per_s=images_per_s)
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else LUT_BUDGET_SHARE * board.luts
     fixed = None not in (rows, cols, lanes)
-    best, smallest, tried = None, None, []
+    # with a target: the cycles per image it allows; the order ranks the designs that meet it
+    max_cycles = math.inf if images_per_s is None else clock_mhz * 1e6 / images_per_s
+    rank = (lambda d: (d.cycles, d.luts_total)) if images_per_s is None else \
+        (lambda d: (d.luts_total, d.cycles))
+    best, fastest, smallest, tried = None, None, None, []
     for c, v in itertools.product(COLS if cols is None else [cols],
                                   LANES if lanes is None else [lanes]):
         if c % v:
@@ -304,8 +314,20 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                 smallest = d
             if d.luts_total > budget or bram > board.bram36:
                 break
-            if best is None or (d.cycles, d.luts_total) < (best.cycles, best.luts_total):
-                best = d
+            if fastest is None or (d.cycles, d.luts_total) < (fastest.cycles, fastest.luts_total):
+                fastest = d
+            if d.cycles <= max_cycles:
+                if best is None or rank(d) < rank(best):
+                    best = d
+                if images_per_s is not None:
+                    break  # more rows: more LUTs
+    if best is None and fastest is not None:
+        g = fastest.cfg
+        raise SizingError(
+            f"no engine geometry within {budget:.0f} LUTs and {board.bram36} BRAM36 of "
+            f"{board.name} reaches {images_per_s:.10g} images/s at {clock_mhz:g} MHz; the fastest, "
+            f"{g.rows}x{g.cols}x{g.lanes}, takes {fastest.cycles} cycles per image: "
+            f"{clock_mhz * 1e6 / fastest.cycles:.0f} images/s ({fastest.luts_total:.0f} LUTs)")
     if best is None:
         need = ""
         if smallest is not None and sum(smallest.bram36.values()) > board.bram36:
@@ -864,18 +886,23 @@ def program_descriptors(out: Path, cfg: EngineConfig) -> list[dict]:
 def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
              clock_mhz: float = DEFAULT_CLOCK_MHZ,
              lut_budget: float | None = None, rows: int | None = None, cols: int | None = None,
-             lanes: int | None = None, progress: Callable[[str], None] = lambda s: None,
+             lanes: int | None = None, images_per_s: float | None = None,
+             progress: Callable[[str], None] = lambda s: None,
              synth: bool = False) -> tuple[dict, dict]:
-    """Size, compile and emit. Returns ``(manifest, report)``. ``synth``: also synthesize the
-    blocks that are cheap to (:func:`synthesized_blocks`) for the report."""
+    """Size, compile and emit. Returns ``(manifest, report)``. ``images_per_s``: the smallest
+    design that reaches it (:func:`size_engine`). ``synth``: also synthesize the blocks that
+    are cheap to (:func:`synthesized_blocks`) for the report."""
     if board not in BOARDS:
         raise SizingError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
-    check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
+    check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes,
+                  images_per_s=images_per_s)
     b = BOARDS[board]
     t0 = time.perf_counter()
-    progress(f"sizing for {board} at {clock_mhz:g} MHz (cycle model + calibrated "
+    goal = "" if images_per_s is None else f", the smallest design for {images_per_s:.10g} images/s"
+    progress(f"sizing for {board} at {clock_mhz:g} MHz{goal} (cycle model + calibrated "
              "cost model)")
-    design = size_engine(net, b, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes)
+    design = size_engine(net, b, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes,
+                         images_per_s=images_per_s, clock_mhz=clock_mhz)
     progress(f"  {design.cfg.rows}x{design.cfg.cols}x{design.cfg.lanes}: {design.cycles} cycles "
              f"per image, {design.luts_total:.0f} LUTs (model)")
     blocks = None

@@ -191,6 +191,8 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     assert r.returncode == 1 and "no engine geometry fits 1000 LUTs" in r.stderr
     r = run("gen", quick_digits, "-o", out, "--board", "zc702", check=False)
     assert r.returncode == 1 and "unknown board" in r.stderr
+    r = run("gen", quick_digits, "-o", out, "--images-per-s", "1e9", check=False)
+    assert r.returncode == 1 and "reaches 1000000000 images/s at 200 MHz; the fastest" in r.stderr
     # a geometry fixed in full that cannot be built: the reason, not "no geometry fits"
     r = run("gen", quick_digits, "-o", out, "--rows", "100", "--cols", "16", "--lanes", "8",
             check=False)
@@ -210,6 +212,7 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     (["gen", "x.pt", "--clock-mhz", "0"], "argument --clock-mhz: must be a positive number"),
     (["gen", "x.pt", "--clock-mhz", "nan"], "argument --clock-mhz: must be a positive number"),
     (["gen", "x.pt", "--lut-budget", "-5"], "argument --lut-budget: must be a positive number"),
+    (["gen", "x.pt", "--images-per-s", "0"], "argument --images-per-s: must be a positive"),
     (["sim", "out", "--images", "0"], "argument --images: must be at least 1, not 0"),
     (["sim", "out", "--idle", "1"], "argument --idle: must be at least 0 and below 1"),
     (["sim", "out", "--backpressure", "-0.1"], "argument --backpressure: must be at least 0"),

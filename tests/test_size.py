@@ -69,6 +69,29 @@ def test_the_fastest_geometry_that_fits_is_chosen(digits_fix8):
     assert best.cfg == counted.cfg and best.cycles == counted.cycles
 
 
+def test_a_throughput_target_gets_the_smallest_design_that_reaches_it(digits_fix8):
+    """``images_per_s``: of the geometries that fit, the one with the fewest LUTs whose
+    cycle model reaches the target at the clock; a target beyond the fastest is a clear
+    error that names it."""
+    board, model = BOARDS["zc706"], CostModel.load()
+    fastest = size_engine(digits_fix8, board, lanes=8)
+    target = 0.25 * 200e6 / fastest.cycles
+    small = size_engine(digits_fix8, board, lanes=8, images_per_s=target)
+    assert 200e6 / small.cycles >= target and small.luts_total < fastest.luts_total / 2
+    for r in range(2, 33):
+        for c in (8, 16, 32):
+            d = design_for(digits_fix8, Geometry(r, c, 8), model, weights=False)
+            assert d.cycles > 200e6 / target or d.luts_total >= small.luts_total, (r, c)
+    # at half the clock the same target needs twice the rate per cycle: a larger design
+    slow = size_engine(digits_fix8, board, lanes=8, images_per_s=target, clock_mhz=100)
+    assert 100e6 / slow.cycles >= target and slow.luts_total > small.luts_total
+    with pytest.raises(SizingError, match=rf"reaches 1000000 images/s at 200 MHz; the "
+                       rf"fastest, {fastest.cfg.rows}x{fastest.cfg.cols}x8, takes "
+                       rf"{fastest.cycles} cycles"):
+        size_engine(digits_fix8, board, lanes=8, images_per_s=1e6)
+    with pytest.raises(SizingError, match="images_per_s must be a positive number"):
+        size_engine(digits_fix8, board, images_per_s=0)
+
 def test_overrides_hold_and_impossible_budgets_are_clear_errors(digits_fix8):
     d = size_engine(digits_fix8, BOARDS["zc706"], rows=5, cols=16, lanes=8)
     assert (d.cfg.rows, d.cfg.cols, d.cfg.lanes) == (5, 16, 8)
