@@ -213,6 +213,144 @@ def test_no_program_hangs_the_engine(digits_fix8, seed):
     assert any(r["errors"] for r in runs) and any(not r["errors"] for r in runs)
 
 
+def frame_accepted(frame: list[int], widths: dict, depths: dict, image_beats: int) -> bool:
+    """Whether the engine takes ``frame`` (``TLAST`` on its last beat only) without
+    ``ERROR.bad_length``, with the real program loaded: the stream formats of
+    ``docs/ACCELERATOR.md`` as a reference for ``hw/engine.py``'s checks. An ``INFER`` frame
+    must be as long as the program's input; a ``LOAD`` frame is sections of a memory the engine
+    has, each of 1 .. depth words, whose last word ends the frame or is followed by the next
+    section's header."""
+    from hw.program import FrameKind, beats_per_word, header_beat
+
+    if len(frame) < 2:  # a header alone
+        return False
+    if frame[0] == header_beat(FrameKind.INFER):
+        return len(frame) == image_beats
+    if frame[0] != header_beat(FrameKind.LOAD):
+        return False
+    pos = 1
+    while True:
+        mid, words = frame[pos] >> 24, frame[pos] & 0xFFFFFF
+        if not widths.get(mid) or not 0 < words <= depths[mid] or pos == len(frame) - 1:
+            return False
+        end = pos + words * beats_per_word(widths[mid])  # the section's last beat
+        if end >= len(frame) - 1:
+            return end == len(frame) - 1
+        pos = end + 1
+
+
+def fuzzed_frames(load: list[int], image: list[int], widths: dict, depths: dict, rng, n: int
+                  ) -> list[tuple[str, list[list[int]]]]:
+    """``n`` cases of malformed (or merely unusual) frames made from the real ``LOAD`` frame
+    and an ``INFER`` frame: ``(label, frames)``, sent one after another. Cut short anywhere
+    (often at a section's edge), longer by a few beats, a header or a section header changed
+    (another kind, one bit flipped, a word count one off, a memory the engine lacks, any
+    value), a section resized with its words (shorter, longer, longer than its memory), one
+    frame split in two, data words random, a frame sent as the other kind."""
+    from hw.program import FrameKind, beats_per_word, header_beat
+
+    heads, pos = [], 1  # the load frame's section headers
+    while pos < len(load):
+        heads.append(pos)
+        pos += 1 + (load[pos] & 0xFFFFFF) * beats_per_word(widths[load[pos] >> 24])
+    edges = [p for h in heads[1:] for p in (h - 1, h, h + 1)] + [len(load) - 1]
+
+    def word() -> int:
+        return rng.getrandbits(32)
+
+    hows = ["cut", "long", "header", "split", "words", "kind"]
+    kinds = [("infer", h) for h in hows] + [("load", h) for h in hows + ["section", "resize"]]
+    out = []
+    for case in range(n):  # every kind of change in turn, so that each is in every run
+        base_name, how = kinds[case % len(kinds)]
+        f = list(image if base_name == "infer" else load)
+        if how == "cut":
+            k = rng.choice(edges) if base_name == "load" and rng.random() < 0.5 else \
+                rng.randrange(1, len(f))
+            frames, what = [f[:k]], f"cut to {k} of {len(f)} beats"
+        elif how == "long":
+            extra = [word() for _ in range(rng.randint(1, 8))]
+            frames, what = [f + extra], f"{len(extra)} beats more"
+        elif how == "header":
+            f[0] = rng.choice([word(), f[0] ^ 1 << rng.randrange(32),
+                               header_beat(FrameKind.INFER) & ~0xFF | rng.randrange(256)])
+            frames, what = [f], f"header {f[0]:#010x}"
+        elif how == "split":
+            k = rng.randrange(1, len(f))
+            frames, what = [f[:k], f[k:]], f"split at beat {k}"
+        elif how == "words":
+            for i in rng.sample(range(1, len(f)), min(len(f) - 1, rng.choice([1, 3, len(f)]))):
+                if base_name == "infer" or i not in heads:
+                    f[i] = word()
+            frames, what = [f], "data words random"
+        elif how == "kind":
+            other = FrameKind.LOAD if base_name == "infer" else FrameKind.INFER
+            f[0] = header_beat(other)
+            frames, what = [f], f"sent as {other.name}"
+        elif how == "resize":  # a section of another length, its words cut or added
+            i = rng.choice(heads)
+            mid, words = f[i] >> 24, f[i] & 0xFFFFFF
+            bpw = beats_per_word(widths[mid])
+            new = [rng.randint(1, words), rng.randint(words, depths[mid]),
+                   depths[mid] + rng.randint(1, 3)][case // len(kinds) % 3]
+            at = i + 1 + min(words, new) * bpw
+            f[i] = mid << 24 | new
+            f[at:at] = [word() for _ in range((new - words) * bpw)]
+            del f[at:at + (words - new) * bpw]
+            frames, what = [f], f"section at beat {i}: {words} -> {new} words"
+        else:  # a section header
+            i = rng.choice(heads)
+            mid, words = f[i] >> 24, f[i] & 0xFFFFFF
+            mid, words = rng.choice([(rng.randrange(256), words), (mid, words + 1),
+                                     (mid, words - 1), (mid, 0), (mid, rng.randrange(1 << 24)),
+                                     (rng.choice([0, 5, 255]), words)])
+            f[i] = mid << 24 | words
+            frames, what = [f], f"section at beat {i}: memory {mid}, {words} words"
+        out.append((f"{base_name}: {what}", frames))
+    return out
+
+
+def frame_fuzz(load: list[int], image: list[int], cfg, rng, n: int) -> list[dict]:
+    """``fuzzed_frames`` as the testbench's ``frame_fuzz``: each case's label and frames, and
+    for each frame whether the engine must accept it and whether it is an image; ``reload``:
+    a load frame was among them."""
+    from hw.program import FrameKind, header_beat
+
+    widths = {int(k): v for k, v in cfg.memory_widths().items()}
+    depths = {int(k): v for k, v in cfg.memory_depths().items()}
+    return [{"label": label, "frames": frames,
+             "accepted": [frame_accepted(f, widths, depths, len(image)) for f in frames],
+             "infer": [f[0] == header_beat(FrameKind.INFER) for f in frames],
+             "reload": any(f[0] == header_beat(FrameKind.LOAD) for f in frames)}
+            for label, frames in fuzzed_frames(load, image, widths, depths, rng, n)]
+
+
+def test_no_frame_hangs_or_corrupts_the_engine(digits_fix8, seed):
+    """60 cases of malformed frames (``fuzzed_frames``): each frame ends with ``ap_done`` and
+    the engine idle, ``ERROR.bad_length`` exactly when ``frame_accepted`` refuses it, the whole
+    frame taken from the stream, a result only for an accepted image (whole, ``TLAST`` on its
+    last beat); then (after a reload, if a ``LOAD`` frame was sent) the real image exactly."""
+    import random
+
+    from gen.cycles import program_cycles
+    from sim.accel import sample_inputs
+
+    manifest, net, cfg = load_outdir(digits_fix8)
+    load = load_frame_beats(digits_fix8)
+    x, _ = sample_inputs(net, 1, seed)
+    b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
+    case = make_case(net, cfg, load, manifest["build_id"], x)
+    fuzz = frame_fuzz(load, case["images"][0], cfg, random.Random(seed), 60)
+    # the real program's cycles, and a load frame's beats, with the stream idle 10 % of them
+    bound = 3 * (program_cycles(program_descriptors(digits_fix8, cfg), cfg) + len(load)) + 5_000
+    # the fuzz reaches both answers, for both kinds
+    for kind in ("infer", "load"):
+        got = {v for z in fuzz if z["label"].startswith(kind) for v in z["accepted"]}
+        assert got == {True, False}, f"{kind} frames: only {got}"
+    case["frame_fuzz"], case["bound"] = fuzz, bound
+    run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="fuzzed_frames")
+
+
 def test_reset_mid_image_stops_the_engine_and_keeps_its_program(digits_fix8, seed):
     """``aresetn`` halfway through an image (the testbench's ``reset_mid_image``): no result,
     registers as after power-up, and the next start runs the image exactly without a reload."""

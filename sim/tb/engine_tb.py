@@ -257,3 +257,71 @@ async def fuzzed_programs(dut):
         with open(cfg["result"], "w") as f:
             json.dump({"runs": runs, "hangs": hangs}, f)
     assert not hangs, f"{len(hangs)} of {len(case['fuzz'])} fuzzed programs hung: {hangs}"
+
+
+@cocotb.test()
+async def fuzzed_frames(dut):
+    """Malformed frames (the case's ``frame_fuzz``: each a label, its frames, whether the
+    engine should accept each, whether each is an image, and whether a load frame was among
+    them): every frame ends with ``ap_done`` within the case's ``bound`` and the engine idle,
+    ``ERROR.bad_length`` set exactly for the refused ones, the whole frame taken from the
+    stream, and a whole result (``TLAST`` on its last beat) only for an accepted image. After
+    each case (and a reload, if it sent a load frame) the real image runs exactly. Every
+    failure is named at the end."""
+    case = _case()
+    tb = EngineTB(dut, tb_config())
+    await tb.reset()
+    await tb.run_frame(case["load"])
+    image, n_out, bound = case["images"][0], case["out_beats"], case["bound"]
+    failures = []  # (case, what went wrong)
+    for i, fz in enumerate(case["frame_fuzz"]):
+        label, reload = f"case {i} ({fz['label']})", False
+        for frame, accepted, infer in zip(fz["frames"], fz["accepted"], fz["infer"],
+                                          strict=True):
+            before = len(tb.sink.items)
+            await tb.start_frame(frame)
+            try:
+                if not dut.interrupt.value:
+                    await with_timeout(RisingEdge(dut.interrupt), CLOCK_NS * bound, "ns")
+            except SimTimeoutError:
+                failures.append((i, f"{label}: no ap_done within {bound} cycles"))
+                await FallingEdge(dut.aclk)
+                tb.src.abort()
+                await tb.reset(2)
+                reload = True
+                break
+            ctrl = await tb.read("CTRL")
+            errors = await tb.errors()
+            beats = tb.sink.items[before:]
+            want = n_out if accepted and infer else 0
+            problems = [what for what, bad in (
+                (f"CTRL={ctrl:#x} without ap_done", not ctrl & AP_DONE),
+                ("busy after ap_done", await tb.read("STATUS") & STATUS_BUSY),
+                (f"errors {errors}, expected {[] if accepted else ['bad_length']}",
+                 errors != ([] if accepted else ["bad_length"])),
+                (f"{len(tb.src.queue)} beats of the frame not taken", tb.src.queue),
+                (f"{len(beats)} result beats, expected {want}", len(beats) != want),
+                ("TLAST not on the result's last beat only",
+                 beats and [v >> 32 for v in beats] != [0] * (len(beats) - 1) + [1]))
+                if bad]
+            if problems:
+                failures.append((i, f"{label}: " + "; ".join(problems)))
+            if tb.src.queue:  # start the next case clean: what a driver does (see above)
+                await FallingEdge(dut.aclk)
+                tb.src.abort()
+                await tb.reset(2)
+                reload = True
+            assert await tb.bus.write(A["ERROR"], 0xFF) == 0
+        if reload or fz["reload"]:
+            await tb.run_frame(case["load"])
+        before = len(tb.sink.items)
+        await tb.run_frame(image)
+        got = [v & 0xFFFF_FFFF for v in tb.sink.items[before:]]
+        if got != case["expected"][0] or await tb.errors():
+            failures.append((i, f"{label}: the real image afterwards is not exact "
+                                f"(errors {await tb.errors()})"))
+            assert await tb.bus.write(A["ERROR"], 0xFF) == 0
+    for _, what in failures:
+        dut._log.error("%s", what)
+    assert not failures, f"{len(failures)} failures in {len({i for i, _ in failures})} of " \
+                         f"{len(case['frame_fuzz'])} cases: {[what for _, what in failures]}"
