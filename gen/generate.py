@@ -288,11 +288,9 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else LUT_BUDGET_SHARE * board.luts
     fixed = None not in (rows, cols, lanes)
-    # with a target: the cycles per image it allows; the order ranks the designs that meet it
-    max_cycles = math.inf if images_per_s is None else clock_mhz * 1e6 / images_per_s
-    rank = (lambda d: (d.cycles, d.luts_total)) if images_per_s is None else \
-        (lambda d: (d.luts_total, d.cycles))
-    best, fastest, smallest, tried = None, None, None, []
+    # with a target: the cycles per image it allows, and the cheapest design within them
+    max_cycles = None if images_per_s is None else clock_mhz * 1e6 / images_per_s
+    fastest, cheapest, smallest, tried = None, None, None, []
     for c, v in itertools.product(COLS if cols is None else [cols],
                                   LANES if lanes is None else [lanes]):
         if c % v:
@@ -316,11 +314,12 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                 break
             if fastest is None or (d.cycles, d.luts_total) < (fastest.cycles, fastest.luts_total):
                 fastest = d
-            if d.cycles <= max_cycles:
-                if best is None or rank(d) < rank(best):
-                    best = d
-                if images_per_s is not None:
-                    break  # more rows: more LUTs
+            if max_cycles is not None and d.cycles <= max_cycles:
+                if cheapest is None or (d.luts_total, d.cycles) < (cheapest.luts_total,
+                                                                   cheapest.cycles):
+                    cheapest = d
+                break  # more rows: more LUTs
+    best = fastest if max_cycles is None else cheapest
     if best is None and fastest is not None:
         g = fastest.cfg
         raise SizingError(
