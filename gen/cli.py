@@ -273,7 +273,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
                              progress=progress, synth=args.synth)
     seconds = round(time.perf_counter() - t0, 1)
     obj = {"out": str(out), "build_id": manifest["build_id_hex"], "seconds": seconds,
-           **{k: rep[k] for k in ("model", "precision", "array", "cycles_per_image",
+           **{k: rep[k] for k in ("model", "precision", "array", "sizing", "cycles_per_image",
                                   "images_per_s", "latency_us", "min_conv_utilization")},
            "luts_model": rep["resources_model"]["luts_total"],
            "bram36": rep["resources_model"]["bram36_total"]}
@@ -284,7 +284,8 @@ def cmd_gen(args: argparse.Namespace) -> int:
     def human() -> None:
         a = rep["array"]
         print(f"generated {out}/ in {seconds} s (build id {manifest['build_id_hex']})")
-        print(f"  arrays      {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes (shift + adder)")
+        print(f"  arrays      {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes (shift + adder): "
+              f"{rep['sizing']}")
         print(f"  throughput  {rep['images_per_s']} images/s at {rep['clock_mhz']:g} MHz "
               f"({rep['cycles_per_image']} cycles, {rep['latency_us']} us per image; model)")
         from gen.generate import pe_use_summary

@@ -133,6 +133,7 @@ class Design:
     luts: dict[str, float]
     bram36: dict[str, float]
     cycles: int
+    sizing: str = ""  # how the geometry was chosen (:func:`size_engine`), for the report
 
     @property
     def luts_total(self) -> float:
@@ -338,8 +339,14 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                 need += " (FIX8 stores a quarter of the bits)"
         raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "
                           f"of {board.name}{need}; tried: " + "; ".join(tried[:6]))
-    return design_for(net, Geometry(best.cfg.rows, best.cfg.cols, best.cfg.lanes), model,
-                      lutram=best.cfg.lutram)
+    within = f"within {budget:.0f} LUTs and {board.bram36} BRAM36 of {board.name}"
+    sizing = (f"the geometry asked for ({within})" if fixed else
+              f"the fastest geometry {within}" if max_cycles is None else
+              f"the smallest (fewest LUTs) geometry {within} that reaches "
+              f"{images_per_s:.10g} images/s at {clock_mhz:g} MHz")
+    return dataclasses.replace(
+        design_for(net, Geometry(best.cfg.rows, best.cfg.cols, best.cfg.lanes), model,
+                   lutram=best.cfg.lutram), sizing=sizing)
 
 
 def in_lutram(d: Design, model: CostModel, lutram: tuple[str, ...]) -> Design:
@@ -544,7 +551,7 @@ def report(design: Design, board: Board, clock_mhz: float, seconds: float) -> di
     convs = [x for x in layers if "utilization" in x]
     return {
         "model": design.net.name, "precision": design.net.precision.value, "board": board.name,
-        "clock_mhz": clock_mhz,
+        "clock_mhz": clock_mhz, "sizing": design.sizing,
         "array": {"rows": cfg.rows, "cols": cfg.cols, "lanes": cfg.lanes,
                   "shift_range": cfg.shift.lane.shift_max if cfg.shift else None,
                   "acc_bits": {k: getattr(cfg, k).acc_bits for k in ("shift", "adder")
@@ -582,7 +589,8 @@ def report_markdown(rep: dict) -> str:
     a, r = rep["array"], rep["resources_model"]
     lines = [f"# shiftadd accelerator: {rep['model']} ({rep['precision']}) on {rep['board']}", "",
              f"- array: {a['rows']} x {a['cols']} PEs x {a['lanes']} lanes, one shift and one "
-             f"adder array, running at the same time; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}",
+             f"adder array, running at the same time; shift range 0..{a['shift_range']}; accumulators {a['acc_bits']}"
+             + (f"; {rep['sizing']}" if rep.get("sizing") else ""),
              f"- clock {rep['clock_mhz']} MHz: {rep['cycles_per_image']} cycles per image = "
              f"{rep['latency_us']} us, {rep['images_per_s']} images/s (cycle model); the clock "
              "is the target, not a timing result: Vivado's timing report (`shiftadd "

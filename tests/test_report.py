@@ -25,6 +25,7 @@ def _report() -> dict:
         {"name": "output", "op": "output", "cycles": 10, "us": 0.05, "start": 510, "end": 520},
     ]
     return {"model": "m", "precision": "fix8", "board": "zc706", "clock_mhz": 200.0,
+            "sizing": "the fastest geometry within 9 LUTs",
             "array": {"rows": 2, "cols": 8, "lanes": 4, "shift_range": 7,
                       "acc_bits": {"shift": 20}},
             "resources_model": {"luts": {"shift_array": 10, "core": 5}, "luts_total": 15,
@@ -81,6 +82,7 @@ def test_markdown_shows_the_figure_and_the_synthesized_blocks_when_present():
     rep = _report()
     md = report_markdown(rep)
     assert "(report.svg)" in md and "LUTs (synthesized)" not in md
+    assert "; the fastest geometry within 9 LUTs\n" in md  # how the array was sized
     rep["resources_synth"] = {"tool": "yosys", "note": "n", "seconds": 1.0, "core": None,
                               "blocks": {"shift_array": {"lut": 8, "ff": 3, "carry4": 2,
                                                          "dsp": 0, "parts": {}}}}

@@ -78,6 +78,10 @@ def test_a_throughput_target_gets_the_smallest_design_that_reaches_it(digits_fix
     target = 0.25 * 200e6 / fastest.cycles
     small = size_engine(digits_fix8, board, lanes=8, images_per_s=target)
     assert 200e6 / small.cycles >= target and small.luts_total < fastest.luts_total / 2
+    budget = f"within {0.7 * board.luts:.0f} LUTs and 545 BRAM36 of zc706"
+    assert fastest.sizing == f"the fastest geometry {budget}"
+    assert small.sizing == f"the smallest (fewest LUTs) geometry {budget} that reaches " \
+                           f"{target:.10g} images/s at 200 MHz"
     for r in range(2, 33):
         for c in (8, 16, 32):
             d = design_for(digits_fix8, Geometry(r, c, 8), model, weights=False)
@@ -95,6 +99,7 @@ def test_a_throughput_target_gets_the_smallest_design_that_reaches_it(digits_fix
 def test_overrides_hold_and_impossible_budgets_are_clear_errors(digits_fix8):
     d = size_engine(digits_fix8, BOARDS["zc706"], rows=5, cols=16, lanes=8)
     assert (d.cfg.rows, d.cfg.cols, d.cfg.lanes) == (5, 16, 8)
+    assert d.sizing.startswith("the geometry asked for (within ")
     with pytest.raises(SizingError, match="no engine geometry fits 1000 LUTs"):
         size_engine(digits_fix8, BOARDS["zc706"], lut_budget=1000)
 
