@@ -834,15 +834,50 @@ def _terminate_as_exception():
         signal.signal(signal.SIGTERM, old)
 
 
+# Commands that keep torch's threads busy for minutes (training): they may spin when the
+# machine is idle (:func:`omp_wait_policy`).
+SPIN_WHEN_IDLE = ("train", "demo")
+IDLE_BELOW = 0.25  # the share of the machine's CPU time others take that still counts as idle
+
+
+def others_cpu_share(seconds: float = 0.2) -> float:
+    """The share of all cores' time that was not idle over ``seconds`` (Linux ``/proc/stat``;
+    1.0 where it cannot be read). This process sleeps meanwhile, so it is the others'."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # all, idle + iowait
+
+    try:
+        t0, i0 = sample()
+        time.sleep(seconds)
+        t1, i1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 1.0
+    return 1.0 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def omp_wait_policy(command: str, busy: Callable[[], float] = others_cpu_share) -> str | None:
+    """``OMP_WAIT_POLICY`` for ``command`` (``None``: OpenMP's default, which spins a while).
+    torch's OpenMP threads wait for each other at every parallel region. Spinning is fastest
+    on an idle machine, but a spinning thread on a core another job holds stalls them all, so
+    waiting is passive unless the command trains and the machine is idle when it starts.
+    Measured, 5 training epochs with 2 threads on 2 cores (BENCHMARKS.md, twentieth session):
+    idle 4.8 s spinning, 12.1 s passive; the other core busy 18-54 s spinning, 11.8 s passive.
+    The weights are the same either way (the thread count, not the policy, decides them)."""
+    if command in SPIN_WHEN_IDLE and busy() < IDLE_BELOW:
+        return None
+    return "PASSIVE"
+
+
 def main(argv: list[str] | None = None) -> int:
-    # torch's OpenMP threads spin while they wait for each other; with another job on the
-    # machine (a simulation, a build) a spinning thread on a taken core stalls them all.
-    # Measured, 5 training epochs on 2 cores: 13.4 s spinning / 15.8 s passive when idle,
-    # 41.4 s / 23.8 s with the other core busy. (Read when torch starts: commands import it
-    # lazily, after this.)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
+    # read when torch starts: commands import it lazily, after this
+    if "OMP_WAIT_POLICY" not in os.environ:
+        policy = omp_wait_policy(args.command)
+        if policy is not None:
+            os.environ["OMP_WAIT_POLICY"] = policy
     with _terminate_as_exception():
         return _run_command(args)
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -327,3 +329,27 @@ def test_gen_synth_reports_each_block_beside_the_model(tmp_path, quick_digits):
     md = (out / "report.md").read_text()
     assert "| shift array PEs |" in md and "(model only)" in md
     assert "step 3/4: synthesizing" in r.stderr
+
+
+def test_training_spins_only_on_an_idle_machine():
+    """torch's OpenMP threads spin for ``train`` and ``demo`` when the machine is idle as they
+    start, and wait passively otherwise (a spinning thread on a taken core stalls the rest);
+    ``others_cpu_share`` sees every core taken by other processes."""
+    import subprocess
+    import sys
+
+    from gen.cli import IDLE_BELOW, omp_wait_policy, others_cpu_share
+
+    assert omp_wait_policy("train", lambda: 0.0) is None
+    assert omp_wait_policy("demo", lambda: IDLE_BELOW - 0.01) is None
+    assert omp_wait_policy("train", lambda: 0.5) == "PASSIVE"
+    assert omp_wait_policy("gen", lambda: 0.0) == "PASSIVE"  # short torch work: never spins
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(os.cpu_count() or 1)]
+    try:
+        time.sleep(0.3)  # the interpreters are up and spinning
+        assert others_cpu_share() > 0.5
+    finally:
+        for b in burners:
+            b.kill()
+            b.wait()
