@@ -289,6 +289,7 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else LUT_BUDGET_SHARE * board.luts
     fixed = None not in (rows, cols, lanes)
+    within = f"within {budget:.0f} LUTs and {board.bram36} BRAM36 of {board.name}"
     # with a target: the cycles per image it allows, and the cheapest design within them
     max_cycles = None if images_per_s is None else clock_mhz * 1e6 / images_per_s
     fastest, cheapest, smallest, tried = None, None, None, []
@@ -324,8 +325,8 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     if best is None and fastest is not None:
         g = fastest.cfg
         raise SizingError(
-            f"no engine geometry within {budget:.0f} LUTs and {board.bram36} BRAM36 of "
-            f"{board.name} reaches {images_per_s:.10g} images/s at {clock_mhz:g} MHz; the fastest, "
+            f"no engine geometry {within} reaches {images_per_s:.10g} images/s at "
+            f"{clock_mhz:g} MHz; the fastest, "
             f"{g.rows}x{g.cols}x{g.lanes}, takes {fastest.cycles} cycles per image: "
             f"{clock_mhz * 1e6 / fastest.cycles:.0f} images/s ({fastest.luts_total:.0f} LUTs)")
     if best is None:
@@ -339,7 +340,6 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                 need += " (FIX8 stores a quarter of the bits)"
         raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "
                           f"of {board.name}{need}; tried: " + "; ".join(tried[:6]))
-    within = f"within {budget:.0f} LUTs and {board.bram36} BRAM36 of {board.name}"
     sizing = (f"the geometry asked for ({within})" if fixed else
               f"the fastest geometry {within}" if max_cycles is None else
               f"the smallest (fewest LUTs) geometry {within} that reaches "

@@ -73,6 +73,7 @@ from hw.program import (
     DESCRIPTOR_BITS,
     DESCRIPTOR_FIELDS,
     LOOP_LEVELS,
+    SECTION_WORDS_BITS,
     FrameKind,
     MemoryId,
     Opcode,
@@ -858,8 +859,8 @@ class Engine(wiring.Component):
             # ---------------------------------------------------------- load
             with m.State("SECTION"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                mid = beat[24:32]
-                words = beat[:24]
+                mid = beat[SECTION_WORDS_BITS:]
+                words = beat[:SECTION_WORDS_BITS]
                 known = Const(0)
                 fits = Const(0)
                 bpw = Const(0, k_last.shape())

@@ -149,10 +149,18 @@ def header_beat(kind: FrameKind) -> int:
     return FRAME_MAGIC << 8 | int(kind)
 
 
+SECTION_WORDS_BITS = 24  # a section header beat: ``memory << SECTION_WORDS_BITS | words``
+
+
 def section_beat(memory: MemoryId, words: int) -> int:
-    if not 0 < words < 1 << 24:
-        raise ValueError(f"a section holds 1..{(1 << 24) - 1} words, not {words}")
-    return int(memory) << 24 | words
+    if not 0 < words < 1 << SECTION_WORDS_BITS:
+        raise ValueError(f"a section holds 1..{(1 << SECTION_WORDS_BITS) - 1} words, not {words}")
+    return int(memory) << SECTION_WORDS_BITS | words
+
+
+def section_fields(beat: int) -> tuple[int, int]:
+    """A section header beat's ``(memory, words)``, whatever their values."""
+    return beat >> SECTION_WORDS_BITS, beat & ((1 << SECTION_WORDS_BITS) - 1)
 
 
 def words_to_beats(words: list[int], width: int) -> list[int]:

@@ -19,7 +19,7 @@ from gen.generate import (
     program_descriptors,
     simulation_verilog,
 )
-from hw.program import LOOP_LEVELS
+from hw.program import LOOP_LEVELS, SECTION_WORDS_BITS, section_fields
 from sim import rtl
 from sim.accel import build_verilog, make_case, run_case, simulate_outdir
 
@@ -154,8 +154,8 @@ def fuzzed_programs(load: list[int], width: int, rng, n: int, fields: int = 1
         words_to_beats,
     )
 
-    assert load[1] >> 24 == MemoryId.PROGRAM
-    words = load[1] & 0xFFFFFF
+    mid, words = section_fields(load[1])
+    assert mid == MemoryId.PROGRAM
     per = -(-width // 32)
     descs = [unpack_descriptor(w) for w in beats_to_words(load[2:2 + words * per], width)]
     end = next(i for i, d in enumerate(descs) if d["op"] == Opcode.END)
@@ -230,7 +230,7 @@ def frame_accepted(frame: list[int], widths: dict, depths: dict, image_beats: in
         return False
     pos = 1
     while True:
-        mid, words = frame[pos] >> 24, frame[pos] & 0xFFFFFF
+        mid, words = section_fields(frame[pos])
         if not widths.get(mid) or not 0 < words <= depths[mid] or pos == len(frame) - 1:
             return False
         end = pos + words * beats_per_word(widths[mid])  # the section's last beat
@@ -252,7 +252,8 @@ def fuzzed_frames(load: list[int], image: list[int], widths: dict, depths: dict,
     heads, pos = [], 1  # the load frame's section headers
     while pos < len(load):
         heads.append(pos)
-        pos += 1 + (load[pos] & 0xFFFFFF) * beats_per_word(widths[load[pos] >> 24])
+        mid, words = section_fields(load[pos])
+        pos += 1 + words * beats_per_word(widths[mid])
     edges = [p for h in heads[1:] for p in (h - 1, h, h + 1)] + [len(load) - 1]
 
     def word() -> int:
@@ -289,22 +290,23 @@ def fuzzed_frames(load: list[int], image: list[int], widths: dict, depths: dict,
             frames, what = [f], f"sent as {other.name}"
         elif how == "resize":  # a section of another length, its words cut or added
             i = rng.choice(heads)
-            mid, words = f[i] >> 24, f[i] & 0xFFFFFF
+            mid, words = section_fields(f[i])
             bpw = beats_per_word(widths[mid])
             new = [rng.randint(1, words), rng.randint(words, depths[mid]),
                    depths[mid] + rng.randint(1, 3)][case // len(kinds) % 3]
             at = i + 1 + min(words, new) * bpw
-            f[i] = mid << 24 | new
+            f[i] = mid << SECTION_WORDS_BITS | new
             f[at:at] = [word() for _ in range((new - words) * bpw)]
             del f[at:at + (words - new) * bpw]
             frames, what = [f], f"section at beat {i}: {words} -> {new} words"
         else:  # a section header
             i = rng.choice(heads)
-            mid, words = f[i] >> 24, f[i] & 0xFFFFFF
+            mid, words = section_fields(f[i])
             mid, words = rng.choice([(rng.randrange(256), words), (mid, words + 1),
-                                     (mid, words - 1), (mid, 0), (mid, rng.randrange(1 << 24)),
+                                     (mid, words - 1), (mid, 0),
+                                     (mid, rng.randrange(1 << SECTION_WORDS_BITS)),
                                      (rng.choice([0, 5, 255]), words)])
-            f[i] = mid << 24 | words
+            f[i] = mid << SECTION_WORDS_BITS | words
             frames, what = [f], f"section at beat {i}: memory {mid}, {words} words"
         out.append((f"{base_name}: {what}", frames))
     return out
@@ -471,7 +473,8 @@ def test_manifest_describes_the_blobs(digits_fix8):
     load = load_frame_beats(digits_fix8)
     pos, seen = 1, {}
     while pos < len(load):  # walk the sections exactly as the engine's loader does
-        mid, words = MemoryId(load[pos] >> 24), load[pos] & 0xFFFFFF
+        mid, words = section_fields(load[pos])
+        mid = MemoryId(mid)
         seen[mid.name.lower()] = words
         pos += 1 + words * beats_per_word(manifest["memories"][mid.name.lower()]["width"])
     assert pos == len(load)
