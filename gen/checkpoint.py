@@ -6,7 +6,8 @@ architecture, the layer configuration and the input normalization, so nothing ha
 
 Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` or raw state dicts,
 possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
-``.weight`` instead of ``.adder``. Every file is read with ``torch.load(weights_only=True)``.
+``.weight`` instead of ``.adder``. Every file is read with ``torch.load(weights_only=True)``,
+which runs no code from the file; numpy numbers and arrays in it are read too (:func:`numpy_globals`).
 
 Shift parameters: a deployable checkpoint holds integral exponents in ``[-K, 0]`` and ternary
 signs. Raw training state (DeepShift keeps float ``shift``/``sign`` and rounds in ``forward``)
@@ -16,9 +17,12 @@ is rejected unless ``round_shift_params=True``, which applies the official rule
 
 from __future__ import annotations
 
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from gen.files import replaced_whole
@@ -59,6 +63,43 @@ def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Norm
         torch.save(ckpt, tmp)
 
 
+def numpy_globals() -> list:
+    """The numpy functions and types that a checkpoint's numpy numbers and arrays need to be
+    unpickled, under numpy 2's module names and under numpy 1's (``numpy.core``), which files
+    of 2020 carry: the official ShiftAddNet ``train.py`` saves ``best_prec1 = np.round(...)``,
+    a numpy float64. They build numbers and arrays from bytes and run nothing else."""
+    from numpy._core import multiarray
+
+    scalar, rebuild = multiarray.scalar, multiarray._reconstruct
+    numbers = np.typecodes["AllInteger"] + np.typecodes["AllFloat"] + "?"
+    return [scalar, rebuild, np.ndarray, np.dtype, *{type(np.dtype(c)) for c in numbers},
+            (scalar, "numpy.core.multiarray.scalar"),
+            (rebuild, "numpy.core.multiarray._reconstruct")]
+
+
+def unloadable(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in one line."""
+    text = str(e)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return (f"the checkpoint pickles a Python object ({refused.group(1)}) beside its "
+                "tensors; shiftadd reads only tensors, numbers and strings (torch.load with "
+                "weights_only, which runs no code from the file): save model.state_dict() "
+                "instead of the model")
+    if isinstance(e, EOFError):
+        return "not a PyTorch checkpoint (the file is empty or cut short)"
+    why = re.search(r"WeightsUnpickler error:\s*(.+?)\s*$", text, re.M | re.S)
+    first = (why.group(1).splitlines()[0] if why else
+             text.strip().splitlines()[0] if text.strip() else type(e).__name__)
+    return f"not a loadable PyTorch checkpoint ({first})"
+
+
+def _number(v):
+    """A numpy number as the Python number it is (``best_prec1``, ``epoch``); anything else
+    as it is."""
+    return v.item() if isinstance(v, np.generic | np.ndarray) and np.size(v) == 1 else v
+
+
 def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool = False
          ) -> Loaded:
     """Load a shiftadd or official checkpoint into a model, validating every tensor."""
@@ -66,10 +107,12 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(numpy_globals()), warnings.catch_warnings():
+            # a pickle of another protocol than torch.save's is refused with its reason below
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a loadable PyTorch checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: {unloadable(e)}") from None
 
     normalization = None
     meta: dict = {"source": str(path)}
@@ -93,7 +136,8 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
     else:
         if isinstance(obj, dict) and "state_dict" in obj:
             state = obj["state_dict"]
-            meta.update(kind="official", epoch=obj.get("epoch"), best_prec1=obj.get("best_prec1"))
+            meta.update(kind="official", epoch=_number(obj.get("epoch")),
+                        best_prec1=_number(obj.get("best_prec1")))
         else:
             state = obj
             meta.update(kind="raw state dict")

@@ -170,15 +170,10 @@ def _load(args: argparse.Namespace):
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from gen.evaluate import calibration_batch, require_digits_model
-    from gen.nn.data import load_digits_splits
-    from gen.quantize import quantize
-
-    loaded = _load(args)
-    norm = require_digits_model(loaded)
-    train, _ = load_digits_splits()
-    net = quantize(loaded.model, calibration_batch(train, norm), args.precision, norm,
-                   name=loaded.arch)
+    if Path(args.checkpoint).suffix == ".npz":
+        raise UserError(f"{args.checkpoint}: already an integer network (quantize takes a "
+                        "checkpoint, .pt)")
+    net = _network_for(args)
     out = Path(args.output or Path(args.checkpoint).with_suffix(f".{net.precision.value}.npz"))
     out.parent.mkdir(parents=True, exist_ok=True)
     net.save(out)
@@ -214,6 +209,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+CALIBRATION_HELP = ".npy of float inputs [N, C, H, W], normalized as the model's input, to calibrate the quantizer"
+
+
 def _network_for(args: argparse.Namespace):
     """An integer network from a checkpoint (quantized here) or an already quantized ``.npz``."""
     import torch
@@ -242,7 +240,7 @@ def _network_for(args: argparse.Namespace):
         calib = calibration_batch(load_digits_splits()[0], norm)
     else:
         c = loaded.model.config
-        _log(f"[gen] no --calibration data: calibrating {loaded.arch} on 64 standard-normal "
+        _log(f"[{args.command}] no --calibration data: calibrating {loaded.arch} on 64 standard-normal "
              "inputs (fine for hardware; use real data for accuracy)")
         from gen.nn.models import random_inputs
 
@@ -658,10 +656,14 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_init)
 
     q = sub.add_parser("quantize", help="quantize a checkpoint to an integer network",
-                       description="Quantize a trained model (calibrated on 512 training images) "
-                                   "to a FIX8 or FIX32 integer network file (.npz).")
+                       description="Quantize a trained model to a FIX8 or FIX32 integer network "
+                                   "file (.npz), calibrated on --calibration inputs, else for "
+                                   "digits on 512 of its training images, else on 64 "
+                                   "standard-normal inputs (fine for hardware, not for "
+                                   "accuracy).")
     _add_ckpt_args(q)
     q.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
+    q.add_argument("--calibration", type=Path, default=None, help=CALIBRATION_HELP)
     q.add_argument("-o", "--output", type=Path, default=None,
                    help="output file (default CHECKPOINT.<precision>.npz)")
     q.add_argument("--json", action="store_true", help="print one JSON object")
@@ -697,8 +699,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--synth", action="store_true",
                    help="also synthesize a PE of each array and each post-processing unit "
                         "with Yosys (seconds each) and report them beside the cost model")
-    g.add_argument("--calibration", type=Path, default=None,
-                   help=".npy of float inputs [N, C, H, W] to calibrate the quantizer")
+    g.add_argument("--calibration", type=Path, default=None, help=CALIBRATION_HELP)
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=cmd_gen)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,12 +124,61 @@ class Evil:
         return (print, ("executed!",))
 
 
-def test_pickled_code_is_refused(tmp_path):
+@pytest.mark.parametrize("protocol,message", [
+    (2, r"pickles a Python object \(print\)"),  # torch.save's protocol: the object is named
+    (4, r"not a loadable PyTorch checkpoint \(Unsupported operand 149\)"),
+])
+def test_pickled_code_is_refused(tmp_path, capsys, protocol, message):
     """weights_only=True: a checkpoint carrying arbitrary objects is rejected, not executed."""
     p = tmp_path / "evil.pt"
     with open(p, "wb") as f:
-        pickle.dump({"state_dict": Evil()}, f)
-    with pytest.raises(CheckpointError, match="not a loadable"):
+        pickle.dump({"state_dict": Evil()}, f, protocol=protocol)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load(p)
+    assert "executed!" not in capsys.readouterr().out
+
+
+def test_numpy_numbers_of_official_training_scripts_load(tmp_path):
+    """The official ShiftAddNet train.py saves ``best_prec1 = np.round(...)``, a numpy float64,
+    from PyTorch 1.4 (the file format before zip) and numpy 1 (``numpy.core``): such files load,
+    in both formats and under both numpy's names, and meta holds plain Python numbers."""
+    sd = official_state()
+    obj = {"epoch": np.int64(160), "state_dict": sd, "best_prec1": np.round(np.float64(91.7339), 2),
+           "history": np.zeros((2, 4)), "optimizer": {}}
+    zipped = save(tmp_path, obj, "zip.pt")
+    legacy = tmp_path / "legacy.pt"
+    torch.save(obj, legacy, _use_new_zipfile_serialization=False)
+    numpy1 = tmp_path / "numpy1.pt"
+    data = legacy.read_bytes()
+    assert b"numpy._core.multiarray" in data
+    numpy1.write_bytes(data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    ref = build("resnet20_shiftadd")
+    ref.load_state_dict(sd)
+    x = torch.randn(2, 3, 32, 32)
+    for p in (zipped, legacy, numpy1):
+        loaded = checkpoint.load(p)
+        assert loaded.meta["best_prec1"] == 91.73 and type(loaded.meta["best_prec1"]) is float
+        assert loaded.meta["epoch"] == 160 and type(loaded.meta["epoch"]) is int
+        assert torch.equal(loaded.model(x), ref.eval()(x))
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", "empty or cut short"),
+    (b"\x80\x02}q\x00(X", "not a loadable PyTorch checkpoint"),
+])
+def test_empty_or_cut_files_say_so(tmp_path, content, message):
+    p = tmp_path / "bad.pt"
+    p.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        checkpoint.load(p)
+
+
+def test_a_pickled_model_is_refused_with_the_fix(tmp_path):
+    """A checkpoint holding a whole model object (DeepShift's trainer saves ``'model'``) is
+    refused without running its code, naming the class and what to save instead."""
+    p = save(tmp_path, {"state_dict": official_state(), "model": torch.nn.ReLU()})
+    with pytest.raises(CheckpointError, match=r"torch\.nn\.modules\.activation\.ReLU.*"
+                                              r"save model\.state_dict\(\)"):
         checkpoint.load(p)
 
 

@@ -61,6 +61,41 @@ def test_quantize_writes_a_loadable_network(tmp_path, quick_digits):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "n.npz"]
 
 
+def test_quantize_takes_an_official_resnet20_checkpoint_and_calibration_data(tmp_path):
+    """An official ResNet-20 checkpoint as its train.py writes it (PyTorch's older file format,
+    ``best_prec1`` a numpy float64, raw shift parameters) quantizes on the user's calibration
+    inputs, or on standard-normal ones with a note; wrong calibration data and an integer
+    network are one-line errors."""
+    import numpy as np
+    import torch
+
+    from gen.ir import IntegerNetwork
+    from gen.nn.models import build
+
+    ckpt = tmp_path / "ckpt.pth.tar"
+    torch.save({"epoch": 160, "state_dict": build("resnet20_shiftadd").state_dict(),
+                "best_prec1": np.round(np.float64(91.7339), 2), "optimizer": {}}, ckpt,
+               _use_new_zipfile_serialization=False)
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "cal.npy", rng.standard_normal((8, 3, 32, 32)).astype(np.float32))
+    np.save(tmp_path / "digits.npy", rng.standard_normal((8, 1, 8, 8)))
+    out = tmp_path / "r20.npz"
+    r = run("quantize", ckpt, "--round-shift-params", "--calibration", tmp_path / "cal.npy",
+            "-o", out, "--json")
+    assert json.loads(r.stdout)["network"] == str(out) and "standard-normal" not in r.stderr
+    net = IntegerNetwork.load(out)
+    assert net.name == "resnet20_shiftadd" and net.tensors[net.input].shape == (3, 32, 32)
+    r = run("quantize", ckpt, "--round-shift-params", "-o", tmp_path / "r.npz")
+    assert "[quantize] no --calibration data" in r.stderr
+    for args, message in (
+            ([ckpt, "--round-shift-params", "--calibration", tmp_path / "digits.npy"],
+             "calibration data must be [N, 3, 32, 32], not [8, 1, 8, 8]"),
+            ([out], "already an integer network")):
+        r = run("quantize", *args, check=False)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+        assert r.stderr.strip().count("\n") == 0, r.stderr
+
+
 def test_doctor_json_reports_verilator():
     obj = json.loads(run("doctor", "--json").stdout)
     names = {t["name"]: t for t in obj["tools"]}
