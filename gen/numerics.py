@@ -72,6 +72,9 @@ class Precision(enum.Enum):
             raise ValueError(f"precision must be 'fix8' or 'fix32', not {text!r}") from None
 
 
+FRAC_MIN, FRAC_MAX = -64, 96  # a Format's fractional bits
+
+
 @dataclass(frozen=True)
 class Format:
     """A signed two's-complement fixed-point format: ``bits`` wide, ``frac`` fractional bits.
@@ -86,8 +89,9 @@ class Format:
     def __post_init__(self) -> None:
         if not isinstance(self.bits, int) or not 2 <= self.bits <= 64:
             raise ValueError(f"bits must be an integer in 2..64, not {self.bits!r}")
-        if not isinstance(self.frac, int) or not -64 <= self.frac <= 96:
-            raise ValueError(f"frac must be an integer in -64..96, not {self.frac!r}")
+        if not isinstance(self.frac, int) or not FRAC_MIN <= self.frac <= FRAC_MAX:
+            raise ValueError(f"frac must be an integer in {FRAC_MIN}..{FRAC_MAX}, "
+                             f"not {self.frac!r}")
 
     @property
     def lo(self) -> int:

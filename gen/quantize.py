@@ -17,7 +17,15 @@ from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftCo
 from gen.nn.data import Normalization
 from gen.nn.layers import Adder2d, ShiftConv2d
 from gen.nn.models import BasicBlock, ShiftAddResNet
-from gen.numerics import MULT_BITS, SHIFT_LIMIT, Format, Precision, signed_bits
+from gen.numerics import (
+    FRAC_MAX,
+    FRAC_MIN,
+    MULT_BITS,
+    SHIFT_LIMIT,
+    Format,
+    Precision,
+    signed_bits,
+)
 
 
 def frac_for(max_abs: float, bits: int) -> int:
@@ -118,7 +126,14 @@ class _Builder:
         self.ops: list[Op] = []
 
     def act_fmt(self, name: str, extra_peak: float = 0.0) -> Format:
-        return Format(self.bits, frac_for(max(self.peaks[name], extra_peak), self.bits))
+        peak = max(self.peaks[name], extra_peak)
+        frac = frac_for(peak, self.bits)
+        if not FRAC_MIN <= frac <= FRAC_MAX:
+            raise ValueError(
+                f"{name}: values up to {peak:.3g} over the calibration inputs need {frac} "
+                f"fractional bits in {self.precision.value}, outside {FRAC_MIN}..{FRAC_MAX}; "
+                "are the calibration inputs normalized as the model's training inputs were?")
+        return Format(self.bits, frac)
 
     def tensor(self, name: str, shape: tuple[int, int, int], fmt: Format) -> str:
         self.tensors[name] = TensorSpec(name, tuple(int(v) for v in shape), fmt)

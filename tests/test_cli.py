@@ -64,8 +64,8 @@ def test_quantize_writes_a_loadable_network(tmp_path, quick_digits):
 def test_quantize_takes_an_official_resnet20_checkpoint_and_calibration_data(tmp_path):
     """An official ResNet-20 checkpoint as its train.py writes it (PyTorch's older file format,
     ``best_prec1`` a numpy float64, raw shift parameters) quantizes on the user's calibration
-    inputs, or on standard-normal ones with a note; wrong calibration data and an integer
-    network are one-line errors."""
+    inputs, or on standard-normal ones with a note; calibration data of the wrong shape or far
+    from normalized, and an integer network, are one-line errors."""
     import numpy as np
     import torch
 
@@ -79,6 +79,7 @@ def test_quantize_takes_an_official_resnet20_checkpoint_and_calibration_data(tmp
     rng = np.random.default_rng(0)
     np.save(tmp_path / "cal.npy", rng.standard_normal((8, 3, 32, 32)).astype(np.float32))
     np.save(tmp_path / "digits.npy", rng.standard_normal((8, 1, 8, 8)))
+    np.save(tmp_path / "huge.npy", rng.standard_normal((8, 3, 32, 32)) * 1e30)
     out = tmp_path / "r20.npz"
     r = run("quantize", ckpt, "--round-shift-params", "--calibration", tmp_path / "cal.npy",
             "-o", out, "--json")
@@ -90,6 +91,8 @@ def test_quantize_takes_an_official_resnet20_checkpoint_and_calibration_data(tmp
     for args, message in (
             ([ckpt, "--round-shift-params", "--calibration", tmp_path / "digits.npy"],
              "calibration data must be [N, 3, 32, 32], not [8, 1, 8, 8]"),
+            ([ckpt, "--round-shift-params", "--calibration", tmp_path / "huge.npy"],
+             "input: values up to 4.73e+30 over the calibration inputs need -95 fractional"),
             ([out], "already an integer network")):
         r = run("quantize", *args, check=False)
         assert r.returncode == 1 and message in r.stderr, r.stderr
