@@ -6,7 +6,9 @@ architecture, the layer configuration and the input normalization, so nothing ha
 
 Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` or raw state dicts,
 possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
-``.weight`` instead of ``.adder``. Every file is read with ``torch.load(weights_only=True)``,
+``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs or the
+fixed-shift variant's SEConv2d (``weight`` = 0 or +-2^k, beside its training state ``p``, ``s``
+and ``mask``), the same network otherwise. Every file is read with ``torch.load(weights_only=True)``,
 which runs no code from the file; numpy numbers and arrays in it are read too (:func:`numpy_globals`).
 
 Shift parameters: a deployable checkpoint holds integral exponents in ``[-K, 0]`` and ternary
@@ -152,7 +154,8 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
             raise CheckpointError(f"unknown architecture {arch!r}; choose one of "
                                   f"{', '.join(PRESETS)}")
         config = PRESETS[arch]
-        fc = state.get("fc.shift", state.get("module.fc.shift"))
+        fc = next((state[k] for k in ("fc.shift", "module.fc.shift", "fc.weight",
+                                      "module.fc.weight") if k in state), None)
         if isinstance(fc, torch.Tensor) and fc.ndim == 4 and fc.shape[0] != config.num_classes:
             config = ResNetConfig(**{**config.to_json(), "widths": config.widths,
                                      "blocks": config.blocks, "num_classes": int(fc.shape[0])})
@@ -163,6 +166,7 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
     except ValueError as e:
         raise CheckpointError(f"{path}: {e}") from None
     state = _normalize_keys(state, model)
+    state = _fixed_shift_weights(path, state, model, round_shift_params)
     what = (f"a {arch} model (a checkpoint without shiftadd's header is read as one unless "
             "--arch names another)" if meta.get("arch_assumed") else f"a {arch} model")
     _check_and_load(path, model, state, round_shift_params, what)
@@ -180,6 +184,55 @@ def _normalize_keys(state: dict, model: ShiftAddResNet) -> dict:
         if leaf == "weight" and mod in adders:
             k = f"{mod}.adder"
         out[k] = v
+    return out
+
+
+# SEConv2d, the shift layer of ShiftAddNet's fixed-shift variant (``resnet20_shiftadd_se``,
+# ``train_fix.py``): its forward convolves with ``weight`` itself, kept at 0 or +-2^k; ``p``, ``s``
+# and the ``mask`` buffer are training state beside it
+SE_TRAINING_STATE = ("p", "s", "mask")
+SE_THRESHOLD = 5e-3  # SEConv2d's default (and the scripts'): smaller weights are zero
+
+
+def _fixed_shift_weights(path: Path, state: dict, model: ShiftAddResNet,
+                         round_shift_params: bool) -> dict:
+    """Shift layers stored as SEConv2d (``weight``, ``p``, ``s``, ``mask``) as the ``shift`` and
+    ``sign`` they hold: ``weight = sign * 2^shift``. A weight that is not 0 or +-2^k with
+    ``-K <= k <= 0`` is an error naming it, unless ``round_shift_params``: then it is rounded as
+    SEConv2d's ``sparsify_and_nearestpow2`` does (zero below :data:`SE_THRESHOLD`, else the
+    nearest power of two, a tie going up); exponents above 0 stay an error."""
+    shifts = {name: m for name, m in model.named_modules() if isinstance(m, ShiftConv2d)}
+    out = dict(state)
+    for mod, m in shifts.items():
+        key = f"{mod}.weight"
+        if key not in state or f"{mod}.shift" in state:
+            continue
+        w = state[key].detach().to(torch.float64)
+        if not torch.isfinite(w).all():
+            raise CheckpointError(f"{path}: {key!r} contains NaN or infinity")
+        mag = w.abs()
+        if round_shift_params:
+            keep = mag >= SE_THRESHOLD - 1e-5
+            up = torch.exp2(torch.ceil(torch.log2(mag.clamp_min(1e-300))))
+            mag = torch.where(keep, torch.where(mag - up / 2 < up - mag, up / 2, up), 0.0)
+        nz = mag != 0
+        k = torch.where(nz, torch.log2(mag.clamp_min(1e-300)), 0.0)
+        bad = nz & ((k != torch.round(k)) | (k < -m.exp_max) | (k > 0))
+        if bad.any():
+            i = tuple(int(j) for j in bad.nonzero()[0])
+            v = float(w[i])
+            why = (f"weights above 1 (2^k with k > 0) do not fit the shift lanes' range "
+                   f"2^-{m.exp_max}..2^0" if float(k[i]) > 0 and k[i] == torch.round(k[i]) else
+                   f"a fixed-shift weight must be 0 or +-2^k with k in [-{m.exp_max}, 0]"
+                   + ("" if round_shift_params else
+                      "; --round-shift-params rounds it to the nearest power of two "
+                      f"(SEConv2d's rule, zero below {SE_THRESHOLD:g})"))
+            raise CheckpointError(f"{path}: {key!r} holds {v:g} at index {list(i)}: {why}")
+        del out[key]
+        for leaf in SE_TRAINING_STATE:
+            out.pop(f"{mod}.{leaf}", None)
+        out[f"{mod}.shift"] = k.to(torch.float32)
+        out[f"{mod}.sign"] = torch.where(nz, torch.sign(w), 0.0).to(torch.float32)
     return out
 
 

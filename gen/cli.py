@@ -604,7 +604,9 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
                         "shiftadd checkpoints record their own")
     p.add_argument("--round-shift-params", action="store_true",
                    help="apply the official round(clamp(shift)) / sign(round(sign)) rule to raw "
-                        "training-state shift parameters instead of rejecting them")
+                        "training-state shift parameters (for the fixed-shift variant's "
+                        "SEConv2d weights: the nearest power of two, zero below 5e-3) instead "
+                        "of rejecting them")
 
 
 def build_parser() -> argparse.ArgumentParser:

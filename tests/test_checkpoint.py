@@ -67,6 +67,55 @@ def test_import_official_variants(tmp_path, seed, wrap):
     assert torch.equal(loaded.model(x), ref.eval()(x))
 
 
+def fixed_shift_state(sd: dict) -> dict:
+    """``sd`` as ShiftAddNet's fixed-shift variant stores it: every shift layer an SEConv2d with
+    ``weight = sign * 2^shift`` and its training state ``p``, ``s`` and ``mask``."""
+    out = {}
+    for k, v in sd.items():
+        mod, _, leaf = k.rpartition(".")
+        if leaf == "sign":
+            continue
+        if leaf == "shift":
+            w = sd[f"{mod}.sign"] * torch.exp2(v)
+            out.update({f"{mod}.weight": w, f"{mod}.p": v.clone(), f"{mod}.s": torch.rand_like(v),
+                        f"{mod}.mask": (w != 0).float()})
+        else:
+            out[k] = v
+    return out
+
+
+def test_import_the_fixed_shift_variant(tmp_path, seed):
+    """A resnet20_shiftadd_se checkpoint (SEConv2d shift layers: weight = 0 or +-2^k) loads as
+    the same network; a weight that is no power of two is an error naming it, which
+    --round-shift-params rounds as SEConv2d does (nearest power of two, zero below 5e-3)."""
+    sd0 = official_state()
+    se = fixed_shift_state(sd0)
+    assert "layer2.0.downsample.0.weight" in se and "fc.p" in se and "conv1.shift" not in se
+    ref = build("resnet20_shiftadd")
+    ref.load_state_dict(sd0)
+    x = torch.randn(2, 3, 32, 32)
+    loaded = checkpoint.load(save(tmp_path, {"epoch": 200, "state_dict": se, "best_prec1": 92.0}))
+    assert torch.equal(loaded.model(x), ref.eval()(x))
+
+    off = dict(se)
+    w = off["layer1.1.conv2.0.weight"].clone()
+    w[0, 0, 0, 0], w[0, 0, 0, 1], w[0, 0, 0, 2] = 0.3, -0.0049, 0.75  # 0.25, 0, 1 (a tie: up)
+    off["layer1.1.conv2.0.weight"] = w
+    p = save(tmp_path, {"state_dict": off}, "off.pt")
+    with pytest.raises(CheckpointError, match=r"'layer1.1.conv2.0.weight' holds 0.3 at index "
+                                              r"\[0, 0, 0, 0\]: .*--round-shift-params"):
+        checkpoint.load(p)
+    m = checkpoint.load(p, round_shift_params=True).model.layer1[1].conv2[0]
+    assert m.shift[0, 0, 0, :3].tolist() == [-2.0, 0.0, 0.0]
+    assert m.sign[0, 0, 0, :3].tolist() == [1.0, 0.0, 1.0]
+
+    big = dict(se)
+    big["fc.weight"] = big["fc.weight"].clone()
+    big["fc.weight"][3, 5, 0, 0] = -2.0
+    with pytest.raises(CheckpointError, match=r"'fc.weight' holds -2 .*above 1"):
+        checkpoint.load(save(tmp_path, {"state_dict": big}, "big.pt"), round_shift_params=True)
+
+
 @pytest.mark.parametrize("mutate,message", [
     (lambda sd: sd.pop("layer2.0.conv1.1.adder"), "missing key 'layer2.0.conv1.1.adder'"),
     (lambda sd: sd.__setitem__("layer9.0.extra", torch.zeros(1)), "unknown key 'layer9.0.extra'"),
