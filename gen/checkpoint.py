@@ -8,7 +8,8 @@ Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` 
 possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
 ``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs or the
 fixed-shift variant's SEConv2d (``weight`` = 0 or +-2^k, beside its training state ``p``, ``s``
-and ``mask``), the same network otherwise. Every file is read with ``torch.load(weights_only=True)``,
+and ``mask``), the same network otherwise. Adder layers of FIX8 training carry an input
+quantizer's statistics, which are dropped, and sparse ones a mask, which is applied. Every file is read with ``torch.load(weights_only=True)``,
 which runs no code from the file; numpy numbers and arrays in it are read too (:func:`numpy_globals`).
 
 Shift parameters: a deployable checkpoint holds integral exponents in ``[-K, 0]`` and ternary
@@ -167,6 +168,7 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
         raise CheckpointError(f"{path}: {e}") from None
     state = _normalize_keys(state, model)
     state = _fixed_shift_weights(path, state, model, round_shift_params)
+    state = _adder_training_state(state, model)
     what = (f"a {arch} model (a checkpoint without shiftadd's header is read as one unless "
             "--arch names another)" if meta.get("arch_assumed") else f"a {arch} model")
     _check_and_load(path, model, state, round_shift_params, what)
@@ -233,6 +235,27 @@ def _fixed_shift_weights(path: Path, state: dict, model: ShiftAddResNet,
             out.pop(f"{mod}.{leaf}", None)
         out[f"{mod}.shift"] = k.to(torch.float32)
         out[f"{mod}.sign"] = torch.where(nz, torch.sign(w), 0.0).to(torch.float32)
+    return out
+
+
+# ShiftAddNet's Adder2D beside its ``adder`` weights: with ``quantize=True`` (its FIX8 models,
+# ``--add_quant True``) the running statistics of an input quantizer (``QuantMeasure``), with
+# ``sparsity`` a fixed random mask it multiplies the weights by in every forward pass
+ADDER_QUANTIZER = "quantize_input_fw"
+ADDER_SPARSITY = ("s", "adder_mask")
+
+
+def _adder_training_state(state: dict, model: ShiftAddResNet) -> dict:
+    """Adder layers as they compute: the input quantizer's statistics dropped (shiftadd
+    quantizes the network itself), the weights multiplied by their sparsity mask."""
+    adders = {name for name, m in model.named_modules() if isinstance(m, Adder2d)}
+    out = {k: v for k, v in state.items()
+           if k.rpartition(f".{ADDER_QUANTIZER}.")[0] not in adders}
+    for mod in adders:
+        mask = out.pop(f"{mod}.{ADDER_SPARSITY[1]}", None)
+        if mask is not None and f"{mod}.adder" in out:
+            out[f"{mod}.adder"] = out[f"{mod}.adder"] * mask
+            out.pop(f"{mod}.{ADDER_SPARSITY[0]}", None)
     return out
 
 

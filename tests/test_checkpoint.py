@@ -116,6 +116,27 @@ def test_import_the_fixed_shift_variant(tmp_path, seed):
         checkpoint.load(save(tmp_path, {"state_dict": big}, "big.pt"), round_shift_params=True)
 
 
+def test_import_fix8_and_sparse_adder_layers(tmp_path, seed):
+    """ShiftAddNet's FIX8 training (``--add_quant True``) gives every Adder2D an input
+    quantizer's running statistics, and ``sparsity`` a mask it applies in every forward pass:
+    the statistics are dropped, the mask applied."""
+    sd0 = official_state()
+    sd = dict(sd0)
+    adders = [k.removesuffix(".adder") for k in sd if k.endswith(".adder")]
+    for mod in adders:
+        sd[f"{mod}.quantize_input_fw.running_zero_point"] = torch.randn(1, 1, 1, 1)
+        sd[f"{mod}.quantize_input_fw.running_range"] = torch.rand(1, 1, 1, 1)
+    mod = "layer2.1.conv1.1"
+    mask = (torch.rand_like(sd[f"{mod}.adder"]) > 0.3).float()
+    sd[f"{mod}.s"], sd[f"{mod}.adder_mask"] = torch.rand_like(mask), mask
+    loaded = checkpoint.load(save(tmp_path, {"state_dict": sd}))
+    ref = build("resnet20_shiftadd")
+    ref.load_state_dict({**sd0, f"{mod}.adder": sd0[f"{mod}.adder"] * mask})
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.model(x), ref.eval()(x))
+    assert torch.equal(loaded.model.layer2[1].conv1[1].adder, sd0[f"{mod}.adder"] * mask)
+
+
 @pytest.mark.parametrize("mutate,message", [
     (lambda sd: sd.pop("layer2.0.conv1.1.adder"), "missing key 'layer2.0.conv1.1.adder'"),
     (lambda sd: sd.__setitem__("layer9.0.extra", torch.zeros(1)), "unknown key 'layer9.0.extra'"),
