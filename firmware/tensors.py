@@ -25,7 +25,7 @@ def dtype_for(precision: str) -> np.dtype:
 
 
 def check_shape(shape) -> tuple[int, ...]:
-    if not isinstance(shape, list | tuple) or not 1 <= len(shape) <= 8 or not all(
+    if not isinstance(shape, (list, tuple)) or not 1 <= len(shape) <= 8 or not all(
             isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 1 << 24 for d in shape):
         raise TensorError(f"shape must be 1 to 8 non-negative integers, not {shape!r}")
     return tuple(shape)

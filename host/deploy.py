@@ -1,7 +1,8 @@
 """``shiftadd deploy OUT --board HOST``: put a generated design and the agent on a board over SSH.
 
 Steps (each reported): connect (paramiko; the host key must be known unless
-``accept_new_host_key``), upload the agent (``firmware/``), the manifest, program, weights and
+``accept_new_host_key``), check the board's Python (:data:`firmware.MIN_PYTHON`, numpy), upload
+the agent (``firmware/``), the manifest, program, weights and
 bitstream and the token (mode 600), verify every file's sha256 *on the board*, stop a running
 agent, start the new one (it loads the bitstream through the FPGA manager and checks the
 accelerator's ID and build-id registers before serving), wait until it answers, then load
@@ -43,6 +44,43 @@ class DeployConfig:
 
 def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+# what the board's Python says of itself: its version, and numpy's (or "-")
+PYTHON_PROBE = """import sys
+print("python", *sys.version_info[:2])
+try:
+    import numpy
+    print("numpy", numpy.__version__)
+except ImportError:
+    print("numpy -")
+"""
+
+
+def board_python(ssh, cfg: DeployConfig) -> str:
+    """Check, before anything is uploaded, that the board's ``cfg.python`` runs the agent: at
+    least :data:`firmware.MIN_PYTHON`, with numpy. Returns what it found, in words."""
+    from firmware import MIN_PYTHON
+
+    _, so, se = ssh.exec_command(f"{cfg.python} -c {shlex.quote(PYTHON_PROBE)}", timeout=60)
+    out, err = so.read().decode(), se.read().decode()
+    found = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+    need = ".".join(map(str, MIN_PYTHON))
+    try:
+        version = tuple(int(v) for v in found["python"].split())
+    except (KeyError, ValueError):
+        raise DeployError(
+            f"`{cfg.python}` does not run on {cfg.host} ({err.strip()[-300:] or 'no output'}); "
+            f"the agent needs Python {need} or newer with numpy there (--python names it)"
+        ) from None
+    have = ".".join(map(str, version))
+    if version < MIN_PYTHON:
+        raise DeployError(f"{cfg.python} on {cfg.host} is Python {have}; the agent needs "
+                          f"{need} or newer (--python names another)")
+    if found.get("numpy", "-") == "-":
+        raise DeployError(f"{cfg.python} on {cfg.host} (Python {have}) has no numpy, which the "
+                          "agent needs: add python3-numpy to the board's root file system")
+    return f"board: Python {have}, numpy {found['numpy']}"
 
 
 def deploy(out: Path, token: str, cfg: DeployConfig,
@@ -94,6 +132,8 @@ def deploy(out: Path, token: str, cfg: DeployConfig,
                 raise DeployError(f"on {cfg.host}: `{cmd}` failed: {err.strip()[-500:]}")
             return text
 
+        progress(f"checking {cfg.python} on the board")
+        progress(board_python(ssh, cfg))
         rd = cfg.remote_dir
         run(f"mkdir -p {shlex.quote(rd)}/firmware")
         sftp = ssh.open_sftp()

@@ -142,6 +142,7 @@ def test_deploy_restart_and_refusals(out, sshd, tmp_path):
     try:
         r = _deploy(out, sshd, tmp, port)
         assert r.returncode == 0, r.stderr
+        assert f"board: Python {sys.version_info[0]}.{sys.version_info[1]}, numpy" in r.stderr
         first = json.loads(r.stdout)
         assert first["status"]["backend"] == "loopback"
         # the bitstream went through the FPGA manager: file in place, state operating
@@ -188,3 +189,28 @@ def test_deploy_restart_and_refusals(out, sshd, tmp_path):
         pid = tmp / "board" / "agent.pid"
         if pid.exists():
             subprocess.run(["kill", pid.read_text().strip()], check=False)
+
+
+def test_deploy_refuses_a_board_python_that_cannot_run_the_agent(out, sshd, tmp_path):
+    """The board's Python is checked before anything is uploaded: too old, without numpy, or
+    not there at all is a one-line error naming it."""
+    from firmware import MIN_PYTHON
+
+    old = tmp_path / "python-old"
+    old.write_text(f"#!/bin/sh\necho python {MIN_PYTHON[0]} {MIN_PYTHON[1] - 1}\n"
+                   "echo numpy 1.16.2\n")
+    bare = tmp_path / "python-bare"  # the real Python, with numpy made unimportable
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -c "
+                    "'import sys; sys.modules[\"numpy\"] = None; exec(sys.argv[1])' \"$2\"\n")
+    for p in (old, bare):
+        p.chmod(0o755)
+    have = f"{MIN_PYTHON[0]}.{MIN_PYTHON[1] - 1}"
+    need = f"{MIN_PYTHON[0]}.{MIN_PYTHON[1]}"
+    for python, message in (
+            (old, f"is Python {have}; the agent needs {need} or newer"),
+            (bare, "has no numpy, which the agent needs"),
+            (tmp_path / "no-python", "does not run on 127.0.0.1")):
+        r = _deploy(out, sshd, tmp_path, free_port(), "--python", str(python), json_out=False)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+        assert r.stderr.strip().splitlines()[-1].startswith("shiftadd deploy: error:")
+        assert not (tmp_path / "board").exists()  # nothing uploaded
