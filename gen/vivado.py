@@ -117,8 +117,12 @@ if {{$wns < 0}} {{ puts "WARNING: timing not met at {mhz:g} MHz (WNS $wns ns)" }
 set impl_dir [get_property DIRECTORY [get_runs impl_1]]
 file copy -force [file join $impl_dir system_wrapper.bit] [file join $here shiftadd.bit]
 write_hw_platform -fixed -include_bit -force -file [file join $here shiftadd.xsa]
-file copy -force [file join $proj shiftadd.gen sources_1 bd system hw_handoff system.hwh] \\
-    [file join $here shiftadd.hwh]
+# the block design's hand-off file: in <project>.gen/ since Vivado 2020.2, <project>.srcs/ before
+set hwh [lindex [glob -nocomplain \\
+    [file join $proj shiftadd.gen sources_1 bd system hw_handoff system.hwh] \\
+    [file join $proj shiftadd.srcs sources_1 bd system hw_handoff system.hwh]] 0]
+if {{$hwh eq ""}} {{ error "no system.hwh under $proj" }}
+file copy -force $hwh [file join $here shiftadd.hwh]
 puts "shiftadd: bitstream [file join $here shiftadd.bit]"
 """
 
@@ -148,7 +152,7 @@ def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) 
     exe = vivado or shutil.which("vivado")
     if exe is None:
         raise VivadoMissing(
-            "vivado is not on PATH: install Vivado (2020.2 or newer, with Zynq-7000 support and "
+            "vivado is not on PATH: install Vivado (2019.2 or newer, with Zynq-7000 support and "
             "the ZC706 board files) and `source <install>/settings64.sh`; or run "
             f"`vivado -mode batch -source {script}` on a machine that has it")
     progress(f"running {exe} -mode batch -source {script} (an hour or more for large arrays)")

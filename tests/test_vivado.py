@@ -31,19 +31,25 @@ def out(tmp_path_factory, quick_digits) -> Path:
     return d
 
 
-def run_standin(out: Path, tmp: Path, script: Path | None = None):
+def run_standin(out: Path, tmp: Path, script: Path | None = None, env: dict | None = None):
     log, bit = tmp / "standin.log", tmp / "fake.bit"
     bit.write_bytes(make_bit(b"\xff" * 8 + SYNC + b"\x20\x00\x00\x00" * 4))
     r = subprocess.run(["tclsh", str(STANDIN), "-mode", "batch", "-source",
                         str(script or out / "vivado" / "build.tcl")],
-                       env={**os.environ, "STANDIN_LOG": str(log), "STANDIN_BIT": str(bit)},
+                       env={**os.environ, "STANDIN_LOG": str(log), "STANDIN_BIT": str(bit),
+                            **(env or {})},
                        capture_output=True, text=True, timeout=120)
     lines = log.read_text().splitlines() if log.exists() else []
     return r, lines
 
 
-def test_script_runs_every_step(out, tmp_path):
-    r, lines = run_standin(out, tmp_path)
+@pytest.mark.parametrize("layout", ["gen", "srcs"])
+def test_script_runs_every_step(out, tmp_path, layout):
+    """``layout``: where the project keeps generated files, ``.gen/`` (Vivado 2020.2 on) or
+    ``.srcs/`` (before): the hand-off file is found in either."""
+    for f in ("shiftadd.hwh", "shiftadd.bit"):
+        (out / "vivado" / f).unlink(missing_ok=True)
+    r, lines = run_standin(out, tmp_path, env={"STANDIN_SRCS": "1"} if layout == "srcs" else {})
     assert r.returncode == 0, r.stderr + r.stdout
     text = "\n".join(lines)
     assert lines[-1] == "done"

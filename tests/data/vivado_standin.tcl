@@ -141,7 +141,9 @@ proc connect_bd_net {args} {
 proc assign_bd_address {} { rec assign_bd_address }
 proc validate_bd_design {} { rec validate_bd_design }
 proc save_bd_design {} {
-    set d [file join $::proj_dir shiftadd.gen sources_1 bd system hw_handoff]
+    # generated files: <project>.gen/ (Vivado 2020.2 on) or, with STANDIN_SRCS, .srcs/ (before)
+    set gen [expr {[info exists ::env(STANDIN_SRCS)] ? "shiftadd.srcs" : "shiftadd.gen"}]
+    set d [file join $::proj_dir $gen sources_1 bd system hw_handoff]
     file mkdir $d
     set f [open [file join $d system.hwh] w]; puts $f "<hwh/>"; close $f
     rec save_bd_design
