@@ -10,8 +10,10 @@
   a writable buffer ``view``, ``flush()`` and ``invalidate()``).
 * AXI DMA simple mode (PG021): MM2S control 0x00, status 0x04, source 0x18, length 0x28;
   S2MM control 0x30, status 0x34, destination 0x48, length 0x58. The length is written last (it
-  starts the transfer); status bit 1 is idle, bits 4-6 are errors. A transfer that does not
-  finish in time resets both channels (control bit 2) and raises, so the agent keeps serving.
+  starts the transfer); status bit 1 is idle, bits 4-6 are errors; at completion the S2MM length
+  register holds the bytes received, so a result cut short by an early TLAST is an error, not
+  stale buffer contents. A transfer that does not finish in time resets both channels (control
+  bit 2) and raises, so the agent keeps serving.
 * Fabric reset: the block design drives the accelerator's ``aresetn`` from the PS's
   ``FCLK_RESET0_N`` through ``proc_sys_reset`` (``gen/vivado.py``; the DMA's reset comes from
   Vivado's connection automation, so after the pulse the driver resets the DMA's channels
@@ -177,5 +179,9 @@ class MmioDevice(Device):
             raise DeviceError(f"DMA error: {', '.join(errs)}")
         if not recv_len:
             return b""
+        got = self.dma_regs.read(S2MM_LEN)  # PG021: the bytes actually received, at completion
+        if got != recv_len:
+            raise DeviceError(f"the accelerator's result ended after {got} bytes (TLAST), "
+                              f"not {recv_len}")
         self.buf.invalidate(rx_off, recv_len)
         return bytes(self.buf.view[rx_off:rx_off + recv_len])

@@ -132,30 +132,42 @@ def test_dma_that_never_completes_times_out_and_resets(hw):
     assert (sysfs / "sync_for_device").read_text().strip() == "1"
 
 
-def test_dma_round_trip_with_a_fake_engine(hw):
-    """A thread plays the DMA + accelerator: when both lengths are written it 'streams' the
-    send buffer back reversed into the receive buffer and sets the idle bits."""
-    dev, _, d, _ = hw
-    stop = threading.Event()
-
-    def engine() -> None:
-        while not stop.is_set():
+def fake_engine(dev, d, short: int = 0) -> threading.Thread:
+    """A thread that plays the DMA + accelerator once: when both lengths are written it
+    'streams' the send buffer back reversed into the receive buffer, ``short`` bytes before the
+    length it was given (an early TLAST: the S2MM length register then holds what arrived, as
+    PG021 says), and sets the idle bits."""
+    def run() -> None:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
             if d.read(MM2S_LEN) and d.read(S2MM_LEN):
-                n, m = d.read(MM2S_LEN), d.read(S2MM_LEN)
+                n, m = d.read(MM2S_LEN), d.read(S2MM_LEN) - short
                 src = bytes(dev.buf.view[d.read(MM2S_SA) - PHYS:][:n])
                 off = d.read(S2MM_DA) - PHYS
                 dev.buf.view[off:off + m] = src[::-1][:m]
+                d.write(S2MM_LEN, m)
                 d.write(MM2S_SR, SR_IDLE)
                 d.write(S2MM_SR, SR_IDLE)
                 return
             time.sleep(0.001)
 
-    th = threading.Thread(target=engine)
+    th = threading.Thread(target=run)
     th.start()
+    return th
+
+
+def test_dma_round_trip_with_a_fake_engine(hw):
+    dev, _, d, _ = hw
+    th = fake_engine(dev, d)
     out = dev.dma(bytes(range(64)), 64, timeout_s=5)
-    stop.set()
     th.join()
     assert out == bytes(range(64))[::-1]
+    for reg in (MM2S_LEN, S2MM_LEN, MM2S_SR, S2MM_SR):
+        d.write(reg, 0)
+    th = fake_engine(dev, d, short=4)  # a result cut short is an error, not stale bytes
+    with pytest.raises(DeviceError, match="ended after 60 bytes .*not 64"):
+        dev.dma(bytes(range(64)), 64, timeout_s=5)
+    th.join()
     d.write(MM2S_SR, 1 << 5)  # a slave error is decoded, not ignored
     with pytest.raises(DeviceError, match="DMASlvErr"):
         dev.dma(b"\0" * 4, 0, timeout_s=5)
