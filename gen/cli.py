@@ -194,13 +194,31 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from gen.evaluate import evaluate
+    from gen.evaluate import evaluate, evaluate_on, load_labelled
 
-    res = evaluate(_load(args))
+    loaded = _load(args)
+    if args.data is None:
+        if args.calibration or args.images:
+            raise UserError("--calibration and --images go with --data (the digits test split "
+                            "is evaluated whole, calibrated on the digits training images)")
+        res = evaluate(loaded)
+    else:
+        x, y = load_labelled(args.data, loaded, args.images)
+        if args.calibration:
+            calib = torch_inputs(_load_npy(args.calibration, "--calibration"))
+        else:
+            from gen.evaluate import CALIBRATION_IMAGES
+
+            _log(f"[eval] no --calibration data: calibrating on the first "
+                 f"{min(CALIBRATION_IMAGES, len(x))} inputs of {args.data} (pass training "
+                 "inputs with --calibration to keep the two apart)")
+            calib = torch_inputs(x[:CALIBRATION_IMAGES])
+        res = evaluate_on(loaded, x, y, calib, data=str(args.data),
+                          progress=lambda s: _log(f"[eval] {s} images"))
     a = res.accuracies
 
     def human() -> None:
-        print(f"accuracy on the digits test split ({res.images} images)")
+        print(f"accuracy on {res.data} ({res.images} images)")
         print(f"  {'float':6s} {a['float']:7.2f} %")
         for p in ("fix32", "fix8"):
             print(f"  {p:6s} {a[p]:7.2f} %   ({a[p] - a['float']:+.2f} points vs float)")
@@ -209,12 +227,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def torch_inputs(a):
+    """Float inputs as the float32 tensor the quantizer calibrates on."""
+    import torch
+
+    return torch.from_numpy(a.astype("float32"))
+
+
 CALIBRATION_HELP = ".npy of float inputs [N, C, H, W], normalized as the model's input, to calibrate the quantizer"
 
 
 def _network_for(args: argparse.Namespace):
     """An integer network from a checkpoint (quantized here) or an already quantized ``.npz``."""
-    import torch
 
     from gen.ir import IntegerNetwork
     from gen.numerics import Precision
@@ -229,8 +253,7 @@ def _network_for(args: argparse.Namespace):
     loaded = _load(args)
     precision = args.precision or "fix8"
     if args.calibration:
-        calib = torch.from_numpy(_load_npy(args.calibration, "--calibration")
-                                 .astype("float32"))
+        calib = torch_inputs(_load_npy(args.calibration, "--calibration"))
         norm = None
     elif loaded.arch == "digits":
         from gen.evaluate import calibration_batch, require_digits_model
@@ -671,10 +694,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=cmd_quantize)
 
-    e = sub.add_parser("eval", help="float vs FIX32 vs FIX8 accuracy on the digits test split",
+    e = sub.add_parser("eval", help="float vs FIX32 vs FIX8 accuracy (digits, or --data)",
                        description="Accuracy (percent) of the float model and of its FIX32 and "
-                                   "FIX8 integer networks, run by the golden model.")
+                                   "FIX8 integer networks, run by the golden model: on the "
+                                   "digits test split, or on --data.")
     _add_ckpt_args(e)
+    e.add_argument("--data", type=Path, default=None,
+                   help=".npz of labelled inputs: 'x' float [N, C, H, W] normalized as the "
+                        "model's training inputs, 'y' N class indices (e.g. CIFAR-10 test "
+                        "images for ResNet-20)")
+    e.add_argument("--calibration", type=Path, default=None,
+                   help="with --data: " + CALIBRATION_HELP + " (default: the first 512 of "
+                        "--data's inputs)")
+    e.add_argument("--images", type=_positive_int, default=None,
+                   help="with --data: evaluate only the first N")
     e.add_argument("--json", action="store_true",
                    help="print one object with keys float, fix32, fix8")
     e.set_defaults(func=cmd_eval)

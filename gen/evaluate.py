@@ -1,9 +1,13 @@
-"""Accuracy of the float model and of its FIX32 / FIX8 integer networks on the digits test split."""
+"""Accuracy of the float model and of its FIX32 / FIX8 integer networks: on the digits test
+split, or on labelled inputs of the user's (``shiftadd eval --data``)."""
 
 from __future__ import annotations
 
 import time
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,7 +15,6 @@ import torch
 from gen.checkpoint import Loaded
 from gen.ir import IntegerNetwork
 from gen.nn.data import Normalization, Split, load_digits_splits
-from gen.nn.train import accuracy
 from gen.numerics import Precision, quantize_real
 from gen.quantize import quantize
 from sim import golden
@@ -30,12 +33,16 @@ def quantize_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
     return quantize_real(x, net.tensors[net.input].fmt)
 
 
-def integer_predictions(net: IntegerNetwork, x: np.ndarray, batch: int = 128) -> np.ndarray:
-    """Class predictions (argmax of the integer logits, first index on ties) for float inputs."""
+def integer_predictions(net: IntegerNetwork, x: np.ndarray, batch: int = 128,
+                        progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Class predictions (argmax of the integer logits, first index on ties) for float inputs;
+    ``progress`` hears how many are done after each batch."""
     preds = []
     for i in range(0, len(x), batch):
         out = golden.run(net, quantize_input(net, x[i:i + batch]))
         preds.append(out.reshape(len(out), -1).argmax(axis=1))
+        if progress:
+            progress(min(i + batch, len(x)))
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
@@ -44,32 +51,97 @@ class EvalResult:
     accuracies: dict[str, float]     # float, fix32, fix8 (percent)
     images: int
     seconds: dict[str, float]
+    data: str = "the digits test split"
 
     def to_json(self) -> dict:
         return {**{k: round(v, 4) for k, v in self.accuracies.items()}, "images": self.images,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "data": self.data, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
 def require_digits_model(loaded: Loaded) -> Normalization:
     cfg = loaded.model.config
     if (cfg.in_channels, cfg.input_size) != (1, 8) or loaded.normalization is None:
         raise ValueError(f"{loaded.meta.get('source')}: evaluation on the digits data needs a "
-                         "shiftadd checkpoint of a 1x8x8 model (from 'shiftadd train digits')")
+                         "shiftadd checkpoint of a 1x8x8 model (from 'shiftadd train digits'); "
+                         "evaluate other models on your data with --data")
     return loaded.normalization
 
 
 def evaluate(loaded: Loaded, precisions=(Precision.FIX32, Precision.FIX8)) -> EvalResult:
+    """The digits model on the digits test split, calibrated on its training images."""
     norm = require_digits_model(loaded)
     train, test = load_digits_splits()
+    return evaluate_on(loaded, norm.apply(test.pixels), test.labels,
+                       calibration_batch(train, norm), norm, precisions)
+
+
+@torch.no_grad()
+def float_predictions(model: torch.nn.Module, x: np.ndarray, batch: int = 512) -> np.ndarray:
+    model.eval()
+    return np.concatenate([model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch])))
+                           .argmax(1).numpy() for i in range(0, len(x), batch)])
+
+
+def evaluate_on(loaded: Loaded, x: np.ndarray, labels: np.ndarray, calib: torch.Tensor,
+                norm: Normalization | None = None,
+                precisions=(Precision.FIX32, Precision.FIX8), data: str | None = None,
+                progress: Callable[[str], None] | None = None) -> EvalResult:
+    """Accuracy (percent) of the float model and of its integer networks, quantized on
+    ``calib``, on the float inputs ``x`` (normalized as the model's) against ``labels``;
+    ``progress`` hears each step."""
+    x = np.asarray(x, dtype=np.float32)
     t0 = time.perf_counter()
-    acc = {"float": accuracy(loaded.model, test, norm)}
+    acc = {"float": 100.0 * float((float_predictions(loaded.model, x) == labels).mean())}
     seconds = {"float": time.perf_counter() - t0}
-    x = norm.apply(test.pixels)
-    calib = calibration_batch(train, norm)
     for p in precisions:
         t0 = time.perf_counter()
         net = quantize(loaded.model, calib, p, norm, name=loaded.arch)
-        pred = integer_predictions(net, x)
-        acc[p.value] = 100.0 * float((pred == test.labels).mean())
+        pred = integer_predictions(
+            net, x, progress=progress and (lambda n, p=p: progress(f"{p.value}: {n}/{len(x)}")))
+        acc[p.value] = 100.0 * float((pred == labels).mean())
         seconds[p.value] = time.perf_counter() - t0
-    return EvalResult(accuracies=acc, images=len(test.labels), seconds=seconds)
+    return EvalResult(accuracies=acc, images=len(labels), seconds=seconds,
+                      **({"data": data} if data else {}))
+
+
+def load_labelled(path: Path, loaded: Loaded, limit: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` from an ``.npz`` holding ``x`` (float inputs ``[N, C, H, W]``, normalized as
+    the model's training inputs) and ``y`` (``N`` class indices), checked against the model;
+    the first ``limit`` of them if given."""
+    cfg = loaded.model.config
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
+    try:
+        f = np.load(path, allow_pickle=False)
+        if not isinstance(f, np.lib.npyio.NpzFile):
+            raise ValueError(f"{path}: one array, not an .npz archive of 'x' (inputs) and 'y' "
+                             "(labels): np.savez(PATH, x=inputs, y=labels)")
+        with f:
+            missing = {"x", "y"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path}: needs arrays 'x' (inputs) and 'y' (labels); "
+                                 f"it has {sorted(f.files)}")
+            x, y = f["x"], f["y"]
+    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path}: not an .npz archive ({e})") from None
+    except ValueError as e:
+        if str(e).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not an .npz archive of arrays ({e})") from None
+    want = [cfg.in_channels, cfg.input_size, cfg.input_size]
+    if x.ndim != 4 or list(x.shape[1:]) != want or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"{path}: 'x' must be numbers [N, {', '.join(map(str, want))}], not "
+                         f"{x.dtype} {list(x.shape)}")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{path}: 'y' must be {len(x)} integer labels, not {y.dtype} "
+                         f"{list(y.shape)}")
+    if len(x) == 0:
+        raise ValueError(f"{path}: holds no inputs (N = 0)")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{path}: 'x' contains NaN or infinity")
+    if y.min() < 0 or y.max() >= cfg.num_classes:
+        raise ValueError(f"{path}: labels must lie in 0..{cfg.num_classes - 1}, not "
+                         f"{int(y.min())}..{int(y.max())}")
+    n = len(x) if limit is None else min(limit, len(x))
+    return x[:n].astype(np.float32), y[:n].astype(np.int64)

@@ -117,6 +117,43 @@ def test_eval_meets_accuracy_targets(trained_digits):
     assert abs(obj["fix8"] - obj["float"]) <= 1.0
 
 
+def test_eval_on_the_users_data_is_the_digits_evaluation_on_the_same_data(tmp_path,
+                                                                         quick_digits):
+    """``eval --data`` on the digits test split, calibrated (``--calibration``) on the digits
+    calibration images, gives exactly what ``eval`` does; without ``--calibration`` it says it
+    calibrates on the data; ``--images`` limits the data; bad data is a one-line error."""
+    import numpy as np
+
+    from gen import checkpoint
+    from gen.evaluate import calibration_batch
+    from gen.nn.data import load_digits_splits
+
+    norm = checkpoint.load(quick_digits).normalization
+    train, test = load_digits_splits()
+    data = tmp_path / "test.npz"
+    np.savez(data, x=norm.apply(test.pixels), y=test.labels)
+    np.save(tmp_path / "cal.npy", calibration_batch(train, norm).numpy())
+    digits = json.loads(run("eval", quick_digits, "--json").stdout)
+    mine = json.loads(run("eval", quick_digits, "--data", data, "--calibration",
+                          tmp_path / "cal.npy", "--json").stdout)
+    assert [mine[k] for k in ("float", "fix32", "fix8", "images")] == \
+        [digits[k] for k in ("float", "fix32", "fix8", "images")]
+    assert digits["data"] == "the digits test split" and mine["data"] == str(data)
+    r = run("eval", quick_digits, "--data", data, "--images", "50")
+    assert "calibrating on the first 50 inputs" in r.stderr
+    assert "[eval] fix8: 50/50 images" in r.stderr and "(50 images)" in r.stdout
+    np.savez(tmp_path / "bad.npz", x=norm.apply(test.pixels[:4]), y=np.array([0, 1, 2, 10]))
+    np.savez(tmp_path / "shape.npz", x=np.zeros((4, 3, 8, 8)), y=np.zeros(4, int))
+    for args, message in (([tmp_path / "bad.npz"], "labels must lie in 0..9, not 0..10"),
+                          ([tmp_path / "shape.npz"], "'x' must be numbers [N, 1, 8, 8]"),
+                          ([tmp_path / "cal.npy"], "one array, not an .npz archive"),
+                          ([tmp_path / "none.npz"], "none.npz: no such file")):
+        r = run("eval", quick_digits, "--data", *args, check=False)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+    r = run("eval", quick_digits, "--images", "5", check=False)
+    assert r.returncode == 1 and "go with --data" in r.stderr
+
+
 def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
     import torch
 
