@@ -528,6 +528,41 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _bytes(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from sim import rtl
+
+    if args.clear:
+        res = rtl.clear_builds()
+
+        def human() -> None:
+            print(f"removed {len(res['removed'])} builds from {res['directory']}, "
+                  f"{_bytes(res['freed_bytes'])} freed")
+            if res["kept_in_use"]:
+                print(f"kept {len(res['kept_in_use'])} that running processes hold or build: "
+                      + ", ".join(res["kept_in_use"]))
+    else:
+        builds = rtl.cached_builds()
+        total = sum(b["bytes"] for b in builds)
+        res = {"directory": str(rtl.BUILD_ROOT), "builds": builds, "bytes": total}
+
+        def human() -> None:
+            print(f"Verilator builds in {res['directory']}: {len(builds)}, {_bytes(total)}")
+            if builds:
+                print("(`shiftadd cache --clear` removes those no process holds; a design is "
+                      "built again when it is next simulated)")
+
+    _emit(args, res, human)
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the embedded default: train digits (or reuse), quantize and evaluate,
     generate the FIX8 accelerator, run it in RTL simulation against the golden model."""
@@ -825,6 +860,15 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("doctor", help="report tool versions and what is missing")
     d.add_argument("--json", action="store_true", help="print one JSON object")
     d.set_defaults(func=cmd_doctor)
+
+    c = sub.add_parser("cache", help="the Verilator build cache: its size, or --clear it",
+                       description="Every simulated design is built once under Verilator and "
+                                   "kept (100-400 MB each at ResNet-20's size). Without options: "
+                                   "where the builds are and their size.")
+    c.add_argument("--clear", action="store_true",
+                   help="remove every build no running process holds or builds")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=cmd_cache)
 
     m = sub.add_parser("demo", help="the main job on the embedded default model",
                        description="Train the digits model (once), print float/FIX32/FIX8 "

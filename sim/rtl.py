@@ -2,12 +2,14 @@
 
 * :func:`verilog` converts a component to Verilog (one flat file, ports named ``i__payload``...).
 * :func:`build` compiles a top under Verilator once per configuration: the build directory is
-  ``build/rtl/<name>-<hash>``, the hash covering the configuration key, every ``hw/`` source and
+  ``build/rtl/<name>-<hash>`` (in a checkout; an installed package uses
+  ``~/.cache/shiftadd/rtl``; ``SHIFTADD_BUILD`` names another root), the hash covering the configuration key, every ``hw/`` source and
   the tool versions, and a file lock makes concurrent pytest-xdist workers share one build
   instead of corrupting it. Verilator's run-time library is compiled once and reused
   (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw`` with a ``.vlt`` that exposes only
   the top module's signals (cocotb's runner always adds ``--public-flat-rw``, which made a 16x16
   array take 72 s to build and run at 23k cycles/s) and the wheel's PCH fix.
+* :func:`clear_builds` (``shiftadd cache --clear``) deletes the builds no process holds.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
   failing cocotb test fails pytest. The testbench gets its configuration as one JSON blob
   (``SHIFTADD_TB``) and one seed, which also fills every memory with random contents at the
@@ -34,7 +36,17 @@ from hw.xilinx import SIM_MODELS_FILE, sim_models, uses_primitives, write_sim_mo
 from sim.tools import configure_verilator, verilator_env
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_ROOT = Path(os.environ.get("SHIFTADD_BUILD", ROOT / "build")) / "rtl"
+
+
+def _default_build_root() -> Path:
+    """The checkout's ``build/`` (the README's editable install), else the user's cache
+    directory: an installed package does not write into site-packages."""
+    if (ROOT / "pyproject.toml").is_file():
+        return ROOT / "build"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "shiftadd"
+
+
+BUILD_ROOT = Path(os.environ.get("SHIFTADD_BUILD") or _default_build_root()) / "rtl"
 TOP = "top"
 
 
@@ -193,6 +205,13 @@ class Build:
         return self.directory / f"{self.toplevel}.v"
 
 
+def build_directory(name: str, key: dict, waves: bool = False) -> Path:
+    """Where the build of configuration ``key`` lives: ``<name>-<hash>`` under the cache."""
+    digest = hashlib.sha256((json.dumps(key, sort_keys=True) + _source_digest() +
+                             f"waves={waves}").encode()).hexdigest()[:16]
+    return BUILD_ROOT / f"{name}-{digest}"
+
+
 def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP,
           progress: Callable[[str], None] | None = None, every: float = 30.0,
           threads: int = 1) -> Build:
@@ -213,9 +232,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
     waves = waves or os.environ.get("WAVES") == "1"
     if threads > 1:
         key = {**key, "verilator_threads": threads}
-    digest = hashlib.sha256((json.dumps(key, sort_keys=True) + _source_digest() +
-                             f"waves={waves}").encode()).hexdigest()[:16]
-    directory = BUILD_ROOT / f"{name}-{digest}"
+    directory = build_directory(name, key, waves)
     stamp = directory / "built.json"
 
     def waiting() -> None:
@@ -224,6 +241,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
 
     with _locked(directory, waiting), _heartbeat(directory / "obj", progress, every):
         if stamp.exists():
+            _hold(directory)
             return Build(name, directory, 0.0, True, toplevel)
         if directory.exists():
             shutil.rmtree(directory)  # a half-finished build from an interrupted run
@@ -259,7 +277,59 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
                      log_file=directory / "build.log")
         seconds = time.perf_counter() - t0
         stamp.write_text(json.dumps({"seconds": round(seconds, 2)}))
+        _hold(directory)
         return Build(name, directory, seconds, False, toplevel)
+
+
+# A process that has a build keeps it from being cleared (:func:`clear_builds`) until it exits:
+# a shared lock on ``<directory>.use``, taken under the build lock.
+_HELD: dict[Path, object] = {}
+
+
+def _hold(directory: Path) -> None:
+    if directory not in _HELD:
+        f = open(str(directory) + ".use", "w")  # held until the process exits
+        fcntl.flock(f, fcntl.LOCK_SH)
+        _HELD[directory] = f
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def cached_builds() -> list[dict]:
+    """Every build directory in the cache: its name, bytes, and whether it is complete."""
+    if not BUILD_ROOT.is_dir():
+        return []
+    return [{"name": d.name, "bytes": _size(d), "complete": (d / "built.json").exists()}
+            for d in sorted(BUILD_ROOT.iterdir())
+            if d.is_dir() and d.name != "objcache"]
+
+
+def clear_builds() -> dict:
+    """Delete every build no process is building or holding (a process that ran or runs a
+    simulation holds its build until it exits), and the compiled run-time library. A held
+    build is kept and named. Lock files stay: deleting a lock file another process has open
+    would let two processes hold the same lock."""
+    removed, kept, freed = [], [], 0
+    for b in cached_builds():
+        d = BUILD_ROOT / b["name"]
+        with open(str(d) + ".lock", "a") as build_lock, open(str(d) + ".use", "a") as use:
+            try:
+                fcntl.flock(build_lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                kept.append(b["name"])
+                continue
+            shutil.rmtree(d)
+            removed.append(b["name"])
+            freed += b["bytes"]
+    objcache = BUILD_ROOT / "objcache"
+    if objcache.is_dir():  # entries appear by rename and a missing one is compiled again
+        freed += _size(objcache)
+        shutil.rmtree(objcache, ignore_errors=True)
+    return {"directory": str(BUILD_ROOT), "removed": removed, "kept_in_use": kept,
+            "freed_bytes": freed}
 
 
 def random_memories(seed: int) -> list[str]:

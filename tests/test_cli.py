@@ -26,7 +26,7 @@ def test_console_script_is_installed():
     assert any(ep.name == "shiftadd" and ep.value == "gen.cli:main" for ep in eps)
 
 
-@pytest.mark.parametrize("sub", ["train", "init", "quantize", "eval", "doctor", "demo", "gen", "sim",
+@pytest.mark.parametrize("sub", ["train", "init", "quantize", "eval", "doctor", "cache", "demo", "gen", "sim",
                                  "bitstream", "deploy", "run", "board"])
 def test_help(sub):
     r = run(sub, "--help")
@@ -428,3 +428,64 @@ def test_training_spins_only_on_an_idle_machine():
         for b in burners:
             b.kill()
             b.wait()
+
+
+HOLD_A_BUILD = """
+import sys
+from sim import rtl
+d = rtl.build_directory("held", {"k": 1})
+d.mkdir(parents=True)
+(d / "built.json").write_text("{}")
+(d / "obj.bin").write_bytes(bytes(3000))
+b = rtl.build(lambda: 1 / 0, "held", {"k": 1})  # a cached build: returned, and held
+assert b.cached and b.directory == d
+print("held", flush=True)
+sys.stdin.read()  # until the test closes it
+"""
+
+
+def test_cache_reports_and_clears_only_builds_no_process_holds(tmp_path):
+    """``shiftadd cache`` sizes the Verilator builds; ``--clear`` removes the idle ones and the
+    compiled run-time library, and keeps a build another process got from ``rtl.build`` (it
+    may simulate it) and one being built (its build lock taken)."""
+    import fcntl
+
+    env = {**os.environ, "SHIFTADD_BUILD": str(tmp_path)}
+    root = tmp_path / "rtl"
+    idle, building = root / "accel-0000000000000001", root / "accel-0000000000000002"
+    for d, n in ((idle, 5000), (building, 7000)):
+        d.mkdir(parents=True)
+        (d / "built.json").write_text("{}")
+        (d / "obj.bin").write_bytes(bytes(n))
+    (root / "objcache").mkdir()
+    (root / "objcache" / "verilated.o").write_bytes(bytes(100))
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_A_BUILD], env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with open(str(building) + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            listing = json.loads(subprocess.run(
+                [*CLI, "cache", "--json"], env=env, capture_output=True, text=True,
+                check=True).stdout)
+            assert listing["directory"] == str(root) and len(listing["builds"]) == 3
+            assert listing["bytes"] == 5000 + 7000 + 3000 + 3 * 2
+            r = subprocess.run([*CLI, "cache", "--clear", "--json"], env=env,
+                               capture_output=True, text=True, check=True)
+        res = json.loads(r.stdout)
+        held = [p.name for p in root.iterdir() if p.name.startswith("held-")
+                and p.is_dir()]
+        assert res["removed"] == [idle.name]
+        assert sorted(res["kept_in_use"]) == sorted([building.name, *held]) and len(held) == 1
+        assert res["freed_bytes"] == 5000 + 2 + 100
+        assert not idle.exists() and building.exists() and not (root / "objcache").exists()
+        assert (root / (idle.name + ".lock")).exists()  # lock files stay
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+        holder.stdout.close()
+    # with the holder gone and the build lock free, everything goes
+    r = subprocess.run([*CLI, "cache", "--clear"], env=env, capture_output=True, text=True,
+                       check=True)
+    assert "removed 2 builds" in r.stdout
+    assert not any(p.is_dir() for p in root.iterdir())
