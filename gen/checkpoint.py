@@ -9,8 +9,9 @@ possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, a
 ``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs or the
 fixed-shift variant's SEConv2d (``weight`` = 0 or +-2^k, beside its training state ``p``, ``s``
 and ``mask``), the same network otherwise. Adder layers of FIX8 training carry an input
-quantizer's statistics, which are dropped, and sparse ones a mask, which is applied. Every file is read with ``torch.load(weights_only=True)``,
-which runs no code from the file; numpy numbers and arrays in it are read too (:func:`numpy_globals`).
+quantizer's statistics, which are dropped, and sparse ones a mask, which is applied. Every file
+is read with ``torch.load(weights_only=True)``, which runs no code from the file; numpy numbers
+and arrays in it are read too (:func:`numpy_globals`).
 
 Shift parameters: a deployable checkpoint holds integral exponents in ``[-K, 0]`` and ternary
 signs. Raw training state (DeepShift keeps float ``shift``/``sign`` and rounds in ``forward``)

@@ -234,12 +234,12 @@ def torch_inputs(a):
     return torch.from_numpy(a.astype("float32"))
 
 
-CALIBRATION_HELP = ".npy of float inputs [N, C, H, W], normalized as the model's input, to calibrate the quantizer"
+CALIBRATION_HELP = (".npy of float inputs [N, C, H, W], normalized as the model's input, to "
+                    "calibrate the quantizer")
 
 
 def _network_for(args: argparse.Namespace):
     """An integer network from a checkpoint (quantized here) or an already quantized ``.npz``."""
-
     from gen.ir import IntegerNetwork
     from gen.numerics import Precision
     from gen.quantize import quantize
@@ -263,8 +263,8 @@ def _network_for(args: argparse.Namespace):
         calib = calibration_batch(load_digits_splits()[0], norm)
     else:
         c = loaded.model.config
-        _log(f"[{args.command}] no --calibration data: calibrating {loaded.arch} on 64 standard-normal "
-             "inputs (fine for hardware; use real data for accuracy)")
+        _log(f"[{args.command}] no --calibration data: calibrating {loaded.arch} on 64 "
+             "standard-normal inputs (fine for hardware; use real data for accuracy)")
         from gen.nn.models import random_inputs
 
         calib = random_inputs(c, 64)
@@ -528,12 +528,14 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _bytes(n: int) -> str:
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+def _bytes(n: float) -> str:
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
         n /= 1000
-    raise AssertionError
+        if n < 1000 or unit == "GB":
+            break
+    return f"{n:.1f} {unit}"
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

@@ -3,12 +3,13 @@
 * :func:`verilog` converts a component to Verilog (one flat file, ports named ``i__payload``...).
 * :func:`build` compiles a top under Verilator once per configuration: the build directory is
   ``build/rtl/<name>-<hash>`` (in a checkout; an installed package uses
-  ``~/.cache/shiftadd/rtl``; ``SHIFTADD_BUILD`` names another root), the hash covering the configuration key, every ``hw/`` source and
-  the tool versions, and a file lock makes concurrent pytest-xdist workers share one build
-  instead of corrupting it. Verilator's run-time library is compiled once and reused
-  (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw`` with a ``.vlt`` that exposes only
-  the top module's signals (cocotb's runner always adds ``--public-flat-rw``, which made a 16x16
-  array take 72 s to build and run at 23k cycles/s) and the wheel's PCH fix.
+  ``~/.cache/shiftadd/rtl``; ``SHIFTADD_BUILD`` names another root), the hash covering the
+  configuration key, every ``hw/`` source and the tool versions, and a file lock makes
+  concurrent pytest-xdist workers share one build instead of corrupting it. Verilator's run-time
+  library is compiled once and reused (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw``
+  with a ``.vlt`` that exposes only the top module's signals (cocotb's runner always adds
+  ``--public-flat-rw``, which made a 16x16 array take 72 s to build and run at 23k cycles/s) and
+  the wheel's PCH fix.
 * :func:`clear_builds` (``shiftadd cache --clear``) deletes the builds no process holds.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
   failing cocotb test fails pytest. The testbench gets its configuration as one JSON blob

@@ -26,8 +26,8 @@ def test_console_script_is_installed():
     assert any(ep.name == "shiftadd" and ep.value == "gen.cli:main" for ep in eps)
 
 
-@pytest.mark.parametrize("sub", ["train", "init", "quantize", "eval", "doctor", "cache", "demo", "gen", "sim",
-                                 "bitstream", "deploy", "run", "board"])
+@pytest.mark.parametrize("sub", ["train", "init", "quantize", "eval", "doctor", "cache", "demo",
+                                 "gen", "sim", "bitstream", "deploy", "run", "board"])
 def test_help(sub):
     r = run(sub, "--help")
     assert "usage: shiftadd" in r.stdout and sub in r.stdout
