@@ -65,6 +65,38 @@ class Top(wiring.Component):
         return m
 
 
+# Vivado's IP integrator infers the AXI interfaces s_axi, s_axis and m_axis of a module
+# reference from the port names; the clock's association with them, the reset's polarity and
+# the interrupt's sensitivity it takes from these attributes (UG994, "Inferring Control
+# Signals in a RTL Module"). FREQ_HZ is left to the block design, which propagates the clock's.
+PORT_ATTRIBUTES = {
+    "input aclk;": {
+        "X_INTERFACE_INFO": "xilinx.com:signal:clock:1.0 aclk CLK",
+        "X_INTERFACE_PARAMETER": "ASSOCIATED_BUSIF s_axi:s_axis:m_axis, ASSOCIATED_RESET aresetn"},
+    "input aresetn;": {
+        "X_INTERFACE_INFO": "xilinx.com:signal:reset:1.0 aresetn RST",
+        "X_INTERFACE_PARAMETER": "POLARITY ACTIVE_LOW"},
+    "output interrupt;": {
+        "X_INTERFACE_INFO": "xilinx.com:signal:interrupt:1.0 interrupt INTERRUPT",
+        "X_INTERFACE_PARAMETER": "SENSITIVITY LEVEL_HIGH"},
+}
+
+
+def with_port_attributes(top: str) -> str:
+    """The top module's Verilog with :data:`PORT_ATTRIBUTES` before its clock, reset and
+    interrupt declarations (the other modules in ``top`` untouched)."""
+    start = top.index(f"module {TOP_NAME}(")
+    end = top.index("endmodule", start)
+    body = top[start:end]
+    for decl, attrs in PORT_ATTRIBUTES.items():
+        line = f"\n  {decl}\n"
+        if body.count(line) != 1:
+            raise ValueError(f"{TOP_NAME}: expected one `{decl}` declaration")
+        body = body.replace(line, "\n" + "".join(f'  (* {k} = "{v}" *)\n'
+                                                 for k, v in attrs.items()) + f"  {decl}\n")
+    return top[:start] + body + top[end:]
+
+
 def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
     import contextlib
 
@@ -91,7 +123,8 @@ def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = Fa
     lane pairs, the ternary adders, the drain multiplexers) described behaviourally
     (:func:`hw.xilinx.simulation_view`); everything else is identical."""
     return "\n".join([*_pe_modules(cfg, simulation_view=simulation_view),
-                      to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME)])
+                      with_port_attributes(to_verilog(Top(cfg, build_id, pe_modules=True),
+                                                      TOP_NAME))])
 
 
 def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
@@ -102,7 +135,7 @@ def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
     differently)."""
     from hw.xilinx import uses_primitives
 
-    top = to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME)
+    top = with_port_attributes(to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME))
     synthesis = "\n".join([*_pe_modules(cfg, simulation_view=False), top])
     if not uses_primitives(synthesis):
         return synthesis, None

@@ -61,6 +61,15 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
         assert p in ports
     assert not any("__" in p for p in ports)
     assert rtl.lint(v) == []
+    # the clock's bus interfaces, the reset's polarity and the interrupt's sensitivity for the
+    # IP integrator, right before each declaration
+    from hw.top import PORT_ATTRIBUTES
+
+    text = v.read_text()
+    for decl, attrs in PORT_ATTRIBUTES.items():
+        lines = "".join(f'  (* {k} = "{val}" *)\n' for k, val in attrs.items())
+        assert text.count(lines + f"  {decl}\n") == 1, decl
+    assert 'ASSOCIATED_BUSIF s_axi:s_axis:m_axis' in text and 'POLARITY ACTIVE_LOW' in text
 
 
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
