@@ -225,6 +225,23 @@ class Agent:
 
 
 # --------------------------------------------------------------------------- the board's entry
+def register_windows(args, manifest: dict | None) -> tuple[tuple[str, int], tuple[str, int]]:
+    """``((path, offset), (path, offset))`` of the accelerator's and the DMA's registers: what
+    ``--regs``/``--dma`` and their offsets say; where they are not given, ``/dev/mem`` at the
+    address the block design assigned (the manifest's ``addresses``, which ``shiftadd
+    bitstream`` records) or, without one, the UIO devices ``/dev/uio0`` and ``/dev/uio1``."""
+    addresses = (manifest or {}).get("addresses", {})
+    out = []
+    for name, path, offset, uio in (("accel", args.regs, args.regs_offset, "/dev/uio0"),
+                                    ("dma", args.dma, args.dma_offset, "/dev/uio1")):
+        if path is None:
+            path = "/dev/mem" if name in addresses else uio
+        if offset is None:
+            offset = addresses[name]["base"] if path == "/dev/mem" and name in addresses else 0
+        out.append((path, offset))
+    return out[0], out[1]
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python3 -m firmware.agent``: load the bitstream (optional), check the accelerator's
     identity, serve the host. Runs on the board (standard library + numpy)."""
@@ -243,10 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bitstream", default=None, help=".bin to load through the FPGA manager")
     ap.add_argument("--fpga-sysfs", default="/sys/class/fpga_manager/fpga0")
     ap.add_argument("--firmware-dir", default="/lib/firmware")
-    ap.add_argument("--regs", default="/dev/uio0", help="accelerator registers (UIO or /dev/mem)")
-    ap.add_argument("--regs-offset", type=lambda v: int(v, 0), default=0)
-    ap.add_argument("--dma", default="/dev/uio1", help="AXI DMA registers (UIO or /dev/mem)")
-    ap.add_argument("--dma-offset", type=lambda v: int(v, 0), default=0)
+    ap.add_argument("--regs", default=None,
+                    help="accelerator registers: a UIO device (offset 0) or /dev/mem (default: "
+                         "/dev/mem at the manifest's address, else /dev/uio0)")
+    ap.add_argument("--regs-offset", type=lambda v: int(v, 0), default=None)
+    ap.add_argument("--dma", default=None,
+                    help="AXI DMA registers (default: /dev/mem at the manifest's address, else "
+                         "/dev/uio1)")
+    ap.add_argument("--dma-offset", type=lambda v: int(v, 0), default=None)
     ap.add_argument("--slcr", default="/dev/mem",
                     help="the Zynq SLCR's registers, to pulse the fabric reset; 'none': no "
                          "fabric reset (RESET and recovery from a run cut short then fail)")
@@ -293,8 +314,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise RuntimeError(f"cannot map the SLCR at {args.slcr_offset:#x} of "
                                        f"{args.slcr} ({e}): run as root, or pass --slcr none "
                                        "(no fabric reset)") from None
-            dev = MmioDevice(Window(args.regs, args.regs_offset), Window(args.dma, args.dma_offset),
-                             buf, slcr=slcr)
+            (rp, ro), (dp, do) = register_windows(args, manifest)
+            log(f"registers: accelerator {rp} at {ro:#x}, DMA {dp} at {do:#x}")
+            dev = MmioDevice(Window(rp, ro), Window(dp, do), buf, slcr=slcr)
             if manifest is not None:
                 Accelerator(dev, manifest).identify()
                 log(f"accelerator build {manifest['build_id_hex']} answers")

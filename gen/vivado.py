@@ -139,9 +139,36 @@ class VivadoMissing(RuntimeError):
     pass
 
 
+def register_addresses(hwh: Path) -> dict[str, dict[str, int]]:
+    """Where ``assign_bd_address`` put the accelerator's and the DMA's registers, from the
+    block design's hand-off file: the ``MEMRANGE`` of each instance as the PS's GP0 master
+    sees it, ``{"accel": {"base", "size"}, "dma": {...}}``."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(hwh).getroot()
+    except (OSError, ET.ParseError) as e:
+        raise RuntimeError(f"{hwh}: not a readable hand-off file ({e})") from None
+    out = {}
+    for name in (ACCEL_NAME, DMA_BASE_NAME):
+        ranges = {(r.get("BASEVALUE"), r.get("HIGHVALUE")) for r in root.iter("MEMRANGE")
+                  if r.get("INSTANCE") == name and r.get("MEMTYPE") == "REGISTER"}
+        if len(ranges) != 1:
+            raise RuntimeError(f"{hwh}: expected one register range of /{name}, found "
+                               f"{len(ranges)}")
+        (base, high), = ranges
+        try:
+            b, h = int(base, 16), int(high, 16)
+        except (TypeError, ValueError):
+            raise RuntimeError(f"{hwh}: /{name}'s range {base!r}..{high!r} is not hex") from None
+        out[name] = {"base": b, "size": h - b + 1}
+    return out
+
+
 def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) -> dict:
     """Run ``OUT/vivado/build.tcl`` with Vivado, convert the ``.bit`` to the byte-swapped
-    ``.bin`` the Linux FPGA manager loads, and record both in the manifest."""
+    ``.bin`` the Linux FPGA manager loads, and record both in the manifest, with the register
+    addresses the block design assigned (:func:`register_addresses`)."""
     from firmware.bitstream import bit_to_bin
     from gen.generate import _sha256, load_outdir
 
@@ -168,6 +195,8 @@ def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) 
     manifest["files"]["shiftadd.bin"] = _sha256(data)
     manifest["bitstream"] = {"bin": "shiftadd.bin", "bit": "vivado/shiftadd.bit",
                              "sha256": manifest["files"]["shiftadd.bin"]}
+    # the board's agent maps the registers at these addresses through /dev/mem by default
+    manifest["addresses"] = register_addresses(out / "vivado" / "shiftadd.hwh")
     # each file whole or not at all, the manifest last: an interrupt in between leaves the last
     # manifest, whose checksums refuse a .bin they were not made from (load_outdir)
     for name, body in (("shiftadd.bin", data),

@@ -267,6 +267,8 @@ def test_agent_command_wires_the_fabric_reset(hw, tmp_path):
                              env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         line = agent.stderr.readline()
+        assert f"registers: accelerator {tmp_path / 'uio0'} at 0x0, DMA" in line, line
+        line = agent.stderr.readline()
         assert "serving mmio on 127.0.0.1:" in line, line
         with AgentClient("127.0.0.1", int(line.rsplit(":", 1)[1]), "tok") as c:
             c.request(P.Kind.RESET)
@@ -276,3 +278,24 @@ def test_agent_command_wires_the_fabric_reset(hw, tmp_path):
         agent.terminate()
         agent.wait(timeout=30)
         agent.stderr.close()
+
+
+def test_register_windows_default_to_the_manifests_addresses():
+    """The agent maps the registers through /dev/mem at the addresses ``shiftadd bitstream``
+    recorded; without them, the UIO devices; what the command line says wins."""
+    from types import SimpleNamespace
+
+    from firmware.agent import register_windows
+
+    def args(**kw):
+        return SimpleNamespace(**{"regs": None, "regs_offset": None, "dma": None,
+                                  "dma_offset": None, **kw})
+
+    manifest = {"addresses": {"accel": {"base": 0x43C0_0000, "size": 0x1_0000},
+                              "dma": {"base": 0x4040_0000, "size": 0x1_0000}}}
+    assert register_windows(args(), manifest) == (("/dev/mem", 0x43C0_0000),
+                                                  ("/dev/mem", 0x4040_0000))
+    assert register_windows(args(), {}) == (("/dev/uio0", 0), ("/dev/uio1", 0))
+    assert register_windows(args(), None) == (("/dev/uio0", 0), ("/dev/uio1", 0))
+    assert register_windows(args(regs="/dev/uio4", dma_offset=0x4100_0000), manifest) == \
+        (("/dev/uio4", 0), ("/dev/mem", 0x4100_0000))

@@ -118,4 +118,28 @@ def test_bitstream_command(out, tmp_path):
     info = json.loads(r.stdout)
     manifest, _, _ = load_outdir(out)  # checks every sha256, now including the .bin
     assert manifest["bitstream"]["sha256"] == info["sha256"]
+    # the register addresses the block design assigned, from its hand-off file
+    assert manifest["addresses"] == {"accel": {"base": 0x43C0_0000, "size": 0x1_0000},
+                                     "dma": {"base": 0x4040_0000, "size": 0x1_0000}}
     assert SYNC_SWAPPED in (out / "shiftadd.bin").read_bytes()
+
+
+def test_register_addresses_need_one_range_per_instance(tmp_path):
+    """The hand-off file must give the accelerator and the DMA one register range each, as
+    the PS sees them; anything else is an error naming the instance or the file."""
+    from gen.vivado import register_addresses
+
+    hwh = tmp_path / "system.hwh"
+    text = (STANDIN.read_text().split("puts $f {", 1)[1].split("</EDKSYSTEM>}", 1)[0]
+            + "</EDKSYSTEM>")
+    hwh.write_text(text)
+    assert register_addresses(hwh)["accel"] == {"base": 0x43C0_0000, "size": 0x1_0000}
+    for broken, message in (
+            (text.replace('INSTANCE="accel" IS_DATA', 'INSTANCE="other" IS_DATA'),
+             "one register range of /accel, found 0"),
+            (text.replace('BASEVALUE="0x40400000"', 'BASEVALUE="0x4040zz00"'),
+             "/dma's range '0x4040zz00'"),
+            (text[:200], "not a readable hand-off file")):
+        hwh.write_text(broken)
+        with pytest.raises(RuntimeError, match=message):
+            register_addresses(hwh)
