@@ -2,7 +2,9 @@
 
 This is the reference every piece of hardware is compared against, by exact equality. All values
 are ``numpy.int64``; :meth:`gen.ir.IntegerNetwork.bounds` has proven (at construction) that no
-intermediate value of any op exceeds 63 bits, so ``int64`` here is exact. Every rounding and
+intermediate value of any op exceeds 63 bits, so ``int64`` here is exact. The dot products
+compute in a narrower integer type when the values at hand prove it holds every intermediate
+(:func:`narrowest`): the same integers, faster. Every rounding and
 saturation rule is a call into :mod:`gen.numerics`.
 """
 
@@ -13,7 +15,8 @@ import numpy as np
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftConv
 from gen.numerics import pool_shift, rshift_round_array, saturate_array
 
-__all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv", "shift_dot", "adder_dot"]
+__all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv", "shift_dot", "adder_dot",
+           "narrowest"]
 
 
 def im2col(x: np.ndarray, k: int, stride: int, padding: int) -> np.ndarray:
@@ -29,20 +32,44 @@ def im2col(x: np.ndarray, k: int, stride: int, padding: int) -> np.ndarray:
     return cols.reshape(n, c * k * k, oh * ow)
 
 
+def magnitude(a: np.ndarray) -> int:
+    """The largest ``|v|`` in ``a``, as a Python int (0 for an empty array)."""
+    return max(-int(a.min()), int(a.max())) if a.size else 0
+
+
+def narrowest(bound: int) -> type:
+    """The narrowest of int16, int32 and int64 that holds every value of magnitude
+    ``<= bound``. The dot products below compute in it: the same integers, fewer bytes to move
+    (the adder convs 2-8x faster in int16 than in int64)."""
+    for dt in (np.int16, np.int32, np.int64):
+        if bound <= np.iinfo(dt).max:
+            return dt
+    raise OverflowError(f"{bound} does not fit 64 bits")
+
+
 def shift_dot(x: np.ndarray, sign: np.ndarray, shift: np.ndarray) -> np.ndarray:
     """``y[p, o] = sum_j sign[o, j] * (x[p, j] << shift[o, j])``: the shift-conv dot product
-    with each term aligned to the accumulator (``shift = exp_max - exp``)."""
+    with each term aligned to the accumulator (``shift = exp_max - exp``). Computed in the
+    narrowest type that holds every partial sum (``J * max|x| * max|w|``), returned as int64."""
+    x = np.asarray(x, dtype=np.int64)
     wint = sign.astype(np.int64) << shift.astype(np.int64)
-    return np.einsum("pj,oj->po", np.asarray(x, dtype=np.int64), wint, optimize=False)
+    dt = narrowest(max(x.shape[-1], 1) * magnitude(x) * magnitude(wint))
+    return np.einsum("pj,oj->po", x.astype(dt), wint.astype(dt),
+                     optimize=False).astype(np.int64)
 
 
 def adder_dot(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """``y[p, o] = -sum_j |x[p, j] - w[o, j]|``: the adder-conv dot product."""
+    """``y[p, o] = -sum_j |x[p, j] - w[o, j]|``: the adder-conv dot product. The differences
+    are computed in the narrowest type that holds ``max|x| + max|w|``, the sums in the one that
+    holds ``J`` times that; the result is int64."""
     x = np.asarray(x, dtype=np.int64)
     w = np.asarray(w, dtype=np.int64)
+    diff = magnitude(x) + magnitude(w)
+    xs, ws = x.astype(narrowest(diff)), w.astype(narrowest(diff))
+    total = narrowest(max(x.shape[-1], 1) * diff)
     y = np.empty((x.shape[0], w.shape[0]), dtype=np.int64)
     for o in range(w.shape[0]):  # one output channel at a time keeps the temporary at [P, J]
-        y[:, o] = -np.abs(x - w[o][None, :]).sum(axis=1)
+        y[:, o] = -np.abs(xs - ws[o][None, :]).sum(axis=1, dtype=total)
     return y
 
 

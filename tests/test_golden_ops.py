@@ -150,3 +150,45 @@ def test_run_rejects_bad_inputs():
         golden.run(net, np.zeros((1, 1, 2, 2), np.float32))
     with pytest.raises(ValueError, match=r"\[-128, 127\]"):
         golden.run(net, np.full((1, 1, 2, 2), 128, np.int64))
+
+
+def adder_dot_ref(x, w) -> list:
+    return [[-sum(abs(int(a) - int(b)) for a, b in zip(xr, wr, strict=True)) for wr in w]
+            for xr in x]
+
+
+def shift_dot_ref(x, sign, shift) -> list:
+    return [[sum(int(s) * (int(a) << int(k)) for a, s, k in zip(xr, sr, kr, strict=True))
+             for sr, kr in zip(sign, shift, strict=True)] for xr in x]
+
+
+@pytest.mark.parametrize("diff,terms", [
+    (32767, 3), (32768, 3),              # the differences' type: int16 up to 32767, then int32
+    (32767, 65538), (2**31, 2),          # the sums' type: int32 up to 2^31 - 1, then int64
+    (2**40, 3)])                         # beyond int32: int64 throughout
+def test_dot_products_are_exact_at_each_narrower_types_edge(diff, terms):
+    """``adder_dot`` and ``shift_dot`` compute in int16/int32 when the values prove every
+    intermediate fits; at the edges of each type they equal the definitions in Python ints."""
+    rng = np.random.default_rng(diff + terms)
+    half = diff // 2
+    x = rng.integers(-half, half + 1, (3, terms), dtype=np.int64)
+    w = rng.integers(-(diff - half), diff - half + 1, (2, terms), dtype=np.int64)
+    x[0, 0], w[0, 0] = -half, diff - half  # the extreme difference, reached
+    assert golden.adder_dot(x, w).tolist() == adder_dot_ref(x, w)
+    assert golden.narrowest(diff) == (np.int16 if diff < 2**15 else
+                                      np.int32 if diff < 2**31 else np.int64)
+    sign = rng.integers(-1, 2, (2, terms))
+    shift = rng.integers(0, 4, (2, terms))
+    assert golden.shift_dot(x, sign, shift).tolist() == shift_dot_ref(x, sign, shift)
+
+
+def test_dot_products_are_exact_on_random_ranges(seed):
+    """Random shapes and magnitudes from 2^2 to 2^40 (every type the dot products pick)."""
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        terms, bits = int(rng.integers(1, 40)), int(rng.integers(2, 41))
+        x = rng.integers(-(1 << bits), 1 << bits, (int(rng.integers(1, 5)), terms))
+        w = rng.integers(-(1 << bits), 1 << bits, (int(rng.integers(1, 4)), terms))
+        sign, shift = rng.integers(-1, 2, w.shape), rng.integers(0, 8, w.shape)
+        assert golden.adder_dot(x, w).tolist() == adder_dot_ref(x, w)
+        assert golden.shift_dot(x, sign, shift).tolist() == shift_dot_ref(x, sign, shift)
