@@ -466,7 +466,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
                        accept_new_host_key=args.accept_new_host_key,
                        remote_dir=args.remote_dir, agent_port=args.agent_port,
                        python=args.python, device=args.device, agent_args=args.agent_arg,
-                       load_bitstream=not args.no_bitstream)
+                       load_bitstream=not args.no_bitstream,
+                       allow_timing_violation=args.allow_timing_violation)
     try:
         res = deploy(Path(args.out), _token(args), cfg, progress=lambda m: _log(f"[deploy] {m}"))
     except DeployError as e:
@@ -507,8 +508,21 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
         info = bitstream(Path(args.out), progress=lambda m: _log(f"[bitstream] {m}"))
     except VivadoMissing as e:
         raise UserError(str(e)) from None
-    _emit(args, info, lambda: print(f"bitstream {args.out}/{info['bin']} (sha256 "
-                                    f"{info['sha256'][:16]}...) recorded in the manifest"))
+    if info.get("timing_met") is False:
+        _log(f"[bitstream] WARNING: timing NOT met (WNS {info['wns_ns']:+.3f} ns): the "
+             "accelerator may compute wrong results on the board, and `shiftadd deploy` refuses "
+             "it unless --allow-timing-violation; the same paths meet "
+             f"{info['max_clock_mhz']:g} MHz: `shiftadd gen ... --clock-mhz "
+             f"{int(info['max_clock_mhz'])}`")
+
+    def human() -> None:
+        print(f"bitstream {args.out}/{info['bin']} (sha256 {info['sha256'][:16]}...) recorded in "
+              "the manifest")
+        if info.get("wns_ns") is not None:
+            print(f"timing {'met' if info['timing_met'] else 'NOT met'} "
+                  f"(WNS {info['wns_ns']:+.3f} ns)")
+
+    _emit(args, info, human)
     return 0
 
 
@@ -816,10 +830,12 @@ def build_parser() -> argparse.ArgumentParser:
     dp.add_argument("--python", default="python3", help="the board's python (with numpy)")
     dp.add_argument("--device", choices=("mmio", "loopback"), default="mmio")
     dp.add_argument("--agent-arg", action="append", default=[],
-                    help="extra argument for the agent (repeat), e.g. --agent-arg=--regs-offset="
-                         "0x43c00000")
+                    help="extra argument for the agent (repeat), e.g. --agent-arg=--regs="
+                         "/dev/uio0")
     dp.add_argument("--no-bitstream", action="store_true",
                     help="the FPGA is already configured (JTAG): do not load a bitstream")
+    dp.add_argument("--allow-timing-violation", action="store_true",
+                    help="load a bitstream whose implementation did not meet timing")
     dp.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
     dp.add_argument("--json", action="store_true", help="print one JSON object")
     dp.set_defaults(func=cmd_deploy)

@@ -114,6 +114,10 @@ report_utilization -file [file join $here utilization.rpt]
 report_timing_summary -file [file join $here timing.rpt]
 set wns [get_property STATS.WNS [get_runs impl_1]]
 if {{$wns < 0}} {{ puts "WARNING: timing not met at {mhz:g} MHz (WNS $wns ns)" }}
+# for `shiftadd bitstream`: the worst negative slack, recorded in the manifest
+set f [open [file join $here timing.json] w]
+puts $f "{{\\"wns_ns\\": [expr {{$wns eq "" ? "null" : $wns}}], \\"clock_mhz\\": {mhz:g}}}"
+close $f
 set impl_dir [get_property DIRECTORY [get_runs impl_1]]
 file copy -force [file join $impl_dir system_wrapper.bit] [file join $here shiftadd.bit]
 write_hw_platform -fixed -include_bit -force -file [file join $here shiftadd.xsa]
@@ -137,6 +141,23 @@ def write(out: Path, manifest: dict) -> Path:
 
 class VivadoMissing(RuntimeError):
     pass
+
+
+def timing(path: Path, clock_mhz: float) -> dict:
+    """What implementation reached: ``wns_ns`` (the worst negative slack, ``None`` when Vivado
+    reported none), ``timing_met``, and, when it was not met, ``max_clock_mhz``, the clock at
+    which the same paths would have met it (``1000 / (period - wns)``)."""
+    try:
+        wns = json.loads(path.read_text())["wns_ns"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RuntimeError(f"{path}: Vivado wrote no timing summary") from None
+    if wns is None:
+        return {"wns_ns": None, "timing_met": None}
+    wns = float(wns)
+    out = {"wns_ns": wns, "timing_met": wns >= 0}
+    if wns < 0:
+        out["max_clock_mhz"] = round(1000.0 / (1000.0 / clock_mhz - wns), 1)
+    return out
 
 
 def register_addresses(hwh: Path) -> dict[str, dict[str, int]]:
@@ -197,6 +218,7 @@ def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) 
                              "sha256": manifest["files"]["shiftadd.bin"]}
     # the board's agent maps the registers at these addresses through /dev/mem by default
     manifest["addresses"] = register_addresses(out / "vivado" / "shiftadd.hwh")
+    manifest["bitstream"].update(timing(out / "vivado" / "timing.json", manifest["clock_mhz"]))
     # each file whole or not at all, the manifest last: an interrupt in between leaves the last
     # manifest, whose checksums refuse a .bin they were not made from (load_outdir)
     for name, body in (("shiftadd.bin", data),

@@ -39,6 +39,7 @@ class DeployConfig:
     device: str = "mmio"
     agent_args: list[str] = field(default_factory=list)
     load_bitstream: bool = True
+    allow_timing_violation: bool = False
     start_timeout_s: float = 60.0
 
 
@@ -103,7 +104,13 @@ def deploy(out: Path, token: str, cfg: DeployConfig,
             raise DeployError(f"{out} has no bitstream yet: run `shiftadd bitstream {out}` where "
                               "Vivado is installed (or deploy with --no-bitstream if the FPGA is "
                               "already configured)")
-        files["shiftadd.bin"] = (out / manifest["bitstream"]["bin"]).read_bytes()
+        bits = manifest["bitstream"]
+        if bits.get("timing_met") is False and not cfg.allow_timing_violation:
+            raise DeployError(f"{out}'s bitstream did not meet timing (WNS {bits['wns_ns']:+.3f} "
+                              "ns): it may compute wrong results. Regenerate with "
+                              f"--clock-mhz {int(bits['max_clock_mhz'])} or lower, or pass "
+                              "--allow-timing-violation")
+        files["shiftadd.bin"] = (out / bits["bin"]).read_bytes()
 
     for what, f in (("SSH key", cfg.key), ("known-hosts file", cfg.known_hosts)):
         if f is not None and not Path(f).exists():

@@ -122,6 +122,33 @@ def test_bitstream_command(out, tmp_path):
     assert manifest["addresses"] == {"accel": {"base": 0x43C0_0000, "size": 0x1_0000},
                                      "dma": {"base": 0x4040_0000, "size": 0x1_0000}}
     assert SYNC_SWAPPED in (out / "shiftadd.bin").read_bytes()
+    # the timing summary: met here (the stand-in's WNS is +0.125 ns)
+    assert manifest["bitstream"]["wns_ns"] == 0.125 and manifest["bitstream"]["timing_met"]
+    assert info["timing_met"] and "WARNING" not in r.stderr
+
+    # not met: recorded, warned with the clock the same paths meet, and deploy refuses it
+    # before connecting
+    fake.write_text(f"#!/bin/sh\nSTANDIN_WNS=-0.3 STANDIN_LOG={tmp_path}/log "
+                    f"STANDIN_BIT={bit} exec tclsh {STANDIN} \"$@\"\n")
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "bitstream", str(out)],
+                       env={**os.environ, "PATH": f"{fake.parent}:{env_path}"},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    mhz = load_outdir(out)[0]["clock_mhz"]
+    want = round(1000 / (1000 / mhz + 0.3), 1)
+    assert "timing NOT met (WNS -0.300 ns)" in r.stdout
+    assert "WARNING: timing NOT met (WNS -0.300 ns)" in r.stderr
+    assert f"meet {want:g} MHz: `shiftadd gen ... --clock-mhz {int(want)}`" in r.stderr
+    assert load_outdir(out)[0]["bitstream"]["max_clock_mhz"] == want
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "deploy", str(out), "--board",
+                        "127.0.0.1:1", "--token", "t"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "did not meet timing (WNS -0.300 ns)" in r.stderr
+    assert "--allow-timing-violation" in r.stderr and "connecting" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "deploy", str(out), "--board",
+                        "127.0.0.1:1", "--token", "t", "--allow-timing-violation"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "cannot reach 127.0.0.1:1" in r.stderr  # it went on
 
 
 def test_register_addresses_need_one_range_per_instance(tmp_path):

@@ -204,7 +204,7 @@ proc get_property {name obj} {
     set run [string range $obj 4 end]
     switch -- $name {
         PROGRESS { return "100%" }
-        STATS.WNS { return 0.125 }
+        STATS.WNS { return [expr {[info exists ::env(STANDIN_WNS)] ? $::env(STANDIN_WNS) : 0.125}] }
         DIRECTORY { return [dict get $::runs $run] }
         default { fail "get_property $name" }
     }
