@@ -527,18 +527,24 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    from sim import rtl
     from sim.tools import doctor
 
     rows = doctor()
     ok = all(r.ok for r in rows)
+    builds = rtl.cached_builds()
+    cache = {"directory": str(rtl.BUILD_ROOT), "builds": len(builds),
+             "bytes": sum(b["bytes"] for b in builds)}
 
     def human() -> None:
         for r in rows:
             mark = "ok " if r.ok else "MISSING"
             print(f"{mark:8s}{r.name:20s}{r.version or '-':30s}{r.fix}")
         print("all required tools found" if ok else "some required tools are missing")
+        print(f"Verilator builds: {cache['builds']} in {cache['directory']}, "
+              f"{_bytes(cache['bytes'])} (`shiftadd cache --clear` frees them)")
 
-    _emit(args, {"ok": ok, "tools": [r.to_json() for r in rows]}, human)
+    _emit(args, {"ok": ok, "tools": [r.to_json() for r in rows], "build_cache": cache}, human)
     return 0 if ok else 1
 
 
