@@ -316,7 +316,12 @@ def main(argv: list[str] | None = None) -> int:
                                        "(no fabric reset)") from None
             (rp, ro), (dp, do) = register_windows(args, manifest)
             log(f"registers: accelerator {rp} at {ro:#x}, DMA {dp} at {do:#x}")
-            dev = MmioDevice(Window(rp, ro), Window(dp, do), buf, slcr=slcr)
+            try:
+                regs, dma = Window(rp, ro), Window(dp, do)
+            except (OSError, ValueError) as e:
+                raise RuntimeError(f"cannot map the registers ({e}): /dev/mem needs root; "
+                                   "UIO devices are --regs /dev/uioN --dma /dev/uioM") from None
+            dev = MmioDevice(regs, dma, buf, slcr=slcr)
             if manifest is not None:
                 Accelerator(dev, manifest).identify()
                 log(f"accelerator build {manifest['build_id_hex']} answers")

@@ -263,6 +263,11 @@ def test_agent_command_wires_the_fabric_reset(hw, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "cannot map the SLCR" in bad.stderr
     assert "--slcr none" in bad.stderr
+    bad = subprocess.run([*base, "--slcr", str(tmp_path / "slcr"), "--slcr-offset", "0",
+                          "--regs", str(tmp_path / "nowhere")], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "cannot map the registers" in bad.stderr
+    assert "/dev/mem needs root" in bad.stderr
     agent = subprocess.Popen([*base, "--slcr", str(tmp_path / "slcr"), "--slcr-offset", "0"],
                              env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
