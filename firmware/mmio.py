@@ -69,10 +69,20 @@ class Window:
 class UdmaBuffer:
     """A u-dma-buf: ``phys``, ``view`` (the mapping), ``flush()``/``invalidate()``."""
 
+    # the driver's sysfs class: u-dma-buf since its version 2, udmabuf before
+    CLASSES = ("/sys/class/u-dma-buf", "/sys/class/udmabuf")
+
     def __init__(self, dev: str | Path = "/dev/udmabuf0", sysfs: str | Path | None = None
                  ) -> None:
         dev = Path(dev)
-        self.sysfs = Path(sysfs) if sysfs else Path("/sys/class/u-dma-buf") / dev.name
+        if sysfs is None:
+            found = [Path(c) / dev.name for c in self.CLASSES if (Path(c) / dev.name).is_dir()]
+            if not found:
+                raise FileNotFoundError(
+                    f"no u-dma-buf buffer {dev.name} ({' or '.join(self.CLASSES)}): load the "
+                    f"driver with one, e.g. insmod u-dma-buf.ko {dev.name}=16777216")
+            sysfs = found[0]
+        self.sysfs = Path(sysfs)
         self.size = int((self.sysfs / "size").read_text().strip(), 0)
         self.phys = int((self.sysfs / "phys_addr").read_text().strip(), 0)
         self.window = Window(dev, 0, self.size)

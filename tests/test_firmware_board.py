@@ -304,3 +304,22 @@ def test_register_windows_default_to_the_manifests_addresses():
     assert register_windows(args(), None) == (("/dev/uio0", 0), ("/dev/uio1", 0))
     assert register_windows(args(regs="/dev/uio4", dma_offset=0x4100_0000), manifest) == \
         (("/dev/uio4", 0), ("/dev/mem", 0x4100_0000))
+
+
+def test_udmabuf_is_found_under_either_drivers_class(tmp_path, monkeypatch):
+    """u-dma-buf's sysfs class, or the older udmabuf driver's; with neither, the error says how
+    to load one."""
+    new, old = tmp_path / "class-u-dma-buf", tmp_path / "class-udmabuf"
+    monkeypatch.setattr(UdmaBuffer, "CLASSES", (str(new), str(old)))
+    dev = tmp_path / "udmabuf0"
+    dev.write_bytes(b"\0" * 4096)
+    with pytest.raises(FileNotFoundError, match="insmod u-dma-buf.ko udmabuf0=16777216"):
+        UdmaBuffer(dev)
+    (old / "udmabuf0").mkdir(parents=True)
+    (old / "udmabuf0" / "size").write_text("4096\n")
+    (old / "udmabuf0" / "phys_addr").write_text("0x1f000000\n")
+    b = UdmaBuffer(dev)
+    try:
+        assert b.sysfs == old / "udmabuf0" and b.phys == 0x1F00_0000 and b.size == 4096
+    finally:
+        b.window.close()
