@@ -250,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import sys
 
+    from firmware.mmio import BUFFER_BYTES
+
     ap = argparse.ArgumentParser(prog="firmware.agent", description=main.__doc__)
     ap.add_argument("--host", default="0.0.0.0")
     ap.add_argument("--port", type=int, default=7700)
@@ -274,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slcr-offset", type=lambda v: int(v, 0), default=0xF800_0000)
     ap.add_argument("--udmabuf", default="/dev/udmabuf0",
                     help="u-dma-buf device, or 'pynq' for pynq.allocate buffers")
-    ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=16 << 20,
+    ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=BUFFER_BYTES,
                     help="bytes to allocate with --udmabuf pynq")
     ap.add_argument("--udmabuf-sysfs", default=None)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per device operation")
