@@ -16,6 +16,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+from gen.nn.data import CALIBRATION_IMAGES
+
 DEFAULT_CKPT = Path("runs/digits.pt")
 
 
@@ -207,8 +209,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.calibration:
             calib = torch_inputs(_load_npy(args.calibration, "--calibration"))
         else:
-            from gen.evaluate import CALIBRATION_IMAGES
-
             _log(f"[eval] no --calibration data: calibrating on the first "
                  f"{min(CALIBRATION_IMAGES, len(x))} inputs of {args.data} (pass training "
                  "inputs with --calibration to keep the two apart)")
@@ -234,6 +234,7 @@ def torch_inputs(a):
     return torch.from_numpy(a.astype("float32"))
 
 
+RANDOM_CALIBRATION = 64  # standard-normal inputs that calibrate a model without data
 CALIBRATION_HELP = (".npy of float inputs [N, C, H, W], normalized as the model's input, to "
                     "calibrate the quantizer")
 
@@ -263,11 +264,12 @@ def _network_for(args: argparse.Namespace):
         calib = calibration_batch(load_digits_splits()[0], norm)
     else:
         c = loaded.model.config
-        _log(f"[{args.command}] no --calibration data: calibrating {loaded.arch} on 64 "
-             "standard-normal inputs (fine for hardware; use real data for accuracy)")
+        _log(f"[{args.command}] no --calibration data: calibrating {loaded.arch} on "
+             f"{RANDOM_CALIBRATION} standard-normal inputs (fine for hardware; use real data "
+             "for accuracy)")
         from gen.nn.models import random_inputs
 
-        calib = random_inputs(c, 64)
+        calib = random_inputs(c, RANDOM_CALIBRATION)
         norm = None
     return quantize(loaded.model, calib, precision, norm, name=loaded.arch)
 
@@ -685,8 +687,8 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--round-shift-params", action="store_true",
                    help="apply the official round(clamp(shift)) / sign(round(sign)) rule to raw "
                         "training-state shift parameters (for the fixed-shift variant's "
-                        "SEConv2d weights: the nearest power of two, zero below 5e-3) instead "
-                        "of rejecting them")
+                        "SEConv2d weights: SEConv2d's own rounding, the nearest power of two "
+                        "and zero below its threshold) instead of rejecting them")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -740,8 +742,8 @@ def build_parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="quantize a checkpoint to an integer network",
                        description="Quantize a trained model to a FIX8 or FIX32 integer network "
                                    "file (.npz), calibrated on --calibration inputs, else for "
-                                   "digits on 512 of its training images, else on 64 "
-                                   "standard-normal inputs (fine for hardware, not for "
+                                   f"digits on {CALIBRATION_IMAGES} of its training images, "
+                                   f"else on {RANDOM_CALIBRATION} standard-normal inputs (fine for hardware, not for "
                                    "accuracy).")
     _add_ckpt_args(q)
     q.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
@@ -761,8 +763,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "model's training inputs, 'y' N class indices (e.g. CIFAR-10 test "
                         "images for ResNet-20)")
     e.add_argument("--calibration", type=Path, default=None,
-                   help="with --data: " + CALIBRATION_HELP + " (default: the first 512 of "
-                        "--data's inputs)")
+                   help="with --data: " + CALIBRATION_HELP + f" (default: the first "
+                        f"{CALIBRATION_IMAGES} of --data's inputs)")
     e.add_argument("--images", type=_positive_int, default=None,
                    help="with --data: evaluate only the first N")
     e.add_argument("--json", action="store_true",
@@ -887,7 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("cache", help="the Verilator build cache: its size, or --clear it",
                        description="Every simulated design is built once under Verilator and "
-                                   "kept (100-400 MB each at ResNet-20's size). Without options: "
+                                   "kept (150-400 MB each, digits to ResNet-20). Without "
+                                   "options: "
                                    "where the builds are and their size.")
     c.add_argument("--clear", action="store_true",
                    help="remove every build no running process holds or builds")

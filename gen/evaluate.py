@@ -14,12 +14,10 @@ import torch
 
 from gen.checkpoint import Loaded
 from gen.ir import IntegerNetwork
-from gen.nn.data import Normalization, Split, load_digits_splits
+from gen.nn.data import CALIBRATION_IMAGES, Normalization, Split, load_digits_splits
 from gen.numerics import Precision, quantize_real
 from gen.quantize import quantize
 from sim import golden
-
-CALIBRATION_IMAGES = 512
 
 
 def calibration_batch(train: Split, norm: Normalization, n: int = CALIBRATION_IMAGES

@@ -14,6 +14,7 @@ import numpy as np
 
 SPLIT_SEED = 20201
 TEST_SIZE = 360
+CALIBRATION_IMAGES = 512  # inputs the quantizer calibrates on: the training split's first ones
 
 
 @dataclass(frozen=True)
