@@ -8,7 +8,9 @@ Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` 
 possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
 ``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs or the
 fixed-shift variant's SEConv2d (``weight`` = 0 or +-2^k, beside its training state ``p``, ``s``
-and ``mask``), the same network otherwise. Adder layers of FIX8 training carry an input
+and ``mask``), the same network otherwise. The depth, the widths and the classes are read from
+the tensors (:func:`official_config`): ``resnet110_shiftadd_se`` and CIFAR-100 models load as
+they are. Adder layers of FIX8 training carry an input
 quantizer's statistics, which are dropped, and sparse ones a mask, which is applied. Every file
 is read with ``torch.load(weights_only=True)``, which runs no code from the file; numpy numbers
 and arrays in it are read too (:func:`numpy_globals`).
@@ -21,6 +23,7 @@ is rejected unless ``round_shift_params=True``, which applies the official rule
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import warnings
 from dataclasses import dataclass
@@ -48,6 +51,17 @@ class Loaded:
     arch: str
     normalization: Normalization | None
     meta: dict
+
+    @property
+    def description(self) -> str:
+        """The architecture's name, with the layout when it is not the preset's
+        (``resnet20_shiftadd (blocks 18,18,18)``: ResNet-110)."""
+        c, preset = self.model.config, PRESETS[self.arch]
+        diff = [f"{f.name.replace('_', ' ')} "
+                f"{','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                for f in dataclasses.fields(c)
+                if (v := getattr(c, f.name)) != getattr(preset, f.name)]
+        return f"{self.arch} ({', '.join(diff)})" if diff else self.arch
 
 
 def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Normalization | None,
@@ -155,12 +169,9 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
         if arch not in PRESETS:
             raise CheckpointError(f"unknown architecture {arch!r}; choose one of "
                                   f"{', '.join(PRESETS)}")
-        config = PRESETS[arch]
-        fc = next((state[k] for k in ("fc.shift", "module.fc.shift", "fc.weight",
-                                      "module.fc.weight") if k in state), None)
-        if isinstance(fc, torch.Tensor) and fc.ndim == 4 and fc.shape[0] != config.num_classes:
-            config = ResNetConfig(**{**config.to_json(), "widths": config.widths,
-                                     "blocks": config.blocks, "num_classes": int(fc.shape[0])})
+        config = official_config(state, PRESETS[arch])
+        if config != PRESETS[arch]:
+            meta["config_from_tensors"] = True
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: 'state_dict' is not a dict")
     try:
@@ -170,10 +181,48 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
     state = _normalize_keys(state, model)
     state = _fixed_shift_weights(path, state, model, round_shift_params)
     state = _adder_training_state(state, model)
-    what = (f"a {arch} model (a checkpoint without shiftadd's header is read as one unless "
-            "--arch names another)" if meta.get("arch_assumed") else f"a {arch} model")
+    what = f"a {arch} model"
+    if meta.get("config_from_tensors"):
+        what += (f" of {len(config.widths)} stages (widths {','.join(map(str, config.widths))}, "
+                 f"blocks {','.join(map(str, config.blocks))}) and {config.num_classes} classes")
+    if meta.get("arch_assumed"):
+        what += (" (a checkpoint without shiftadd's header is read as one unless --arch names "
+                 "another)")
     _check_and_load(path, model, state, round_shift_params, what)
     return Loaded(model=model.eval(), arch=arch, normalization=normalization, meta=meta)
+
+
+_BLOCK_KEY = re.compile(r"(?:module\.)?layer(\d+)\.(\d+)\.bn1\.weight")
+
+
+def official_config(state: dict, preset: ResNetConfig) -> ResNetConfig:
+    """The layout an official state dict holds, on ``preset``'s stem and input: its stages,
+    their widths and blocks (``layerS.B.bn1``) and its classes (``fc``). ShiftAddNet's CIFAR
+    ResNets differ only in these (``resnet110_shiftadd_se``: 18 blocks per stage; CIFAR-100:
+    100 classes). Whatever else differs fails the key and shape checks, by name."""
+    widths: dict[int, int] = {}
+    blocks: dict[int, int] = {}
+    for k, v in state.items():
+        m = _BLOCK_KEY.fullmatch(k)
+        if m and isinstance(v, torch.Tensor) and v.ndim == 1:
+            s, b = int(m[1]), int(m[2])
+            blocks[s] = max(blocks.get(s, 0), b + 1)
+            if b == 0:
+                widths[s] = int(v.shape[0])
+    fc = next((state[k] for k in ("fc.shift", "module.fc.shift", "fc.weight",
+                                  "module.fc.weight") if k in state), None)
+    changes: dict = {}
+    if isinstance(fc, torch.Tensor) and fc.ndim == 4:
+        changes["num_classes"] = int(fc.shape[0])
+    stages = sorted(blocks)
+    if stages and stages == list(range(1, len(stages) + 1)) and len(widths) == len(stages):
+        changes["widths"] = tuple(widths[s] for s in stages)
+        changes["blocks"] = tuple(blocks[s] for s in stages)
+    try:
+        return ResNetConfig(**{**preset.to_json(), "widths": preset.widths,
+                               "blocks": preset.blocks, **changes})
+    except ValueError:
+        return preset  # not this family: the key checks name what does not match
 
 
 def _normalize_keys(state: dict, model: ShiftAddResNet) -> dict:
@@ -281,7 +330,7 @@ def _check_and_load(path: Path, model: ShiftAddResNet, state: dict,
         want = expected[k]
         if tuple(v.shape) != tuple(want.shape):
             raise CheckpointError(f"{path}: {k!r} has shape {list(v.shape)}, "
-                                  f"expected {list(want.shape)}")
+                                  f"expected {list(want.shape)} for {what}")
         if v.is_floating_point() and not torch.isfinite(v).all():
             raise CheckpointError(f"{path}: {k!r} contains NaN or infinity")
         mod, _, leaf = k.rpartition(".")

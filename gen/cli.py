@@ -264,7 +264,7 @@ def _network_for(args: argparse.Namespace):
         calib = calibration_batch(load_digits_splits()[0], norm)
     else:
         c = loaded.model.config
-        _log(f"[{args.command}] no --calibration data: calibrating {loaded.arch} on "
+        _log(f"[{args.command}] no --calibration data: calibrating {loaded.description} on "
              f"{RANDOM_CALIBRATION} standard-normal inputs (fine for hardware; use real data "
              "for accuracy)")
         from gen.nn.models import random_inputs

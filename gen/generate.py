@@ -336,6 +336,11 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
             need = (f"; the least block RAM any of them needs is {sum(smallest.bram36.values())} "
                     f"BRAM36, at {g.rows}x{g.cols}x{g.lanes}: " + ", ".join(
                         f"{k.replace('_', ' ')} {v}" for k, v in smallest.bram36.items() if v))
+            weights = sum(v for k, v in smallest.bram36.items() if k.endswith("_weights"))
+            if weights > board.bram36:
+                need += (f". Its weights alone take {weights} BRAM36: every weight stays on "
+                         "chip (shiftadd does not stream weights), so this model needs a device "
+                         "with more block RAM or fewer parameters")
             if net.precision.bits == 32:
                 need += " (FIX8 stores a quarter of the bits)"
         raise SizingError(f"no engine geometry fits {budget:.0f} LUTs and {board.bram36} BRAM36 "

@@ -116,6 +116,36 @@ def test_import_the_fixed_shift_variant(tmp_path, seed):
         checkpoint.load(save(tmp_path, {"state_dict": big}, "big.pt"), round_shift_params=True)
 
 
+def test_the_depth_widths_and_classes_come_from_the_tensors(tmp_path, seed):
+    """ShiftAddNet's ``resnet110_shiftadd_se`` (18 blocks per stage) trained on CIFAR-100 loads
+    as what it is; a block missing from the middle of a stage is named."""
+    import dataclasses
+
+    config = dataclasses.replace(PRESETS["resnet20_shiftadd"], blocks=(18, 18, 18),
+                                 num_classes=100)
+    ref = build("resnet20_shiftadd", config).eval()
+    sd = {k: v.clone() for k, v in ref.state_dict().items()}
+    for k in sd:
+        if k.endswith(".shift"):
+            sd[k] = torch.round(torch.clamp(sd[k], -7, 0))
+        elif k.endswith(".sign"):
+            sd[k] = torch.sign(torch.round(sd[k]))
+    ref.load_state_dict(sd)
+    se = {f"module.{k}": v for k, v in fixed_shift_state(sd).items()}
+    loaded = checkpoint.load(save(tmp_path, {"epoch": 160, "state_dict": se}))
+    assert loaded.model.config == config and loaded.meta["config_from_tensors"]
+    assert loaded.description == "resnet20_shiftadd (blocks 18,18,18, num classes 100)"
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded.model(x), ref(x))
+
+    gap = {k: v for k, v in se.items() if not k.startswith("module.layer2.7.")}
+    with pytest.raises(CheckpointError, match=r"missing key 'layer2\.7\.bn1\.bias' \(and \d+ "
+                                              r"more\) of a resnet20_shiftadd model of 3 stages "
+                                              r"\(widths 16,32,64, blocks 18,18,18\) and 100 "
+                                              r"classes"):
+        checkpoint.load(save(tmp_path, {"state_dict": gap}, "gap.pt"))
+
+
 def test_import_fix8_and_sparse_adder_layers(tmp_path, seed):
     """ShiftAddNet's FIX8 training (``--add_quant True``) gives every Adder2D an input
     quantizer's running statistics, and ``sparsity`` a mask it applies in every forward pass:
@@ -162,7 +192,7 @@ def test_headerless_checkpoint_of_another_arch_points_at_arch(tmp_path):
     model's, the error says so and names --arch, which then loads it."""
     sd = build("digits").state_dict()
     p = save(tmp_path, {"state_dict": sd})
-    with pytest.raises(CheckpointError, match="of a resnet20_shiftadd model .*unless --arch"):
+    with pytest.raises(CheckpointError, match="for a resnet20_shiftadd model .*unless --arch"):
         checkpoint.load(p)
     assert checkpoint.load(p, "digits", round_shift_params=True).arch == "digits"
 

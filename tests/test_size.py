@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -199,7 +201,13 @@ def test_lut_ram_is_part_of_the_engine_config_and_priced(digits_fix8):
 def test_a_board_short_of_block_ram_is_told_what_needs_it(digits_fix8):
     from gen.size import Board
 
-    tiny = Board("tiny", 218_600, 437_200, 900, 10)
+    # digits FIX8: 17 BRAM36 at least, 12 of them weights
+    short = Board("short", 218_600, 437_200, 900, 15)
     with pytest.raises(SizingError, match=r"the least block RAM any of them needs is [\d.]+ "
-                                          r"BRAM36, at \d+x\d+x\d+: activations [\d.]+, "):
-        size_engine(digits_fix8, tiny)
+                                          r"BRAM36, at \d+x\d+x\d+: activations [\d.]+, ") as e:
+        size_engine(digits_fix8, short)
+    assert "Its weights alone" not in str(e.value)
+    # as ResNet-110 on the ZC706 (681 BRAM36, 630 of them weights)
+    with pytest.raises(SizingError, match=r"Its weights alone take 12\.0 BRAM36: every weight "
+                                          r"stays on chip \(shiftadd does not stream weights\)"):
+        size_engine(digits_fix8, dataclasses.replace(short, bram36=10))
