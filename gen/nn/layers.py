@@ -30,6 +30,15 @@ def _ste_sign(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.sign(x) - x).detach()
 
 
+def _check_geometry(in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                    padding: int) -> None:
+    for name, v, lo in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
+                        ("kernel_size", kernel_size, 1), ("stride", stride, 1),
+                        ("padding", padding, 0)):
+        if not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+
+
 class ShiftConv2d(nn.Module):
     """Shift convolution (DeepShift-PS). ``kernel_size=1`` on a 1x1 map is a shift linear layer.
 
@@ -39,11 +48,7 @@ class ShiftConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, exp_max: int = SHIFT_EXP_MAX) -> None:
         super().__init__()
-        for name, v, lo in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
-                            ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                            ("padding", padding, 0)):
-            if not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+        _check_geometry(in_channels, out_channels, kernel_size, stride, padding)
         if not isinstance(exp_max, int) or not 0 <= exp_max <= SHIFT_EXP_MAX:
             raise ValueError(f"exp_max must be an integer in 0..{SHIFT_EXP_MAX}, not {exp_max!r}")
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -124,11 +129,7 @@ class Adder2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int = 0, eta: float = 0.2) -> None:
         super().__init__()
-        for name, v, lo in (("in_channels", in_channels, 1), ("out_channels", out_channels, 1),
-                            ("kernel_size", kernel_size, 1), ("stride", stride, 1),
-                            ("padding", padding, 0)):
-            if not isinstance(v, int) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, not {v!r}")
+        _check_geometry(in_channels, out_channels, kernel_size, stride, padding)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.stride, self.padding, self.eta = kernel_size, stride, padding, eta
         self.adder = nn.Parameter(
