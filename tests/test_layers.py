@@ -89,3 +89,15 @@ def test_layer_arguments_are_checked(bad):
     args.update(bad)
     with pytest.raises(ValueError, match=next(iter(bad))):
         ShiftConv2d(**args)
+
+
+@pytest.mark.parametrize("layer", [ShiftConv2d, Adder2d])
+@pytest.mark.parametrize("args,message", [
+    ((0, 4, 3), "in_channels must be an integer >= 1, not 0"),
+    ((4, 4, 3, 1, -1), "padding must be an integer >= 0, not -1"),
+    ((4, 4, 3.0), "kernel_size must be an integer >= 1, not 3.0"),
+    ((4, 4, 3, 0), "stride must be an integer >= 1, not 0"),
+])
+def test_a_bad_layer_geometry_is_refused_by_name(layer, args, message):
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        layer(*args)
