@@ -8,7 +8,7 @@ Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` 
 possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
 ``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs or the
 fixed-shift variant's SEConv2d (``weight`` = 0 or +-2^k, beside its training state ``p``, ``s``
-and ``mask``), the same network otherwise. The depth, the widths and the classes are read from
+and ``mask``) or DeepShift-Q's bare float ``weight``, the same network otherwise. The depth, the widths and the classes are read from
 the tensors (:func:`official_config`): ``resnet110_shiftadd_se`` and CIFAR-100 models load as
 they are. Adder layers of FIX8 training carry an input
 quantizer's statistics, which are dropped, and sparse ones a mask, which is applied. Every file
@@ -246,39 +246,66 @@ SE_TRAINING_STATE = ("p", "s", "mask")
 SE_THRESHOLD = 5e-3  # SEConv2d's default (and the scripts'): smaller weights are zero
 
 
+def _se_rounding(mag: torch.Tensor) -> torch.Tensor:
+    """SEConv2d's ``sparsify_and_nearestpow2``: zero below :data:`SE_THRESHOLD`, else the
+    nearest power of two, a tie going up."""
+    keep = mag >= SE_THRESHOLD - 1e-5
+    up = torch.exp2(torch.ceil(torch.log2(mag.clamp_min(1e-300))))
+    return torch.where(keep, torch.where(mag - up / 2 < up - mag, up / 2, up), 0.0)
+
+
+def _q_rounding(mag: torch.Tensor) -> torch.Tensor:
+    """DeepShift-Q's forward (``Conv2dShiftQ``): ``|w|`` clamped to at most 1, then
+    ``2^round(log2 |w|)`` (``torch.round``: a tie to even); zero stays zero."""
+    k = torch.round(torch.log2(mag.clamp(1e-300, 1.0)))
+    return torch.where(mag != 0, torch.exp2(k), 0.0)
+
+
 def _fixed_shift_weights(path: Path, state: dict, model: ShiftAddResNet,
                          round_shift_params: bool) -> dict:
-    """Shift layers stored as SEConv2d (``weight``, ``p``, ``s``, ``mask``) as the ``shift`` and
-    ``sign`` they hold: ``weight = sign * 2^shift``. A weight that is not 0 or +-2^k with
-    ``-K <= k <= 0`` is an error naming it, unless ``round_shift_params``: then it is rounded as
-    SEConv2d's ``sparsify_and_nearestpow2`` does (zero below :data:`SE_THRESHOLD`, else the
-    nearest power of two, a tie going up); exponents above 0 stay an error."""
+    """Shift layers stored as one ``weight`` tensor, as the ``shift`` and ``sign`` it holds:
+    ``weight = sign * 2^shift``. Two layers store it so: SEConv2d (``p``, ``s`` and ``mask``
+    beside it) and DeepShift-Q's ``Conv2dShiftQ`` (nothing beside it, the weight a float the
+    forward rounds). A weight that is not 0 or +-2^k with ``-K <= k <= 0`` is an error naming
+    it, unless ``round_shift_params``: then it is rounded as that layer's forward rounds it
+    (:func:`_se_rounding`, :func:`_q_rounding`); exponents outside the range stay an error."""
     shifts = {name: m for name, m in model.named_modules() if isinstance(m, ShiftConv2d)}
     out = dict(state)
     for mod, m in shifts.items():
         key = f"{mod}.weight"
         if key not in state or f"{mod}.shift" in state:
             continue
+        se = any(f"{mod}.{leaf}" in state for leaf in SE_TRAINING_STATE)
         w = state[key].detach().to(torch.float64)
         if not torch.isfinite(w).all():
             raise CheckpointError(f"{path}: {key!r} contains NaN or infinity")
         mag = w.abs()
         if round_shift_params:
-            keep = mag >= SE_THRESHOLD - 1e-5
-            up = torch.exp2(torch.ceil(torch.log2(mag.clamp_min(1e-300))))
-            mag = torch.where(keep, torch.where(mag - up / 2 < up - mag, up / 2, up), 0.0)
+            mag = _se_rounding(mag) if se else _q_rounding(mag)
         nz = mag != 0
         k = torch.where(nz, torch.log2(mag.clamp_min(1e-300)), 0.0)
         bad = nz & ((k != torch.round(k)) | (k < -m.exp_max) | (k > 0))
         if bad.any():
             i = tuple(int(j) for j in bad.nonzero()[0])
-            v = float(w[i])
-            why = (f"weights above 1 (2^k with k > 0) do not fit the shift lanes' range "
-                   f"2^-{m.exp_max}..2^0" if float(k[i]) > 0 and k[i] == torch.round(k[i]) else
-                   f"a fixed-shift weight must be 0 or +-2^k with k in [-{m.exp_max}, 0]"
-                   + ("" if round_shift_params else
-                      "; --round-shift-params rounds it to the nearest power of two "
-                      f"(SEConv2d's rule, zero below {SE_THRESHOLD:g})"))
+            v, ki = float(w[i]), float(k[i])
+            if ki == round(ki):
+                why = (f"weights above 1 do not fit the shift lanes' range 2^-{m.exp_max}..2^0"
+                       if ki > 0 else
+                       f"2^{ki:.0f} is below the shift lanes' range 2^-{m.exp_max}..2^0"
+                       + (" (DeepShift-Q with --weight_bits 5 reaches 2^-15)"
+                          if round_shift_params and not se else ""))
+            elif se:
+                why = (f"a fixed-shift weight must be 0 or +-2^k with k in [-{m.exp_max}, 0]; "
+                       "--round-shift-params rounds it to the nearest power of two "
+                       f"(SEConv2d's rule, zero below {SE_THRESHOLD:g})")
+            else:
+                why = (f"a shift layer's weight must be 0 or +-2^k with k in [-{m.exp_max}, 0]. "
+                       "With no SEConv2d state (p, s, mask) beside it, it is either a "
+                       "DeepShift-Q layer (train.py --shift_type Q), whose forward rounds it "
+                       "to 2^round(log2 |w|): --round-shift-params does the same; or a "
+                       "convolution train.py left unconverted (--shift_depth converts the last "
+                       "N layers; its default, 0, none), which multiplies: shiftadd cannot run "
+                       "it, retrain with --shift_depth 100 as the official scripts do")
             raise CheckpointError(f"{path}: {key!r} holds {v:g} at index {list(i)}: {why}")
         del out[key]
         for leaf in SE_TRAINING_STATE:

@@ -685,10 +685,11 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
                    help="architecture of an official checkpoint (default resnet20_shiftadd); "
                         "shiftadd checkpoints record their own")
     p.add_argument("--round-shift-params", action="store_true",
-                   help="apply the official round(clamp(shift)) / sign(round(sign)) rule to raw "
-                        "training-state shift parameters (for the fixed-shift variant's "
-                        "SEConv2d weights: SEConv2d's own rounding, the nearest power of two "
-                        "and zero below its threshold) instead of rejecting them")
+                   help="round raw training-state shift parameters as the layer's forward "
+                        "does, instead of rejecting them: DeepShift-PS shift/sign by the "
+                        "official round(clamp(shift)) / sign(round(sign)); SEConv2d weights by "
+                        "its own rule (the nearest power of two, zero below its threshold); "
+                        "DeepShift-Q weights by 2^round(log2 |w|)")
 
 
 def build_parser() -> argparse.ArgumentParser:

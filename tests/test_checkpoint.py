@@ -116,6 +116,36 @@ def test_import_the_fixed_shift_variant(tmp_path, seed):
         checkpoint.load(save(tmp_path, {"state_dict": big}, "big.pt"), round_shift_params=True)
 
 
+def test_deepshift_q_layers_round_as_their_forward_does(tmp_path, seed):
+    """A shift layer stored as a bare float ``weight`` (DeepShift-Q's Conv2dShiftQ, or a conv
+    train.py left unconverted) is an error naming both; --round-shift-params applies
+    DeepShift-Q's rounding: |w| clamped to 1, then 2^round(log2 |w|)."""
+    sd0 = official_state()
+    mod = "layer2.1.conv2.0"
+    shift, sign = sd0[f"{mod}.shift"], sd0[f"{mod}.sign"]
+    jitter = torch.rand_like(shift) * 0.98 - 0.49  # within half an octave: rounds back
+    w = sign * torch.exp2(shift + jitter)
+    w[0, 0, 0, :3] = torch.tensor([1.7, 2 ** -2.4, -(2 ** -3.6)])  # 1 (clamped), 2^-2, -2^-4
+    sd = {k: v for k, v in sd0.items() if not k.startswith(f"{mod}.")}
+    sd[f"{mod}.weight"] = w
+    p = save(tmp_path, {"state_dict": sd})
+    with pytest.raises(CheckpointError, match=rf"'{mod}.weight' holds .*DeepShift-Q layer "
+                                              r".*--round-shift-params does the same; or a "
+                                              r"convolution train.py left unconverted"):
+        checkpoint.load(p)
+    loaded = checkpoint.load(p, round_shift_params=True).model.layer2[1].conv2[0]
+    want_shift, want_sign = shift.clone(), sign.clone()
+    want_shift[0, 0, 0, :3] = torch.tensor([0.0, -2.0, -4.0])
+    want_sign[0, 0, 0, :3] = torch.tensor([1.0, 1.0, -1.0])
+    assert torch.equal(loaded.sign, want_sign)
+    assert torch.equal(loaded.sign * torch.exp2(loaded.shift), want_sign * torch.exp2(want_shift))
+
+    w[1, 0, 0, 0] = 2 ** -15  # DeepShift-Q's floor at --weight_bits 5
+    with pytest.raises(CheckpointError, match=r"2\^-15 is below the shift lanes' range "
+                                              r"2\^-14\.\.2\^0 \(DeepShift-Q with"):
+        checkpoint.load(save(tmp_path, {"state_dict": sd}, "floor.pt"), round_shift_params=True)
+
+
 def test_the_depth_widths_and_classes_come_from_the_tensors(tmp_path, seed):
     """ShiftAddNet's ``resnet110_shiftadd_se`` (18 blocks per stage) trained on CIFAR-100 loads
     as what it is; a block missing from the middle of a stage is named."""
