@@ -3,9 +3,11 @@ split, or on labelled inputs of the user's (``shiftadd eval --data``)."""
 
 from __future__ import annotations
 
+import os
 import time
 import zipfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,16 +33,30 @@ def quantize_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
     return quantize_real(x, net.tensors[net.input].fmt)
 
 
+def golden_threads() -> int:
+    """Threads for the golden model over batches: numpy releases the GIL in its array loops,
+    so two threads on two cores run ResNet-20 1.4x as fast (BENCHMARKS.md). At most 4: each
+    holds a batch's tensors."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
+
+
 def integer_predictions(net: IntegerNetwork, x: np.ndarray, batch: int = 128,
-                        progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Class predictions (argmax of the integer logits, first index on ties) for float inputs;
-    ``progress`` hears how many are done after each batch."""
-    preds = []
-    for i in range(0, len(x), batch):
+                        progress: Callable[[int], None] | None = None,
+                        threads: int | None = None) -> np.ndarray:
+    """Class predictions (argmax of the integer logits, first index on ties) for float inputs,
+    batches on :func:`golden_threads` threads; ``progress`` hears how many are done, in order,
+    after each batch."""
+    def predict(i: int) -> np.ndarray:
         out = golden.run(net, quantize_input(net, x[i:i + batch]))
-        preds.append(out.reshape(len(out), -1).argmax(axis=1))
-        if progress:
-            progress(min(i + batch, len(x)))
+        return out.reshape(len(out), -1).argmax(axis=1)
+
+    starts = range(0, len(x), batch)
+    preds = []
+    with ThreadPoolExecutor(threads or golden_threads()) as pool:
+        for i, p in zip(starts, pool.map(predict, starts), strict=True):
+            preds.append(p)
+            if progress:
+                progress(min(i + batch, len(x)))
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 

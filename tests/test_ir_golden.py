@@ -139,3 +139,20 @@ def test_truncated_file_is_a_clear_error(tmp_path, digits_net):
     p.write_bytes(p.read_bytes()[:200])
     with pytest.raises(IRError, match="not a shiftadd integer network"):
         IntegerNetwork.load(p)
+
+
+def test_predictions_on_threads_are_the_sequential_ones_in_order(quick_digits):
+    """``integer_predictions`` runs batches on threads: the same predictions as one batch on
+    one thread, and progress in order."""
+    from gen.evaluate import integer_predictions
+
+    loaded = checkpoint.load(quick_digits)
+    train, test = load_digits_splits()
+    net = quantize(loaded.model, calibration_batch(train, loaded.normalization), "fix8",
+                   loaded.normalization, name="digits")
+    x = loaded.normalization.apply(test.pixels[:100])
+    want = golden.run(net, quantize_input(net, x)).reshape(100, -1).argmax(axis=1)
+    heard: list[int] = []
+    got = integer_predictions(net, x, batch=7, progress=heard.append, threads=3)
+    assert np.array_equal(got, want)
+    assert heard == [*range(7, 100, 7), 100]
