@@ -6,19 +6,20 @@ architecture, the layer configuration and the input normalization, so nothing ha
 
 Official checkpoints are ``{'epoch', 'state_dict', 'best_prec1', 'optimizer'}`` or raw state dicts,
 possibly with a ``module.`` prefix (DataParallel) and, in older AdderNet code, adder weights named
-``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs or the
+``.weight`` instead of ``.adder``. Shift layers are DeepShift's ``shift``/``sign`` pairs, the
 fixed-shift variant's SEConv2d (``weight`` = 0 or +-2^k, beside its training state ``p``, ``s``
-and ``mask``) or DeepShift-Q's bare float ``weight``, the same network otherwise. The depth, the widths and the classes are read from
-the tensors (:func:`official_config`): ``resnet110_shiftadd_se`` and CIFAR-100 models load as
-they are. Adder layers of FIX8 training carry an input
-quantizer's statistics, which are dropped, and sparse ones a mask, which is applied. Every file
-is read with ``torch.load(weights_only=True)``, which runs no code from the file; numpy numbers
-and arrays in it are read too (:func:`numpy_globals`).
+and ``mask``) or DeepShift-Q's bare float ``weight``, the same network otherwise. The depth, the
+widths and the classes are read from the tensors (:func:`official_config`):
+``resnet110_shiftadd_se`` and CIFAR-100 models load as they are. Adder layers of FIX8 training
+carry an input quantizer's statistics, which are dropped, and sparse ones a mask, which is
+applied. Every file is read with ``torch.load(weights_only=True)``, which runs no code from the
+file; numpy numbers and arrays in it are read too (:func:`numpy_globals`).
 
 Shift parameters: a deployable checkpoint holds integral exponents in ``[-K, 0]`` and ternary
 signs. Raw training state (DeepShift keeps float ``shift``/``sign`` and rounds in ``forward``)
 is rejected unless ``round_shift_params=True``, which applies the official rule
-``shift = round(clamp(shift, -K, 0))``, ``sign = sign(round(sign))``.
+``shift = round(clamp(shift, -K, 0))``, ``sign = sign(round(sign))``, and to a ``weight`` the
+rounding of its layer's forward (:func:`_fixed_shift_weights`).
 """
 
 from __future__ import annotations
