@@ -9,6 +9,7 @@ largest magnitude seen; the rules that turn float parameters into integers are i
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -66,44 +67,46 @@ def requant_params(a: np.ndarray, c: np.ndarray, frac_in: int, frac_out: int
     return m.astype(np.int64), b.astype(np.int64), s
 
 
-def float_walk(model: ShiftAddResNet, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run the float model and return every tensor the IR will name (same names as the IR)."""
-    t: dict[str, torch.Tensor] = {"input": x}
+def float_walk(model: ShiftAddResNet, x: torch.Tensor,
+               see: Callable[[str, torch.Tensor], None]) -> None:
+    """Run the float model and show ``see`` every tensor the IR will name (same names as the
+    IR) as it is made, so that none outlives its use (ResNet-110 on 256 inputs: 4.2 GB held
+    at once before)."""
+    see("input", x)
 
     def shiftadd(prefix: str, conv: torch.nn.Sequential, inp: torch.Tensor) -> torch.Tensor:
         s = conv[0](inp)
-        t[f"{prefix}.0"] = s
-        t[f"{prefix}.0.q"] = s
+        see(f"{prefix}.0", s)
+        see(f"{prefix}.0.q", s)
         a = conv[1](s)
-        t[f"{prefix}.1"] = a
+        see(f"{prefix}.1", a)
         return a
 
     y = model.conv1(x)
-    t["conv1"] = y
+    see("conv1", y)
     y = torch.relu(model.bn1(y))
-    t["bn1"] = y
+    see("bn1", y)
     for si, stage in enumerate(model.stages()):
         for bi, blk in enumerate(stage):
             p = f"layer{si + 1}.{bi}"
             h = torch.relu(blk.bn1(shiftadd(f"{p}.conv1", blk.conv1, y)))
-            t[f"{p}.bn1"] = h
+            see(f"{p}.bn1", h)
             h = blk.bn2(shiftadd(f"{p}.conv2", blk.conv2, h))
-            t[f"{p}.bn2"] = h
+            see(f"{p}.bn2", h)
             if blk.downsample is not None:
                 r = shiftadd(f"{p}.downsample", blk.downsample, y)
                 r = blk.downsample[2](r)
-                t[f"{p}.downsample.2"] = r
+                see(f"{p}.downsample.2", r)
             else:
                 r = y
             y = torch.relu(h + r)
-            t[p] = y
+            see(p, y)
     y = model.avgpool(y)
-    t["avgpool"] = y
+    see("avgpool", y)
     y = model.fc(y)
-    t["fc"] = y
+    see("fc", y)
     y = model.bn2(y)
-    t["bn2"] = y
-    return t
+    see("bn2", y)
 
 
 @torch.no_grad()
@@ -111,9 +114,12 @@ def calibrate(model: ShiftAddResNet, x: torch.Tensor, batch: int = 256) -> dict[
     """Largest magnitude of every IR tensor over the calibration inputs ``x``."""
     model.eval()
     peaks: dict[str, float] = {}
+
+    def see(name: str, v: torch.Tensor) -> None:
+        peaks[name] = max(peaks.get(name, 0.0), float(v.abs().max()))
+
     for i in range(0, len(x), batch):
-        for k, v in float_walk(model, x[i:i + batch]).items():
-            peaks[k] = max(peaks.get(k, 0.0), float(v.abs().max()))
+        float_walk(model, x[i:i + batch], see)
     return peaks
 
 
