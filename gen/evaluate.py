@@ -37,7 +37,9 @@ def golden_threads() -> int:
     """Threads for the golden model over batches: numpy releases the GIL in its array loops,
     so two threads on two cores run ResNet-20 1.4x as fast (BENCHMARKS.md). At most 4: each
     holds a batch's tensors."""
-    return max(1, min(4, len(os.sched_getaffinity(0))))
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")  # not on macOS
+             else os.cpu_count() or 1)
+    return max(1, min(4, cores))
 
 
 def integer_predictions(net: IntegerNetwork, x: np.ndarray, batch: int = 128,
