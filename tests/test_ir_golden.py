@@ -160,3 +160,17 @@ def test_predictions_on_threads_are_the_sequential_ones_in_order(quick_digits):
     got = integer_predictions(net, x, batch=7, progress=heard.append, threads=3)
     assert np.array_equal(got, want)
     assert heard == [*range(7, 100, 7), 100]
+
+
+def test_golden_threads_follow_the_cores_available(monkeypatch):
+    import os
+
+    from gen.evaluate import golden_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    assert golden_threads() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")  # macOS has none
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert golden_threads() == 4
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert golden_threads() == 1
