@@ -682,8 +682,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="shiftadd or official ShiftAddNet checkpoint (.pt)")
     p.add_argument("--arch", choices=("digits", "resnet20_shiftadd"), default=None,
-                   help="architecture of an official checkpoint (default resnet20_shiftadd); "
-                        "shiftadd checkpoints record their own")
+                   help="architecture of an official checkpoint (default resnet20_shiftadd, "
+                        "ShiftAddNet's CIFAR ResNets: the depth, widths and classes are read "
+                        "from the tensors); shiftadd checkpoints record their own")
     p.add_argument("--round-shift-params", action="store_true",
                    help="round raw training-state shift parameters as the layer's forward "
                         "does, instead of rejecting them: DeepShift-PS shift/sign by the "
