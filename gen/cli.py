@@ -216,15 +216,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
         res = evaluate_on(loaded, x, y, calib, data=str(args.data),
                           progress=lambda s: _log(f"[eval] {s} images"))
     a = res.accuracies
+    obj = res.to_json()
+    recorded = loaded.meta.get("best_prec1")
+    if isinstance(recorded, int | float) and args.data is not None:
+        # the official train.py's own test accuracy: far from the float model's here, the
+        # inputs are likely not normalized as in training
+        obj["checkpoint_best_prec1"] = recorded
+        if res.images >= EVAL_COMPARE_IMAGES and abs(a["float"] - recorded) > EVAL_COMPARE_POINTS:
+            _log(f"[eval] note: the float model scores {a['float']:.2f} % here and "
+                 f"{recorded:.2f} % by the checkpoint's own record (best_prec1): are the "
+                 "inputs normalized as in training? (ShiftAddNet's train.py: CIFAR mean "
+                 "(0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010))")
 
     def human() -> None:
         print(f"accuracy on {res.data} ({res.images} images)")
-        print(f"  {'float':6s} {a['float']:7.2f} %")
+        print(f"  {'float':6s} {a['float']:7.2f} %"
+              + (f"   (the checkpoint records {recorded:.2f} %: best_prec1)"
+                 if "checkpoint_best_prec1" in obj else ""))
         for p in ("fix32", "fix8"):
             print(f"  {p:6s} {a[p]:7.2f} %   ({a[p] - a['float']:+.2f} points vs float)")
 
-    _emit(args, res.to_json(), human)
+    _emit(args, obj, human)
     return 0
+
+
+# eval --data notes a float accuracy this far from the checkpoint's recorded best_prec1, on at
+# least this many inputs (fewer are too noisy to tell a normalization mistake)
+EVAL_COMPARE_POINTS = 5.0
+EVAL_COMPARE_IMAGES = 1000
 
 
 def torch_inputs(a):

@@ -154,6 +154,34 @@ def test_eval_on_the_users_data_is_the_digits_evaluation_on_the_same_data(tmp_pa
     assert r.returncode == 1 and "go with --data" in r.stderr
 
 
+def test_eval_puts_an_official_checkpoints_record_beside_its_float_accuracy(tmp_path,
+                                                                           quick_digits):
+    """An official checkpoint's ``best_prec1`` is shown beside the float accuracy on the
+    user's data; far from it on 1,000 inputs or more, a note asks about the normalization."""
+    import numpy as np
+    import torch
+
+    from gen import checkpoint
+    from gen.cli import EVAL_COMPARE_IMAGES
+
+    sd = checkpoint.load(quick_digits).model.state_dict()
+    official = tmp_path / "official.pth.tar"
+    torch.save({"epoch": 60, "state_dict": sd, "best_prec1": np.float64(97.5)}, official)
+    rng = np.random.default_rng(0)
+    data = tmp_path / "noise.npz"  # unnormalized noise: the float model near chance
+    np.savez(data, x=rng.uniform(0, 16, (EVAL_COMPARE_IMAGES, 1, 8, 8)).astype(np.float32),
+             y=rng.integers(0, 10, EVAL_COMPARE_IMAGES))
+    r = run("eval", official, "--arch", "digits", "--data", data)
+    assert "(the checkpoint records 97.50 %: best_prec1)" in r.stdout
+    assert "are the inputs normalized as in training?" in r.stderr
+    r = run("eval", official, "--arch", "digits", "--data", data, "--images",
+            str(EVAL_COMPARE_IMAGES - 1), "--json")
+    assert json.loads(r.stdout)["checkpoint_best_prec1"] == 97.5
+    assert "normalized as in training" not in r.stderr  # too few inputs to tell
+    r = run("eval", quick_digits, "--data", data, "--images", "20", "--json")
+    assert "checkpoint_best_prec1" not in json.loads(r.stdout)  # shiftadd's own: no record
+
+
 def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
     import torch
 
