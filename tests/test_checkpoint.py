@@ -368,3 +368,44 @@ def test_a_config_whose_final_pool_cannot_be_a_shift_is_refused_on_load(tmp_path
         assert PRESETS["resnet20_shiftadd"].__class__(
             **{**PRESETS["resnet20_shiftadd"].to_json(), "widths": (16, 32, 64),
                "blocks": (1, 1, 1), "input_size": ok}).pool == ok // 4
+
+
+def _corrupt(sd: dict, k: str, how: int) -> None:
+    v = sd.pop(k)
+    if how == 0:
+        sd[k] = v.reshape(-1)
+    elif how == 1:
+        sd[k] = torch.tensor(3.0)
+    elif how == 2:
+        sd[k] = v.to(torch.int64)
+    elif how == 3:
+        sd[k] = "x"
+    elif how == 4:
+        sd[k] = v[..., :1] if v.ndim else v
+    elif how == 5:
+        sd[f"module.{k}"] = v
+    elif how == 6:
+        sd[k.replace("layer2", "layer7")] = v
+    elif how == 7:
+        sd[k.replace(".0.", ".5.")] = v
+    # how == 8: dropped
+
+
+def test_corrupted_official_state_dicts_give_one_line_errors(tmp_path, seed):
+    """Random corruptions of official state dicts (keys dropped, moved to another stage, block
+    or prefix; tensors flattened, cut, made scalars, integers or strings) load or are refused
+    with a one-line CheckpointError; nothing else escapes."""
+    import random
+
+    rnd = random.Random(seed)
+    bases = [official_state(), fixed_shift_state(official_state())]
+    for _ in range(40):
+        sd = dict(rnd.choice(bases))
+        for _ in range(rnd.randint(1, 3)):
+            _corrupt(sd, rnd.choice(list(sd)), rnd.randrange(9))
+        p = save(tmp_path, {"state_dict": sd})
+        for round_shift_params in (False, True):
+            try:
+                checkpoint.load(p, round_shift_params=round_shift_params)
+            except CheckpointError as e:
+                assert "\n" not in str(e)
