@@ -764,8 +764,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Quantize a trained model to a FIX8 or FIX32 integer network "
                                    "file (.npz), calibrated on --calibration inputs, else for "
                                    f"digits on {CALIBRATION_IMAGES} of its training images, "
-                                   f"else on {RANDOM_CALIBRATION} standard-normal inputs (fine for hardware, not for "
-                                   "accuracy).")
+                                   f"else on {RANDOM_CALIBRATION} standard-normal inputs (fine "
+                                   "for hardware, not for accuracy).")
     _add_ckpt_args(q)
     q.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
     q.add_argument("--calibration", type=Path, default=None, help=CALIBRATION_HELP)

@@ -151,7 +151,7 @@ def run(net: IntegerNetwork, x: np.ndarray, *, keep: bool = False
         raise ValueError(f"input values must lie in [{spec.fmt.lo}, {spec.fmt.hi}]")
     env = {net.input: x}
     # without keep, each tensor goes after its last reader: a ResNet-110 batch holds a few
-    # tensors instead of all of them (4.5 GB for 128 FIX32 images)
+    # tensors instead of all of them (about 4.6 GB for 128 FIX32 images)
     last = {t: i for i, op in enumerate(net.ops) for t in op.inputs}
     for i, op in enumerate(net.ops):
         env[op.output] = run_op(net, op, env)
