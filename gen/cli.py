@@ -65,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from gen.nn.train import TrainConfig, train_digits
 
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, seed=args.seed, threads=args.threads)
+    model_config = _shape(args, {"widths": args.widths, "blocks": args.blocks})
     _output_file(Path(args.output))  # before minutes of training, not after
 
     def progress(row: dict) -> None:
@@ -72,16 +73,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         _log(f"[train] epoch {row['epoch']:3d}/{row['epochs']}  loss {row['loss']:.4f}{acc}"
              f"  {row['seconds']:.1f} s")
 
-    res = train_digits(args.arch, cfg, progress=None if args.quiet else progress)
+    res = train_digits(args.arch, cfg, progress=None if args.quiet else progress,
+                       model_config=model_config)
     metrics = {"float_test_accuracy": res.test_accuracy, "train_seconds": res.train_seconds,
                "epochs": cfg.epochs, "lr": cfg.lr, "seed": cfg.seed, "threads": res.threads}
     checkpoint.save(args.output, res.model, args.arch, res.normalization, metrics,
                     {"name": "sklearn-digits", "split_seed": SPLIT_SEED, "test_size": TEST_SIZE})
-    out = {"checkpoint": str(args.output), "arch": args.arch,
+    c = res.model.config
+    out = {"checkpoint": str(args.output), "arch": args.arch, "config": c.to_json(),
            "float_test_accuracy": round(res.test_accuracy, 4),
            "train_seconds": round(res.train_seconds, 2)}
+    shape = "" if model_config is None else \
+        f" (widths {','.join(map(str, c.widths))}, blocks {','.join(map(str, c.blocks))})"
     _emit(args, out, lambda: print(
-        f"trained {args.arch}: {res.test_accuracy:.2f} % test accuracy in "
+        f"trained {args.arch}{shape}: {res.test_accuracy:.2f} % test accuracy in "
         f"{res.train_seconds:.1f} s -> {args.output}"))
     return 0
 
@@ -90,22 +95,13 @@ def cmd_init(args: argparse.Namespace) -> int:
     """A checkpoint with random, hardware-relevant weights: the hardware path (gen, sim, the
     board) for a model nobody has trained here, such as ResNet-20 (CIFAR-10 is not bundled)."""
 
-    import dataclasses
-
     from gen import checkpoint
     from gen.nn.models import PRESETS, build, random_inputs, randomize
 
     out = Path(args.output or f"runs/{args.arch}-random.pt")
-    changes = {f: v for f, v in (("widths", args.widths), ("blocks", args.blocks),
-                                 ("input_size", args.input_size),
-                                 ("in_channels", args.in_channels),
-                                 ("num_classes", args.classes)) if v is not None}
-    try:
-        c = dataclasses.replace(PRESETS[args.arch], **changes)
-    except ValueError as e:
-        given = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
-                          for k, v in changes.items())
-        raise UserError(f"{args.arch} with {given}: {e}") from None
+    c = _shape(args, {"widths": args.widths, "blocks": args.blocks,
+                      "input_size": args.input_size, "in_channels": args.in_channels,
+                      "num_classes": args.classes}) or PRESETS[args.arch]
     if args.arch == "digits" and (c.in_channels, c.input_size) != (1, 8):
         raise UserError("a digits model takes the bundled 1x8x8 images; --in-channels and "
                         "--input-size change resnet20_shiftadd models")
@@ -137,6 +133,24 @@ def cmd_init(args: argparse.Namespace) -> int:
         f"{args.seed}); its accuracy means nothing, its hardware is the real one\n"
         f"next: shiftadd gen {out}"))
     return 0
+
+
+def _shape(args: argparse.Namespace, given: dict):
+    """``args.arch``'s preset with the fields given on the command line (None: unchanged), or
+    None when none is."""
+    import dataclasses
+
+    from gen.nn.models import PRESETS
+
+    changes = {k: v for k, v in given.items() if v is not None}
+    if not changes:
+        return None
+    try:
+        return dataclasses.replace(PRESETS[args.arch], **changes)
+    except ValueError as e:
+        text = ", ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}"
+                         for k, v in changes.items())
+        raise UserError(f"{args.arch} with {text}: {e}") from None
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -234,7 +248,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
               + (f"   (the checkpoint records {recorded:.2f} %: best_prec1)"
                  if "checkpoint_best_prec1" in obj else ""))
         for p in ("fix32", "fix8"):
-            print(f"  {p:6s} {a[p]:7.2f} %   ({a[p] - a['float']:+.2f} points vs float)")
+            print(f"  {p:6s} {a[p]:7.2f} %   ({a[p] - a['float']:+.2f} points vs float; "
+                  f"{res.agreement[p]:.2f} % of inputs get the float model's class)")
 
     _emit(args, obj, human)
     return 0
@@ -621,7 +636,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not ckpt.exists() or args.retrain:
         _log(f"[demo] step 1/5: training the digits ShiftAddNet -> {ckpt}")
         ns = argparse.Namespace(arch="digits", epochs=60, lr=0.05, seed=0, threads=None,
-                                output=ckpt, quiet=False, json=False)
+                                widths=None, blocks=None, output=ckpt, quiet=False, json=False)
         cmd_train(ns)
     else:
         _log(f"[demo] step 1/5: reusing {ckpt} (pass --retrain to train again)")
@@ -676,10 +691,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         from gen.generate import pe_use_summary
 
         print(f"\nShiftAddNet 'digits' on {res.images} held-out test images")
-        print(f"  {'model':8s}{'accuracy':>10s}{'vs float':>12s}")
-        print(f"  {'float':8s}{a['float']:9.2f} %{'':>12s}")
+        print(f"  {'model':8s}{'accuracy':>10s}{'vs float':>12s}{'same class as float':>22s}")
+        print(f"  {'float':8s}{a['float']:9.2f} %")
         for p in ("fix32", "fix8"):
-            print(f"  {p:8s}{a[p]:9.2f} %{a[p] - a['float']:+11.2f}")
+            print(f"  {p:8s}{a[p]:9.2f} %{a[p] - a['float']:+11.2f}"
+                  f"{res.agreement[p]:20.2f} %")
         ar = rep["array"]
         print(f"\nFIX8 accelerator {args.out}/ (build id {manifest['build_id_hex']}): "
               f"{ar['rows']}x{ar['cols']} PEs x {ar['lanes']} lanes per array (shift + adder)")
@@ -731,6 +747,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, OMP_NUM_THREADS or one per core); "
                         "the weights depend on it: same seed and threads, same checkpoint")
+    t.add_argument("--widths", type=_int_list, metavar="W,W,...",
+                   help="channels of each stage (digits: 16,32; at most 4 stages: each after "
+                        "the first halves the 8x8 side)")
+    t.add_argument("--blocks", type=_int_list, metavar="B,B,...",
+                   help="blocks per stage, as many as widths (digits: 1,1; 3,3,3 with widths "
+                        "16,32,64 is ResNet-20's depth)")
     t.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.set_defaults(func=cmd_train)

@@ -8,7 +8,7 @@ import time
 import zipfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,10 +68,15 @@ class EvalResult:
     images: int
     seconds: dict[str, float]
     data: str = "the digits test split"
+    # fix32, fix8: percent of the inputs on which the integer network predicts the float
+    # model's class. Finer than the accuracies' difference, in which a flip to the right class
+    # cancels a flip away from it.
+    agreement: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {**{k: round(v, 4) for k, v in self.accuracies.items()}, "images": self.images,
-                "data": self.data, "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+                "data": self.data, "agreement": {k: round(v, 4) for k, v in self.agreement.items()},
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
 def require_digits_model(loaded: Loaded) -> Normalization:
@@ -107,16 +112,19 @@ def evaluate_on(loaded: Loaded, x: np.ndarray, labels: np.ndarray, calib: torch.
     ``progress`` hears each step."""
     x = np.asarray(x, dtype=np.float32)
     t0 = time.perf_counter()
-    acc = {"float": 100.0 * float((float_predictions(loaded.model, x) == labels).mean())}
+    ref = float_predictions(loaded.model, x)
+    acc = {"float": 100.0 * float((ref == labels).mean())}
     seconds = {"float": time.perf_counter() - t0}
+    agree = {}
     for p in precisions:
         t0 = time.perf_counter()
         net = quantize(loaded.model, calib, p, norm, name=loaded.arch)
         pred = integer_predictions(
             net, x, progress=progress and (lambda n, p=p: progress(f"{p.value}: {n}/{len(x)}")))
         acc[p.value] = 100.0 * float((pred == labels).mean())
+        agree[p.value] = 100.0 * float((pred == ref).mean())
         seconds[p.value] = time.perf_counter() - t0
-    return EvalResult(accuracies=acc, images=len(labels), seconds=seconds,
+    return EvalResult(accuracies=acc, images=len(labels), seconds=seconds, agreement=agree,
                       **({"data": data} if data else {}))
 
 

@@ -207,6 +207,27 @@ def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
     assert r.returncode == 1 and "is a directory" in r.stderr and "[train]" not in r.stderr
 
 
+def test_train_takes_other_depths_and_widths(tmp_path):
+    """``train digits --blocks --widths``: a deeper digits model, its shape in the checkpoint
+    (eval and gen read it from there); a shape the 8x8 images cannot take is a one-line error
+    before training."""
+    from gen import checkpoint
+
+    out = tmp_path / "deep.pt"
+    r = run("train", "digits", "--blocks", "2,1,1", "--widths", "8,16,24", "--epochs", "1",
+            "--threads", "1", "-o", out, "--json")
+    obj = json.loads(r.stdout)
+    assert obj["config"]["blocks"] == [2, 1, 1] and obj["config"]["widths"] == [8, 16, 24]
+    model = checkpoint.load(out).model
+    assert model.config.blocks == (2, 1, 1) and model.config.widths == (8, 16, 24)
+    assert len(model.layer1) == 2 and model.fc.in_channels == 24
+    r = run("train", "digits", "--blocks", "1,1,1,1,1", "--widths", "1,2,3,4,5", "-o",
+            tmp_path / "no.pt", check=False)
+    assert r.returncode == 1 and "[train]" not in r.stderr
+    assert "at least 16 for 5 stages" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "no.pt").exists()
+
+
 def test_init_writes_random_models_that_gen_builds(tmp_path):
     """ResNet-20 without a trained checkpoint: init, then gen meets the issue's projection."""
     import torch

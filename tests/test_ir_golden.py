@@ -174,3 +174,24 @@ def test_golden_threads_follow_the_cores_available(monkeypatch):
     assert golden_threads() == 4
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert golden_threads() == 1
+
+
+def test_agreement_is_the_share_of_inputs_given_the_float_class(quick_digits):
+    """Against labels that are the float model's own predictions, each integer network's
+    accuracy is its agreement (what ``eval`` reports), and the float model's is 100 %."""
+    from gen.evaluate import evaluate_on, float_predictions
+
+    loaded = checkpoint.load(quick_digits)
+    train, test = load_digits_splits()
+    calib = calibration_batch(train, loaded.normalization)
+    x = loaded.normalization.apply(test.pixels)
+    ref = float_predictions(loaded.model, x)
+    res = evaluate_on(loaded, x, ref, calib, loaded.normalization)
+    assert res.accuracies["float"] == 100.0
+    for p in ("fix32", "fix8"):
+        assert res.agreement[p] == res.accuracies[p]
+    assert res.agreement["fix8"] < 100.0   # a case that tells agreement from accuracy
+    labelled = evaluate_on(loaded, x, test.labels, calib, loaded.normalization)
+    assert labelled.agreement == res.agreement
+    assert labelled.accuracies["fix8"] != labelled.agreement["fix8"]
+    assert set(labelled.to_json()["agreement"]) == {"fix32", "fix8"}

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gen.nn.data import Normalization, Split, load_digits_splits, normalization_for
-from gen.nn.models import ShiftAddResNet, build
+from gen.nn.models import ResNetConfig, ShiftAddResNet, build
 
 
 @dataclass(frozen=True)
@@ -67,25 +67,31 @@ def accuracy(model: nn.Module, split: Split, norm: Normalization, batch: int = 5
 
 
 def train_digits(arch: str = "digits", config: TrainConfig | None = None,
-                 progress: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train ``arch`` on the digits training split; evaluate on the fixed test split."""
+                 progress: Callable[[dict], None] | None = None,
+                 model_config: ResNetConfig | None = None) -> TrainResult:
+    """Train ``arch`` (re-configured by ``model_config`` if given) on the digits training
+    split; evaluate on the fixed test split."""
     cfg = config or TrainConfig()
     before = torch.get_num_threads()
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     try:
-        return _train(arch, cfg, progress)
+        return _train(arch, cfg, progress, model_config)
     finally:
         torch.set_num_threads(before)
 
 
-def _train(arch: str, cfg: TrainConfig, progress: Callable[[dict], None] | None) -> TrainResult:
+def _train(arch: str, cfg: TrainConfig, progress: Callable[[dict], None] | None,
+           model_config: ResNetConfig | None) -> TrainResult:
     seed_everything(cfg.seed)
     train, test = load_digits_splits()
     norm = normalization_for(train)
-    model = build(arch)
-    if model.config.in_channels != 1 or model.config.input_size != 8:
-        raise ValueError(f"{arch!r} does not take 1x8x8 digits images")
+    model = build(arch, model_config)
+    c = model.config
+    if (c.in_channels, c.input_size, c.num_classes) != (1, 8, 10):
+        raise ValueError(f"{arch!r} ({c.in_channels}x{c.input_size}x{c.input_size} in, "
+                         f"{c.num_classes} classes) does not take the 1x8x8 digits images of "
+                         "10 classes")
     x_all = torch.from_numpy(norm.apply(train.pixels))
     y_all = torch.from_numpy(train.labels)
 
