@@ -445,6 +445,7 @@ def _inputs(spec: str, manifest: dict):
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from gen.evaluate import ties
     from gen.generate import load_outdir
     from host.board import Board
     from sim import golden
@@ -474,7 +475,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             np.save(f, ints)
     obj = {"images": int(len(ints)), "seconds": round(seconds, 2),
            "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
-           "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20]}
+           "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20],
+           "ties": ties(ints)}
     if args.check:
         ref = golden.run(net, np.asarray(q, dtype=np.int64))
         obj["mismatches"] = int((ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1))
@@ -486,6 +488,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.check:
             print(f"  golden model check: {obj['mismatches']} mismatching images")
         print(f"  predictions (first 20): {obj['predictions']}")
+        if obj["ties"]:
+            print(f"  {obj['ties']} of {obj['images']} images have their largest output in two "
+                  "or more classes: the first is taken (the integers cannot break the tie)")
 
     _emit(args, obj, human)
     return 1 if obj.get("mismatches") else 0

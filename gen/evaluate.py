@@ -62,6 +62,16 @@ def integer_predictions(net: IntegerNetwork, x: np.ndarray, batch: int = 128,
     return np.concatenate(preds) if preds else np.zeros(0, dtype=np.int64)
 
 
+def ties(outputs: np.ndarray) -> int:
+    """How many of the outputs ``[N, ...]`` hold their largest value more than once: their
+    class (the argmax, the first such index) is a tie the integers cannot break."""
+    outputs = np.asarray(outputs)
+    if outputs.size == 0:
+        return 0
+    flat = outputs.reshape(len(outputs), -1)
+    return int(((flat == flat.max(axis=1, keepdims=True)).sum(axis=1) > 1).sum())
+
+
 @dataclass
 class EvalResult:
     accuracies: dict[str, float]     # float, fix32, fix8 (percent)

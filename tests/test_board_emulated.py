@@ -83,6 +83,7 @@ def test_cli_run_check(board, tmp_path):
     assert obj["images"] == 8 and obj["mismatches"] == 0
     ints = np.load(tmp_path / "preds.npy")  # named as np.save names it
     assert ints.shape[0] == 8 and ints.reshape(8, -1).argmax(1).tolist() == obj["predictions"]
+    assert obj["ties"] == sum(row.count(max(row)) > 1 for row in ints.reshape(8, -1).tolist())
 
 
 def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys):

@@ -195,3 +195,12 @@ def test_agreement_is_the_share_of_inputs_given_the_float_class(quick_digits):
     assert labelled.agreement == res.agreement
     assert labelled.accuracies["fix8"] != labelled.agreement["fix8"]
     assert set(labelled.to_json()["agreement"]) == {"fix32", "fix8"}
+
+
+def test_ties_count_the_outputs_whose_largest_value_repeats():
+    from gen.evaluate import ties
+
+    out = np.array([[1, 5, 5, 0], [5, 1, 0, 0], [-3, -3, -4, -9], [7, 7, 7, 7], [0, 1, 2, 3]])
+    assert ties(out) == 3
+    assert ties(out[:, :, None, None]) == 3   # [N, C, 1, 1], as the network puts it out
+    assert ties(out[[1, 4]]) == 0 and ties(np.zeros((0, 10))) == 0
