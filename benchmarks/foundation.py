@@ -56,6 +56,7 @@ def main() -> int:
     loaded = checkpoint.load(args.checkpoint)
     ev = evaluate(loaded)
     result["accuracy"] = {k: round(v, 2) for k, v in ev.accuracies.items()}
+    result["agreement_with_float"] = {k: round(v, 2) for k, v in ev.agreement.items()}
     result["test_images"] = ev.images
 
     train, test = load_digits_splits()
