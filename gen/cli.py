@@ -7,6 +7,7 @@ Errors are one line on stderr (exit status 1); ``--debug`` shows the traceback i
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import sys
@@ -308,6 +309,14 @@ def _network_for(args: argparse.Namespace):
     return quantize(loaded.model, calib, precision, norm, name=loaded.arch)
 
 
+def _build_id_held(out: Path) -> str | None:
+    """The build id of the design in ``out`` (None: none there, or unreadable)."""
+    try:
+        return str(json.loads((out / "manifest.json").read_text())["build_id_hex"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def cmd_gen(args: argparse.Namespace) -> int:
     from gen.generate import generate
 
@@ -319,6 +328,7 @@ def cmd_gen(args: argparse.Namespace) -> int:
     _log(f"[gen] step 1/{n}: integer network from {args.checkpoint}")
     net = _network_for(args)
     out = Path(args.output or f"out/{net.name}-{net.precision.value}")
+    held = _build_id_held(out)
     steps = {k: f"step {i}/{n}: " for i, k in enumerate(starts, 2)}
 
     def progress(msg: str) -> None:
@@ -328,6 +338,9 @@ def cmd_gen(args: argparse.Namespace) -> int:
                              lut_budget=args.lut_budget, rows=args.rows, cols=args.cols,
                              lanes=args.lanes, images_per_s=args.images_per_s,
                              progress=progress, synth=args.synth)
+    if held not in (None, manifest["build_id_hex"]):
+        # the default OUT/ is named after the model's family: another model of it lands there
+        _log(f"[gen] replaced the design {out}/ held (build id {held})")
     seconds = round(time.perf_counter() - t0, 1)
     obj = {"out": str(out), "build_id": manifest["build_id_hex"], "seconds": seconds,
            **{k: rep[k] for k in ("model", "precision", "array", "sizing", "cycles_per_image",

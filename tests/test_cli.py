@@ -417,11 +417,22 @@ def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, mo
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     monkeypatch.undo()
-    # and a successful run replaces it (the manifest now says 150 MHz)
+    # and a successful run replaces it (the manifest now says 150 MHz; the same design, so
+    # nothing is said of it)
+    capsys.readouterr()
     assert main(["gen", str(quick_digits), "-o", str(out), *geometry,
                  "--clock-mhz", "150"]) == 0
-    assert json.loads((out / "manifest.json").read_text())["clock_mhz"] == 150
+    first = json.loads((out / "manifest.json").read_text())
+    assert first["clock_mhz"] == 150
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert "replaced the design" not in capsys.readouterr().err
+    # another design in its place is said to have replaced the one there
+    assert main(["gen", str(quick_digits), "-o", str(out), "--rows", "2", "--cols", "8",
+                 "--lanes", "8"]) == 0
+    assert json.loads((out / "manifest.json").read_text())["build_id_hex"] != \
+        first["build_id_hex"]
+    assert f"replaced the design {out}/ held (build id {first['build_id_hex']})" in \
+        capsys.readouterr().err
 
 
 @pytest.mark.slow
