@@ -204,3 +204,32 @@ def test_ties_count_the_outputs_whose_largest_value_repeats():
     assert ties(out) == 3
     assert ties(out[:, :, None, None]) == 3   # [N, C, 1, 1], as the network puts it out
     assert ties(out[[1, 4]]) == 0 and ties(np.zeros((0, 10))) == 0
+
+
+def test_fidelity_benchmark_agrees_with_eval(quick_digits, monkeypatch):
+    """``benchmarks/quant_fidelity.py`` quantizes and predicts its own way (all 1,797 images,
+    the golden model in one batch): on the test images its accuracies are ``eval``'s, and its
+    class changes are the inputs the two predictions tell apart."""
+    import sys
+    from pathlib import Path
+
+    from gen.evaluate import evaluate, float_predictions
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("quant_fidelity", None)
+    from quant_fidelity import measure
+
+    row = measure(quick_digits)
+    ev = evaluate(checkpoint.load(quick_digits))
+    assert row["images"] == 1797
+    assert row["float_test_accuracy"] == round(ev.accuracies["float"], 2)
+    for p in ("fix32", "fix8"):
+        assert row[p]["test_accuracy"] == round(ev.accuracies[p], 2)
+        assert 0 <= row[p]["logit_error"] < 1
+    loaded = checkpoint.load(quick_digits)
+    train, test = load_digits_splits()
+    net = quantize(loaded.model, calibration_batch(train, loaded.normalization), "fix8",
+                   loaded.normalization)
+    x = loaded.normalization.apply(np.concatenate([train.pixels, test.pixels]))
+    pred = golden.run(net, quantize_input(net, x)).reshape(len(x), -1).argmax(1)
+    assert row["fix8"]["differ"] == int((pred != float_predictions(loaded.model, x)).sum()) > 0
