@@ -36,23 +36,35 @@ def images_per_second(net, x, repeat: int = 1) -> float:
     return repeat * len(x) / (time.perf_counter() - t0)
 
 
+DIGITS_CHECKPOINT = Path("build/bench/digits.pt")
+
+
+def digits_checkpoint(path: Path, retrain: bool = False, log=print) -> float | None:
+    """Train the digits model with the default settings into ``path`` unless it exists (or
+    ``retrain``); the training's seconds, or None when it was not trained."""
+    if path.exists() and not retrain:
+        return None
+    cfg = TrainConfig()
+    log(f"training digits ({cfg.epochs} epochs, lr {cfg.lr}) ...")
+    res = train_digits("digits", cfg)
+    checkpoint.save(path, res.model, "digits", res.normalization,
+                    {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
+    return res.train_seconds
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--checkpoint", type=Path, default=Path("build/bench/digits.pt"))
+    ap.add_argument("--checkpoint", type=Path, default=DIGITS_CHECKPOINT)
     ap.add_argument("--retrain", action="store_true")
     args = ap.parse_args()
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
 
     result: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
                                f"Python {platform.python_version()}"}
-    if args.retrain or not args.checkpoint.exists():
-        cfg = TrainConfig()
-        log(f"training digits ({cfg.epochs} epochs, lr {cfg.lr}) ...")
-        res = train_digits("digits", cfg)
-        checkpoint.save(args.checkpoint, res.model, "digits", res.normalization,
-                        {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
-        result["train_seconds"] = round(res.train_seconds, 1)
+    seconds = digits_checkpoint(args.checkpoint, args.retrain, log)
+    if seconds is not None:
+        result["train_seconds"] = round(seconds, 1)
     loaded = checkpoint.load(args.checkpoint)
     ev = evaluate(loaded)
     result["accuracy"] = {k: round(v, 2) for k, v in ev.accuracies.items()}

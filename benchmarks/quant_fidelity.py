@@ -19,23 +19,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from foundation import DIGITS_CHECKPOINT, digits_checkpoint
 
 from gen import checkpoint
-from gen.evaluate import calibration_batch, quantize_input
+from gen.evaluate import calibration_batch, quantize_input, require_digits_model
 from gen.nn.data import load_digits_splits
-from gen.nn.train import TrainConfig, train_digits
 from gen.quantize import quantize
 from gen.report import emit
 from sim import golden
 
-DEFAULT = Path("build/bench/digits.pt")
-
 
 def measure(path: Path) -> dict:
     loaded = checkpoint.load(path)
-    norm = loaded.normalization
-    if norm is None or (loaded.model.config.in_channels, loaded.model.config.input_size) != (1, 8):
-        raise SystemExit(f"{path}: not a model of the digits (shiftadd train digits)")
+    norm = require_digits_model(loaded)
     train, test = load_digits_splits()
     calib = calibration_batch(train, norm)
     x = norm.apply(np.concatenate([train.pixels, test.pixels]))
@@ -67,13 +63,12 @@ def main() -> int:
     args = ap.parse_args()
     paths = args.checkpoints
     if not paths:
-        if not DEFAULT.exists():
-            print("training the digits model ...", file=sys.stderr)
-            res = train_digits("digits", TrainConfig())
-            checkpoint.save(DEFAULT, res.model, "digits", res.normalization,
-                            {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
-        paths = [DEFAULT]
-    rows = [measure(p) for p in paths]
+        digits_checkpoint(DIGITS_CHECKPOINT, log=lambda m: print(m, file=sys.stderr))
+        paths = [DIGITS_CHECKPOINT]
+    try:
+        rows = [measure(p) for p in paths]
+    except ValueError as e:  # not a model of the digits
+        raise SystemExit(str(e)) from None
 
     def human() -> None:
         print(f"{'checkpoint':24s} {'widths':>9s} {'blocks':>7s} {'float':>7s}   "

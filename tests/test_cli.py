@@ -228,6 +228,14 @@ def test_train_takes_other_depths_and_widths(tmp_path):
     assert not (tmp_path / "no.pt").exists()
 
 
+def test_training_refuses_a_model_the_digits_cannot_feed():
+    from gen.nn.train import TrainConfig, train_digits
+
+    with pytest.raises(ValueError, match=r"3x32x32 in, 10 classes\) does not take the "
+                                         r"digits' 1x8x8 images of 10 classes"):
+        train_digits("resnet20_shiftadd", TrainConfig(epochs=1))
+
+
 def test_init_writes_random_models_that_gen_builds(tmp_path):
     """ResNet-20 without a trained checkpoint: init, then gen meets the issue's projection."""
     import torch

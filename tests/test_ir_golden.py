@@ -207,13 +207,13 @@ def test_ties_count_the_outputs_whose_largest_value_repeats():
 
 
 def test_fidelity_benchmark_agrees_with_eval(quick_digits, monkeypatch):
-    """``benchmarks/quant_fidelity.py`` quantizes and predicts its own way (all 1,797 images,
-    the golden model in one batch): on the test images its accuracies are ``eval``'s, and its
-    class changes are the inputs the two predictions tell apart."""
+    """``benchmarks/quant_fidelity.py`` predicts its own way (all 1,797 images, the golden
+    model in one batch, the logits kept): on the test images its accuracies are ``eval``'s,
+    and its class changes are what ``evaluate_on``'s agreement over all images leaves."""
     import sys
     from pathlib import Path
 
-    from gen.evaluate import evaluate, float_predictions
+    from gen.evaluate import evaluate, evaluate_on, float_predictions
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
     sys.modules.pop("quant_fidelity", None)
@@ -228,8 +228,9 @@ def test_fidelity_benchmark_agrees_with_eval(quick_digits, monkeypatch):
         assert 0 <= row[p]["logit_error"] < 1
     loaded = checkpoint.load(quick_digits)
     train, test = load_digits_splits()
-    net = quantize(loaded.model, calibration_batch(train, loaded.normalization), "fix8",
-                   loaded.normalization)
     x = loaded.normalization.apply(np.concatenate([train.pixels, test.pixels]))
-    pred = golden.run(net, quantize_input(net, x)).reshape(len(x), -1).argmax(1)
-    assert row["fix8"]["differ"] == int((pred != float_predictions(loaded.model, x)).sum()) > 0
+    every = evaluate_on(loaded, x, float_predictions(loaded.model, x),
+                        calibration_batch(train, loaded.normalization), loaded.normalization)
+    for p in ("fix32", "fix8"):
+        assert row[p]["differ"] == round(len(x) * (1 - every.agreement[p] / 100))
+    assert row["fix8"]["differ"] > 0   # a case that can tell

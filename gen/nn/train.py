@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from gen.nn.data import Normalization, Split, load_digits_splits, normalization_for
-from gen.nn.models import ResNetConfig, ShiftAddResNet, build
+from gen.nn.models import PRESETS, ResNetConfig, ShiftAddResNet, build
 
 
 @dataclass(frozen=True)
@@ -87,11 +87,16 @@ def _train(arch: str, cfg: TrainConfig, progress: Callable[[dict], None] | None,
     train, test = load_digits_splits()
     norm = normalization_for(train)
     model = build(arch, model_config)
-    c = model.config
-    if (c.in_channels, c.input_size, c.num_classes) != (1, 8, 10):
+    c, d = model.config, PRESETS["digits"]
+
+    def io(cfg: ResNetConfig) -> tuple[int, int, int]:
+        return cfg.in_channels, cfg.input_size, cfg.num_classes
+
+    if io(c) != io(d):
         raise ValueError(f"{arch!r} ({c.in_channels}x{c.input_size}x{c.input_size} in, "
-                         f"{c.num_classes} classes) does not take the 1x8x8 digits images of "
-                         "10 classes")
+                         f"{c.num_classes} classes) does not take the digits' "
+                         f"{d.in_channels}x{d.input_size}x{d.input_size} images of "
+                         f"{d.num_classes} classes")
     x_all = torch.from_numpy(norm.apply(train.pixels))
     y_all = torch.from_numpy(train.labels)
 
