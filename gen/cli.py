@@ -232,6 +232,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           progress=lambda s: _log(f"[eval] {s} images"))
     a = res.accuracies
     obj = res.to_json()
+    c = loaded.model.config
+    for p, n in res.saturated.items():
+        if n:
+            _log("[eval] note: " + _saturation_note(
+                n, res.images * c.in_channels * c.input_size ** 2, f"the {p} network's input "
+                "format (the calibration inputs' range)"))
     recorded = loaded.meta.get("best_prec1")
     if isinstance(recorded, int | float) and args.data is not None:
         # the official train.py's own test accuracy: far from the float model's here, the
@@ -254,6 +260,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     _emit(args, obj, human)
     return 0
+
+
+def _saturation_note(n: int, total: int, where: str) -> str:
+    """eval's and run's note on ``n`` of ``total`` input values beyond ``where`` (a format)."""
+    return (f"{n} of {total} input values lie beyond {where} and saturate: are the inputs "
+            "normalized as the model's training inputs were?")
 
 
 # eval --data notes a float accuracy this far from the checkpoint's recorded best_prec1, on at
@@ -467,6 +479,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     # OUT/, the inputs and where the outputs go are checked before anything goes to the board
     manifest, net, _ = load_outdir(Path(args.out))
     x = _inputs(args.input, manifest)
+    saturated = 0
+    if not np.issubdtype(np.asarray(x).dtype, np.integer):  # integers are checked, never clipped
+        from gen.numerics import Format, saturated_count
+
+        fmt = Format.from_json(manifest["input"]["format"])
+        saturated = saturated_count(x, fmt)
+        if saturated:
+            _log("[run] note: " + _saturation_note(
+                saturated, np.asarray(x).size, f"the input format's range "
+                f"[{fmt.lo * 2.0 ** -fmt.frac:g}, {fmt.hi * 2.0 ** -fmt.frac:g}]"))
     saved = None
     if args.output:  # named as np.save would name it
         saved = Path(args.output)
@@ -489,7 +511,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     obj = {"images": int(len(ints)), "seconds": round(seconds, 2),
            "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
            "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20],
-           "ties": ties(ints)}
+           "ties": ties(ints), "saturated_inputs": saturated}
     if args.check:
         ref = golden.run(net, np.asarray(q, dtype=np.int64))
         obj["mismatches"] = int((ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1))

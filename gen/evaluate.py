@@ -17,7 +17,7 @@ import torch
 from gen.checkpoint import Loaded
 from gen.ir import IntegerNetwork
 from gen.nn.data import CALIBRATION_IMAGES, Normalization, Split, load_digits_splits
-from gen.numerics import Precision, quantize_real
+from gen.numerics import Precision, quantize_real, saturated_count
 from gen.quantize import quantize
 from sim import golden
 
@@ -82,10 +82,15 @@ class EvalResult:
     # model's class. Finer than the accuracies' difference, in which a flip to the right class
     # cancels a flip away from it.
     agreement: dict[str, float] = field(default_factory=dict)
+    # fix32, fix8: how many input values lie beyond the integer network's input format (they
+    # saturate). The format covers the calibration inputs, so many mean that the inputs are not
+    # normalized as those were.
+    saturated: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return {**{k: round(v, 4) for k, v in self.accuracies.items()}, "images": self.images,
                 "data": self.data, "agreement": {k: round(v, 4) for k, v in self.agreement.items()},
+                "saturated_inputs": dict(self.saturated),
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
@@ -125,17 +130,18 @@ def evaluate_on(loaded: Loaded, x: np.ndarray, labels: np.ndarray, calib: torch.
     ref = float_predictions(loaded.model, x)
     acc = {"float": 100.0 * float((ref == labels).mean())}
     seconds = {"float": time.perf_counter() - t0}
-    agree = {}
+    agree, saturated = {}, {}
     for p in precisions:
         t0 = time.perf_counter()
         net = quantize(loaded.model, calib, p, norm, name=loaded.arch)
+        saturated[p.value] = saturated_count(x, net.tensors[net.input].fmt)
         pred = integer_predictions(
             net, x, progress=progress and (lambda n, p=p: progress(f"{p.value}: {n}/{len(x)}")))
         acc[p.value] = 100.0 * float((pred == labels).mean())
         agree[p.value] = 100.0 * float((pred == ref).mean())
         seconds[p.value] = time.perf_counter() - t0
     return EvalResult(accuracies=acc, images=len(labels), seconds=seconds, agreement=agree,
-                      **({"data": data} if data else {}))
+                      saturated=saturated, **({"data": data} if data else {}))
 
 
 def load_labelled(path: Path, loaded: Loaded, limit: int | None = None

@@ -34,6 +34,7 @@ __all__ = [
     "saturate_array",
     "check_int64",
     "quantize_real",
+    "saturated_count",
 ]
 
 #: Largest shift exponent k of a shift weight ``sign * 2**-k``: the official ShiftAddNet setting
@@ -203,3 +204,11 @@ def quantize_real(x: np.ndarray, fmt: Format) -> np.ndarray:
         raise ValueError("input contains NaN or infinity")
     q = np.floor(np.ldexp(x, fmt.frac) + 0.5)
     return np.clip(q, fmt.lo, fmt.hi).astype(np.int64)
+
+
+def saturated_count(x: np.ndarray, fmt: Format) -> int:
+    """How many values of ``x`` :func:`quantize_real` saturates: rounded, they lie beyond
+    ``fmt``'s range. Many of them in an input usually mean inputs not normalized as the
+    calibration inputs were (the format covers the largest calibration value)."""
+    q = np.floor(np.ldexp(np.asarray(x, dtype=np.float64), fmt.frac) + 0.5)
+    return int(np.count_nonzero((q < fmt.lo) | (q > fmt.hi)))

@@ -73,7 +73,9 @@ def test_cli_run_check(board, tmp_path):
     from gen.generate import load_outdir
 
     manifest, _, _ = load_outdir(out)
-    np.save(x, _digits(manifest, 8))
+    images = _digits(manifest, 8)
+    images[2, 0, 3, 4], images[5, 0, 0, 0] = 50.0, -50.0   # far beyond the input format
+    np.save(x, images)
     r = subprocess.run([sys.executable, "-m", "gen.cli", "run", str(out), "--board", emu.address,
                         "--token", TOKEN, "--input", str(x), "--check", "--json",
                         "--output", str(tmp_path / "preds")],
@@ -84,6 +86,9 @@ def test_cli_run_check(board, tmp_path):
     ints = np.load(tmp_path / "preds.npy")  # named as np.save names it
     assert ints.shape[0] == 8 and ints.reshape(8, -1).argmax(1).tolist() == obj["predictions"]
     assert obj["ties"] == sum(row.count(max(row)) > 1 for row in ints.reshape(8, -1).tolist())
+    # the digits themselves lie within the format calibrated on them; the two values do not
+    assert obj["saturated_inputs"] == 2
+    assert "[run] note: 2 of 512 input values lie beyond the input format's range" in r.stderr
 
 
 def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys):

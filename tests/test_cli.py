@@ -154,6 +154,37 @@ def test_eval_on_the_users_data_is_the_digits_evaluation_on_the_same_data(tmp_pa
     assert r.returncode == 1 and "go with --data" in r.stderr
 
 
+def test_eval_notes_inputs_beyond_the_calibrated_format(tmp_path, quick_digits):
+    """Raw 0..16 pixels against a model calibrated on normalized ones: eval counts, per
+    precision, the input values that saturate and asks about the normalization; normalized
+    inputs saturate none (the digits evaluation says nothing)."""
+    import numpy as np
+
+    from gen import checkpoint
+    from gen.evaluate import calibration_batch
+    from gen.nn.data import load_digits_splits
+    from gen.quantize import quantize
+
+    loaded = checkpoint.load(quick_digits)
+    train, test = load_digits_splits()
+    calib = calibration_batch(train, loaded.normalization)
+    np.save(tmp_path / "cal.npy", calib.numpy())
+    raw = test.pixels[:50].astype(np.float32)
+    np.savez(tmp_path / "raw.npz", x=raw, y=test.labels[:50])
+    r = run("eval", quick_digits, "--data", tmp_path / "raw.npz", "--calibration",
+            tmp_path / "cal.npy", "--json")
+    got = json.loads(r.stdout)["saturated_inputs"]
+    for p in ("fix32", "fix8"):
+        fmt = quantize(loaded.model, calib, p).tensors["input"].fmt
+        want = int((raw >= (fmt.hi + 0.5) * 2.0 ** -fmt.frac).sum())  # raw pixels are >= 0
+        assert got[p] == want > 0
+        assert (f"[eval] note: {want} of 3200 input values lie beyond the {p} network's input "
+                "format") in r.stderr
+    r = run("eval", quick_digits, "--json")
+    assert json.loads(r.stdout)["saturated_inputs"] == {"fix32": 0, "fix8": 0}
+    assert "note" not in r.stderr
+
+
 def test_eval_puts_an_official_checkpoints_record_beside_its_float_accuracy(tmp_path,
                                                                            quick_digits):
     """An official checkpoint's ``best_prec1`` is shown beside the float accuracy on the

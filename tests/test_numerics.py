@@ -82,6 +82,20 @@ def test_quantize_real_is_round_half_up_then_saturate(x, fmt):
     assert q == min(max(exact, fmt.lo), fmt.hi)
 
 
+def test_saturated_count_counts_the_values_quantize_real_clips():
+    fmt = N.Format(8, 4)   # [-128, 127] / 16: [-8, 7.9375]
+    ulp = 2.0 ** -4
+    x = np.array([7.9375 + 0.49 * ulp,    # rounds to 127: in range
+                  7.9375 + 0.5 * ulp,     # rounds up to 128: saturates
+                  -8 - 0.5 * ulp,         # floor(-128.5 + 0.5) = -128: in range
+                  -8 - 0.51 * ulp,        # -129: saturates
+                  1e9, -1e9, 0.0])
+    assert N.saturated_count(x, fmt) == 4
+    q = N.quantize_real(x, fmt)
+    assert q.tolist() == [127, 127, -128, -128, 127, -128, 0]
+    assert N.saturated_count(x.reshape(7, 1, 1), fmt) == 4 and N.saturated_count(x[:0], fmt) == 0
+
+
 def test_quantize_real_rejects_nan_and_inf():
     for bad in (np.nan, np.inf, -np.inf):
         with pytest.raises(ValueError, match="NaN or infinity"):
