@@ -1,6 +1,6 @@
 """Quantization fidelity: how often each integer network's class differs from the float model's.
 
-    python benchmarks/quant_fidelity.py [CHECKPOINT ...] [--json]
+    python benchmarks/quant_fidelity.py [CHECKPOINT ...] [--logit-bits B] [--json]
 
 Each checkpoint is a model of the digits' 1x8x8 inputs (``shiftadd train digits [--blocks
 --widths]``); with none, the digits model is trained (or taken from build/bench/digits.pt).
@@ -8,7 +8,8 @@ For each: its float test accuracy, then for FIX32 and FIX8 the inputs of all 1,7
 images (training and test: agreement needs no labels) given another class than the float
 model gives, the test accuracy, and the relative RMS error of the logits against the float
 model's. The accuracy difference alone hides flips that cancel; the class differences and the
-logits' error do not.
+logits' error do not. ``--logit-bits B`` adds FIX8 with its last requantization (the logits)
+B bits wide, in the golden model only (the hardware's outputs are the precision's width).
 """
 
 from __future__ import annotations
@@ -24,12 +25,29 @@ from foundation import DIGITS_CHECKPOINT, digits_checkpoint
 from gen import checkpoint
 from gen.evaluate import calibration_batch, quantize_input, require_digits_model
 from gen.nn.data import load_digits_splits
-from gen.quantize import quantize
+from gen.ir import Requant, TensorSpec
+from gen.numerics import Format
+from gen.quantize import _bn_affine, frac_for, quantize, requant_params
 from gen.report import emit
 from sim import golden
 
 
-def measure(path: Path) -> dict:
+def widen_logits(net, model, bits: int):
+    """``net`` with its last op, the logits' requantization (``bn2``), rounding to ``bits``
+    instead: its format from the same calibration peak, its parameters by the same rule."""
+    op = net.ops[-1]
+    assert isinstance(op, Requant) and op.output == net.output == "bn2"
+    fmt = Format(bits, frac_for(net.meta["peaks"]["bn2"], bits))
+    mult, bias, shift = requant_params(*_bn_affine(model.bn2),
+                                       net.tensors[op.inputs[0]].fmt.frac, fmt.frac)
+    op.mult, op.bias, op.shift = mult, bias, shift
+    spec = net.tensors[op.output]
+    net.tensors[op.output] = TensorSpec(spec.name, spec.shape, fmt)
+    net.validate()
+    return net
+
+
+def measure(path: Path, logit_bits: int | None = None) -> dict:
     loaded = checkpoint.load(path)
     norm = require_digits_model(loaded)
     train, test = load_digits_splits()
@@ -43,12 +61,17 @@ def measure(path: Path) -> dict:
     row = {"checkpoint": str(path), "widths": list(c.widths), "blocks": list(c.blocks),
            "images": len(x),
            "float_test_accuracy": round(100.0 * float((ref[tail] == test.labels).mean()), 2)}
-    for precision in ("fix32", "fix8"):
+    runs = [("fix32", "fix32"), ("fix8", "fix8")]
+    if logit_bits:
+        runs.append((f"fix8_logits{logit_bits}", "fix8"))
+    for key, precision in runs:
         net = quantize(loaded.model, calib, precision, norm)
+        if key != precision:
+            net = widen_logits(net, loaded.model, logit_bits)
         out = golden.run(net, quantize_input(net, x)).reshape(len(x), -1)
         logits = out * 2.0 ** -net.tensors[net.output].fmt.frac
         pred = out.argmax(1)
-        row[precision] = {
+        row[key] = {
             "differ": int((pred != ref).sum()),
             "test_accuracy": round(100.0 * float((pred[tail] == test.labels).mean()), 2),
             "logit_error": round(float(np.sqrt(((logits - want) ** 2).mean()
@@ -59,14 +82,18 @@ def measure(path: Path) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoints", nargs="*", type=Path)
+    ap.add_argument("--logit-bits", type=int, default=None, metavar="B",
+                    help="also FIX8 with B-bit logits (golden model only)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.logit_bits is not None and not 2 <= args.logit_bits <= 32:
+        ap.error(f"--logit-bits must be 2..32, not {args.logit_bits}")
     paths = args.checkpoints
     if not paths:
         digits_checkpoint(DIGITS_CHECKPOINT, log=lambda m: print(m, file=sys.stderr))
         paths = [DIGITS_CHECKPOINT]
     try:
-        rows = [measure(p) for p in paths]
+        rows = [measure(p, args.logit_bits) for p in paths]
     except ValueError as e:  # not a model of the digits
         raise SystemExit(str(e)) from None
 
@@ -81,6 +108,11 @@ def main() -> int:
                   f"{','.join(map(str, r['blocks'])):>7s} {r['float_test_accuracy']:7.2f}   "
                   f"{a['differ']:7d} {b['differ']:7d}      {a['test_accuracy']:7.2f} "
                   f"{b['test_accuracy']:7.2f}   {a['logit_error']:6.4f} {b['logit_error']:6.4f}")
+            w = r.get(f"fix8_logits{args.logit_bits}")
+            if w:
+                print(f"{'':24s} fix8 with {args.logit_bits}-bit logits: other class {w['differ']}, "
+                      f"test accuracy {w['test_accuracy']:.2f} %, logit error "
+                      f"{w['logit_error']:.4f}")
 
     emit({"models": rows}, args.json, human)
     return 0

@@ -219,7 +219,9 @@ def test_fidelity_benchmark_agrees_with_eval(quick_digits, monkeypatch):
     sys.modules.pop("quant_fidelity", None)
     from quant_fidelity import measure
 
-    row = measure(quick_digits)
+    row = measure(quick_digits, logit_bits=8)
+    # its logits widened to 8 bits are the quantizer's own: the same format, the same rule
+    assert row["fix8_logits8"] == row["fix8"]
     ev = evaluate(checkpoint.load(quick_digits))
     assert row["images"] == 1797
     assert row["float_test_accuracy"] == round(ev.accuracies["float"], 2)
