@@ -24,8 +24,8 @@ from foundation import DIGITS_CHECKPOINT, digits_checkpoint
 
 from gen import checkpoint
 from gen.evaluate import calibration_batch, quantize_input, require_digits_model
-from gen.nn.data import load_digits_splits
 from gen.ir import Requant, TensorSpec
+from gen.nn.data import load_digits_splits
 from gen.numerics import Format
 from gen.quantize import _bn_affine, frac_for, quantize, requant_params
 from gen.report import emit

@@ -281,6 +281,7 @@ def torch_inputs(a):
     return torch.from_numpy(a.astype("float32"))
 
 
+SIM_IMAGES = 20  # shiftadd sim's default number of inputs
 RANDOM_CALIBRATION = 64  # standard-normal inputs that calibrate a model without data
 CALIBRATION_HELP = (".npy of float inputs [N, C, H, W], normalized as the model's input, to "
                     "calibrate the quantizer")
@@ -397,11 +398,21 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from sim.accel import simulate_outdir
     from sim.tools import configure_verilator
 
+    inputs, saturated = None, None
+    if args.input:
+        from gen.generate import load_outdir
+
+        q, saturated = _quantized_inputs(args.input, load_outdir(Path(args.out))[0], "sim",
+                                         args.images)
+        inputs = (q, args.input)
     configure_verilator()
-    res, info = simulate_outdir(Path(args.out), args.images, seed=args.seed, idle=args.idle,
-                                backpressure=args.backpressure, threads=args.threads,
+    res, info = simulate_outdir(Path(args.out), args.images or SIM_IMAGES, seed=args.seed,
+                                idle=args.idle, backpressure=args.backpressure,
+                                threads=args.threads, inputs=inputs,
                                 progress=lambda m: _log(f"[sim] {m}"))
     obj = {**res.to_json(), **info}
+    if saturated is not None:
+        obj["saturated_inputs"] = saturated
     meas = obj["cycles_per_image"]
     obj["cycle_difference"] = round((meas - info["model_cycles_per_image"]) /
                                     info["model_cycles_per_image"], 4)
@@ -467,6 +478,39 @@ def _inputs(spec: str, manifest: dict):
     return _load_npy(spec, "--input", "a .npy of inputs, or digits-test:N")
 
 
+def _quantized_inputs(spec: str, manifest: dict, command: str, limit: int | None = None):
+    """``--input`` (its first ``limit`` inputs) as integers in the design's input format,
+    checked before anything runs: the shape (``[N, C, H, W]``, or one ``[C, H, W]``); floats
+    quantized (NaN or infinity is an error; values beyond the format saturate, with a note);
+    integers taken as they are, within the format. Returns ``(inputs, saturated values)``."""
+    import numpy as np
+
+    from gen.numerics import Format, quantize_real, saturated_count
+
+    x = np.asarray(_inputs(spec, manifest))
+    shape = manifest["input"]["shape"]
+    if x.ndim == len(shape):
+        x = x[None]
+    if x.ndim != len(shape) + 1 or list(x.shape[1:]) != shape or not len(x):
+        raise UserError(f"--input {spec}: must be [N, {', '.join(map(str, shape))}] with N >= 1, "
+                        f"not {list(x.shape)}")
+    x = x[:limit]
+    fmt = Format.from_json(manifest["input"]["format"])
+    if np.issubdtype(x.dtype, np.integer):
+        if x.min() < fmt.lo or x.max() > fmt.hi:
+            raise UserError(f"--input {spec}: integer inputs are taken as they are and must lie "
+                            f"in [{fmt.lo}, {fmt.hi}], the input format (floats are quantized)")
+        return x.astype(np.int64), 0
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"--input {spec}: contains NaN or infinity")
+    saturated = saturated_count(x, fmt)
+    if saturated:
+        _log(f"[{command}] note: " + _saturation_note(
+            saturated, x.size, f"the input format's range "
+            f"[{fmt.lo * 2.0 ** -fmt.frac:g}, {fmt.hi * 2.0 ** -fmt.frac:g}]"))
+    return quantize_real(x, fmt), saturated
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -478,17 +522,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     # OUT/, the inputs and where the outputs go are checked before anything goes to the board
     manifest, net, _ = load_outdir(Path(args.out))
-    x = _inputs(args.input, manifest)
-    saturated = 0
-    if not np.issubdtype(np.asarray(x).dtype, np.integer):  # integers are checked, never clipped
-        from gen.numerics import Format, saturated_count
-
-        fmt = Format.from_json(manifest["input"]["format"])
-        saturated = saturated_count(x, fmt)
-        if saturated:
-            _log("[run] note: " + _saturation_note(
-                saturated, np.asarray(x).size, f"the input format's range "
-                f"[{fmt.lo * 2.0 ** -fmt.frac:g}, {fmt.hi * 2.0 ** -fmt.frac:g}]"))
+    q, saturated = _quantized_inputs(args.input, manifest, "run")
     saved = None
     if args.output:  # named as np.save would name it
         saved = Path(args.output)
@@ -499,7 +533,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             board.use(args.out)
         else:
             board.deploy(args.out)
-        q = x if np.issubdtype(np.asarray(x).dtype, np.integer) else board.quantize(x)
         ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
             f"[run] {i}/{n} images"))
     seconds = time.perf_counter() - t0
@@ -885,7 +918,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "AXI-Stream models (random idle and backpressure) and compare "
                                    "every output with the golden model, exactly.")
     s.add_argument("out", type=Path, help="directory written by `shiftadd gen`")
-    s.add_argument("--images", type=_positive_int, default=20)
+    s.add_argument("--images", type=_positive_int, default=None,
+                   help=f"how many inputs (default {SIM_IMAGES}; with --input, all of them)")
+    s.add_argument("--input", default=None, metavar="X.npy",
+                   help="inputs [N, C, H, W] as .npy (floats are quantized), or digits-test:N; "
+                        "default: the digits test images for a digits model, else random "
+                        "integers (--seed)")
     s.add_argument("--seed", type=int, default=1)
     s.add_argument("--idle", type=_probability, default=0.1, help="input stream idle probability")
     s.add_argument("--backpressure", type=_probability, default=0.1,

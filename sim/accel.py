@@ -125,9 +125,11 @@ def sample_inputs(net: IntegerNetwork, n: int, seed: int) -> tuple[np.ndarray, s
 
 def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
                     backpressure: float = 0.1, threads: int = 1,
+                    inputs: tuple[np.ndarray, str] | None = None,
                     progress=lambda s: None) -> tuple[SimResult, dict]:
     """``shiftadd sim``: build ``out/rtl``'s Verilog (with ``threads`` evaluation threads),
-    stream ``images`` inputs, compare."""
+    stream ``images`` inputs (:func:`sample_inputs`, or ``inputs``: integers in the input
+    format and what they are), compare."""
     from gen.cycles import program_cycles
     from gen.generate import (
         load_frame_beats,
@@ -147,9 +149,13 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
              f"{BUILD_TIME_HINT})")
     b = build_verilog(text, manifest["top"], progress, threads)
     progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")
-    x, source = sample_inputs(net, images, seed)
+    x, source = inputs if inputs is not None else sample_inputs(net, images, seed)
+    spec = net.tensors[net.input]
+    if x.shape[1:] != spec.shape or not len(x) or x.min() < spec.fmt.lo or x.max() > spec.fmt.hi:
+        raise ValueError(f"inputs must be integers [N >= 1, {', '.join(map(str, spec.shape))}] "
+                         f"in [{spec.fmt.lo}, {spec.fmt.hi}], not {list(x.shape)}")
     load = load_frame_beats(out)
-    progress(f"running {images} images ({source}) through the RTL; streams with "
+    progress(f"running {len(x)} images ({source}) through the RTL; streams with "
              f"{idle:.0%} idle and {backpressure:.0%} backpressure")
     res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x), seed=seed,
                    idle=idle, backpressure=backpressure)

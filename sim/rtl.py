@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import importlib.metadata
@@ -292,6 +293,15 @@ def _hold(directory: Path) -> None:
         f = open(str(directory) + ".use", "w")  # held until the process exits
         fcntl.flock(f, fcntl.LOCK_SH)
         _HELD[directory] = f
+
+
+@atexit.register
+def _release_held() -> None:
+    """Close the held files at exit (the locks go with them) rather than leave them to the
+    interpreter's teardown, which warns of each (ResourceWarning under ``-W error``)."""
+    for f in _HELD.values():
+        f.close()
+    _HELD.clear()
 
 
 def _size(path: Path) -> int:

@@ -457,6 +457,45 @@ def test_cli_sim_json_and_overlapped_cycles(digits_fix8, capsys):
     assert obj["cycles_max"] < 0.8 * sum(descriptor_cycles(d, cfg) for d in descs)
 
 
+def test_sim_runs_the_users_inputs(digits_fix8, tmp_path, capsys):
+    """``shiftadd sim --input``: the file's inputs (floats quantized in the design's input
+    format, integers as they are) run through the RTL bit-exact; ``--images`` takes the first
+    N; values beyond the format are counted; bad inputs are one-line errors before the build."""
+    from gen.cli import main
+    from gen.nn.data import Normalization, load_digits_splits
+    from sim import golden
+
+    manifest, net, _ = load_outdir(digits_fix8)
+    ints = np.random.default_rng(3).integers(-128, 128, size=(3, 1, 8, 8))
+    res, info = simulate_outdir(digits_fix8, 1, seed=0, idle=0, backpressure=0,
+                                inputs=(ints, "mine"))
+    assert res.images == 3 and res.mismatches == 0 and info["inputs"] == "mine"
+    want = golden.run(net, ints).reshape(3, -1)  # the outputs are those of these inputs
+    assert [o.reshape(-1).tolist() for o in res.outputs] == want.tolist()
+    norm = manifest["model"]["normalization"]
+    x = Normalization(norm["mean"], norm["std"]).apply(load_digits_splits()[1].pixels[:4])
+    x[1, 0, 2, 2], x[3, 0, 0, 0] = 40.0, 40.0   # the second beyond --images 2
+    np.save(tmp_path / "x.npy", x)
+    capsys.readouterr()
+    assert main(["sim", str(digits_fix8), "--input", str(tmp_path / "x.npy"), "--images", "2",
+                 "--json", "--idle", "0", "--backpressure", "0"]) == 0
+    cap = capsys.readouterr()
+    obj = json.loads(cap.out)
+    assert obj["images"] == 2 and obj["mismatches"] == 0 and obj["saturated_inputs"] == 1
+    assert obj["inputs"] == str(tmp_path / "x.npy")
+    assert "[sim] note: 1 of 128 input values lie beyond the input format's range" in cap.err
+    np.save(tmp_path / "shape.npy", x[:, :, :7])
+    np.save(tmp_path / "wide.npy", ints * 2)
+    np.save(tmp_path / "nan.npy", np.where(x > 1, np.nan, x))
+    for name, message in [("shape.npy", "must be [N, 1, 8, 8] with N >= 1, not [4, 1, 7, 8]"),
+                          ("wide.npy", "integer inputs are taken as they are and must lie in "
+                                       "[-128, 127]"),
+                          ("nan.npy", "contains NaN or infinity")]:
+        assert main(["sim", str(digits_fix8), "--input", str(tmp_path / name)]) == 1
+        err = capsys.readouterr().err
+        assert message in err and "building" not in err, err
+
+
 def test_cli_sim_with_two_verilator_threads(digits_fix8, capsys):
     """``shiftadd sim --threads 2``: a build of its own, evaluated on two threads, still
     bit-exact and cycle for cycle the same."""

@@ -100,10 +100,16 @@ def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys
     out, _ = board
     garbage = tmp_path / "garbage.npy"
     garbage.write_bytes(b"not numpy")
+    np.save(tmp_path / "empty.npy", np.zeros((0, 1, 8, 8), np.float32))
+    np.save(tmp_path / "nan.npy", np.full((2, 1, 8, 8), np.inf, np.float32))
+    np.save(tmp_path / "wide.npy", np.full((2, 1, 8, 8), 1 << 40))  # no format holds it
     for spec, message in [("digits-test:-3", "N must be 1.."), ("digits-test:x", "N must be 1.."),
                           ("digits-test:100000", "N must be 1.."),
                           (str(tmp_path / "none.npy"), "no such file"),
-                          (str(garbage), "not a .npy array")]:
+                          (str(garbage), "not a .npy array"),
+                          (str(tmp_path / "empty.npy"), "must be [N, 1, 8, 8] with N >= 1"),
+                          (str(tmp_path / "nan.npy"), "contains NaN or infinity"),
+                          (str(tmp_path / "wide.npy"), "must lie in [")]:
         argv = ["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input", spec]
         assert main(argv) == 1
         err = capsys.readouterr().err
