@@ -274,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="the Zynq SLCR's registers, to pulse the fabric reset; 'none': no "
                          "fabric reset (RESET and recovery from a run cut short then fail)")
     ap.add_argument("--slcr-offset", type=lambda v: int(v, 0), default=0xF800_0000)
+    ap.add_argument("--reset-hold-ms", type=float, default=1.0,
+                    help="how long the fabric reset is held, and waited for after its release "
+                         "(default 1 ms: proc_sys_reset needs a few cycles of its clock)")
     ap.add_argument("--udmabuf", default="/dev/udmabuf0",
                     help="u-dma-buf device, or 'pynq' for pynq.allocate buffers")
     ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=BUFFER_BYTES,
@@ -323,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
             except (OSError, ValueError) as e:
                 raise RuntimeError(f"cannot map the registers ({e}): /dev/mem needs root; "
                                    "UIO devices are --regs /dev/uioN --dma /dev/uioM") from None
-            dev = MmioDevice(regs, dma, buf, slcr=slcr)
+            dev = MmioDevice(regs, dma, buf, slcr=slcr, reset_hold_s=args.reset_hold_ms / 1e3)
             if manifest is not None:
                 Accelerator(dev, manifest).identify()
                 log(f"accelerator build {manifest['build_id_hex']} answers")

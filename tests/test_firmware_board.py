@@ -268,7 +268,10 @@ def test_agent_command_wires_the_fabric_reset(hw, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "cannot map the registers" in bad.stderr
     assert "/dev/mem needs root" in bad.stderr
-    agent = subprocess.Popen([*base, "--slcr", str(tmp_path / "slcr"), "--slcr-offset", "0"],
+    # held as long as the in-process devices' reset (the default 1 ms: FakeFabric, polling every
+    # 0.5 ms in this process, missed the pulse once with both cores busy)
+    agent = subprocess.Popen([*base, "--slcr", str(tmp_path / "slcr"), "--slcr-offset", "0",
+                              "--reset-hold-ms", "20"],
                              env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:
         line = agent.stderr.readline()
