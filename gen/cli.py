@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from gen.nn.data import CALIBRATION_IMAGES
+from gen.report import plural
 
 DEFAULT_CKPT = Path("runs/digits.pt")
 
@@ -232,10 +233,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           progress=lambda s: _log(f"[eval] {s} images"))
     a = res.accuracies
     obj = res.to_json()
+    from gen.numerics import saturation_note
+
     c = loaded.model.config
     for p, n in res.saturated.items():
         if n:
-            _log("[eval] note: " + _saturation_note(
+            _log("[eval] note: " + saturation_note(
                 n, res.images * c.in_channels * c.input_size ** 2, f"the {p} network's input "
                 "format (the calibration inputs' range)"))
     recorded = loaded.meta.get("best_prec1")
@@ -250,7 +253,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                  "(0.4914, 0.4822, 0.4465), std (0.2023, 0.1994, 0.2010))")
 
     def human() -> None:
-        print(f"accuracy on {res.data} ({res.images} images)")
+        print(f"accuracy on {res.data} ({plural(res.images, 'image')})")
         print(f"  {'float':6s} {a['float']:7.2f} %"
               + (f"   (the checkpoint records {recorded:.2f} %: best_prec1)"
                  if "checkpoint_best_prec1" in obj else ""))
@@ -260,12 +263,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     _emit(args, obj, human)
     return 0
-
-
-def _saturation_note(n: int, total: int, where: str) -> str:
-    """eval's and run's note on ``n`` of ``total`` input values beyond ``where`` (a format)."""
-    return (f"{n} of {total} input values lie beyond {where} and saturate: are the inputs "
-            "normalized as the model's training inputs were?")
 
 
 # eval --data notes a float accuracy this far from the checkpoint's recorded best_prec1, on at
@@ -418,7 +415,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
                                     info["model_cycles_per_image"], 4)
 
     def human() -> None:
-        print(f"RTL vs golden model on {res.images} images ({info['inputs']}): "
+        print(f"RTL vs golden model on {plural(res.images, 'image')} ({info['inputs']}): "
               f"{res.mismatches} mismatches")
         print(f"  cycles per image  {meas} measured (min {obj['cycles_min']}, max "
               f"{obj['cycles_max']}), {info['model_cycles_per_image']} cycle model "
@@ -485,7 +482,7 @@ def _quantized_inputs(spec: str, manifest: dict, command: str, limit: int | None
     integers taken as they are, within the format. Returns ``(inputs, saturated values)``."""
     import numpy as np
 
-    from gen.numerics import Format, quantize_real, saturated_count
+    from gen.numerics import Format, quantize_real, saturated_count, saturation_note
 
     x = np.asarray(_inputs(spec, manifest))
     shape = manifest["input"]["shape"]
@@ -505,9 +502,7 @@ def _quantized_inputs(spec: str, manifest: dict, command: str, limit: int | None
         raise UserError(f"--input {spec}: contains NaN or infinity")
     saturated = saturated_count(x, fmt)
     if saturated:
-        _log(f"[{command}] note: " + _saturation_note(
-            saturated, x.size, f"the input format's range "
-            f"[{fmt.lo * 2.0 ** -fmt.frac:g}, {fmt.hi * 2.0 ** -fmt.frac:g}]"))
+        _log(f"[{command}] note: " + saturation_note(saturated, x.size, fmt))
     return quantize_real(x, fmt), saturated
 
 
@@ -551,7 +546,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                                 .any(axis=1).sum())
 
     def human() -> None:
-        print(f"{obj['images']} images through {args.board} in {obj['seconds']} s "
+        print(f"{plural(obj['images'], 'image')} through {args.board} in {obj['seconds']} s "
               f"(build {obj['build_id']})")
         if args.check:
             print(f"  golden model check: {obj['mismatches']} mismatching images")

@@ -35,6 +35,7 @@ __all__ = [
     "check_int64",
     "quantize_real",
     "saturated_count",
+    "saturation_note",
 ]
 
 #: Largest shift exponent k of a shift weight ``sign * 2**-k``: the official ShiftAddNet setting
@@ -212,3 +213,12 @@ def saturated_count(x: np.ndarray, fmt: Format) -> int:
     calibration inputs were (the format covers the largest calibration value)."""
     q = np.floor(np.ldexp(np.asarray(x, dtype=np.float64), fmt.frac) + 0.5)
     return int(np.count_nonzero((q < fmt.lo) | (q > fmt.hi)))
+
+
+def saturation_note(n: int, total: int, fmt: Format | str) -> str:
+    """What ``shiftadd run``, ``sim``, ``eval`` and the host API say of ``n`` of ``total``
+    input values beyond ``fmt`` (the input format, or words naming it)."""
+    where = fmt if isinstance(fmt, str) else (
+        f"the input format's range [{fmt.lo * 2.0 ** -fmt.frac:g}, {fmt.hi * 2.0 ** -fmt.frac:g}]")
+    return (f"{n} of {total} input values lie beyond {where} and saturate: are the inputs "
+            "normalized as the model's training inputs were?")

@@ -6,6 +6,11 @@ import json
 from collections.abc import Callable
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``: a count with its noun, for the commands' words."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def emit(obj: dict, as_json: bool, human: Callable[[], None] | None = None) -> None:
     """Print ``obj`` as one JSON object, or call ``human`` (default: aligned ``key value`` lines)."""
     if as_json:

@@ -5,13 +5,14 @@
     ints, values = board.infer(x)          # floats (numpy or torch) or integers
 
 Inputs are quantized to the manifest's input format with the project's one rule
-(``gen.numerics.quantize_real``: NaN and infinity are errors) and sent in batches; outputs come
-back as integers and as dequantized floats.
+(``gen.numerics.quantize_real``: NaN and infinity are errors; values beyond the format saturate,
+with a warning) and sent in batches; outputs come back as integers and as dequantized floats.
 """
 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,10 +68,17 @@ class Board:
         return self.manifest
 
     def quantize(self, x) -> np.ndarray:
-        from gen.numerics import Format, quantize_real
+        """Floats -> integers in the input format; values beyond it saturate, with a warning
+        (many usually mean inputs not normalized as in training)."""
+        from gen.numerics import Format, quantize_real, saturated_count, saturation_note
 
         fmt = Format.from_json(self.manifest["input"]["format"])
-        return quantize_real(np.asarray(x, dtype=np.float64), fmt)
+        x = np.asarray(x, dtype=np.float64)
+        q = quantize_real(x, fmt)
+        n = saturated_count(x, fmt)
+        if n:
+            warnings.warn(saturation_note(n, x.size, fmt), stacklevel=2)
+        return q
 
     def infer(self, x, *, batch: int = 32, progress: Callable[[int, int], None] | None = None
               ) -> tuple[np.ndarray, np.ndarray]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from gen.compile import infer_frame, output_tensor, tensor_beats, tensor_words
 from gen.ir import IntegerNetwork
+from gen.report import plural
 from hw.engine import EngineConfig
 from hw.program import beats_per_word
 from sim import golden, rtl
@@ -155,7 +156,7 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
         raise ValueError(f"inputs must be integers [N >= 1, {', '.join(map(str, spec.shape))}] "
                          f"in [{spec.fmt.lo}, {spec.fmt.hi}], not {list(x.shape)}")
     load = load_frame_beats(out)
-    progress(f"running {len(x)} images ({source}) through the RTL; streams with "
+    progress(f"running {plural(len(x), 'image')} ({source}) through the RTL; streams with "
              f"{idle:.0%} idle and {backpressure:.0%} backpressure")
     res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x), seed=seed,
                    idle=idle, backpressure=backpressure)

@@ -147,6 +147,9 @@ def test_faults_leave_the_agent_serving(board):
             b.client.infer(np.zeros(q.shape, np.int64), other)
         with pytest.raises(ValueError, match="NaN"):
             b.infer(np.full_like(x, np.nan))
+        with pytest.warns(UserWarning, match=r"^3 of 128 input values lie beyond the input "):
+            wide = b.quantize(np.where(np.arange(x.size).reshape(x.shape) < 3, 99.0, x))
+        assert np.array_equal(wide.reshape(-1)[3:], q.reshape(-1)[3:])
         with pytest.raises(ValueError, match="must lie in"):
             b.infer(np.full(q.shape, 1 << 40, dtype=np.int64))
         blob = bytearray((out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes())
