@@ -46,6 +46,10 @@ class Backend:
     def reset(self) -> None:
         raise NotImplementedError
 
+    def loaded_build(self) -> str | None:
+        """The build id (hex) of the design loaded, or None."""
+        raise NotImplementedError
+
 
 class LoopbackBackend(Backend):
     """A memory loop: ``infer`` returns its input. Measures the protocol, not hardware."""
@@ -69,6 +73,9 @@ class LoopbackBackend(Backend):
 
     def reset(self) -> None:
         self.loaded = None
+
+    def loaded_build(self) -> str | None:
+        return None if self.loaded is None else self.loaded.get("build_id_hex")
 
 
 class AcceleratorBackend(Backend):
@@ -120,6 +127,9 @@ class AcceleratorBackend(Backend):
         self.accel = None
         self.device.reset_fabric()
 
+    def loaded_build(self) -> str | None:
+        return None if self.accel is None else self.accel.m["build_id_hex"]
+
 
 def recv_exact(sock: socket.socket, n: int) -> bytearray:
     """Exactly ``n`` bytes, or ConnectionError if the peer closes first (no extra copy)."""
@@ -168,6 +178,15 @@ class Agent:
         if f.kind is P.Kind.INFER:
             shape = T.check_shape(P.require(f.meta, "shape", list))
             precision = P.require(f.meta, "dtype", str)
+            if "build_id" in f.meta:  # the design the client quantized for: another client
+                want = P.require(f.meta, "build_id", str)  # may have loaded another since
+                have = self.backend.loaded_build()
+                if have is None:
+                    raise P.ProtocolError("not_loaded", "LOAD a manifest, program and weights "
+                                                        "first")
+                if have != want:
+                    raise P.ProtocolError("wrong_build", f"the board runs build {have}, not "
+                                                         f"{want}: load that design again")
             x = T.unpack(f.blob, shape, precision)
             y, cycles = self.backend.infer(x, precision)
             return P.Frame(P.Kind.RESULT, f.req_id, {"shape": list(y.shape), "dtype": precision,

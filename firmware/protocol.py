@@ -35,7 +35,7 @@ class Kind(enum.IntEnum):
     HELLO = 1      # meta: {"token", "client"}            -> HELLO_OK {"version", "agent", ...}
     HELLO_OK = 2
     LOAD = 3       # meta: {"manifest"}, blob: weights+program  -> OK
-    INFER = 4      # meta: {"shape", "dtype"}, blob: tensor     -> RESULT
+    INFER = 4      # meta: {"shape", "dtype"[, "build_id"]}, blob: tensor -> RESULT
     RESULT = 5     # meta: {"shape", "dtype", "cycles"}, blob: tensor
     STATUS = 6     #                                            -> STATUS_OK {...}
     STATUS_OK = 7

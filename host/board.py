@@ -104,7 +104,7 @@ class Board:
         precision = self.manifest["model"]["precision"]
         outs = []
         for i in range(0, len(q), batch):
-            y, _ = self.client.infer(q[i:i + batch], precision)
+            y, _ = self.client.infer(q[i:i + batch], precision, self.manifest["build_id_hex"])
             outs.append(np.asarray(y, dtype=np.int64))
             if progress:
                 progress(min(i + batch, len(q)), len(q))

@@ -60,10 +60,14 @@ class AgentClient:
             raise P.ProtocolError("bad_reply", f"reply to request {reply.req_id}, sent {req}")
         return reply
 
-    def infer(self, x: np.ndarray, precision: str) -> tuple[np.ndarray, int]:
-        """Integer tensor in, integer tensor and device cycles out."""
-        r = self.request(P.Kind.INFER, {"shape": list(x.shape), "dtype": precision},
-                         T.pack(x, precision))
+    def infer(self, x: np.ndarray, precision: str, build_id: str | None = None
+              ) -> tuple[np.ndarray, int]:
+        """Integer tensor in, integer tensor and device cycles out; with ``build_id`` (hex),
+        only on that design (else the agent's error ``wrong_build``)."""
+        meta = {"shape": list(x.shape), "dtype": precision}
+        if build_id is not None:
+            meta["build_id"] = build_id
+        r = self.request(P.Kind.INFER, meta, T.pack(x, precision))
         shape = T.check_shape(P.require(r.meta, "shape", list))
         return T.unpack(r.blob, shape, P.require(r.meta, "dtype", str)), int(r.meta["cycles"])
 

@@ -52,6 +52,28 @@ def test_bad_requests_get_one_error_frame_and_the_agent_keeps_serving(agent):
         assert y.tolist() == [[1, -2]]
 
 
+def test_infer_runs_only_on_the_build_the_client_names(agent):
+    """Another client may load another design between a client's LOAD and its INFER: an INFER
+    naming a build id runs only on that build (``wrong_build``, ``not_loaded`` otherwise);
+    one naming none runs on whatever is loaded."""
+    x = np.array([[3, -4]])
+    with AgentClient("127.0.0.1", agent, TOKEN) as a, AgentClient("127.0.0.1", agent, TOKEN) as b:
+        with pytest.raises(RemoteError, match="not_loaded"):
+            a.infer(x, "fix8", "0000aaaa")
+        a.request(P.Kind.LOAD, {"manifest": {"build_id_hex": "0000aaaa"}})
+        assert a.infer(x, "fix8", "0000aaaa")[0].tolist() == [[3, -4]]
+        b.request(P.Kind.LOAD, {"manifest": {"build_id_hex": "0000bbbb"}})
+        with pytest.raises(RemoteError, match="wrong_build: the board runs build 0000bbbb, not "
+                                              "0000aaaa"):
+            a.infer(x, "fix8", "0000aaaa")
+        with pytest.raises(RemoteError, match="bad_request"):
+            a.request(P.Kind.INFER, {"shape": [1, 2], "dtype": "fix8", "build_id": 7},
+                      b"")
+        assert b.infer(x, "fix8", "0000bbbb")[0].tolist() == [[3, -4]]
+        assert a.infer(x, "fix8")[0].tolist() == [[3, -4]]
+        assert a.status()["inferences"] == 3
+
+
 def test_oversized_frame_and_mid_frame_disconnect(agent):
     with AgentClient("127.0.0.1", agent, TOKEN) as c:
         c.sock.sendall(P.HEADER.pack(P.MAGIC, P.PROTOCOL_VERSION, int(P.Kind.INFER), 0, 9,

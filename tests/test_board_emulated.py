@@ -127,10 +127,11 @@ def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys
     assert "cannot reach the agent at 127.0.0.1:1" in capsys.readouterr().err
 
 
-def test_faults_leave_the_agent_serving(board):
+def test_faults_leave_the_agent_serving(board, tmp_path):
     """Wrong token, wrong shape and dtype, out-of-range and NaN inputs, a corrupted blob, a
-    foreign build and a client that disconnects mid-transfer: each is one clear error, and the
-    agent keeps answering correctly afterwards."""
+    foreign build, inputs for another build than the board runs (``run --no-load`` with an OUT/
+    generated since) and a client that disconnects mid-transfer: each is one clear error, and
+    the agent keeps answering correctly afterwards."""
     out, emu = board
     host, port = emu.address.split(":")
     with pytest.raises(RemoteError, match="auth"):
@@ -161,6 +162,12 @@ def test_faults_leave_the_agent_serving(board):
         good = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
         with pytest.raises(RemoteError, match="runs build"):
             b.client.request(P.Kind.LOAD, {"manifest": foreign}, good)
+        (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "build_id_hex": "0"}))
+        with Board(emu.address, TOKEN) as other:
+            other.use(tmp_path)
+            with pytest.raises(RemoteError, match="wrong_build: the board runs build "
+                                                  f"{manifest['build_id_hex']}, not 0"):
+                other.infer(q)
         # a client that vanishes in the middle of a frame
         s = socket.create_connection((host, int(port)))
         s.sendall(P.Frame(P.Kind.HELLO, 1, {"token": TOKEN}).encode())
