@@ -168,9 +168,10 @@ class Agent:
         try:
             with self._lock:
                 return self._dispatch(frame)
-        except (P.ProtocolError, T.TensorError) as e:
-            code = e.code if isinstance(e, P.ProtocolError) else "bad_tensor"
-            return P.error_frame(frame.req_id, code, str(e))
+        except P.ProtocolError as e:
+            return P.error_frame(frame.req_id, e.code, e.message)
+        except T.TensorError as e:
+            return P.error_frame(frame.req_id, "bad_tensor", str(e))
         except Exception as e:  # a backend failure is reported, never fatal to the agent
             return P.error_frame(frame.req_id, "device_error", f"{type(e).__name__}: {e}")
 

@@ -153,6 +153,12 @@ def test_faults_leave_the_agent_serving(board, tmp_path):
         assert np.array_equal(wide.reshape(-1)[3:], q.reshape(-1)[3:])
         with pytest.raises(ValueError, match="must lie in"):
             b.infer(np.full(q.shape, 1 << 40, dtype=np.int64))
+        (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "build_id_hex": "0"}))
+        with Board(emu.address, TOKEN) as other:
+            other.use(tmp_path)
+            with pytest.raises(RemoteError, match="wrong_build: the board runs build "
+                                                  f"{manifest['build_id_hex']}, not 0"):
+                other.infer(q)
         blob = bytearray((out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes())
         blob[-1] ^= 0x40
         with pytest.raises(RemoteError, match="sha256"):
@@ -162,12 +168,6 @@ def test_faults_leave_the_agent_serving(board, tmp_path):
         good = (out / "program.bin").read_bytes() + (out / "weights.bin").read_bytes()
         with pytest.raises(RemoteError, match="runs build"):
             b.client.request(P.Kind.LOAD, {"manifest": foreign}, good)
-        (tmp_path / "manifest.json").write_text(json.dumps({**manifest, "build_id_hex": "0"}))
-        with Board(emu.address, TOKEN) as other:
-            other.use(tmp_path)
-            with pytest.raises(RemoteError, match="wrong_build: the board runs build "
-                                                  f"{manifest['build_id_hex']}, not 0"):
-                other.infer(q)
         # a client that vanishes in the middle of a frame
         s = socket.create_connection((host, int(port)))
         s.sendall(P.Frame(P.Kind.HELLO, 1, {"token": TOKEN}).encode())
