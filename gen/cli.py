@@ -476,34 +476,22 @@ def _inputs(spec: str, manifest: dict):
 
 
 def _quantized_inputs(spec: str, manifest: dict, command: str, limit: int | None = None):
-    """``--input`` (its first ``limit`` inputs) as integers in the design's input format,
-    checked before anything runs: the shape (``[N, C, H, W]``, or one ``[C, H, W]``); floats
-    quantized (NaN or infinity is an error; values beyond the format saturate, with a note);
-    integers taken as they are, within the format. Returns ``(inputs, saturated values)``."""
-    import numpy as np
+    """``--input`` (its first ``limit`` inputs) for the design, checked before anything runs
+    (``host.board.prepare_inputs``), with a note on values that saturate. Returns ``(inputs,
+    saturated values)``."""
+    from gen.numerics import Format, saturation_note
+    from host.board import prepare_inputs
 
-    from gen.numerics import Format, quantize_real, saturated_count, saturation_note
-
-    x = np.asarray(_inputs(spec, manifest))
-    shape = manifest["input"]["shape"]
-    if x.ndim == len(shape):
-        x = x[None]
-    if x.ndim != len(shape) + 1 or list(x.shape[1:]) != shape or not len(x):
-        raise UserError(f"--input {spec}: must be [N, {', '.join(map(str, shape))}] with N >= 1, "
-                        f"not {list(x.shape)}")
-    x = x[:limit]
-    fmt = Format.from_json(manifest["input"]["format"])
-    if np.issubdtype(x.dtype, np.integer):
-        if x.min() < fmt.lo or x.max() > fmt.hi:
-            raise UserError(f"--input {spec}: integer inputs are taken as they are and must lie "
-                            f"in [{fmt.lo}, {fmt.hi}], the input format (floats are quantized)")
-        return x.astype(np.int64), 0
-    if not np.all(np.isfinite(x)):
-        raise UserError(f"--input {spec}: contains NaN or infinity")
-    saturated = saturated_count(x, fmt)
+    try:
+        q, saturated = prepare_inputs(_inputs(spec, manifest), manifest, limit)
+    except ValueError as e:
+        raise UserError(f"--input {spec}: {e}") from None
+    if not len(q):
+        raise UserError(f"--input {spec}: holds no inputs")
     if saturated:
-        _log(f"[{command}] note: " + saturation_note(saturated, x.size, fmt))
-    return quantize_real(x, fmt), saturated
+        _log(f"[{command}] note: " + saturation_note(
+            saturated, q.size, Format.from_json(manifest["input"]["format"])))
+    return q, saturated
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -22,6 +22,39 @@ from firmware import protocol as P
 from host.client import AgentClient
 
 
+def prepare_inputs(x, manifest: dict, limit: int | None = None) -> tuple[np.ndarray, int]:
+    """Inputs for the design ``manifest`` describes: ``x[N, C, H, W]`` or one ``[C, H, W]``
+    (numpy or torch; its first ``limit``). Floats are quantized to the input format (NaN or
+    infinity is an error; values beyond the format saturate), integers taken as they are, in
+    the format. -> ``(int64 inputs [N, C, H, W], values saturated)``; ValueError if bad."""
+    from gen.numerics import Format, quantize_real, saturated_count
+
+    if hasattr(x, "detach"):  # torch
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    shape = manifest["input"]["shape"]
+    if x.ndim == len(shape):
+        x = x[None]
+    if x.ndim != len(shape) + 1 or list(x.shape[1:]) != shape:
+        raise ValueError(f"input must be [N, {', '.join(map(str, shape))}], not {list(x.shape)}")
+    x = x[:limit]
+    fmt = Format.from_json(manifest["input"]["format"])
+    if np.issubdtype(x.dtype, np.integer):
+        if x.size and (x.min() < fmt.lo or x.max() > fmt.hi):
+            raise ValueError(f"integer inputs are taken as they are and must lie in [{fmt.lo}, "
+                             f"{fmt.hi}], the input format (floats are quantized)")
+        return x.astype(np.int64), 0
+    return quantize_real(x, fmt), saturated_count(x, fmt)
+
+
+def _warn_saturated(n: int, total: int, fmt) -> None:
+    from gen.numerics import Format, saturation_note
+
+    if n:
+        fmt = fmt if isinstance(fmt, Format) else Format.from_json(fmt)
+        warnings.warn(saturation_note(n, total, fmt), stacklevel=3)
+
+
 def parse_address(address: str, default_port: int = 7700) -> tuple[str, int]:
     """``HOST[:PORT]`` -> ``(host, port)``; a port must be 1..65535."""
     if ":" not in address:
@@ -70,14 +103,12 @@ class Board:
     def quantize(self, x) -> np.ndarray:
         """Floats -> integers in the input format; values beyond it saturate, with a warning
         (many usually mean inputs not normalized as in training)."""
-        from gen.numerics import Format, quantize_real, saturated_count, saturation_note
+        from gen.numerics import Format, quantize_real, saturated_count
 
         fmt = Format.from_json(self.manifest["input"]["format"])
         x = np.asarray(x, dtype=np.float64)
         q = quantize_real(x, fmt)
-        n = saturated_count(x, fmt)
-        if n:
-            warnings.warn(saturation_note(n, x.size, fmt), stacklevel=2)
+        _warn_saturated(saturated_count(x, fmt), x.size, fmt)
         return q
 
     def infer(self, x, *, batch: int = 32, progress: Callable[[int, int], None] | None = None
@@ -86,21 +117,8 @@ class Board:
         -> ``(integers, dequantized floats)``, both ``[N, C', H', W']``."""
         if self.manifest is None:
             raise RuntimeError("load (or use) an OUT/ directory first")
-        if hasattr(x, "detach"):  # torch
-            x = x.detach().cpu().numpy()
-        x = np.asarray(x)
-        shape = self.manifest["input"]["shape"]
-        if x.ndim == 3:
-            x = x[None]
-        if x.ndim != 4 or list(x.shape[1:]) != shape:
-            raise ValueError(f"input must be [N, {', '.join(map(str, shape))}], "
-                             f"not {list(x.shape)}")
-        from gen.numerics import Format
-
-        q = x if np.issubdtype(x.dtype, np.integer) else self.quantize(x)
-        fmt = Format.from_json(self.manifest["input"]["format"])
-        if q.size and (q.min() < fmt.lo or q.max() > fmt.hi):
-            raise ValueError(f"integer inputs must lie in [{fmt.lo}, {fmt.hi}]")
+        q, saturated = prepare_inputs(x, self.manifest)
+        _warn_saturated(saturated, q.size, self.manifest["input"]["format"])
         precision = self.manifest["model"]["precision"]
         outs = []
         for i in range(0, len(q), batch):

@@ -487,7 +487,7 @@ def test_sim_runs_the_users_inputs(digits_fix8, tmp_path, capsys):
     np.save(tmp_path / "shape.npy", x[:, :, :7])
     np.save(tmp_path / "wide.npy", ints * 2)
     np.save(tmp_path / "nan.npy", np.where(x > 1, np.nan, x))
-    for name, message in [("shape.npy", "must be [N, 1, 8, 8] with N >= 1, not [4, 1, 7, 8]"),
+    for name, message in [("shape.npy", "input must be [N, 1, 8, 8], not [4, 1, 7, 8]"),
                           ("wide.npy", "integer inputs are taken as they are and must lie in "
                                        "[-128, 127]"),
                           ("nan.npy", "contains NaN or infinity")]:

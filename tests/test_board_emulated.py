@@ -107,7 +107,7 @@ def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys
                           ("digits-test:100000", "N must be 1.."),
                           (str(tmp_path / "none.npy"), "no such file"),
                           (str(garbage), "not a .npy array"),
-                          (str(tmp_path / "empty.npy"), "must be [N, 1, 8, 8] with N >= 1"),
+                          (str(tmp_path / "empty.npy"), "holds no inputs"),
                           (str(tmp_path / "nan.npy"), "contains NaN or infinity"),
                           (str(tmp_path / "wide.npy"), "must lie in [")]:
         argv = ["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input", spec]
