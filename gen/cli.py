@@ -500,6 +500,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from gen.evaluate import ties
     from gen.generate import load_outdir
     from host.board import Board
+    from host.client import RemoteError
     from sim import golden
 
     t0 = time.perf_counter()
@@ -516,8 +517,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             board.use(args.out)
         else:
             board.deploy(args.out)
-        ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
-            f"[run] {i}/{n} images"))
+        try:
+            ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
+                f"[run] {i}/{n} images"))
+        except RemoteError as e:
+            if args.no_load and e.code in ("not_loaded", "wrong_build"):
+                raise UserError(f"{e} (--no-load takes the design the board runs; without it, "
+                                f"run loads {args.out}/ first)") from None
+            raise
     seconds = time.perf_counter() - t0
     if saved:
         from gen.files import replaced_whole

@@ -199,6 +199,10 @@ def test_board_reset_pulses_the_fabric_and_forgets_the_design(board, capsys):
     assert main(["board", "reset", "--board", emu.address, "--token", TOKEN, "--json"]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["reset"] and not st["loaded"]
+    assert main(["run", str(out), "--board", emu.address, "--token", TOKEN, "--input",
+                 "digits-test:2", "--no-load"]) == 1   # the board forgot it: said, with the way
+    assert "not_loaded: LOAD a manifest, program and weights first (--no-load takes the " \
+        "design the board runs; without it, run loads" in capsys.readouterr().err
     with Board(emu.address, TOKEN) as b:
         with pytest.raises(RemoteError, match="not_loaded"):
             b.client.infer(q, manifest["model"]["precision"])
