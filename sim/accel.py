@@ -145,16 +145,16 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
         if not 0 <= p < 1:  # at 1 a stream never moves and the simulation never ends
             raise ValueError(f"{name} must be at least 0 and below 1, not {p}")
     manifest, net, cfg = load_outdir(out)
+    x, source = inputs if inputs is not None else sample_inputs(net, images, seed)
+    spec = net.tensors[net.input]  # checked before the build, which takes minutes
+    if x.shape[1:] != spec.shape or not len(x) or x.min() < spec.fmt.lo or x.max() > spec.fmt.hi:
+        raise ValueError(f"inputs must be integers [N >= 1, {', '.join(map(str, spec.shape))}] "
+                         f"in [{spec.fmt.lo}, {spec.fmt.hi}], not {list(x.shape)}")
     text = simulation_verilog(out, manifest)
     progress(f"building {out / 'rtl'} under Verilator (cached after the first time; "
              f"{BUILD_TIME_HINT})")
     b = build_verilog(text, manifest["top"], progress, threads)
     progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")
-    x, source = inputs if inputs is not None else sample_inputs(net, images, seed)
-    spec = net.tensors[net.input]
-    if x.shape[1:] != spec.shape or not len(x) or x.min() < spec.fmt.lo or x.max() > spec.fmt.hi:
-        raise ValueError(f"inputs must be integers [N >= 1, {', '.join(map(str, spec.shape))}] "
-                         f"in [{spec.fmt.lo}, {spec.fmt.hi}], not {list(x.shape)}")
     load = load_frame_beats(out)
     progress(f"running {plural(len(x), 'image')} ({source}) through the RTL; streams with "
              f"{idle:.0%} idle and {backpressure:.0%} backpressure")

@@ -472,6 +472,10 @@ def test_sim_runs_the_users_inputs(digits_fix8, tmp_path, capsys):
     assert res.images == 3 and res.mismatches == 0 and info["inputs"] == "mine"
     want = golden.run(net, ints).reshape(3, -1)  # the outputs are those of these inputs
     assert [o.reshape(-1).tolist() for o in res.outputs] == want.tolist()
+    seen = []  # inputs no design takes are refused before the build, which takes minutes
+    with pytest.raises(ValueError, match=r"inputs must be integers \[N >= 1, 1, 8, 8\] in "):
+        simulate_outdir(digits_fix8, 1, seed=0, inputs=(ints * 2, "wide"), progress=seen.append)
+    assert seen == []
     norm = manifest["model"]["normalization"]
     x = Normalization(norm["mean"], norm["std"]).apply(load_digits_splits()[1].pixels[:4])
     x[1, 0, 2, 2], x[3, 0, 0, 0] = 40.0, 40.0   # the second beyond --images 2
