@@ -146,10 +146,9 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
             raise ValueError(f"{name} must be at least 0 and below 1, not {p}")
     manifest, net, cfg = load_outdir(out)
     x, source = inputs if inputs is not None else sample_inputs(net, images, seed)
-    spec = net.tensors[net.input]  # checked before the build, which takes minutes
-    if x.shape[1:] != spec.shape or not len(x) or x.min() < spec.fmt.lo or x.max() > spec.fmt.hi:
-        raise ValueError(f"inputs must be integers [N >= 1, {', '.join(map(str, spec.shape))}] "
-                         f"in [{spec.fmt.lo}, {spec.fmt.hi}], not {list(x.shape)}")
+    x = golden.check_input(net, x)  # before the build, which takes minutes
+    if not len(x):
+        raise ValueError("no inputs to run")
     text = simulation_verilog(out, manifest)
     progress(f"building {out / 'rtl'} under Verilator (cached after the first time; "
              f"{BUILD_TIME_HINT})")

@@ -15,7 +15,7 @@ import numpy as np
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Op, Requant, ShiftConv
 from gen.numerics import pool_shift, rshift_round_array, saturate_array
 
-__all__ = ["run", "run_op", "im2col", "shift_conv", "adder_conv", "shift_dot", "adder_dot",
+__all__ = ["run", "check_input", "run_op", "im2col", "shift_conv", "adder_conv", "shift_dot", "adder_dot",
            "narrowest"]
 
 
@@ -129,13 +129,10 @@ def run_op(net: IntegerNetwork, op: Op, env: dict[str, np.ndarray]) -> np.ndarra
     raise TypeError(f"unknown op {op!r}")
 
 
-def run(net: IntegerNetwork, x: np.ndarray, *, keep: bool = False
-        ) -> np.ndarray | dict[str, np.ndarray]:
-    """Run the network on integer inputs ``x[N, C, H, W]`` in the input tensor's format.
-
-    Returns the output tensor ``[N, C, H, W]`` (int64), or with ``keep=True`` every tensor.
-    Raises ``ValueError`` for a wrong shape, a non-integer dtype or out-of-range values.
-    """
+def check_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
+    """``x`` as the network's input: ``[N, C, H, W]`` (or one ``[C, H, W]``) integers in the
+    input tensor's format, as int64; ``ValueError`` for a wrong shape, a non-integer dtype or
+    out-of-range values."""
     spec = net.tensors[net.input]
     x = np.asarray(x)
     if x.ndim == 3:
@@ -149,7 +146,17 @@ def run(net: IntegerNetwork, x: np.ndarray, *, keep: bool = False
     x = x.astype(np.int64)
     if x.size and (x.min() < spec.fmt.lo or x.max() > spec.fmt.hi):
         raise ValueError(f"input values must lie in [{spec.fmt.lo}, {spec.fmt.hi}]")
-    env = {net.input: x}
+    return x
+
+
+def run(net: IntegerNetwork, x: np.ndarray, *, keep: bool = False
+        ) -> np.ndarray | dict[str, np.ndarray]:
+    """Run the network on integer inputs ``x[N, C, H, W]`` in the input tensor's format.
+
+    Returns the output tensor ``[N, C, H, W]`` (int64), or with ``keep=True`` every tensor.
+    Raises ``ValueError`` for a wrong shape, a non-integer dtype or out-of-range values.
+    """
+    env = {net.input: check_input(net, x)}
     # without keep, each tensor goes after its last reader: a ResNet-110 batch holds a few
     # tensors instead of all of them (about 4.6 GB for 128 FIX32 images)
     last = {t: i for i, op in enumerate(net.ops) for t in op.inputs}
