@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     import os
     import sys
 
-    from firmware.mmio import BUFFER_BYTES
+    from firmware.mmio import BUFFER_BYTES, RESET_HOLD_S
 
     ap = argparse.ArgumentParser(prog="firmware.agent", description=main.__doc__)
     ap.add_argument("--host", default="0.0.0.0")
@@ -294,9 +294,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="the Zynq SLCR's registers, to pulse the fabric reset; 'none': no "
                          "fabric reset (RESET and recovery from a run cut short then fail)")
     ap.add_argument("--slcr-offset", type=lambda v: int(v, 0), default=0xF800_0000)
-    ap.add_argument("--reset-hold-ms", type=float, default=1.0,
+    ap.add_argument("--reset-hold-ms", type=float, default=RESET_HOLD_S * 1e3,
                     help="how long the fabric reset is held, and waited for after its release "
-                         "(default 1 ms: proc_sys_reset needs a few cycles of its clock)")
+                         "(default %(default)g ms: proc_sys_reset needs a few cycles of its "
+                         "clock)")
     ap.add_argument("--udmabuf", default="/dev/udmabuf0",
                     help="u-dma-buf device, or 'pynq' for pynq.allocate buffers")
     ap.add_argument("--buffer-size", type=lambda v: int(v, 0), default=BUFFER_BYTES,

@@ -38,6 +38,9 @@ S2MM_CR, S2MM_SR, S2MM_DA, S2MM_LEN = 0x30, 0x34, 0x48, 0x58
 CR_RUN, CR_RESET = 1 << 0, 1 << 2
 SR_HALTED, SR_IDLE = 1 << 0, 1 << 1
 SR_ERRORS = {4: "DMAIntErr", 5: "DMASlvErr", 6: "DMADecErr"}
+#: How long the fabric reset is held, and waited for after its release (proc_sys_reset needs
+#: a few cycles of its slowest clock; the agent's --reset-hold-ms).
+RESET_HOLD_S = 0.001
 MAX_LENGTH = (1 << 26) - 1  # the block design's 26-bit length register
 BUFFER_BYTES = 16 << 20     # a DMA buffer: ResNet-20's FIX32 load frame is 1.4 MB
 SLCR_UNLOCK, FPGA_RST_CTRL = 0x008, 0x240  # in the SLCR, at 0xF8000000
@@ -124,7 +127,7 @@ class MmioDevice(Device):
     name = "mmio"
 
     def __init__(self, regs: Window, dma: Window, buffer, *, slcr: Window | None = None,
-                 poll_s: float = 0.0002, reset_hold_s: float = 0.001) -> None:
+                 poll_s: float = 0.0002, reset_hold_s: float = RESET_HOLD_S) -> None:
         self.regs, self.dma_regs, self.buf, self.poll_s = regs, dma, buffer, poll_s
         self.slcr, self.reset_hold_s = slcr, reset_hold_s
 

@@ -48,10 +48,9 @@ def prepare_inputs(x, manifest: dict, limit: int | None = None) -> tuple[np.ndar
 
 
 def _warn_saturated(n: int, total: int, fmt) -> None:
-    from gen.numerics import Format, saturation_note
+    from gen.numerics import saturation_note
 
     if n:
-        fmt = fmt if isinstance(fmt, Format) else Format.from_json(fmt)
         warnings.warn(saturation_note(n, total, fmt), stacklevel=3)
 
 
@@ -117,8 +116,10 @@ class Board:
         -> ``(integers, dequantized floats)``, both ``[N, C', H', W']``."""
         if self.manifest is None:
             raise RuntimeError("load (or use) an OUT/ directory first")
+        from gen.numerics import Format
+
         q, saturated = prepare_inputs(x, self.manifest)
-        _warn_saturated(saturated, q.size, self.manifest["input"]["format"])
+        _warn_saturated(saturated, q.size, Format.from_json(self.manifest["input"]["format"]))
         precision = self.manifest["model"]["precision"]
         outs = []
         for i in range(0, len(q), batch):
