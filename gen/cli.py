@@ -60,6 +60,28 @@ _port = _checked(int, lambda v: 1 <= v <= 65535, "a TCP port, 1..65535")
 _listen_port = _checked(int, lambda v: 0 <= v <= 65535, "a TCP port, 0..65535 (0: any free one)")
 
 
+def _lut_budget(text: str) -> tuple[str, float]:
+    """``--lut-budget``: a LUT count (``150000``) or a share of the board (``65%``), as
+    ``("luts", n)`` or ``("share", fraction)``; the board is known only once every argument
+    is. A bare number up to 1 is refused: it reads as a share but would be a LUT or less."""
+    share = text.strip().endswith("%")
+    try:
+        v = float(text.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a LUT count or a share: {text!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    if share:
+        if v > 100:
+            raise argparse.ArgumentTypeError(f"must be at most 100 %, not {text}")
+        return ("share", v / 100)
+    if v <= 1:
+        raise argparse.ArgumentTypeError(
+            f"{text} LUTs cannot hold a design; a share of the board is written with %, "
+            f"e.g. {v * 100:g}%")
+    return ("luts", v)
+
+
 # --------------------------------------------------------------------------- commands
 def cmd_train(args: argparse.Namespace) -> int:
     from gen import checkpoint
@@ -344,8 +366,14 @@ def cmd_gen(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         _log("[gen] " + next((v for k, v in steps.items() if msg.startswith(k)), "") + msg)
 
+    budget = args.lut_budget
+    if budget is not None:
+        from gen.size import BOARDS
+
+        kind, v = budget
+        budget = v * BOARDS[args.board].luts if kind == "share" else v
     manifest, rep = generate(net, out, board=args.board, clock_mhz=args.clock_mhz,
-                             lut_budget=args.lut_budget, rows=args.rows, cols=args.cols,
+                             lut_budget=budget, rows=args.rows, cols=args.cols,
                              lanes=args.lanes, images_per_s=args.images_per_s,
                              progress=progress, synth=args.synth)
     if held not in (None, manifest["build_id_hex"]):
@@ -792,7 +820,7 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from gen.size import DEFAULT_CLOCK_MHZ
+    from gen.size import BOARDS, DEFAULT_CLOCK_MHZ
 
     p = argparse.ArgumentParser(
         prog="shiftadd",
@@ -884,15 +912,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ckpt_args(g)
     g.add_argument("--precision", choices=("fix8", "fix32"), default=None,
                    help="default fix8 (an .npz network keeps its own)")
-    g.add_argument("--board", default="zc706")
+    g.add_argument("--board", default="zc706", choices=sorted(BOARDS),
+                   help="the target board (default zc706)")
     g.add_argument("-o", "--output", type=Path, default=None,
                    help="output directory (default out/<model>-<precision>)")
     g.add_argument("--rows", type=_positive_int, default=None, help="fix the array rows (pixels per tile)")
     g.add_argument("--cols", type=_positive_int, default=None, help="fix the array columns (channels)")
     g.add_argument("--lanes", type=_positive_int, default=None, help="fix the lanes per PE")
     g.add_argument("--clock-mhz", type=_positive_float, default=DEFAULT_CLOCK_MHZ)
-    g.add_argument("--lut-budget", type=_positive_float, default=None,
-                   help="LUTs the design may use (default 70 %% of the board)")
+    g.add_argument("--lut-budget", type=_lut_budget, default=None,
+                   help="LUTs the design may use: a count (150000) or a share of the board "
+                        "(65%%); default 70 %% of the board")
     g.add_argument("--images-per-s", type=_positive_float, default=None,
                    help="the smallest design (fewest LUTs) that reaches this throughput at "
                         "--clock-mhz, instead of the fastest that fits")

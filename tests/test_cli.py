@@ -355,7 +355,8 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     r = run("gen", quick_digits, "-o", out, "--lut-budget", "1000", check=False)
     assert r.returncode == 1 and "no engine geometry fits 1000 LUTs" in r.stderr
     r = run("gen", quick_digits, "-o", out, "--board", "zc702", check=False)
-    assert r.returncode == 1 and "unknown board" in r.stderr
+    assert r.returncode == 2 and "invalid choice: 'zc702' (choose from 'zc706')" in r.stderr
+    assert "[gen] step" not in r.stderr  # before the quantization, not after
     r = run("gen", quick_digits, "-o", out, "--images-per-s", "1e9", check=False)
     assert r.returncode == 1 and "reaches 1000000000 images/s at 200 MHz; the fastest" in r.stderr
     # a geometry fixed in full that cannot be built: the reason, not "no geometry fits"
@@ -377,6 +378,10 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     (["gen", "x.pt", "--clock-mhz", "0"], "argument --clock-mhz: must be a positive number"),
     (["gen", "x.pt", "--clock-mhz", "nan"], "argument --clock-mhz: must be a positive number"),
     (["gen", "x.pt", "--lut-budget", "-5"], "argument --lut-budget: must be a positive number"),
+    (["gen", "x.pt", "--lut-budget", "0.7"], "0.7 LUTs cannot hold a design; a share of the "
+                                             "board is written with %, e.g. 70%"),
+    (["gen", "x.pt", "--lut-budget", "120%"], "argument --lut-budget: must be at most 100 %"),
+    (["gen", "x.pt", "--lut-budget", "half"], "not a LUT count or a share: 'half'"),
     (["gen", "x.pt", "--images-per-s", "0"], "argument --images-per-s: must be a positive"),
     (["sim", "out", "--images", "0"], "argument --images: must be at least 1, not 0"),
     (["sim", "out", "--idle", "1"], "argument --idle: must be at least 0 and below 1"),
@@ -394,6 +399,15 @@ def test_bad_numbers_are_usage_errors(argv, message, capsys):
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_lut_budget_may_be_a_share_of_the_board(tmp_path, quick_digits):
+    """``--lut-budget 30%`` is 30 % of the ZC706's 218,600 LUTs: the sizing says so, and the
+    design it picks fits that."""
+    r = run("gen", quick_digits, "-o", tmp_path / "out", "--lut-budget", "30%", "--json")
+    obj = json.loads(r.stdout)
+    assert "within 65580 LUTs" in obj["sizing"], obj["sizing"]
+    assert obj["luts_model"] <= 65580
 
 
 def test_unusable_npy_files_are_one_line_errors(tmp_path, quick_digits, capsys):
