@@ -97,6 +97,69 @@ def test_unreachable_agent_is_a_clear_error():
         AgentClient("127.0.0.1", port, TOKEN, timeout_s=2)
 
 
+def _peer(behave) -> tuple[int, threading.Thread]:
+    """A TCP listener on loopback that accepts one connection and hands it to ``behave``:
+    something else than an agent, or an agent gone wrong."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def run() -> None:
+        with srv:
+            conn, _ = srv.accept()
+            with conn:
+                behave(conn)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return srv.getsockname()[1], t
+
+
+def test_a_port_that_is_no_agent_is_said_to_be_one_at_hello():
+    """Silence, another protocol's bytes and a closed connection at HELLO each name the
+    address, the request and the likely cause, within the short HELLO timeout."""
+    def silent(conn):
+        while conn.recv(1 << 16):  # until the client gives up and closes
+            pass
+
+    def http(conn):
+        read_frame(conn, 1 << 16)
+        conn.sendall(b"HTTP/1.0 400 Bad request\r\n\r\n")
+
+    def closes(conn):
+        read_frame(conn, 1 << 16)  # all of HELLO: closing with bytes unread would reset
+
+    for behave, error, message in (
+            (silent, TimeoutError, "no reply from the agent at 127.0.0.1:{} to HELLO within "
+                                   "0.5 s; is a shiftadd agent listening there?"),
+            (http, P.ProtocolError, "bad_magic: 127.0.0.1:{} answered HELLO with not a "
+                                    "shiftadd frame (magic b'HTTP'); is a shiftadd agent"),
+            (closes, ConnectionError, "the connection to the agent at 127.0.0.1:{} failed "
+                                      "during HELLO: peer closed after 0 of 16 bytes; is a")):
+        port, t = _peer(behave)
+        with pytest.raises(error) as e:
+            AgentClient("127.0.0.1", port, TOKEN, timeout_s=0.5)
+        assert message.format(port) in str(e.value)
+        t.join(5)
+
+
+def test_a_request_without_reply_ends_the_connection():
+    """An agent that answers HELLO but not STATUS: the timeout names the request, and the
+    connection is closed, so a late reply cannot be taken for the next request's."""
+    def hello_only(conn):
+        hello = read_frame(conn, 1 << 16)
+        conn.sendall(P.Frame(P.Kind.HELLO_OK, hello.req_id, {"version": 1}).encode())
+        while conn.recv(1 << 16):  # STATUS, never answered, until the client closes
+            pass
+
+    port, t = _peer(hello_only)
+    c = AgentClient("127.0.0.1", port, TOKEN, timeout_s=0.5)
+    with pytest.raises(TimeoutError, match=r"to STATUS within 0.5 s$"):
+        c.status()
+    with pytest.raises(ConnectionError, match="broke earlier \\(no reply\\); connect again"):
+        c.status()
+    t.join(5)
+    assert not t.is_alive()  # the client closed its end
+
+
 def test_fuzzed_frames_never_crash_the_agent_nor_fake_a_result(agent, seed):
     """10,000 frames mutated from valid requests (bytes flipped, cut, lengthened, kinds and
     metadata changed), fed to the agent's request handler; then 300 over one TCP connection
