@@ -350,11 +350,20 @@ def _build_id_held(out: Path) -> str | None:
 
 
 def cmd_gen(args: argparse.Namespace) -> int:
-    from gen.generate import generate
+    from gen.generate import check_request, generate
 
     t0 = time.perf_counter()
     if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
         raise UserError(f"{args.output}: exists and is not a directory")  # said before the work
+    budget = args.lut_budget
+    if budget is not None:
+        from gen.size import BOARDS
+
+        kind, v = budget
+        budget = v * BOARDS[args.board].luts if kind == "share" else v
+    # what no generation can use is said before the quantization, not after it
+    check_request(clock_mhz=args.clock_mhz, lut_budget=budget, rows=args.rows, cols=args.cols,
+                  lanes=args.lanes, images_per_s=args.images_per_s)
     starts = ["sizing", *(["synthesizing"] if args.synth else []), "writing"]
     n = len(starts) + 1
     _log(f"[gen] step 1/{n}: integer network from {args.checkpoint}")
@@ -366,12 +375,6 @@ def cmd_gen(args: argparse.Namespace) -> int:
     def progress(msg: str) -> None:
         _log("[gen] " + next((v for k, v in steps.items() if msg.startswith(k)), "") + msg)
 
-    budget = args.lut_budget
-    if budget is not None:
-        from gen.size import BOARDS
-
-        kind, v = budget
-        budget = v * BOARDS[args.board].luts if kind == "share" else v
     manifest, rep = generate(net, out, board=args.board, clock_mhz=args.clock_mhz,
                              lut_budget=budget, rows=args.rows, cols=args.cols,
                              lanes=args.lanes, images_per_s=args.images_per_s,

@@ -260,13 +260,22 @@ def check_request(*, clock_mhz: float | None, lut_budget: float | None, rows: in
                   cols: int | None, lanes: int | None, images_per_s: float | None = None
                   ) -> None:
     """Reject what no generation can use before anything runs (``None``: not given): the
-    overrides must be positive integers, ``cols`` a multiple of ``lanes``, the clock, the
-    LUT budget and the throughput target positive, finite numbers."""
+    overrides must be positive integers, ``cols`` a multiple of ``lanes`` (when one is given,
+    some candidate of the other must fit it), the clock, the LUT budget and the throughput
+    target positive, finite numbers."""
     for name, v in (("rows", rows), ("cols", cols), ("lanes", lanes)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise SizingError(f"{name} must be a positive integer, not {v!r}")
     if cols is not None and lanes is not None and cols % lanes:
         raise SizingError(f"cols must be a multiple of lanes: {cols} cols, {lanes} lanes")
+    if lanes is not None and cols is None and all(c % lanes for c in COLS):
+        raise SizingError(
+            f"no column count the sizing tries ({', '.join(map(str, COLS))}) is a multiple "
+            f"of {lanes} lanes: give the columns too (--cols, a multiple of the lanes)")
+    if cols is not None and lanes is None and all(cols % v for v in LANES):
+        raise SizingError(
+            f"no lane count the sizing tries ({', '.join(map(str, LANES))}) divides {cols} "
+            "columns: give the lanes too (--lanes, dividing the columns)")
     for name, v in (("clock_mhz", clock_mhz), ("lut_budget", lut_budget),
                     ("images_per_s", images_per_s)):
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -293,11 +302,10 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     # with a target: the cycles per image it allows, and the cheapest design within them
     max_cycles = None if images_per_s is None else clock_mhz * 1e6 / images_per_s
     fastest, cheapest, smallest, tried = None, None, None, []
-    for c, v in itertools.product(COLS if cols is None else [cols],
-                                  LANES if lanes is None else [lanes]):
-        if c % v:
-            tried.append(f"?x{c}x{v}: cols must be a multiple of lanes")
-            continue
+    pairs = [(c, v) for c, v in itertools.product(COLS if cols is None else [cols],
+                                                  LANES if lanes is None else [lanes])
+             if c % v == 0]
+    for c, v in pairs:
         for r in ROWS if rows is None else [rows]:
             try:
                 d = design_for(net, Geometry(r, c, v), model, weights=False)

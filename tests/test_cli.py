@@ -350,8 +350,14 @@ def test_init_takes_another_shape_of_the_family(tmp_path):
 def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     """Impossible geometries and budgets are one clear line each, and nothing is written."""
     out = tmp_path / "out"
-    r = run("gen", quick_digits, "-o", out, "--cols", "12", "--lanes", "8", check=False)
-    assert r.returncode == 1 and "cols must be a multiple of lanes" in r.stderr
+    for args, message in ((["--cols", "12", "--lanes", "8"], "cols must be a multiple of lanes"),
+                          (["--lanes", "3"], "no column count the sizing tries (8, 16, 32) is a "
+                                             "multiple of 3 lanes: give the columns too"),
+                          (["--cols", "6"], "no lane count the sizing tries (4, 8, 16) divides "
+                                            "6 columns: give the lanes too")):
+        r = run("gen", quick_digits, "-o", out, *args, check=False)
+        assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
+        assert "[gen] step" not in r.stderr  # said before the quantization
     r = run("gen", quick_digits, "-o", out, "--lut-budget", "1000", check=False)
     assert r.returncode == 1 and "no engine geometry fits 1000 LUTs" in r.stderr
     r = run("gen", quick_digits, "-o", out, "--board", "zc702", check=False)
