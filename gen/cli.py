@@ -506,6 +506,30 @@ def _inputs(spec: str, manifest: dict):
     return _load_npy(spec, "--input", "a .npy of inputs, or digits-test:N")
 
 
+def _labels(spec: str, labels: str | None, n: int, classes: int):
+    """The class of each of the ``n`` inputs: ``--labels`` (a .npy of ``n`` integers in
+    ``0..classes-1``), or for ``digits-test:N`` the split's own; None when neither is there."""
+    import numpy as np
+
+    if labels is None:
+        if not spec.startswith("digits-test:"):
+            return None
+        from gen.nn.data import load_digits_splits
+
+        return load_digits_splits()[1].labels[:n]
+    y = _load_npy(labels, "--labels", "a .npy of class indices")
+    if y.ndim != 1 or len(y) != n:
+        raise UserError(f"--labels {labels}: shape {list(y.shape)}; --input has {n} inputs, "
+                        f"so [{n}] class indices")
+    if not np.issubdtype(y.dtype, np.integer):
+        raise UserError(f"--labels {labels}: holds {y.dtype}, not integer class indices")
+    bad = (y < 0) | (y >= classes)
+    if bad.any():
+        raise UserError(f"--labels {labels}: {int(y[bad][0])} (label {int(np.argmax(bad))}) "
+                        f"is no class of this model (0..{classes - 1})")
+    return y.astype(np.int64)
+
+
 def _quantized_inputs(spec: str, manifest: dict, command: str, limit: int | None = None):
     """``--input`` (its first ``limit`` inputs) for the design, checked before anything runs
     (``host.board.prepare_inputs``), with a note on values that saturate. Returns ``(inputs,
@@ -538,6 +562,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     # OUT/, the inputs and where the outputs go are checked before anything goes to the board
     manifest, net, _ = load_outdir(Path(args.out))
     q, saturated = _quantized_inputs(args.input, manifest, "run")
+    classes = int(np.prod(manifest["output"]["shape"]))
+    labels = _labels(args.input, args.labels, len(q), classes)
     saved = None
     if args.output:  # named as np.save would name it
         saved = Path(args.output)
@@ -566,6 +592,10 @@ def cmd_run(args: argparse.Namespace) -> int:
            "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
            "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20],
            "ties": ties(ints), "saturated_inputs": saturated}
+    if labels is not None:
+        correct = int((ints.reshape(len(ints), -1).argmax(axis=1) == labels).sum())
+        obj["accuracy"] = round(100 * correct / len(labels), 2)
+        obj["correct"] = correct
     if args.check:
         ref = golden.run(net, np.asarray(q, dtype=np.int64))
         obj["mismatches"] = int((ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1))
@@ -576,6 +606,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"(build {obj['build_id']})")
         if args.check:
             print(f"  golden model check: {obj['mismatches']} mismatching images")
+        if labels is not None:
+            print(f"  accuracy {obj['accuracy']:.2f} % ({obj['correct']} of "
+                  f"{plural(len(labels), 'labelled image')})")
         print(f"  predictions (first 20): {obj['predictions']}")
         if obj["ties"]:
             print(f"  {obj['ties']} of {obj['images']} images have their largest output in two "
@@ -1001,6 +1034,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
     r.add_argument("--input", required=True,
                    help="inputs [N, C, H, W] as .npy (floats are quantized), or digits-test:N")
+    r.add_argument("--labels", default=None,
+                   help="class indices [N] as .npy: print the accuracy (digits-test:N brings "
+                        "its own)")
     r.add_argument("--batch", type=_positive_int, default=32)
     r.add_argument("--no-load", action="store_true", help="the board already has OUT/ loaded")
     r.add_argument("--check", action="store_true", help="compare with the golden model")

@@ -89,6 +89,29 @@ def test_cli_run_check(board, tmp_path):
     # the digits themselves lie within the format calibrated on them; the two values do not
     assert obj["saturated_inputs"] == 2
     assert "[run] note: 2 of 512 input values lie beyond the input format's range" in r.stderr
+    assert "accuracy" not in obj  # no labels given, none known for a .npy
+    # --labels: the board's classes against them; one label changed is one image wrong
+    labels = np.array(obj["predictions"])
+    labels[3] = (labels[3] + 1) % 10
+    np.save(tmp_path / "y.npy", labels)
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "run", str(out), "--board", emu.address,
+                        "--token", TOKEN, "--input", str(x), "--labels", str(tmp_path / "y.npy"),
+                        "--no-load"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "accuracy 87.50 % (7 of 8 labelled images)" in r.stdout
+    # digits-test:N brings the split's labels: its accuracy is the golden model's on them
+    from gen.nn.data import load_digits_splits
+
+    r = subprocess.run([sys.executable, "-m", "gen.cli", "run", str(out), "--board", emu.address,
+                        "--token", TOKEN, "--input", "digits-test:40", "--no-load", "--json"],
+                       capture_output=True, text=True, timeout=600)
+    obj = json.loads(r.stdout)
+    from host.board import prepare_inputs
+
+    _, net, _ = load_outdir(out)
+    ref = golden.run(net, prepare_inputs(_digits(manifest, 40), manifest)[0])
+    want = int((ref.reshape(40, -1).argmax(1) == load_digits_splits()[1].labels[:40]).sum())
+    assert obj["correct"] == want and obj["accuracy"] == round(100 * want / 40, 2)
 
 
 def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys):
@@ -112,6 +135,16 @@ def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys
                           (str(tmp_path / "wide.npy"), "must lie in [")]:
         argv = ["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input", spec]
         assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert message in err and "cannot reach" not in err, err
+    np.save(tmp_path / "y3.npy", np.array([1, 2, 3]))
+    np.save(tmp_path / "y5.npy", np.array([1, 2, 3, 4, 10]))
+    np.save(tmp_path / "yf.npy", np.zeros(5))
+    for labels, message in [("y3.npy", "shape [3]; --input has 5 inputs, so [5] class indices"),
+                            ("y5.npy", "10 (label 4) is no class of this model (0..9)"),
+                            ("yf.npy", "holds float64, not integer class indices")]:
+        assert main(["run", str(out), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
+                     "digits-test:5", "--labels", str(tmp_path / labels)]) == 1
         err = capsys.readouterr().err
         assert message in err and "cannot reach" not in err, err
     assert main(["run", str(tmp_path), "--board", "127.0.0.1:1", "--token", TOKEN, "--input",
