@@ -20,4 +20,16 @@ def emit(obj: dict, as_json: bool, human: Callable[[], None] | None = None) -> N
     else:
         width = max((len(k) for k in obj), default=0) + 2
         for k, v in obj.items():
-            print(f"{k:{width}s}{v}")
+            print(f"{k:{width}s}{_plain(v)}")
+
+
+def _plain(v, inner: bool = False) -> str:
+    """A value as a person reads it: ``a 1, b 2`` for a dict, ``x, y`` for a list (in
+    parentheses inside another), ``-`` for an empty one, not Python's repr."""
+    if isinstance(v, dict):
+        text = ", ".join(f"{k} {_plain(x, True)}" for k, x in v.items())
+    elif isinstance(v, (list, tuple)):
+        text = ", ".join(_plain(x, True) for x in v)
+    else:
+        return str(v)
+    return "-" if not text else f"({text})" if inner else text

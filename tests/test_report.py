@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -110,3 +111,20 @@ def test_limited_by_names_the_ceilings_below_95_percent_lowest_first_and_the_res
 def test_the_block_ram_is_given_per_memory():
     md = report_markdown(_report())
     assert "BRAM36: 1.0 (activations 1.0), DSP48: 16" in md  # memories without any left out
+
+
+def test_reports_without_their_own_layout_print_plain_key_value_lines(capsys):
+    """``emit`` without a human layout (``board status``, the benchmarks): nested values read
+    as words, not Python's repr; ``--json`` stays one object."""
+    from gen.report import emit
+
+    obj = {"last_run": {"cycles": 1820, "busy": 1820}, "errors": [],
+           "array": {"acc_bits": {"adder": 18, "shift": 21}, "cols": 16}, "inferences": 3}
+    emit(obj, False)
+    assert capsys.readouterr().out.splitlines() == [
+        "last_run    cycles 1820, busy 1820",
+        "errors      -",
+        "array       acc_bits (adder 18, shift 21), cols 16",
+        "inferences  3"]
+    emit(obj, True)
+    assert json.loads(capsys.readouterr().out) == obj
