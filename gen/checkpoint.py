@@ -123,8 +123,14 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
          ) -> Loaded:
     """Load a shiftadd or official checkpoint into a model, validating every tensor."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    if path.suffix == ".npz":  # torch.load would refuse its archive layout, in its own words
+        raise CheckpointError(f"{path}: an .npz (an integer network, from `shiftadd "
+                              "quantize`?), not a PyTorch checkpoint: this command takes the "
+                              ".pt it came from")
     try:
         with torch.serialization.safe_globals(numpy_globals()), warnings.catch_warnings():
             # a pickle of another protocol than torch.save's is refused with its reason below

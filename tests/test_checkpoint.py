@@ -247,6 +247,13 @@ def test_not_a_checkpoint(tmp_path):
         checkpoint.load(tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match="state dict"):
         checkpoint.load(save(tmp_path, {"state_dict_wrong": 1, "x": "y"}))
+    (tmp_path / "run.pt").mkdir()
+    with pytest.raises(CheckpointError, match="run.pt: a directory, not a checkpoint file"):
+        checkpoint.load(tmp_path / "run.pt")
+    np.savez(tmp_path / "net.npz", a=np.zeros(3))  # torch.load's words were an archive's
+    with pytest.raises(CheckpointError, match=r"net.npz: an .npz \(an integer network, from "
+                                              r"`shiftadd quantize`\?\), not a PyTorch"):
+        checkpoint.load(tmp_path / "net.npz")
 
 
 class Evil:
