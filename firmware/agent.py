@@ -119,7 +119,7 @@ class AcceleratorBackend(Backend):
         if self.accel is not None:
             st.update(build_id=self.accel.m["build_id_hex"], model=self.accel.m["model"]["name"],
                       precision=self.accel.m["model"]["precision"], errors=self.accel.errors(),
-                      last_run=self.accel.counters())
+                      last_run=dict(self.accel.counters(), images=self.accel.last_images))
         return st
 
     def reset(self) -> None:

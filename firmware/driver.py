@@ -38,14 +38,27 @@ class Device:
         does not complete within ``timeout_s``."""
         raise NotImplementedError
 
+    def fits(self, send_len: int, recv_len: int) -> bool:
+        """Whether one :meth:`dma` can move that much (a board's DMA buffer and length
+        register bound it)."""
+        return True
+
     def reset_fabric(self) -> None:
         """Pulse the programmable logic's reset (the accelerator, the DMA, their interconnect)
         and return once it is released. The accelerator's memories keep their contents."""
         raise DeviceError(f"the {self.name} device cannot reset the fabric")
 
 
+# the most images one start runs: the IMAGES register's width (hw/regmap.py: IMAGES_BITS)
+MAX_IMAGES_PER_START = (1 << 16) - 1
+
+
 class Accelerator:
-    """One generated accelerator behind a :class:`Device`, described by its manifest."""
+    """One generated accelerator behind a :class:`Device`, described by its manifest.
+
+    ``infer`` runs as many images per start as the device's DMA can move at once (the IMAGES
+    register; a manifest of a register map without it: one per start), so a batch costs one
+    start, one DMA transfer each way and one wait, not one of each per image."""
 
     def __init__(self, device: Device, manifest: dict, *, timeout_s: float = 10.0) -> None:
         self.dev, self.m, self.timeout_s = device, manifest, timeout_s
@@ -59,6 +72,12 @@ class Accelerator:
         self.precision = manifest["model"]["precision"]
         self.dtype = T.dtype_for(self.precision)
         self.stream = manifest["stream"]
+        self._images = None  # what IMAGES holds, as last written (None: not known)
+        self.last_images = 0  # the images the last start ran (0: a load)
+        # the seconds an image may take beyond the run's base timeout: ten times the cycle
+        # model's at the clock (a batch's wait grows with its images)
+        cycles, mhz = manifest.get("cycles_per_image"), manifest.get("clock_mhz")
+        self.image_s = 10 * cycles / (mhz * 1e6) if cycles and mhz else 0.0
         if self.stream.get("beat_bits") != 8 * T.BEAT_BYTES:
             raise DeviceError(f"the manifest's stream beats are {self.stream.get('beat_bits')!r} "
                               f"bits; this agent speaks {8 * T.BEAT_BYTES}-bit beats")
@@ -93,24 +112,29 @@ class Accelerator:
         """Reset the fabric and check that the accelerator is idle again. A run cut short (a
         DMA timeout, an agent stopped in the middle of a transfer) leaves the engine waiting for
         the rest of its frame, and the next frame would be read as that rest."""
+        self._images = None  # the reset cleared IMAGES
         self.dev.reset_fabric()
         if not self.idle():
             raise DeviceError("the accelerator is not idle after a fabric reset")
 
-    def _run(self, frame: bytes, recv_len: int) -> bytes:
-        """Start, stream one frame (and collect the result), wait for ``ap_done``. An engine
+    def _run(self, frame: bytes, recv_len: int, images: int = 1) -> bytes:
+        """Start, stream the frame(s) (and collect the result), wait for ``ap_done``. An engine
         found busy (a run cut short before) is reset first; a run that fails to complete
-        resets it after."""
+        resets it after. ``images``: the INFER frames in ``frame``, all run by this start."""
         if not self.idle():
             self.recover()
+        if "IMAGES" in self.reg and self._images != images:
+            self.dev.write_reg(self.reg["IMAGES"], images)
+            self._images = images
+        timeout_s = self.timeout_s + images * self.image_s
         self.dev.write_reg(self.reg["CTRL"], 1 << self.bit["ap_start"])
         try:
-            out = self.dev.dma(frame, recv_len, self.timeout_s)
-            deadline = time.monotonic() + self.timeout_s
+            out = self.dev.dma(frame, recv_len, timeout_s)
+            deadline = time.monotonic() + timeout_s
             polls = 0
             while not self.dev.read_reg(self.reg["CTRL"]) >> self.bit["ap_done"] & 1:
                 if time.monotonic() > deadline:
-                    raise DeviceError(f"no ap_done within {self.timeout_s} s")
+                    raise DeviceError(f"no ap_done within {timeout_s:g} s")
                 polls += 1
                 if polls > 100:  # a long program: stop spinning on the bus
                     time.sleep(0.0001)
@@ -136,6 +160,7 @@ class Accelerator:
                 raise DeviceError(f"{name}: sha256 differs from the manifest's {want[:12]}...")
         header = np.array([self.stream["load_header"]], dtype="<u4").tobytes()
         self._run(header + program + weights, 0)
+        self.last_images = 0
 
     def infer(self, x: np.ndarray) -> tuple[np.ndarray, list[int]]:
         """Integers ``[N, C, H, W]`` in the input format -> outputs ``[N, ...]`` and the device's
@@ -150,10 +175,32 @@ class Accelerator:
             raise DeviceError(f"input values outside the {self.precision} format")
         header = np.array([self.stream["infer_header"]], dtype="<u4").tobytes()
         out_len = spec_out["beats"] * T.BEAT_BYTES
+        frames = [header + T.to_words(img, self.cols, self.precision,
+                                      spec_in.get("beats_per_word"))
+                  for img in x.astype(self.dtype)]
         ys, cycles = [], []
-        for img in x.astype(self.dtype):
-            data = self._run(header + T.to_words(img, self.cols, self.precision,
-                                                 spec_in.get("beats_per_word")), out_len)
-            ys.append(T.from_words(data, spec_out["shape"], self.cols, self.precision))
-            cycles.append(self.counters()["cycles"])
+        i = 0
+        while i < len(frames):
+            n = self.images_per_start(len(frames) - i, len(frames[i]), out_len)
+            data = self._run(b"".join(frames[i:i + n]), n * out_len, n)
+            ys += [T.from_words(data[j * out_len:(j + 1) * out_len], spec_out["shape"],
+                                self.cols, self.precision) for j in range(n)]
+            self.last_images = n
+            total = self.counters()["cycles"]  # the start's, shared out: the sum is exact
+            cycles += [total // n + (j < total % n) for j in range(n)]
+            i += n
         return np.stack(ys) if ys else np.zeros((0, *spec_out["shape"]), self.dtype), cycles
+
+    def images_per_start(self, images: int, frame_len: int, out_len: int) -> int:
+        """How many of ``images`` frames (``frame_len`` bytes in, ``out_len`` out each) one
+        start runs: all, unless the register map has no IMAGES (one), the register's width or
+        the device's DMA says fewer."""
+        if "IMAGES" not in self.reg:
+            return 1
+        n = min(images, MAX_IMAGES_PER_START)
+        while n > 1 and not self.dev.fits(n * frame_len, n * out_len):
+            n = max(1, n // 2)
+        if not self.dev.fits(n * frame_len, n * out_len):
+            raise DeviceError(f"one image ({frame_len} bytes in, {out_len} out) does not fit "
+                              f"the {self.dev.name} device's DMA")
+        return n

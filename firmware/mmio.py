@@ -163,9 +163,15 @@ class MmioDevice(Device):
             out += [f"{name} {err}" for bit, err in SR_ERRORS.items() if v >> bit & 1]
         return out
 
+    def fits(self, send_len: int, recv_len: int) -> bool:
+        """Both directions share the buffer (the result after the input, 64-byte aligned);
+        each length must fit the 26-bit length register."""
+        return (max(send_len, recv_len) <= MAX_LENGTH and
+                ((send_len + 63) & ~63) + recv_len <= self.buf.size)
+
     def dma(self, send: bytes, recv_len: int, timeout_s: float) -> bytes:
         rx_off = (len(send) + 63) & ~63
-        if max(len(send), recv_len) > MAX_LENGTH or rx_off + recv_len > self.buf.size:
+        if not self.fits(len(send), recv_len):
             raise DeviceError(f"a transfer of {len(send)} + {recv_len} bytes does not fit the "
                               f"{self.buf.size}-byte DMA buffer / 26-bit length register")
         self.buf.view[:len(send)] = send

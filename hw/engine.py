@@ -80,7 +80,7 @@ from hw.program import (
     beats_per_word,
     header_beat,
 )
-from hw.regmap import ERROR_BITS
+from hw.regmap import ERROR_BITS, IMAGES_BITS
 
 BEAT = data.StructLayout({"data": BEAT_BITS, "last": 1})
 DESCRIPTOR = data.StructLayout({n: signed(b) if s else unsigned(b)
@@ -380,7 +380,9 @@ def _delay(m: Module, value, cycles: int, name: str):
 class Engine(wiring.Component):
     """The accelerator without its bus wrapper: stream in ``s_axis``, stream out ``m_axis``, and
     the engine side of :class:`hw.regfile.RegisterFile` (``start``/``accepted``/``done``/
-    ``idle``/``busy``/``error_set``)."""
+    ``idle``/``busy``/``error_set``/``images``). A start runs ``images`` INFER frames (0 or 1:
+    one) back to back: ``TLAST`` must end the last frame only, and only the last result
+    carries it, so one DMA transfer each way serves a whole batch."""
 
     def __init__(self, cfg: EngineConfig, *, pe_modules: bool = False) -> None:
         if not isinstance(cfg, EngineConfig):
@@ -390,7 +392,7 @@ class Engine(wiring.Component):
         super().__init__({
             "s_axis": In(stream.Signature(BEAT)), "m_axis": Out(stream.Signature(BEAT)),
             "start": In(1), "accepted": Out(1), "done": Out(1), "idle": Out(1), "busy": Out(1),
-            "error_set": Out(len(ERROR_BITS)),
+            "error_set": Out(len(ERROR_BITS)), "images": In(IMAGES_BITS),
         })
 
     @property
@@ -808,6 +810,11 @@ class Engine(wiring.Component):
         in_frame = Signal()  # an INFER frame's TLAST has not been seen yet
         with m.If(take & last_beat):
             m.d.sync += in_frame.eq(0)
+        # a batch (IMAGES > 1): the frames still to come after this one, and whether there are
+        # any (registered: TLAST must end a frame exactly when it is the batch's last)
+        later = Signal(IMAGES_BITS)
+        more = Signal()
+        in_pending = Signal()  # this image's INPUT has not read its last word yet
         finish = "DRAIN_OR_DONE"
         m.d.comb += [self.busy.eq(0), self.idle.eq(0)]
 
@@ -819,17 +826,19 @@ class Engine(wiring.Component):
             with m.Else():
                 m.next = "DRAIN"
 
-        def assemble_words(we, final_word, *, complete: str, more: str | None) -> None:
+        def assemble_words(we, final_word, *, complete: str, more: str | None,
+                           ends=1) -> None:
             """One beat of a state that builds ``k_last + 1``-beat words from the stream into
             ``asm``: ``we`` pulses with each complete word (``asm_next`` holds it). After the
-            final word the frame must end (``complete``) or, with ``more``, may go on in that
+            final word the frame must end (``complete``; TLAST on that beat exactly when
+            ``ends``: a batch's earlier frames carry none) or, with ``more``, may go on in that
             state. TLAST anywhere else is a malformed frame."""
             with m.If(take):
                 m.d.sync += asm.eq(asm_next)
                 with m.If(k_end):
                     m.d.comb += we.eq(1)
                     m.d.sync += [k.eq(0), k_end.eq(k_last == 0)]
-                    with m.If(final_word & last_beat):
+                    with m.If(final_word & (last_beat == ends)):
                         m.next = complete
                     if more is not None:
                         with m.Elif(final_word):
@@ -845,12 +854,14 @@ class Engine(wiring.Component):
                 m.d.comb += self.idle.eq(1)
                 with m.If(self.start):
                     m.d.comb += self.accepted.eq(1)
+                    m.d.sync += [later.eq(Mux(self.images == 0, 0, self.images - 1)),
+                                 more.eq(self.images > 1)]
                     m.next = "HEADER"
             with m.State("HEADER"):
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
                 with m.If(take):
                     with m.If((beat == header_beat(FrameKind.INFER)) & ~last_beat):
-                        m.d.sync += [pc.eq(0), in_frame.eq(1)]
+                        m.d.sync += [pc.eq(0), in_frame.eq(1), in_pending.eq(1)]
                         m.next = "FETCH"
                     with m.Elif((beat == header_beat(FrameKind.LOAD)) & ~last_beat):
                         m.next = "SECTION"
@@ -950,9 +961,14 @@ class Engine(wiring.Component):
                 with m.Else():
                     with m.Switch(d.op):
                         with m.Case(Opcode.END):
-                            with m.If(in_frame):  # the program never read its input
+                            with m.If(in_pending):  # the program never read its input
                                 m.d.comb += bad_len.eq(1)
-                            m.next = finish
+                                m.next = finish
+                            with m.Elif(more):  # the batch's next frame (both arrays idle)
+                                m.d.sync += [later.eq(later - 1), more.eq(later > 1)]
+                                m.next = "HEADER"
+                            with m.Else():
+                                m.next = finish
                         with m.Case(Opcode.INPUT):
                             with m.If(in_armed):
                                 m.d.sync += in_frontier.eq(d.out_base)
@@ -991,10 +1007,12 @@ class Engine(wiring.Component):
             with m.State("INPUT"):
                 # each word arrives as its first in_beats beats; in_word zero-fills the rest
                 m.d.comb += [self.busy.eq(1), self.s_axis.ready.eq(1)]
-                assemble_words(in_we, in_final, complete="NEXT", more=None)
+                assemble_words(in_we, in_final, complete="NEXT", more=None, ends=~more)
                 with m.If(take & k_end):
                     m.d.sync += [in_addr.eq(in_addr + 1), count.eq(count + 1),
                                  in_final.eq(count + 1 == d.m0)]
+                    with m.If(in_final):
+                        m.d.sync += in_pending.eq(0)
             # ---------------------------------------------------------- output
             with m.State("OUT_READ"):
                 m.d.comb += [self.busy.eq(1), main_rd[0].addr.eq(d.in_base + count)]
@@ -1009,7 +1027,7 @@ class Engine(wiring.Component):
             with m.State("OUT_SEND"):
                 m.d.comb += [self.busy.eq(1), self.m_axis.valid.eq(1),
                              self.m_axis.payload.data.eq(obuf[:BEAT_BITS]),
-                             self.m_axis.payload.last.eq(k_end & out_last)]
+                             self.m_axis.payload.last.eq(k_end & out_last & ~more)]
                 with m.If(self.m_axis.ready):
                     m.d.sync += [k.eq(k + 1), k_end.eq(k + 1 == act_bpw - 1),
                                  obuf.eq(obuf >> BEAT_BITS)]

@@ -6,7 +6,7 @@ from amaranth import Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.regmap import ERROR_BITS, MAGIC, REGMAP, VERSION, Access, RegisterMap
+from hw.regmap import ERROR_BITS, IMAGES_BITS, MAGIC, REGMAP, VERSION, Access, RegisterMap
 
 OKAY, SLVERR = 0, 2
 
@@ -31,13 +31,14 @@ class RegisterFile(wiring.Component):
 
     One transaction per channel at a time: a write is taken when AW and W are both valid and no
     response is pending (``awready``/``wready`` depend on the valids, as AXI allows); a read when no
-    read data is pending. Unmapped addresses answer SLVERR. Only byte lane 0 (``wstrb[0]``) writes:
-    every writable bit lives there.
+    read data is pending. Unmapped addresses answer SLVERR. Each byte lane writes only with its
+    ``wstrb`` bit; CTRL's and ERROR's writable bits live in lane 0, IMAGES' count in lanes 0-1.
 
     Engine side: ``start`` is high from a write of 1 to ``ap_start`` until the engine pulses
     ``accepted`` (which also sets ``ap_ready`` and restarts the cycle counters); a ``done`` pulse
     sets ``ap_done``; ``idle``/``busy`` are levels; each ``error_set`` bit pulse sets a sticky
     ERROR bit. ``interrupt`` is high while ``ap_done`` is set. Counters are 64 bits; reading a ``*_LO`` word latches its ``*_HI`` word.
+    ``images`` is the IMAGES register as written (a reset clears it to 0: one image per start).
     """
 
     def __init__(self, build_id: int, regmap: RegisterMap = REGMAP) -> None:
@@ -48,7 +49,7 @@ class RegisterFile(wiring.Component):
             "axi": In(AXILiteSignature(regmap.address_bits + 1)),
             "start": Out(1), "accepted": In(1), "done": In(1), "idle": In(1), "busy": In(1),
             "error_set": In(len(ERROR_BITS)),
-            "interrupt": Out(1),
+            "interrupt": Out(1), "images": Out(IMAGES_BITS),
         })
 
     @property
@@ -71,7 +72,8 @@ class RegisterFile(wiring.Component):
         cycles_hi = Signal(32)
         busy_hi = Signal(32)
         running = Signal()
-        m.d.comb += [self.start.eq(start), self.interrupt.eq(done)]
+        images = Signal(IMAGES_BITS)
+        m.d.comb += [self.start.eq(start), self.interrupt.eq(done), self.images.eq(images)]
 
         # ---- engine events (a register access in the same cycle wins for its own bits)
         with m.If(self.accepted):
@@ -105,6 +107,11 @@ class RegisterFile(wiring.Component):
                 m.d.sync += start.eq(1)
             with m.If(lane0 & (waddr == a["ERROR"])):
                 m.d.sync += errors.eq((errors | self.error_set) & ~axi.wdata[:len(ERROR_BITS)])
+            with m.If(waddr == a["IMAGES"]):
+                for lane in range((IMAGES_BITS + 7) // 8):
+                    with m.If(axi.wstrb[lane]):
+                        top = min(8 * lane + 8, IMAGES_BITS)
+                        m.d.sync += images[8 * lane:top].eq(axi.wdata[8 * lane:top])
 
         # ---- read channel
         take_r = Signal()
@@ -122,6 +129,7 @@ class RegisterFile(wiring.Component):
                 "ERROR": errors,
                 "CYCLES_LO": cycles[:32], "CYCLES_HI": cycles_hi,
                 "BUSY_LO": busy_cycles[:32], "BUSY_HI": busy_hi,
+                "IMAGES": images,
             }
             for r in rm.registers:
                 with m.If(raddr == r.address):

@@ -66,7 +66,8 @@ def _word(name: str, access: Access, doc: str) -> tuple[Field, ...]:
 
 
 MAGIC = 0x53484144  # "SHAD"
-VERSION = 0x0001_0000  # major 1, minor 0 of this register map
+VERSION = 0x0001_0001  # major 1, minor 1 of this register map (1.1: IMAGES)
+IMAGES_BITS = 16  # the IMAGES register's count: up to 65,535 INFER frames per start
 
 ERROR_BITS = ("bad_descriptor", "bad_length", "overflow")
 
@@ -141,4 +142,9 @@ REGMAP = RegisterMap((
                                                         "last start, low word"), "busy cycles"),
     Register("BUSY_HI", 0x30, _word("value", Access.RO, "high word (latched when LO is read)"),
              "busy cycles"),
+    Register("IMAGES", 0x34, (
+        Field("count", 0, IMAGES_BITS, Access.RW, "INFER frames one start runs, back to back "
+                                                  "(0 or 1: one); TLAST ends only the last "
+                                                  "frame and the last result"),
+    ), "images per start"),
 ))

@@ -54,6 +54,7 @@ class Top(wiring.Component):
         m.d.comb += [
             eng.start.eq(regs.start), regs.accepted.eq(eng.accepted), regs.done.eq(eng.done),
             regs.idle.eq(eng.idle), regs.busy.eq(eng.busy), regs.error_set.eq(eng.error_set),
+            eng.images.eq(regs.images),
             eng.s_axis.payload.data.eq(self.s_axis_tdata),
             eng.s_axis.payload.last.eq(self.s_axis_tlast),
             eng.s_axis.valid.eq(self.s_axis_tvalid), self.s_axis_tready.eq(eng.s_axis.ready),

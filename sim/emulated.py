@@ -19,8 +19,9 @@ import threading
 
 from firmware.driver import Device, DeviceError
 
-# A DMA that has not finished after this many clock cycles is a timeout (the board's driver
-# uses wall-clock time; simulated time is the fair measure here).
+# A DMA that moves no beat either way for this many clock cycles is a timeout (the board's
+# driver uses wall-clock time; simulated time is the fair measure here). Progress, not the
+# whole transfer: a batch of images may take any number of cycles, each image far fewer.
 DMA_TIMEOUT_CYCLES = 5_000_000
 # A fabric reset holds ``aresetn`` low this many cycles (the engine needs one: its reset is
 # registered; on the board ``proc_sys_reset`` stretches the PS's reset pulse).
@@ -96,8 +97,9 @@ class EmulatedDevice(Device):
         self.tb.sink.items.clear()
 
     async def _dma(self, send: bytes, recv_len: int) -> bytes:
+        import cocotb
         import numpy as np
-        from cocotb.triggers import ClockCycles, select
+        from cocotb.triggers import ClockCycles, First
 
         if len(send) % 4 or recv_len % 4:
             raise DeviceError("DMA lengths must be whole 32-bit beats")
@@ -113,11 +115,17 @@ class EmulatedDevice(Device):
             await self.tb.src.wait_done()
             await sink.wait_for(want)
 
-        # whichever comes first; select cancels the other
-        first, _ = await select(complete(), ClockCycles(self.tb.dut.aclk, self.dma_timeout_cycles))
-        if first == 1:
-            self.tb.src.abort()  # the DMA reset: drop what was not sent
-            raise DeviceError(f"DMA did not complete within {self.dma_timeout_cycles} cycles")
+        def moved() -> tuple[int, int]:
+            return len(self.tb.src.queue), len(sink.items)
+
+        done = cocotb.start_soon(complete())
+        while not done.done():
+            seen = moved()
+            await First(done.complete, ClockCycles(self.tb.dut.aclk, self.dma_timeout_cycles))
+            if not done.done() and moved() == seen:
+                done.cancel()
+                self.tb.src.abort()  # the DMA reset: drop what was not sent
+                raise DeviceError(f"the DMA moved nothing for {self.dma_timeout_cycles} cycles")
         got = sink.items[start:want]
         del sink.items[:want]
         if recv_len and (got[-1] >> 32) != 1:

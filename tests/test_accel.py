@@ -374,6 +374,26 @@ def test_reset_mid_image_stops_the_engine_and_keeps_its_program(digits_fix8, see
     run_case(b, net, cfg, case, seed=seed, idle=0.1, backpressure=0.1, tests="reset_mid_image")
 
 
+def test_one_start_runs_a_batch_of_images(digits_fix8, seed, tmp_path):
+    """IMAGES = 5 (the testbench's ``batched_images``): five INFER frames as one transfer,
+    five results as one, each exact; TLAST inside the batch or too early is a malformed frame;
+    IMAGES = 0 is one image again. Streams never idle here, so the cycles are the engine's:
+    the batch takes no more than the five images started one by one."""
+    from sim.accel import sample_inputs
+
+    manifest, net, cfg = load_outdir(digits_fix8)
+    x, _ = sample_inputs(net, 5, seed)
+    b = build_verilog(simulation_verilog(digits_fix8, manifest), manifest["top"])
+    case = make_case(net, cfg, load_frame_beats(digits_fix8), manifest["build_id"], x)
+    (tmp_path / "case.json").write_text(json.dumps(case))
+    result = tmp_path / "result.json"
+    rtl.run(b, "sim.tb.engine_tb", {"case": str(tmp_path / "case.json"), "result": str(result),
+                                    "idle": 0.0, "backpressure": 0.0},
+            seed=seed, tests="batched_images")
+    r = json.loads(result.read_text())
+    assert len(r["singles"]) == 5 and r["batch"] <= sum(r["singles"]), r
+
+
 def test_driver_recovers_from_a_cut_run_and_a_dma_timeout(digits_fix8, seed):
     """Through the agent's backend on the emulated device (``sim/tb/board_tb.py``):
     ``cut_run_recovery``: a half-sent image leaves the engine busy; the next run resets the

@@ -190,6 +190,27 @@ def _device_and_manifest(r: Window) -> tuple[bytes, bytes, dict]:
     return program, weights, manifest
 
 
+def test_images_per_start_follow_the_dma_buffer_and_the_register_map(hw):
+    """A batch runs in one start when the DMA buffer holds it both ways, in halves until it
+    does otherwise; a register map without IMAGES (an older design) gets one image per start;
+    an image the buffer cannot hold is refused with the sizes."""
+    from firmware.driver import MAX_IMAGES_PER_START
+
+    dev, r, _, _ = hw  # a 1 MiB buffer: the result goes after the input, 64-byte aligned
+    assert dev.fits(1 << 19, 1 << 19) and not dev.fits((1 << 19) + 1, 1 << 19)
+    assert not dev.fits(1 << 26, 0)  # the 26-bit length register
+    _, _, manifest = _device_and_manifest(r)
+    accel = Accelerator(dev, manifest)
+    assert accel.images_per_start(100, 4096, 64) == 100
+    assert accel.images_per_start(1000, 4096, 64) == 250  # 1000, 500: over 1 MiB
+    assert accel.images_per_start(10 ** 6, 4, 4) == MAX_IMAGES_PER_START
+    with pytest.raises(DeviceError, match="one image .2000000 bytes in, 64 out. does not fit"):
+        accel.images_per_start(3, 2_000_000, 64)
+    old = dict(manifest, registers=dict(manifest["registers"], registers=[
+        reg for reg in manifest["registers"]["registers"] if reg["name"] != "IMAGES"]))
+    assert Accelerator(dev, old).images_per_start(100, 4096, 64) == 1
+
+
 def test_a_busy_engine_and_a_failed_run_pulse_the_fabric_reset(hw):
     """CTRL without ap_idle (a run cut short before): the driver unlocks the SLCR and pulses
     FPGA_RST_CTRL bit 0 before it starts; a DMA that then times out gets a second pulse, and the

@@ -186,6 +186,68 @@ async def reset_mid_image(dut):
 
 
 @cocotb.test()
+async def batched_images(dut):
+    """IMAGES = K: one start runs K INFER frames sent as one transfer (TLAST on its last beat
+    only) and returns their K results as one (TLAST on the last beat only), each exactly the
+    golden model's. A batch whose TLAST comes inside a frame sets ERROR.bad_length, is taken
+    whole from the stream, and sends no more results; with IMAGES back to 0 a start runs one
+    image, exactly. The result file gets the cycles of the K images run one start each and of
+    the batch."""
+    cfg, case = tb_config(), _case()
+    tb = EngineTB(dut, cfg)
+    await tb.reset()
+    await tb.run_frame(case["load"])
+    frames, out = case["images"], case["out_beats"]
+    k = len(frames)
+    assert k >= 2, "a batch needs two images or more"
+    singles = []
+    for frame in frames:
+        await tb.run_frame(frame)
+        singles.append(await tb.read64("CYCLES"))
+    await tb.sink.wait_for(k * out)
+    assert [b & 0xFFFF_FFFF for b in tb.sink.items] == [v for e in case["expected"] for v in e]
+    tb.sink.items.clear()
+
+    assert await tb.bus.write(A["IMAGES"], k) == 0
+    await tb.run_frame([b for frame in frames for b in frame])
+    await tb.sink.wait_for(k * out)
+    got = tb.sink.items[:]
+    assert [b >> 32 for b in got] == [0] * (k * out - 1) + [1], "TLAST not on the last beat only"
+    for i in range(k):
+        assert [b & 0xFFFF_FFFF for b in got[i * out:(i + 1) * out]] == case["expected"][i], \
+            f"image {i} of the batch differs from the golden model"
+    assert await tb.errors() == []
+    batch = await tb.read64("CYCLES")
+    dut._log.info("%d images: %d cycles in one start, %d in %d starts", k, batch, sum(singles), k)
+    tb.sink.items.clear()
+
+    # TLAST two beats before the second frame's end: the batch is malformed there
+    await tb.run_frame(frames[0] + frames[1][:-2])
+    assert await tb.errors() == ["bad_length"]
+    assert not tb.src.queue, "the rest of the batch must be taken from the stream"
+    await tb.sink.wait_for(out)
+    await ClockCycles(dut.aclk, 50)
+    assert [b & 0xFFFF_FFFF for b in tb.sink.items] == case["expected"][0]
+    assert all(b >> 32 == 0 for b in tb.sink.items), "no TLAST: the batch did not end"
+    assert await tb.bus.write(A["ERROR"], 0xFF) == 0
+    # TLAST at the end of the first frame while IMAGES asks for more: early, also malformed
+    tb.sink.items.clear()
+    await tb.run_frame(frames[0])
+    assert await tb.errors() == ["bad_length"]
+    assert await tb.bus.write(A["ERROR"], 0xFF) == 0
+    tb.sink.items.clear()
+
+    assert await tb.bus.write(A["IMAGES"], 0) == 0
+    await tb.run_frame(frames[1])
+    await tb.sink.wait_for(out)
+    assert [b & 0xFFFF_FFFF for b in tb.sink.items] == case["expected"][1]
+    assert tb.sink.items[-1] >> 32 == 1 and await tb.errors() == []
+    if cfg.get("result"):
+        with open(cfg["result"], "w") as f:
+            json.dump({"singles": singles, "batch": batch}, f)
+
+
+@cocotb.test()
 async def bad_frames(dut):
     """Malformed frames set ERROR.bad_length and are discarded whole; the engine stays usable."""
     case = _case()
