@@ -87,7 +87,7 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # rounding in the bias, every shift in one narrow range: gen.compile.engine_requants), AVGPOOL
 # on several ports (descriptor fields ports, port_step; engine pool_ports); 9: a global average
 # pool fused into the conv before it (descriptor fields pool, pool_shift; engine pool_groups)
-MANIFEST_VERSION = 9
+MANIFEST_VERSION = 10
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
@@ -753,6 +753,7 @@ def emit(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: 
 def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds: float,
            progress: Callable[[str], None], synth: dict | None) -> dict:
     """:func:`emit`'s files, written to ``out`` (the staging directory)."""
+    from hw import source_sha256
     from hw.top import TOP_NAME, emit_views
 
     cfg, prog, net = design.cfg, design.program, design.net
@@ -762,7 +763,8 @@ def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds
     weights_bin = b"".join(section_bytes(m, prog.memories[m], widths[m])
                            for m in (MemoryId.SHIFT_WEIGHTS, MemoryId.ADDER_WEIGHTS,
                                      MemoryId.PARAMS) if prog.memories[m])
-    build_id = build_id_of(cfg.to_json(), _sha256(program_bin), _sha256(weights_bin))
+    hardware = source_sha256()
+    build_id = build_id_of(cfg.to_json(), _sha256(program_bin), _sha256(weights_bin), hardware)
     t0 = time.perf_counter()
     # the lane pairs, the PEs' ternary adders and the drain multiplexers have hand-placed
     # cells and a simulation view: prove each (one Yosys subprocess for all, one proof after
@@ -803,7 +805,7 @@ def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds
              (*rtl_files, "program.bin", "weights.bin", "network.npz")}
     manifest = {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
-        "build_id": build_id, "build_id_hex": f"{build_id:08x}",
+        "build_id": build_id, "build_id_hex": f"{build_id:08x}", "hardware": hardware,
         "model": {"name": net.name, "precision": net.precision.value,
                   "normalization": net.meta.get("normalization")},
         "board": board.name, "clock_mhz": clock_mhz, "top": TOP_NAME,
@@ -840,11 +842,15 @@ def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds
     return manifest
 
 
-def build_id_of(engine: dict, program_sha256: str, weights_sha256: str) -> int:
+def build_id_of(engine: dict, program_sha256: str, weights_sha256: str, hardware: str
+                ) -> int:
     """The build id (``BUILD_ID`` register, manifest): 32 bits of a hash of the engine's
-    configuration and the program's and weights' contents."""
+    configuration, the program's and weights' contents and the hardware description that
+    emitted the Verilog (``hw.source_sha256``: a bitstream of an older engine is another
+    build, even for the same network)."""
     ident = json.dumps({"engine": engine, "program": program_sha256,
-                        "weights": weights_sha256}, sort_keys=True).encode()
+                        "weights": weights_sha256, "hardware": hardware},
+                       sort_keys=True).encode()
     return int(_sha256(ident)[:8], 16)
 
 
@@ -880,10 +886,10 @@ def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:
                                 "corrupted; regenerate)")
     files = manifest["files"]
     if manifest.get("build_id") != build_id_of(manifest.get("engine"), files.get("program.bin"),
-                                               files.get("weights.bin")):
-        raise ManifestError(f"{mf}: its engine configuration, program and weights do not give "
-                            "its build id (the manifest was edited or mixed with another "
-                            "build's; regenerate)")
+                                               files.get("weights.bin"), manifest.get("hardware")):
+        raise ManifestError(f"{mf}: its engine configuration, program, weights and hardware "
+                            "do not give its build id (the manifest was edited or mixed with "
+                            "another build's; regenerate)")
     net = IntegerNetwork.load(out / "network.npz")
     return manifest, net, EngineConfig.from_json(manifest["engine"])
 

