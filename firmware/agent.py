@@ -83,8 +83,9 @@ class AcceleratorBackend(Backend):
     emulated one). LOAD carries the manifest and ``program.bin + weights.bin`` (split by the manifest's sizes); the device's ID
     and build id must match the manifest before anything is written."""
 
-    def __init__(self, device, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, device, *, timeout_s: float = 10.0, images_per_start: int = 0) -> None:
         self.device, self.timeout_s = device, timeout_s
+        self.images_per_start = images_per_start  # 0: as many as the DMA holds
         self.name = device.name
         self.accel = None
         self.inferences = 0
@@ -97,7 +98,8 @@ class AcceleratorBackend(Backend):
             manifest["files"]["program.bin"], manifest["registers"]["magic"]
         except (KeyError, TypeError, ValueError) as e:
             raise P.ProtocolError("bad_manifest", f"the manifest lacks {e}") from None
-        accel = Accelerator(self.device, manifest, timeout_s=self.timeout_s)
+        accel = Accelerator(self.device, manifest, timeout_s=self.timeout_s,
+                            max_images_per_start=self.images_per_start)
         accel.identify()
         self.accel = None  # a load that fails half-way leaves the memories inconsistent
         accel.load(bytes(blob[:split]), bytes(blob[split:]))
@@ -304,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="bytes to allocate with --udmabuf pynq")
     ap.add_argument("--udmabuf-sysfs", default=None)
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per device operation")
+    ap.add_argument("--images-per-start", type=int, default=0,
+                    help="the most images one start runs (default 0: as many as the DMA "
+                         "buffer holds both ways; 1: one image per start)")
     args = ap.parse_args(argv)
 
     def log(msg: str) -> None:
@@ -313,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
              else os.environ.get("SHIFTADD_TOKEN", ""))
     if not token:
         log("no token: pass --token-file or set SHIFTADD_TOKEN")
+        return 2
+    if not 0 <= args.images_per_start <= 65535:
+        log(f"--images-per-start must be 0 (as many as fit) to 65535, not "
+            f"{args.images_per_start}")
         return 2
     manifest = json.load(open(args.manifest)) if args.manifest else None
     try:
@@ -351,7 +360,8 @@ def main(argv: list[str] | None = None) -> int:
             if manifest is not None:
                 Accelerator(dev, manifest).identify()
                 log(f"accelerator build {manifest['build_id_hex']} answers")
-            backend = AcceleratorBackend(dev, timeout_s=args.timeout)
+            backend = AcceleratorBackend(dev, timeout_s=args.timeout,
+                                         images_per_start=args.images_per_start)
     except Exception as e:
         log(f"cannot start: {e}")
         return 1

@@ -60,8 +60,13 @@ class Accelerator:
     register; a manifest of a register map without it: one per start), so a batch costs one
     start, one DMA transfer each way and one wait, not one of each per image."""
 
-    def __init__(self, device: Device, manifest: dict, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, device: Device, manifest: dict, *, timeout_s: float = 10.0,
+                 max_images_per_start: int = 0) -> None:
+        if not 0 <= max_images_per_start <= MAX_IMAGES_PER_START:
+            raise DeviceError(f"images per start must be 0 (as many as fit) to "
+                              f"{MAX_IMAGES_PER_START}, not {max_images_per_start}")
         self.dev, self.m, self.timeout_s = device, manifest, timeout_s
+        self.max_images = max_images_per_start or MAX_IMAGES_PER_START
         regs = manifest["registers"]
         self.reg = {r["name"]: r["address"] for r in regs["registers"]}
         ctrl = next(r for r in regs["registers"] if r["name"] == "CTRL")
@@ -193,11 +198,11 @@ class Accelerator:
 
     def images_per_start(self, images: int, frame_len: int, out_len: int) -> int:
         """How many of ``images`` frames (``frame_len`` bytes in, ``out_len`` out each) one
-        start runs: all, unless the register map has no IMAGES (one), the register's width or
-        the device's DMA says fewer."""
+        start runs: all, unless the register map has no IMAGES (one), the register's width,
+        ``max_images_per_start`` or the device's DMA says fewer."""
         if "IMAGES" not in self.reg:
             return 1
-        n = min(images, MAX_IMAGES_PER_START)
+        n = min(images, self.max_images)
         while n > 1 and not self.dev.fits(n * frame_len, n * out_len):
             n = max(1, n // 2)
         if not self.dev.fits(n * frame_len, n * out_len):

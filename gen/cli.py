@@ -57,6 +57,7 @@ _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a posit
 # a stream's idle or backpressure probability (at 1 the stream never moves)
 _probability = _checked(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
 _port = _checked(int, lambda v: 1 <= v <= 65535, "a TCP port, 1..65535")
+_images_per_start = _checked(int, lambda v: 0 <= v <= 65535, "0 (as many as fit) to 65535")
 _listen_port = _checked(int, lambda v: 0 <= v <= 65535, "a TCP port, 0..65535 (0: any free one)")
 
 
@@ -650,7 +651,8 @@ def cmd_board(args: argparse.Namespace) -> int:
             raise UserError("board emulate needs the OUT/ directory to serve")
         configure_verilator()
         emulate(Path(args.out), host=args.host, port=args.port, token=_token(args, create=True),
-                ready=args.ready, progress=lambda m: _log(f"[board] {m}"))
+                ready=args.ready, images_per_start=args.images_per_start,
+                progress=lambda m: _log(f"[board] {m}"))
         return 0
     from host.board import Board
 
@@ -1059,6 +1061,9 @@ def build_parser() -> argparse.ArgumentParser:
     bd.add_argument("--port", type=_listen_port, default=7700, help="port to listen on (emulate)")
     bd.add_argument("--ready", type=Path, default=None,
                     help="write the listening port to this file once serving (emulate)")
+    bd.add_argument("--images-per-start", type=_images_per_start, default=0,
+                    help="the most images one start of the accelerator runs (emulate; "
+                         "default 0: as many as a request holds; 1: one per start)")
     bd.add_argument("--token", default=None, help="agent token (default $SHIFTADD_TOKEN)")
     bd.add_argument("--json", action="store_true", help="print one JSON object")
     bd.set_defaults(func=cmd_board)

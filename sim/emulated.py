@@ -136,8 +136,9 @@ class EmulatedDevice(Device):
 
 def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=None,
             idle: float = 0.1, backpressure: float = 0.1, seed: int = 1,
-            progress=lambda s: None) -> None:
-    """Serve ``out/`` as an emulated board until the process is stopped."""
+            images_per_start: int = 0, progress=lambda s: None) -> None:
+    """Serve ``out/`` as an emulated board until the process is stopped (``images_per_start``:
+    the agent's option of that name)."""
     from pathlib import Path
 
     from gen.generate import load_outdir, simulation_verilog
@@ -158,7 +159,8 @@ def emulate(out, *, host: str = "127.0.0.1", port: int = 0, token: str, ready=No
                                    "idle": idle, "backpressure": backpressure,
                                    "bitstream": str(Path(bit).resolve()),
                                    "bitstream_sha256": sha,
-                                   "fpga_root": str((out / "emulated").resolve())},
+                                   "fpga_root": str((out / "emulated").resolve()),
+                                   "images_per_start": images_per_start},
             seed=seed, tests="board")
 
 

@@ -206,6 +206,10 @@ def test_images_per_start_follow_the_dma_buffer_and_the_register_map(hw):
     assert accel.images_per_start(10 ** 6, 4, 4) == MAX_IMAGES_PER_START
     with pytest.raises(DeviceError, match="one image .2000000 bytes in, 64 out. does not fit"):
         accel.images_per_start(3, 2_000_000, 64)
+    assert Accelerator(dev, manifest, max_images_per_start=8).images_per_start(100, 4096,
+                                                                               64) == 8
+    with pytest.raises(DeviceError, match="images per start must be 0 .as many as fit. to"):
+        Accelerator(dev, manifest, max_images_per_start=-1)
     old = dict(manifest, registers=dict(manifest["registers"], registers=[
         reg for reg in manifest["registers"]["registers"] if reg["name"] != "IMAGES"]))
     assert Accelerator(dev, old).images_per_start(100, 4096, 64) == 1
@@ -289,6 +293,10 @@ def test_agent_command_wires_the_fabric_reset(hw, tmp_path):
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "cannot map the registers" in bad.stderr
     assert "/dev/mem needs root" in bad.stderr
+    bad = subprocess.run([*base, "--images-per-start", "70000"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--images-per-start must be 0 (as many as fit) to 65535, " \
+        "not 70000" in bad.stderr
     # held as long as the in-process devices' reset (the default 1 ms: FakeFabric, polling every
     # 0.5 ms in this process, missed the pulse once with both cores busy)
     agent = subprocess.Popen([*base, "--slcr", str(tmp_path / "slcr"), "--slcr-offset", "0",

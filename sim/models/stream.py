@@ -65,7 +65,10 @@ class ClockDriver:
     ``wake_on``: DUT signals (the ``valid`` of outputs) whose rising edge can start activity. When
     given, the driver sleeps while no model has anything to do (nothing queued, no output valid)
     until one of them rises or a source is given items, so long computations inside the DUT run
-    at the simulator's speed instead of resuming Python every cycle.
+    at the simulator's speed instead of resuming Python every cycle. It sleeps as well while
+    every model with work is blocked (``blocked_on()``: a source holding an item the DUT is not
+    ready for), until the signal it waits for rises: a DUT that takes the next frame of a batch
+    only after thousands of cycles of computing is not watched every cycle meanwhile.
     """
 
     def __init__(self, clk, *, wake_on=()) -> None:
@@ -85,9 +88,15 @@ class ClockDriver:
             await ReadOnly()
             for m in self.models:
                 m.sample()
-            if self.wake_on and not any(m.active() for m in self.models):
-                self.wake.clear()
-                await First(self.wake.wait(), *(RisingEdge(s) for s in self.wake_on))
+            if self.wake_on:
+                blocked = []  # what each model with work waits for (None: the next cycle)
+                for m in self.models:
+                    if m.active():
+                        blocked.append(getattr(m, "blocked_on", lambda: None)())
+                if None not in blocked:
+                    self.wake.clear()
+                    await First(self.wake.wait(),
+                                *(RisingEdge(s) for s in (*self.wake_on, *blocked)))
 
 
 class StreamSource:
@@ -151,6 +160,11 @@ class StreamSource:
 
     def sample(self) -> None:
         self._fired = self._busy and bool(self.ready.value)
+
+    def blocked_on(self):
+        """``ready`` while an item waits on a DUT not ready for it (nothing else can change
+        until it rises: the item holds, no idle cycle is drawn); None otherwise."""
+        return self.ready if self._busy and not self._fired else None
 
 
 class StreamSink:

@@ -32,7 +32,8 @@ async def board(dut):
         dut._log.info("bitstream %s loaded through the (emulated) FPGA manager",
                       cfg["bitstream"])
     device = EmulatedDevice(tb)
-    agent = Agent(AcceleratorBackend(device), AgentConfig(token=cfg["token"]))
+    agent = Agent(AcceleratorBackend(device, images_per_start=cfg.get("images_per_start", 0)),
+                  AgentConfig(token=cfg["token"]))
     server = agent.server(cfg.get("host", "127.0.0.1"), int(cfg.get("port", 0)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
