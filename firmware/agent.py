@@ -319,8 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         log("no token: pass --token-file or set SHIFTADD_TOKEN")
         return 2
-    if not 0 <= args.images_per_start <= 65535:
-        log(f"--images-per-start must be 0 (as many as fit) to 65535, not "
+    if args.images_per_start < 0:
+        log(f"--images-per-start must be 0 (as many as fit) or more, not "
             f"{args.images_per_start}")
         return 2
     manifest = json.load(open(args.manifest)) if args.manifest else None

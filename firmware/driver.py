@@ -49,10 +49,6 @@ class Device:
         raise DeviceError(f"the {self.name} device cannot reset the fabric")
 
 
-# the most images one start runs: the IMAGES register's width (hw/regmap.py: IMAGES_BITS)
-MAX_IMAGES_PER_START = (1 << 16) - 1
-
-
 class Accelerator:
     """One generated accelerator behind a :class:`Device`, described by its manifest.
 
@@ -62,13 +58,18 @@ class Accelerator:
 
     def __init__(self, device: Device, manifest: dict, *, timeout_s: float = 10.0,
                  max_images_per_start: int = 0) -> None:
-        if not 0 <= max_images_per_start <= MAX_IMAGES_PER_START:
-            raise DeviceError(f"images per start must be 0 (as many as fit) to "
-                              f"{MAX_IMAGES_PER_START}, not {max_images_per_start}")
+        if max_images_per_start < 0:
+            raise DeviceError(f"images per start must be 0 (as many as fit) or more, not "
+                              f"{max_images_per_start}")
         self.dev, self.m, self.timeout_s = device, manifest, timeout_s
-        self.max_images = max_images_per_start or MAX_IMAGES_PER_START
         regs = manifest["registers"]
         self.reg = {r["name"]: r["address"] for r in regs["registers"]}
+        # the most images one start runs: what the IMAGES register holds (none: one)
+        images = next((r["fields"][0]["width"] for r in regs["registers"]
+                       if r["name"] == "IMAGES"), 0)
+        self.max_images = max(1, (1 << images) - 1)
+        if max_images_per_start:
+            self.max_images = min(self.max_images, max_images_per_start)
         ctrl = next(r for r in regs["registers"] if r["name"] == "CTRL")
         self.bit = {f["name"]: f["bit"] for f in ctrl["fields"]}
         err = next(r for r in regs["registers"] if r["name"] == "ERROR")
@@ -198,10 +199,8 @@ class Accelerator:
 
     def images_per_start(self, images: int, frame_len: int, out_len: int) -> int:
         """How many of ``images`` frames (``frame_len`` bytes in, ``out_len`` out each) one
-        start runs: all, unless the register map has no IMAGES (one), the register's width,
+        start runs: all, unless the IMAGES register's width (a register map without it: one),
         ``max_images_per_start`` or the device's DMA says fewer."""
-        if "IMAGES" not in self.reg:
-            return 1
         n = min(images, self.max_images)
         while n > 1 and not self.dev.fits(n * frame_len, n * out_len):
             n = max(1, n // 2)

@@ -57,7 +57,7 @@ _positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "a posit
 # a stream's idle or backpressure probability (at 1 the stream never moves)
 _probability = _checked(float, lambda v: 0 <= v < 1, "at least 0 and below 1")
 _port = _checked(int, lambda v: 1 <= v <= 65535, "a TCP port, 1..65535")
-_images_per_start = _checked(int, lambda v: 0 <= v <= 65535, "0 (as many as fit) to 65535")
+_images_per_start = _checked(int, lambda v: v >= 0, "0 (as many as fit) or more")
 _listen_port = _checked(int, lambda v: 0 <= v <= 65535, "a TCP port, 0..65535 (0: any free one)")
 
 

@@ -86,7 +86,9 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # their last reader); 8: requant parameters in the engine's floor form (18-bit mult, the
 # rounding in the bias, every shift in one narrow range: gen.compile.engine_requants), AVGPOOL
 # on several ports (descriptor fields ports, port_step; engine pool_ports); 9: a global average
-# pool fused into the conv before it (descriptor fields pool, pool_shift; engine pool_groups)
+# pool fused into the conv before it (descriptor fields pool, pool_shift; engine pool_groups);
+# 10: the build id hashes the hardware description too (``hardware``), register map 1.1
+# (IMAGES: a batch of images per start)
 MANIFEST_VERSION = 10
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
