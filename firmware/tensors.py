@@ -57,37 +57,54 @@ def unpack(data: bytes | memoryview, shape, precision: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dt).reshape(shape)
 
 
-def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = None) -> bytes:
-    """One tensor ``[C, H, W]`` -> the bytes of its accelerator activation words: HWC, channels
-    zero-padded to a multiple of ``cols``, little-endian (the manifest's tensor layout).
-    ``word_beats``: send only each word's first that many 32-bit beats (the manifest's input
-    ``beats_per_word``, which always covers the real channels); ``None``: whole words."""
+def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = None, *,
+             header: int | None = None) -> bytes:
+    """One tensor ``[C, H, W]``, or a batch ``[N, C, H, W]`` of them one after another -> the
+    bytes of its accelerator activation words: HWC, channels zero-padded to a multiple of
+    ``cols``, little-endian (the manifest's tensor layout). ``word_beats``: send only each
+    word's first that many 32-bit beats (the manifest's input ``beats_per_word``, which always
+    covers the real channels); ``None``: whole words. ``header``: a 32-bit beat put before
+    each tensor's words (a frame header). A batch is packed in a few numpy operations, not a
+    Python loop per image (the board's CPU is slow)."""
     dt = dtype_for(precision)
     x = np.asarray(x)
     info = np.iinfo(dt)
-    if x.ndim != 3 or not np.issubdtype(x.dtype, np.integer):
-        raise TensorError(f"to_words needs integers [C, H, W], not {x.dtype} {list(x.shape)}")
+    if x.ndim not in (3, 4) or not np.issubdtype(x.dtype, np.integer):
+        raise TensorError(f"to_words needs integers [C, H, W] or [N, C, H, W], not {x.dtype} "
+                          f"{list(x.shape)}")
     if x.size and (x.min() < info.min or x.max() > info.max):
         raise TensorError(f"values outside {precision}'s range [{info.min}, {info.max}]")
-    c, h, w = x.shape
-    blocks = -(-c // cols)
-    hwc = np.zeros((h, w, blocks * cols), dtype=dt)
-    hwc[:, :, :c] = np.transpose(x, (1, 2, 0))
-    if word_beats is None:
-        return hwc.tobytes()
-    word, cut = cols * dt.itemsize, word_beats * BEAT_BYTES
+    batch = x if x.ndim == 4 else x[None]
+    n, c, h, w = batch.shape
+    word = cols * dt.itemsize
+    cut = word if word_beats is None else word_beats * BEAT_BYTES
     if not 0 < cut <= word or (cut < word and c * dt.itemsize > cut):
         raise TensorError(f"{word_beats} beats per word cannot carry {c} channels of {precision} "
                           f"in words of {cols}")
-    return hwc.reshape(-1, cols).view(np.uint8)[:, :cut].tobytes()
+    # the channels each pixel sends: whole words, or (cut words: one word, every channel in
+    # its first beats) only those beats, built directly rather than cut from whole words
+    sent = -(-c // cols) * cols if cut == word else cut // dt.itemsize
+    hwc = np.zeros((n, h, w, sent), dtype=dt)
+    hwc[..., :c] = np.transpose(batch, (0, 2, 3, 1))
+    body = hwc.reshape(n, -1).view(np.uint8)
+    if header is not None:
+        head = np.frombuffer(np.array([header], dtype="<u4").tobytes(), np.uint8)
+        body = np.concatenate([np.broadcast_to(head, (n, BEAT_BYTES)), body], axis=1)
+    return body.tobytes()
 
 
-def from_words(data: bytes | memoryview, shape, cols: int, precision: str) -> np.ndarray:
-    """The inverse of :func:`to_words`: activation-word bytes -> ``[C, H, W]``."""
+def from_words(data: bytes | memoryview, shape, cols: int, precision: str,
+               count: int | None = None) -> np.ndarray:
+    """The inverse of :func:`to_words`: activation-word bytes -> ``[C, H, W]``, or with
+    ``count`` the words of that many tensors one after another -> ``[count, C, H, W]``."""
     dt = dtype_for(precision)
     c, h, w = check_shape(shape)
     blocks = -(-c // cols)
-    if len(data) != h * w * blocks * cols * dt.itemsize:
-        raise TensorError(f"{len(data)} bytes are not the words of a {list(shape)} tensor")
-    hwc = np.frombuffer(data, dtype=dt).reshape(h, w, blocks * cols)
-    return np.ascontiguousarray(np.transpose(hwc[:, :, :c], (2, 0, 1)))
+    n = 1 if count is None else count
+    if len(data) != n * h * w * blocks * cols * dt.itemsize:
+        what = f"a {list(shape)} tensor" if count is None else \
+            f"{count} tensors of {list(shape)}"
+        raise TensorError(f"{len(data)} bytes are not the words of {what}")
+    hwc = np.frombuffer(data, dtype=dt).reshape(n, h, w, blocks * cols)
+    out = np.ascontiguousarray(np.transpose(hwc[..., :c], (0, 3, 1, 2)))
+    return out if count is not None else out[0]

@@ -176,6 +176,30 @@ def test_activation_words_round_trip_and_refuse_overflow(seed):
         T.from_words(b"\0" * 15, (1, 1, 1), 16, "fix8")
 
 
+def test_a_batch_packs_as_its_images_one_after_another(seed):
+    """``to_words`` of ``[N, C, H, W]`` with a header: each image's header beat and words, as
+    the one-image call gives them, one after another (the driver's frames of a batch);
+    ``from_words(..., count)`` takes them apart again."""
+    rng = np.random.default_rng(seed)
+    for precision, cols, shape, beats in (("fix8", 16, (3, 4, 5), 1), ("fix32", 8, (17, 2, 2),
+                                                                         None)):
+        info = np.iinfo(T.dtype_for(precision))
+        x = rng.integers(info.min, info.max + 1, size=(4, *shape))
+        header = 0x53484149
+        batch = T.to_words(x, cols, precision, beats, header=header)
+        one = [np.array([header], "<u4").tobytes() + T.to_words(img, cols, precision, beats)
+               for img in x]
+        assert batch == b"".join(one)
+        words = T.to_words(x, cols, precision)
+        assert np.array_equal(T.from_words(words, shape, cols, precision, 4), x)
+        assert np.array_equal(T.from_words(words[:len(words) // 4], shape, cols, precision),
+                              x[0])
+    with pytest.raises(T.TensorError, match="are not the words of 3 tensors of"):
+        T.from_words(words, shape, cols, precision, 3)
+    with pytest.raises(T.TensorError, match=r"\[C, H, W\] or \[N, C, H, W\]"):
+        T.to_words(np.zeros((1, 1, 2, 2, 2), np.int8), 16, "fix8")
+
+
 def test_input_words_cut_to_their_beats(seed):
     """``to_words(..., word_beats)``: each word's first beats only (the INPUT op's ``in_beats``);
     they carry every real channel, and a count that would drop one is refused."""
