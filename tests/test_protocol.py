@@ -196,6 +196,9 @@ def test_a_batch_packs_as_its_images_one_after_another(seed):
                               x[0])
     with pytest.raises(T.TensorError, match="are not the words of 3 tensors of"):
         T.from_words(words, shape, cols, precision, 3)
+    # an empty batch (an INFER of [0, C, H, W]) is no frame and no result
+    assert T.to_words(x[:0], cols, precision, header=1) == b""
+    assert T.from_words(b"", shape, cols, precision, 0).shape == (0, *shape)
     with pytest.raises(T.TensorError, match=r"\[C, H, W\] or \[N, C, H, W\]"):
         T.to_words(np.zeros((1, 1, 2, 2, 2), np.int8), 16, "fix8")
 
