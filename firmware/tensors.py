@@ -88,7 +88,7 @@ def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = 
     hwc[..., :c] = np.transpose(batch, (0, 2, 3, 1))
     body = hwc.reshape(n, h * w * sent).view(np.uint8)  # not -1: a batch may be empty
     if header is not None:
-        head = np.frombuffer(np.array([header], dtype="<u4").tobytes(), np.uint8)
+        head = np.array([header], dtype="<u4").view(np.uint8)
         body = np.concatenate([np.broadcast_to(head, (n, BEAT_BYTES)), body], axis=1)
     return body.tobytes()
 

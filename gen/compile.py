@@ -663,22 +663,24 @@ def load_frame(prog: Program, cfg: EngineConfig) -> list[int]:
     return beats
 
 
-def tensor_beats(x: np.ndarray, cfg: EngineConfig, word_beats: int | None = None) -> list[int]:
-    """One tensor ``x[C, H, W]`` as the stream's 32-bit beats, each word cut to its first
-    ``word_beats`` beats (``None``: whole words) (``firmware.tensors.to_words``: the one
-    definition of the activation-word layout, shared with the board)."""
+def tensor_beats(x: np.ndarray, cfg: EngineConfig) -> list[int]:
+    """One tensor ``x[C, H, W]`` as the stream's 32-bit beats, whole words
+    (``firmware.tensors.to_words``: the one definition of the activation-word layout, shared
+    with the board)."""
     from firmware.tensors import to_words
 
-    return np.frombuffer(to_words(np.asarray(x), cfg.cols, cfg.precision, word_beats),
-                         "<u4").tolist()
+    return np.frombuffer(to_words(np.asarray(x), cfg.cols, cfg.precision), "<u4").tolist()
 
 
 def infer_frame(x: np.ndarray, cfg: EngineConfig) -> list[int]:
-    """The ``INFER`` frame for one input tensor ``x[C, H, W]`` (integers in the input format)."""
+    """The ``INFER`` frame for one input tensor ``x[C, H, W]`` (integers in the input format):
+    its header and its words cut to their beats, packed as the board's driver packs it."""
+    from firmware.tensors import to_words
     from hw.program import FrameKind, header_beat
 
     beats = input_beats(np.shape(x)[0], cfg.cols, cfg.data_bits)
-    return [header_beat(FrameKind.INFER), *tensor_beats(x, cfg, beats)]
+    return np.frombuffer(to_words(np.asarray(x), cfg.cols, cfg.precision, beats,
+                                  header=header_beat(FrameKind.INFER)), "<u4").tolist()
 
 
 def output_tensor(beats: list[int], shape: tuple[int, int, int], cfg: EngineConfig) -> np.ndarray:
