@@ -57,11 +57,17 @@ def unpack(data: bytes | memoryview, shape, precision: str) -> np.ndarray:
     return np.frombuffer(data, dtype=dt).reshape(shape)
 
 
+def word_slot(cols: int, dt: np.dtype) -> int:
+    """Bytes one activation word of ``cols`` channels takes on the stream: its bits in whole
+    32-bit beats (a FIX8 word of 1-3 channels still takes a beat, its high bytes zero)."""
+    return -(-cols * dt.itemsize // BEAT_BYTES) * BEAT_BYTES
+
+
 def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = None, *,
              header: int | None = None) -> bytes:
     """One tensor ``[C, H, W]``, or a batch ``[N, C, H, W]`` of them one after another -> the
     bytes of its accelerator activation words: HWC, channels zero-padded to a multiple of
-    ``cols``, little-endian (the manifest's tensor layout). ``word_beats``: send only each
+    ``cols``, little-endian, each word in whole 32-bit beats (the manifest's tensor layout). ``word_beats``: send only each
     word's first that many 32-bit beats (the manifest's input ``beats_per_word``, which always
     covers the real channels); ``None``: whole words. ``header``: a 32-bit beat put before
     each tensor's words (a frame header). A batch is packed in a few numpy operations, not a
@@ -76,17 +82,25 @@ def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = 
         raise TensorError(f"values outside {precision}'s range [{info.min}, {info.max}]")
     batch = x if x.ndim == 4 else x[None]
     n, c, h, w = batch.shape
-    word = cols * dt.itemsize
-    cut = word if word_beats is None else word_beats * BEAT_BYTES
-    if not 0 < cut <= word or (cut < word and c * dt.itemsize > cut):
+    slot = word_slot(cols, dt)
+    cut = slot if word_beats is None else word_beats * BEAT_BYTES
+    if not 0 < cut <= slot or (cut < slot and c * dt.itemsize > cut):
         raise TensorError(f"{word_beats} beats per word cannot carry {c} channels of {precision} "
                           f"in words of {cols}")
-    # the channels each pixel sends: whole words, or (cut words: one word, every channel in
-    # its first beats) only those beats, built directly rather than cut from whole words
-    sent = -(-c // cols) * cols if cut == word else cut // dt.itemsize
-    hwc = np.zeros((n, h, w, sent), dtype=dt)
-    hwc[..., :c] = np.transpose(batch, (0, 2, 3, 1))
-    body = hwc.reshape(n, h * w * sent).view(np.uint8)  # not -1: a batch may be empty
+    # each pixel's words: whole (every channel, zero-padded to whole words, each word in whole
+    # beats) or cut (one word, every channel in its first beats: only those beats, built
+    # directly rather than cut from whole words)
+    blocks, used, per = ((-(-c // cols), cols, slot // dt.itemsize) if cut == slot
+                         else (1, cut // dt.itemsize, cut // dt.itemsize))
+    hwc = np.zeros((n, h, w, blocks, per), dtype=dt)
+    chans = np.transpose(batch, (0, 2, 3, 1))
+    if used == per:
+        hwc.reshape(n, h, w, blocks * per)[..., :c] = chans
+    else:  # words narrower than their beats (FIX8 words of fewer than 4 channels a beat)
+        flat = np.zeros((n, h, w, blocks * used), dtype=dt)
+        flat[..., :c] = chans
+        hwc[..., :used] = flat.reshape(n, h, w, blocks, used)
+    body = hwc.reshape(n, h * w * blocks * per).view(np.uint8)  # not -1: a batch may be empty
     if header is not None:
         head = np.array([header], dtype="<u4").view(np.uint8)
         body = np.concatenate([np.broadcast_to(head, (n, BEAT_BYTES)), body], axis=1)
@@ -100,11 +114,13 @@ def from_words(data: bytes | memoryview, shape, cols: int, precision: str,
     dt = dtype_for(precision)
     c, h, w = check_shape(shape)
     blocks = -(-c // cols)
+    slot = word_slot(cols, dt)
     n = 1 if count is None else count
-    if len(data) != n * h * w * blocks * cols * dt.itemsize:
+    if len(data) != n * h * w * blocks * slot:
         what = f"a {list(shape)} tensor" if count is None else \
             f"{count} tensors of {list(shape)}"
         raise TensorError(f"{len(data)} bytes are not the words of {what}")
-    hwc = np.frombuffer(data, dtype=dt).reshape(n, h, w, blocks * cols)
+    words = np.frombuffer(data, dtype=dt).reshape(n, h, w, blocks, slot // dt.itemsize)
+    hwc = words[..., :cols].reshape(n, h, w, blocks * cols)
     out = np.ascontiguousarray(np.transpose(hwc[..., :c], (0, 3, 1, 2)))
     return out if count is not None else out[0]

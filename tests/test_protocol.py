@@ -226,3 +226,32 @@ def test_input_words_cut_to_their_beats(seed):
         T.to_words(np.ones((6, 2, 2), np.int64), 16, "fix8", 1)
     with pytest.raises(T.TensorError, match="cannot carry"):
         T.to_words(np.ones((3, 2, 2), np.int64), 16, "fix8", 5)
+
+
+def test_words_narrower_than_a_beat_take_whole_beats(seed):
+    """A FIX8 word of fewer than 4 channels a beat (``--cols`` 1, 2, 3, 5, 6, ...) still takes
+    whole 32-bit beats on the stream, its high bytes zero: the bytes equal the beats
+    ``hw.program.words_to_beats`` makes of the words (the engine's own split), and
+    ``from_words`` reads them back."""
+    from gen.compile import input_beats
+    from hw.program import words_to_beats
+
+    rng = np.random.default_rng(seed)
+    for cols, c in ((1, 3), (2, 3), (3, 3), (5, 7), (6, 3), (6, 16)):
+        x = rng.integers(-128, 128, size=(2, c, 3, 2))
+        padded = np.zeros((2, 3, 2, -(-c // cols) * cols), np.int64)
+        padded[..., :c] = np.transpose(x, (0, 2, 3, 1))
+        lanes = (padded.reshape(-1, cols) & 0xFF).astype(object)
+        words = [sum(int(v) << (8 * i) for i, v in enumerate(w)) for w in lanes]
+        beats = words_to_beats(words, cols * 8)
+        data = T.to_words(x, cols, "fix8")
+        assert data == np.asarray(beats, "<u4").tobytes(), (cols, c)
+        assert np.array_equal(T.from_words(data, (c, 3, 2), cols, "fix8", 2), x)
+        want = input_beats(c, cols, 8)
+        per_word = len(beats) // len(words)
+        cut = T.to_words(x, cols, "fix8", want)
+        if want < per_word:
+            first = np.asarray(beats, "<u4").reshape(len(words), per_word)[:, :want]
+            assert cut == first.tobytes(), (cols, c)
+        else:
+            assert cut == data

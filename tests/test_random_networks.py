@@ -13,8 +13,10 @@ from sim.random_networks import draw, run
 
 # three draws per engine build; between them: 1, 3, 4 and 17 input channels (17: several
 # words per pixel), widths 3 and 33 (no multiple of the columns or the lanes), 1 to 3 stages,
-# a 1x1 input, 2 to 20 classes, shift exponents over 0..k for k from 0 to 7
+# a 1x1 input, 2 to 20 classes, shift exponents over 0..k for k from 0 to 7; 2x6x3: FIX8
+# words of 48 bits, narrower than their two beats, and three lanes
 GROUPS = {
+    "fix8-2x6x3": (Precision.FIX8, Geometry(rows=2, cols=6, lanes=3), (2, 4)),
     "fix8-3x8x4": (Precision.FIX8, Geometry(rows=3, cols=8, lanes=4), (0, 7, 10)),
     "fix32-2x16x8": (Precision.FIX32, Geometry(rows=2, cols=16, lanes=8), (5, 1, 3)),
 }
