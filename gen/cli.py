@@ -356,15 +356,16 @@ def cmd_gen(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
         raise UserError(f"{args.output}: exists and is not a directory")  # said before the work
+    from gen.size import BOARDS
+
+    board = BOARDS[args.board]
     budget = args.lut_budget
     if budget is not None:
-        from gen.size import BOARDS
-
         kind, v = budget
-        budget = v * BOARDS[args.board].luts if kind == "share" else v
+        budget = v * board.luts if kind == "share" else v
     # what no generation can use is said before the quantization, not after it
     check_request(clock_mhz=args.clock_mhz, lut_budget=budget, rows=args.rows, cols=args.cols,
-                  lanes=args.lanes, images_per_s=args.images_per_s)
+                  lanes=args.lanes, images_per_s=args.images_per_s, board=board)
     starts = ["sizing", *(["synthesizing"] if args.synth else []), "writing"]
     n = len(starts) + 1
     _log(f"[gen] step 1/{n}: integer network from {args.checkpoint}")
@@ -667,12 +668,19 @@ def cmd_board(args: argparse.Namespace) -> int:
 
 
 def cmd_bitstream(args: argparse.Namespace) -> int:
-    from gen.vivado import VivadoMissing, bitstream
+    from gen.generate import load_outdir
+    from gen.vivado import VivadoMissing, bitstream, clock_differs
 
     try:
         info = bitstream(Path(args.out), progress=lambda m: _log(f"[bitstream] {m}"))
     except VivadoMissing as e:
         raise UserError(str(e)) from None
+    mhz = load_outdir(Path(args.out))[0]["clock_mhz"]
+    if clock_differs(info, mhz):
+        _log(f"[bitstream] WARNING: FCLK0 runs at {info['fclk0_mhz']:g} MHz, not the {mhz:g} "
+             "MHz the design was generated for (the PS divides one of its PLLs): the report's "
+             f"throughput scales by {info['fclk0_mhz'] / mhz:.3f}; `shiftadd gen ... "
+             f"--clock-mhz {info['fclk0_mhz']:g}` makes them agree")
     if info.get("timing_met") is False:
         _log(f"[bitstream] WARNING: timing NOT met (WNS {info['wns_ns']:+.3f} ns): the "
              "accelerator may compute wrong results on the board, and `shiftadd deploy` refuses "
@@ -685,7 +693,7 @@ def cmd_bitstream(args: argparse.Namespace) -> int:
               "the manifest")
         if info.get("wns_ns") is not None:
             print(f"timing {'met' if info['timing_met'] else 'NOT met'} "
-                  f"(WNS {info['wns_ns']:+.3f} ns)")
+                  f"(WNS {info['wns_ns']:+.3f} ns) at FCLK0 {info['fclk0_mhz']:g} MHz")
 
     _emit(args, info, human)
     return 0

@@ -62,7 +62,7 @@ from gen.size import (
     shift_range,
 )
 from hw.config import LaneConfig, LaneKind, PEConfig
-from hw.engine import LUTRAM_MEMORIES, EngineConfig
+from hw.engine import LUTRAM_MEMORIES, MAX_DIM, EngineConfig
 from hw.program import (
     BEAT_BITS,
     FRAME_MAGIC,
@@ -259,15 +259,17 @@ def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
 
 
 def check_request(*, clock_mhz: float | None, lut_budget: float | None, rows: int | None,
-                  cols: int | None, lanes: int | None, images_per_s: float | None = None
-                  ) -> None:
+                  cols: int | None, lanes: int | None, images_per_s: float | None = None,
+                  board: Board | None = None) -> None:
     """Reject what no generation can use before anything runs (``None``: not given): the
-    overrides must be positive integers, ``cols`` a multiple of ``lanes`` (when one is given,
-    some candidate of the other must fit it), the clock, the LUT budget and the throughput
-    target positive, finite numbers."""
+    overrides must be integers in 1..``MAX_DIM``, ``cols`` a multiple of ``lanes`` (when one is
+    given, some candidate of the other must fit it), the clock, the LUT budget and the
+    throughput target positive, finite numbers, the clock one ``board`` makes."""
     for name, v in (("rows", rows), ("cols", cols), ("lanes", lanes)):
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise SizingError(f"{name} must be a positive integer, not {v!r}")
+        if v is not None and v > MAX_DIM:
+            raise SizingError(f"{name} must be at most {MAX_DIM} (the engine's limit), not {v}")
     if cols is not None and lanes is not None and cols % lanes:
         raise SizingError(f"cols must be a multiple of lanes: {cols} cols, {lanes} lanes")
     if lanes is not None and cols is None and all(c % lanes for c in COLS):
@@ -282,6 +284,9 @@ def check_request(*, clock_mhz: float | None, lut_budget: float | None, rows: in
                     ("images_per_s", images_per_s)):
         if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
             raise SizingError(f"{name} must be a positive number, not {v!r}")
+    if board is not None and clock_mhz is not None and clock_mhz > board.max_clock_mhz:
+        raise SizingError(f"{board.name} clocks its fabric at most at {board.max_clock_mhz:g} MHz "
+                          f"(the PS's FCLK0), not {clock_mhz:g}")
 
 
 def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None = None,
@@ -296,7 +301,7 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     reaches it). A geometry whose block RAM is over the board's moves its shallow memories to
     LUT RAM (:func:`fit_block_ram`)."""
     check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols,
-                  lanes=lanes, images_per_s=images_per_s)
+                  lanes=lanes, images_per_s=images_per_s, board=board)
     model = model or CostModel.load()
     budget = lut_budget if lut_budget is not None else LUT_BUDGET_SHARE * board.luts
     fixed = None not in (rows, cols, lanes)
@@ -922,9 +927,9 @@ def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
     are cheap to (:func:`synthesized_blocks`) for the report."""
     if board not in BOARDS:
         raise SizingError(f"unknown board {board!r}; known: {', '.join(BOARDS)}")
-    check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes,
-                  images_per_s=images_per_s)
     b = BOARDS[board]
+    check_request(clock_mhz=clock_mhz, lut_budget=lut_budget, rows=rows, cols=cols, lanes=lanes,
+                  images_per_s=images_per_s, board=b)
     t0 = time.perf_counter()
     goal = "" if images_per_s is None else f", the smallest design for {images_per_s:.10g} images/s"
     progress(f"sizing for {board} at {clock_mhz:g} MHz{goal} (cycle model + calibrated "

@@ -20,9 +20,12 @@ class Board:
     ffs: int
     dsps: int
     bram36: int
+    # the fastest fabric clock the board makes: the Zynq-7000 PS's FCLK0, at most 250 MHz
+    # (Vivado's processing_system7 configuration refuses more)
+    max_clock_mhz: float
 
 
-BOARDS = {"zc706": Board("zc706", 218_600, 437_200, 900, 545)}
+BOARDS = {"zc706": Board("zc706", 218_600, 437_200, 900, 545, 250.0)}
 # the clock the generator targets unless told otherwise (DESIGN.md: 200 MHz on the ZC706)
 DEFAULT_CLOCK_MHZ = 200.0
 # the share of the board's LUTs a design may take unless told otherwise (the 70 %)

@@ -56,6 +56,11 @@ set_property -dict [list \\
     CONFIG.PCW_S_AXI_HP0_DATA_WIDTH {{64}} \\
     CONFIG.PCW_USE_FABRIC_INTERRUPT {{1}} \\
     CONFIG.PCW_IRQ_F2P_INTR {{1}}] $ps
+# FCLK0 divides one of the PS's PLLs, so the clock it makes may differ from the one asked for
+set fclk [get_property CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ $ps]
+if {{abs($fclk - {mhz:g}) > 0.001 * {mhz:g}}} {{
+    puts "WARNING: FCLK0 runs at $fclk MHz, not the {mhz:g} MHz asked for"
+}}
 
 set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma {DMA_BASE_NAME}]
 set_property -dict [list \\
@@ -114,9 +119,9 @@ report_utilization -file [file join $here utilization.rpt]
 report_timing_summary -file [file join $here timing.rpt]
 set wns [get_property STATS.WNS [get_runs impl_1]]
 if {{$wns < 0}} {{ puts "WARNING: timing not met at {mhz:g} MHz (WNS $wns ns)" }}
-# for `shiftadd bitstream`: the worst negative slack, recorded in the manifest
+# for `shiftadd bitstream`: the worst negative slack and FCLK0, recorded in the manifest
 set f [open [file join $here timing.json] w]
-puts $f "{{\\"wns_ns\\": [expr {{$wns eq "" ? "null" : $wns}}], \\"clock_mhz\\": {mhz:g}}}"
+puts $f "{{\\"wns_ns\\": [expr {{$wns eq "" ? "null" : $wns}}], \\"clock_mhz\\": {mhz:g}, \\"fclk0_mhz\\": $fclk}}"
 close $f
 set impl_dir [get_property DIRECTORY [get_runs impl_1]]
 file copy -force [file join $impl_dir system_wrapper.bit] [file join $here shiftadd.bit]
@@ -145,19 +150,29 @@ class VivadoMissing(RuntimeError):
 
 def timing(path: Path, clock_mhz: float) -> dict:
     """What implementation reached: ``wns_ns`` (the worst negative slack, ``None`` when Vivado
-    reported none), ``timing_met``, and, when it was not met, ``max_clock_mhz``, the clock at
-    which the same paths would have met it (``1000 / (period - wns)``)."""
+    reported none), ``timing_met``, ``fclk0_mhz`` (the clock the PS makes of the one asked
+    for: FCLK0 divides one of its PLLs; the timing is against it), and, when timing was not
+    met, ``max_clock_mhz``, the clock at which the same paths would have met it
+    (``1000 / (period - wns)``)."""
     try:
-        wns = json.loads(path.read_text())["wns_ns"]
-    except (OSError, ValueError, KeyError, TypeError):
+        got = json.loads(path.read_text())
+        wns, fclk = got["wns_ns"], float(got.get("fclk0_mhz", clock_mhz))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         raise RuntimeError(f"{path}: Vivado wrote no timing summary") from None
+    out = {"wns_ns": None, "timing_met": None, "fclk0_mhz": fclk}
     if wns is None:
-        return {"wns_ns": None, "timing_met": None}
+        return out
     wns = float(wns)
-    out = {"wns_ns": wns, "timing_met": wns >= 0}
+    out.update(wns_ns=wns, timing_met=wns >= 0)
     if wns < 0:
-        out["max_clock_mhz"] = round(1000.0 / (1000.0 / clock_mhz - wns), 1)
+        out["max_clock_mhz"] = round(1000.0 / (1000.0 / fclk - wns), 1)
     return out
+
+
+def clock_differs(info: dict, clock_mhz: float) -> bool:
+    """Whether the PS made FCLK0 more than 0.1 % off the clock the design was generated for."""
+    fclk = info.get("fclk0_mhz")
+    return fclk is not None and abs(fclk - clock_mhz) > 1e-3 * clock_mhz
 
 
 def register_addresses(hwh: Path) -> dict[str, dict[str, int]]:

@@ -128,6 +128,10 @@ def _advance(y, x, a, dx, dy, nowrap, wrap, thr, d):
             Mux(wraps, a + wrap, a + nowrap))
 
 
+# the largest rows, columns and lanes an engine takes
+MAX_DIM = 64
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """Everything the engine is elaborated from (the generator's sizing result).
@@ -163,9 +167,8 @@ class EngineConfig:
     lutram: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        _check_int("rows", self.rows, 1, 64)
-        _check_int("cols", self.cols, 1, 64)
-        _check_int("lanes", self.lanes, 1, 64)
+        for name in ("rows", "cols", "lanes"):
+            _check_int(name, getattr(self, name), 1, MAX_DIM)
         if self.data_bits not in (8, 32):
             raise ValueError(f"data_bits must be 8 (FIX8) or 32 (FIX32), not {self.data_bits}")
         if self.cols % self.lanes:

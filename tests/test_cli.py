@@ -365,10 +365,14 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     assert "[gen] step" not in r.stderr  # before the quantization, not after
     r = run("gen", quick_digits, "-o", out, "--images-per-s", "1e9", check=False)
     assert r.returncode == 1 and "reaches 1000000000 images/s at 200 MHz; the fastest" in r.stderr
-    # a geometry fixed in full that cannot be built: the reason, not "no geometry fits"
-    r = run("gen", quick_digits, "-o", out, "--rows", "100", "--cols", "16", "--lanes", "8",
-            check=False)
-    assert r.returncode == 1 and "100x16x8 cannot be built: rows must be" in r.stderr
+    # beyond the engine's dimensions or the board's clock: the reason, before any step
+    for args, message in ((["--rows", "100"], "rows must be at most 64 (the engine's limit)"),
+                          (["--cols", "128", "--lanes", "8"], "cols must be at most 64"),
+                          (["--clock-mhz", "251"],
+                           "zc706 clocks its fabric at most at 250 MHz (the PS's FCLK0), not 251")):
+        r = run("gen", quick_digits, "-o", out, *args, check=False)
+        assert r.returncode == 1 and message in r.stderr, (args, r.stderr)
+        assert "[gen] step" not in r.stderr
     assert not out.exists()
     (tmp_path / "file").write_text("keep")  # an output that is a file: said before any step
     r = run("gen", quick_digits, "-o", tmp_path / "file", check=False)

@@ -202,7 +202,7 @@ def test_a_board_short_of_block_ram_is_told_what_needs_it(digits_fix8):
     from gen.size import Board
 
     # digits FIX8: 17 BRAM36 at least, 12 of them weights
-    short = Board("short", 218_600, 437_200, 900, 15)
+    short = Board("short", 218_600, 437_200, 900, 15, 250.0)
     with pytest.raises(SizingError, match=r"the least block RAM any of them needs is [\d.]+ "
                                           r"BRAM36, at \d+x\d+x\d+: activations [\d.]+, ") as e:
         size_engine(digits_fix8, short)

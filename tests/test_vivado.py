@@ -122,9 +122,13 @@ def test_bitstream_command(out, tmp_path):
     assert manifest["addresses"] == {"accel": {"base": 0x43C0_0000, "size": 0x1_0000},
                                      "dma": {"base": 0x4040_0000, "size": 0x1_0000}}
     assert SYNC_SWAPPED in (out / "shiftadd.bin").read_bytes()
-    # the timing summary: met here (the stand-in's WNS is +0.125 ns)
+    # the timing summary: met here (the stand-in's WNS is +0.125 ns); FCLK0 is the 1000 MHz
+    # I/O PLL over 6, not the 167 MHz asked for: recorded and said
     assert manifest["bitstream"]["wns_ns"] == 0.125 and manifest["bitstream"]["timing_met"]
-    assert info["timing_met"] and "WARNING" not in r.stderr
+    assert info["timing_met"] and "timing NOT met" not in r.stderr
+    assert manifest["bitstream"]["fclk0_mhz"] == info["fclk0_mhz"] == 166.666667
+    assert "WARNING: FCLK0 runs at 166.667 MHz, not the 167 MHz" in r.stderr
+    assert "throughput scales by 0.998" in r.stderr
 
     # not met: recorded, warned with the clock the same paths meet, and deploy refuses it
     # before connecting
@@ -134,8 +138,7 @@ def test_bitstream_command(out, tmp_path):
                        env={**os.environ, "PATH": f"{fake.parent}:{env_path}"},
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    mhz = load_outdir(out)[0]["clock_mhz"]
-    want = round(1000 / (1000 / mhz + 0.3), 1)
+    want = round(1000 / (1000 / 166.666667 + 0.3), 1)  # at the clock the PS makes
     assert "timing NOT met (WNS -0.300 ns)" in r.stdout
     assert "WARNING: timing NOT met (WNS -0.300 ns)" in r.stderr
     assert f"meet {want:g} MHz: `shiftadd gen ... --clock-mhz {int(want)}`" in r.stderr
@@ -170,3 +173,24 @@ def test_register_addresses_need_one_range_per_instance(tmp_path):
         hwh.write_text(broken)
         with pytest.raises(RuntimeError, match=message):
             register_addresses(hwh)
+
+
+def test_timing_summary_and_the_clock_the_ps_made(tmp_path):
+    """``timing``: the slack against the clock FCLK0 really runs at; ``clock_differs`` says
+    when that clock is not the one the design was generated for (more than 0.1 % off)."""
+    from gen.vivado import clock_differs, timing
+
+    p = tmp_path / "timing.json"
+    p.write_text('{"wns_ns": -0.5, "clock_mhz": 190, "fclk0_mhz": 200.000000}')
+    t = timing(p, 190.0)
+    assert t == {"wns_ns": -0.5, "timing_met": False, "fclk0_mhz": 200.0,
+                 "max_clock_mhz": round(1000 / 5.5, 1)}
+    assert clock_differs(t, 190.0) and not clock_differs(t, 200.0)
+    assert not clock_differs({"fclk0_mhz": 199.9999}, 200.0)
+    p.write_text('{"wns_ns": null, "clock_mhz": 200}')  # a script from before FCLK0's record
+    assert timing(p, 200.0) == {"wns_ns": None, "timing_met": None, "fclk0_mhz": 200.0}
+    for bad in ("", "[]", '{"clock_mhz": 200}', '{"wns_ns": 0, "fclk0_mhz": "fast"}'):
+        p.write_text(bad)
+        with pytest.raises(RuntimeError, match="no timing summary"):
+            timing(p, 200.0)
+

@@ -56,7 +56,10 @@ proc set_property {args} {
         set kv [dict get $o -dict]
         if {[llength $kv] % 2} { fail "set_property -dict needs key value pairs" }
         if {[llength [dict get $o _pos]] != 1} { fail "set_property -dict LIST OBJECT" }
-        foreach {k v} $kv { rec set_property $k $v [dict get $o _pos] }
+        foreach {k v} $kv {
+            rec set_property $k $v [dict get $o _pos]
+            if {$k eq "CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"} { set ::fclk0 $v }
+        }
     } else {
         if {[llength [dict get $o _pos]] != 3} { fail "set_property NAME VALUE OBJECT" }
         rec set_property {*}[dict get $o _pos]
@@ -206,6 +209,11 @@ proc get_property {name obj} {
         PROGRESS { return "100%" }
         STATS.WNS { return [expr {[info exists ::env(STANDIN_WNS)] ? $::env(STANDIN_WNS) : 0.125}] }
         DIRECTORY { return [dict get $::runs $run] }
+        CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ {
+            # the PS's FCLK0: the board preset's 1000 MHz I/O PLL over a whole divisor
+            if {$obj ne "cell:ps7" || ![info exists ::fclk0]} { fail "FCLK0 read before it was set" }
+            return [format %.6f [expr {1000.0 / max(1, round(1000.0 / $::fclk0))}]]
+        }
         default { fail "get_property $name" }
     }
 }
