@@ -352,7 +352,12 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
                     f"BRAM36, at {g.rows}x{g.cols}x{g.lanes}: " + ", ".join(
                         f"{k.replace('_', ' ')} {v}" for k, v in smallest.bram36.items() if v))
             weights = sum(v for k, v in smallest.bram36.items() if k.endswith("_weights"))
-            if weights > board.bram36:
+            if weights > board.bram36 and (cols, lanes) != (None, None):
+                need += (f". Its weights alone take {weights} BRAM36: a weight word holds "
+                         "cols x lanes weights, so the --cols/--lanes asked for pad this "
+                         "model's channels into more of them; fewer (or none: the sizing "
+                         "chooses) may fit")
+            elif weights > board.bram36:
                 need += (f". Its weights alone take {weights} BRAM36: every weight stays on "
                          "chip (shiftadd does not stream weights), so this model needs a device "
                          "with more block RAM or fewer parameters")

@@ -211,3 +211,15 @@ def test_a_board_short_of_block_ram_is_told_what_needs_it(digits_fix8):
     with pytest.raises(SizingError, match=r"Its weights alone take 12\.0 BRAM36: every weight "
                                           r"stays on chip \(shiftadd does not stream weights\)"):
         size_engine(digits_fix8, dataclasses.replace(short, bram36=10))
+
+
+def test_weights_too_wide_for_a_geometry_asked_for_name_the_geometry(digits_fix8):
+    """Digits' weights fit the ZC706 many times over, but padded into words of 64 x 64 they do
+    not: the message blames the --cols/--lanes asked for, not the model."""
+    from gen.size import BOARDS
+
+    with pytest.raises(SizingError, match=r"Its weights alone take [\d.]+ BRAM36: a weight word "
+                                          r"holds cols x lanes weights, so the --cols/--lanes "
+                                          r"asked for pad") as e:
+        size_engine(digits_fix8, BOARDS["zc706"], cols=64, lanes=64)
+    assert "fewer parameters" not in str(e.value)
