@@ -67,15 +67,15 @@ def draw(seed: int, *, max_size: int = 16) -> Draw:
 
 
 def geometry(seed: int) -> tuple[Precision, Geometry]:
-    """A random precision and a small engine geometry: 2-5 rows, 8 or 16 columns, 4, 8 or 16
-    lanes, no more lanes than columns (builds of 15-60 s)."""
-    from gen.generate import COLS, LANES  # the sizing's candidates
-
+    """A random precision and a small engine geometry: 1-5 rows, 1-16 columns, lanes any
+    divisor of the columns (not only the sizing's candidates: ``--cols``/``--lanes`` take
+    any, and FIX8 words of 1-3 or 5-7 channels are narrower than their stream beats); builds
+    of 5-60 s."""
     r = random.Random(f"geometry {seed}")
-    cols = r.choice([c for c in COLS if c <= 16])  # 32 columns build for minutes
+    cols = r.randint(1, 16)  # 32 columns build for minutes
     return (r.choice([Precision.FIX8, Precision.FIX32]),
-            Geometry(rows=r.randint(2, 5), cols=cols,
-                     lanes=r.choice([v for v in LANES if v <= cols])))
+            Geometry(rows=r.randint(1, 5), cols=cols,
+                     lanes=r.choice([v for v in range(1, cols + 1) if cols % v == 0])))
 
 
 @dataclass
