@@ -878,9 +878,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a ShiftAddNet on scikit-learn's 8x8 digits (CPU).")
     t.add_argument("arch", choices=("digits",), help="model to train")
     t.add_argument("-o", "--output", type=Path, default=DEFAULT_CKPT, help="checkpoint to write")
-    t.add_argument("--epochs", type=int, default=60)
-    t.add_argument("--lr", type=float, default=0.05)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=60, help="passes over the training split")
+    t.add_argument("--lr", type=float, default=0.05, help="Adam's peak learning rate (one-cycle schedule)")
+    t.add_argument("--seed", type=int, default=0, help="weights' and batches' random seed")
     t.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, OMP_NUM_THREADS or one per core); "
                         "the weights depend on it: same seed and threads, same checkpoint")
@@ -904,7 +904,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("arch", choices=("digits", "resnet20_shiftadd"), help="model family")
     i.add_argument("-o", "--output", type=Path, default=None,
                    help="checkpoint to write (default runs/ARCH-random.pt)")
-    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--seed", type=int, default=0, help="random seed of the weights")
     shape = i.add_argument_group("the model's shape (default: ARCH's)")
     shape.add_argument("--widths", type=_int_list, metavar="W,W,...",
                        help="channels of each stage (ResNet-20: 16,32,64); each stage after "
@@ -926,7 +926,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    f"else on {RANDOM_CALIBRATION} standard-normal inputs (fine "
                                    "for hardware, not for accuracy).")
     _add_ckpt_args(q)
-    q.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
+    q.add_argument("--precision", choices=("fix8", "fix32"), default="fix8",
+                   help="the integer format (default fix8)")
     q.add_argument("--calibration", type=Path, default=None, help=CALIBRATION_HELP)
     q.add_argument("-o", "--output", type=Path, default=None,
                    help="output file (default CHECKPOINT.<precision>.npz)")
@@ -965,7 +966,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--rows", type=_positive_int, default=None, help="fix the array rows (pixels per tile)")
     g.add_argument("--cols", type=_positive_int, default=None, help="fix the array columns (channels)")
     g.add_argument("--lanes", type=_positive_int, default=None, help="fix the lanes per PE")
-    g.add_argument("--clock-mhz", type=_positive_float, default=DEFAULT_CLOCK_MHZ)
+    g.add_argument("--clock-mhz", type=_positive_float, default=DEFAULT_CLOCK_MHZ,
+                   help=f"the fabric clock (default {DEFAULT_CLOCK_MHZ:g}; at most the board's: "
+                        "250 on the ZC706)")
     g.add_argument("--lut-budget", type=_lut_budget, default=None,
                    help="LUTs the design may use: a count (150000) or a share of the board "
                         "(65%%); default 70 %% of the board")
@@ -990,7 +993,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="inputs [N, C, H, W] as .npy (floats are quantized), or digits-test:N; "
                         "default: the digits test images for a digits model, else random "
                         "integers (--seed)")
-    s.add_argument("--seed", type=int, default=1)
+    s.add_argument("--seed", type=int, default=1,
+                   help="seed of the random inputs and of the streams' idle and backpressure")
     s.add_argument("--idle", type=_probability, default=0.1, help="input stream idle probability")
     s.add_argument("--backpressure", type=_probability, default=0.1,
                    help="output stream backpressure probability")
@@ -1005,7 +1009,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Run OUT/vivado/build.tcl with Vivado (batch mode), convert "
                                     "the .bit to the byte-swapped .bin the Linux FPGA manager "
                                     "loads, and record it in the manifest.")
-    bs.add_argument("out", type=Path)
+    bs.add_argument("out", type=Path, help="directory written by `shiftadd gen`")
     bs.add_argument("--json", action="store_true", help="print one JSON object")
     bs.set_defaults(func=cmd_bitstream)
 
@@ -1014,16 +1018,20 @@ def build_parser() -> argparse.ArgumentParser:
                                     "(sha256-verified on the board), restart the agent (it loads "
                                     "the bitstream and checks the ID register), load the "
                                     "program and weights.")
-    dp.add_argument("out", type=Path)
+    dp.add_argument("out", type=Path, help="directory written by `shiftadd gen`")
     dp.add_argument("--board", required=True, help="[USER@]HOST[:SSH_PORT] (user root, port 22)")
     dp.add_argument("--key", default=None, help="SSH private key (default: agent / ~/.ssh)")
     dp.add_argument("--known-hosts", default=None, help="known_hosts file to trust")
     dp.add_argument("--accept-new-host-key", action="store_true",
                     help="trust an unknown host key (first contact only)")
-    dp.add_argument("--remote-dir", default="/opt/shiftadd")
-    dp.add_argument("--agent-port", type=_port, default=7700)
+    dp.add_argument("--remote-dir", default="/opt/shiftadd",
+                    help="where on the board (default /opt/shiftadd)")
+    dp.add_argument("--agent-port", type=_port, default=7700,
+                    help="the agent's TCP port (default 7700)")
     dp.add_argument("--python", default="python3", help="the board's python (with numpy)")
-    dp.add_argument("--device", choices=("mmio", "loopback"), default="mmio")
+    dp.add_argument("--device", choices=("mmio", "loopback"), default="mmio",
+                    help="the agent's device: mmio (the accelerator, default) or loopback "
+                         "(no FPGA: returns each input, to measure the connection)")
     dp.add_argument("--agent-arg", action="append", default=[],
                     help="extra argument for the agent (repeat), e.g. --agent-arg=--regs="
                          "/dev/uio0")
@@ -1047,7 +1055,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--labels", default=None,
                    help="class indices [N] as .npy: print the accuracy (digits-test:N brings "
                         "its own)")
-    r.add_argument("--batch", type=_positive_int, default=32)
+    r.add_argument("--batch", type=_positive_int, default=32,
+                   help="images per request to the agent (default 32)")
     r.add_argument("--no-load", action="store_true", help="the board already has OUT/ loaded")
     r.add_argument("--check", action="store_true", help="compare with the golden model")
     r.add_argument("--output", type=Path, default=None, help="save the integer outputs (.npy)")
@@ -1062,8 +1071,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "`board emulate OUT --port P`: serve OUT/ as an emulated "
                                     "board (the generated Verilog under Verilator behind the "
                                     "same agent) until stopped.")
-    bd.add_argument("action", choices=("status", "reset", "emulate"))
-    bd.add_argument("out", nargs="?", type=Path, default=None)
+    bd.add_argument("action", choices=("status", "reset", "emulate"),
+                    help="what to do (above)")
+    bd.add_argument("out", nargs="?", type=Path, default=None,
+                    help="directory written by `shiftadd gen` (emulate)")
     bd.add_argument("--board", default="127.0.0.1:7700", help="HOST[:PORT] (status, reset)")
     bd.add_argument("--host", default="127.0.0.1", help="address to listen on (emulate)")
     bd.add_argument("--port", type=_listen_port, default=7700, help="port to listen on (emulate)")
@@ -1094,13 +1105,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train the digits model (once), print float/FIX32/FIX8 "
                                    "accuracy, generate its FIX8 accelerator and run test images "
                                    "through the RTL against the golden model.")
-    m.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT)
-    m.add_argument("--retrain", action="store_true")
+    m.add_argument("--checkpoint", type=Path, default=DEFAULT_CKPT,
+                   help=f"the digits checkpoint, trained here if missing (default {DEFAULT_CKPT})")
+    m.add_argument("--retrain", action="store_true", help="train it again even if it exists")
     m.add_argument("--out", default="out/digits-fix8", help="accelerator output directory")
     m.add_argument("--images", type=_positive_int, default=50, help="test images to run in RTL")
-    m.add_argument("--rows", type=_positive_int, default=4)
-    m.add_argument("--cols", type=_positive_int, default=16)
-    m.add_argument("--lanes", type=_positive_int, default=8)
+    m.add_argument("--rows", type=_positive_int, default=4, help="array rows (default 4)")
+    m.add_argument("--cols", type=_positive_int, default=16, help="array columns (default 16)")
+    m.add_argument("--lanes", type=_positive_int, default=8, help="lanes per PE (default 8)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=cmd_demo)
     return p

@@ -614,3 +614,21 @@ def test_cache_reports_and_clears_only_builds_no_process_holds(tmp_path):
                        check=True)
     assert "removed 2 builds" in r.stdout
     assert not any(p.is_dir() for p in root.iterdir())
+
+
+def test_every_command_and_option_says_what_it_is():
+    """``--help`` documents every command, argument and option (none shows a bare name)."""
+    import argparse
+
+    from gen.cli import build_parser
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for name, sub in subs.choices.items():
+        if not sub.description and not any(c.dest == name and c.help for c in
+                                           subs._choices_actions):
+            missing.append(name)
+        missing += [f"{name} {a.option_strings or a.dest}" for a in sub._actions
+                    if not isinstance(a, argparse._HelpAction) and not a.help]
+    assert not missing, missing
