@@ -187,8 +187,10 @@ def test_timing_summary_and_the_clock_the_ps_made(tmp_path):
                  "max_clock_mhz": round(1000 / 5.5, 1)}
     assert clock_differs(t, 190.0) and not clock_differs(t, 200.0)
     assert not clock_differs({"fclk0_mhz": 199.9999}, 200.0)
-    p.write_text('{"wns_ns": null, "clock_mhz": 200}')  # a script from before FCLK0's record
-    assert timing(p, 200.0) == {"wns_ns": None, "timing_met": None, "fclk0_mhz": 200.0}
+    for text in ('{"wns_ns": null, "clock_mhz": 200}',  # a script from before FCLK0's record
+                 '{"wns_ns": null, "clock_mhz": 200, "fclk0_mhz": null}'):  # none read
+        p.write_text(text)
+        assert timing(p, 200.0) == {"wns_ns": None, "timing_met": None, "fclk0_mhz": 200.0}
     for bad in ("", "[]", '{"clock_mhz": 200}', '{"wns_ns": 0, "fclk0_mhz": "fast"}'):
         p.write_text(bad)
         with pytest.raises(RuntimeError, match="no timing summary"):
