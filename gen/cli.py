@@ -439,6 +439,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
     res, info = simulate_outdir(Path(args.out), args.images or SIM_IMAGES, seed=args.seed,
                                 idle=args.idle, backpressure=args.backpressure,
                                 threads=args.threads, inputs=inputs,
+                                images_per_start=args.images_per_start,
                                 progress=lambda m: _log(f"[sim] {m}"))
     obj = {**res.to_json(), **info}
     if saturated is not None:
@@ -452,7 +453,9 @@ def cmd_sim(args: argparse.Namespace) -> int:
               f"{res.mismatches} mismatches")
         print(f"  cycles per image  {meas} measured (min {obj['cycles_min']}, max "
               f"{obj['cycles_max']}), {info['model_cycles_per_image']} cycle model "
-              f"({100 * obj['cycle_difference']:+.2f} %, includes stream idle cycles)")
+              f"({100 * obj['cycle_difference']:+.2f} %, includes stream idle cycles"
+              + (f"; up to {args.images_per_start} images per start, each start's cycles "
+                 "shared out)" if args.images_per_start > 1 else ")"))
         threads = f", {args.threads} threads" if args.threads > 1 else ""
         print(f"  simulation        {obj['images_per_s']} images/s "
               f"(build {obj['build_seconds']} s{threads})")
@@ -998,6 +1001,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--idle", type=_probability, default=0.1, help="input stream idle probability")
     s.add_argument("--backpressure", type=_probability, default=0.1,
                    help="output stream backpressure probability")
+    s.add_argument("--images-per-start", type=_positive_int, default=1,
+                   help="images one start of the accelerator runs (IMAGES), their frames and "
+                        "results one transfer each, as the board's driver runs them (default 1)")
     s.add_argument("--threads", type=_positive_int, default=1,
                    help="Verilator evaluation threads, a build of their own (default 1). Pays "
                         "only with that many idle cores: digits at 9x16x16 on 2 idle cores "

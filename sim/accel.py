@@ -20,6 +20,7 @@ from gen.ir import IntegerNetwork
 from gen.report import plural
 from hw.engine import EngineConfig
 from hw.program import beats_per_word
+from hw.regmap import IMAGES_BITS
 from sim import golden, rtl
 
 
@@ -126,11 +127,13 @@ def sample_inputs(net: IntegerNetwork, n: int, seed: int) -> tuple[np.ndarray, s
 
 def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
                     backpressure: float = 0.1, threads: int = 1,
-                    inputs: tuple[np.ndarray, str] | None = None,
+                    inputs: tuple[np.ndarray, str] | None = None, images_per_start: int = 1,
                     progress=lambda s: None) -> tuple[SimResult, dict]:
     """``shiftadd sim``: build ``out/rtl``'s Verilog (with ``threads`` evaluation threads),
     stream ``images`` inputs (:func:`sample_inputs`, or ``inputs``: integers in the input
-    format and what they are), compare."""
+    format and what they are), ``images_per_start`` per start of the accelerator (IMAGES, as
+    the board's driver runs them), compare."""
+
     from gen.cycles import program_cycles
     from gen.generate import (
         load_frame_beats,
@@ -144,6 +147,10 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
     for name, p in (("idle", idle), ("backpressure", backpressure)):
         if not 0 <= p < 1:  # at 1 a stream never moves and the simulation never ends
             raise ValueError(f"{name} must be at least 0 and below 1, not {p}")
+    most = (1 << IMAGES_BITS) - 1
+    if not isinstance(images_per_start, int) or not 1 <= images_per_start <= most:
+        raise ValueError(f"images per start must be 1 to {most} (the IMAGES register), not "
+                         f"{images_per_start!r}")
     manifest, net, cfg = load_outdir(out)
     x, source = inputs if inputs is not None else sample_inputs(net, images, seed)
     x = golden.check_input(net, x)  # before the build, which takes minutes
@@ -155,11 +162,14 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
     b = build_verilog(text, manifest["top"], progress, threads)
     progress(f"  built in {b.seconds:.1f} s" if not b.cached else "  reusing the cached build")
     load = load_frame_beats(out)
-    progress(f"running {plural(len(x), 'image')} ({source}) through the RTL; streams with "
-             f"{idle:.0%} idle and {backpressure:.0%} backpressure")
-    res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x), seed=seed,
-                   idle=idle, backpressure=backpressure)
+    per = "" if images_per_start == 1 else f", up to {images_per_start} per start"
+    progress(f"running {plural(len(x), 'image')} ({source}) through the RTL{per}; streams "
+             f"with {idle:.0%} idle and {backpressure:.0%} backpressure")
+    res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x,
+                                          per_start=images_per_start),
+                   seed=seed, idle=idle, backpressure=backpressure)
     # the model's cycles for the program actually loaded
     model = program_cycles(program_descriptors(out, cfg), cfg)
-    info = {"inputs": source, "model_cycles_per_image": model, "threads": threads}
+    info = {"inputs": source, "model_cycles_per_image": model, "threads": threads,
+            "images_per_start": images_per_start}
     return res, info

@@ -477,6 +477,27 @@ def test_cli_sim_json_and_overlapped_cycles(digits_fix8, capsys):
     assert obj["cycles_max"] < 0.8 * sum(descriptor_cycles(d, cfg) for d in descs)
 
 
+def test_cli_sim_runs_images_per_start_as_the_board_does(digits_fix8, capsys):
+    """``shiftadd sim --images-per-start K``: K images per start (IMAGES), frames and results
+    one transfer each, bit-exact with the streams idle and stalled; with the streams never
+    idle a batch takes fewer cycles than its images one start each (the cycle model's), so
+    the images did run in batches (3 + 2 of 5)."""
+    from gen.cli import main
+
+    capsys.readouterr()
+    assert main(["sim", str(digits_fix8), "--images", "5", "--images-per-start", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "0 mismatches" in out and "up to 3 images per start" in out
+    assert main(["sim", str(digits_fix8), "--images", "5", "--images-per-start", "3", "--json",
+                 "--idle", "0", "--backpressure", "0"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["images"] == 5 and obj["mismatches"] == 0 and obj["images_per_start"] == 3
+    model = obj["model_cycles_per_image"]
+    assert model - 10 < obj["cycles_min"] <= obj["cycles_max"] < model, obj
+    assert main(["sim", str(digits_fix8), "--images-per-start", "65536"]) == 1
+    assert "images per start must be 1 to 65535 (the IMAGES register)" in capsys.readouterr().err
+
+
 def test_sim_runs_the_users_inputs(digits_fix8, tmp_path, capsys):
     """``shiftadd sim --input``: the file's inputs (floats quantized in the design's input
     format, integers as they are) run through the RTL bit-exact; ``--images`` takes the first

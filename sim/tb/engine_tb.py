@@ -89,7 +89,10 @@ def _case() -> dict:
 
 @cocotb.test()
 async def run_images(dut):
-    """Load once, then every image: outputs equal the expected beats exactly."""
+    """Load once, then every image: outputs equal the expected beats exactly. With the case's
+    ``per_start`` K > 1, as the board's driver runs them: K images per start (IMAGES = K, their
+    frames as one transfer, their results back as one with TLAST on its last beat only), each
+    image's cycles the start's shared out."""
     cfg = tb_config()
     case = _case()
     tb = EngineTB(dut, cfg)
@@ -99,26 +102,34 @@ async def run_images(dut):
     await tb.run_frame(case["load"])
     assert await tb.errors() == [], f"load frame rejected: {await tb.errors()}"
     outputs, cycles, busy, mismatches = [], [], [], 0
+    frames, out, per = case["images"], case["out_beats"], case.get("per_start", 1)
     t0 = time.perf_counter()
-    for i, frame in enumerate(case["images"]):
+    for first in range(0, len(frames), per):
+        k = min(per, len(frames) - first)
+        if per > 1:
+            assert await tb.bus.write(A["IMAGES"], k) == 0
         n = len(tb.sink.items)
-        await tb.run_frame(frame)
-        await tb.sink.wait_for(n + case["out_beats"])
-        got = tb.sink.items[n:n + case["out_beats"]]
+        await tb.run_frame([b for frame in frames[first:first + k] for b in frame])
+        await tb.sink.wait_for(n + k * out)
+        got = tb.sink.items[n:n + k * out]
         lasts = [b >> 32 for b in got]
-        assert lasts == [0] * (len(got) - 1) + [1], f"image {i}: TLAST not on the last beat only"
-        got = [b & 0xFFFF_FFFF for b in got]
+        assert lasts == [0] * (len(got) - 1) + [1], \
+            f"images {first}..{first + k - 1}: TLAST not on the last beat only"
         errs = await tb.errors()
-        assert not errs, f"image {i}: error bits {errs}"
-        outputs.append(got)
-        cycles.append(await tb.read64("CYCLES"))
-        busy.append(await tb.read64("BUSY"))
-        if case.get("expected") is not None and got != case["expected"][i]:
-            mismatches += 1
-            bad = [k for k, (a, b) in enumerate(zip(got, case["expected"][i], strict=True)) if a != b]
-            dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
-                           "expected %#x)", i, len(bad), len(got), bad[0], got[bad[0]],
-                           case["expected"][i][bad[0]])
+        assert not errs, f"images {first}..{first + k - 1}: error bits {errs}"
+        total, total_busy = await tb.read64("CYCLES"), await tb.read64("BUSY")
+        for j in range(k):
+            i, beats = first + j, [b & 0xFFFF_FFFF for b in got[j * out:(j + 1) * out]]
+            outputs.append(beats)
+            cycles.append(total // k + (j < total % k))
+            busy.append(total_busy // k + (j < total_busy % k))
+            if case.get("expected") is not None and beats != case["expected"][i]:
+                mismatches += 1
+                bad = [m for m, (a, b) in enumerate(zip(beats, case["expected"][i], strict=True))
+                       if a != b]
+                dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
+                               "expected %#x)", i, len(bad), len(beats), bad[0], beats[bad[0]],
+                               case["expected"][i][bad[0]])
     seconds = time.perf_counter() - t0
     dut._log.info("driver awake %d cycles", tb.drv.cycles_awake)
     if cfg.get("result"):
