@@ -882,7 +882,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("arch", choices=("digits",), help="model to train")
     t.add_argument("-o", "--output", type=Path, default=DEFAULT_CKPT, help="checkpoint to write")
     t.add_argument("--epochs", type=int, default=60, help="passes over the training split")
-    t.add_argument("--lr", type=float, default=0.05, help="Adam's peak learning rate (one-cycle schedule)")
+    t.add_argument("--lr", type=float, default=0.05,
+                   help="Adam's peak learning rate (one-cycle schedule)")
     t.add_argument("--seed", type=int, default=0, help="weights' and batches' random seed")
     t.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's, OMP_NUM_THREADS or one per core); "
@@ -971,7 +972,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lanes", type=_positive_int, default=None, help="fix the lanes per PE")
     g.add_argument("--clock-mhz", type=_positive_float, default=DEFAULT_CLOCK_MHZ,
                    help=f"the fabric clock (default {DEFAULT_CLOCK_MHZ:g}; at most the board's: "
-                        "250 on the ZC706)")
+                        f"{BOARDS['zc706'].max_clock_mhz:g} on the ZC706)")
     g.add_argument("--lut-budget", type=_lut_budget, default=None,
                    help="LUTs the design may use: a count (150000) or a share of the board "
                         "(65%%); default 70 %% of the board")
