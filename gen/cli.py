@@ -416,9 +416,13 @@ def cmd_gen(args: argparse.Namespace) -> int:
                 + f"; the core is the model's (Yosys, each block alone, {syn['seconds']} s)")
         print(f"  files       {' '.join(manifest['files'])} manifest.json report.json report.md "
               "report.svg")
-        for name, proof in manifest.get("equivalence", {}).items():
-            print(f"  proved      {name}: simulation view == hand-placed cells "
-                  f"({proof['method']}, {proof['seconds']} s)")
+        proofs = manifest.get("equivalence", {})
+        if proofs:
+            methods = sorted({p["method"] for p in proofs.values()})
+            proof_s = round(sum(p["seconds"] for p in proofs.values()), 1)
+            print(f"  proved      the simulation view equal to the hand-placed cells in "
+                  f"{plural(len(proofs), 'component')} ({', '.join(methods)}, {proof_s} s; "
+                  "manifest.json's equivalence names them)")
 
     _emit(args, obj, human)
     return 0
