@@ -56,11 +56,6 @@ set_property -dict [list \\
     CONFIG.PCW_S_AXI_HP0_DATA_WIDTH {{64}} \\
     CONFIG.PCW_USE_FABRIC_INTERRUPT {{1}} \\
     CONFIG.PCW_IRQ_F2P_INTR {{1}}] $ps
-# FCLK0 divides one of the PS's PLLs, so the clock it makes may differ from the one asked for
-set fclk [get_property CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ $ps]
-if {{$fclk ne "" && abs($fclk - {mhz:g}) > 0.001 * {mhz:g}}} {{
-    puts "WARNING: FCLK0 runs at $fclk MHz, not the {mhz:g} MHz asked for"
-}}
 
 set dma [create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma {DMA_BASE_NAME}]
 set_property -dict [list \\
@@ -102,6 +97,12 @@ connect_bd_net [get_bd_pins {ACCEL_NAME}/interrupt] [get_bd_pins ps7/IRQ_F2P]
 
 assign_bd_address
 validate_bd_design
+# FCLK0 divides one of the PS's PLLs, so the clock it makes may differ from the one asked for
+# (read once the block design is validated, its parameters propagated)
+set fclk [get_property CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ $ps]
+if {{$fclk ne "" && abs($fclk - {mhz:g}) > 0.001 * {mhz:g}}} {{
+    puts "WARNING: FCLK0 runs at $fclk MHz, not the {mhz:g} MHz asked for"
+}}
 save_bd_design
 set wrapper [make_wrapper -files [get_files system.bd] -top]
 add_files -norecurse $wrapper

@@ -81,7 +81,8 @@ def test_script_runs_every_step(out, tmp_path, layout):
 @pytest.mark.parametrize("mutation", [("accel/s_axis]", "accel/s_axis_in]"),
                                       ("axi_dma dma", "axi_dma2 dma"),
                                       ("assign_bd_address\n", "assing_bd_address\n"),
-                                      ("-to_step write_bitstream", "-to_step route_design")])
+                                      ("-to_step write_bitstream", "-to_step route_design"),
+                                      ("validate_bd_design\n", "\n")])
 def test_standin_catches_mistakes(out, tmp_path, mutation):
     """A typo or a missing step in the script fails under the stand-in."""
     script = tmp_path / "build.tcl"

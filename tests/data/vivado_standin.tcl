@@ -142,7 +142,7 @@ proc connect_bd_net {args} {
     rec connect_bd_net {*}$args
 }
 proc assign_bd_address {} { rec assign_bd_address }
-proc validate_bd_design {} { rec validate_bd_design }
+proc validate_bd_design {} { set ::validated 1; rec validate_bd_design }
 proc save_bd_design {} {
     # generated files: <project>.gen/ (Vivado 2020.2 on) or, with STANDIN_SRCS, .srcs/ (before)
     set gen [expr {[info exists ::env(STANDIN_SRCS)] ? "shiftadd.srcs" : "shiftadd.gen"}]
@@ -212,6 +212,8 @@ proc get_property {name obj} {
         CONFIG.PCW_ACT_FPGA0_PERIPHERAL_FREQMHZ {
             # the PS's FCLK0: the board preset's 1000 MHz I/O PLL over a whole divisor
             if {$obj ne "cell:ps7" || ![info exists ::fclk0]} { fail "FCLK0 read before it was set" }
+            # the actual clocks follow the request once the design's parameters propagate
+            if {![info exists ::validated]} { fail "FCLK0 read before validate_bd_design" }
             return [format %.6f [expr {1000.0 / max(1, round(1000.0 / $::fclk0))}]]
         }
         default { fail "get_property $name" }
