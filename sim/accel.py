@@ -133,7 +133,6 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
     stream ``images`` inputs (:func:`sample_inputs`, or ``inputs``: integers in the input
     format and what they are), ``images_per_start`` per start of the accelerator (IMAGES, as
     the board's driver runs them), compare."""
-
     from gen.cycles import program_cycles
     from gen.generate import (
         load_frame_beats,

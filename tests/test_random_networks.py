@@ -11,7 +11,7 @@ from gen.compile import Geometry
 from gen.numerics import Precision
 from sim.random_networks import draw, run
 
-# three draws per engine build; between them: 1, 3, 4 and 17 input channels (17: several
+# two or three draws per engine build; between them: 1, 3, 4 and 17 input channels (17: several
 # words per pixel), widths 3 and 33 (no multiple of the columns or the lanes), 1 to 3 stages,
 # a 1x1 input, 2 to 20 classes, shift exponents over 0..k for k from 0 to 7; 2x6x3: FIX8
 # words of 48 bits, narrower than their two beats, and three lanes
