@@ -584,8 +584,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         else:
             board.deploy(args.out)
         try:
+            t_infer = time.perf_counter()
             ints, values = board.infer(q, batch=args.batch, progress=lambda i, n: _log(
                 f"[run] {i}/{n} images"))
+            t_infer = time.perf_counter() - t_infer
         except RemoteError as e:
             if args.no_load and e.code in ("not_loaded", "wrong_build"):
                 raise UserError(f"{e} (--no-load takes the design the board runs; without it, "
@@ -600,7 +602,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     obj = {"images": int(len(ints)), "seconds": round(seconds, 2),
            "build_id": manifest["build_id_hex"], "output_shape": list(ints.shape[1:]),
            "predictions": ints.reshape(len(ints), -1).argmax(axis=1).tolist()[:20],
-           "ties": ties(ints), "saturated_inputs": saturated}
+           "ties": ties(ints), "saturated_inputs": saturated,
+           "images_per_s": round(len(ints) / t_infer, 2) if len(ints) else None}
+    if board.device_cycles and len(ints):  # (a loopback agent counts none)
+        per = board.device_cycles / len(ints)
+        obj["device_cycles_per_image"] = round(per)
+        obj["device_images_per_s"] = round(manifest["clock_mhz"] * 1e6 / per, 1)
     if labels is not None:
         correct = int((ints.reshape(len(ints), -1).argmax(axis=1) == labels).sum())
         obj["accuracy"] = round(100 * correct / len(labels), 2)
@@ -613,6 +620,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     def human() -> None:
         print(f"{plural(obj['images'], 'image')} through {args.board} in {obj['seconds']} s "
               f"(build {obj['build_id']})")
+        if "device_cycles_per_image" in obj:
+            print(f"  speed       {obj['device_cycles_per_image']} cycles per image on the "
+                  f"accelerator's counter: {obj['device_images_per_s']} images/s at the "
+                  f"design's {manifest['clock_mhz']:g} MHz; {obj['images_per_s']} images/s end "
+                  "to end (host, TCP, agent, DMA; the load not counted)")
         if args.check:
             print(f"  golden model check: {obj['mismatches']} mismatching images")
         if labels is not None:

@@ -70,6 +70,8 @@ class Board:
         host, port = parse_address(address)
         self.client = AgentClient(host, port, token, timeout_s=timeout_s)
         self.manifest: dict | None = None
+        # the accelerator's cycles (its CYCLES counter) over the last infer's images
+        self.device_cycles = 0
 
     def close(self) -> None:
         self.client.close()
@@ -113,7 +115,8 @@ class Board:
     def infer(self, x, *, batch: int = 32, progress: Callable[[int, int], None] | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
         """``x[N, C, H, W]`` (floats are quantized; integers must already be in the input format)
-        -> ``(integers, dequantized floats)``, both ``[N, C', H', W']``."""
+        -> ``(integers, dequantized floats)``, both ``[N, C', H', W']``. ``device_cycles``
+        then holds the cycles the accelerator counted for them."""
         if self.manifest is None:
             raise RuntimeError("load (or use) an OUT/ directory first")
         from gen.numerics import Format
@@ -121,10 +124,12 @@ class Board:
         q, saturated = prepare_inputs(x, self.manifest)
         _warn_saturated(saturated, q.size, Format.from_json(self.manifest["input"]["format"]))
         precision = self.manifest["model"]["precision"]
-        outs = []
+        outs, self.device_cycles = [], 0
         for i in range(0, len(q), batch):
-            y, _ = self.client.infer(q[i:i + batch], precision, self.manifest["build_id_hex"])
+            y, cycles = self.client.infer(q[i:i + batch], precision,
+                                          self.manifest["build_id_hex"])
             outs.append(np.asarray(y, dtype=np.int64))
+            self.device_cycles += cycles
             if progress:
                 progress(min(i + batch, len(q)), len(q))
         ints = np.concatenate(outs) if outs else np.zeros((0, *self.manifest["output"]["shape"]),

@@ -86,6 +86,13 @@ def test_cli_run_check(board, tmp_path):
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
     assert obj["images"] == 8 and obj["mismatches"] == 0
+    # the accelerator's own count (its CYCLES, through the agent): the cycle model's, give or
+    # take the streams' idle cycles and the batch's saved handshakes
+    model = manifest["cycles_per_image"]
+    assert 0.99 * model <= obj["device_cycles_per_image"] <= 1.1 * model, obj
+    hz = manifest["clock_mhz"] * 1e6
+    assert abs(obj["device_images_per_s"] * obj["device_cycles_per_image"] / hz - 1) < 1e-3
+    assert obj["images_per_s"] > 0
     ints = np.load(tmp_path / "preds.npy")  # named as np.save names it
     assert ints.shape[0] == 8 and ints.reshape(8, -1).argmax(1).tolist() == obj["predictions"]
     assert obj["ties"] == sum(row.count(max(row)) > 1 for row in ints.reshape(8, -1).tolist())
