@@ -834,10 +834,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ints, _ = board.infer(x)
         ref = golden.run(net, board.quantize(x))
     board_mismatches = int((ints != ref).reshape(len(ref), -1).any(axis=1).sum())
+    board_cycles = round(board.device_cycles / len(ints))
     obj = {"checkpoint": str(ckpt), **res.to_json(), "out": args.out,
            "build_id": manifest["build_id_hex"], "rtl": {**sim.to_json(), **info},
            "board": {"address": emu.address, "images": int(len(ints)),
-                     "mismatches": board_mismatches,
+                     "mismatches": board_mismatches, "cycles_per_image": board_cycles,
                      "predictions": np.asarray(ints).reshape(len(ints), -1).argmax(1).tolist()},
            "report": {k: rep[k] for k in ("array", "cycles_per_image", "images_per_s",
                                           "latency_us", "clock_mhz")},
@@ -863,7 +864,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"  PE use: {pe_use_summary(rep['layers'])}")
         print(f"  report: {args.out}/report.md (figure: {args.out}/report.svg)")
         print(f"  emulated board at {emu.address}: host -> TCP -> agent -> RTL, "
-              f"{board_mismatches} mismatches on {len(ints)} images")
+              f"{board_mismatches} mismatches on {len(ints)} images, {board_cycles} cycles "
+              "per image on the accelerator's counter")
 
     _emit(args, obj, human)
     return 0 if sim.mismatches == 0 and board_mismatches == 0 else 1
