@@ -49,6 +49,14 @@ class Device:
         raise DeviceError(f"the {self.name} device cannot reset the fabric")
 
 
+def images_per_start_limit(manifest: dict) -> int:
+    """The most images one start runs: what the manifest's IMAGES register holds (a register
+    map without it: one)."""
+    bits = next((r["fields"][0]["width"] for r in manifest["registers"]["registers"]
+                 if r["name"] == "IMAGES"), 0)
+    return max(1, (1 << bits) - 1)
+
+
 class Accelerator:
     """One generated accelerator behind a :class:`Device`, described by its manifest.
 
@@ -64,10 +72,7 @@ class Accelerator:
         self.dev, self.m, self.timeout_s = device, manifest, timeout_s
         regs = manifest["registers"]
         self.reg = {r["name"]: r["address"] for r in regs["registers"]}
-        # the most images one start runs: what the IMAGES register holds (none: one)
-        images = next((r["fields"][0]["width"] for r in regs["registers"]
-                       if r["name"] == "IMAGES"), 0)
-        self.max_images = max(1, (1 << images) - 1)
+        self.max_images = images_per_start_limit(manifest)
         if max_images_per_start:
             self.max_images = min(self.max_images, max_images_per_start)
         ctrl = next(r for r in regs["registers"] if r["name"] == "CTRL")

@@ -20,7 +20,6 @@ from gen.ir import IntegerNetwork
 from gen.report import plural
 from hw.engine import EngineConfig
 from hw.program import beats_per_word
-from hw.regmap import IMAGES_BITS
 from sim import golden, rtl
 
 
@@ -133,6 +132,7 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
     stream ``images`` inputs (:func:`sample_inputs`, or ``inputs``: integers in the input
     format and what they are), ``images_per_start`` per start of the accelerator (IMAGES, as
     the board's driver runs them), compare."""
+    from firmware.driver import images_per_start_limit
     from gen.cycles import program_cycles
     from gen.generate import (
         load_frame_beats,
@@ -146,11 +146,11 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
     for name, p in (("idle", idle), ("backpressure", backpressure)):
         if not 0 <= p < 1:  # at 1 a stream never moves and the simulation never ends
             raise ValueError(f"{name} must be at least 0 and below 1, not {p}")
-    most = (1 << IMAGES_BITS) - 1
+    manifest, net, cfg = load_outdir(out)
+    most = images_per_start_limit(manifest)
     if not isinstance(images_per_start, int) or not 1 <= images_per_start <= most:
         raise ValueError(f"images per start must be 1 to {most} (the IMAGES register), not "
                          f"{images_per_start!r}")
-    manifest, net, cfg = load_outdir(out)
     x, source = inputs if inputs is not None else sample_inputs(net, images, seed)
     x = golden.check_input(net, x)  # before the build, which takes minutes
     if not len(x):
