@@ -21,7 +21,8 @@ class Board:
     dsps: int
     bram36: int
     # the fastest fabric clock the board makes: the Zynq-7000 PS's FCLK0, at most 250 MHz
-    # (Vivado's processing_system7 configuration refuses more)
+    # (Vivado's processing_system7 dialog caps its PL clocks there, by public reports; no
+    # Vivado here to see it)
     max_clock_mhz: float
 
 
