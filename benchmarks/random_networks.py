@@ -3,8 +3,8 @@
     python benchmarks/random_networks.py [--networks N] [--start S] [--group G] [--json]
 
 Draws N networks (seeds S .. S+N-1, ``sim/random_networks.py: draw``: 1-3 stages, widths
-3-33, 1-17 input channels, inputs up to 16x16, 2-20 classes), G per engine build at a random
-precision and small geometry (``geometry``: 1-5 rows, 1-16 columns, any divisor as lanes),
+3-33, 1-17 input channels, inputs of any side up to 16x16, 2-20 classes), G per engine build
+at a random precision and small geometry (``geometry``: 1-5 rows, 1-16 columns, any divisor as lanes),
 and runs three images of each twice: with the streams never idle (the measured cycles must
 equal the cycle model's) and with 20 % idle and backpressure. Prints
 the networks run, the mismatches against the golden model (must be 0), how many had measured

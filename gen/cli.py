@@ -935,7 +935,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="blocks per stage, as many as widths (ResNet-20: 3,3,3; 5,5,5 is "
                             "ResNet-32)")
     shape.add_argument("--input-size", type=int, metavar="N",
-                       help="input side, a power of two (ResNet-20: 32)")
+                       help="input side (ResNet-20: 32; any side: MNIST's 28 halves to 14 "
+                            "and 7, and the final 7x7 pool divides by 64 with the 64/49 "
+                            "folded into the classifier's requant)")
     shape.add_argument("--in-channels", type=int, metavar="N", help="input channels")
     shape.add_argument("--classes", type=int, metavar="N", help="output classes")
     i.add_argument("--json", action="store_true", help="print one JSON object")

@@ -156,7 +156,9 @@ class Add(Op):
 
 @dataclass
 class AvgPool(Op):
-    """Average pooling, window = stride = ``kernel`` (``kernel**2`` a power of two)."""
+    """Average pooling, window = stride = ``kernel``: the window's sum divided by the power of
+    two at or above its area (``docs/NUMERICS.md``; the mean when the area is a power of
+    two)."""
 
     kind: ClassVar[str] = "avgpool"
     kernel: int = 1
@@ -263,9 +265,8 @@ class IntegerNetwork:
                               f"{ins[1].shape} -> {out.shape}")
         elif isinstance(op, AvgPool):
             k = op.kernel
-            if k < 1 or k * k & (k * k - 1) or h % k or w % k:
-                raise IRError(f"{op.name}: pool kernel {k} must divide {h}x{w} and k*k must be "
-                              "a power of two")
+            if k < 1 or h % k or w % k:
+                raise IRError(f"{op.name}: pool kernel {k} must divide {h}x{w}")
             if out.shape != (c, h // k, w // k):
                 raise IRError(f"{op.name}: output shape must be {(c, h // k, w // k)}")
 

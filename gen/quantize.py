@@ -25,6 +25,7 @@ from gen.numerics import (
     SHIFT_LIMIT,
     Format,
     Precision,
+    pool_gain,
     signed_bits,
 )
 
@@ -191,9 +192,12 @@ class _Builder:
                          self.act_fmt(f"{prefix}.0.q", peak_w))
         return self.adder_conv(f"{prefix}.1", adder, q)
 
-    def bn(self, name: str, bn: torch.nn.BatchNorm2d, inp: str, relu: bool) -> str:
+    def bn(self, name: str, bn: torch.nn.BatchNorm2d, inp: str, relu: bool,
+           gain: float = 1.0) -> str:
+        """``bn`` as a requant of ``inp``, whose values are ``gain`` times what the float
+        model has there (a pool over a window whose area is not a power of two)."""
         a, c = _bn_affine(bn)
-        return self.requant(name, inp, a, c, relu, self.act_fmt(name))
+        return self.requant(name, inp, a / gain, c, relu, self.act_fmt(name))
 
     def narrow(self, net: IntegerNetwork) -> IntegerNetwork:
         """Replace the provisional 64-bit accumulator widths by the widths the bounds need."""
@@ -248,8 +252,10 @@ def quantize(model: ShiftAddResNet, calibration: torch.Tensor, precision: Precis
     k = cfg.pool
     b.ops.append(AvgPool(name="avgpool", inputs=(y,), output="avgpool", kernel=k))
     b.tensor("avgpool", (c, hh // k, hh // k), b.tensors[y].fmt)
+    # the pool divides by a power of two: its output is pool_gain(k) times the mean, and so
+    # is the fc's, which is linear (no bias); bn2's requant takes the factor back
     y = b.shift_conv("fc", model.fc, "avgpool")
-    y = b.bn("bn2", model.bn2, y, relu=False)
+    y = b.bn("bn2", model.bn2, y, relu=False, gain=pool_gain(k))
     meta = {"num_classes": cfg.num_classes, "calibration_images": int(len(calibration)),
             "peaks": {k: round(v, 6) for k, v in peaks.items()}}
     if normalization is not None:

@@ -319,13 +319,13 @@ class AvgPooler(wiring.Component):
     a caller with fewer items sends zeros) with ``first``/``last`` marking a window; at
     each ``last`` it emits ``y = sat(rshift_round(sum, shift))``. With ``groups`` > 1 each
     transfer names its window's sum ``g``: up to ``groups`` windows may be open at once, their
-    items interleaved (a conv's output words, channel block by channel block) (``shift = log2(k*k) + frac(x)
-    - frac(y)``, a per-layer port; the hardware shifts right only, so the generator must keep
-    ``frac(y) <= log2(k*k) + frac(x)`` — the quantizer uses ``frac(y) = frac(x)``). Windows are
-    contiguous in the stream (the engine orders them). ``latency`` = 3 from the ``last`` item
-    (the item registered, the sum, round and clamp). ``shift`` is registered inside: it must
-    hold from the cycle the first item is offered (a window's sum starts from the rounding
-    constant ``2**(shift-1)``).
+    items interleaved (a conv's output words, channel block by channel block). ``shift =
+    ceil(log2(k*k)) + frac(x) - frac(y)`` (``docs/NUMERICS.md``) is a per-layer port; the
+    hardware shifts right only, so the generator must keep ``frac(y) <= ceil(log2(k*k)) +
+    frac(x)`` (the quantizer uses ``frac(y) = frac(x)``). Windows are contiguous in the stream
+    (the engine orders them). ``latency`` = 3 from the ``last`` item (the item registered, the
+    sum, round and clamp). ``shift`` is registered inside: it must hold from the cycle the
+    first item is offered (a window's sum starts from the rounding constant ``2**(shift-1)``).
     """
 
     latency = 3

@@ -53,13 +53,12 @@ class Draw:
 
 
 def draw(seed: int, *, max_size: int = 16) -> Draw:
-    """A random network: 1-3 stages of 1-2 blocks, widths from :data:`WIDTHS`, a power-of-two
-    input side up to ``max_size``, 2-20 classes, shift exponents over 0..k for a k of 0-7."""
+    """A random network: 1-3 stages of 1-2 blocks, widths from :data:`WIDTHS`, an input side
+    of 1 to ``max_size`` (odd sides halve to odd maps, and most final pools average over an
+    area that is no power of two), 2-20 classes, shift exponents over 0..k for a k of 0-7."""
     r = random.Random(seed)
     stages = r.randint(1, 3)
-    least = 1 << (stages - 1)
-    size = r.choice([s for s in (1, 2, 4, 8, 16, 32) if least <= s <= max(max_size, least)])
-    config = ResNetConfig(in_channels=r.choice(IN_CHANNELS), input_size=size,
+    config = ResNetConfig(in_channels=r.choice(IN_CHANNELS), input_size=r.randint(1, max_size),
                           widths=tuple(r.choice(WIDTHS) for _ in range(stages)),
                           blocks=tuple(r.randint(1, 2) for _ in range(stages)),
                           num_classes=r.randint(2, 20))

@@ -169,6 +169,30 @@ def test_a_conv_walks_its_rows_only_after_the_last_conv_has_taken_its_own(seed):
     assert res.cycles == [program_cycles(prog.descriptors, cfg)] * 2
 
 
+def test_pools_over_windows_of_any_area(seed):
+    """A 3x3 pool (an AVGPOOL of its own, on one port) and a global 6x6 one (fused into the
+    conv) of a 6x6 map: both divide by the power of two above the area (16, 64), bit-exact
+    with idle and backpressure."""
+    from gen.nn.models import ResNetConfig, ShiftAddResNet
+
+    config = ResNetConfig(in_channels=3, input_size=6, widths=(12,), blocks=(1,), num_classes=4)
+    calib = random_inputs(config, 8, 1)
+    model = randomize(ShiftAddResNet(config).eval(), seed=1, calibration=calib)
+    layer = single_layer_networks(quantize(model, calib, Precision.FIX8))["adder_12to12_k3s1_6x6"]
+    nets = [pooled_network(layer, 3), pooled_network(layer)]
+    cfg, progs = shared_engine(nets, Geometry(rows=3, cols=8, lanes=4))
+    assert [d["ports"] for d in progs[0].descriptors if d["op"] == Opcode.AVGPOOL] == [1]
+    assert progs[1].descriptors[1]["pool"] == 1
+    for net, prog in zip(nets, progs, strict=True):
+        spec = net.tensors[net.input]
+        x = np.random.default_rng(seed).integers(spec.fmt.lo, spec.fmt.hi, (3, *spec.shape),
+                                                 endpoint=True)
+        case = make_case(net, cfg, load_frame(prog, cfg), BUILD_ID, x)
+        res = run_case(build_config(cfg, BUILD_ID), net, cfg, case, seed=seed, idle=0.2,
+                       backpressure=0.2)
+        assert res.images == 3 and res.mismatches == 0, net.name
+
+
 def _sized_resnet20(precision: Precision):
     """ResNet-20 sized for the ZC706 as ``shiftadd gen`` sizes it, and one image of the random
     calibration batch."""

@@ -11,7 +11,7 @@ import torch
 from gen import checkpoint
 from gen.checkpoint import CheckpointError
 from gen.nn.data import Normalization
-from gen.nn.models import PRESETS, build
+from gen.nn.models import PRESETS, ResNetConfig, ShiftAddResNet, build
 
 
 def official_state(arch="resnet20_shiftadd", raw=False):
@@ -357,24 +357,26 @@ def test_a_failed_save_keeps_the_old_checkpoint_and_leaves_no_temporary(tmp_path
     assert checkpoint.load(p).normalization is None
 
 
-@pytest.mark.parametrize("size", [6, 12, 2])
-def test_a_config_whose_final_pool_cannot_be_a_shift_is_refused_on_load(tmp_path, size):
-    """Three stages halve the side twice and the global average pool divides by k*k with a
-    shift: a 6 or 12 input (3x3 left) or a 2 (nothing left) is refused when the checkpoint is
-    read, naming the field, not after quantizing (or with a classifier of spatial outputs)."""
+@pytest.mark.parametrize("size, pool", [(6, 2), (12, 3), (2, 1), (0, None)])
+def test_a_config_of_any_input_side_loads(tmp_path, size, pool):
+    """Three stages halve the side twice, an odd side rounding up (6 -> 3 -> 2, 12 -> 6 -> 3):
+    the model pools what is left, to one logit per class. A side of 0 is refused when the
+    checkpoint is read, naming the field."""
     p = tmp_path / "d.pt"
-    checkpoint.save(p, build("digits"), "digits", Normalization(0.3, 0.4), {}, {"name": "x"})
+    config = ResNetConfig(in_channels=1, input_size=max(size, 1), widths=(16, 32, 64),
+                          blocks=(1, 1, 1), num_classes=10)
+    checkpoint.save(p, ShiftAddResNet(config), "resnet20_shiftadd", None, {}, {})
     obj = torch.load(p, weights_only=True)
-    obj["config"] = {**obj["config"], "input_size": size, "widths": [16, 32, 64],
-                     "blocks": [1, 1, 1]}
+    obj["config"]["input_size"] = size
     torch.save(obj, p)
-    with pytest.raises(CheckpointError, match=f"input_size must be a power of two of at least 4 "
-                                              f"for 3 stages.*not {size}"):
-        checkpoint.load(p)
-    for ok in (4, 8, 32):
-        assert PRESETS["resnet20_shiftadd"].__class__(
-            **{**PRESETS["resnet20_shiftadd"].to_json(), "widths": (16, 32, 64),
-               "blocks": (1, 1, 1), "input_size": ok}).pool == ok // 4
+    if pool is None:
+        with pytest.raises(CheckpointError, match="input_size must be at least 1, not 0"):
+            checkpoint.load(p)
+        return
+    model = checkpoint.load(p).model.eval()
+    assert model.config.pool == pool
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, size, size)).shape == (2, 10)
 
 
 def _corrupt(sd: dict, k: str, how: int) -> None:

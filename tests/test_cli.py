@@ -323,20 +323,20 @@ def test_init_takes_another_shape_of_the_family(tmp_path):
     assert obj["config"]["blocks"] == [5, 5, 5] and obj["config"]["widths"] == [16, 32, 64]
     assert len(checkpoint.load(r32).model.layer2) == 5
     small = tmp_path / "small.pt"
-    run("init", "resnet20_shiftadd", "--widths", "8,12", "--blocks", "1,2", "--input-size", "16",
+    run("init", "resnet20_shiftadd", "--widths", "8,12", "--blocks", "1,2", "--input-size", "12",
         "--in-channels", "1", "--classes", "4", "-o", small)
     c = checkpoint.load(small).model.config
     assert (c.widths, c.blocks, c.input_size, c.in_channels, c.num_classes) == (
-        (8, 12), (1, 2), 16, 1, 4)
+        (8, 12), (1, 2), 12, 1, 4)
     run("gen", small, "-o", tmp_path / "out", "--rows", "2", "--cols", "8", "--lanes", "4")
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     conv1 = next(layer for layer in rep["layers"] if layer["name"] == "conv1")
-    assert conv1["lane_ops"] == 16 * 16 * 8 * 9 * 1  # pixels x widths[0] x 3x3 x in_channels
+    assert conv1["lane_ops"] == 12 * 12 * 8 * 9 * 1  # pixels x widths[0] x 3x3 x in_channels
     assert rep["array"]["rows"] == 2 and any(layer["name"] == "layer2.1.conv2.1"
                                              for layer in rep["layers"])
     for args, message in (
             (["resnet20_shiftadd", "--widths", "16,32"], "widths=16,32: widths and blocks must"),
-            (["resnet20_shiftadd", "--input-size", "24"], "input_size must be a power of two"),
+            (["resnet20_shiftadd", "--input-size", "0"], "input_size must be at least 1"),
             (["resnet20_shiftadd", "--classes", "1"], "num_classes >= 2"),
             (["resnet20_shiftadd", "--in-channels", "0"], "in_channels must be at least 1"),
             (["digits", "--in-channels", "3"], "a digits model takes the bundled 1x8x8 images"),

@@ -124,20 +124,23 @@ def test_add_aligns_rounds_saturates(a, b, fa, fb, fy, relu):
     assert got == saturate(max(v, 0) if relu else v, 8)
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
-def test_avgpool_rounds_mean(k):
+@pytest.mark.parametrize("k, side, shift", [(1, 4, 0), (2, 4, 2), (4, 4, 4), (3, 6, 4),
+                                            (7, 7, 6)])
+def test_avgpool_divides_by_a_power_of_two(k, side, shift):
+    """The window's sum, shifted right by ceil(log2(k*k)): the rounded mean when k*k is a
+    power of two, else the mean times k*k / 2**shift (3x3: 9/16, 7x7: 49/64)."""
     rng = np.random.default_rng(k)
-    x = rng.integers(-128, 127, size=(2, 3, 4, 4), endpoint=True)
-    sx = TensorSpec("x", (3, 4, 4), Format(8, 5))
-    sy = TensorSpec("y", (3, 4 // k, 4 // k), Format(8, 5))
+    x = rng.integers(-128, 127, size=(2, 3, side, side), endpoint=True)
+    sx = TensorSpec("x", (3, side, side), Format(8, 5))
+    sy = TensorSpec("y", (3, side // k, side // k), Format(8, 5))
     net = one_op_net(AvgPool(name="p", inputs=("x",), output="y", kernel=k), [sx], sy)
     got = golden.run(net, x)
     for n in range(2):
         for c in range(3):
-            for i in range(4 // k):
-                for j in range(4 // k):
+            for i in range(side // k):
+                for j in range(side // k):
                     s = int(x[n, c, i * k:(i + 1) * k, j * k:(j + 1) * k].sum())
-                    assert got[n, c, i, j] == saturate(rshift_round(s, (k * k).bit_length() - 1), 8)
+                    assert got[n, c, i, j] == saturate(rshift_round(s, shift), 8)
 
 
 def test_run_rejects_bad_inputs():

@@ -96,6 +96,27 @@ def test_resnet20_structure_quantizes_and_runs(seed):
     assert np.array_equal(out, golden.run(net, x, keep=True)[net.output])
 
 
+@pytest.mark.parametrize("size, pool", [(28, 7), (12, 3), (8, 2)])
+def test_inputs_of_any_side_quantize_to_the_float_model(size, pool):
+    """An MNIST-sized input (28 -> 14 -> 7) ends in a 7x7 pool: its sum is divided by 64, not
+    49, and the quantizer folds 64/49 into bn2's requant. FIX32 keeps the float model's
+    logits within a fraction of a percent; without the fold they are 49/64 of them (23 %)."""
+    from gen.nn.models import ResNetConfig, ShiftAddResNet, random_inputs, randomize
+
+    cfg = ResNetConfig(in_channels=1, input_size=size, widths=(8, 12, 16), blocks=(1, 1, 1),
+                       num_classes=5)
+    assert cfg.pool == pool
+    x = random_inputs(cfg, 64, 3)
+    model = randomize(ShiftAddResNet(cfg).eval(), seed=3, calibration=x)
+    with torch.no_grad():
+        want = model(x).numpy().reshape(64, -1)
+    net = quantize(model, x, Precision.FIX32, name="any-side")
+    assert net.tensors["avgpool"].shape == (16, 1, 1)
+    out = golden.run(net, quantize_input(net, x.numpy())).reshape(64, -1)
+    got = out / 2.0 ** net.tensors[net.output].fmt.frac
+    assert np.abs(got - want).max() < 0.01 * np.abs(want).max()
+
+
 @pytest.mark.parametrize("calib, message", [
     (torch.zeros(4, 3, 8, 8), r"must be \[N, 1, 8, 8\], not \[4, 3, 8, 8\]"),
     (torch.zeros(0, 1, 8, 8), r"no inputs \(N = 0\)"),

@@ -11,14 +11,15 @@ from gen.compile import Geometry
 from gen.numerics import Precision
 from sim.random_networks import draw, run
 
-# two or three draws per engine build; between them: 1, 3, 4 and 17 input channels (17: several
+# two or three draws per engine build; between them: 1, 3 and 17 input channels (17: several
 # words per pixel), widths 3 and 33 (no multiple of the columns or the lanes), 1 to 3 stages,
-# a 1x1 input, 2 to 20 classes, shift exponents over 0..k for k from 0 to 7; 2x6x3: FIX8
-# words of 48 bits, narrower than their two beats, and three lanes
+# a 1x1 input, odd maps halved (7 -> 4, 3 -> 2), final pools over 3x3 and 7x7 (areas no power
+# of two), 2 to 20 classes, shift exponents over 0..k for k from 0 to 7; 2x6x3: FIX8 words of
+# 48 bits, narrower than their two beats, and three lanes
 GROUPS = {
-    "fix8-2x6x3": (Precision.FIX8, Geometry(rows=2, cols=6, lanes=3), (2, 4)),
-    "fix8-3x8x4": (Precision.FIX8, Geometry(rows=3, cols=8, lanes=4), (0, 7, 10)),
-    "fix32-2x16x8": (Precision.FIX32, Geometry(rows=2, cols=16, lanes=8), (5, 1, 3)),
+    "fix8-2x6x3": (Precision.FIX8, Geometry(rows=2, cols=6, lanes=3), (5, 28)),
+    "fix8-3x8x4": (Precision.FIX8, Geometry(rows=3, cols=8, lanes=4), (8, 0, 15)),
+    "fix32-2x16x8": (Precision.FIX32, Geometry(rows=2, cols=16, lanes=8), (9, 7)),
 }
 
 
@@ -29,6 +30,8 @@ def test_the_draws_cover_what_the_zoo_does_not():
     assert {3, 33} <= widths and any(w % 8 for w in widths)
     assert {1, 2, 3} == {len(c.widths) for c in configs}
     assert min(c.input_size for c in configs) == 1
+    assert {3, 7} <= {c.pool for c in configs}  # pools that divide by a larger power of two
+    assert any(c.input_size % 2 and len(c.widths) > 1 for c in configs)
 
 
 @pytest.mark.parametrize("group", sorted(GROUPS))

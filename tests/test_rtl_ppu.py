@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gen.numerics import pool_shift
 from hw.ppu import (
     AddConfig,
     AvgPooler,
@@ -47,12 +48,13 @@ def test_residual_adder(in_bits, out_bits, seed):
     (32, 4, False, 2, 1),
     (8, 8, True, 1, 4),   # four windows interleaved (a conv's pool: ResNet-20's 64 channels)
     (32, 2, False, 1, 3),
+    (8, 7, True, 2, 2),   # a 7x7 window: its sum divided by 64 (docs/NUMERICS.md)
 ])
 def test_avg_pooler(bits, kernel, sized, inputs, groups, seed):
     # fy < fx only within what the output can still hold: the golden rule saturates the rest
     fracs = [(5, 5), (5, 4), (3, 5), (6, 2)]
-    # sized: the shifter only as wide as these cases need (shift = log2(k*k) + fx - fy)
-    need = 2 * (kernel.bit_length() - 1) + max(fx - fy for fx, fy in fracs)
+    # sized: the shifter only as wide as these cases need
+    need = max(pool_shift(kernel, fx, fy) for fx, fy in fracs)
     cfg = PoolConfig(bits, kernel * kernel, need if sized else 62, inputs, groups)
     build = rtl.build(lambda: AvgPooler(cfg), "avgpool", {"cfg": repr(cfg)})
     rtl.run(build, "sim.tb.ppu_tb", {"bits": bits, "kernel": kernel, "fracs": fracs,

@@ -36,21 +36,19 @@ class ResNetConfig:
             raise ValueError("widths and blocks must be positive and num_classes >= 2")
         if self.in_channels < 1:
             raise ValueError(f"in_channels must be at least 1, not {self.in_channels}")
-        least = 1 << (len(self.widths) - 1)
-        if self.input_size < least or self.input_size & (self.input_size - 1):
-            # each stage after the first halves the side, and the global average pool over the
-            # last side k divides by k*k with a shift (docs/NUMERICS.md)
-            raise ValueError(f"input_size must be a power of two of at least {least} for "
-                             f"{len(self.widths)} stages (each stage after the first halves it; "
-                             f"the final average pool needs a power-of-two side), not "
-                             f"{self.input_size}")
+        if self.input_size < 1:
+            raise ValueError(f"input_size must be at least 1, not {self.input_size}")
         if not 0 <= self.exp_max <= SHIFT_EXP_MAX:
             raise ValueError(f"exp_max must be in 0..{SHIFT_EXP_MAX}, not {self.exp_max}")
 
     @property
     def pool(self) -> int:
-        """Side of the final feature map (pooled to 1x1): each stage after the first halves it."""
-        return self.input_size >> (len(self.widths) - 1)
+        """Side of the final feature map (pooled to 1x1): each stage after the first halves it,
+        an odd side rounding up (its stride-2 convs: 28 -> 14 -> 7, 7 -> 4)."""
+        side = self.input_size
+        for _ in self.widths[1:]:
+            side = (side + 1) // 2
+        return side
 
     def to_json(self) -> dict:
         d = asdict(self)

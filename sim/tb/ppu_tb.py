@@ -8,7 +8,7 @@ import numpy as np
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, with_timeout
 
 from gen.ir import IntegerNetwork, Requant, TensorSpec
-from gen.numerics import ENGINE_MULT_BITS, MULT_BITS, Format, Precision, floor_requant
+from gen.numerics import ENGINE_MULT_BITS, MULT_BITS, Format, Precision, floor_requant, pool_shift
 from sim import golden
 from sim.models.stream import ClockDriver, StreamMonitor, StreamSink, StreamSource
 from sim.pack import pack, unpack
@@ -164,11 +164,11 @@ async def avgpool(dut, traffic):
                              {"x": tx, "y": ty}, [op])
         want = golden.run_op(net, op, {"x": x}).ravel().tolist()
         await FallingEdge(dut.clk)
-        dut.shift.value = (k * k).bit_length() - 1 + fx - fy
+        dut.shift.value = pool_shift(k, fx, fy)
         await RisingEdge(dut.clk)  # the pooler's contract: the shift is set a cycle ahead
         base = len(sink.items)
         items = []
-        n = cfg.get("inputs", 1)  # items per transfer (k * k is a power of two, as is n)
+        n = cfg.get("inputs", 1)  # items per transfer (a window's last one padded with zeros)
         # ``groups`` windows at a time, their transfers interleaved (each names its window)
         groups = cfg.get("groups", 1)
         g_bits = [([0], (groups - 1).bit_length())] if groups > 1 else []
@@ -176,11 +176,11 @@ async def avgpool(dut, traffic):
             chans = range(ch0, min(ch0 + groups, c))
             for j in range(0, k * k, n):
                 for g, ch in enumerate(chans):
-                    flat = [int(v) for v in x[0, ch].ravel()]
+                    flat = [int(v) for v in x[0, ch].ravel()] + [0] * (n - 1)
                     if g_bits:
                         g_bits = [([g], g_bits[0][1])]
                     items.append(pack([(flat[j:j + n], bits), ([int(j == 0)], 1),
-                                       ([int(j + n >= len(flat))], 1), *g_bits]))
+                                       ([int(j + n >= k * k)], 1), *g_bits]))
         src.send(items)
         await with_timeout(sink.wait_for(base + c), 100 * 50 * len(items), "ns")
         await ClockCycles(dut.clk, 2)
