@@ -70,6 +70,35 @@ def test_real_images_bit_exact_end_to_end(board):
     assert st["last_run"]["cycles"] > 24.9 * manifest["cycles_per_image"] > 0
 
 
+def test_the_readme_python_example_runs(board, tmp_path):
+    """The README's Python block, as written but for the board's address, token, OUT/ and
+    input file: it prints the golden model's classes and a cycle count."""
+    import contextlib
+    import io
+    import re
+
+    from gen.generate import load_outdir
+    from gen.numerics import Format, quantize_real
+
+    out, emu = board
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = re.search(r"<!-- python-api -->\n```python\n(.*?)```", readme, re.S).group(1)
+    manifest, net, _ = load_outdir(out)
+    x = _digits(manifest, 12)
+    np.save(tmp_path / "x.npy", x)
+    for old, new in (('"zc706:7700"', repr(emu.address)), ('"T"', repr(TOKEN)),
+                     ('"out/d8"', repr(str(out))), ('"x.npy"', repr(str(tmp_path / "x.npy")))):
+        assert code.count(old) == 1, old
+        code = code.replace(old, new)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    classes, cycles = printed.getvalue().splitlines()
+    y = golden.run(net, quantize_real(x, Format.from_json(manifest["input"]["format"])))
+    assert classes == str(y.reshape(12, -1).argmax(axis=1))
+    assert float(cycles.split()[0]) > 0.9 * manifest["cycles_per_image"]
+
+
 def test_cli_run_check(board, tmp_path):
     out, emu = board
     x = tmp_path / "x.npy"
