@@ -64,6 +64,17 @@ class Loaded:
                 if (v := getattr(c, f.name)) != getattr(preset, f.name)]
         return f"{self.arch} ({', '.join(diff)})" if diff else self.arch
 
+    def input_hint(self, shape) -> str:
+        """For inputs of ``shape`` that do not fit the model: how to say the side an official
+        checkpoint's model was trained on, when that side was assumed ("" otherwise)."""
+        c = self.model.config
+        if self.meta.get("input_size_assumed") and len(shape) == 4 and \
+                shape[1] == c.in_channels and shape[2] == shape[3] != c.input_size:
+            return (f" (an official checkpoint does not record its input side, and "
+                    f"{c.input_size} was assumed: pass --input-size {shape[2]} if its model was "
+                    f"trained on {shape[2]}x{shape[3]} images)")
+        return ""
+
 
 def save(path: str | Path, model: ShiftAddResNet, arch: str, normalization: Normalization | None,
          metrics: dict, data: dict) -> None:
@@ -119,9 +130,12 @@ def _number(v):
     return v.item() if isinstance(v, np.generic | np.ndarray) and np.size(v) == 1 else v
 
 
-def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool = False
-         ) -> Loaded:
-    """Load a shiftadd or official checkpoint into a model, validating every tensor."""
+def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool = False,
+         input_size: int | None = None) -> Loaded:
+    """Load a shiftadd or official checkpoint into a model, validating every tensor.
+    ``input_size``: the side of the images an official checkpoint's model was trained on (its
+    tensors do not tell; default the preset's, CIFAR's 32); a shiftadd checkpoint records its
+    own, and another one is an error."""
     path = Path(path)
     if path.is_dir():
         raise CheckpointError(f"{path}: a directory, not a checkpoint file")
@@ -156,6 +170,10 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
                              Normalization(mean=float(n["mean"]), std=float(n["std"])))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: malformed shiftadd checkpoint ({e})") from None
+        if input_size is not None and input_size != config.input_size:
+            raise CheckpointError(f"{path}: its model was trained on {config.input_size}x"
+                                  f"{config.input_size} inputs (the checkpoint records it), "
+                                  f"not {input_size}x{input_size}")
         state = obj["state_dict"]
         meta.update(kind="shiftadd", metrics=obj.get("metrics", {}), data=obj.get("data", {}))
     else:
@@ -176,7 +194,11 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
         if arch not in PRESETS:
             raise CheckpointError(f"unknown architecture {arch!r}; choose one of "
                                   f"{', '.join(PRESETS)}")
-        config = official_config(state, PRESETS[arch])
+        if input_size is not None and input_size < 1:
+            raise CheckpointError(f"the input size must be at least 1, not {input_size}")
+        config = official_config(state, PRESETS[arch], input_size)
+        if input_size is None:
+            meta["input_size_assumed"] = True
         if config != PRESETS[arch]:
             meta["config_from_tensors"] = True
     if not isinstance(state, dict):
@@ -202,11 +224,14 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
 _BLOCK_KEY = re.compile(r"(?:module\.)?layer(\d+)\.(\d+)\.bn1\.weight")
 
 
-def official_config(state: dict, preset: ResNetConfig) -> ResNetConfig:
-    """The layout an official state dict holds, on ``preset``'s stem and input: its stages,
-    their widths and blocks (``layerS.B.bn1``) and its classes (``fc``). ShiftAddNet's CIFAR
-    ResNets differ only in these (``resnet110_shiftadd_se``: 18 blocks per stage; CIFAR-100:
-    100 classes). Whatever else differs fails the key and shape checks, by name."""
+def official_config(state: dict, preset: ResNetConfig, input_size: int | None = None
+                    ) -> ResNetConfig:
+    """The layout an official state dict holds, on ``preset``'s stem: its input channels
+    (``conv1``), its stages, their widths and blocks (``layerS.B.bn1``) and its classes
+    (``fc``), for inputs of ``input_size`` (default the preset's: no tensor holds it).
+    ShiftAddNet's CIFAR ResNets differ only in these (``resnet110_shiftadd_se``: 18 blocks per
+    stage; CIFAR-100: 100 classes). Whatever else differs fails the key and shape checks, by
+    name."""
     widths: dict[int, int] = {}
     blocks: dict[int, int] = {}
     for k, v in state.items():
@@ -218,9 +243,13 @@ def official_config(state: dict, preset: ResNetConfig) -> ResNetConfig:
                 widths[s] = int(v.shape[0])
     fc = next((state[k] for k in ("fc.shift", "module.fc.shift", "fc.weight",
                                   "module.fc.weight") if k in state), None)
-    changes: dict = {}
+    conv1 = next((state[k] for k in ("conv1.shift", "module.conv1.shift", "conv1.weight",
+                                     "module.conv1.weight") if k in state), None)
+    changes: dict = {} if input_size is None else {"input_size": input_size}
     if isinstance(fc, torch.Tensor) and fc.ndim == 4:
         changes["num_classes"] = int(fc.shape[0])
+    if isinstance(conv1, torch.Tensor) and conv1.ndim == 4:
+        changes["in_channels"] = int(conv1.shape[1])
     stages = sorted(blocks)
     if stages and stages == list(range(1, len(stages) + 1)) and len(widths) == len(stages):
         changes["widths"] = tuple(widths[s] for s in stages)

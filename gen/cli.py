@@ -207,7 +207,8 @@ def _load(args: argparse.Namespace):
     from gen import checkpoint
 
     return checkpoint.load(args.checkpoint, args.arch,
-                           round_shift_params=args.round_shift_params)
+                           round_shift_params=args.round_shift_params,
+                           input_size=args.input_size)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -246,7 +247,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     else:
         x, y = load_labelled(args.data, loaded, args.images)
         if args.calibration:
-            calib = torch_inputs(_load_npy(args.calibration, "--calibration"))
+            calib = _calibration(args, loaded)
         else:
             _log(f"[eval] no --calibration data: calibrating on the first "
                  f"{min(CALIBRATION_IMAGES, len(x))} inputs of {args.data} (pass training "
@@ -301,6 +302,18 @@ def torch_inputs(a):
     return torch.from_numpy(a.astype("float32"))
 
 
+def _calibration(args: argparse.Namespace, loaded):
+    """``--calibration``'s inputs for ``loaded``'s model, as the tensor the quantizer takes."""
+    a = _load_npy(args.calibration, "--calibration")
+    c = loaded.model.config
+    want = (c.in_channels, c.input_size, c.input_size)
+    if a.ndim != 4 or a.shape[1:] != want:
+        raise UserError(f"--calibration {args.calibration}: inputs must be [N, "
+                        f"{', '.join(map(str, want))}], not {list(a.shape)}"
+                        f"{loaded.input_hint(a.shape)}")
+    return torch_inputs(a)
+
+
 SIM_IMAGES = 20  # shiftadd sim's default number of inputs
 RANDOM_CALIBRATION = 64  # standard-normal inputs that calibrate a model without data
 CALIBRATION_HELP = (".npy of float inputs [N, C, H, W], normalized as the model's input, to "
@@ -322,7 +335,7 @@ def _network_for(args: argparse.Namespace):
     loaded = _load(args)
     precision = args.precision or "fix8"
     if args.calibration:
-        calib = torch_inputs(_load_npy(args.calibration, "--calibration"))
+        calib = _calibration(args, loaded)
         norm = None
     elif loaded.arch == "digits":
         from gen.evaluate import calibration_batch, require_digits_model
@@ -878,6 +891,10 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
                    help="architecture of an official checkpoint (default resnet20_shiftadd, "
                         "ShiftAddNet's CIFAR ResNets: the depth, widths and classes are read "
                         "from the tensors); shiftadd checkpoints record their own")
+    p.add_argument("--input-size", type=int, metavar="N", default=None,
+                   help="side of the images an official checkpoint's model was trained on "
+                        "(default 32, CIFAR's; its tensors do not tell); shiftadd checkpoints "
+                        "record their own")
     p.add_argument("--round-shift-params", action="store_true",
                    help="round raw training-state shift parameters as the layer's forward "
                         "does, instead of rejecting them: DeepShift-PS shift/sign by the "

@@ -32,6 +32,20 @@ def official_state(arch="resnet20_shiftadd", raw=False):
     return sd
 
 
+def official_state_of(model):
+    """``model``'s state dict with its shift parameters rounded (deployable) and non-trivial
+    BN statistics."""
+    sd = {k: v.clone() for k, v in model.state_dict().items()}
+    for k in sd:
+        if k.endswith(".shift"):
+            sd[k] = torch.round(torch.clamp(sd[k], -7, 0))
+        elif k.endswith(".sign"):
+            sd[k] = torch.sign(torch.round(sd[k]))
+        elif k.endswith("running_var"):
+            sd[k] = torch.rand_like(sd[k]) + 0.5
+    return sd
+
+
 def save(tmp_path, obj, name="ckpt.pt"):
     p = tmp_path / name
     torch.save(obj, p)
@@ -176,6 +190,36 @@ def test_the_depth_widths_and_classes_come_from_the_tensors(tmp_path, seed):
         checkpoint.load(save(tmp_path, {"state_dict": gap}, "gap.pt"))
 
 
+def test_the_input_channels_come_from_the_tensors_and_the_side_from_the_user(tmp_path):
+    """An official model of one input channel loads as one (conv1's tensor tells), and on
+    28x28 inputs when told (no tensor holds the side; CIFAR's 32 is assumed). A shiftadd
+    checkpoint records its side: another one is an error."""
+    import dataclasses
+
+    config = dataclasses.replace(PRESETS["resnet20_shiftadd"], in_channels=1, input_size=28)
+    ref = build("resnet20_shiftadd", config).eval()
+    sd = official_state_of(ref)
+    ref.load_state_dict(sd)
+    p = save(tmp_path, {"state_dict": sd})
+    assumed = checkpoint.load(p)
+    assert assumed.model.config == dataclasses.replace(config, input_size=32)
+    assert assumed.meta["input_size_assumed"]
+    assert "pass --input-size 28" in assumed.input_hint((5, 1, 28, 28))
+    assert assumed.input_hint((5, 3, 28, 28)) == ""  # not the channels: no side would help
+    told = checkpoint.load(p, input_size=28)
+    assert told.model.config == config and "input_size_assumed" not in told.meta
+    assert told.description == "resnet20_shiftadd (in channels 1, input size 28)"
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(told.model(x), ref(x))
+
+    ours = tmp_path / "ours.pt"
+    checkpoint.save(ours, told.model, "resnet20_shiftadd", None, {}, {})
+    assert checkpoint.load(ours, input_size=28).model.config == config
+    with pytest.raises(CheckpointError, match=r"trained on 28x28 inputs \(the checkpoint "
+                                              r"records it\), not 32x32"):
+        checkpoint.load(ours, input_size=32)
+
+
 def test_import_fix8_and_sparse_adder_layers(tmp_path, seed):
     """ShiftAddNet's FIX8 training (``--add_quant True``) gives every Adder2D an input
     quantizer's running statistics, and ``sparsity`` a mask it applies in every forward pass:
@@ -218,13 +262,21 @@ def test_bad_checkpoints_name_the_key(tmp_path, mutate, message):
 
 
 def test_headerless_checkpoint_of_another_arch_points_at_arch(tmp_path):
-    """A state dict without shiftadd's header is read as resnet20_shiftadd; when it is another
-    model's, the error says so and names --arch, which then loads it."""
+    """A state dict without shiftadd's header is read as resnet20_shiftadd, in the layout its
+    tensors hold: digits' (one input channel, two stages) loads as that member of the family,
+    on the assumed 32x32 inputs; --arch digits loads it as digits, on 8x8. A state that is no
+    member of the family gets its key errors with --arch named."""
     sd = build("digits").state_dict()
     p = save(tmp_path, {"state_dict": sd})
+    loaded = checkpoint.load(p, round_shift_params=True)
+    assert loaded.arch == "resnet20_shiftadd" and loaded.model.config.input_size == 32
+    assert loaded.description == ("resnet20_shiftadd (in channels 1, widths 16,32, blocks 1,1)")
+    digits = checkpoint.load(p, "digits", round_shift_params=True)
+    assert digits.arch == "digits" and digits.model.config == PRESETS["digits"]
+    sd["conv1.shift"] = sd["conv1.shift"][:, :, :2]  # a 3x2 stem: not this family's
+    p = save(tmp_path, {"state_dict": sd}, "other.pt")
     with pytest.raises(CheckpointError, match="for a resnet20_shiftadd model .*unless --arch"):
-        checkpoint.load(p)
-    assert checkpoint.load(p, "digits", round_shift_params=True).arch == "digits"
+        checkpoint.load(p, round_shift_params=True)
 
 
 def test_raw_training_state_needs_explicit_rounding(tmp_path):

@@ -88,15 +88,28 @@ def test_quantize_takes_an_official_resnet20_checkpoint_and_calibration_data(tmp
     assert net.name == "resnet20_shiftadd" and net.tensors[net.input].shape == (3, 32, 32)
     r = run("quantize", ckpt, "--round-shift-params", "-o", tmp_path / "r.npz")
     assert "[quantize] no --calibration data" in r.stderr
+    # the tensors do not tell the input side: a model trained on 28x28 images says so
+    np.save(tmp_path / "cal28.npy", rng.standard_normal((8, 3, 28, 28)).astype(np.float32))
+    run("quantize", ckpt, "--round-shift-params", "--calibration", tmp_path / "cal28.npy",
+        "--input-size", "28", "-o", tmp_path / "r28.npz")
+    assert IntegerNetwork.load(tmp_path / "r28.npz").tensors["avgpool"].shape == (64, 1, 1)
     for args, message in (
             ([ckpt, "--round-shift-params", "--calibration", tmp_path / "digits.npy"],
-             "calibration data must be [N, 3, 32, 32], not [8, 1, 8, 8]"),
+             "digits.npy: inputs must be [N, 3, 32, 32], not [8, 1, 8, 8]"),
+            ([ckpt, "--round-shift-params", "--calibration", tmp_path / "cal28.npy"],
+             "not [8, 3, 28, 28] (an official checkpoint does not record its input side, and "
+             "32 was assumed: pass --input-size 28 if its model was trained on 28x28 images)"),
+            ([ckpt, "--round-shift-params", "--input-size", "0"],
+             "the input size must be at least 1, not 0"),
             ([ckpt, "--round-shift-params", "--calibration", tmp_path / "huge.npy"],
              "input: values up to 4.73e+30 over the calibration inputs need -95 fractional"),
             ([out], "already an integer network")):
         r = run("quantize", *args, check=False)
         assert r.returncode == 1 and message in r.stderr, r.stderr
         assert r.stderr.strip().count("\n") == 0, r.stderr
+    np.savez(tmp_path / "d28.npz", x=np.load(tmp_path / "cal28.npy"), y=np.zeros(8, np.int64))
+    r = run("eval", ckpt, "--round-shift-params", "--data", tmp_path / "d28.npz", check=False)
+    assert r.returncode == 1 and "pass --input-size 28 if its model" in r.stderr, r.stderr
 
 
 def test_doctor_json_reports_verilator():
