@@ -889,8 +889,9 @@ def _add_ckpt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="shiftadd or official ShiftAddNet checkpoint (.pt)")
     p.add_argument("--arch", choices=("digits", "resnet20_shiftadd"), default=None,
                    help="architecture of an official checkpoint (default resnet20_shiftadd, "
-                        "ShiftAddNet's CIFAR ResNets: the depth, widths and classes are read "
-                        "from the tensors); shiftadd checkpoints record their own")
+                        "ShiftAddNet's CIFAR ResNets: the depth, widths, input channels and "
+                        "classes are read from the tensors); shiftadd checkpoints record their "
+                        "own")
     p.add_argument("--input-size", type=int, metavar="N", default=None,
                    help="side of the images an official checkpoint's model was trained on "
                         "(default 32, CIFAR's; its tensors do not tell); shiftadd checkpoints "
