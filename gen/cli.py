@@ -328,6 +328,12 @@ def _network_for(args: argparse.Namespace):
 
     path = Path(args.checkpoint)
     if path.suffix == ".npz":
+        given = [o for o, v in (("--arch", args.arch), ("--input-size", args.input_size),
+                                ("--round-shift-params", args.round_shift_params),
+                                ("--calibration", args.calibration)) if v]
+        if given:
+            raise UserError(f"{path} is already an integer network: {', '.join(given)} "
+                            "go with a checkpoint (they shape its quantization)")
         net = IntegerNetwork.load(path)
         if args.precision and net.precision is not Precision(args.precision):
             raise UserError(f"{path} is a {net.precision.value} network, not {args.precision}")

@@ -393,6 +393,12 @@ def test_gen_refuses_what_cannot_be_built(tmp_path, quick_digits):
     assert "[gen] step" not in r.stderr and (tmp_path / "file").read_text() == "keep"
     r = run("sim", tmp_path, check=False)
     assert r.returncode == 1 and "no manifest.json" in r.stderr
+    # an integer network is quantized already: the options that shape a quantization are refused
+    (tmp_path / "n.npz").write_bytes(b"")
+    r = run("gen", tmp_path / "n.npz", "-o", out, "--input-size", "8", "--calibration",
+            tmp_path / "c.npy", check=False)
+    assert r.returncode == 1 and "n.npz is already an integer network: --input-size, " \
+        "--calibration go with a checkpoint" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("argv, message", [
