@@ -14,14 +14,15 @@ from gen.nn.data import Normalization
 from gen.nn.models import PRESETS, ResNetConfig, ShiftAddResNet, build
 
 
-def official_state(arch="resnet20_shiftadd", raw=False):
-    """A state dict laid out like the official repository's (deployable unless raw)."""
-    model = build(arch)
+def official_state(arch="resnet20_shiftadd", raw=False, model=None, shift_min=-14):
+    """A state dict laid out like the official repository's, of ``model`` or else of a new
+    ``arch`` (deployable unless raw: shift exponents rounded within ``shift_min``..0)."""
+    model = build(arch) if model is None else model
     sd = {k: v.clone() for k, v in model.state_dict().items()}
     if not raw:
         for k in sd:
             if k.endswith(".shift"):
-                sd[k] = torch.round(torch.clamp(sd[k], -14, 0))
+                sd[k] = torch.round(torch.clamp(sd[k], shift_min, 0))
             elif k.endswith(".sign"):
                 sd[k] = torch.sign(torch.round(sd[k]))
     for k in sd:  # make BN non-trivial so a wrong mapping would show in the outputs
@@ -29,20 +30,6 @@ def official_state(arch="resnet20_shiftadd", raw=False):
             sd[k] = torch.rand_like(sd[k]) + 0.5
         elif k.endswith("running_mean"):
             sd[k] = torch.randn_like(sd[k])
-    return sd
-
-
-def official_state_of(model):
-    """``model``'s state dict with its shift parameters rounded (deployable) and non-trivial
-    BN statistics."""
-    sd = {k: v.clone() for k, v in model.state_dict().items()}
-    for k in sd:
-        if k.endswith(".shift"):
-            sd[k] = torch.round(torch.clamp(sd[k], -7, 0))
-        elif k.endswith(".sign"):
-            sd[k] = torch.sign(torch.round(sd[k]))
-        elif k.endswith("running_var"):
-            sd[k] = torch.rand_like(sd[k]) + 0.5
     return sd
 
 
@@ -168,12 +155,7 @@ def test_the_depth_widths_and_classes_come_from_the_tensors(tmp_path, seed):
     config = dataclasses.replace(PRESETS["resnet20_shiftadd"], blocks=(18, 18, 18),
                                  num_classes=100)
     ref = build("resnet20_shiftadd", config).eval()
-    sd = {k: v.clone() for k, v in ref.state_dict().items()}
-    for k in sd:
-        if k.endswith(".shift"):
-            sd[k] = torch.round(torch.clamp(sd[k], -7, 0))
-        elif k.endswith(".sign"):
-            sd[k] = torch.sign(torch.round(sd[k]))
+    sd = official_state(model=ref, shift_min=-7)
     ref.load_state_dict(sd)
     se = {f"module.{k}": v for k, v in fixed_shift_state(sd).items()}
     loaded = checkpoint.load(save(tmp_path, {"epoch": 160, "state_dict": se}))
@@ -198,7 +180,7 @@ def test_the_input_channels_come_from_the_tensors_and_the_side_from_the_user(tmp
 
     config = dataclasses.replace(PRESETS["resnet20_shiftadd"], in_channels=1, input_size=28)
     ref = build("resnet20_shiftadd", config).eval()
-    sd = official_state_of(ref)
+    sd = official_state(model=ref, shift_min=-7)
     ref.load_state_dict(sd)
     p = save(tmp_path, {"state_dict": sd})
     assumed = checkpoint.load(p)
