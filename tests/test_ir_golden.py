@@ -100,7 +100,8 @@ def test_resnet20_structure_quantizes_and_runs(seed):
 def test_inputs_of_any_side_quantize_to_the_float_model(size, pool):
     """An MNIST-sized input (28 -> 14 -> 7) ends in a 7x7 pool: its sum is divided by 64, not
     49, and the quantizer folds 64/49 into bn2's requant. FIX32 keeps the float model's
-    logits within a fraction of a percent; without the fold they are 49/64 of them (23 %)."""
+    logits within a fraction of a percent; without the fold bn2 scales 49/64 of the fc's
+    output (the 28 and 12 cases fail)."""
     from gen.nn.models import ResNetConfig, ShiftAddResNet, random_inputs, randomize
 
     cfg = ResNetConfig(in_channels=1, input_size=size, widths=(8, 12, 16), blocks=(1, 1, 1),
