@@ -263,7 +263,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for p, n in res.saturated.items():
         if n:
             _log("[eval] note: " + saturation_note(
-                n, res.images * c.in_channels * c.input_size ** 2, f"the {p} network's input "
+                n, res.images * math.prod(c.input_shape), f"the {p} network's input "
                 "format (the calibration inputs' range)"))
     recorded = loaded.meta.get("best_prec1")
     if isinstance(recorded, int | float) and args.data is not None:
@@ -305,8 +305,7 @@ def torch_inputs(a):
 def _calibration(args: argparse.Namespace, loaded):
     """``--calibration``'s inputs for ``loaded``'s model, as the tensor the quantizer takes."""
     a = _load_npy(args.calibration, "--calibration")
-    c = loaded.model.config
-    want = (c.in_channels, c.input_size, c.input_size)
+    want = loaded.model.config.input_shape
     if a.ndim != 4 or a.shape[1:] != want:
         raise UserError(f"--calibration {args.calibration}: inputs must be [N, "
                         f"{', '.join(map(str, want))}], not {list(a.shape)}"

@@ -169,8 +169,8 @@ def load_labelled(path: Path, loaded: Loaded, limit: int | None = None
         if str(e).startswith(str(path)):
             raise
         raise ValueError(f"{path}: not an .npz archive of arrays ({e})") from None
-    want = [cfg.in_channels, cfg.input_size, cfg.input_size]
-    if x.ndim != 4 or list(x.shape[1:]) != want or not np.issubdtype(x.dtype, np.number):
+    want = cfg.input_shape
+    if x.ndim != 4 or x.shape[1:] != want or not np.issubdtype(x.dtype, np.number):
         raise ValueError(f"{path}: 'x' must be numbers [N, {', '.join(map(str, want))}], not "
                          f"{x.dtype} {list(x.shape)}{loaded.input_hint(x.shape)}")
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):

@@ -219,17 +219,16 @@ def quantize(model: ShiftAddResNet, calibration: torch.Tensor, precision: Precis
     """
     precision = Precision.parse(precision)
     cfg = model.config
-    if tuple(calibration.shape[1:]) != (cfg.in_channels, cfg.input_size, cfg.input_size):
-        raise ValueError(f"calibration data must be [N, {cfg.in_channels}, {cfg.input_size}, "
-                         f"{cfg.input_size}], not {list(calibration.shape)}")
+    if tuple(calibration.shape[1:]) != cfg.input_shape:
+        raise ValueError(f"calibration data must be [N, {', '.join(map(str, cfg.input_shape))}], "
+                         f"not {list(calibration.shape)}")
     if calibration.shape[0] == 0:
         raise ValueError("calibration data holds no inputs (N = 0)")
     if not torch.isfinite(calibration).all():
         raise ValueError("calibration data contains NaN or infinity")
     peaks = calibrate(model, calibration)
     b = _Builder(precision, peaks)
-    inp = b.tensor("input", (cfg.in_channels, cfg.input_size, cfg.input_size),
-                   b.act_fmt("input"))
+    inp = b.tensor("input", cfg.input_shape, b.act_fmt("input"))
     y = b.shift_conv("conv1", model.conv1, inp)
     y = b.bn("bn1", model.bn1, y, relu=True)
     for si, stage in enumerate(model.stages()):

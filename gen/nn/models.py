@@ -42,6 +42,11 @@ class ResNetConfig:
             raise ValueError(f"exp_max must be in 0..{SHIFT_EXP_MAX}, not {self.exp_max}")
 
     @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of one input."""
+        return self.in_channels, self.input_size, self.input_size
+
+    @property
     def pool(self) -> int:
         """Side of the final feature map (pooled to 1x1): each stage after the first halves it,
         an odd side rounding up (its stride-2 convs: 28 -> 14 -> 7, 7 -> 4)."""
@@ -129,8 +134,7 @@ class ShiftAddResNet(nn.Module):
 def random_inputs(config: ResNetConfig, n: int, seed: int = 0) -> torch.Tensor:
     """``n`` seeded standard-normal inputs of the model's shape: a calibration batch for a model
     without data (random weights, or a checkpoint whose data is not here)."""
-    return torch.randn(n, config.in_channels, config.input_size, config.input_size,
-                       generator=torch.Generator().manual_seed(seed))
+    return torch.randn(n, *config.input_shape, generator=torch.Generator().manual_seed(seed))
 
 
 def build(arch: str, config: ResNetConfig | None = None) -> ShiftAddResNet:
