@@ -69,9 +69,9 @@ def to_words(x: np.ndarray, cols: int, precision: str, word_beats: int | None = 
     bytes of its accelerator activation words: HWC, channels zero-padded to a multiple of
     ``cols``, little-endian, each word in whole 32-bit beats (the manifest's tensor layout).
     ``word_beats``: send only each word's first that many 32-bit beats (the manifest's input
-    ``beats_per_word``, which always covers the real channels); ``None``: whole words. ``header``: a 32-bit beat put before
-    each tensor's words (a frame header). A batch is packed in a few numpy operations, not a
-    Python loop per image (the board's CPU is slow)."""
+    ``beats_per_word``, which always covers the real channels); ``None``: whole words.
+    ``header``: a 32-bit beat put before each tensor's words (a frame header). A batch is
+    packed in a few numpy operations, not a Python loop per image (the board's CPU is slow)."""
     dt = dtype_for(precision)
     x = np.asarray(x)
     info = np.iinfo(dt)

@@ -119,7 +119,9 @@ open_run impl_1
 report_utilization -file [file join $here utilization.rpt]
 report_timing_summary -file [file join $here timing.rpt]
 set wns [get_property STATS.WNS [get_runs impl_1]]
-if {{$wns < 0}} {{ puts "WARNING: timing not met at FCLK0's $fclk MHz (WNS $wns ns)" }}
+if {{$wns < 0}} {{
+    puts "WARNING: timing not met at FCLK0's [expr {{$fclk eq "" ? {mhz:g} : $fclk}}] MHz (WNS $wns ns)"
+}}
 # for `shiftadd bitstream`: the worst negative slack and FCLK0, recorded in the manifest
 set f [open [file join $here timing.json] w]
 puts $f "{{\\"wns_ns\\": [expr {{$wns eq "" ? "null" : $wns}}], \\"clock_mhz\\": {mhz:g}, \\"fclk0_mhz\\": [expr {{$fclk eq "" ? "null" : $fclk}}]}}"
