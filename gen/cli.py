@@ -705,14 +705,13 @@ def cmd_board(args: argparse.Namespace) -> int:
 
 
 def cmd_bitstream(args: argparse.Namespace) -> int:
-    from gen.generate import load_outdir
     from gen.vivado import VivadoMissing, bitstream, clock_differs
 
     try:
-        info = bitstream(Path(args.out), progress=lambda m: _log(f"[bitstream] {m}"))
+        manifest = bitstream(Path(args.out), progress=lambda m: _log(f"[bitstream] {m}"))
     except VivadoMissing as e:
         raise UserError(str(e)) from None
-    mhz = load_outdir(Path(args.out))[0]["clock_mhz"]
+    info, mhz = manifest["bitstream"], manifest["clock_mhz"]
     if clock_differs(info, mhz):
         _log(f"[bitstream] WARNING: FCLK0 runs at {info['fclk0_mhz']:g} MHz, not the {mhz:g} "
              "MHz the design was generated for (the PS divides one of its PLLs): the report's "

@@ -208,7 +208,8 @@ def register_addresses(hwh: Path) -> dict[str, dict[str, int]]:
 def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) -> dict:
     """Run ``OUT/vivado/build.tcl`` with Vivado, convert the ``.bit`` to the byte-swapped
     ``.bin`` the Linux FPGA manager loads, and record both in the manifest, with the register
-    addresses the block design assigned (:func:`register_addresses`)."""
+    addresses the block design assigned (:func:`register_addresses`). Returns the manifest as
+    written (its ``bitstream`` entry: the files, timing and clock)."""
     from firmware.bitstream import bit_to_bin
     from gen.generate import _sha256, load_outdir
 
@@ -245,4 +246,4 @@ def bitstream(out: Path, *, vivado: str | None = None, progress=lambda s: None) 
         tmp = out / f".{name}.partial"
         tmp.write_bytes(body)
         os.replace(tmp, out / name)
-    return manifest["bitstream"]
+    return manifest
