@@ -510,13 +510,15 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
             sh = _pool_shift(net, s.node)
             cx, hx, wx = x.shape
             blk = words_per_pixel(cx, C)
-            # ``ports`` window positions a transfer (of one window row), ``blk`` words apart
+            # ``ports`` window positions a transfer (of one window row), ``blk`` words apart;
+            # the fewest transfers a row, on the fewest ports that take that many
             ports = pool_ports(geo)
-            while k % ports:
+            while ports > 1 and -(-k // (ports // 2)) == -(-k // ports):
                 ports //= 2
+            n = -(-k // ports)
             d.update(in_base=bases[s.inputs[0]], out_base=bases[s.output], shift=sh,
-                     ports=ports, port_step=blk,
-                     **_jumps([k // ports, k, blk, y.shape[2], y.shape[1]],
+                     ports=ports, port_step=blk, ports_last=k - (n - 1) * ports,
+                     **_jumps([n, k, blk, y.shape[2], y.shape[1]],
                               [ports * blk, wx * blk, 1, k * blk, k * wx * blk]))
         descs.append(d)
     descs.append({"op": int(Opcode.END)})
@@ -537,7 +539,8 @@ def _pool_shift(net: IntegerNetwork, pool: AvgPool) -> int:
 def pool_ports(geo: Geometry) -> int:
     """The most main-bank ports an AVGPOOL reads at once on an engine of geometry ``geo`` (a
     power of two, at most :data:`hw.engine.POOL_PORTS` and the rows' ports); each AVGPOOL uses
-    the most of them that divide its kernel."""
+    the fewest of them that read a window row in the fewest transfers (a 3x3 window on 4
+    ports: one transfer a row, the fourth port masked)."""
     ports = 1
     while ports * 2 <= min(POOL_PORTS, geo.rows):
         ports *= 2

@@ -88,8 +88,9 @@ MANIFEST_FORMAT = "shiftadd-manifest"
 # on several ports (descriptor fields ports, port_step; engine pool_ports); 9: a global average
 # pool fused into the conv before it (descriptor fields pool, pool_shift; engine pool_groups);
 # 10: the build id hashes the hardware description too (``hardware``), register map 1.1
-# (IMAGES: a batch of images per start)
-MANIFEST_VERSION = 10
+# (IMAGES: a batch of images per start); 11: an AVGPOOL window row's last transfer on fewer
+# ports (descriptor field ports_last)
+MANIFEST_VERSION = 11
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)

@@ -625,6 +625,7 @@ class Engine(wiring.Component):
         m.d.comb += v_issue.eq(vec_on & vec_feeding)
         v1 = Signal()
         v1_first, v1_last = Signal(), Signal()
+        v1_port = [Signal(name=f"v1_port{p}") for p in range(cfg.pool_ports)]
         optr = Signal(17)
         v1_addr = Signal(17)
         m.d.sync += v1.eq(v_issue)
@@ -633,6 +634,9 @@ class Engine(wiring.Component):
             lastw = loop.at_max[0] & loop.at_max[1]
             emit = is_add | lastw
             m.d.sync += [v1_first.eq(first), v1_last.eq(lastw), v1_addr.eq(optr)]
+            # the ports this transfer reads: ``ports``, or ``ports_last`` at a window row's end
+            for p in range(1, cfg.pool_ports):
+                m.d.sync += v1_port[p].eq(Mux(loop.at_max[0], d.ports_last, d.ports) > p)
             with m.If(emit):
                 m.d.sync += optr.eq(optr + 1)
         # the ports ADD and AVGPOOL read: their base addresses (ADD: its two operands; AVGPOOL:
@@ -645,9 +649,9 @@ class Engine(wiring.Component):
             # a pool conv's word: from the residual adders (res) or its unit
             pw_c = Mux(p_res, adders[c].o.payload.y, p_word.word_select(c, B))
             m.d.comb += pools[c].i.payload.x[0].eq(Mux(p_valid, pw_c, a_c))
-            for p in range(1, cfg.pool_ports):  # the ports this AVGPOOL does not read: zero
+            for p in range(1, cfg.pool_ports):  # the ports this transfer does not read: zero
                 m.d.comb += pools[c].i.payload.x[p].eq(
-                    Mux(~p_valid & (d.ports > p), main_rd[p].data.word_select(c, B), 0))
+                    Mux(~p_valid & v1_port[p], main_rd[p].data.word_select(c, B), 0))
             m.d.comb += [adders[c].i.valid.eq(Mux(res_on, res_we, v1 & is_add)),
                          adders[c].i.payload.a.eq(Mux(res_on, res_y.word_select(c, B), a_c)),
                          adders[c].i.payload.b.eq(Mux(res_on, res_rd.data.word_select(c, B),
@@ -781,7 +785,9 @@ class Engine(wiring.Component):
                    ~(adds & ((d.shift_a > add_max) | (d.shift_b > add_max))),
                    ~(adds & (Mux(is_conv, d.res_shift, d.shift) > add_max)),
                    ~((d.op == Opcode.AVGPOOL) & (d.shift > cfg.pool_shift_max)),
-                   ~((d.op == Opcode.AVGPOOL) & ((d.ports == 0) | (d.ports > cfg.pool_ports)))]
+                   ~((d.op == Opcode.AVGPOOL) & ((d.ports == 0) | (d.ports > cfg.pool_ports))),
+                   ~((d.op == Opcode.AVGPOOL) & ((d.ports_last == 0) |
+                                                 (d.ports_last > d.ports)))]
         # a conv with pool: its sums must fit the poolers (blocks, pixels, shift), its last
         # pixel must lie in its last tile (or the pool would never end), and its pooled words
         # in their banks

@@ -93,8 +93,10 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # INPUT has written its last word
     ("in_adder", 1, False), ("follow_input", 1, False),
     # AVGPOOL: the main bank's ports it reads at once (1..``pool_ports``), each ``port_step``
-    # words after the one before (window positions the poolers sum in one transfer)
-    ("ports", 3, False), ("port_step", 16, False),
+    # words after the one before (window positions the poolers sum in one transfer); the last
+    # transfer of each window row reads only ports 0..``ports_last - 1`` (1..``ports``: a
+    # kernel side ``ports`` does not divide), the others give the poolers zeros
+    ("ports", 3, False), ("port_step", 16, False), ("ports_last", 3, False),
     # a conv whose output only a global average pool reads (docs/ACCELERATOR.md): its words
     # are not written but summed per channel block over all its pixels, and the pooled words
     # (``sat(rshift_round(sum, pool_shift))``, one per block) written at out_base + block

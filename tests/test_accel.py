@@ -75,7 +75,8 @@ def test_generated_verilog_has_vivado_ports_and_is_lint_clean(digits_fix8):
 def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     """An unknown opcode, an address range outside the activation memory, an INPUT whose
     words take no beats or more than a word's, a conv whose requant or residual shift lies
-    outside the units' range, an adder conv that would read the adder bank as the first
+    outside the units' range, an AVGPOOL whose last transfer of a window row reads no port or
+    more than its ports, an adder conv that would read the adder bank as the first
     conv does beside INPUT, or a conv with two follow flags sets ERROR.bad_descriptor and
     ends the program (no hang, no output, also while the first conv waits for an INPUT that
     an error cut off); malformed frames set ERROR.bad_length; afterwards the engine runs an
@@ -114,6 +115,9 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
                  with_desc(inp, out_base=eng["adder_act_depth"] - 1),    # runs off the end
                  with_desc(inp, in_beats=0),                             # input words of no beats
                  with_desc(inp, in_beats=word_beats + 1),                # longer than a word
+                 # a pool whose window rows end on no port, or on more ports than it reads
+                 with_desc(inp, op=Opcode.AVGPOOL, ports=1, ports_last=0),
+                 with_desc(inp, op=Opcode.AVGPOOL, ports=1, ports_last=2),
                  # shifts the post-processing units were not built for
                  with_desc(conv, shift=eng["requant_shift_max"] + 1),
                  with_desc(conv, res=1, shift_a=eng["add_shift_max"] + 1),
