@@ -107,8 +107,9 @@ def numpy_globals() -> list:
             (rebuild, "numpy.core.multiarray._reconstruct")]
 
 
-def unloadable(e: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, in one line."""
+def unloadable(e: Exception, head: bytes) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file starting with ``head``, in one
+    line."""
     text = str(e)
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if refused:
@@ -118,6 +119,10 @@ def unloadable(e: Exception) -> str:
                 "instead of the model")
     if isinstance(e, EOFError):
         return "not a PyTorch checkpoint (the file is empty or cut short)"
+    if not head.startswith((b"PK\x03\x04", b"\x80")):
+        # the unpickler's own words would name whichever byte it took for an opcode
+        return ("not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle of "
+                "protocol 2 or later)")
     why = re.search(r"WeightsUnpickler error:\s*(.+?)\s*$", text, re.M | re.S)
     first = (why.group(1).splitlines()[0] if why else
              text.strip().splitlines()[0] if text.strip() else type(e).__name__)
@@ -151,7 +156,9 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"{path}: {unloadable(e)}") from None
+        with open(path, "rb") as f:
+            head = f.read(4)
+        raise CheckpointError(f"{path}: {unloadable(e, head)}") from None
 
     normalization = None
     meta: dict = {"source": str(path)}

@@ -274,9 +274,11 @@ def test_raw_training_state_needs_explicit_rounding(tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a loadable PyTorch checkpoint"):
-        checkpoint.load(junk)
+    for text in (b"this is not a checkpoint", b"hello\n", b"\x00\x01 binary"):
+        junk.write_bytes(text)
+        with pytest.raises(CheckpointError, match=r"junk.pt: not a PyTorch checkpoint \(neither "
+                                                  r"torch.save's zip archive nor a pickle"):
+            checkpoint.load(junk)
     with pytest.raises(CheckpointError, match="no such file"):
         checkpoint.load(tmp_path / "missing.pt")
     with pytest.raises(CheckpointError, match="state dict"):
