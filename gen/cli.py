@@ -1196,8 +1196,12 @@ def _terminate_as_exception():
 
 
 # Commands that keep torch's threads busy for minutes (training): they may spin when the
-# machine is idle (:func:`omp_wait_policy`).
+# machine is idle (:func:`openmp_env`).
 SPIN_WHEN_IDLE = ("train", "demo")
+# libgomp's spin rounds before a waiting thread sleeps when spinning (its default: 300,000): as
+# fast on an idle machine, and about half as slow when another job takes a core after the start
+# (:func:`openmp_env`)
+SPIN_COUNT = 10_000
 IDLE_BELOW = 0.25  # the share of the machine's CPU time others take that still counts as idle
 
 
@@ -1218,27 +1222,27 @@ def others_cpu_share(seconds: float = 0.2) -> float:
     return 1.0 - (i1 - i0) / max(t1 - t0, 1)
 
 
-def omp_wait_policy(command: str, busy: Callable[[], float] = others_cpu_share) -> str | None:
-    """``OMP_WAIT_POLICY`` for ``command`` (``None``: OpenMP's default, which spins a while).
-    torch's OpenMP threads wait for each other at every parallel region. Spinning is fastest
-    on an idle machine, but a spinning thread on a core another job holds stalls them all, so
-    waiting is passive unless the command trains and the machine is idle when it starts.
-    Measured, 5 training epochs with 2 threads on 2 cores (BENCHMARKS.md, twentieth session):
-    idle 4.8 s spinning, 12.1 s passive; the other core busy 18-54 s spinning, 11.8 s passive.
-    The weights are the same either way (the thread count, not the policy, decides them)."""
+def openmp_env(command: str, busy: Callable[[], float] = others_cpu_share) -> dict[str, str]:
+    """The OpenMP settings for ``command``. torch's OpenMP threads wait for each other at
+    every parallel region. Spinning is fastest on an idle machine, but a spinning thread on a
+    core another job holds stalls them all, so waiting is passive (``OMP_WAIT_POLICY``)
+    unless the command trains and the machine is idle when it starts; then the threads spin
+    :data:`SPIN_COUNT` rounds (``GOMP_SPINCOUNT``) before they sleep, which bounds the stall
+    if a job starts later. Measured, 5 training epochs with 2 threads on 2 cores (BENCHMARKS.md,
+    twenty-eighth session): idle 11.0 s with OpenMP's default spin, 11.2 s with
+    :data:`SPIN_COUNT`, 17.7 s passive; the other core busy 62-110 s, 34-40 s, 16.7 s. The
+    weights are the same either way (the thread count, not the waiting, decides them)."""
     if command in SPIN_WHEN_IDLE and busy() < IDLE_BELOW:
-        return None
-    return "PASSIVE"
+        return {"GOMP_SPINCOUNT": str(SPIN_COUNT)}
+    return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # read when torch starts: commands import it lazily, after this
-    if "OMP_WAIT_POLICY" not in os.environ:
-        policy = omp_wait_policy(args.command)
-        if policy is not None:
-            os.environ["OMP_WAIT_POLICY"] = policy
+    if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():  # unless the user's
+        os.environ.update(openmp_env(args.command))
     with _terminate_as_exception():
         return _run_command(args)
 

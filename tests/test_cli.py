@@ -555,18 +555,19 @@ def test_gen_synth_reports_each_block_beside_the_model(tmp_path, quick_digits):
 
 
 def test_training_spins_only_on_an_idle_machine():
-    """torch's OpenMP threads spin for ``train`` and ``demo`` when the machine is idle as they
-    start, and wait passively otherwise (a spinning thread on a taken core stalls the rest);
-    ``others_cpu_share`` sees every core taken by other processes."""
+    """torch's OpenMP threads spin a bounded while for ``train`` and ``demo`` when the machine
+    is idle as they start, and wait passively otherwise (a spinning thread on a taken core
+    stalls the rest); ``others_cpu_share`` sees every core taken by other processes."""
     import subprocess
     import sys
 
-    from gen.cli import IDLE_BELOW, omp_wait_policy, others_cpu_share
+    from gen.cli import IDLE_BELOW, SPIN_COUNT, openmp_env, others_cpu_share
 
-    assert omp_wait_policy("train", lambda: 0.0) is None
-    assert omp_wait_policy("demo", lambda: IDLE_BELOW - 0.01) is None
-    assert omp_wait_policy("train", lambda: 0.5) == "PASSIVE"
-    assert omp_wait_policy("gen", lambda: 0.0) == "PASSIVE"  # short torch work: never spins
+    spin, passive = {"GOMP_SPINCOUNT": str(SPIN_COUNT)}, {"OMP_WAIT_POLICY": "PASSIVE"}
+    assert openmp_env("train", lambda: 0.0) == spin
+    assert openmp_env("demo", lambda: IDLE_BELOW - 0.01) == spin
+    assert openmp_env("train", lambda: 0.5) == passive
+    assert openmp_env("gen", lambda: 0.0) == passive  # short torch work: never spins
     burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                for _ in range(os.cpu_count() or 1)]
     try:
