@@ -625,7 +625,7 @@ class Engine(wiring.Component):
         m.d.comb += v_issue.eq(vec_on & vec_feeding)
         v1 = Signal()
         v1_first, v1_last = Signal(), Signal()
-        v1_port = [Signal(name=f"v1_port{p}") for p in range(cfg.pool_ports)]
+        v1_port = {p: Signal(name=f"v1_port{p}") for p in range(1, cfg.pool_ports)}  # 0: read
         optr = Signal(17)
         v1_addr = Signal(17)
         m.d.sync += v1.eq(v_issue)

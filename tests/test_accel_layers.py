@@ -170,10 +170,11 @@ def test_a_conv_walks_its_rows_only_after_the_last_conv_has_taken_its_own(seed):
 
 
 def test_pools_over_windows_of_any_area(seed):
-    """A 3x3 pool (an AVGPOOL of its own: each window row two transfers on two ports, the
-    second with one port) and a global 6x6 one (fused into the conv) of a 6x6 map: both divide
-    by the power of two above the area (16, 64), bit-exact with idle and backpressure, and the
-    AVGPOOL in the cycles of the model."""
+    """A 3x3 pool (an AVGPOOL of its own: on three rows each window row two transfers on two
+    ports, the second with one port; on four rows one transfer on four ports, the fourth
+    masked) and a global 6x6 one (fused into the conv) of a 6x6 map: both divide by the power
+    of two above the area (16, 64), bit-exact (with idle and backpressure on three rows), and
+    the AVGPOOL in the cycles of the model."""
     from gen.nn.models import ResNetConfig, ShiftAddResNet
 
     config = ResNetConfig(in_channels=3, input_size=6, widths=(12,), blocks=(1,), num_classes=4)
@@ -201,6 +202,15 @@ def test_pools_over_windows_of_any_area(seed):
             res = run_case(build_config(cfg, BUILD_ID), net, cfg, case, seed=seed, idle=0.0,
                            backpressure=0.0)
             assert res.cycles == [program_cycles(prog.descriptors, cfg)] * 3
+    # on four rows the pool reads four ports: a window row in one transfer, the fourth masked
+    cfg, (prog,) = shared_engine(nets[:1], Geometry(rows=4, cols=8, lanes=4))
+    assert [(d["ports"], d["ports_last"], d["m0"]) for d in prog.descriptors
+            if d["op"] == Opcode.AVGPOOL] == [(4, 3, 0)]
+    case = make_case(nets[0], cfg, load_frame(prog, cfg), BUILD_ID, x)
+    res = run_case(build_config(cfg, BUILD_ID), nets[0], cfg, case, seed=seed, idle=0.0,
+                   backpressure=0.0)
+    assert res.images == 3 and res.mismatches == 0
+    assert res.cycles == [program_cycles(prog.descriptors, cfg)] * 3
 
 
 def _sized_resnet20(precision: Precision):
