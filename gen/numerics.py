@@ -143,20 +143,24 @@ def rshift_round(v: int, s: int) -> int:
     return v << (-s)
 
 
+def pool_divisor_bits(kernel: int) -> int:
+    """``ceil(log2(kernel**2))``: an average pool divides its window's sum by ``2**`` this, the
+    window's area when that is a power of two (``docs/NUMERICS.md``)."""
+    return (kernel * kernel - 1).bit_length()
+
+
 def pool_shift(kernel: int, in_frac: int, out_frac: int) -> int:
     """The rounding right shift of a ``kernel x kernel`` average pool's sum, from its input's
-    fraction bits to its output's (``docs/NUMERICS.md``): the sum is divided by the power of
-    two ``2**ceil(log2(kernel**2))``, the window's area when that is a power of two;
-    negative if the output is finer."""
-    return (kernel * kernel - 1).bit_length() + in_frac - out_frac
+    fraction bits to its output's (``docs/NUMERICS.md``), dividing by
+    ``2**pool_divisor_bits(kernel)``; negative if the output is finer."""
+    return pool_divisor_bits(kernel) + in_frac - out_frac
 
 
 def pool_gain(kernel: int) -> float:
     """What the average pool's output is, as a multiple of the window's mean: ``kernel**2 /
-    2**ceil(log2(kernel**2))``, 1 for a window of a power-of-two area (ResNet-20's 8x8), else
-    in (1/2, 1) (a 7x7 window: 49/64); the quantizer divides the next requant by it."""
-    area = kernel * kernel
-    return area / (1 << (area - 1).bit_length())
+    2**pool_divisor_bits(kernel)``, 1 for a window of a power-of-two area (ResNet-20's 8x8),
+    else in (1/2, 1) (a 7x7 window: 49/64); the quantizer divides the next requant by it."""
+    return kernel * kernel / (1 << pool_divisor_bits(kernel))
 
 
 def floor_requant(mult, bias, shift: int, to: int) -> tuple[np.ndarray, np.ndarray]:

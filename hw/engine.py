@@ -625,7 +625,8 @@ class Engine(wiring.Component):
         m.d.comb += v_issue.eq(vec_on & vec_feeding)
         v1 = Signal()
         v1_first, v1_last = Signal(), Signal()
-        v1_port = {p: Signal(name=f"v1_port{p}") for p in range(1, cfg.pool_ports)}  # 0: read
+        # port 0 is read by every transfer; the others by those that reach them
+        v1_port = {p: Signal(name=f"v1_port{p}") for p in range(1, cfg.pool_ports)}
         optr = Signal(17)
         v1_addr = Signal(17)
         m.d.sync += v1.eq(v_issue)
