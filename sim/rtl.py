@@ -80,11 +80,14 @@ def lint(verilog_file: Path) -> list[str]:
     return lines
 
 
-# Small designs build fast as they are; past this many modules the Yosys pass pays for itself.
-# The digits engine at 4x16x8 has about 300 (301 since the drain links became a module per
-# array kind); unflattened it simulates faster (18.7-20.6 images/s against 13-17 flattened, the
-# same day) and builds in about a minute. Standalone arrays have thousands.
-FLATTEN_ABOVE_MODULES = 400
+# Designs of a few hundred modules build and simulate faster as they are; past this many the Yosys
+# pass pays for itself. Measured 2026-12-02 (the same Verilog each way): the engines (one PE
+# module per array kind, its instances thin wrappers) build and simulate faster unflattened:
+# ResNet-20 at 10x16x16 (513 modules) 102 s against 312 s (Yosys 74 s, Verilator 118 s instead of
+# 62, g++ 103 s instead of 40), digits at 9x16x16 (481) 89 s against 196 s and 28.1-28.7 images/s
+# against 19.0. A standalone 16x16x8 array has 2,055 modules (lanes and trees are modules of their
+# own there): 555 s unflattened against 328 s.
+FLATTEN_ABOVE_MODULES = 1000
 # PE instances (named ``pe_<row>_<col>`` by hw.array) stay modules; everything else is flattened.
 _PE_PATTERNS = [f"*.pe_{'?' * r}_{'?' * c}" for r in (1, 2, 3) for c in (1, 2, 3)]
 
@@ -215,7 +218,7 @@ def build_directory(name: str, key: dict, waves: bool = False) -> Path:
 
 def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP,
           progress: Callable[[str], None] | None = None, every: float = 30.0,
-          threads: int = 1) -> Build:
+          threads: int = 1, flatten: bool | None = None) -> Build:
     """Build ``make_top()`` for Verilator, or reuse the cached build.
 
     ``make_top()`` returns an Amaranth component (converted with module name ``toplevel``) or the
@@ -226,13 +229,17 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
     call waits for another process building the same configuration. ``threads``: the model's
     evaluation threads (Verilator ``--threads``, fixed at build time, so each count is a build
     of its own); more than one pays only while that many cores are free, since Verilator's
-    threads spin while they wait for each other.
+    threads spin while they wait for each other. ``flatten``: whether Yosys flattens lanes and
+    trees into their PEs first (:func:`flatten_below_pes`); by default designs of more than
+    ``FLATTEN_ABOVE_MODULES`` modules are.
     """
     if threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
     waves = waves or os.environ.get("WAVES") == "1"
     if threads > 1:
         key = {**key, "verilator_threads": threads}
+    if flatten is not None:
+        key = {**key, "flatten": flatten}
     directory = build_directory(name, key, waves)
     stamp = directory / "built.json"
 
@@ -254,7 +261,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         sim_src = f"{toplevel}.v"
         models = write_sim_models(directory, text).name if uses_primitives(text) else None
         sources = [directory / "public.vlt"] + ([directory / models] if models else [])
-        if text.count("\nmodule ") > FLATTEN_ABOVE_MODULES:
+        if flatten or (flatten is None and text.count("\nmodule ") > FLATTEN_ABOVE_MODULES):
             sim_src = f"{toplevel}_sim.v"
             flatten_below_pes(directory, f"{toplevel}.v", sim_src, toplevel, models)
             sources = sources[:1]  # the models are flattened in
