@@ -52,10 +52,10 @@ def build_verilog(text: str, toplevel: str, progress=None, threads: int = 1) -> 
                      progress=progress, threads=threads)
 
 
-# shown before a first build, measured here (2 cores): digits at 4x16x8 (the demo) 30 s, at
-# 9x16x16 (gen's default) 171 s, ResNet-20 at 10x16x16 193 s; the heartbeat then says how far
-# a build is
-BUILD_TIME_HINT = ("a first build takes 30 s for digits at 4x16x8 arrays, about 3 minutes at "
+# shown before a first build, measured here (2 cores, 2026-12-02): digits at 4x16x8 (the demo)
+# 30 s, at 9x16x16 (gen's default) 89-91 s, ResNet-20 at 10x16x16 94-102 s; the heartbeat then
+# says how far a build is
+BUILD_TIME_HINT = ("a first build takes 30 s for digits at 4x16x8 arrays, about 90 s at "
                    "9x16x16 or for ResNet-20")
 
 
