@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +108,10 @@ def numpy_globals() -> list:
             (rebuild, "numpy.core.multiarray._reconstruct")]
 
 
-def unloadable(e: Exception, head: bytes) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file starting with ``head``, in one
-    line."""
+def unloadable(e: Exception, path: Path) -> str:
+    """Why ``torch.load(weights_only=True)`` refused the file ``path``, in one line."""
+    with open(path, "rb") as f:
+        head = f.read(4)
     text = str(e)
     refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if refused:
@@ -119,6 +121,10 @@ def unloadable(e: Exception, head: bytes) -> str:
                 "instead of the model")
     if isinstance(e, EOFError):
         return "not a PyTorch checkpoint (the file is empty or cut short)"
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        # torch's reader says "failed finding central directory" or "[Errno 22]", by length
+        return ("torch.save's zip archive cut short or damaged (it has no end-of-archive "
+                "record): copy or download it again")
     if not head.startswith((b"PK\x03\x04", b"\x80")):
         # the unpickler's own words would name whichever byte it took for an opcode
         return ("not a PyTorch checkpoint (neither torch.save's zip archive nor a pickle of "
@@ -156,9 +162,7 @@ def load(path: str | Path, arch: str | None = None, *, round_shift_params: bool 
             warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        with open(path, "rb") as f:
-            head = f.read(4)
-        raise CheckpointError(f"{path}: {unloadable(e, head)}") from None
+        raise CheckpointError(f"{path}: {unloadable(e, path)}") from None
 
     normalization = None
     meta: dict = {"source": str(path)}

@@ -346,6 +346,19 @@ def test_empty_or_cut_files_say_so(tmp_path, content, message):
         checkpoint.load(p)
 
 
+def test_a_zip_checkpoint_cut_short_says_so(tmp_path):
+    """torch's reader words a truncated archive by where it was cut ("failed finding central
+    directory", or "[Errno 22] Invalid argument"); the error says what happened to the file."""
+    whole = save(tmp_path, {"state_dict": official_state()})
+    data = whole.read_bytes()
+    for n in (100, 5000, len(data) // 2, len(data) - 1):
+        p = tmp_path / f"cut{n}.pt"
+        p.write_bytes(data[:n])
+        with pytest.raises(CheckpointError, match="zip archive cut short or damaged"):
+            checkpoint.load(p)
+    checkpoint.load(whole)
+
+
 def test_a_pickled_model_is_refused_with_the_fix(tmp_path):
     """A checkpoint holding a whole model object (DeepShift's trainer saves ``'model'``) is
     refused without running its code, naming the class and what to save instead."""
