@@ -3,7 +3,8 @@
     python benchmarks/rtl_speed.py [--json] [--rows 16 --cols 16 --lanes 8]
 
 Streams back-to-back dot products through the ArrayCore with the clock-driven stream models (Python
-touches every cycle) and checks every result against the golden model.
+touches every cycle) and checks every result against the golden model. The array is emitted as the
+generator emits its arrays: one PE module instantiated R x C times (``hw.array.array_core_verilog``).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 
 from gen.report import emit
-from hw.array import ArrayCore
+from hw.array import array_core_verilog
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from sim import rtl
 
@@ -35,7 +36,8 @@ def main() -> int:
     acc = lane.acc_bits_for(steps * args.lanes)
     cfg = ArrayConfig(PEConfig(lane, args.lanes, acc, 2), args.rows, args.cols)
     t0 = time.perf_counter()
-    b = rtl.build(lambda: ArrayCore(cfg), f"speed_{args.kind}", {"cfg": repr(cfg)})
+    b = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP), f"speed_{args.kind}",
+                  {"cfg": repr(cfg), "pe_module": True})
     build_s = b.seconds if not b.cached else time.perf_counter() - t0
     tb = {"kind": args.kind, "data_bits": 8, "shift_max": smax, "lanes": args.lanes,
           "rows": args.rows, "cols": args.cols, "acc_bits": acc, "steps": steps,

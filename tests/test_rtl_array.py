@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hw.array import ArrayCore
+from hw.array import ArrayCore, array_core_verilog
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from sim import rtl
 
@@ -40,13 +40,16 @@ def test_array_core(name, traffic, seed):
     rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
 
 
-def test_array_core_flattened_by_yosys_is_bit_exact(seed):
-    """Designs of thousands of modules are simulated from Yosys' netlist with lanes and trees
-    flattened into their PEs (``rtl.FLATTEN_ABOVE_MODULES``); no design the tests build is that
-    large, so one array is built that way here and checked like the others."""
+
+def test_array_core_with_one_pe_module_is_bit_exact(seed):
+    """The array as the generator emits it (one PE module and one drain-link module, each
+    instantiated R x C times: ``array_core_verilog``, which ``benchmarks/rtl_speed.py`` builds)
+    computes what the array converted PE by PE does."""
     cfg, tb = _config("shift8_3x4x4_k7", "idle_backpressure")
-    build = rtl.build(lambda: ArrayCore(cfg), "array_flat", {"cfg": repr(cfg)}, flatten=True)
-    flat = (build.directory / f"{rtl.TOP}_sim.v").read_text()
-    modules = build.verilog.read_text().count("\nmodule ")
-    assert flat.count("\nmodule ") == cfg.rows * cfg.cols + 1 < modules  # the PEs and the top
+    build = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP), "array_pe_module",
+                      {"cfg": repr(cfg)})
+    text = build.verilog.read_text()
+    assert text.count(f"  {rtl.TOP}_pe ") == cfg.rows * cfg.cols  # instances of one module
+    assert text.count(f"  {rtl.TOP}_pe_drain ") == (cfg.rows - 1) * cfg.cols
+    assert text.count("\nmodule ") < rtl.verilog(ArrayCore(cfg)).count("\nmodule ")
     rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
