@@ -4,7 +4,8 @@
 
 Streams back-to-back dot products through the ArrayCore with the clock-driven stream models (Python
 touches every cycle) and checks every result against the golden model. The array is emitted as the
-generator emits its arrays: one PE module instantiated R x C times (``hw.array.array_core_verilog``).
+generator emits its arrays for ``shiftadd sim``: one PE module instantiated R x C times, the
+simulation view (``hw.array.array_core_verilog``).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def main() -> int:
     acc = lane.acc_bits_for(steps * args.lanes)
     cfg = ArrayConfig(PEConfig(lane, args.lanes, acc, 2), args.rows, args.cols)
     t0 = time.perf_counter()
-    b = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP), f"speed_{args.kind}",
-                  {"cfg": repr(cfg), "pe_module": True})
+    b = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP, simulation_view=True),
+                  f"speed_{args.kind}", {"cfg": repr(cfg), "view": "simulation"})
     build_s = b.seconds if not b.cached else time.perf_counter() - t0
     tb = {"kind": args.kind, "data_bits": 8, "shift_max": smax, "lanes": args.lanes,
           "rows": args.rows, "cols": args.cols, "acc_bits": acc, "steps": steps,

@@ -360,12 +360,18 @@ def pe_modules_verilog(cfg: ArrayConfig, pe_module: str) -> list[str]:
     return parts
 
 
-def array_core_verilog(cfg: ArrayConfig, name: str) -> str:
+def array_core_verilog(cfg: ArrayConfig, name: str, *, simulation_view: bool = False) -> str:
     """An :class:`ArrayCore` as one Verilog file (top module ``name``) the way the generator
     emits its arrays: one module for all R x C PEs (``<name>_pe``), instantiated R x C times.
-    Converted PE by PE, a 16x16x8 array is 2,055 modules, which Verilator builds slowly."""
+    Converted PE by PE, a 16x16x8 array is 2,055 modules, which Verilator builds slowly.
+    ``simulation_view``: the PEs' hand-placed cells described behaviourally, as
+    ``hw.top.emit_verilog`` has it (what ``shiftadd sim`` builds)."""
+    import contextlib
+
     from hw.convert import to_verilog
+    from hw.xilinx import simulation_view as sim_view
 
     pe = f"{name}_pe"
-    return "\n".join([*pe_modules_verilog(cfg, pe),
-                      to_verilog(ArrayCore(cfg, pe_module=pe), name)])
+    with sim_view() if simulation_view else contextlib.nullcontext():
+        return "\n".join([*pe_modules_verilog(cfg, pe),
+                          to_verilog(ArrayCore(cfg, pe_module=pe), name)])

@@ -90,6 +90,23 @@ def top_ports(text: str, top: str = TOP) -> list[str]:
     return [p.strip() for p in m.group(1).split(",") if p.strip()]
 
 
+# A module instantiated this often is not inlined by Verilator (``no_inline`` in the build's
+# .vlt). Inlined, the 256 PEs of a standalone 16x16x8 adder array (one PE module) took Verilator
+# 305 s to convert and simulated at 7,555-8,774 cycles/s; not inlined 64 s and 9,264-9,733
+# (`benchmarks/rtl_speed.py`, 2026-12-02). The engines' builds and speeds do not change (digits at
+# 9x16x16: 81 s, 26.3-29.0 images/s, against 85 s and 27.1-28.5 inlined, the same hour).
+NO_INLINE_INSTANCES = 16
+
+
+def repeated_modules(text: str, at_least: int = NO_INLINE_INSTANCES) -> list[str]:
+    """Modules of Amaranth's Verilog ``text`` instantiated ``at_least`` times (the PEs of an
+    array and their drain links, emitted as one module each)."""
+    import re
+
+    names = re.findall(r"^module (\w+)\(", text, re.M)
+    return [n for n in names if len(re.findall(rf"^  {n} \S+ \(", text, re.M)) >= at_least]
+
+
 def _source_digest() -> str:
     from hw import source_sha256
 
@@ -223,7 +240,8 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         # optimisable).
         (directory / "public.vlt").write_text("`verilator_config\n" + "".join(
             f'public_flat_rw -module "{toplevel}" -var "{p}"\n'
-            for p in top_ports(text, toplevel)))
+            for p in top_ports(text, toplevel)) + "".join(
+            f'no_inline -module "{n}"\n' for n in repeated_modules(text)))
         configure_verilator()
         os.environ["OBJCACHE"] = objcache_command()
         from cocotb_tools.runner import get_runner

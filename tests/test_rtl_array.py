@@ -42,12 +42,13 @@ def test_array_core(name, traffic, seed):
 
 
 def test_array_core_with_one_pe_module_is_bit_exact(seed):
-    """The array as the generator emits it (one PE module and one drain-link module, each
-    instantiated R x C times: ``array_core_verilog``, which ``benchmarks/rtl_speed.py`` builds)
-    computes what the array converted PE by PE does."""
+    """The array as the generator emits it for simulation (one PE module and one drain-link
+    module, each instantiated R x C times; the hand-placed cells described behaviourally:
+    ``array_core_verilog``, which ``benchmarks/rtl_speed.py`` builds) computes what the array
+    converted PE by PE does."""
     cfg, tb = _config("shift8_3x4x4_k7", "idle_backpressure")
-    build = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP), "array_pe_module",
-                      {"cfg": repr(cfg)})
+    build = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP, simulation_view=True),
+                      "array_pe_module", {"cfg": repr(cfg)})
     text = build.verilog.read_text()
     assert text.count(f"  {rtl.TOP}_pe ") == cfg.rows * cfg.cols  # instances of one module
     assert text.count(f"  {rtl.TOP}_pe_drain ") == (cfg.rows - 1) * cfg.cols
