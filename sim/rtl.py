@@ -92,7 +92,7 @@ def top_ports(text: str, top: str = TOP) -> list[str]:
 
 # A module instantiated this often is not inlined by Verilator (``no_inline`` in the build's
 # .vlt). Inlined, the 256 PEs of a standalone 16x16x8 adder array (one PE module) took Verilator
-# 305 s to convert and simulated at 7,555-8,774 cycles/s; not inlined 64 s and 9,264-9,733
+# 305 s to convert and simulated at 7,555-8,774 cycles/s; not inlined 66 s and 9,264-9,733
 # (`benchmarks/rtl_speed.py`, 2026-12-02). The engines' builds and speeds do not change (digits at
 # 9x16x16: 81 s, 26.3-29.0 images/s, against 85 s and 27.1-28.5 inlined, the same hour).
 NO_INLINE_INSTANCES = 16
