@@ -19,9 +19,10 @@ CONFIGS = {
 }
 
 
-def _config(name: str, traffic: str, steps: int = 5) -> tuple[ArrayConfig, dict]:
+def _config(name: str, traffic: str) -> tuple[ArrayConfig, dict]:
     """The array of ``CONFIGS[name]`` and its testbench's parameters."""
     kind, b, smax, lanes, rows, cols, every = CONFIGS[name]
+    steps = 5
     lane = LaneConfig(LaneKind(kind), b, smax)
     acc = lane.acc_bits_for(lanes * steps)
     cfg = ArrayConfig(PEConfig(lane, lanes, acc, every), rows, cols)
@@ -38,7 +39,6 @@ def test_array_core(name, traffic, seed):
     cfg, tb = _config(name, traffic)
     build = rtl.build(lambda: ArrayCore(cfg), f"array_{name}", {"cfg": repr(cfg)})
     rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
-
 
 
 def test_array_core_with_one_pe_module_is_bit_exact(seed):
