@@ -46,11 +46,17 @@ def test_array_core_with_one_pe_module_is_bit_exact(seed):
     module, each instantiated R x C times; the hand-placed cells described behaviourally:
     ``array_core_verilog``, which ``benchmarks/rtl_speed.py`` builds) computes what the array
     converted PE by PE does."""
-    cfg, tb = _config("shift8_3x4x4_k7", "idle_backpressure")
+    small, tb = _config("shift8_3x4x4_k7", "idle_backpressure")
+    cfg = ArrayConfig(small.pe, 4, 4)  # 16 PEs: rtl.NO_INLINE_INSTANCES
+    tb["rows"] = cfg.rows
     build = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP, simulation_view=True),
                       "array_pe_module", {"cfg": repr(cfg)})
     text = build.verilog.read_text()
     assert text.count(f"  {rtl.TOP}_pe ") == cfg.rows * cfg.cols  # instances of one module
     assert text.count(f"  {rtl.TOP}_pe_drain ") == (cfg.rows - 1) * cfg.cols
     assert text.count("\nmodule ") < rtl.verilog(ArrayCore(cfg)).count("\nmodule ")
+    # Verilator is told not to inline the PE module (16 instances), but the drain link (12)
+    vlt = (build.directory / "public.vlt").read_text()
+    assert f'no_inline -module "{rtl.TOP}_pe"\n' in vlt
+    assert "no_inline" not in vlt.replace(f'no_inline -module "{rtl.TOP}_pe"\n', "")
     rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
