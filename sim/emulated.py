@@ -230,7 +230,7 @@ class EmulatedFpgaManager:
 
     @staticmethod
     def manager(sysfs, firmware_dir):
-        from firmware.bitstream import SYNC_SWAPPED
+        from firmware.bitstream import SYNC_SWAPPED, has_sync
         from firmware.fpga import FpgaManager
 
         class Emulated(FpgaManager):
@@ -239,7 +239,7 @@ class EmulatedFpgaManager:
                 flags = (self.sysfs / "flags").read_text().strip()
                 try:
                     data = (self.firmware_dir / name).read_bytes()
-                    ok = flags == "0" and SYNC_SWAPPED in data[:1024]
+                    ok = flags == "0" and has_sync(data, SYNC_SWAPPED)  # as the driver checks
                 except OSError:
                     ok = False
                 (self.sysfs / "state").write_text("operating\n" if ok else "write error\n")

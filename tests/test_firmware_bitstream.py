@@ -50,6 +50,7 @@ def test_parse_and_convert():
     (make_bit(DATA)[:-3], "truncated"),
     (make_bit(DATA[:-2]), "whole 32-bit words"),
     (make_bit(b"\0" * 32), "sync word"),
+    (make_bit(b"\0\0" + DATA[:-2]), "between words: the data is shifted"),
     (PREAMBLE + b"b\x00\x01\x00", "'a' missing"),
 ])
 def test_bad_files_are_clear_errors(raw, message):
