@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from firmware.bitstream import SYNC_SWAPPED
+from firmware.bitstream import SYNC_SWAPPED, has_sync
 
 SYSFS = "/sys/class/fpga_manager/fpga0"
 FIRMWARE_DIR = "/lib/firmware"
@@ -44,8 +44,9 @@ class FpgaManager:
         if got != sha256:
             raise FpgaError(f"{bin_path}: sha256 {got[:16]}... is not the manifest's "
                             f"{sha256[:16]}...: refusing to load it")
-        if SYNC_SWAPPED not in data[:1024]:
-            raise FpgaError(f"{bin_path}: no byte-swapped sync word (66 55 99 AA): not a .bin "
+        if not has_sync(data, SYNC_SWAPPED):  # the driver would refuse it (-EINVAL)
+            raise FpgaError(f"{bin_path}: no byte-swapped sync word (66 55 99 AA) at a word "
+                            "boundary: not a .bin "
                             "for the FPGA manager (convert the .bit with shiftadd bitstream)")
         self.state()  # fail early and clearly when there is no FPGA manager
         self.firmware_dir.mkdir(parents=True, exist_ok=True)

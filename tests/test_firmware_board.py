@@ -64,6 +64,10 @@ def test_fpga_manager_loads_and_refuses(tmp_path):
     b.write_bytes(raw)
     with pytest.raises(FpgaError, match="byte-swapped"):
         mgr.load(b, hashlib.sha256(raw).hexdigest())
+    shifted = b"\0\0" + good_bin()  # the sync word between two words: the driver refuses it
+    b.write_bytes(shifted)
+    with pytest.raises(FpgaError, match="word boundary"):
+        mgr.load(b, hashlib.sha256(shifted).hexdigest())
     with pytest.raises(FpgaError, match="no FPGA manager"):
         type(mgr)(tmp_path / "nowhere", fw).state()
 
