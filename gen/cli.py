@@ -747,7 +747,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     def human() -> None:
         for r in rows:
-            mark = "ok " if r.ok else "MISSING"
+            mark = "MISSING" if not r.ok else "ok" if r.found else "absent"
             print(f"{mark:8s}{r.name:20s}{r.version or '-':30s}{r.fix}")
         print("all required tools found" if ok else "some required tools are missing")
         print(f"Verilator builds: {cache['builds']} in {cache['directory']}, "

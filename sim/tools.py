@@ -71,11 +71,13 @@ def configure_verilator() -> Path:
 class ToolStatus:
     name: str
     version: str | None
-    ok: bool
+    ok: bool  # nothing shiftadd needs is missing (an optional tool may be)
     fix: str = ""
+    found: bool = True
 
     def to_json(self) -> dict:
-        return {"name": self.name, "version": self.version, "ok": self.ok, "fix": self.fix}
+        return {"name": self.name, "version": self.version, "ok": self.ok, "found": self.found,
+                "fix": self.fix}
 
 
 def _pkg(name: str) -> str | None:
@@ -92,6 +94,21 @@ def _cmd_version(cmd: list[str], env: dict | None = None) -> str | None:
         return None
     out = (r.stdout or r.stderr).strip().splitlines()
     return out[0].strip() if r.returncode == 0 and out else None
+
+
+#: Programs only the tests run (not shiftadd itself): name -> (Debian package, what runs it).
+TEST_TOOLS = {"tclsh": ("tcl", "the Vivado-script tests"),
+              "sshd": ("openssh-server", "the deploy test's SSH server on loopback"),
+              "ssh-keygen": ("openssh-client", "the deploy test's throwaway keys")}
+
+
+def find_tool(name: str) -> str | None:
+    """A program's path: on ``PATH``, or (``sshd``, off a user's ``PATH`` on Debian) in
+    ``/usr/sbin``."""
+    found = shutil.which(name)
+    if found is None and Path("/usr/sbin", name).is_file():
+        found = str(Path("/usr/sbin", name))
+    return found
 
 
 def doctor() -> list[ToolStatus]:
@@ -123,5 +140,11 @@ def doctor() -> list[ToolStatus]:
     vivado = shutil.which("vivado")
     rows.append(ToolStatus("vivado (optional)", _cmd_version(["vivado", "-version"])
                            if vivado else None, True,
-                           "" if vivado else "not found: needed only for 'shiftadd bitstream'"))
+                           "" if vivado else "not found: needed only for 'shiftadd bitstream'",
+                           vivado is not None))
+    for tool, (package, user) in TEST_TOOLS.items():
+        found = find_tool(tool) is not None
+        rows.append(ToolStatus(f"{tool} (tests)", None, True, "" if found else
+                               f"not found: apt-get install {package} ({user}; skipped "
+                               "without it, a failure in .ci/run)", found))
     return rows

@@ -31,6 +31,22 @@ ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "build" / "test-cache"
 
 
+def needs_tool(name: str) -> str:
+    """The path of a program some tests run (``sim.tools.TEST_TOOLS``). Missing, the calling
+    test module is skipped, but fails under ``SHIFTADD_REQUIRE_TOOLS=1``, which ``.ci/run``
+    sets (it installs them): in CI a missing tool must never pass as a skip."""
+    from sim.tools import TEST_TOOLS, find_tool
+
+    found = find_tool(name)
+    if found is None:
+        package, user = TEST_TOOLS[name]
+        why = f"{name} not found: apt-get install {package} ({user}; .ci/run installs it)"
+        if os.environ.get("SHIFTADD_REQUIRE_TOOLS") == "1":
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why, allow_module_level=True)
+    return found
+
+
 @contextmanager
 def locked(name: str):
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -117,6 +117,10 @@ def test_doctor_json_reports_verilator():
     names = {t["name"]: t for t in obj["tools"]}
     assert names["verilator"]["ok"] and names["verilator"]["version"] == "5.48.0"
     assert obj["ok"] is True
+    # the programs only the tests run are listed, found or not, and never make it fail
+    for tool in ("tclsh", "sshd", "ssh-keygen"):
+        row = names[f"{tool} (tests)"]
+        assert row["ok"] and (row["found"] or "apt-get install" in row["fix"])
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
 """``shiftadd deploy`` against a real OpenSSH server on loopback (throwaway keys, a temporary
 FPGA-manager tree whose kernel side is emulated by a watcher thread). The agent runs with the
 memory-loop device (no accelerator on this machine); everything else is the path a user runs
-against a ZC706. ``.ci/run`` installs openssh-server and sets SHIFTADD_REQUIRE_SSHD=1, so in
-CI a missing sshd is a failure, not a skip."""
+against a ZC706. ``.ci/run`` installs openssh-server and sets SHIFTADD_REQUIRE_TOOLS=1, so in
+CI a missing sshd is a failure, not a skip (``conftest.needs_tool``)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import needs_tool
 
 from sim.emulated import EmulatedFpgaManager
 
-SSHD = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
-if SSHD is None and os.environ.get("SHIFTADD_REQUIRE_SSHD") != "1":
-    pytest.skip("OpenSSH server not installed (.ci/run installs it)", allow_module_level=True)
+SSHD, SSH_KEYGEN = needs_tool("sshd"), needs_tool("ssh-keygen")
 TOKEN = "deploy-token-42"
 
 
@@ -33,10 +32,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory):
-    assert SSHD, "sshd is required here (SHIFTADD_REQUIRE_SSHD=1)"
     d = tmp_path_factory.mktemp("sshd")
     for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
+        subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)],
                        check=True)
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
     os.chmod(d / "authorized_keys", 0o600)

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import needs_tool
 
 from firmware.bitstream import SYNC, SYNC_SWAPPED
 from firmware.bitstream import build_bit as make_bit
 
 STANDIN = Path(__file__).with_name("data") / "vivado_standin.tcl"
-pytestmark = pytest.mark.skipif(shutil.which("tclsh") is None,
-                                reason="tclsh missing (.ci/run installs it)")
+needs_tool("tclsh")
 
 
 @pytest.fixture(scope="module")
