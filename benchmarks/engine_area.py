@@ -32,6 +32,7 @@ from gen.cost import (
     MODEL_FILE,
     CostModel,
     core_features,
+    core_wide_features,
     fit_linear,
     ppu_unit_features,
     ppu_units,
@@ -52,6 +53,9 @@ POOL_GRID = [(8, 64, 6, 1, 1), (8, 64, 62, 1, 1), (8, 16, 4, 1, 1), (32, 4, 2, 1
              (8, 64, 6, 4, 4), (8, 16, 4, 4, 2), (32, 64, 6, 4, 4), (8, 64, 6, 1, 8)]
 # ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)
 CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16), (3, 32, 8)]
+# ResNet-20 FIX32 engines whose cores calibrate its wide-data term (gen/cost.py: core_wide);
+# FIX32 designs fit the board only at a few rows (3x16x16: digits' choice)
+CORE_WIDE_GRID = [(2, 16, 8), (4, 16, 8), (2, 16, 16), (3, 16, 16)]
 CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
 
 
@@ -145,6 +149,33 @@ def calibrate_core(model: CostModel, precision: str) -> dict:
     core = {"lut": fit_linear(x, y), "samples": samples}
     doc = {**model.doc, "core": core, "core_calibrated": time.strftime("%Y-%m-%d")}
     MODEL_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
+    return calibrate_wide(CostModel(doc))  # relative to this fit: it must follow it
+
+
+def calibrate_wide(model: CostModel) -> dict:
+    """Fit the core's wide-data term to the FIX32 cores of ``CORE_WIDE_GRID``: what each
+    synthesized beyond the rest of the model (5-6 minutes each; cached)."""
+    samples = []
+    for g in CORE_WIDE_GRID:
+        cfg = resnet20_engine("fix32", *g)
+        t0 = time.perf_counter()
+        a = core_area(cfg)
+        rest = model.core_base(cfg)
+        log(f"  core {g[0]}x{g[1]}x{g[2]} fix32: {a.lut_total} LUT, the rest of the model "
+            f"{rest:.0f} ({time.perf_counter() - t0:.0f} s)")
+        samples.append({"geometry": f"{g[0]}x{g[1]}x{g[2]}", "features": core_wide_features(cfg),
+                        "lut": a.lut_total, "rest": round(rest, 1)})
+    x = [s["features"] for s in samples]
+    y = [s["lut"] - s["rest"] for s in samples]
+    for i, s in enumerate(samples):  # how far off the whole core is, fitted without it
+        c = fit_linear(x[:i] + x[i + 1:], y[:i] + y[i + 1:])
+        est = s["rest"] + sum(a * b for a, b in zip(x[i], c, strict=True))
+        s["leave_one_out_error"] = round(est / s["lut"] - 1, 4)
+        log(f"  {s['geometry']} fix32: fitted without it, the core is off by "
+            f"{100 * s['leave_one_out_error']:+.1f} %")
+    doc = {**model.doc, "core_wide": {"lut": fit_linear(x, y), "samples": samples},
+           "core_wide_calibrated": time.strftime("%Y-%m-%d")}
+    MODEL_FILE.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc
 
 
@@ -172,6 +203,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--calibrate-core", action="store_true")
+    ap.add_argument("--calibrate-wide", action="store_true",
+                    help="only the core's FIX32 term (CORE_WIDE_GRID; --calibrate-core also "
+                         "fits it)")
     ap.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=16)
@@ -184,6 +218,9 @@ def main() -> int:
     if args.calibrate_core:
         log("calibrating the engine core model ...")
         model = CostModel(calibrate_core(model, args.precision))
+    elif args.calibrate_wide:
+        log("calibrating the engine core's wide-data term ...")
+        model = CostModel(calibrate_wide(model))
     cfg = resnet20_engine(args.precision, args.rows, args.cols, args.lanes)
     units = {}
     for name, comp in unit_components(cfg).items():

@@ -3,8 +3,8 @@
     python benchmarks/hw_area.py [--json] [--skip-array] [--calibrate]
 
 Prints LUT/FF/CARRY4/DSP/BRAM and logic depth for: the adder lane, shift lanes (shift range 0..7
-and 0..14), a LUT-only 8x8 MAC lane (the multiplier baseline), PEs with V = 8 and 16, and a 16x16
-array; per-lane shares (a PE divided by V) are what the DESIGN targets compare. ``--calibrate``
+and 0..14), a LUT-only 8x8 MAC lane (the multiplier baseline), PEs with V = 8 and 16, a FIX32
+shift PE with V = 16, and a 16x16 array; per-lane shares (a PE divided by V) are what the DESIGN targets compare. ``--calibrate``
 also synthesizes the calibration grid and rewrites ``gen/cost_model.json``.
 """
 
@@ -27,6 +27,7 @@ ADDER8 = LaneConfig(LaneKind.ADDER, 8)
 SHIFT8_K7 = LaneConfig(LaneKind.SHIFT, 8, 7)
 SHIFT8_K14 = LaneConfig(LaneKind.SHIFT, 8, 14)
 MAC8 = LaneConfig(LaneKind.MAC, 8)
+SHIFT32_K7 = LaneConfig(LaneKind.SHIFT, 32, 7)
 
 
 RESNET20_MAX_TERMS = 576  # the largest fan-in of ResNet-20 (64 channels x 3 x 3)
@@ -42,16 +43,24 @@ def log(*a) -> None:
 
 def calibrate() -> dict:
     pe_samples = []
-    grid = [(ADDER8, v) for v in (2, 4, 8, 16)] + \
-        [(LaneConfig(LaneKind.ADDER, 32), v) for v in (2, 4, 8)] + \
-        [(LaneConfig(LaneKind.SHIFT, 8, k), v) for k in (3, 7, 14) for v in (4, 8, 16)] + \
-        [(LaneConfig(LaneKind.SHIFT, 32, 7), v) for v in (2, 4)] + \
-        [(MAC8, v) for v in (4, 8)]
-    for lane, v in grid:
-        cfg = pe_cfg(lane, v)
+    # one fit per lane kind and data width (gen/cost.py: pe_fit_key), each over the lane
+    # counts the sizing tries (up to 16) and, for shift lanes, shift amounts of 2 to 4 bits
+    # (both parities: gen/cost.py: pe_features)
+    # (the accumulator's width, which the shift range also sets, varied at 8 lanes: the
+    # fewest bits a 3x3 conv of 8 channels needs beside ResNet-20's largest fan-in)
+    grid = [pe_cfg(LaneConfig(LaneKind.ADDER, b), v) for b in (8, 32)
+            for v in (2, 3, 4, 6, 8, 12, 16)]
+    for b, vs in ((8, (4, 8, 16)), (32, (2, 4, 8, 16))):
+        for k in (3, 7, 8, 14):
+            lane = LaneConfig(LaneKind.SHIFT, b, k)
+            grid += [pe_cfg(lane, v) for v in vs]
+            grid.append(PEConfig(lane, 8, lane.acc_bits_for(8 * 9), 2))
+    grid += [pe_cfg(MAC8, v) for v in (4, 8)]
+    for cfg in grid:
+        lane = cfg.lane
         a = synthesize_component(ProcessingElement(cfg), dsp=lane.kind is not LaneKind.MAC)
-        log(f"  calibration PE {lane.kind.value} B={lane.data_bits} K={lane.shift_max} V={v}: "
-            f"{a.lut} LUT {a.ff} FF")
+        log(f"  calibration PE {lane.kind.value} B={lane.data_bits} K={lane.shift_max} "
+            f"V={cfg.lanes} acc={cfg.acc_bits}: {a.lut} LUT {a.ff} FF")
         pe_samples.append((cfg, a.to_json()))
     model = CostModel({"pe": fit_pe(pe_samples), "array_overhead": {"lut": [0, 0],
                                                                     "ff": [0, 0]}})
@@ -91,6 +100,7 @@ def main() -> int:
         for v in (8, 16):
             row(f"pe_{tag}_v{v}", ProcessingElement(pe_cfg(lane, v)), per=v)
     row("pe_mac_lut_only_v16", ProcessingElement(pe_cfg(MAC8, 16)), per=16, dsp=False)
+    row("pe_shift32_k7_v16", ProcessingElement(pe_cfg(SHIFT32_K7, 16)), per=16)
     row("requantizer_fix8", Requantizer(RequantConfig(26, 40, 8)))
     if not args.skip_array:
         cfg = ArrayConfig(pe_cfg(ADDER8, 8), 16, 16)
@@ -101,8 +111,9 @@ def main() -> int:
         calibrate()
     model = CostModel.load()
     result["model_check"] = {}
-    for name, cfg in (("pe_adder_v16", pe_cfg(ADDER8, 16)), ("pe_shift_k7_v16",
-                                                           pe_cfg(SHIFT8_K7, 16))):
+    for name, cfg in (("pe_adder_v16", pe_cfg(ADDER8, 16)),
+                      ("pe_shift_k7_v16", pe_cfg(SHIFT8_K7, 16)),
+                      ("pe_shift32_k7_v16", pe_cfg(SHIFT32_K7, 16))):
         est = model.pe(cfg)
         result["model_check"][name] = {"model_lut": round(est.lut), "synth_lut":
                                        rows[name]["lut"]}

@@ -1050,7 +1050,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=_positive_int, default=1,
                    help="Verilator evaluation threads, a build of their own (default 1). Pays "
                         "only with that many idle cores: digits at 9x16x16 on 2 idle cores "
-                        "1.5x faster with 2, 2.8x slower with the other core busy")
+                        "1.3x faster with 2 one morning, 1.4x slower the next (a virtual "
+                        "machine's second core), 2.8x slower with the other core busy")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=cmd_sim)
 

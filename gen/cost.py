@@ -1,14 +1,14 @@
 """The calibrated per-component cost model (LUTs and FFs), used for sizing.
 
 Synthesizing a 16x16 array takes minutes, so the generator estimates from a model instead: per lane
-kind, a PE costs
+kind and data width (FIX8, FIX32), a PE costs
 
-    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*out_bits*ceil(shift_bits/2) + c4*tree_bits
-             + c5*acc_bits
+    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*out_bits*L + c4*tree_bits + c5*acc_bits
+             + c6*V*out_bits*(shift_bits mod 2)
 
-(``out_bits`` the lane result width, ``shift_bits`` the width of the shift amount, ``tree_bits``
-the output bits of the tree's adders), fitted by least squares to a grid of ``synth_xilinx``
-runs; an array adds a per-PE overhead (inter-PE registers,
+(``out_bits`` the lane result width, ``L`` a shift lane's LUTs per result bit for its shifter and
+sign, ``shift_bits // 2 + 1``, ``tree_bits`` the output bits of the tree's adders), fitted by
+least squares to a grid of ``synth_xilinx`` runs; an array adds a per-PE overhead (inter-PE registers,
 drain chain, skew/deskew and stream edges: linear in ``acc_bits`` and the operand widths) fitted
 to small ``ArrayCore`` syntheses. FFs are
 modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
@@ -24,8 +24,9 @@ one per transfer, fitted to syntheses of the units
 The engine *core* is everything else: each conv unit's feeder and writer, the loader, the
 control, the banks' ports and, inside each array, the registers between the PEs (the arrays'
 skew, operand and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C + c3*n*C*C/V`` (``n``
-arrays of R rows and C columns, V lanes), fitted to syntheses of whole engines with their PEs
-and post-processing units left out (``benchmarks/engine_area.py --calibrate-core``); an
+arrays of R rows and C columns, V lanes), fitted to syntheses of whole FIX8 engines with their
+PEs and post-processing units left out (``benchmarks/engine_area.py --calibrate-core``), plus,
+for FIX32, ``c0' + c1'*n*R`` fitted to FIX32 ones (``--calibrate-wide``); an
 engine's LUTs are its PEs, its post-processing units and its core. (A standalone array's per-PE
 overhead, above, does not carry over: it grows with the lanes, the synthesized cores do not.)
 """
@@ -38,16 +39,29 @@ from pathlib import Path
 
 import numpy as np
 
-from hw.config import ArrayConfig, LaneKind, PEConfig
+from hw.config import ArrayConfig, PEConfig
 
 MODEL_FILE = Path(__file__).with_name("cost_model.json")
 
 
+def shifter_luts(shift_bits: int) -> int:
+    """LUTs per result bit of a shift lane's shifter and sign: a ``LUT6`` is a 4:1
+    multiplexer, and the last one also takes the two sign bits, with a 2:1 stage if the shift
+    amount has an odd number of bits: ``shift_bits // 2 + 1``. Counted as
+    ``ceil(shift_bits / 2)`` before, which prices 3 and 4 bits alike: a FIX8 PE of 16 lanes
+    shifting by up to 8 (digits' range) synthesized at 718 LUTs, against 531 up to 7 and 584
+    in that model (2026-12-02)."""
+    return shift_bits // 2 + 1 if shift_bits else 0
+
+
 def pe_features(pe: PEConfig) -> list[float]:
-    """A PE's features: its lanes, their result bits, the shifters' LUT levels (a ``LUT6`` is a
-    4:1 multiplexer, so ``ceil(shift_bits / 2)`` levels per result bit), the bits of the
-    tree's adders (:meth:`hw.tree.AdderTree.plan`: a ternary adder costs what a two-input one
-    does) and the accumulator's."""
+    """A PE's features: its lanes, their result bits, the shifters' LUTs
+    (:func:`shifter_luts` per result bit), the bits of the tree's adders
+    (:meth:`hw.tree.AdderTree.plan`: a ternary adder costs what a two-input one does), the
+    accumulator's, and the result bits again when the shift amount's bits are odd (the last
+    LUT's 2:1 stage, and the pairs' folding of it: ``hw/lanes.py: ShiftPair``). Fitted to
+    shift amounts of 2 to 4 bits (shift ranges 3 to 14): a range of 1 is priced about a third
+    high."""
     from hw.pe import ProcessingElement
     from hw.tree import AdderTree
 
@@ -57,8 +71,9 @@ def pe_features(pe: PEConfig) -> list[float]:
                                              ProcessingElement.ternary_tree(pe),
                                              ProcessingElement.tree_outputs(pe))
                for w, ins in level if len(ins) > 1)
-    return [1.0, v, v * lane.out_bits, v * lane.out_bits * -(-lane.shift_bits // 2), tree,
-            pe.acc_bits]
+    bits = v * lane.out_bits
+    return [1.0, v, bits, bits * shifter_luts(lane.shift_bits), tree, pe.acc_bits,
+            bits * (lane.shift_bits % 2)]
 
 
 def array_overhead_features(cfg: ArrayConfig) -> list[float]:
@@ -87,11 +102,12 @@ class CostModel:
         return cls(json.loads(path.read_text()))
 
     def pe(self, pe: PEConfig) -> Estimate:
-        kind = pe.lane.kind.value
-        if kind not in self.doc["pe"]:
-            raise KeyError(f"the cost model has no {kind!r} PE calibration")
+        key = pe_fit_key(pe)
+        if key not in self.doc["pe"]:
+            raise KeyError(f"the cost model has no {key!r} PE calibration; run "
+                           "benchmarks/hw_area.py --calibrate")
         f = np.array(pe_features(pe))
-        c = self.doc["pe"][kind]
+        c = self.doc["pe"][key]
         return Estimate(float(f @ np.array(c["lut"])), float(f @ np.array(c["ff"])))
 
     def _section(self, name: str) -> dict:
@@ -121,12 +137,25 @@ class CostModel:
                         n * (pe.ff + float(f @ np.array(o["ff"]))) + input_register_ffs(cfg))
 
     def core(self, cfg) -> float:
-        """LUTs of engine ``cfg`` outside its PEs and post-processing units: the fit
-        (:meth:`core_fitted`), the shift unit's second source and the drain chains' paired
-        multiplexers, counted, and each unit's writer copy and the engine's later changes,
-        measured."""
+        """LUTs of engine ``cfg`` outside its PEs and post-processing units: :meth:`core_base`
+        and, for data wider than eight bits, :meth:`core_wide`."""
+        return self.core_base(cfg) + self.core_wide(cfg)
+
+    def core_base(self, cfg) -> float:
+        """The core as FIX8 cores calibrate it: the fit (:meth:`core_fitted`), the shift unit's
+        second source and the drain chains' paired multiplexers, counted, and each unit's
+        writer copy and the engine's later changes, measured."""
         return self.core_fitted(cfg) + beside_muxes(cfg) - drain_pairs(cfg) + \
             WRITER_COPY_LUTS * len(cfg.arrays) + CORE_CHANGES_LUTS
+
+    def core_wide(self, cfg) -> float:
+        """What a core of wider data than eight bits takes beyond :meth:`core_base`:
+        :func:`core_wide_features`, fitted to FIX32 cores (``benchmarks/engine_area.py
+        --calibrate-wide``). Zero for eight-bit data."""
+        f = core_wide_features(cfg)
+        if not any(f):
+            return 0.0
+        return float(np.array(f) @ np.array(self._section("core_wide")["lut"]))
 
     def core_fitted(self, cfg) -> float:
         """The core as fitted to its syntheses (``benchmarks/engine_area.py
@@ -190,6 +219,16 @@ def core_features(cfg) -> list[float]:
     return [1.0, n * cfg.rows, n * cfg.cols, n * cfg.cols * cfg.subwords]
 
 
+def core_wide_features(cfg) -> list[float]:
+    """The features of :meth:`CostModel.core_wide`: ``(data_bits - 8) / 24`` (so 1 for FIX32)
+    times a constant and the arrays' rows (each row's bank read port, feeder and operand
+    registers carry words of ``cols x data_bits``). A FIX32 core synthesized at 2.1-2.3x the
+    FIX8 fit's figure (23,956 LUTs against 11,509 at 2x16x8, 2026-12-02); the fit had no term
+    for the data width, all its samples being FIX8."""
+    k = (cfg.data_bits - 8) / 24
+    return [k, k * len(cfg.arrays) * cfg.rows]
+
+
 def ppu_units(cfg) -> dict[str, tuple[int, int]]:
     """``(shifter width, shift bits)`` of each post-processing unit of engine ``cfg``."""
     return {name: unit.shifter for name, unit in cfg.post_processing().items()}
@@ -204,17 +243,26 @@ def ppu_unit_features(unit_cfg) -> list[float]:
     return [1.0, w, w * sb, *unit_cfg.extra_bits]
 
 
+def pe_fit_key(pe: PEConfig) -> str:
+    """The PE fit a PE is priced by: one per lane kind and data width (``shift8``,
+    ``adder32``). One fit over both widths priced FIX32 shift PEs 21 % low at 16 lanes (78,319
+    LUTs against 98,976 synthesized for digits' 3x16x16 array, 2026-12-02): its FIX32 samples
+    had 2 and 4 lanes only, and eight-bit samples outnumbered them."""
+    return f"{pe.lane.kind.value}{pe.lane.data_bits}"
+
+
 def fit_pe(samples: list[tuple[PEConfig, dict]]) -> dict:
-    """Least-squares coefficients per lane kind from ``(config, {"lut", "ff"})`` samples."""
+    """Least-squares coefficients per :func:`pe_fit_key` from ``(config, {"lut", "ff"})``
+    samples."""
+    groups: dict[str, list] = {}
+    for p, a in samples:
+        groups.setdefault(pe_fit_key(p), []).append((pe_features(p), a))
     out = {}
-    for kind in LaneKind:
-        rows = [(pe_features(p), a) for p, a in samples if p.lane.kind is kind]
-        if not rows:
-            continue
+    for key, rows in sorted(groups.items()):
         x = np.array([r[0] for r in rows])
-        out[kind.value] = {k: np.linalg.lstsq(x, np.array([r[1][k] for r in rows]),
-                                              rcond=None)[0].round(4).tolist()
-                           for k in ("lut", "ff")}
+        out[key] = {k: np.linalg.lstsq(x, np.array([r[1][k] for r in rows]),
+                                       rcond=None)[0].round(4).tolist()
+                    for k in ("lut", "ff")}
     return out
 
 

@@ -28,7 +28,7 @@ from sim import golden
 from sim.accel import build_config, make_case, run_case
 
 # odd rows (a partial last tile in every layer) and one sub-word per word, as in the geometry
-# `shiftadd gen` picks for ResNet-20 on the ZC706 (9x16x16)
+# `shiftadd gen` picks for ResNet-20 on the ZC706 (10x16x16)
 GEO = Geometry(rows=3, cols=16, lanes=16)
 BUILD_ID = 0x5EED1A7E
 
