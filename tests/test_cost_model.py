@@ -57,26 +57,37 @@ def test_synthesis_refuses_to_leave_out_a_module_that_is_not_there():
         synthesize(v, "top", blackbox=("sub", "top.rq0"))
 
 
+def _engine_area():
+    """``benchmarks/engine_area.py``: the core calibrations' grids and engines."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import engine_area
+
+    return engine_area
+
+
+def _samples(model: CostModel, section: str, grid: list) -> list:
+    """``(geometry, sample)`` of a core calibration, whose samples must be its grid's."""
+    samples = model.doc[section]["samples"]
+    assert [s["geometry"] for s in samples] == [f"{r}x{c}x{v}" for r, c, v in grid]
+    return list(zip(grid, samples, strict=True))
+
+
 def test_core_model_reproduces_its_syntheses():
     """The engine core's model (``benchmarks/engine_area.py --calibrate-core``: 10-16 min of
     synthesis per geometry, too slow for the suite) against the syntheses it was fitted to:
     within 2 % of each, and the features recorded with each sample are still what
     ``core_features`` computes for that engine today (a changed engine or feature set needs a
     new calibration). Growing rows or columns never makes the core cheaper."""
-    import sys
     from dataclasses import replace
-    from pathlib import Path
 
     from gen.cost import CORE_CHANGES_LUTS, WRITER_COPY_LUTS, core_features
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from engine_area import CORE_GRID, resnet20_engine
-
-    model = CostModel.load()
-    samples = model.doc["core"]["samples"]
-    assert [s["geometry"] for s in samples] == [f"{r}x{c}x{v}" for r, c, v in CORE_GRID]
-    for (r, c, v), s in zip(CORE_GRID, samples, strict=True):
-        cfg = resnet20_engine("fix8", r, c, v)
+    model, area = CostModel.load(), _engine_area()
+    for (r, c, v), s in _samples(model, "core", area.CORE_GRID):
+        cfg = area.resnet20_engine("fix8", r, c, v)
         assert core_features(cfg) == s["features"], s["geometry"]
         est = model.core_fitted(cfg)
         assert abs(est - s["lut"]) <= 0.02 * s["lut"], (s, est)
@@ -85,7 +96,7 @@ def test_core_model_reproduces_its_syntheses():
         assert model.core(cfg) == est + r * cfg.word_bits - \
             sum((r - 1) * c * (pe.acc_bits // 2) for pe in (cfg.shift, cfg.adder)) + \
             2 * WRITER_COPY_LUTS + CORE_CHANGES_LUTS
-    cfg = resnet20_engine("fix8", 4, 16, 16)
+    cfg = area.resnet20_engine("fix8", 4, 16, 16)
     assert model.core(replace(cfg, rows=5)) > model.core(cfg)
     assert model.core(replace(cfg, cols=32)) > model.core(cfg)
     assert model.core_wide(cfg) == 0
@@ -94,21 +105,13 @@ def test_core_model_reproduces_its_syntheses():
 def test_core_model_reproduces_its_fix32_syntheses():
     """The FIX32 cores (``engine_area.py --calibrate-wide``, 5-6 min each) against the model:
     the rest of the model (``core_base``) as it was when each was fitted, the features still
-    what ``core_wide_features`` computes, and the whole within 3 % of each synthesis. A wider
-    word never makes the core cheaper."""
-    import sys
-    from pathlib import Path
-
+    what ``core_wide_features`` computes, and the whole within 3 % of each synthesis; the FIX32
+    term adds LUTs."""
     from gen.cost import core_wide_features
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from engine_area import CORE_WIDE_GRID, resnet20_engine
-
-    model = CostModel.load()
-    samples = model.doc["core_wide"]["samples"]
-    assert [s["geometry"] for s in samples] == [f"{r}x{c}x{v}" for r, c, v in CORE_WIDE_GRID]
-    for (r, c, v), s in zip(CORE_WIDE_GRID, samples, strict=True):
-        cfg = resnet20_engine("fix32", r, c, v)
+    model, area = CostModel.load(), _engine_area()
+    for (r, c, v), s in _samples(model, "core_wide", area.CORE_WIDE_GRID):
+        cfg = area.resnet20_engine("fix32", r, c, v)
         assert core_wide_features(cfg) == s["features"], s["geometry"]
         assert model.core_base(cfg) == pytest.approx(s["rest"], abs=0.1), s["geometry"]
         assert abs(model.core(cfg) - s["lut"]) <= 0.03 * s["lut"], (s, model.core(cfg))
