@@ -54,7 +54,7 @@ POOL_GRID = [(8, 64, 6, 1, 1), (8, 64, 62, 1, 1), (8, 16, 4, 1, 1), (32, 4, 2, 1
 # ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)
 CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16), (3, 32, 8)]
 # ResNet-20 FIX32 engines whose cores calibrate its wide-data term (gen/cost.py: core_wide);
-# FIX32 designs fit the board only at a few rows (3x16x16: digits' choice)
+# FIX32 designs fit the board only at a few rows (digits': 2x16x16, 3x16x16 before this fit)
 CORE_WIDE_GRID = [(2, 16, 8), (4, 16, 8), (2, 16, 16), (3, 16, 16)]
 CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
 

@@ -4,8 +4,9 @@
 
 Prints LUT/FF/CARRY4/DSP/BRAM and logic depth for: the adder lane, shift lanes (shift range 0..7
 and 0..14), a LUT-only 8x8 MAC lane (the multiplier baseline), PEs with V = 8 and 16, a FIX32
-shift PE with V = 16, and a 16x16 array; per-lane shares (a PE divided by V) are what the DESIGN targets compare. ``--calibrate``
-also synthesizes the calibration grid and rewrites ``gen/cost_model.json``.
+shift PE with V = 16, and a 16x16 array; per-lane shares (a PE divided by V) are what the DESIGN
+targets compare. ``--calibrate`` also synthesizes the calibration grid and rewrites
+``gen/cost_model.json``.
 """
 
 from __future__ import annotations
@@ -45,9 +46,8 @@ def calibrate() -> dict:
     pe_samples = []
     # one fit per lane kind and data width (gen/cost.py: pe_fit_key), each over the lane
     # counts the sizing tries (up to 16) and, for shift lanes, shift amounts of 2 to 4 bits
-    # (both parities: gen/cost.py: pe_features)
-    # (the accumulator's width, which the shift range also sets, varied at 8 lanes: the
-    # fewest bits a 3x3 conv of 8 channels needs beside ResNet-20's largest fan-in)
+    # (both parities: gen/cost.py: pe_features) and two accumulator widths at 8 lanes (the
+    # shift range sets it too): ResNet-20's largest fan-in's and a 3x3 conv of 8 channels'.
     grid = [pe_cfg(LaneConfig(LaneKind.ADDER, b), v) for b in (8, 32)
             for v in (2, 3, 4, 6, 8, 12, 16)]
     for b, vs in ((8, (4, 8, 16)), (32, (2, 4, 8, 16))):

@@ -8,10 +8,9 @@ kind and data width (FIX8, FIX32), a PE costs
 
 (``out_bits`` the lane result width, ``L`` a shift lane's LUTs per result bit for its shifter and
 sign, ``shift_bits // 2 + 1``, ``tree_bits`` the output bits of the tree's adders), fitted by
-least squares to a grid of ``synth_xilinx`` runs; an array adds a per-PE overhead (inter-PE registers,
-drain chain, skew/deskew and stream edges: linear in ``acc_bits`` and the operand widths) fitted
-to small ``ArrayCore`` syntheses. FFs are
-modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
+least squares to a grid of ``synth_xilinx`` runs; an array adds a per-PE overhead (inter-PE
+registers, drain chain, skew/deskew and stream edges: linear in ``acc_bits`` and the operand
+widths) fitted to small ``ArrayCore`` syntheses. FFs are modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
 ``gen/cost_model.json``; ``tests/test_cost_model.py`` checks the model against a fresh synthesis
 of an array outside the calibration set.
 
@@ -112,7 +111,8 @@ class CostModel:
 
     def _section(self, name: str) -> dict:
         if name not in self.doc:
-            flag = "--calibrate-core" if name == "core" else "--calibrate"
+            flag = {"core": "--calibrate-core", "core_wide": "--calibrate-wide"}.get(
+                name, "--calibrate")
             raise KeyError(f"the cost model has no {name!r} calibration; run "
                            f"benchmarks/engine_area.py {flag}")
         return self.doc[name]
