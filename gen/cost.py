@@ -222,7 +222,7 @@ def core_features(cfg) -> list[float]:
 def core_wide_features(cfg) -> list[float]:
     """The features of :meth:`CostModel.core_wide`: ``(data_bits - 8) / 24`` (so 1 for FIX32)
     times a constant and the arrays' rows (each row's bank read port, feeder and operand
-    registers carry words of ``cols x data_bits``). A FIX32 core synthesized at 2.1-2.3x the
+    registers carry words of ``cols x data_bits``). A FIX32 core synthesized at 2.1-2.2x the
     FIX8 fit's figure (23,956 LUTs against 11,509 at 2x16x8, 2026-12-02); the fit had no term
     for the data width, all its samples being FIX8."""
     k = (cfg.data_bits - 8) / 24

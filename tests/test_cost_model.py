@@ -17,7 +17,7 @@ from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 def test_cost_model_within_10_percent(kind, bits, k, v, rows, cols):
     """Arrays of shapes, shift ranges and accumulators the calibration did not synthesize, in
     both data widths (each has a PE fit of its own: ``gen/cost.py: pe_fit_key``), at lane
-    counts the sizing tries (FFs are priced 12-25 % high at 10 and 12 lanes)."""
+    counts the sizing tries (FFs are priced 12-19 % high at 10 and 12 lanes)."""
     lane = LaneConfig(LaneKind(kind), bits, k)
     cfg = ArrayConfig(PEConfig(lane, v, lane.acc_bits_for(v * 9), 2), rows, cols)
     est = CostModel.load().array(cfg)
