@@ -3,7 +3,8 @@
     python benchmarks/hw_area.py [--json] [--skip-array] [--calibrate]
 
 Prints LUT/FF/CARRY4/DSP/BRAM and logic depth for: the adder lane, shift lanes (shift range 0..7
-and 0..14), a LUT-only 8x8 MAC lane (the multiplier baseline), PEs with V = 8 and 16, a FIX32
+and 0..14), a LUT-only 8x8 MAC lane (the multiplier baseline), PEs with V = 8 and 16 (shift
+ranges 0..7, 0..8 and 0..14: each structure of ``hw/lanes.py: ShiftPair``), a FIX32
 shift PE with V = 16, and a 16x16 array; per-lane shares (a PE divided by V) are what the DESIGN
 targets compare. ``--calibrate`` also synthesizes the calibration grid and rewrites
 ``gen/cost_model.json``.
@@ -26,6 +27,7 @@ from hw.ppu import RequantConfig, Requantizer
 
 ADDER8 = LaneConfig(LaneKind.ADDER, 8)
 SHIFT8_K7 = LaneConfig(LaneKind.SHIFT, 8, 7)
+SHIFT8_K8 = LaneConfig(LaneKind.SHIFT, 8, 8)
 SHIFT8_K14 = LaneConfig(LaneKind.SHIFT, 8, 14)
 MAC8 = LaneConfig(LaneKind.MAC, 8)
 SHIFT32_K7 = LaneConfig(LaneKind.SHIFT, 32, 7)
@@ -46,8 +48,10 @@ def calibrate() -> dict:
     pe_samples = []
     # one fit per lane kind and data width (gen/cost.py: pe_fit_key), each over the lane
     # counts the sizing tries (up to 16) and, for shift lanes, shift amounts of 2 to 4 bits
-    # (both parities: gen/cost.py: pe_features) and two accumulator widths at 8 lanes (the
-    # shift range sets it too): ResNet-20's largest fan-in's and a 3x3 conv of 8 channels'.
+    # (each structure of hw/lanes.py: ShiftPair, gen/cost.py: shifter_luts: 0..3 and 0..14
+    # sign first, 0..8 with the three-way fold, 0..7 the sign at the end) and two accumulator
+    # widths at 8 lanes (the shift range sets it too): ResNet-20's largest fan-in's and a 3x3
+    # conv of 8 channels'.
     grid = [pe_cfg(LaneConfig(LaneKind.ADDER, b), v) for b in (8, 32)
             for v in (2, 3, 4, 6, 8, 12, 16)]
     for b, vs in ((8, (4, 8, 16)), (32, (2, 4, 8, 16))):
@@ -96,7 +100,8 @@ def main() -> int:
     row("shift_lane_fix8_k0_7", make_lane(SHIFT8_K7))
     row("shift_lane_fix8_k0_14", make_lane(SHIFT8_K14))
     row("mac_lane_8x8_lut_only", make_lane(MAC8), dsp=False)
-    for lane, tag in ((ADDER8, "adder"), (SHIFT8_K7, "shift_k7"), (SHIFT8_K14, "shift_k14")):
+    for lane, tag in ((ADDER8, "adder"), (SHIFT8_K7, "shift_k7"), (SHIFT8_K8, "shift_k8"),
+                      (SHIFT8_K14, "shift_k14")):
         for v in (8, 16):
             row(f"pe_{tag}_v{v}", ProcessingElement(pe_cfg(lane, v)), per=v)
     row("pe_mac_lut_only_v16", ProcessingElement(pe_cfg(MAC8, 16)), per=16, dsp=False)
@@ -113,6 +118,8 @@ def main() -> int:
     result["model_check"] = {}
     for name, cfg in (("pe_adder_v16", pe_cfg(ADDER8, 16)),
                       ("pe_shift_k7_v16", pe_cfg(SHIFT8_K7, 16)),
+                      ("pe_shift_k8_v16", pe_cfg(SHIFT8_K8, 16)),
+                      ("pe_shift_k14_v16", pe_cfg(SHIFT8_K14, 16)),
                       ("pe_shift32_k7_v16", pe_cfg(SHIFT32_K7, 16))):
         est = model.pe(cfg)
         result["model_check"][name] = {"model_lut": round(est.lut), "synth_lut":

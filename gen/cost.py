@@ -43,24 +43,50 @@ from hw.config import ArrayConfig, PEConfig
 MODEL_FILE = Path(__file__).with_name("cost_model.json")
 
 
-def shifter_luts(shift_bits: int) -> int:
-    """LUTs per result bit of a shift lane's shifter and sign: a ``LUT6`` is a 4:1
-    multiplexer, and the last one also takes the two sign bits, with a 2:1 stage if the shift
-    amount has an odd number of bits: ``shift_bits // 2 + 1``. Counted as
-    ``ceil(shift_bits / 2)`` before, which prices 3 and 4 bits alike: a FIX8 PE of 16 lanes
-    shifting by up to 8 (digits' range) synthesized at 718 LUTs, against 531 up to 7 and 584
-    in that model (2026-12-02)."""
-    return shift_bits // 2 + 1 if shift_bits else 0
+def shifter_luts(lane) -> float:
+    """LUTs per lane of a shift lane's shifter and sign, counted from the structure
+    (``hw/lanes.py: ShiftPair``; the two lanes of a pair averaged): a ``LUT6`` per result bit
+    for each 4:1 stage (a pair of shift bits) and each 2:1 stage (an odd top bit, with the
+    sign), a stage's result as wide as the shift so far allows; lane ``b``'s top stage folded
+    into the sum's LUTs; with the sign first (an even shift field) a ``LUT6_2`` per two
+    activation bits for the sign, and lane ``b``'s top stage folded only when it selects among
+    three. Before the sign-first lanes (2026-12-02, thirty-first session): LUTs per result
+    bit, ``shift_bits // 2 + 1`` (``ceil(shift_bits / 2)`` before that, which priced a FIX8
+    PE of 16 lanes shifting by up to 8 at 584 LUTs against 718 synthesized)."""
+    from hw.lanes import ShiftPair
+
+    b, smax, sb = lane.data_bits, lane.shift_max, lane.shift_bits
+    if not sb:
+        return 0.0
+
+    def stages(bits: int, widest: int) -> int:
+        """4:1 stages over ``bits`` low shift bits, then a 2:1 for an odd one."""
+        luts, done = 0, 0
+        for g in [2] * (bits // 2) + [1] * (bits % 2):
+            done += g
+            luts += min(b + (1 << done) - 1, widest)
+        return luts
+
+    width, sign = b + smax, -(-b // 2)
+    if not ShiftPair.sign_first(lane):  # lane b: the bits below the top one
+        top = 1 << (sb - 1)
+        pair = stages(sb, width) + stages(sb - 1, b + min(top - 1, smax))
+    elif ShiftPair.folds_three(lane):   # lane b: the bits below the top pair
+        pair = sign + stages(sb, width) + sign + stages(sb - 2, width)
+    else:                               # lane b: the sign at the end, as above
+        top = 1 << (sb - 1)
+        pair = sign + stages(sb, width) + stages(sb - 1, b + min(top - 1, smax))
+    return pair / 2
 
 
 def pe_features(pe: PEConfig) -> list[float]:
     """A PE's features: its lanes, their result bits, the shifters' LUTs
-    (:func:`shifter_luts` per result bit), the bits of the tree's adders
+    (:func:`shifter_luts`, per lane), the bits of the tree's adders
     (:meth:`hw.tree.AdderTree.plan`: a ternary adder costs what a two-input one does), the
-    accumulator's, and the result bits again when the shift amount's bits are odd (the last
-    LUT's 2:1 stage, and the pairs' folding of it: ``hw/lanes.py: ShiftPair``). Fitted to
-    shift amounts of 2 to 4 bits (shift ranges 3 to 14): a range of 1 is priced about a third
-    high."""
+    accumulator's, and the result bits again when the shift amount's bits are odd (lane
+    ``a``'s 2:1 stage with the sign, which Yosys maps from :class:`hw.lanes.ShiftLane` less
+    tightly than counted). Fitted to shift amounts of 2 to 4 bits (shift ranges 3 to 14, each
+    structure of ``ShiftPair``): a range of 1 is priced about a third high."""
     from hw.pe import ProcessingElement
     from hw.tree import AdderTree
 
@@ -71,7 +97,7 @@ def pe_features(pe: PEConfig) -> list[float]:
                                              ProcessingElement.tree_outputs(pe))
                for w, ins in level if len(ins) > 1)
     bits = v * lane.out_bits
-    return [1.0, v, bits, bits * shifter_luts(lane.shift_bits), tree, pe.acc_bits,
+    return [1.0, v, bits, v * shifter_luts(lane), tree, pe.acc_bits,
             bits * (lane.shift_bits % 2)]
 
 

@@ -796,7 +796,8 @@ def _write(design: Design, out: Path, *, board: Board, clock_mhz: float, seconds
             with contextlib.suppress(Exception):
                 wait()
         raise
-    equivalence = {name: {**params, "proved": True, "method": "yosys miter + sat, all inputs",
+    equivalence = {name: {**params, "proved": True,
+                          "method": "yosys equiv_make + equiv_simple, every input in contract",
                           "seconds": round(wait(), 1)}
                    for name, (params, wait) in proofs.items()}
     if (sim_text is None) != (not equivalence):

@@ -104,14 +104,26 @@ class ShiftPair(wiring.Component):
     """Two shift lanes and the adder that sums them, with lane ``b``'s last shifter stage folded
     into the adder's LUTs: ``y + neg == sign_a * (x_a << s_a) + sign_b * (x_b << s_b)``.
 
-    Lane ``a`` is a :class:`ShiftLane`. Lane ``b`` shifts by the low bits of ``s`` only (``y1 =
-    x << (s mod T)``, ``T`` the weight of the top shift bit); the top bit, the ones' complement
-    and the zero sign are applied per sum bit inside the ``LUT6`` that feeds the carry chain:
-    ``S_j = a_j ^ (zero ? 0 : (h ? y1[j - T] : y1[j]) ^ neg_b)`` — six inputs, one LUT, where a
-    separate shifter would take another LUT per bit (measured in ``docs/HARDWARE.md``). Lane
-    ``a``'s ``neg`` is the chain's carry-in; lane ``b``'s leaves as ``neg`` for a later adder.
-    ``y`` is ``out_bits + 1`` wide (exact). Combinational (latency 0); hand-placed 7-series
-    primitives (:mod:`hw.xilinx`).
+    Lane ``a``'s ``neg`` is the chain's carry-in; lane ``b``'s leaves as ``neg`` for a later
+    adder. ``y`` is ``out_bits + 1`` wide (exact). Combinational (latency 0); hand-placed
+    7-series primitives (:mod:`hw.xilinx`). Two structures, by the shift field's width:
+
+    * **The sign at the end** (an odd width, or none): each lane's shifter is a ``4:1`` LUT
+      stage per pair of shift bits and a ``2:1`` stage for the top bit, where the ones'
+      complement and the zero sign join it (five inputs, one LUT per bit; lane ``a`` is a
+      :class:`ShiftLane`, which Yosys maps so). Lane ``b``'s top stage is folded into the sum's
+      LUT: ``S_j = a_j ^ (zero ? 0 : (h ? y1[j - T] : y1[j]) ^ neg_b)`` — six inputs, one LUT,
+      where a separate stage would take another LUT per bit (``docs/HARDWARE.md``).
+    * **The sign first** (an even width: ranges 0..2, 0..3 and 0..8 to 0..14): the top stage
+      is a ``4:1`` too, with no input left for the sign, so each lane applies its sign to the
+      activation instead (``x ^ neg``, 0 for a zero sign: a ``LUT6_2`` per two bits) and
+      shifts in ``neg`` from below (``~(x << s) = (~x << s) | (2**s - 1)``). Lane ``a`` is two
+      ``4:1`` stages; where the top pair of shift bits never reaches ``0b11`` (0..2, 0..8 to
+      0..11), lane ``b``'s top stage selects among three and is folded into the sum's LUT:
+      ``S_j = a_j ^ (s_top ? y1[j - 2T] : s_next ? y1[j - T] : y1[j])``. At 0..8 this saves
+      a fifth of a shift PE's LUTs (``BENCHMARKS.md``); a shift above ``shift_max``, which
+      the compiler never emits, may then give another sum (``gen.equiv`` proves the views
+      equal over the contract).
     """
 
     latency = 0
@@ -128,18 +140,58 @@ class ShiftPair(wiring.Component):
     def config(self) -> LaneConfig:
         return self._cfg
 
+    @staticmethod
+    def sign_first(cfg: LaneConfig) -> bool:
+        """Do the lanes apply their sign to the activation (an even shift field)?"""
+        return cfg.shift_bits > 0 and cfg.shift_bits % 2 == 0
+
+    @staticmethod
+    def folds_three(cfg: LaneConfig) -> bool:
+        """With the sign first, is lane ``b``'s top stage (three ways) folded into the sum?"""
+        return ShiftPair.sign_first(cfg) and cfg.shift_max < 3 << (cfg.shift_bits - 2)
+
     def elaborate(self, platform):
         m = Module()
         cfg = self._cfg
         width = cfg.out_bits
-        m.submodules.lane_a = a = ShiftLane(cfg)
-        m.d.comb += [a.x.eq(self.x[0]), a.w.eq(self.w[0])]
         if not placing_primitives():  # the simulation view: the same sum, behaviourally
+            m.submodules.lane_a = a = ShiftLane(cfg)
             m.submodules.lane_b = b = ShiftLane(cfg)
-            m.d.comb += [b.x.eq(self.x[1]), b.w.eq(self.w[1]),
+            m.d.comb += [a.x.eq(self.x[0]), a.w.eq(self.w[0]),
+                         b.x.eq(self.x[1]), b.w.eq(self.w[1]),
                          self.y.eq(a.y + b.y + a.neg), self.neg.eq(b.neg)]
             return m
+        if self.sign_first(cfg):
+            ya, neg_a = _signed_first(m, self.x[0], self.w[0], cfg.shift_bits, width, "a")
+        else:
+            m.submodules.lane_a = a = ShiftLane(cfg)
+            m.d.comb += [a.x.eq(self.x[0]), a.w.eq(self.w[0])]
+            ya, neg_a = [a.y[j] for j in range(width)], a.neg
         xb, wb = self.x[1], self.w[1]
+        neg = wb.sign[-1]
+        a_bits = [ya[min(j, width - 1)] for j in range(width + 1)]  # sign-extended to the sum
+        if self.folds_three(cfg):
+            lower = cfg.shift_bits - 2  # the shift bits below the top pair
+            y1, _ = _signed_first(m, xb, wb, lower, cfg.data_bits + (1 << lower) - 1, "b")
+            step = 1 << lower
+            sel = [wb.shift[lower], wb.shift[lower + 1]]
+            # both operands sign-extended to the sum's width, lane b from its out_bits as in
+            # the simulation view (a shift above shift_max then gives the same sum there)
+            s_bits = [lut6(m, [a_bits[j], *sel, *(_bit(y1, min(j, width - 1) - step * k, neg)
+                                                  for k in range(3))], _folded_three, f"s{j}")
+                      for j in range(width + 1)]
+        else:
+            s_bits = self._fold_two(m, cfg, a_bits, xb, wb)
+        total = carry_chain(m, s_bits, a_bits, neg_a, "chain")
+        m.d.comb += [self.y.eq(Cat(*total)), self.neg.eq(neg)]
+        return m
+
+    @staticmethod
+    def _fold_two(m: Module, cfg: LaneConfig, a_bits: list, xb, wb) -> list:
+        """The sign at the end: lane ``b`` shifts by the low bits of ``s`` only (``y1 = x << (s
+        mod T)``, ``T`` the weight of the top shift bit); the top bit, the ones' complement and
+        the zero sign are applied per sum bit."""
+        width = cfg.out_bits
         top = 1 << (cfg.shift_bits - 1) if cfg.shift_bits else 0  # weight of the top shift bit
         w1 = cfg.data_bits + (min(top - 1, cfg.shift_max) if top else 0)
         y1 = Signal(signed(w1))
@@ -152,7 +204,7 @@ class ShiftPair(wiring.Component):
         s_bits = []
         for j in range(width + 1):
             jj = min(j, width - 1)  # both operands sign-extended to the sum's width
-            ins = [a.y[jj], zero, neg, y1[min(jj, w1 - 1)]]
+            ins = [a_bits[j], zero, neg, y1[min(jj, w1 - 1)]]
             if top:
                 ins.append(wb.shift[cfg.shift_bits - 1])
                 if jj >= top:
@@ -161,10 +213,7 @@ class ShiftPair(wiring.Component):
             else:
                 fn = _folded_bit
             s_bits.append(lut6(m, ins, fn, f"s{j}"))
-        total = carry_chain(m, s_bits, [a.y[min(j, width - 1)] for j in range(width + 1)],
-                            a.neg, "chain")
-        m.d.comb += [self.y.eq(Cat(*total)), self.neg.eq(neg)]
-        return m
+        return s_bits
 
 
 def _folded_bit(a: int, zero: int, neg: int, q: int) -> int:
@@ -174,6 +223,56 @@ def _folded_bit(a: int, zero: int, neg: int, q: int) -> int:
 def _folded_bit_shifted(a: int, zero: int, neg: int, q: int, h: int, p: int = 0) -> int:
     """``p`` is absent (0) for sum bits below the top shift's weight."""
     return a ^ (0 if zero else (p if h else q) ^ neg)
+
+
+def _bit(bits: list, i: int, fill):
+    """Bit ``i`` of a value given as bits: sign-extended above, ``fill`` below bit 0."""
+    return fill if i < 0 else bits[min(i, len(bits) - 1)]
+
+
+def _signed_first(m: Module, x, w, shift_bits: int, width: int, name: str) -> tuple[list, object]:
+    """``y + neg == sign * (x << s)`` for the low ``shift_bits`` (even) bits of ``s``, the sign
+    applied first: ``x ^ neg`` (0 for a zero sign), a ``LUT6_2`` per two bits, then a ``4:1``
+    LUT stage per pair of shift bits shifting ``neg`` in from below. Returns ``width`` bits of
+    ``y`` and ``neg``."""
+    neg = w.sign[-1]
+    b = len(x)
+    xs = []
+    for i in range(0, b, 2):
+        o6, o5 = lut6_2(m, [x[i], x[min(i + 1, b - 1)], w.sign[0], w.sign[1]],
+                        _signed_hi, _signed_lo, f"{name}_x{i}")
+        xs += [o5, o6][:b - i]
+    bits = xs
+    for p in range(0, shift_bits, 2):
+        step, sel = 1 << p, [w.shift[p], w.shift[p + 1]]
+        last = p + 2 >= shift_bits
+        n = width if last else min(len(bits) + 3 * step, width)
+        out = []
+        for j in range(n):
+            src = [min(j - step * k, len(bits) - 1) for k in range(4)]  # -ve: neg shifted in
+            if len(set(src)) == 1 and src[0] >= 0:  # above every shift: the sign bit itself
+                out.append(bits[src[0]])
+                continue
+            out.append(lut6(m, [*sel, *(bits[i] if i >= 0 else neg for i in src)], _mux4,
+                            f"{name}_p{p}_{j}"))
+        bits = out
+    return bits, neg
+
+
+def _signed_lo(x0: int, x1: int, s0: int, s1: int) -> int:
+    return (x0 ^ s1) if (s0 or s1) else 0
+
+
+def _signed_hi(x0: int, x1: int, s0: int, s1: int) -> int:
+    return (x1 ^ s1) if (s0 or s1) else 0
+
+
+def _mux4(s0: int, s1: int, d0: int, d1: int, d2: int, d3: int) -> int:
+    return (d0, d1, d2, d3)[s0 + 2 * s1]
+
+
+def _folded_three(a: int, s_next: int, s_top: int, d0: int, d1: int, d2: int) -> int:
+    return a ^ (d2 if s_top else d1 if s_next else d0)
 
 
 class AdderPair(wiring.Component):

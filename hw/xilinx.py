@@ -39,7 +39,7 @@ def simulation_view():
     (:class:`hw.lanes.ShiftPair`, :class:`hw.lanes.AdderPair`) describe the same function
     behaviourally instead, which Verilator builds about four times faster (a bit-level carry
     chain per PE: 186-200 s against 51 s for the digits engine, measured with ShiftPair). The
-    two views are proven equivalent by ``gen.equiv`` (Yosys SAT, all inputs)."""
+    two views are proven equivalent by ``gen.equiv`` (Yosys SAT, every input in contract)."""
     token = _PLACING.set(False)
     try:
         yield

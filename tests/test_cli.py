@@ -496,7 +496,7 @@ def test_failed_gen_leaves_the_existing_out_as_it_was(tmp_path, quick_digits, mo
             f"by {gen.generate.limited_by(low)}); report.md has every layer") in summary, summary
     proofs = json.loads((out / "manifest.json").read_text())["equivalence"]
     assert (f"  proved      the simulation view equal to the hand-placed cells in {len(proofs)} "
-            "components (yosys miter + sat, all inputs, ") in summary, summary
+            "components (yosys equiv_make + equiv_simple, every input in contract, ") in summary, summary
     assert summary.count("proved") == 1  # one line, not one per component
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
 

@@ -9,18 +9,59 @@ import pytest
 import hw.array
 import hw.lanes
 import hw.tree
-from gen.equiv import EquivalenceError, hand_placed, pair_class, prove, prove_pair
+from gen.equiv import (
+    EquivalenceError,
+    hand_placed,
+    pair_class,
+    prove,
+    prove_pair,
+    start_proof,
+)
 from hw.array import DrainMux
 from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
+from hw.lanes import ShiftPair
 from hw.tree import TernaryAdder
 
 
+# shift ranges of each structure: the sign at the end (0..7, 0..5, 0..1, none), the sign first
+# with lane b's three-way fold (0..8, 0..11, 0..2) and without it (0..14, 0..3)
 @pytest.mark.parametrize("kind,b,smax", [
     (LaneKind.SHIFT, 8, 7), (LaneKind.SHIFT, 8, 5), (LaneKind.SHIFT, 8, 14),
     (LaneKind.SHIFT, 8, 0), (LaneKind.SHIFT, 8, 1), (LaneKind.SHIFT, 32, 7),
-    (LaneKind.ADDER, 8, 0), (LaneKind.ADDER, 32, 0)])
+    (LaneKind.SHIFT, 8, 8), (LaneKind.SHIFT, 8, 11), (LaneKind.SHIFT, 8, 2),
+    (LaneKind.SHIFT, 8, 3), (LaneKind.ADDER, 8, 0), (LaneKind.ADDER, 32, 0)])
 def test_views_proven_equal(kind, b, smax):
-    assert prove_pair(LaneConfig(kind, b, smax)) > 0
+    cfg = LaneConfig(kind, b, smax)
+    if kind is LaneKind.SHIFT:
+        assert ShiftPair.folds_three(cfg) == (smax in (8, 11, 2))
+        assert ShiftPair.sign_first(cfg) == (smax in (8, 11, 2, 14, 3))
+    assert prove_pair(cfg) > 0
+
+
+def test_proof_fails_on_a_broken_three_way_fold(monkeypatch):
+    def top_ignored(a, s_next, s_top, d0, d1, d2):  # a shift of 8 read as 0
+        return a ^ (d1 if s_next else d0)
+
+    monkeypatch.setattr(hw.lanes, "_folded_three", top_ignored)
+    with pytest.raises(EquivalenceError, match="ShiftPair.*not proven equal"):
+        prove_pair(LaneConfig(LaneKind.SHIFT, 8, 8))
+
+
+def test_proof_fails_on_a_broken_sign_first_activation(monkeypatch):
+    def zero_kept(x0, x1, s0, s1):  # a zero sign passes the activation through
+        return x0 ^ s1
+
+    monkeypatch.setattr(hw.lanes, "_signed_lo", zero_kept)
+    with pytest.raises(EquivalenceError, match="ShiftPair.*not proven equal"):
+        prove_pair(LaneConfig(LaneKind.SHIFT, 8, 14))
+
+
+def test_sign_first_pair_differs_beyond_the_contract():
+    """A shift above shift_max (never emitted) may give another sum: the proof holds the
+    shifts to the contract, and without that the views are not equal."""
+    cfg = LaneConfig(LaneKind.SHIFT, 8, 8)
+    with pytest.raises(EquivalenceError, match="not proven equal"):
+        start_proof("ShiftPair unbounded", lambda: ShiftPair(cfg), lambda: ShiftPair(cfg))()
 
 
 def test_proof_fails_on_a_broken_shift_fold(monkeypatch):

@@ -60,26 +60,35 @@ def folded_bit_ignores_sign(a: int, zero: int, neg: int, q: int, h: int, p: int 
     return a ^ (0 if zero else (p if h else q))
 
 
+def three_way_fold_ignores_top(a: int, s_next: int, s_top: int, d0: int, d1: int,
+                               d2: int) -> int:
+    """The folded second lane of a sign-first ShiftPair, its top shift (8) read as none."""
+    return a ^ (d1 if s_next else d0)
+
+
+# name: (lane kind, shift range 0..smax, the mutant, how it is swapped in)
 MUTANTS = {
-    "tree_drops_last_lane": ("adder", DropLastLaneTree,
+    "tree_drops_last_lane": ("adder", 0, DropLastLaneTree,
                              lambda mp: mp.setattr(hw.pe, "AdderTree", DropLastLaneTree)),
     # every shift PE lane: the unpaired ones and lane a of each ShiftPair
-    "shift_off_by_one": ("shift", ShiftOffByOneLane,
+    "shift_off_by_one": ("shift", 5, ShiftOffByOneLane,
                          lambda mp: (mp.setattr(hw.lanes, "ShiftLane", ShiftOffByOneLane),
                                      mp.setattr(hw.pe, "ShiftLane", ShiftOffByOneLane))),
-    "adder_pair_drops_abs": ("adder", abs_sum_ignores_sign_b,
+    "adder_pair_drops_abs": ("adder", 0, abs_sum_ignores_sign_b,
                              lambda mp: mp.setattr(hw.lanes, "_abs_sum_bit",
                                                    abs_sum_ignores_sign_b)),
-    "pair_fold_ignores_sign": ("shift", folded_bit_ignores_sign,
+    "pair_fold_ignores_sign": ("shift", 5, folded_bit_ignores_sign,
                                lambda mp: mp.setattr(hw.lanes, "_folded_bit_shifted",
                                                      folded_bit_ignores_sign)),
+    "pair_three_way_fold_ignores_top": ("shift", 8, three_way_fold_ignores_top,
+                                        lambda mp: mp.setattr(hw.lanes, "_folded_three",
+                                                              three_way_fold_ignores_top)),
 }
 
 
 @pytest.mark.parametrize("mutant", list(MUTANTS))
 def test_testbench_fails_on_mutant(monkeypatch, mutant, seed):
-    kind, cls, apply = MUTANTS[mutant]
-    smax = 5 if kind == "shift" else 0
+    kind, smax, cls, apply = MUTANTS[mutant]
     # adder: 8 lanes are 4 pair sums; 4 -> 3 tree inputs keeps the tree's depth, so only the
     # arithmetic differs
     lanes = 8 if kind == "adder" else 4

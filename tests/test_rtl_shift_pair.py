@@ -11,9 +11,11 @@ from hw.config import LaneConfig, LaneKind
 from hw.lanes import ShiftPair
 from sim import rtl
 
-# (data_bits, shift_max, extreme values used): ranges with and without a full top shift bit,
-# the widest range, no shift at all, one shift bit, and FIX32
-CONFIGS = [(8, 7, 6), (8, 5, 6), (8, 14, 3), (8, 0, 6), (8, 1, 6), (32, 3, 6)]
+# (data_bits, shift_max, extreme values used): the sign at the end, with and without a full top
+# shift bit (0..7, 0..5), no shift at all, one shift bit; the sign first (ShiftPair.sign_first)
+# with lane b's three-way fold (0..8, 0..11, 0..2) and without (0..14, FIX32's 0..3)
+CONFIGS = [(8, 7, 6), (8, 5, 6), (8, 14, 3), (8, 0, 6), (8, 1, 6), (32, 3, 6), (8, 8, 6),
+           (8, 11, 3), (8, 2, 6)]
 
 
 class PairBank(wiring.Component):
