@@ -53,10 +53,11 @@ def build_verilog(text: str, toplevel: str, progress=None, threads: int = 1) -> 
 
 
 # shown before a first build, measured here (2 cores, 2026-12-02): digits at 4x16x8 (the demo)
-# 29-30 s, at 8x16x16 (gen's choice since the cost model's refit) 71-74 s, at 9x16x16 81-91 s,
-# ResNet-20 at 10x16x16 92-102 s; the heartbeat then says how far a build is
-BUILD_TIME_HINT = ("a first build takes 30 s for digits at 4x16x8 arrays, 70-80 s at "
-                   "8x16x16 (gen's choice), about 100 s for ResNet-20")
+# 29-30 s (38.6 s on a slower afternoon), at 9x16x16 (gen's choice since the sign-first shift
+# lanes) 81-91 s (120 s that afternoon; 8x16x16 96.5 s), ResNet-20 at 10x16x16 92-102 s; the
+# heartbeat then says how far a build is
+BUILD_TIME_HINT = ("a first build takes 30-40 s for digits at 4x16x8 arrays, 80-120 s at "
+                   "9x16x16 (gen's choice), about 100 s or more for ResNet-20")
 
 
 def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:

@@ -43,7 +43,7 @@ def digits_fix8(tmp_path_factory, trained_digits) -> Path:
 def test_digits_network_bit_exact_in_rtl(tmp_path, trained_digits, precision, seed):
     """200 real test images through the whole digits accelerator with random idle and
     backpressure on the streams: every output equals the golden model's. FIX8 at the geometry
-    ``shiftadd gen`` picks for the ZC706 (what a user gets; 8x16x16), FIX32 at the tests'."""
+    ``shiftadd gen`` picks for the ZC706 (what a user gets; 9x16x16), FIX32 at the tests'."""
     out = _generate(tmp_path, trained_digits, precision,
                     geometry=() if precision == "fix8" else GEOMETRY)
     if precision == "fix8":
