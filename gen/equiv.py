@@ -113,7 +113,7 @@ class WithinContract(wiring.Component):
     bits are both set (12..15 of four bits: above the range, and never emitted) reads as the
     same shift with the lower of them clear. Every other shift reaches the pair as it is, and
     so does everything in every other pair. Proving two such wrappers equal proves the pairs
-    equal on every input the contract admits (and beyond it, but for those shifts)."""
+    equal on every input the contract admits, and on every other input but those shifts."""
 
     def __init__(self, pair) -> None:
         self._pair = pair

@@ -117,10 +117,11 @@ class ShiftPair(wiring.Component):
     * **The sign first** (an even width: ranges 0..2, 0..3 and 0..8 to 0..14): the top stage
       is a ``4:1`` too, with no input left for the sign, so each lane applies its sign to the
       activation instead (``x ^ neg``, 0 for a zero sign: a ``LUT6_2`` per two bits) and
-      shifts in ``neg`` from below (``~(x << s) = (~x << s) | (2**s - 1)``). Lane ``a`` is two
-      ``4:1`` stages; where the top pair of shift bits never reaches ``0b11`` (0..2, 0..8 to
-      0..11), lane ``b``'s top stage selects among three and is folded into the sum's LUT:
-      ``S_j = a_j ^ (s_top ? y1[j - 2T] : s_next ? y1[j - T] : y1[j])``. At 0..8 this saves
+      shifts in ``neg`` from below (``~(x << s) = (~x << s) | (2**s - 1)``). Lane ``a`` is a
+      ``4:1`` stage per pair of shift bits; where the top pair never reaches ``0b11`` (0..2,
+      0..8 to 0..11), lane ``b``'s top stage selects among three and is folded into the sum's
+      LUT: ``S_j = a_j ^ (s_top ? y1[j - 2T] : s_next ? y1[j - T] : y1[j])`` (``T`` the weight
+      of ``s_next``); elsewhere lane ``b`` is as above. At 0..8 this saves
       a fifth of a shift PE's LUTs (``BENCHMARKS.md``); a shift above ``shift_max``, which
       the compiler never emits, may then give another sum (``gen.equiv`` proves the views
       equal over the contract).
