@@ -177,7 +177,8 @@ class ShiftPair(wiring.Component):
             step = 1 << lower
             sel = [wb.shift[lower], wb.shift[lower + 1]]
             # both operands sign-extended to the sum's width, lane b from its out_bits as in
-            # the simulation view (a shift above shift_max then gives the same sum there)
+            # the simulation view (so a shift above shift_max whose top two bits are not both
+            # set gives the same sum there too: gen.equiv.WithinContract)
             s_bits = [lut6(m, [a_bits[j], *sel, *(_bit(y1, min(j, width - 1) - step * k, neg)
                                                   for k in range(3))], _folded_three, f"s{j}")
                       for j in range(width + 1)]
