@@ -3,11 +3,12 @@
 Synthesizing a 16x16 array takes minutes, so the generator estimates from a model instead: per lane
 kind and data width (FIX8, FIX32), a PE costs
 
-    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*out_bits*L + c4*tree_bits + c5*acc_bits
+    LUT_pe = c0 + c1*V + c2*V*out_bits + c3*V*L + c4*tree_bits + c5*acc_bits
              + c6*V*out_bits*(shift_bits mod 2)
 
-(``out_bits`` the lane result width, ``L`` a shift lane's LUTs per result bit for its shifter and
-sign, ``shift_bits // 2 + 1``, ``tree_bits`` the output bits of the tree's adders), fitted by
+(``out_bits`` the lane result width, ``L`` a shift lane's LUTs for its shifter and sign as its
+structure counts them, :func:`shifter_luts`, ``tree_bits`` the output bits of the tree's
+adders), fitted by
 least squares to a grid of ``synth_xilinx`` runs; an array adds a per-PE overhead (inter-PE
 registers, drain chain, skew/deskew and stream edges: linear in ``acc_bits`` and the operand
 widths) fitted to small ``ArrayCore`` syntheses. FFs are modelled the same way. ``benchmarks/hw_area.py --calibrate`` re-fits and rewrites
@@ -67,16 +68,13 @@ def shifter_luts(lane) -> float:
             luts += min(b + (1 << done) - 1, widest)
         return luts
 
-    width, sign = b + smax, -(-b // 2)
-    if not ShiftPair.sign_first(lane):  # lane b: the bits below the top one
-        top = 1 << (sb - 1)
-        pair = stages(sb, width) + stages(sb - 1, b + min(top - 1, smax))
-    elif ShiftPair.folds_three(lane):   # lane b: the bits below the top pair
-        pair = sign + stages(sb, width) + sign + stages(sb - 2, width)
-    else:                               # lane b: the sign at the end, as above
-        top = 1 << (sb - 1)
-        pair = sign + stages(sb, width) + stages(sb - 1, b + min(top - 1, smax))
-    return pair / 2
+    sign = -(-b // 2) if ShiftPair.sign_first(lane) else 0
+    lane_a = sign + stages(sb, b + smax)
+    if ShiftPair.folds_three(lane):  # the bits below the top pair, the sign first
+        lane_b = sign + stages(sb - 2, b + smax)
+    else:  # the bits below the top one, the sign folded with it
+        lane_b = stages(sb - 1, b + min((1 << (sb - 1)) - 1, smax))
+    return (lane_a + lane_b) / 2
 
 
 def pe_features(pe: PEConfig) -> list[float]:
