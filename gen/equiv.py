@@ -25,7 +25,7 @@ from amaranth import Module, Mux
 from amaranth.lib import wiring
 
 from hw.config import ArrayConfig, LaneConfig, LaneKind
-from hw.convert import to_verilog
+from hw.convert import rtlil_to_verilog, to_rtlil
 
 
 class EquivalenceError(RuntimeError):
@@ -175,13 +175,18 @@ def start_proofs(parts: dict[str, tuple[Callable, Callable]], *,
         "equiv_make pair_gold pair_gate equiv", "hierarchy -top equiv", "opt_clean",
         "equiv_simple", "equiv_status -assert"])
     root = Path(tempfile.mkdtemp(prefix="shiftadd-equiv-"))
+    texts = []
+    for make, make_gate in parts.values():
+        texts.append(to_rtlil(make_gate(), "pair_gate"))
+        with simulation_view():
+            texts.append(to_rtlil(make(), "pair_gold"))
+    views = iter(rtlil_to_verilog(texts))  # one Yosys start for all
     dirs = {}
-    for n, (name, (make, make_gate)) in enumerate(parts.items()):
+    for n, name in enumerate(parts):
         d = root / str(n)
         d.mkdir()
-        (d / "gate.v").write_text(to_verilog(make_gate(), "pair_gate"))
-        with simulation_view():
-            (d / "gold.v").write_text(to_verilog(make(), "pair_gold"))
+        (d / "gate.v").write_text(next(views))
+        (d / "gold.v").write_text(next(views))
         dirs[name] = d
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", _CHILD, script, _SECONDS,

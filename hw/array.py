@@ -348,15 +348,16 @@ class PEInstance(wiring.Component):
         return m
 
 
-def pe_modules_verilog(cfg: ArrayConfig, pe_module: str) -> list[str]:
-    """The Verilog of the modules an array built with ``pe_module`` instantiates, each
-    converted once: its PE (:class:`EnabledPE`, named ``pe_module``) and, with two rows or
-    more, its drain links' multiplexer (:func:`drain_module_name`)."""
-    from hw.convert import to_verilog
+def pe_modules_rtlil(cfg: ArrayConfig, pe_module: str) -> list[str]:
+    """The RTLIL of the modules an array built with ``pe_module`` instantiates, each converted
+    once: its PE (:class:`EnabledPE`, named ``pe_module``) and, with two rows or more, its drain
+    links' multiplexer (:func:`drain_module_name`). To Verilog with
+    :func:`hw.convert.rtlil_to_verilog`."""
+    from hw.convert import to_rtlil
 
-    parts = [to_verilog(EnabledPE(cfg.pe), pe_module)]
+    parts = [to_rtlil(EnabledPE(cfg.pe), pe_module)]
     if cfg.rows >= 2:
-        parts.append(to_verilog(DrainMux(cfg.pe.acc_bits), drain_module_name(pe_module)))
+        parts.append(to_rtlil(DrainMux(cfg.pe.acc_bits), drain_module_name(pe_module)))
     return parts
 
 
@@ -368,10 +369,10 @@ def array_core_verilog(cfg: ArrayConfig, name: str, *, simulation_view: bool = F
     ``hw.top.emit_verilog`` has it (what ``shiftadd sim`` builds)."""
     import contextlib
 
-    from hw.convert import to_verilog
+    from hw.convert import rtlil_to_verilog, to_rtlil
     from hw.xilinx import simulation_view as sim_view
 
     pe = f"{name}_pe"
     with sim_view() if simulation_view else contextlib.nullcontext():
-        return "\n".join([*pe_modules_verilog(cfg, pe),
-                          to_verilog(ArrayCore(cfg, pe_module=pe), name)])
+        texts = [*pe_modules_rtlil(cfg, pe), to_rtlil(ArrayCore(cfg, pe_module=pe), name)]
+    return "\n".join(rtlil_to_verilog(texts))

@@ -14,7 +14,7 @@ from amaranth import ClockDomain, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.convert import to_verilog
+from hw.convert import rtlil_to_verilog, to_rtlil
 from hw.engine import Engine, EngineConfig
 from hw.regfile import AXILiteSignature, RegisterFile
 from hw.regmap import REGMAP
@@ -99,9 +99,10 @@ def with_port_attributes(top: str) -> str:
 
 
 def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
+    """RTLIL of the PE and drain-link modules of each array, in the view asked for."""
     import contextlib
 
-    from hw.array import pe_modules_verilog
+    from hw.array import pe_modules_rtlil
     from hw.engine import pe_module_name
     from hw.xilinx import simulation_view as sim_view
 
@@ -110,31 +111,39 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
         arr = cfg.array(kind)
         if arr is not None:
             with sim_view() if simulation_view else contextlib.nullcontext():
-                parts += pe_modules_verilog(arr, pe_module_name(kind))
+                parts += pe_modules_rtlil(arr, pe_module_name(kind))
     return parts
+
+
+def _top_rtlil(cfg: EngineConfig, build_id: int) -> str:
+
+    return to_rtlil(Top(cfg, build_id, pe_modules=True), TOP_NAME)
 
 
 def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = False) -> str:
     """The accelerator as one Verilog file: one module per PE kind and one for its drain links
-    (each converted once, instantiated R x C times) and the top with everything else. Converting a 16x16 array PE by PE took
-    minutes; this way it takes seconds. ``simulation_view``: the PEs' hand-placed cells (the
-    lane pairs, the ternary adders, the drain multiplexers) described behaviourally
-    (:func:`hw.xilinx.simulation_view`); everything else is identical."""
-    return "\n".join([*_pe_modules(cfg, simulation_view=simulation_view),
-                      with_port_attributes(to_verilog(Top(cfg, build_id, pe_modules=True),
-                                                      TOP_NAME))])
+    (each converted once, instantiated R x C times) and the top with everything else. Converting
+    a 16x16 array PE by PE took minutes; this way it takes seconds. ``simulation_view``: the
+    PEs' hand-placed cells (the lane pairs, the ternary adders, the drain multiplexers)
+    described behaviourally (:func:`hw.xilinx.simulation_view`); everything else is
+    identical."""
+
+    *pes, top = rtlil_to_verilog([*_pe_modules(cfg, simulation_view=simulation_view),
+                                  _top_rtlil(cfg, build_id)])
+    return "\n".join([*pes, with_port_attributes(top)])
 
 
 def emit_views(cfg: EngineConfig, build_id: int) -> tuple[str, str | None]:
     """``(synthesis view, simulation view)`` as :func:`emit_verilog` writes them, converting the
     top (everything but the PE and drain-link modules, and most of the conversion time) once
-    for both. The
-    simulation view is ``None`` when the synthesis view places no cells (nothing to describe
-    differently)."""
+    for both, and everything in one Yosys run. The simulation view is ``None`` when the
+    synthesis view places no cells (nothing to describe differently)."""
     from hw.xilinx import uses_primitives
 
-    top = with_port_attributes(to_verilog(Top(cfg, build_id, pe_modules=True), TOP_NAME))
-    synthesis = "\n".join([*_pe_modules(cfg, simulation_view=False), top])
+    synth, sim = (_pe_modules(cfg, simulation_view=v) for v in (False, True))
+    *pes, top = rtlil_to_verilog([*synth, *sim, _top_rtlil(cfg, build_id)])
+    top = with_port_attributes(top)
+    synthesis = "\n".join([*pes[:len(synth)], top])
     if not uses_primitives(synthesis):
         return synthesis, None
-    return synthesis, "\n".join([*_pe_modules(cfg, simulation_view=True), top])
+    return synthesis, "\n".join([*pes[len(synth):], top])

@@ -1,16 +1,20 @@
-"""``hw.convert.to_verilog``: the faster memory-content emission gives byte-identical Verilog,
-but for memories whose contents are all zeros, which get none."""
+"""``hw.convert``: the faster memory-content emission gives byte-identical Verilog, but for
+memories whose contents are all zeros, which get none; a batch of designs converted in one Yosys
+run gives each the Verilog it gets on its own, but for a few names and the order of a few
+statements."""
 
 from __future__ import annotations
 
+import collections
 import random
+import re
 
 from amaranth import Module, Shape, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from hw.convert import to_verilog
+from hw.convert import rtlil_to_verilog, to_rtlil, to_verilog
 
 # (shape, depth, how many rows are given: Amaranth pads the rest with zeros)
 MEMORIES = [
@@ -66,3 +70,43 @@ def test_an_all_zero_memory_gets_no_contents():
     assert to_verilog(Memories(0, (ZEROS,)), "mems", fast=False).count("mem0[") > 64
     both = to_verilog(Memories(0, (*MEMORIES, ZEROS)), "mems")
     assert both.count("initial begin") == len(MEMORIES)
+
+
+def _statements(text: str) -> collections.Counter:
+    """The lines of Amaranth's Verilog, with Yosys's counter-numbered names unnumbered."""
+    return collections.Counter(re.sub(r"(dump_module\$)\d+", r"\1", ln)
+                               for ln in text.splitlines())
+
+
+def test_a_batch_converts_each_design_as_on_its_own():
+    from amaranth.back import verilog
+
+    from hw.array import DrainMux, EnabledPE
+    from hw.config import LaneConfig, LaneKind, PEConfig
+    from hw.xilinx import simulation_view
+
+    pe = PEConfig(lane=LaneConfig(kind=LaneKind.SHIFT, data_bits=8, shift_max=8), lanes=4,
+                  acc_bits=20, tree_register_every=1)
+    designs = [(lambda: EnabledPE(pe), "pe", False), (lambda: Memories(1), "mems", False),
+               (lambda: DrainMux(20), "drain", False), (lambda: EnabledPE(pe), "pe", True)]
+    texts = []
+    for make, name, sim in designs:
+        if sim:
+            with simulation_view():
+                texts.append(to_rtlil(make(), name))
+        else:
+            texts.append(to_rtlil(make(), name))
+    batch = rtlil_to_verilog(texts)
+    assert len(batch) == len(designs) and rtlil_to_verilog([]) == []
+    for (make, name, sim), got in zip(designs, batch, strict=True):
+        if sim:
+            with simulation_view():
+                alone = to_verilog(make(), name)
+        else:
+            alone = to_verilog(make(), name)
+        modules = re.compile(r"^module (\S+)", re.M)
+        assert modules.findall(got) == modules.findall(alone), name
+        assert _statements(got) == _statements(alone), name
+    assert batch[0] != batch[3]  # the two views of the PE differ (hand-placed cells)
+    assert to_verilog(Memories(1), "mems") == verilog.convert(
+        Memories(1), name="mems", emit_src=False, strip_internal_attrs=True)
