@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -76,6 +77,32 @@ def cached_checkpoint(epochs: int | None = None, seed: int = 0) -> Path:
             checkpoint.save(path, res.model, "digits", res.normalization,
                             {"float_test_accuracy": res.test_accuracy}, {"name": "sklearn-digits"})
     return path
+
+
+def _code_digest() -> str:
+    """The generator's and the hardware's sources: what a generated OUT/ depends on."""
+    h = hashlib.sha256()
+    for path in sorted(p for pkg in ("gen", "hw", "sim") for p in (ROOT / pkg).rglob("*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def generated(ckpt: Path, *args: str) -> Path:
+    """``shiftadd gen CKPT ARGS -o OUT`` once per checkpoint, arguments and source, shared by
+    every test and pytest-xdist worker (an OUT/ is only read by them: a test that changes one
+    copies it first). Equal Verilog, so one RTL build for all of them (``sim/rtl.py``)."""
+    from gen.cli import main
+
+    key = hashlib.sha256(ckpt.read_bytes() + json.dumps(args).encode()
+                         + _code_digest().encode()).hexdigest()[:16]
+    out = CACHE / f"gen-{key}"
+    with locked(f"gen-{key}"):
+        if not out.exists():
+            staging = CACHE / f"gen-{key}.staging"
+            shutil.rmtree(staging, ignore_errors=True)  # from a run cut short
+            assert main(["gen", str(ckpt), "-o", str(staging), *args]) == 0
+            staging.rename(out)
+    return out
 
 
 _background: subprocess.Popen | None = None

@@ -157,7 +157,8 @@ def test_a_conv_walks_its_rows_only_after_the_last_conv_has_taken_its_own(seed):
 
     _, progs = layers()
     net, _, acts = progs["shift_fc_chain"]
-    cfg, (prog,) = shared_engine([net], Geometry(rows=6, cols=16, lanes=16))
+    # the walk takes a cycle per row (row_walk, whatever the columns and lanes): a small build
+    cfg, (prog,) = shared_engine([net], Geometry(rows=6, cols=4, lanes=4))
     assert row_walk(cfg) > 2 + TO_DISPATCH  # the second conv's CHECK comes before fc's rows
     spec = net.tensors[net.input]
     x = np.concatenate([acts[:1], np.random.default_rng(seed).choice(

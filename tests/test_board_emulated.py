@@ -6,6 +6,7 @@ side is the real ``Board`` API and ``shiftadd run``."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import generated
 
 from firmware import protocol as P
 from host.board import Board
@@ -21,21 +23,18 @@ from sim import golden
 from sim.emulated import EmulatorProcess
 
 TOKEN = "test-token-0123"
-GEOMETRY = ["--rows", "4", "--cols", "16", "--lanes", "8"]
-
-
-def _generate(tmp: Path, ckpt: Path, precision: str) -> Path:
-    from gen.cli import main
-
-    out = tmp / f"digits-{precision}"
-    assert main(["gen", str(ckpt), "--precision", precision, "-o", str(out), *GEOMETRY]) == 0
-    return out
+GEOMETRY = ["--rows", "4", "--cols", "16", "--lanes", "8"]  # tests/test_accel.py's
 
 
 @pytest.fixture(scope="module", params=["fix8", "fix32"])
 def board(request, tmp_path_factory, trained_digits):
+    """The emulated board serving a copy (it writes into its OUT/) of the design the RTL tests
+    build: FIX8 at their geometry, FIX32 at the one gen picks (the same Verilog, so the same
+    Verilator build)."""
     tmp = tmp_path_factory.mktemp(f"board-{request.param}")
-    out = _generate(tmp, trained_digits, request.param)
+    out = tmp / f"digits-{request.param}"
+    shutil.copytree(generated(trained_digits, "--precision", request.param,
+                              *(GEOMETRY if request.param == "fix8" else ())), out)
     with EmulatorProcess(out, TOKEN, tmp / "emulator.log") as emu:
         yield out, emu
 

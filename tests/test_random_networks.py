@@ -19,7 +19,7 @@ from sim.random_networks import draw, run
 GROUPS = {
     "fix8-2x6x3": (Precision.FIX8, Geometry(rows=2, cols=6, lanes=3), (5, 28)),
     "fix8-3x8x4": (Precision.FIX8, Geometry(rows=3, cols=8, lanes=4), (8, 0, 15)),
-    "fix32-2x16x8": (Precision.FIX32, Geometry(rows=2, cols=16, lanes=8), (9, 7)),
+    "fix32-2x8x4": (Precision.FIX32, Geometry(rows=2, cols=8, lanes=4), (9, 7)),
 }
 
 
