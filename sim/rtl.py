@@ -65,15 +65,17 @@ def lint(verilog_file: Path) -> list[str]:
     """``verilator --lint-only -Wall`` with the project's waivers; returns the warning lines.
     A design that instantiates 7-series cells is linted together with their models."""
     import subprocess
+    import tempfile
 
     files = [str(LINT_WAIVERS), str(verilog_file)]
     text = verilog_file.read_text()
-    if uses_primitives(text):
-        models = verilog_file.with_name(verilog_file.stem + "_" + SIM_MODELS_FILE)
-        models.write_text(sim_models(text))
-        files.insert(1, str(models))
-    r = subprocess.run(["verilator", "--lint-only", "-Wall", *files],
-                       env=verilator_env(), capture_output=True, text=True, timeout=600)
+    with tempfile.TemporaryDirectory(prefix="shiftadd-lint-") as tmp:  # nothing beside the file
+        if uses_primitives(text):
+            models = Path(tmp) / SIM_MODELS_FILE
+            models.write_text(sim_models(text))
+            files.insert(1, str(models))
+        r = subprocess.run(["verilator", "--lint-only", "-Wall", *files],
+                           env=verilator_env(), capture_output=True, text=True, timeout=600)
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("%")]
     if r.returncode != 0 and not lines:
         lines = [f"verilator exited {r.returncode}: {r.stderr.strip()[:500]}"]

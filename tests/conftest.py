@@ -105,14 +105,60 @@ def generated(ckpt: Path, *args: str) -> Path:
     return out
 
 
+# The digits designs the RTL tests and the emulated board share (``generated`` arguments):
+# FIX8 at the tests' geometry, FIX32 at the one gen picks.
+DIGITS_GEOMETRY = ("--rows", "4", "--cols", "16", "--lanes", "8")
+DIGITS_DESIGNS = {"fix8": ("--precision", "fix8", *DIGITS_GEOMETRY),
+                  "fix32": ("--precision", "fix32")}
+
+
+def digits_design(precision: str) -> Path:
+    """The trained digits model generated as :data:`DIGITS_DESIGNS` says."""
+    return generated(cached_checkpoint(), *DIGITS_DESIGNS[precision])
+
+
+def prepare_digits() -> None:
+    """Train the digits model, generate its designs and build their Verilog (what the last
+    tests need), each once (``cached_checkpoint``, ``generated``, ``sim/rtl.py``'s cache)."""
+    from gen.generate import load_outdir, simulation_verilog
+    from sim.accel import build_verilog
+
+    for precision in DIGITS_DESIGNS:
+        out = digits_design(precision)
+        manifest, _, _ = load_outdir(out)
+        build_verilog(simulation_verilog(out, manifest), manifest["top"])
+
+
 _background: subprocess.Popen | None = None
+
+
+def _group_by_xdist_mark(config, items) -> None:
+    """``--dist loadgroup`` (pyproject.toml) as pytest-xdist means it: a test marked
+    ``xdist_group(NAME)`` gets ``@NAME`` after its node id, by which the controller sends every
+    test of a group to one worker. xdist 3.8 sets ``item._nodeid``, which pytest 9.2 no longer
+    reads (the id is ``item._id``), so with these versions its groups were silently ignored:
+    the tests of one Verilator build ran on both workers and one waited on the other's build.
+    A suffix already there (a fixed xdist) is left alone."""
+    if not getattr(config.option, "loadgroup", False):  # set on workers (xdist's setup_config)
+        return
+    from _pytest.nodeid import NodeId
+
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix):
+            item._id = NodeId.parse(item.nodeid + suffix)
 
 
 def pytest_collection_modifyitems(config, items):
     """Under pytest-xdist, the tests that need the trained digits checkpoint run last, and the
-    first worker trains it in a background process from the start: the other tests keep both
-    cores busy meanwhile, where one worker would otherwise sit waiting for the training (about
-    4 minutes). Every worker sorts the same way, so they still collect the same order."""
+    first worker trains it in a background process from the start, then generates and builds
+    the designs they share (:func:`prepare_digits`): the other tests keep both cores busy
+    meanwhile, where a worker would otherwise sit waiting on a lock for the training (about 4
+    minutes) or for the other worker's gen and Verilator build (about 3 minutes for the two).
+    Every worker sorts the same way, so they still collect the same order."""
+    _group_by_xdist_mark(config, items)
     if _workers() < 2:
         return
     needs = [i for i in items if "trained_digits" in getattr(i, "fixturenames", ())]
@@ -125,7 +171,7 @@ def pytest_collection_modifyitems(config, items):
         with open(CACHE / "background-training.log", "w") as log:
             _background = subprocess.Popen(
                 [sys.executable, "-c", "import sys; sys.path.insert(0, 'tests'); import conftest; "
-                 "conftest.cached_checkpoint()"],
+                 "conftest.prepare_digits()"],
                 cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import generated
+from conftest import digits_design, generated
 
 from gen.generate import (
     ManifestError,
@@ -24,21 +24,19 @@ from hw.program import LOOP_LEVELS, SECTION_WORDS_BITS, section_fields
 from sim import rtl
 from sim.accel import build_verilog, make_case, run_case, simulate_outdir
 
-GEOMETRY = ["--rows", "4", "--cols", "16", "--lanes", "8"]
-
 
 @pytest.fixture(scope="module")
 def digits_fix8(trained_digits) -> Path:
-    return generated(trained_digits, "--precision", "fix8", *GEOMETRY)
+    return digits_design("fix8")
 
 
 @pytest.mark.parametrize("precision", ["fix8", "fix32"])
-def test_digits_network_bit_exact_in_rtl(trained_digits, digits_fix8, precision, seed):
+def test_digits_network_bit_exact_in_rtl(trained_digits, precision, seed):
     """200 real test images through the whole digits accelerator with random idle and
     backpressure on the streams: every output equals the golden model's. FIX32 at the geometry
     ``shiftadd gen`` picks for the ZC706 (what a user gets; 5x16x8), FIX8 at the tests' (the
     ResNet-20 tests build the geometry gen picks for FIX8)."""
-    out = digits_fix8 if precision == "fix8" else generated(trained_digits, "--precision", "fix32")
+    out = digits_design(precision)
     if precision == "fix32":
         _, _, cfg = load_outdir(out)
         assert (cfg.rows, cfg.cols, cfg.lanes) != (4, 16, 8)  # not the tests' geometry

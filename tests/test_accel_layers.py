@@ -104,6 +104,12 @@ def layers():
     return cfg, {k: (n, p, inputs[k]) for (k, n), p in zip(nets.items(), progs, strict=True)}
 
 
+# one engine for all of them (``layers``), built by the first: the tests that share it run on
+# one pytest-xdist worker (a second would wait for the build)
+LAYERS = pytest.mark.xdist_group("resnet20-layers")
+
+
+@LAYERS
 def test_every_resnet20_shape_is_covered():
     _, progs = layers()
     assert len(progs) == 19  # 14 ResNet-20 shapes, the partial-word input, the fused add, fc
@@ -115,6 +121,7 @@ def test_every_resnet20_shape_is_covered():
     assert any("s2" in k for k in progs) and any("k1" in k for k in progs)
 
 
+@LAYERS
 @pytest.mark.parametrize("name", [
     "shift_3to16_k3s1_32x32", "shift_16to16_k3s1_32x32", "adder_16to16_k3s1_32x32",
     "shift_16to32_k3s2_32x32", "adder_32to32_k3s1_16x16", "shift_32to32_k3s1_16x16",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import generated
+from conftest import digits_design
 
 from firmware import protocol as P
 from host.board import Board
@@ -23,7 +23,6 @@ from sim import golden
 from sim.emulated import EmulatorProcess
 
 TOKEN = "test-token-0123"
-GEOMETRY = ["--rows", "4", "--cols", "16", "--lanes", "8"]  # tests/test_accel.py's
 
 
 @pytest.fixture(scope="module", params=["fix8", "fix32"])
@@ -33,8 +32,7 @@ def board(request, tmp_path_factory, trained_digits):
     Verilator build)."""
     tmp = tmp_path_factory.mktemp(f"board-{request.param}")
     out = tmp / f"digits-{request.param}"
-    shutil.copytree(generated(trained_digits, "--precision", request.param,
-                              *(GEOMETRY if request.param == "fix8" else ())), out)
+    shutil.copytree(digits_design(request.param), out)
     with EmulatorProcess(out, TOKEN, tmp / "emulator.log") as emu:
         yield out, emu
 

@@ -12,6 +12,7 @@ from hw.config import ArrayConfig, LaneConfig, LaneKind, PEConfig
 from sim import rtl
 
 
+@pytest.mark.xdist_group("cycle-model-rtl")  # one build: one pytest-xdist worker
 @pytest.mark.parametrize("tile_steps", [[6, 6, 6, 6], [2, 2, 2, 2, 2], [1, 7, 3, 9, 4, 4]])
 def test_cycle_model_matches_rtl(tile_steps, seed):
     lane = LaneConfig(LaneKind.ADDER, 8)

@@ -33,7 +33,8 @@ def _config(name: str, traffic: str) -> tuple[ArrayConfig, dict]:
     return cfg, tb
 
 
-@pytest.mark.parametrize("name", list(CONFIGS))
+@pytest.mark.parametrize("name", [  # a build per config: its tests on one pytest-xdist worker
+    pytest.param(n, marks=pytest.mark.xdist_group(f"array-{n}")) for n in CONFIGS])
 @pytest.mark.parametrize("traffic", ["smooth", "idle_backpressure"])
 def test_array_core(name, traffic, seed):
     cfg, tb = _config(name, traffic)
