@@ -116,7 +116,7 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
 
 
 def _top_rtlil(cfg: EngineConfig, build_id: int) -> str:
-
+    """RTLIL of the top: everything but the PE and drain-link modules."""
     return to_rtlil(Top(cfg, build_id, pe_modules=True), TOP_NAME)
 
 
@@ -127,7 +127,6 @@ def emit_verilog(cfg: EngineConfig, build_id: int, *, simulation_view: bool = Fa
     PEs' hand-placed cells (the lane pairs, the ternary adders, the drain multiplexers)
     described behaviourally (:func:`hw.xilinx.simulation_view`); everything else is
     identical."""
-
     *pes, top = rtlil_to_verilog([*_pe_modules(cfg, simulation_view=simulation_view),
                                   _top_rtlil(cfg, build_id)])
     return "\n".join([*pes, with_port_attributes(top)])
