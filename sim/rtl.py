@@ -8,8 +8,9 @@
   concurrent pytest-xdist workers share one build instead of corrupting it. Verilator's run-time
   library is compiled once and reused (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw``
   with a ``.vlt`` that exposes only the top module's signals (cocotb's runner always adds
-  ``--public-flat-rw``, which made a 16x16 array take 72 s to build and run at 23k cycles/s) and
-  the wheel's PCH fix.
+  ``--public-flat-rw``, which made a 16x16 array take 72 s to build and run at 23k cycles/s),
+  the wheel's PCH fix, and without the optimisations that gave every PE instance its own C++
+  (:data:`SHARED_INSTANCE_CODE`).
 * :func:`clear_builds` (``shiftadd cache --clear``) deletes the builds no process holds.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
   failing cocotb test fails pytest. The testbench gets its configuration as one JSON blob
@@ -98,6 +99,17 @@ def top_ports(text: str, top: str = TOP) -> list[str]:
 # (`benchmarks/rtl_speed.py`, 2026-12-02). The engines' builds and speeds do not change (digits at
 # 9x16x16: 81 s, 26.3-29.0 images/s, against 85 s and 27.1-28.5 inlined, the same hour).
 NO_INLINE_INSTANCES = 16
+
+
+# Verilator optimises each instance of a module apart: V3Gate and the scoped DFG pass put the
+# parent's expressions (slices of its registers) in place of a PE's input ports, and V3Table
+# numbers its lookup tables per instance, so every PE of an array got C++ of its own (about 45 MB
+# for the shift PEs of digits at 9x16x16, 160 instances, of 55 MB in all). Without those three
+# passes every instance runs the same functions (17 MB in all). Back to back on 2026-12-02's slow
+# machine: builds of digits at 9x16x16 192.7 -> 117.6 s (263 -> 169 s CPU), of ResNet-20 at
+# 10x16x16 184.4 -> 114.3 s; simulation speed unchanged within the machine's noise (digits
+# 9.5 -> 9.7 images/s over three alternating runs each, ResNet-20 0.50 -> 0.48).
+SHARED_INSTANCE_CODE = ("-fno-gate", "-fno-dfg-scoped", "-fno-table")
 
 
 def repeated_modules(text: str, at_least: int = NO_INLINE_INSTANCES) -> list[str]:
@@ -253,7 +265,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
                      hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
                                  "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
-                                 "-Wno-style",
+                                 "-Wno-style", *SHARED_INSTANCE_CODE,
                                  *(["--threads", str(threads)] if threads > 1 else [])],
                      log_file=directory / "build.log")
         seconds = time.perf_counter() - t0
