@@ -101,15 +101,28 @@ def top_ports(text: str, top: str = TOP) -> list[str]:
 NO_INLINE_INSTANCES = 16
 
 
-# Verilator optimises each instance of a module apart: V3Gate and the scoped DFG pass put the
+# Verilator optimises each instance of a module apart: V3Gate and the DFG passes put the
 # parent's expressions (slices of its registers) in place of a PE's input ports, and V3Table
-# numbers its lookup tables per instance, so every PE of an array got C++ of its own (about 45 MB
-# for the shift PEs of digits at 9x16x16, 160 instances, of 55 MB in all). Without those three
-# passes every instance runs the same functions (17 MB in all). Back to back on 2026-12-02's slow
-# machine: builds of digits at 9x16x16 192.7 -> 117.6 s (263 -> 169 s CPU), of ResNet-20 at
-# 10x16x16 184.4 -> 114.3 s; simulation speed unchanged within the machine's noise (digits
-# 9.5 -> 9.7 images/s over three alternating runs each, ResNet-20 0.50 -> 0.48).
-SHARED_INSTANCE_CODE = ("-fno-gate", "-fno-dfg-scoped", "-fno-table")
+# numbers its lookup tables per instance, so every PE of an array gets C++ of its own (about 45 MB
+# for the 144 shift PEs of digits at 9x16x16, of 55 MB in all). Without those three passes all
+# instances run the same functions (17 MB in all), but the rest of the design is optimised less,
+# so it pays only for large arrays: measured back to back on 2026-12-02's slow machine, by the
+# lines of Verilog the repeated modules stand for (:func:`copied_lines`), build CPU seconds
+# 263 -> 169 at 587 k lines (digits at 9x16x16; ResNet-20 at 10x16x16, 652 k: 184 -> 114 s of
+# wall time), 99 -> 91 at 196 k (3x16x16), 67 -> 72 at 140 k (4x16x8), 47 -> 54 at 27 k (3x8x4),
+# and 45 -> 64 for a 3x4x4 array that Verilator inlines whole. Simulation speed did not change
+# within the machine's noise (digits 9.5 -> 9.7 images/s, three alternating runs each; ResNet-20
+# 0.50 -> 0.48). Verilator notes that without V3Gate "ordering problems" may appear (a PE's clock
+# reaches it through a port copy); every engine test, bit-exact and with measured cycles equal to
+# the cycle model's, passes built this way.
+SHARED_INSTANCE_CODE = ("-fno-gate", "-fno-dfg", "-fno-table")
+SHARED_INSTANCE_CODE_LINES = 170_000
+
+
+def _instances(text: str, name: str) -> int:
+    import re
+
+    return len(re.findall(rf"^  {name} \S+ \(", text, re.M))
 
 
 def repeated_modules(text: str, at_least: int = NO_INLINE_INSTANCES) -> list[str]:
@@ -118,7 +131,21 @@ def repeated_modules(text: str, at_least: int = NO_INLINE_INSTANCES) -> list[str
     import re
 
     names = re.findall(r"^module (\w+)\(", text, re.M)
-    return [n for n in names if len(re.findall(rf"^  {n} \S+ \(", text, re.M)) >= at_least]
+    return [n for n in names if _instances(text, n) >= at_least]
+
+
+def copied_lines(text: str) -> int:
+    """Lines of Verilog the instances of :func:`repeated_modules` stand for: each such module's
+    lines with those of the modules below it (Amaranth names them ``<module>.<path>``), times its
+    instances."""
+    import re
+
+    lines: dict[str, int] = {}
+    for m in re.finditer(r"^module \\?([^\s(]+)\s*\(.*?^endmodule", text, re.M | re.S):
+        lines[m.group(1)] = m.group(0).count("\n")
+    return sum(_instances(text, n) * sum(v for k, v in lines.items()
+                                         if k == n or k.startswith(n + "."))
+               for n in repeated_modules(text))
 
 
 def _source_digest() -> str:
@@ -250,12 +277,14 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         models = write_sim_models(directory, text).name if uses_primitives(text) else None
         sources = [directory / "public.vlt"] + ([directory / models] if models else [])
         (directory / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
+        repeated = repeated_modules(text)
+        shared = copied_lines(text) >= SHARED_INSTANCE_CODE_LINES
         # Only the top module's ports are visible to cocotb (VPI); internals stay private (and
         # optimisable).
         (directory / "public.vlt").write_text("`verilator_config\n" + "".join(
             f'public_flat_rw -module "{toplevel}" -var "{p}"\n'
             for p in top_ports(text, toplevel)) + "".join(
-            f'no_inline -module "{n}"\n' for n in repeated_modules(text)))
+            f'no_inline -module "{n}"\n' for n in repeated))
         configure_verilator()
         os.environ["OBJCACHE"] = objcache_command()
         from cocotb_tools.runner import get_runner
@@ -265,7 +294,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
                      hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
                      build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
                                  "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
-                                 "-Wno-style", *SHARED_INSTANCE_CODE,
+                                 "-Wno-style", *(SHARED_INSTANCE_CODE if shared else ()),
                                  *(["--threads", str(threads)] if threads > 1 else [])],
                      log_file=directory / "build.log")
         seconds = time.perf_counter() - t0

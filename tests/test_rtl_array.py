@@ -61,3 +61,17 @@ def test_array_core_with_one_pe_module_is_bit_exact(seed):
     assert f'no_inline -module "{rtl.TOP}_pe"\n' in vlt
     assert "no_inline" not in vlt.replace(f'no_inline -module "{rtl.TOP}_pe"\n', "")
     rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
+
+
+def test_copied_lines_counts_each_repeated_module_with_the_modules_below_it():
+    """What decides whether a build lets instances share their C++ (``rtl.copied_lines``): a
+    module instantiated 16 times, 3 lines of its own and 2 of a module below it, stands for 80
+    lines; a module instantiated once (and the top) for none."""
+    pes = "".join(f"  t_pe pe_{i} (\n  );\n" for i in range(rtl.NO_INLINE_INSTANCES))
+    text = (f"module top(clk);\n{pes}  t_once once (\n  );\nendmodule\n"
+            "module t_pe(clk);\n  input clk;\n  \\t_pe.lane  lane (\n  );\nendmodule\n"
+            "module \\t_pe.lane (clk);\n  input clk;\nendmodule\n"
+            "module t_once(clk);\n  input clk;\nendmodule\n")
+    assert rtl.repeated_modules(text) == ["t_pe"]
+    assert rtl.copied_lines(text) == rtl.NO_INLINE_INSTANCES * (4 + 2)
+    assert rtl.copied_lines(text.replace("  t_pe pe_0 (", "  t_other pe_0 (")) == 0
