@@ -9,8 +9,8 @@
   library is compiled once and reused (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw``
   with a ``.vlt`` that exposes only the top module's signals (cocotb's runner always adds
   ``--public-flat-rw``, which made a 16x16 array take 72 s to build and run at 23k cycles/s),
-  the wheel's PCH fix, and without the optimisations that gave every PE instance its own C++
-  (:data:`SHARED_INSTANCE_CODE`).
+  the wheel's PCH fix, and, for large arrays, without the optimisations that gave every PE
+  instance its own C++ (:data:`SHARED_INSTANCE_CODE`).
 * :func:`clear_builds` (``shiftadd cache --clear``) deletes the builds no process holds.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
   failing cocotb test fails pytest. The testbench gets its configuration as one JSON blob

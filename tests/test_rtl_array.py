@@ -65,7 +65,7 @@ def test_array_core_with_one_pe_module_is_bit_exact(seed):
 
 def test_copied_lines_counts_each_repeated_module_with_the_modules_below_it():
     """What decides whether a build lets instances share their C++ (``rtl.copied_lines``): a
-    module instantiated 16 times, 3 lines of its own and 2 of a module below it, stands for 80
+    module instantiated 16 times, 4 lines of its own and 2 of a module below it, stands for 96
     lines; a module instantiated once (and the top) for none."""
     pes = "".join(f"  t_pe pe_{i} (\n  );\n" for i in range(rtl.NO_INLINE_INSTANCES))
     text = (f"module top(clk);\n{pes}  t_once once (\n  );\nendmodule\n"
