@@ -285,6 +285,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         if stamp.exists():
             _hold(directory)
             return Build(name, directory, 0.0, True, toplevel)
+        check_build_tools()  # before make_top(), which may take a minute
         if directory.exists():
             shutil.rmtree(directory)  # a half-finished build from an interrupted run
         directory.mkdir(parents=True)
@@ -307,7 +308,6 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         os.environ["OBJCACHE"] = objcache_command()
         from cocotb_tools.runner import get_runner
 
-        check_build_tools()
         runner = get_runner("verilator")
         log = directory / "build.log"
         try:

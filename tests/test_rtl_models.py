@@ -88,8 +88,8 @@ def test_a_design_verilator_refuses_fails_with_its_errors_and_log(tmp_path, monk
 
 
 def test_a_build_without_a_compiler_names_what_to_install(tmp_path, monkeypatch):
-    """On a PATH with make and Perl but no g++, a build stops before Verilator with the tool
-    and its Debian package named."""
+    """On a PATH with make and Perl but no g++, a build stops before it converts or writes
+    anything, with the tool and its Debian package named."""
     monkeypatch.setattr(rtl, "BUILD_ROOT", tmp_path / "build")
     bindir = tmp_path / "bin"
     bindir.mkdir()
@@ -99,6 +99,7 @@ def test_a_build_without_a_compiler_names_what_to_install(tmp_path, monkeypatch)
     with pytest.raises(ToolError, match=r"^g\+\+ not found, which a Verilator build needs: "
                                         r"apt-get install g\+\+ "):
         rtl.build(lambda: BROKEN, "no_compiler", {"case": "no g++"})
+    assert not [p for p in (tmp_path / "build").iterdir() if p.is_dir()]  # nothing started
 
 
 class UnwrittenMemory(wiring.Component):
