@@ -62,12 +62,12 @@ BUILD_TIME_HINT = ("a first build takes 30-40 s for digits at 4x16x8 arrays, 80-
 
 def build_config(cfg: EngineConfig, build_id: int) -> rtl.Build:
     """Build the simulation view ``shiftadd gen`` would emit for ``cfg`` (tests without
-    ``OUT/``)."""
+    ``OUT/``, a few images each: a quick build, :func:`sim.rtl.build`)."""
     from hw.top import TOP_NAME, emit_verilog
 
     return rtl.build(lambda: emit_verilog(cfg, build_id, simulation_view=True), "accel",
                      {"engine": cfg.to_json(), "build_id": build_id, "view": "simulation"},
-                     toplevel=TOP_NAME)
+                     toplevel=TOP_NAME, quick=True)
 
 
 def out_beats(net: IntegerNetwork, cfg: EngineConfig) -> int:

@@ -105,14 +105,16 @@ NO_INLINE_INSTANCES = 16
 # parent's expressions (slices of its registers) in place of a PE's input ports, and V3Table
 # numbers its lookup tables per instance, so every PE of an array gets C++ of its own (about 45 MB
 # for the 144 shift PEs of digits at 9x16x16, of 55 MB in all). Without those three passes all
-# instances run the same functions (17 MB in all), but the rest of the design is optimised less,
-# so it pays only for large arrays: measured back to back on 2026-12-02's slow machine, by the
-# lines of Verilog the repeated modules stand for (:func:`copied_lines`), build CPU seconds
-# 263 -> 169 at 587 k lines (digits at 9x16x16; ResNet-20 at 10x16x16, 652 k: 184 -> 114 s of
-# wall time), 99 -> 91 at 196 k (3x16x16), 67 -> 72 at 140 k (4x16x8), 47 -> 54 at 27 k (3x8x4),
-# and 45 -> 64 for a 3x4x4 array that Verilator inlines whole. Simulation speed did not change
-# within the machine's noise (digits 9.5 -> 9.7 images/s, three alternating runs each; ResNet-20
-# 0.50 -> 0.48). Verilator notes that without V3Gate "ordering problems" may appear (a PE's clock
+# instances run the same functions (17 MB in all) and large arrays build much faster, but they
+# simulate more slowly, so only the tests' builds (``build(quick=True)``: a few images each) use
+# them. Digits FIX8 at 9x16x16, back to back on 2026-12-02: built in 61.4 s with them and 106.6 s
+# without, simulated at 16.4-17.3 images/s with them and 20.3-21.4 without (three alternating
+# 50-image runs on an evening machine; on that afternoon's machine, at half speed, builds took
+# 263 -> 169 s of CPU and the noise hid the difference in speed: 9.5 against 9.7). Smaller designs
+# built slower with them, by the lines of Verilog the repeated modules stand for
+# (:func:`copied_lines`, CPU seconds): 99 -> 91 at 196 k (3x16x16), 67 -> 72 at 140 k (4x16x8),
+# 47 -> 54 at 27 k (3x8x4), 45 -> 64 for a 3x4x4 array that Verilator inlines whole; hence the
+# threshold. Verilator notes that without V3Gate "ordering problems" may appear (a PE's clock
 # reaches it through a port copy); every engine test, bit-exact and with measured cycles equal to
 # the cycle model's, passes built this way.
 SHARED_INSTANCE_CODE = ("-fno-gate", "-fno-dfg", "-fno-table")
@@ -256,7 +258,7 @@ def build_directory(name: str, key: dict, waves: bool = False) -> Path:
 
 def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str = TOP,
           progress: Callable[[str], None] | None = None, every: float = 30.0,
-          threads: int = 1) -> Build:
+          threads: int = 1, quick: bool = False) -> Build:
     """Build ``make_top()`` for Verilator, or reuse the cached build.
 
     ``make_top()`` returns an Amaranth component (converted with module name ``toplevel``) or the
@@ -267,13 +269,17 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
     call waits for another process building the same configuration. ``threads``: the model's
     evaluation threads (Verilator ``--threads``, fixed at build time, so each count is a build
     of its own); more than one pays only while that many cores are free, since Verilator's
-    threads spin while they wait for each other.
+    threads spin while they wait for each other. ``quick``: a build for a few images (the
+    tests), which favours build time over simulation speed (:data:`SHARED_INSTANCE_CODE`, on
+    large arrays only); a build of its own.
     """
     if threads < 1:
         raise ValueError(f"threads must be at least 1, not {threads}")
     waves = waves or os.environ.get("WAVES") == "1"
     if threads > 1:
         key = {**key, "verilator_threads": threads}
+    if quick:
+        key = {**key, "quick": True}
     directory = build_directory(name, key, waves)
     stamp = directory / "built.json"
 
@@ -297,7 +303,7 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         sources = [directory / "public.vlt"] + ([directory / models] if models else [])
         (directory / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
         repeated = repeated_modules(text)
-        shared = copied_lines(text) >= SHARED_INSTANCE_CODE_LINES
+        shared = quick and copied_lines(text) >= SHARED_INSTANCE_CODE_LINES
         # Only the top module's ports are visible to cocotb (VPI); internals stay private (and
         # optimisable).
         (directory / "public.vlt").write_text("`verilator_config\n" + "".join(

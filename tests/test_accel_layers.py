@@ -242,8 +242,10 @@ def test_resnet20_fix8_whole_network_at_the_geometry_gen_picks(seed):
     net, d, x = _sized_resnet20(Precision.FIX8)
     cfg = d.cfg
     case = make_case(net, cfg, load_frame(d.program, cfg), BUILD_ID, x)
-    res = run_case(build_config(cfg, BUILD_ID), net, cfg, case, seed=seed, idle=0.0,
-                   backpressure=0.0)
+    b = build_config(cfg, BUILD_ID)
+    # a test's quick build: the PE instances share their C++ (sim.rtl.SHARED_INSTANCE_CODE)
+    assert "disabled gate optimization with -fno-gate" in (b.directory / "build.log").read_text()
+    res = run_case(b, net, cfg, case, seed=seed, idle=0.0, backpressure=0.0)
     assert res.images == 1 and res.mismatches == 0
     assert res.cycles == [program_cycles(d.program.descriptors, cfg)] == [d.cycles]
     from gen.size import DEFAULT_CLOCK_MHZ  # 200
