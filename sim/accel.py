@@ -54,9 +54,9 @@ def build_verilog(text: str, toplevel: str, progress=None, threads: int = 1) -> 
 
 # shown before a first build, measured here (2 cores, 2026-12-02): digits at 4x16x8 (the demo)
 # 29-30 s (38.6 s on a slower afternoon), at 9x16x16 (gen's choice since the sign-first shift
-# lanes) 81-91 s (120 s that afternoon; 8x16x16 96.5 s), ResNet-20 at 10x16x16 92-102 s; the
-# heartbeat then says how far a build is
-BUILD_TIME_HINT = ("a first build takes 30-40 s for digits at 4x16x8 arrays, 80-120 s at "
+# lanes) 81-91 s (120 s that afternoon; 8x16x16 96.5 s; 106.6 s and 122.0 s on 2026-12-02's
+# evening), ResNet-20 at 10x16x16 92-102 s; the heartbeat then says how far a build is
+BUILD_TIME_HINT = ("a first build takes 30-40 s for digits at 4x16x8 arrays, 80-130 s at "
                    "9x16x16 (gen's choice), about 100 s or more for ResNet-20")
 
 

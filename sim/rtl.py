@@ -9,8 +9,8 @@
   library is compiled once and reused (:mod:`sim.objcache`). Builds use ``--no-public-flat-rw``
   with a ``.vlt`` that exposes only the top module's signals (cocotb's runner always adds
   ``--public-flat-rw``, which made a 16x16 array take 72 s to build and run at 23k cycles/s),
-  the wheel's PCH fix, and, for large arrays, without the optimisations that gave every PE
-  instance its own C++ (:data:`SHARED_INSTANCE_CODE`).
+  the wheel's PCH fix, and, for the tests' large arrays (``quick``), without the optimisations
+  that gave every PE instance its own C++ (:data:`SHARED_INSTANCE_CODE`).
 * :func:`clear_builds` (``shiftadd cache --clear``) deletes the builds no process holds.
 * :func:`run` runs one cocotb test module against a build and raises if any test failed, so a
   failing cocotb test fails pytest. The testbench gets its configuration as one JSON blob
@@ -111,7 +111,7 @@ NO_INLINE_INSTANCES = 16
 # without, simulated at 16.4-17.3 images/s with them and 20.3-21.4 without (three alternating
 # 50-image runs on an evening machine; on that afternoon's machine, at half speed, builds took
 # 263 -> 169 s of CPU and the noise hid the difference in speed: 9.5 against 9.7). Smaller designs
-# built slower with them, by the lines of Verilog the repeated modules stand for
+# gain little or build slower with them, by the lines of Verilog the repeated modules stand for
 # (:func:`copied_lines`, CPU seconds): 99 -> 91 at 196 k (3x16x16), 67 -> 72 at 140 k (4x16x8),
 # 47 -> 54 at 27 k (3x8x4), 45 -> 64 for a 3x4x4 array that Verilator inlines whole; hence the
 # threshold. Verilator notes that without V3Gate "ordering problems" may appear (a PE's clock
