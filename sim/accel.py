@@ -84,19 +84,41 @@ def make_case(net: IntegerNetwork, cfg: EngineConfig, load: list[int], build_id:
             "expected": expected, "out_beats": out_beats(net, cfg), **extra}
 
 
+def _run_progress(path: Path, seconds: float) -> str:
+    """What ``run_case``'s heartbeat says: the testbench's progress file, once it is there."""
+    try:
+        p = json.loads(path.read_text())
+    except (OSError, ValueError):  # not written yet: the simulator starts, the LOAD frame runs
+        return f"  loading the weights and the program into the RTL ({seconds:.0f} s)"
+    if not p["done"]:
+        return f"  loaded; the first images are running ({seconds:.0f} s)"
+    rate = p["done"] / p["seconds"] if p["seconds"] > 0 else 0.0
+    return (f"  {p['done']} of {p['total']} images through the RTL, {p['mismatches']} "
+            f"mismatching so far ({rate:.2f} images/s; {seconds:.0f} s)")
+
+
 def run_case(b: rtl.Build, net: IntegerNetwork, cfg: EngineConfig, case: dict, *, seed: int,
-             idle: float, backpressure: float, tests: str = "run_images") -> SimResult:
+             idle: float, backpressure: float, tests: str = "run_images",
+             progress=None, every: float = 10.0) -> SimResult:
     """Run the testbench on a built accelerator. Raises :class:`sim.rtl.RTLTestFailure` when
-    any output differs from the golden model's (or any other check fails)."""
+    any output differs from the golden model's (or any other check fails). ``progress``, if
+    given, hears how far the run is every ``every`` seconds."""
     workdir = b.directory / "cases"
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{seed}-{tests}"
     case_file, result_file = workdir / f"case-{tag}.json", workdir / f"result-{tag}.json"
-    result_file.unlink(missing_ok=True)
+    progress_file = workdir / f"progress-{tag}.json"
+    for f in (result_file, progress_file):
+        f.unlink(missing_ok=True)
     case_file.write_text(json.dumps(case))
-    rtl.run(b, "sim.tb.engine_tb", {"case": str(case_file), "result": str(result_file),
-                                    "idle": idle, "backpressure": backpressure},
-            seed=seed, tests=tests)
+    try:
+        with rtl.heartbeat(progress, every, lambda t: _run_progress(progress_file, t)):
+            rtl.run(b, "sim.tb.engine_tb", {"case": str(case_file), "result": str(result_file),
+                                            "progress": str(progress_file), "idle": idle,
+                                            "backpressure": backpressure},
+                    seed=seed, tests=tests)
+    finally:
+        progress_file.unlink(missing_ok=True)
     if not result_file.exists():
         return SimResult(0, 0, [], [], [], b.seconds, 0.0)
     res = json.loads(result_file.read_text())
@@ -128,11 +150,12 @@ def sample_inputs(net: IntegerNetwork, n: int, seed: int) -> tuple[np.ndarray, s
 def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
                     backpressure: float = 0.1, threads: int = 1,
                     inputs: tuple[np.ndarray, str] | None = None, images_per_start: int = 1,
-                    progress=lambda s: None) -> tuple[SimResult, dict]:
+                    progress=lambda s: None, every: float = 10.0) -> tuple[SimResult, dict]:
     """``shiftadd sim``: build ``out/rtl``'s Verilog (with ``threads`` evaluation threads),
     stream ``images`` inputs (:func:`sample_inputs`, or ``inputs``: integers in the input
     format and what they are), ``images_per_start`` per start of the accelerator (IMAGES, as
-    the board's driver runs them), compare."""
+    the board's driver runs them), compare. ``progress`` hears each step, how a long build
+    goes, and every ``every`` seconds how far the run is."""
     from firmware.driver import images_per_start_limit
     from gen.cycles import program_cycles
     from gen.generate import (
@@ -167,7 +190,8 @@ def simulate_outdir(out: Path, images: int, *, seed: int, idle: float = 0.1,
              f"with {idle:.0%} idle and {backpressure:.0%} backpressure")
     res = run_case(b, net, cfg, make_case(net, cfg, load, manifest["build_id"], x,
                                           per_start=images_per_start),
-                   seed=seed, idle=idle, backpressure=backpressure)
+                   seed=seed, idle=idle, backpressure=backpressure, progress=progress,
+                   every=every)
     # the model's cycles for the program actually loaded
     model = program_cycles(program_descriptors(out, cfg), cfg)
     info = {"inputs": source, "model_cycles_per_image": model, "threads": threads,

@@ -197,8 +197,10 @@ def build_stage(obj_dir: Path) -> str:
 
 
 @contextmanager
-def _heartbeat(obj_dir: Path, progress: Callable[[str], None] | None, every: float):
-    """While the block runs, ``progress`` hears every ``every`` seconds how far the build is."""
+def heartbeat(progress: Callable[[str], None] | None, every: float,
+              say: Callable[[float], str]):
+    """While the block runs, ``progress`` hears ``say(seconds since it began)`` every
+    ``every`` seconds (how far a long step is)."""
     if progress is None:
         yield
         return
@@ -206,8 +208,7 @@ def _heartbeat(obj_dir: Path, progress: Callable[[str], None] | None, every: flo
 
     def beat() -> None:
         while not stop.wait(every):
-            progress(f"  still building: {build_stage(obj_dir)} "
-                     f"({time.perf_counter() - t0:.0f} s)")
+            progress(say(time.perf_counter() - t0))
 
     thread = threading.Thread(target=beat, daemon=True)
     thread.start()
@@ -287,7 +288,9 @@ def build(make_top, name: str, key: dict, *, waves: bool = False, toplevel: str 
         if progress:
             progress(f"  waiting for another process building {directory}")
 
-    with _locked(directory, waiting), _heartbeat(directory / "obj", progress, every):
+    with _locked(directory, waiting), heartbeat(
+            progress, every,
+            lambda t: f"  still building: {build_stage(directory / 'obj')} ({t:.0f} s)"):
         if stamp.exists():
             _hold(directory)
             return Build(name, directory, 0.0, True, toplevel)

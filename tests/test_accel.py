@@ -497,6 +497,23 @@ def test_cli_sim_runs_images_per_start_as_the_board_does(digits_fix8, capsys):
     assert "images per start must be 1 to 65535 (the IMAGES register)" in capsys.readouterr().err
 
 
+def test_sim_reports_how_far_the_images_are_while_they_run(digits_fix8, seed):
+    """A long ``shiftadd sim`` (ResNet-20: about 2 s an image) is not silent: while the
+    simulator runs, the testbench's progress file is read every ``every`` seconds, first
+    while the weights load, then the images done of all and the mismatches so far."""
+    msgs: list[str] = []
+    res, _ = simulate_outdir(digits_fix8, 60, seed=seed, progress=msgs.append, every=0.05)
+    assert res.images == 60 and res.mismatches == 0
+    loading = [i for i, m in enumerate(msgs) if "loading the weights and the program" in m]
+    done = [(i, m) for i, m in enumerate(msgs) if "images through the RTL," in m]
+    assert loading and done, msgs
+    assert loading[0] < done[0][0]  # the simulator starts and loads before any image is done
+    counts = [int(m.split()[0]) for _, m in done]
+    assert counts == sorted(counts) and 1 <= counts[0] and counts[-1] <= 60, counts
+    assert all(" of 60 images through the RTL, 0 mismatching so far (" in m for _, m in done)
+    assert len(set(counts)) > 1, counts  # it moves
+
+
 def test_sim_runs_the_users_inputs(digits_fix8, tmp_path, capsys):
     """``shiftadd sim --input``: the file's inputs (floats quantized in the design's input
     format, integers as they are) run through the RTL bit-exact; ``--images`` takes the first

@@ -10,6 +10,7 @@ BUSY counters are read. Results go to the configuration's ``result`` file for ``
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import cocotb
@@ -82,6 +83,24 @@ class EngineTB:
         return [n for i, n in enumerate(ERROR_BITS) if e >> i & 1]
 
 
+class _Progress:
+    """How far the run is, in the configuration's ``progress`` file when it names one
+    (``shiftadd sim`` reports it while the simulation runs), replaced whole after each start
+    (tens of microseconds against the milliseconds an image takes)."""
+
+    def __init__(self, path: str | None, total: int) -> None:
+        self.path, self.total, self.t0 = path, total, time.perf_counter()
+
+    def update(self, done: int, mismatches: int) -> None:
+        if not self.path:
+            return
+        tmp = f"{self.path}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"done": done, "total": self.total, "mismatches": mismatches,
+                       "seconds": time.perf_counter() - self.t0}, f)
+        os.replace(tmp, self.path)
+
+
 def _case() -> dict:
     with open(tb_config()["case"]) as f:
         return json.load(f)
@@ -104,6 +123,8 @@ async def run_images(dut):
     outputs, cycles, busy, mismatches = [], [], [], 0
     frames, out, per = case["images"], case["out_beats"], case.get("per_start", 1)
     t0 = time.perf_counter()
+    report = _Progress(cfg.get("progress"), len(frames))
+    report.update(0, 0)  # loaded: the images start
     for first in range(0, len(frames), per):
         k = min(per, len(frames) - first)
         if per > 1:
@@ -130,6 +151,7 @@ async def run_images(dut):
                 dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
                                "expected %#x)", i, len(bad), len(beats), bad[0], beats[bad[0]],
                                case["expected"][i][bad[0]])
+        report.update(len(outputs), mismatches)
     seconds = time.perf_counter() - t0
     dut._log.info("driver awake %d cycles", tb.drv.cycles_awake)
     if cfg.get("result"):
