@@ -473,6 +473,12 @@ def cmd_sim(args: argparse.Namespace) -> int:
     def human() -> None:
         print(f"RTL vs golden model on {plural(res.images, 'image')} ({info['inputs']}): "
               f"{res.mismatches} mismatches")
+        for d in res.differing[:10]:
+            print(f"  image {d['image']} differs: {d['beats']} of its {d['of']} output beats, "
+                  f"the first beat {d['first_beat']}: {d['got']:#010x} from the RTL, "
+                  f"{d['expected']:#010x} from the golden model")
+        if len(res.differing) > 10:
+            print(f"  ... and {len(res.differing) - 10} more (--json lists them all)")
         print(f"  cycles per image  {meas} measured (min {obj['cycles_min']}, max "
               f"{obj['cycles_max']}), {info['model_cycles_per_image']} cycle model "
               f"({100 * obj['cycle_difference']:+.2f} %, includes stream idle cycles"

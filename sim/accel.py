@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +32,13 @@ class SimResult:
     outputs: list[np.ndarray]
     build_seconds: float
     run_seconds: float
+    # per image that differs from the golden model: its index, how many of its output beats
+    # differ, the first of them, and that beat as the RTL sent it and as expected
+    differing: list[dict] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"images": self.images, "mismatches": self.mismatches,
+                "differing_images": self.differing,
                 "cycles_per_image": int(np.median(self.cycles)) if self.cycles else None,
                 "cycles_min": min(self.cycles, default=None),
                 "cycles_max": max(self.cycles, default=None),
@@ -100,9 +104,11 @@ def _run_progress(path: Path, seconds: float) -> str:
 def run_case(b: rtl.Build, net: IntegerNetwork, cfg: EngineConfig, case: dict, *, seed: int,
              idle: float, backpressure: float, tests: str = "run_images",
              progress=None, every: float = 10.0) -> SimResult:
-    """Run the testbench on a built accelerator. Raises :class:`sim.rtl.RTLTestFailure` when
-    any output differs from the golden model's (or any other check fails). ``progress``, if
-    given, hears how far the run is every ``every`` seconds."""
+    """Run the testbench on a built accelerator: the result counts the images whose outputs
+    differ from the golden model's (``mismatches``, each in ``differing``; the caller judges
+    them). Raises :class:`sim.rtl.RTLTestFailure` when any other check fails (an error bit,
+    TLAST, a hang). ``progress``, if given, hears how far the run is every ``every``
+    seconds."""
     workdir = b.directory / "cases"
     workdir.mkdir(parents=True, exist_ok=True)
     tag = f"{os.getpid()}-{seed}-{tests}"
@@ -125,7 +131,7 @@ def run_case(b: rtl.Build, net: IntegerNetwork, cfg: EngineConfig, case: dict, *
     shape = net.tensors[net.output].shape
     outs = [output_tensor(o, shape, cfg) for o in res["outputs"]]
     return SimResult(len(outs), res["mismatches"], res["cycles"], res["busy"], outs, b.seconds,
-                     res["seconds"])
+                     res["seconds"], res["differing"])
 
 
 def sample_inputs(net: IntegerNetwork, n: int, seed: int) -> tuple[np.ndarray, str]:

@@ -476,6 +476,40 @@ def test_cli_sim_json_and_overlapped_cycles(digits_fix8, capsys):
     assert obj["cycles_max"] < 0.8 * sum(descriptor_cycles(d, cfg) for d in descs)
 
 
+def test_cli_sim_reports_each_image_that_differs(digits_fix8, capsys, monkeypatch):
+    """A wrong output is the result ``shiftadd sim`` exists to report, not a crash: with one
+    bit of one expected output beat flipped (the golden model's side; the RTL runs as
+    always), it prints the summary with that image, its beat and both values, and exits 1;
+    ``--json`` lists every differing image."""
+    import sim.accel
+    from gen.cli import main
+
+    real = sim.accel.make_case
+    flipped = {}
+
+    def one_wrong(*args, **kwargs):
+        case = real(*args, **kwargs)
+        flipped["was"] = case["expected"][2][1]
+        case["expected"][2][1] ^= 0x10
+        return case
+
+    monkeypatch.setattr(sim.accel, "make_case", one_wrong)
+    capsys.readouterr()
+    assert main(["sim", str(digits_fix8), "--images", "4", "--json"]) == 1
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["images"] == 4 and obj["mismatches"] == 1, obj
+    beats = obj["differing_images"][0]["of"]
+    assert obj["differing_images"] == [{"image": 2, "beats": 1, "of": beats, "first_beat": 1,
+                                        "got": flipped["was"],
+                                        "expected": flipped["was"] ^ 0x10}]
+    assert main(["sim", str(digits_fix8), "--images", "4"]) == 1
+    out = capsys.readouterr().out
+    assert ": 1 mismatches" in out
+    assert (f"image 2 differs: 1 of its {beats} output beats, the first beat 1: "
+            f"{flipped['was']:#010x} from the RTL, {flipped['was'] ^ 0x10:#010x} from the "
+            "golden model") in out
+
+
 def test_cli_sim_runs_images_per_start_as_the_board_does(digits_fix8, capsys):
     """``shiftadd sim --images-per-start K``: K images per start (IMAGES), frames and results
     one transfer each, bit-exact with the streams idle and stalled; with the streams never
