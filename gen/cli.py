@@ -472,7 +472,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     def human() -> None:
         print(f"RTL vs golden model on {plural(res.images, 'image')} ({info['inputs']}): "
-              f"{res.mismatches} mismatches")
+              f"{res.mismatches} mismatch{'' if res.mismatches == 1 else 'es'}")
         for d in res.differing[:10]:
             print(f"  image {d['image']} differs: {d['beats']} of its {d['of']} output beats, "
                   f"the first beat {d['first_beat']}: {d['got']:#010x} from the RTL, "

@@ -504,7 +504,7 @@ def test_cli_sim_reports_each_image_that_differs(digits_fix8, capsys, monkeypatc
                                         "expected": flipped["was"] ^ 0x10}]
     assert main(["sim", str(digits_fix8), "--images", "4"]) == 1
     out = capsys.readouterr().out
-    assert ": 1 mismatches" in out
+    assert "(digits test split): 1 mismatch\n" in out
     assert (f"image 2 differs: 1 of its {beats} output beats, the first beat 1: "
             f"{flipped['was']:#010x} from the RTL, {flipped['was'] ^ 0x10:#010x} from the "
             "golden model") in out
