@@ -638,8 +638,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         obj["correct"] = correct
     if args.check:
         ref = golden.run(net, np.asarray(q, dtype=np.int64))
-        obj["mismatches"] = int((ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1))
-                                .any(axis=1).sum())
+        differ = (ref.reshape(len(ref), -1) != ints.reshape(len(ints), -1)).any(axis=1)
+        obj["mismatches"] = int(differ.sum())
+        obj["mismatching_images"] = np.flatnonzero(differ).tolist()
 
     def human() -> None:
         print(f"{plural(obj['images'], 'image')} through {args.board} in {obj['seconds']} s "
@@ -650,7 +651,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"design's {manifest['clock_mhz']:g} MHz; {obj['images_per_s']} images/s end "
                   "to end (host, TCP, agent, DMA; the load not counted)")
         if args.check:
-            print(f"  golden model check: {obj['mismatches']} mismatching images")
+            which = obj["mismatching_images"]
+            print(f"  golden model check: {obj['mismatches']} mismatching images"
+                  + (f" ({', '.join(map(str, which[:10]))}{', ...' if len(which) > 10 else ''})"
+                     if which else ""))
         if labels is not None:
             print(f"  accuracy {obj['accuracy']:.2f} % ({obj['correct']} of "
                   f"{plural(len(labels), 'labelled image')})")

@@ -111,7 +111,7 @@ def test_cli_run_check(board, tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     obj = json.loads(r.stdout)
-    assert obj["images"] == 8 and obj["mismatches"] == 0
+    assert obj["images"] == 8 and obj["mismatches"] == 0 and obj["mismatching_images"] == []
     # the accelerator's own count (its CYCLES, through the agent): the cycle model's, give or
     # take the streams' idle cycles and the batch's saved handshakes
     model = manifest["cycles_per_image"]
@@ -148,6 +148,31 @@ def test_cli_run_check(board, tmp_path):
     ref = golden.run(net, prepare_inputs(_digits(manifest, 40), manifest)[0])
     want = int((ref.reshape(40, -1).argmax(1) == load_digits_splits()[1].labels[:40]).sum())
     assert obj["correct"] == want and obj["accuracy"] == round(100 * want / 40, 2)
+
+
+def test_cli_run_check_names_the_images_that_differ(board, capsys, monkeypatch):
+    """``run --check`` names each image whose board output differs from the golden model's:
+    here the reference of images 1 and 4 is altered (one output each; the board runs as
+    always), and the run exits 1 listing exactly those two."""
+    from gen.cli import main
+
+    out, emu = board
+    real = golden.run
+
+    def altered(net, x):
+        y = real(net, x).copy()
+        y.reshape(len(y), -1)[[1, 4], 0] += 1
+        return y
+
+    monkeypatch.setattr(golden, "run", altered)
+    argv = ["run", str(out), "--board", emu.address, "--token", TOKEN, "--input",
+            "digits-test:6", "--check"]
+    capsys.readouterr()
+    assert main([*argv, "--json"]) == 1
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["mismatches"] == 2 and obj["mismatching_images"] == [1, 4], obj
+    assert main([*argv, "--no-load"]) == 1
+    assert "golden model check: 2 mismatching images (1, 4)" in capsys.readouterr().out
 
 
 def test_cli_run_checks_out_and_inputs_before_connecting(board, tmp_path, capsys):
