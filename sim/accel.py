@@ -92,8 +92,11 @@ def _run_progress(path: Path, seconds: float) -> str:
     """What ``run_case``'s heartbeat says: the testbench's progress file, once it is there."""
     try:
         p = json.loads(path.read_text())
-    except (OSError, ValueError):  # not written yet: the simulator starts, the LOAD frame runs
-        return f"  loading the weights and the program into the RTL ({seconds:.0f} s)"
+    except (OSError, ValueError):  # not written yet: the simulator starts
+        return f"  starting the simulation ({seconds:.0f} s)"
+    if "load_beats" in p:
+        return (f"  loading the weights and the program into the RTL: {p['load_beats']:,} of "
+                f"{p['load_total']:,} beats ({seconds:.0f} s)")
     if not p["done"]:
         return f"  loaded; the first images are running ({seconds:.0f} s)"
     rate = p["done"] / p["seconds"] if p["seconds"] > 0 else 0.0

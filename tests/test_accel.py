@@ -531,20 +531,32 @@ def test_cli_sim_runs_images_per_start_as_the_board_does(digits_fix8, capsys):
     assert "images per start must be 1 to 65535 (the IMAGES register)" in capsys.readouterr().err
 
 
-def test_sim_reports_how_far_the_images_are_while_they_run(digits_fix8, seed):
-    """A long ``shiftadd sim`` (ResNet-20: about 2 s an image) is not silent: while the
-    simulator runs, the testbench's progress file is read every ``every`` seconds, first
-    while the weights load, then the images done of all and the mismatches so far."""
+def test_sim_reports_how_far_the_images_are_while_they_run(trained_digits, seed):
+    """A long ``shiftadd sim`` (ResNet-20: about 2 s an image, after 10 s of weights) is not
+    silent: while the simulator runs, the testbench's progress file is read every ``every``
+    seconds: the simulator starting, the LOAD frame's beats so far (digits FIX32: tens of
+    thousands), then the images done of all and the mismatches so far."""
+    import re
+
+    out = digits_design("fix32")
     msgs: list[str] = []
-    res, _ = simulate_outdir(digits_fix8, 60, seed=seed, progress=msgs.append, every=0.05)
+    res, _ = simulate_outdir(out, 60, seed=seed, progress=msgs.append, every=0.05)
     assert res.images == 60 and res.mismatches == 0
-    loading = [i for i, m in enumerate(msgs) if "loading the weights and the program" in m]
-    done = [(i, m) for i, m in enumerate(msgs) if "images through the RTL," in m]
-    assert loading and done, msgs
-    assert loading[0] < done[0][0]  # the simulator starts and loads before any image is done
-    counts = [int(m.split()[0]) for _, m in done]
+    kinds = [("start" if "starting the simulation" in m else
+              "load" if "loading the weights" in m else
+              "images" if "images through the RTL," in m else None) for m in msgs]
+    reported = [k for k in kinds if k]
+    assert reported[0] == "start" and "load" in reported and "images" in reported, msgs
+    # in that order: the simulator starts, loads, then runs the images
+    assert reported == sorted(reported, key=["start", "load", "images"].index), reported
+    beats = len(load_frame_beats(out))
+    loads = [tuple(int(v.replace(",", "")) for v in re.search(
+        r"RTL: ([\d,]+) of ([\d,]+) beats", m).groups()) for m in msgs if "loading" in m]
+    assert all(total == beats and 0 < sent <= beats for sent, total in loads), loads
+    counts = [int(m.split()[0]) for m in msgs if "images through the RTL," in m]
     assert counts == sorted(counts) and 1 <= counts[0] and counts[-1] <= 60, counts
-    assert all(" of 60 images through the RTL, 0 mismatching so far (" in m for _, m in done)
+    assert all(" of 60 images through the RTL, 0 mismatching so far (" in m
+               for m in msgs if "images through the RTL," in m)
     assert len(set(counts)) > 1, counts  # it moves
 
 

@@ -15,7 +15,14 @@ import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge, SimTimeoutError, with_timeout
+from cocotb.triggers import (
+    ClockCycles,
+    FallingEdge,
+    RisingEdge,
+    SimTimeoutError,
+    Timer,
+    with_timeout,
+)
 
 from hw.regmap import ERROR_BITS, MAGIC, REGMAP
 from sim.models.axil import AXILiteMaster
@@ -83,22 +90,40 @@ class EngineTB:
         return [n for i, n in enumerate(ERROR_BITS) if e >> i & 1]
 
 
+# while the LOAD frame streams in, its progress is written every this many cycles (one timer
+# callback each, beside the stream models' two per cycle)
+LOAD_REPORT_CYCLES = 4096
+
+
 class _Progress:
     """How far the run is, in the configuration's ``progress`` file when it names one
-    (``shiftadd sim`` reports it while the simulation runs), replaced whole after each start
-    (tens of microseconds against the milliseconds an image takes)."""
+    (``shiftadd sim`` reports it while the simulation runs), replaced whole: the LOAD frame's
+    beats every :data:`LOAD_REPORT_CYCLES`, then the images after each start (tens of
+    microseconds against the milliseconds an image takes)."""
 
-    def __init__(self, path: str | None, total: int) -> None:
-        self.path, self.total, self.t0 = path, total, time.perf_counter()
+    def __init__(self, path: str | None) -> None:
+        self.path = path
+        self.t0 = time.perf_counter()
 
-    def update(self, done: int, mismatches: int) -> None:
+    def _write(self, obj: dict) -> None:
         if not self.path:
             return
         tmp = f"{self.path}.tmp"
         with open(tmp, "w") as f:
-            json.dump({"done": done, "total": self.total, "mismatches": mismatches,
-                       "seconds": time.perf_counter() - self.t0}, f)
+            json.dump(obj, f)
         os.replace(tmp, self.path)
+
+    async def watch_load(self, src: StreamSource, beats: int) -> None:
+        """Until cancelled: the beats of the LOAD frame (the stream's first) sent so far."""
+        while True:
+            await Timer(LOAD_REPORT_CYCLES * CLOCK_NS, unit="ns")
+            self._write({"load_beats": src.sent, "load_total": beats})
+
+    def images(self, done: int, total: int, mismatches: int) -> None:
+        if done == 0:
+            self.t0 = time.perf_counter()
+        self._write({"done": done, "total": total, "mismatches": mismatches,
+                     "seconds": time.perf_counter() - self.t0})
 
 
 def _case() -> dict:
@@ -118,13 +143,15 @@ async def run_images(dut):
     await tb.reset()
     assert await tb.read("ID") == MAGIC
     assert await tb.read("BUILD_ID") == case["build_id"]
+    report = _Progress(cfg.get("progress"))
+    watch = cocotb.start_soon(report.watch_load(tb.src, len(case["load"])))
     await tb.run_frame(case["load"])
+    watch.cancel()
     assert await tb.errors() == [], f"load frame rejected: {await tb.errors()}"
     outputs, cycles, busy, differing = [], [], [], []
     frames, out, per = case["images"], case["out_beats"], case.get("per_start", 1)
     t0 = time.perf_counter()
-    report = _Progress(cfg.get("progress"), len(frames))
-    report.update(0, 0)  # loaded: the images start
+    report.images(0, len(frames), 0)  # loaded: the images start
     for first in range(0, len(frames), per):
         k = min(per, len(frames) - first)
         if per > 1:
@@ -153,7 +180,7 @@ async def run_images(dut):
                 dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
                                "expected %#x)", i, len(bad), len(beats), bad[0], beats[bad[0]],
                                want[bad[0]])
-        report.update(len(outputs), len(differing))
+        report.images(len(outputs), len(frames), len(differing))
     seconds = time.perf_counter() - t0
     dut._log.info("driver awake %d cycles", tb.drv.cycles_awake)
     if cfg.get("result"):  # the caller judges: ``shiftadd sim`` reports each differing image
