@@ -103,7 +103,6 @@ class _Progress:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self.t0 = time.perf_counter()
 
     def _write(self, obj: dict) -> None:
         if not self.path:
@@ -119,11 +118,9 @@ class _Progress:
             await Timer(LOAD_REPORT_CYCLES * CLOCK_NS, unit="ns")
             self._write({"load_beats": src.sent, "load_total": beats})
 
-    def images(self, done: int, total: int, mismatches: int) -> None:
-        if done == 0:
-            self.t0 = time.perf_counter()
+    def images(self, done: int, total: int, mismatches: int, seconds: float) -> None:
         self._write({"done": done, "total": total, "mismatches": mismatches,
-                     "seconds": time.perf_counter() - self.t0})
+                     "seconds": seconds})
 
 
 def _case() -> dict:
@@ -151,7 +148,7 @@ async def run_images(dut):
     outputs, cycles, busy, differing = [], [], [], []
     frames, out, per = case["images"], case["out_beats"], case.get("per_start", 1)
     t0 = time.perf_counter()
-    report.images(0, len(frames), 0)  # loaded: the images start
+    report.images(0, len(frames), 0, 0.0)  # loaded: the images start
     for first in range(0, len(frames), per):
         k = min(per, len(frames) - first)
         if per > 1:
@@ -180,7 +177,7 @@ async def run_images(dut):
                 dut._log.error("image %d: %d of %d output beats differ (first at beat %d: %#x, "
                                "expected %#x)", i, len(bad), len(beats), bad[0], beats[bad[0]],
                                want[bad[0]])
-        report.images(len(outputs), len(frames), len(differing))
+        report.images(len(outputs), len(frames), len(differing), time.perf_counter() - t0)
     seconds = time.perf_counter() - t0
     dut._log.info("driver awake %d cycles", tb.drv.cycles_awake)
     if cfg.get("result"):  # the caller judges: ``shiftadd sim`` reports each differing image
