@@ -472,7 +472,7 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     def human() -> None:
         print(f"RTL vs golden model on {plural(res.images, 'image')} ({info['inputs']}): "
-              f"{res.mismatches} mismatch{'' if res.mismatches == 1 else 'es'}")
+              + plural(res.mismatches, 'mismatch', 'mismatches'))
         for d in res.differing[:10]:
             print(f"  image {d['image']} differs: {d['beats']} of its {d['of']} output beats, "
                   f"the first beat {d['first_beat']}: {d['got']:#010x} from the RTL, "
@@ -652,7 +652,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                   "to end (host, TCP, agent, DMA; the load not counted)")
         if args.check:
             which = obj["mismatching_images"]
-            print(f"  golden model check: {obj['mismatches']} mismatching images"
+            print(f"  golden model check: {plural(obj['mismatches'], 'mismatching image')}"
                   + (f" ({', '.join(map(str, which[:10]))}{', ...' if len(which) > 10 else ''})"
                      if which else ""))
         if labels is not None:

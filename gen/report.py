@@ -6,9 +6,10 @@ import json
 from collections.abc import Callable
 
 
-def plural(n: int, noun: str) -> str:
-    """``1 image``, ``2 images``: a count with its noun, for the commands' words."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """``1 image``, ``2 images``, ``0 mismatches`` (``many`` where adding an s is wrong): a
+    count with its noun, for the commands' words."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"
 
 
 def emit(obj: dict, as_json: bool, human: Callable[[], None] | None = None) -> None:

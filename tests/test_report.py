@@ -9,6 +9,7 @@ import pytest
 
 from gen.generate import limited_by, report_markdown
 from gen.plots import BAR_H, LEFT, RIGHT, WIDTH, report_svg, ticks, track_of
+from gen.report import plural
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -128,3 +129,10 @@ def test_reports_without_their_own_layout_print_plain_key_value_lines(capsys):
         "inferences  3"]
     emit(obj, True)
     assert json.loads(capsys.readouterr().out) == obj
+
+
+def test_counts_take_the_plural_their_noun_takes():
+    assert [plural(n, "image") for n in (0, 1, 2)] == ["0 images", "1 image", "2 images"]
+    assert [plural(n, "mismatch", "mismatches") for n in (0, 1, 3)] == [
+        "0 mismatches", "1 mismatch", "3 mismatches"]
+    assert plural(1, "mismatching image") == "1 mismatching image"
