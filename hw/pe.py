@@ -130,7 +130,7 @@ class ProcessingElement(wiring.Component):
         # The lane registers load only with a valid step, a clock enable on the flip-flops
         # (synth_xilinx: a PE alone the same 535 LUTs and 305 flip-flops, shift FIX8 V = 16; a
         # 4x4 array of them 3 more LUTs, 1.7 % more flip-flops). The lanes are most of a PE's
-        # logic, and Verilator then evaluates them only for valid steps: digits FIX8 at
+        # logic, and with the enable Verilator skips them on idle steps: digits FIX8 at
         # 9x16x16 simulates about 1.4x faster (BENCHMARKS.md). The tree after them passes
         # stale sums while no step is valid; the accumulator takes only valid ones.
         for k, y in enumerate(firsts):
