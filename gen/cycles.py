@@ -37,6 +37,14 @@ def tile_cycles(steps: int, rows: int) -> int:
     return max(steps, rows)
 
 
+def drain_cycles(cfg) -> int:
+    """Cycles a tile's results take to leave the core: its R rows, one word per cycle (a
+    column's drain chain, one requantizer per column, one write port per activation replica).
+    ``benchmarks/write_width.py`` replaces it to ask what a write path several words wide
+    would give."""
+    return cfg.rows
+
+
 def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig) -> int:
     """Cycles from the first step entering to the last result row leaving, for back-to-back tiles
     of the given step counts (no idle input, no backpressure)."""
@@ -181,6 +189,7 @@ def _conv_timeline(d: dict, cfg, start: int,
     kind = "shift" if d["op"] == Opcode.SHIFT_CONV else "adder"
     arr = cfg.array(kind)
     R = cfg.rows
+    out = drain_cycles(cfg)  # a tile's results leave in ``out`` cycles
     steps = tile_steps(d)
     blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
     lat = core_latency(arr)
@@ -199,15 +208,15 @@ def _conv_timeline(d: dict, cfg, start: int,
         for _ in range(blocks):
             end = cur + steps - 1
             if last is not None:
-                end = max(end, last + R)
+                end = max(end, last + out)
             last, cur = end, end + 1
-        frontier.append(last + lat + R + FRONTIER_DELAY)
+        frontier.append(last + lat + out + FRONTIER_DELAY)
     # the last tile is through at the conv's last pixel, row ``v`` (the rows after it carry
     # nothing to write); a conv with pool ends with its last pooled word, AvgPooler.latency
     # after that pixel's word
     v = d["pixels"] - 1 - (pblks - 1) * R
     if 0 <= v < R:
-        frontier[-1] -= R - 1 - v
+        frontier[-1] -= out - 1 - v * out // R
     idle = frontier[-1] + AvgPooler.latency if d.get("pool") else None
     return _ConvTimeline(last, frontier, d["out_base"], R * blocks, idle)
 
