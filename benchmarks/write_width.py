@@ -15,11 +15,10 @@ change, for each P, before any of that hardware is built:
   activation read port (the banks split by pixel, P sub-banks per replica: a row's word is in
   any of them; the shift array's rows already choose between two banks, for conv1 beside
   the input, so theirs become 2P:1 multiplexers), a 2:1 multiplexer per bit in front of every
-  sub-bank's write port (a conv's words arrive P at a time, or one at a time for the convs
-  that stay one word wide), and a P:1 multiplexer per accumulator bit at the foot of every
-  column's drain chain (which P rows a narrow conv's word comes from).
-  Those are the convs with a residual add or a pool: the convs the wide path is for (conv1,
-  the 1x1 downsample convs) have neither, so the residual adders and the poolers stay one per
+  sub-bank's write port, and a P:1 multiplexer per accumulator bit at the foot of every
+  column's drain chain (a conv with a residual add or a pool stays one word a cycle, and
+  takes its word from any of the P rows). The convs the wide path is for (conv1, the 1x1
+  downsample convs) have neither, so the residual adders and the poolers stay one per
   column. Not counted: the writer's and the feeder's wider address arithmetic;
 * block RAM: every replica of an activation bank as P sub-banks of ``depth / P`` words.
 
@@ -28,7 +27,8 @@ LUT budget or the block RAM is exceeded) and prints the fastest geometry, and th
 that reaches 10,000 images/s at 200 MHz (highest lowest-conv utilization), each with the
 utilization of its convs (``gen.generate.layer_rows``; fc, the classifier, left out). conv1 also
 reads the image as it streams in, one pixel per beat: its ``conv1_stream_bound`` is its
-utilization if it takes as long as the input's beats, whatever the write path.
+utilization if it takes as long as the input's beats (the program's ``INPUT``), whatever the
+write path.
 
 ``--geometry RxCxV``: that geometry alone at every P from 1 to R, fitting or not.
 """
@@ -48,7 +48,7 @@ from accel import resnet20  # noqa: E402
 
 from gen.report import emit  # noqa: E402
 
-TARGET_IMAGES_PER_S, TARGET_UTILIZATION = 10_000, 0.85
+TARGET_IMAGES_PER_S = 10_000  # at gen.size.DEFAULT_CLOCK_MHZ; utilization: gen.plots.TARGETS
 
 
 def mux_luts_per_bit(words: int) -> int:
@@ -72,17 +72,14 @@ def write_words(words: int):
 
 def extra_cost(cfg, words: int, model) -> tuple[float, float]:
     """``(LUTs, BRAM36)`` a ``words``-word write path adds to engine ``cfg`` (module doc)."""
-    import numpy as np
-
-    from gen.cost import beside_muxes, ppu_unit_features
+    from gen.cost import beside_muxes
     from gen.generate import bram36_blocks
 
     if words == 1:
         return 0.0, 0.0
     banks = cfg.act_banks().values()
-    requant = np.array(ppu_unit_features(cfg.post_processing()["requant"])) @ \
-        np.array(model.doc["ppu"]["requant"]["lut"])
-    luts = (words - 1) * cfg.cols * cfg.unit_counts()["requant"] * float(requant)
+    luts = (words - 1) * cfg.cols * cfg.unit_counts()["requant"] * \
+        model.ppu_unit(cfg, "requant").lut
     luts += sum(ports for _, ports in banks) * cfg.word_bits * mux_luts_per_bit(words)
     if beside_muxes(cfg):  # the shift rows' 2:1 becomes 2P:1, not 2:1 then P:1
         luts += beside_muxes(cfg) * (mux_luts_per_bit(2 * words) - mux_luts_per_bit(words) -
@@ -100,6 +97,7 @@ def evaluate(net, geo, words: int, model, board) -> dict | None:
     from gen.compile import CompileError
     from gen.generate import design_for, layer_rows
     from gen.size import DEFAULT_CLOCK_MHZ, LUT_BUDGET_SHARE
+    from hw.program import Opcode
 
     with write_words(words):
         try:
@@ -118,7 +116,10 @@ def evaluate(net, geo, words: int, model, board) -> dict | None:
             "utilization": {k: r["utilization"] for k, r in convs.items()},
             "lowest": min(r["utilization"] for r in convs.values()),
             "lowest_but_conv1": min(r["utilization"] for k, r in convs.items() if k != "conv1"),
-            "conv1_lane_ops": convs["conv1"]["lane_ops"]}
+            "conv1_lane_ops": convs["conv1"]["lane_ops"],
+            # the input's beats: what conv1, reading the image as it streams in, takes at least
+            "input_beats": sum((x.get("m0", 0) + 1) * x["in_beats"]
+                               for x in d.program.descriptors if x["op"] == Opcode.INPUT)}
 
 
 def sweep(words: int, net, model, board) -> list[dict]:
@@ -152,7 +153,8 @@ def main() -> int:
     args = ap.parse_args()
     from gen.compile import Geometry
     from gen.cost import CostModel
-    from gen.size import BOARDS, LUT_BUDGET_SHARE
+    from gen.plots import TARGETS
+    from gen.size import BOARDS, DEFAULT_CLOCK_MHZ, LUT_BUDGET_SHARE
 
     model, board = CostModel.load(), BOARDS["zc706"]
     net = resnet20()
@@ -165,7 +167,7 @@ def main() -> int:
         if rows[0] is None:
             ap.error(f"{args.geometry} cannot be built for ResNet-20")
         for e in rows:
-            del e["conv1_lane_ops"]
+            del e["conv1_lane_ops"], e["input_beats"]
         if args.json:
             emit({"geometry": args.geometry, "by_words": rows}, True)
             return 0
@@ -176,11 +178,11 @@ def main() -> int:
                   f"{100 * e['lut_share']:6.1f}% {e['bram36']:7.1f} "
                   f"{100 * e['lowest_but_conv1']:18.1f}% {'yes' if e['fits'] else 'no'}")
         return 0
-    input_beats = net.tensors[net.input].shape[1] * net.tensors[net.input].shape[2]
     t0 = time.perf_counter()
     res: dict = {"board": board.name, "lut_budget_share": LUT_BUDGET_SHARE,
+                 "clock_mhz": DEFAULT_CLOCK_MHZ,
                  "targets": {"images_per_s": TARGET_IMAGES_PER_S,
-                             "utilization": TARGET_UTILIZATION}, "by_words": []}
+                             "utilization": TARGETS[0]}, "by_words": []}
     for words in (int(x) for x in args.words.split(",")):
         designs = sweep(words, net, model, board)
         fastest = min(designs, key=lambda e: (e["cycles"], e["lut_share"]))
@@ -191,21 +193,22 @@ def main() -> int:
             if e is not None:
                 r, c, v = (int(x) for x in e["geometry"].split("x"))
                 e["conv1_stream_bound"] = round(e["conv1_lane_ops"] /
-                                                (input_beats * r * c * v), 4)
+                                                (e["input_beats"] * r * c * v), 4)
         res["by_words"].append({"words": words, "designs_tried": len(designs),
                                 "fastest": fastest, "best_at_target": best,
                                 "meets_both": [e["geometry"] for e in fast
-                                               if e["lowest_but_conv1"] >= TARGET_UTILIZATION]})
+                                               if e["lowest_but_conv1"] >= TARGETS[0]]})
     res["seconds"] = round(time.perf_counter() - t0, 1)
     if args.json:
         emit(res, True)
         return 0
     print(f"ResNet-20 FIX8 on the {board.name}, {100 * LUT_BUDGET_SHARE:g} % LUT budget, "
-          "200 MHz (models, not hardware)")
+          f"{DEFAULT_CLOCK_MHZ:g} MHz (models, not hardware)")
     print(f"{'P':>3s} {'design':>15s} {'geometry':>10s} {'images/s':>9s} {'LUTs':>7s} "
           f"{'BRAM36':>7s} {'lowest conv':>12s} {'(not conv1)':>12s} {'conv1 stream':>13s}")
     for w in res["by_words"]:
-        for label, e in (("fastest", w["fastest"]), ("best >= 10k/s", w["best_at_target"])):
+        for label, e in (("fastest", w["fastest"]),
+                         (f"best >= {TARGET_IMAGES_PER_S // 1000}k/s", w["best_at_target"])):
             if e is None:
                 print(f"{w['words']:3d} {label:>15s} {'none':>10s}")
                 continue

@@ -144,13 +144,16 @@ class CostModel:
     def ppu(self, cfg) -> Estimate:
         """One column's post-processing units (a requantizer per array, a residual adder, a
         pooler: ``cfg.unit_counts()``)."""
-        doc, lut, ff = self._section("ppu"), 0.0, 0.0
         counts = cfg.unit_counts()
-        for unit, comp in cfg.post_processing().items():
-            f = np.array(ppu_unit_features(comp)) * counts[unit]
-            lut += float(f @ np.array(doc[unit]["lut"]))
-            ff += float(f @ np.array(doc[unit]["ff"]))
-        return Estimate(lut, ff)
+        units = {u: self.ppu_unit(cfg, u) for u in cfg.post_processing()}
+        return Estimate(sum(counts[u] * e.lut for u, e in units.items()),
+                        sum(counts[u] * e.ff for u, e in units.items()))
+
+    def ppu_unit(self, cfg, unit: str) -> Estimate:
+        """One post-processing unit (``requant``, ``add`` or ``pool``) of engine ``cfg``."""
+        doc = self._section("ppu")[unit]
+        f = np.array(ppu_unit_features(cfg.post_processing()[unit]))
+        return Estimate(float(f @ np.array(doc["lut"])), float(f @ np.array(doc["ff"])))
 
     def array(self, cfg: ArrayConfig) -> Estimate:
         pe = self.pe(cfg.pe)
