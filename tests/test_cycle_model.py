@@ -54,3 +54,50 @@ def test_write_width_what_if_is_the_model_at_one_word(monkeypatch):
     assert wide["cycles"] < one["cycles"] and wide["lut_share"] > one["lut_share"]
     assert wide["bram36"] > one["bram36"]
     assert gen.cycles.drain_cycles(d.cfg) == 10
+
+
+def test_overlap_what_if_orders_every_image_and_bounds_the_period(monkeypatch):
+    """``benchmarks/overlap.py`` runs the next image's conv1 and INPUT beside this image's last
+    conv in the engine's cycle model: each image runs every descriptor once, in program order
+    but for that move; the period is shorter than one image alone and no shorter than the
+    adder array's own busy span in it (the overlap can hide only its idle start and end)."""
+    import sys
+    from pathlib import Path
+
+    from gen.compile import Geometry
+    from gen.cost import CostModel
+    from gen.cycles import program_timeline
+    from gen.generate import design_for
+    from hw.program import Opcode
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    for name in ("overlap", "write_width"):
+        sys.modules.pop(name, None)
+    from overlap import evaluate, overlapped, resnet20
+
+    net, geo = resnet20(), Geometry(10, 16, 16)
+    d = design_for(net, geo, CostModel.load(), weights=False)
+    descs = d.program.descriptors
+    seq, marks = overlapped(descs, 3)
+    assert len(seq) == 3 * len(descs) - 2  # one END
+
+    def same(xs):  # the descriptors but for the flags the overlap clears
+        return [{k: v for k, v in x.items() if k not in ("barrier", "pool")} for x in xs]
+
+    key, seen = same(descs), same(seq)
+    assert seen[:marks[0]] == key[:marks[0]]  # conv1, INPUT
+    body = next(i for i, x in enumerate(descs) if x.get("pool")) + 1 - marks[0]
+    tail = len(descs) - marks[0] - body       # fc, OUTPUT, END
+    for m in marks:
+        assert seen[m:m + body] == key[marks[0]:marks[0] + body]
+    assert seen[-tail:] == key[-tail:]
+    assert [x.get("pool", 0) for x in seq].count(1) == 0
+
+    e = evaluate(net, geo, 1, 4)
+    spans = program_timeline(descs, d.cfg)
+    adder = [s for s, x in zip(spans, descs, strict=True) if x["op"] == Opcode.ADDER_CONV]
+    assert e["single_cycles"] == d.cycles
+    assert adder[-1][1] - adder[0][0] <= e["period_cycles"] < d.cycles
+
+    with pytest.raises(ValueError, match="pool"):
+        overlapped([x for x in descs if not x.get("pool")], 3)
