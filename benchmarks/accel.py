@@ -8,7 +8,7 @@ cycles per image and images/s from the engine cycle model, and per-layer PE util
 (ideal lane operations / (cycles x lanes of the active array)).
 
 ``--rtl-layers``: PE utilization of every distinct conv shape *measured in RTL* (Verilator) at
-4x16x8, or the geometry ``--rows/--cols/--lanes`` give (8x16x16 is what ``shiftadd gen`` picks
+4x16x8, or the geometry ``--rows/--cols/--lanes`` give (10x16x16 is what ``shiftadd gen`` picks
 for ResNet-20 on the ZC706): each layer runs as a one-layer program and as the same program with
 the conv twice; the difference of the two CYCLES counters is the conv's measured cycles.
 
