@@ -95,19 +95,18 @@ def descriptor_cycles(d: dict, cfg) -> int:
     """Cycles one descriptor adds to a program, with the input stream never idle and the
     output never stalled (``cfg``: :class:`hw.engine.EngineConfig`): a conv what it adds
     after another conv of its kind (its fill overlaps that one's drain: the second of two
-    copies back to back, from the first's end to its own); any other descriptor the engine
+    copies back to back, from the first's end to its own, by :func:`program_timeline`, with
+    nothing to follow and its pool not blocking the second); any other descriptor the engine
     from its fetch to the next fetch. Consecutive convs of the two arrays overlap too
     (:func:`program_timeline`), so a program takes less than the sum."""
     from hw.program import Opcode
 
-    op = Opcode(d["op"])
-    if op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-        first = _conv_timeline(d, cfg, 0, None)  # dispatched at 0, its rows there
-        check = 2 + TO_DISPATCH - 2  # the second's CHECK, after its FETCH and LATCH
-        at = max(check + 2, first.free,
-                 first.idle if d.get("barrier") and not d.get("follow_own") else 0)
-        return _conv_timeline(d, cfg, at, None, first.last,
-                              check + row_walk(cfg)).idle - first.idle
+    if Opcode(d["op"]) in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
+        # a barrier waits for its own unit only without follow_own (which lets it drain)
+        alone = {**d, "follow": 0, "follow_own": 0, "follow_input": 0, "pool": 0,
+                 "barrier": int(bool(d.get("barrier")) and not d.get("follow_own"))}
+        (_, first), (_, second) = program_timeline([alone, alone], cfg)
+        return second - first
     return _fixed_cycles(d, cfg)
 
 

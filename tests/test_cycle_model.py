@@ -101,3 +101,31 @@ def test_overlap_what_if_orders_every_image_and_bounds_the_period(monkeypatch):
 
     with pytest.raises(ValueError, match="pool"):
         overlapped([x for x in descs if not x.get("pool")], 3)
+
+
+@pytest.mark.parametrize("rows", [3, 10])
+def test_what_a_conv_adds_is_the_program_model_of_two_copies(rows, monkeypatch):
+    """``descriptor_cycles`` of a conv (the report's per-layer cycles and utilization) is what
+    ``benchmarks/accel.py --rtl-layers`` measures in RTL: the whole-program model of the conv
+    twice minus once, for every distinct ResNet-20 layer shape. (It was not for fc, a single
+    tile, until it came from ``program_timeline``: 15 against 11 measured at 10x16x16.)"""
+    import sys
+    from pathlib import Path
+
+    from gen.compile import Geometry
+    from gen.cycles import descriptor_cycles, program_cycles
+    from gen.generate import shared_engine, single_layer_networks
+    from hw.program import Opcode
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.modules.pop("accel", None)
+    from accel import resnet20
+
+    cfg, progs = shared_engine(list(single_layer_networks(resnet20()).values()),
+                               Geometry(rows, 16, 16))
+    for prog in progs:
+        conv = next(d for d in prog.descriptors
+                    if d["op"] in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV))
+        twice = [*prog.descriptors[:2], conv, *prog.descriptors[2:]]
+        assert descriptor_cycles(conv, cfg) == \
+            program_cycles(twice, cfg) - program_cycles(prog.descriptors, cfg)
