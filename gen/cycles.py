@@ -158,9 +158,10 @@ class _InputTimeline:
     bank ``WRITE_DELAY + 1`` cycles after its last beat, and ``in_frontier`` shows it one
     cycle later."""
 
-    def __init__(self, at: int, d: dict) -> None:
+    def __init__(self, at: int, d: dict, cfg) -> None:
         self.at, self.base, self.beats = at, d["out_base"], d["in_beats"]
         self.words = d.get("m0", 0) + 1
+        self.end = at - TO_DISPATCH + _fixed_cycles(d, cfg)  # the next FETCH
 
     def ready_at(self, need: int) -> int:
         j = need - self.base
@@ -168,11 +169,6 @@ class _InputTimeline:
             return 0
         return self.at + (min(j, self.words - 1) + 1) * self.beats + WRITE_DELAY + 1 + \
             STALL_DELAY
-
-    @property
-    def end(self) -> int:
-        """The cycle of the next FETCH (``_fixed_cycles`` of INPUT after its dispatch)."""
-        return self.at - TO_DISPATCH + FETCH_CYCLES + self.words * self.beats
 
 
 def _conv_timeline(d: dict, cfg, start: int,
@@ -266,7 +262,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             beside = None
             if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:
                 # the INPUT is fetched right after this dispatch and does not wait for it
-                beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt)
+                beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt, cfg)
             tl = _conv_timeline(d, cfg, at, follow, mine[-1].last if mine else None, rows_taken)
             flight[kind] = [*(c for c in mine if c.idle > at), tl][-2:]
             if d.get("pool"):
