@@ -130,7 +130,12 @@ def main() -> int:
         ap.error("--words: each at least 1")
     t0 = time.perf_counter()
     net = resnet20()
-    rows = [evaluate(net, geo, w, args.images) for w in words]
+    from gen.compile import CompileError
+
+    try:
+        rows = [evaluate(net, geo, w, args.images) for w in words]
+    except (CompileError, ValueError) as e:
+        ap.error(f"{args.geometry} cannot be built for ResNet-20: {e}")
     res = {"model": "resnet20_shiftadd", "precision": "fix8", "by_words": rows,
            "seconds": round(time.perf_counter() - t0, 1)}
     if args.json:
