@@ -15,9 +15,10 @@ after this image's last conv (the one with the global pool), before the classifi
 
 ``body`` the descriptors from the first conv after ``INPUT`` to the pool conv, ``tail`` the
 ones after it (fc, ``OUTPUT``; ``END`` only after the last image). What the engine would need
-for it (not built): dispatch beside a conv with pool (the model's ``pool_until`` block is
-lifted by clearing the flag, which also drops the pooler's few cycles of latency from that
-conv's end), conv1 reading its input other than through the adder bank's read ports, the next
+for it (not built): conv1 and the classifier without their ``barrier`` (cleared here: each
+would otherwise wait for both arrays to be idle), dispatch beside a conv with pool (the
+model's ``pool_until`` block is lifted by clearing the flag, which also drops the pooler's few
+cycles of latency from that conv's end), conv1 reading its input other than through the adder bank's read ports, the next
 frame's header in the middle of a program, and activation buffers that conv1 may write while
 the classifier still reads. ``OUTPUT`` is modelled as it is (after both arrays are idle, so
 after the next conv1 too): a few cycles pessimistic. The period is the distance between the
@@ -35,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from accel import resnet20  # noqa: E402
-from write_width import write_words  # noqa: E402
+from write_width import geometry, write_words  # noqa: E402
 
 from gen.report import emit  # noqa: E402
 
@@ -108,7 +109,7 @@ def evaluate(net, geo, words: int, images: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--geometry", metavar="RxCxV", default="10x16x16",
+    ap.add_argument("--geometry", metavar="RxCxV", type=geometry, default="10x16x16",
                     help="the arrays (default 10x16x16, shiftadd gen's choice)")
     ap.add_argument("--words", metavar="P", default="1,2",
                     help="write widths to try, comma-separated (default 1,2)")
@@ -116,32 +117,30 @@ def main() -> int:
                     help="images in the modelled batch (default 4; at least 3 for a full "
                          "pipeline)")
     args = ap.parse_args()
-    from gen.compile import Geometry
+    from gen.compile import CompileError
 
+    geo = args.geometry
+    name = f"{geo.rows}x{geo.cols}x{geo.lanes}"
     try:
-        geo = Geometry(*(int(x) for x in args.geometry.lower().split("x")))
         words = [int(x) for x in args.words.split(",")]
-    except (TypeError, ValueError):
-        ap.error(f"--geometry {args.geometry} / --words {args.words}: expected RxCxV "
-                 "(e.g. 10x16x16) and comma-separated integers")
+    except ValueError:
+        ap.error(f"--words {args.words}: expected comma-separated integers")
     if args.images < 3:
         ap.error("--images: at least 3 (the period is measured between the last two)")
     if any(w < 1 for w in words):
         ap.error("--words: each at least 1")
     t0 = time.perf_counter()
     net = resnet20()
-    from gen.compile import CompileError
-
     try:
         rows = [evaluate(net, geo, w, args.images) for w in words]
     except (CompileError, ValueError) as e:
-        ap.error(f"{args.geometry} cannot be built for ResNet-20: {e}")
+        ap.error(f"{name} cannot be built for ResNet-20: {e}")
     res = {"model": "resnet20_shiftadd", "precision": "fix8", "by_words": rows,
            "seconds": round(time.perf_counter() - t0, 1)}
     if args.json:
         emit(res, True)
         return 0
-    print(f"ResNet-20 FIX8 at {args.geometry}, {rows[0]['clock_mhz']:g} MHz: the next image's "
+    print(f"ResNet-20 FIX8 at {name}, {rows[0]['clock_mhz']:g} MHz: the next image's "
           f"conv1 beside this one's last conv (cycle model, not hardware)")
     print(f"{'P':>3s} {'one image':>10s} {'images/s':>9s} {'overlapped':>11s} {'images/s':>9s} "
           f"{'gain':>6s} {'adder idle':>11s} {'shift idle':>11s}")

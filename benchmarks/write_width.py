@@ -51,6 +51,16 @@ from gen.report import emit  # noqa: E402
 TARGET_IMAGES_PER_S = 10_000  # at gen.size.DEFAULT_CLOCK_MHZ; utilization: gen.plots.TARGETS
 
 
+def geometry(text: str):
+    """``--geometry RxCxV`` as a :class:`gen.compile.Geometry` (an argparse type)."""
+    from gen.compile import Geometry
+
+    try:
+        return Geometry(*(int(x) for x in text.lower().split("x")))
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text}: expected RxCxV, e.g. 10x16x16") from None
+
+
 def mux_luts_per_bit(words: int) -> int:
     """LUT6s per bit of a ``words``:1 multiplexer: a LUT takes 4:1 (two select bits), each
     further LUT three more inputs."""
@@ -148,10 +158,9 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--words", default="1,2,5,10",
                     help="write widths to try, comma-separated (default 1,2,5,10)")
-    ap.add_argument("--geometry", metavar="RxCxV",
+    ap.add_argument("--geometry", metavar="RxCxV", type=geometry,
                     help="one geometry at every write width from 1 to its rows")
     args = ap.parse_args()
-    from gen.compile import Geometry
     from gen.cost import CostModel
     from gen.plots import TARGETS
     from gen.size import BOARDS, DEFAULT_CLOCK_MHZ, LUT_BUDGET_SHARE
@@ -159,17 +168,15 @@ def main() -> int:
     model, board = CostModel.load(), BOARDS["zc706"]
     net = resnet20()
     if args.geometry:
-        try:
-            geo = Geometry(*(int(x) for x in args.geometry.lower().split("x")))
-        except (TypeError, ValueError):
-            ap.error(f"--geometry {args.geometry}: expected RxCxV, e.g. 10x16x16")
+        geo = args.geometry
+        name = f"{geo.rows}x{geo.cols}x{geo.lanes}"
         rows = [evaluate(net, geo, w, model, board) for w in range(1, geo.rows + 1)]
         if rows[0] is None:
-            ap.error(f"{args.geometry} cannot be built for ResNet-20")
+            ap.error(f"{name} cannot be built for ResNet-20")
         for e in rows:
             del e["conv1_lane_ops"], e["input_beats"]
         if args.json:
-            emit({"geometry": args.geometry, "by_words": rows}, True)
+            emit({"geometry": name, "by_words": rows}, True)
             return 0
         print(f"{'P':>3s} {'cycles':>7s} {'images/s':>9s} {'LUTs':>7s} {'BRAM36':>7s} "
               f"{'lowest (not conv1)':>19s} fits")
