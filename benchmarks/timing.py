@@ -36,7 +36,7 @@ from engine_area import (
 )
 
 from gen.size import DEFAULT_CLOCK_MHZ
-from gen.synth import synthesize_netlist, yosys_version
+from gen.synth import SynthError, synthesize_netlist, yosys_version
 from gen.timing import Path as TimingPath
 from gen.timing import analyse, box_of
 
@@ -157,12 +157,16 @@ def main() -> int:
     ap.add_argument("--paths", type=int, default=3, help="paths reported per block")
     ap.add_argument("--yosys", default=None, metavar="PATH",
                     help="a native Yosys binary instead of the WebAssembly one, whose 4 GiB of "
-                         "memory a 10x16x16 core nearly fills (e.g. Debian's yosys)")
+                         "memory a 10x16x16 core exceeds (e.g. Debian's yosys)")
     a = ap.parse_args()
     if a.net_ps < 0 or a.paths < 1:
         ap.error("--net-ps must be >= 0 and --paths >= 1")
-    r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths,
-                 yosys=a.yosys)
+    try:
+        r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths,
+                     yosys=a.yosys)
+    except SynthError as e:
+        print(f"timing.py: {e}", file=sys.stderr)
+        return 1
     if a.json:
         print(json.dumps(r))
     else:

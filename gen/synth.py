@@ -76,10 +76,29 @@ def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
     """:func:`synthesize`, and the mapped netlist (Yosys JSON) for :mod:`gen.timing`.
 
     ``yosys``: a native Yosys binary to run instead of the WebAssembly one, whose 4 GiB of
-    memory the largest engine cores approach (10x16x16 peaks at 4.2 GB;
+    memory the largest engine cores exceed (10x16x16 since 2026-12-04; 9x16x16 peaks at 2.0 GB;
     :func:`yosys_version`)."""
     return _synthesize(verilog, top, dsp=True, timeout=timeout, blackbox=blackbox,
                        netlist=True, yosys=yosys)
+
+
+# what wasmtime prints when a C++ exception leaves the WebAssembly Yosys (Yosys' own errors exit
+# with "ERROR: ..." instead); on a large design that exception is the allocator's, its 4 GiB heap
+# spent (the 10x16x16 engine core in memory_libmap at 4.18 GB, 2026-12-04)
+_WASM_ABORT = "thrown Wasm exception"
+
+
+def failure_message(returncode: int, stdout: str, stderr: str, *, native: bool) -> str:
+    """One line for a Yosys run that failed: Yosys' own error, or, when the WebAssembly Yosys
+    aborted, what most likely happened and what to run instead."""
+    text = stderr.strip() or stdout.strip()
+    if not native and _WASM_ABORT in text:
+        return ("the WebAssembly Yosys aborted: a C++ exception escaped it, on a design this "
+                "large its 4 GiB heap running out. A native Yosys has no such limit: give its "
+                "path where the command takes one (benchmarks/timing.py --yosys /usr/bin/yosys; "
+                "Debian: apt-get install yosys)")
+    errors = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("ERROR")]
+    return f"yosys failed ({returncode}): {errors[-1] if errors else text[-800:]}"
 
 
 def _yosys_command(yosys: str | None) -> list[str]:
@@ -122,8 +141,8 @@ def _synthesize(verilog: str, top: str, *, dsp: bool, timeout: float,
                            cwd=work, capture_output=True, text=True, timeout=timeout)
         seconds = time.perf_counter() - t0
         if r.returncode != 0:
-            out = (r.stderr.strip() or r.stdout.strip())[-800:]
-            raise SynthError(f"yosys failed ({r.returncode}): {out}")
+            raise SynthError(failure_message(r.returncode, r.stdout, r.stderr,
+                                             native=yosys is not None))
         stat = json.loads((work / "stat.json").read_text())
         design = stat.get("design") or next(iter(stat["modules"].values()))
         cells = design.get("num_cells_by_type", {})

@@ -186,6 +186,34 @@ def test_synthesized_adders_between_registers():
     assert found[24].delay_ps - found[16].delay_ps == 2 * 114
 
 
+# the tail of what the WebAssembly Yosys printed when the 10x16x16 engine core spent its heap in
+# memory_libmap (benchmarks/timing.py --rows 10, 2026-12-04)
+WASM_ABORT = """    raise trap_obj
+wasmtime._trap.Trap: error while executing at wasm backtrace:
+    0: 0x3e6a19 - yosys.wasm!main
+    1: 0x28752ca - yosys.wasm!__main_void
+    2:  0x12624 - yosys.wasm!_start
+note: using the `WASMTIME_BACKTRACE_DETAILS=1` environment variable may show more debugging information
+
+Caused by:
+    thrown Wasm exception"""
+
+
+def test_a_failed_synthesis_says_what_failed():
+    """Yosys' own error is the line it printed; the WebAssembly Yosys aborting (its heap
+    spent) is said in words with what to run instead, not as a wasmtime backtrace. The first
+    case runs the real Yosys on a design it refuses."""
+    from gen.synth import SynthError, failure_message, synthesize
+
+    with pytest.raises(SynthError, match=r"yosys failed \(1\): ERROR: .*undefined_module"):
+        synthesize("module top(input a, output y);\n  undefined_module u(.a(a), .y(y));\n"
+                   "endmodule\n", "top")
+    msg = failure_message(1, "", WASM_ABORT, native=False)
+    assert "4 GiB heap" in msg and "--yosys /usr/bin/yosys" in msg and "wasm" not in msg
+    # a native Yosys cannot have thrown a Wasm exception: its output is shown as it is
+    assert failure_message(1, "", WASM_ABORT, native=True).endswith("thrown Wasm exception")
+
+
 def test_yosys_version_names_the_binary_or_says_why_not(tmp_path):
     """``benchmarks/timing.py --yosys PATH`` keys its netlists by the binary's version: the
     WebAssembly Yosys answers one, a path that is no Yosys is an error that says so."""
