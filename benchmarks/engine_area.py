@@ -12,9 +12,9 @@ next to what the generator estimates. ``--calibrate`` first synthesizes the unit
 widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
 ``gen/cost_model.json``. ``--calibrate-core`` synthesizes the cores of ``CORE_GRID`` (about an
 hour on one core; cached, so run single geometries in parallel first to share the work) and
-rewrites the ``core`` section with the fit and its samples. Cores up to 9x16x16 fit the
-WebAssembly Yosys' 4 GiB (2.0 GB at 9x16x16). The 10x16x16 core peaked at 4.2 GB on 2026-11-30
-and exceeds it since: on 2026-12-04 it aborted in ``memory_libmap`` at 4.18 GB.
+rewrites the ``core`` section with the fit and its samples. The 10x16x16 core takes 2.1 GB of
+the WebAssembly Yosys' 4 GiB since the activation banks are written out one memory per read
+port (it aborted at 4.18 GB before; ``docs/DEVELOPERS.md``); larger cores were not tried.
 """
 
 from __future__ import annotations

@@ -156,8 +156,8 @@ def main() -> int:
                     help="routing delay assumed per net between slices (ps)")
     ap.add_argument("--paths", type=int, default=3, help="paths reported per block")
     ap.add_argument("--yosys", default=None, metavar="PATH",
-                    help="a native Yosys binary instead of the WebAssembly one, whose 4 GiB of "
-                         "memory a 10x16x16 core exceeds (e.g. Debian's yosys)")
+                    help="a native Yosys binary instead of the WebAssembly one and its 4 GiB "
+                         "of memory (e.g. Debian's yosys)")
     a = ap.parse_args()
     if a.net_ps < 0 or a.paths < 1:
         ap.error("--net-ps must be >= 0 and --paths >= 1")

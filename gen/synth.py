@@ -76,7 +76,7 @@ def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
     """:func:`synthesize`, and the mapped netlist (Yosys JSON) for :mod:`gen.timing`.
 
     ``yosys``: a native Yosys binary to run instead of the WebAssembly one, whose 4 GiB of
-    memory the largest engine cores exceed (10x16x16 since 2026-12-04; 9x16x16 peaks at 2.0 GB;
+    memory an engine core may exceed (10x16x16 peaks at 2.1 GB, 9x16x16 at 2.0 GB;
     :func:`yosys_version`)."""
     return _synthesize(verilog, top, dsp=True, timeout=timeout, blackbox=blackbox,
                        netlist=True, yosys=yosys)
@@ -84,7 +84,8 @@ def synthesize_netlist(verilog: str, top: str = "top", *, timeout: float = 1800,
 
 # what wasmtime prints when a C++ exception leaves the WebAssembly Yosys (Yosys' own errors exit
 # with "ERROR: ..." instead); on a large design that exception is the allocator's, its 4 GiB heap
-# spent (the 10x16x16 engine core in memory_libmap at 4.18 GB, 2026-12-04)
+# spent (the 10x16x16 engine core in memory_libmap at 4.18 GB, 2026-12-04, before the engine
+# wrote its activation banks out one memory per read port)
 _WASM_ABORT = "thrown Wasm exception"
 
 

@@ -414,15 +414,21 @@ class Engine(wiring.Component):
 
         # ---------------------------------------------------------------- memories
         widths, depths = cfg.memory_widths(), cfg.memory_depths()
-        rd, wr = {}, {}  # activation bank -> read ports, write port
+        rd, wr = {}, {}  # activation bank -> read ports, and the write port of each copy
         for bank, (depth, ports) in cfg.act_banks().items():
-            # block RAM, one copy per read port, as the generator prices them; said outright,
-            # the WebAssembly Yosys maps the 10x16x16 core within its 4 GiB (BENCHMARKS.md)
-            mem = Memory(shape=unsigned(cfg.word_bits), depth=depth, init=[],
-                         attrs={"ram_style": "block"})
-            m.submodules["act" if bank == BANK_MAIN else "act_adder"] = mem
-            rd[bank] = [mem.read_port() for _ in range(ports)]
-            wr[bank] = mem.write_port()
+            # block RAM, one copy per read port, as the generator prices them, each copy its
+            # own memory with the bank's write port. One memory of R + 1 read ports maps to the
+            # same cells, but Yosys' memory_libmap makes the copies itself at a cost in memory
+            # that outgrew the WebAssembly Yosys' 4 GiB at 10x16x16 (the main bank alone: 3.8
+            # GB, against 0.3 GB as 11 memories, 253 RAMB18E1 either way; BENCHMARKS.md)
+            name = "act" if bank == BANK_MAIN else "act_adder"
+            rd[bank], wr[bank] = [], []
+            for p in range(ports):
+                mem = Memory(shape=unsigned(cfg.word_bits), depth=depth, init=[],
+                             attrs={"ram_style": "block"})
+                m.submodules[f"{name}{p}"] = mem
+                rd[bank].append(mem.read_port())
+                wr[bank].append(mem.write_port())
         main_rd = rd[BANK_MAIN]
         mems = {}
         for mid in MemoryId:
@@ -722,16 +728,18 @@ class Engine(wiring.Component):
         # offers it): the sources' enables and the descriptor's bank bits, through the
         # selection into every block RAM's write enable and address, were the engine's longest
         # path (``benchmarks/timing.py``)
-        for bank, port in wr.items():
+        for bank, copies in wr.items():
             sel_en = Signal(name=f"bank{bank}_we")
-            sel_addr = Signal.like(port.addr, name=f"bank{bank}_waddr")
-            sel_data = Signal.like(port.data, name=f"bank{bank}_wdata")
+            sel_addr = Signal.like(copies[0].addr, name=f"bank{bank}_waddr")
+            sel_data = Signal.like(copies[0].data, name=f"bank{bank}_wdata")
             m.d.sync += sel_en.eq(Cat(*(en & banks[bank] for en, banks, _, _ in wr_sources))
                                   .any())
             for en, banks, addr, value in wr_sources:
                 with m.If(en & banks[bank]):
                     m.d.sync += [sel_addr.eq(addr), sel_data.eq(value)]
-            m.d.comb += [port.en.eq(sel_en), port.addr.eq(sel_addr), port.data.eq(sel_data)]
+            for port in copies:
+                m.d.comb += [port.en.eq(sel_en), port.addr.eq(sel_addr),
+                             port.data.eq(sel_data)]
 
         # loader write ports
         ld_we = Signal()
