@@ -6,7 +6,7 @@ generator's cost model.
 
 Synthesizes the ResNet-20 engine of one geometry (default FIX8 8x16x16) with its PEs and its
 post-processing units left out (the *core*: feeder, writer, loader, control and the arrays'
-inter-PE registers; about 10 minutes, cached in ``build/engine-area/``), and one of each
+inter-PE registers; 2-3 minutes, cached in ``build/engine-area/``), and one of each
 post-processing unit at that engine's widths, and prints the LUTs (logic + LUTs used as memory)
 next to what the generator estimates. ``--calibrate`` first synthesizes the units at a grid of
 widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
@@ -115,7 +115,7 @@ def unit_instance(name: str, col: int) -> str:
 def core_area(cfg) -> Area:
     """Synthesis of the engine of ``cfg`` without its PEs and post-processing units (the
     core), cached under ``build/engine-area/`` by a hash of its input (an 8x16x16 core takes
-    about 10 minutes; synthesis is deterministic)."""
+    134 s, 2026-12-04; synthesis is deterministic)."""
     verilog, boxes, key = core_design(cfg)
     path = CACHE / f"{key}.json"
     if path.exists():

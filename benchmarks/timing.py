@@ -6,8 +6,8 @@
 Vivado does not run here, so timing closure at the generated clock (200 MHz on the ZC706) is
 not checked. This estimates the longest register-to-register paths instead: each PE kind and
 each post-processing unit is synthesized alone (``synth_xilinx -family xc7``), the engine
-without them (the core; the same synthesis as ``benchmarks/engine_area.py``, about 10 minutes
-for 8x16x16, netlist cached in ``build/timing/``), and the core's netlist is analysed with the
+without them (the core; the same synthesis as ``benchmarks/engine_area.py``, 2-3 minutes
+for 8x16x16 or 10x16x16, netlist cached in ``build/timing/``), and the core's netlist is analysed with the
 units as black boxes whose input and output paths come from their own netlists. Cell delays are
 the 7-series figures shipped with Yosys (Artix-7 measurements from prjxray-db; the ZC706's
 Zynq-7045 is Kintex-7 fabric at speed grade -2, faster); routing is a constant ``--net-ps`` per
@@ -112,7 +112,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     assert set(box_timing) == set(boxes), "every module the core leaves out needs its timing"
 
     def core() -> dict:
-        log(f"  core {rows}x{cols}x{lanes} (about 10 minutes the first time) ...")
+        log(f"  core {rows}x{cols}x{lanes} (2-3 minutes the first time) ...")
         area, net = synthesize_netlist(verilog, "shiftadd_top", blackbox=boxes, yosys=yosys)
         if not tag:  # the same synthesis benchmarks/engine_area.py caches
             save_core_area(key, area)

@@ -177,7 +177,7 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
     """The blocks of :func:`estimate_luts` that are cheap to synthesize, synthesized alone with
     Yosys (``synth_xilinx -family xc7``, seconds each) and multiplied by their instances: a PE
     of each array (``rows x cols`` of them) and each post-processing unit (``cols`` times its
-    count per column). The engine core is not cheap (about 10 minutes at ResNet-20's 8x16x16:
+    count per column). The engine core is not cheap (134 s at ResNet-20's 8x16x16:
     ``benchmarks/engine_area.py``) and stays a model figure. LUTs include LUTs used as
     memory."""
     from importlib.metadata import version
