@@ -41,6 +41,7 @@ from gen.generate import core_design as gen_core_design
 from gen.generate import estimate_luts
 from gen.synth import Area, synthesize, synthesize_component
 from hw.ppu import UNITS, AddConfig, PoolConfig, RequantConfig
+from hw.top import TOP_NAME
 
 # (acc_bits, bias_bits, data_bits, shift_min, shift_max): the compiler's narrow shift ranges
 # (ResNet-20 FIX8 20..22, digits a single shift) and wider ones
@@ -106,7 +107,7 @@ def core_area(cfg) -> Area:
     path = CACHE / f"{key}.json"
     if path.exists():
         return Area(**json.loads(path.read_text()))
-    a = synthesize(verilog, "shiftadd_top", blackbox=boxes)
+    a = synthesize(verilog, TOP_NAME, blackbox=boxes)
     save_core_area(key, a)
     return a
 

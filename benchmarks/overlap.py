@@ -18,12 +18,13 @@ ones after it (fc, ``OUTPUT``; ``END`` only after the last image). What the engi
 for it (not built): conv1 and the classifier without their ``barrier`` (cleared here: each
 would otherwise wait for both arrays to be idle), dispatch beside a conv with pool (the
 model's ``pool_until`` block is lifted by clearing the flag, which also drops the pooler's few
-cycles of latency from that conv's end), conv1 reading its input other than through the adder bank's read ports, the next
-frame's header in the middle of a program, and activation buffers that conv1 may write while
-the classifier still reads. ``OUTPUT`` is modelled as it is (after both arrays are idle, so
-after the next conv1 too): a few cycles pessimistic. The period is the distance between the
-same descriptor in two consecutive images once the pipeline is full; with ``--words P`` tiles
-leave ``P`` rows per cycle (``benchmarks/write_width.py``), so the two what-ifs combine.
+cycles of latency from that conv's end), conv1 reading its input other than through the adder
+bank's read ports, the next frame's header in the middle of a program, and activation buffers
+that conv1 may write while the classifier still reads. ``OUTPUT`` is modelled as it is (after
+both arrays are idle, so after the next conv1 too): a few cycles pessimistic. The period is
+the distance between the same descriptor in two consecutive images once the pipeline is full;
+with ``--words P`` tiles leave ``P`` rows per cycle (``benchmarks/write_width.py``), so the two
+what-ifs combine.
 """
 
 from __future__ import annotations

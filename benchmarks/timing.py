@@ -6,13 +6,13 @@
 Vivado does not run here, so timing closure at the generated clock (200 MHz on the ZC706) is
 not checked. This estimates the longest register-to-register paths instead: each PE kind and
 each post-processing unit is synthesized alone (``synth_xilinx -family xc7``), the engine
-without them (the core; the same synthesis as ``benchmarks/engine_area.py``, 2-3 minutes
-for 8x16x16 or 10x16x16, netlist cached in ``build/timing/``), and the core's netlist is analysed with the
-units as black boxes whose input and output paths come from their own netlists. Cell delays are
-the 7-series figures shipped with Yosys (Artix-7 measurements from prjxray-db; the ZC706's
-Zynq-7045 is Kintex-7 fabric at speed grade -2, faster); routing is a constant ``--net-ps`` per
-net between slices (default 300 ps, an assumption, not a measurement). Prints the worst paths of
-each block and the whole engine's estimated period against the clock.
+without them (the core; the same synthesis as ``benchmarks/engine_area.py``, 2-3 minutes for
+8x16x16 or 10x16x16, netlist cached in ``build/timing/``), and the core's netlist is analysed
+with the units as black boxes whose input and output paths come from their own netlists. Cell
+delays are the 7-series figures shipped with Yosys (Artix-7 measurements from prjxray-db; the
+ZC706's Zynq-7045 is Kintex-7 fabric at speed grade -2, faster); routing is a constant
+``--net-ps`` per net between slices (default 300 ps, an assumption, not a measurement). Prints
+the worst paths of each block and the whole engine's estimated period against the clock.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from gen.size import DEFAULT_CLOCK_MHZ
 from gen.synth import SynthError, synthesize_netlist, yosys_version
 from gen.timing import Path as TimingPath
 from gen.timing import analyse, box_of
+from hw.top import TOP_NAME
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "timing"
 NET_PS = 300
@@ -106,13 +107,13 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
 
     def core() -> dict:
         log(f"  core {rows}x{cols}x{lanes} (2-3 minutes the first time) ...")
-        area, net = synthesize_netlist(verilog, "shiftadd_top", blackbox=boxes, yosys=yosys)
+        area, net = synthesize_netlist(verilog, TOP_NAME, blackbox=boxes, yosys=yosys)
         if not tag:  # the same synthesis benchmarks/engine_area.py caches
             save_core_area(key, area)
         return net
     net = _cached_netlist(key, core)
     blocks.append(_block("core (with the units' boundary paths)",
-                         analyse(net, "shiftadd_top", net_ps=net_ps, worst=paths,
+                         analyse(net, TOP_NAME, net_ps=net_ps, worst=paths,
                                  boxes=box_timing)))
     worst = max(blocks, key=lambda b: b["worst"]["delay_ps"])
     period = worst["worst"]["delay_ps"]
@@ -122,7 +123,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
             "fmax_mhz": round(1e6 / period, 1), "meets_clock": period <= 1e6 / DEFAULT_CLOCK_MHZ,
             "critical_block": worst["block"], "blocks": blocks,
             "boxes": {k: {"inputs": v.inputs, "outputs": v.outputs}
-                      for k, v in box_timing.items() if not k.startswith("shiftadd_top.")},
+                      for k, v in box_timing.items() if not k.startswith(f"{TOP_NAME}.")},
             "seconds": round(time.perf_counter() - t0, 1)}
 
 

@@ -431,9 +431,9 @@ def cmd_gen(args: argparse.Namespace) -> int:
             print("  synthesized " + ", ".join(
                 f"{LUT_BLOCKS[k]} {syn['blocks'][k]['lut']} LUTs (model {v})"
                 for k, v in rep["resources_model"]["luts"].items() if k in syn["blocks"])
-                + f"; total {syn['luts_total']} LUTs (model {rep['resources_model']['luts_total']}),"
-                f" {syn['core']['bram36']} BRAM36 (Yosys, each block alone, the core with them "
-                f"left out, {syn['seconds']} s)")
+                + f"; total {syn['luts_total']} LUTs (model "
+                f"{rep['resources_model']['luts_total']}), {syn['core']['bram36']} BRAM36 "
+                f"(Yosys, each block alone, the core with them left out, {syn['seconds']} s)")
         print(f"  files       {' '.join(manifest['files'])} manifest.json report.json report.md "
               "report.svg")
         proofs = manifest.get("equivalence", {})

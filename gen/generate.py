@@ -180,7 +180,9 @@ def unit_instances(cfg: EngineConfig) -> dict[str, str]:
 
 def unit_instance(name: str, col: int) -> str:
     """The hierarchical name of column ``col``'s post-processing instance ``name``."""
-    return f"shiftadd_top.engine.{name}{col}"
+    from hw.top import TOP_NAME
+
+    return f"{TOP_NAME}.engine.{name}{col}"
 
 
 def core_design(cfg: EngineConfig) -> tuple[str, tuple[str, ...]]:
@@ -205,7 +207,7 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
     LUT RAM, the core's LUT RAM is its own block, as in the model."""
     from importlib.metadata import version
 
-    from gen.synth import synthesize, synthesize_component
+    from gen.synth import Area, synthesize, synthesize_component
     from hw.pe import ProcessingElement
     from hw.ppu import UNITS
     from hw.top import TOP_NAME
@@ -213,9 +215,7 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
     t0 = time.perf_counter()
     blocks: dict = {}
 
-    def add(block: str, name: str, comp, instances: int) -> None:
-        progress(f"  synthesizing one {name} with Yosys ({instances} in the design)")
-        a = synthesize_component(comp)
+    def count(block: str, name: str, a: Area, instances: int) -> None:
         b = blocks.setdefault(block, {"lut": 0, "ff": 0, "carry4": 0, "dsp": 0, "parts": {}})
         for k in ("ff", "carry4", "dsp"):
             b[k] += instances * getattr(a, k)
@@ -223,6 +223,10 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
         b["parts"][name] = {"instances": instances, "lut": a.lut_total, "ff": a.ff,
                             "carry4": a.carry4, "dsp": a.dsp, "depth": a.depth,
                             "seconds": a.seconds}
+
+    def add(block: str, name: str, comp, instances: int) -> None:
+        progress(f"  synthesizing one {name} with Yosys ({instances} in the design)")
+        count(block, name, synthesize_component(comp), instances)
 
     for kind in cfg.arrays:
         pe = getattr(cfg, kind)
@@ -236,16 +240,13 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
              "out (minutes: about 3 at 10x16x16)")
     verilog, boxes = core_design(cfg)
     a = synthesize(verilog, TOP_NAME, blackbox=boxes)
-    split = bool(cfg.lutram)  # the model prices memories in LUT RAM as a block of their own
-    blocks["core"] = {"lut": a.lut if split else a.lut_total, "ff": a.ff, "carry4": a.carry4,
-                      "dsp": a.dsp, "parts": {"engine core": {
-                          "instances": 1, "lut": a.lut if split else a.lut_total, "ff": a.ff,
-                          "carry4": a.carry4, "dsp": a.dsp, "depth": a.depth,
-                          "seconds": a.seconds}}}
-    if split:
-        blocks["lutram"] = {"lut": a.lutram, "ff": 0, "carry4": 0, "dsp": 0, "parts": {
-            "memories in LUT RAM": {"instances": 1, "lut": a.lutram, "ff": 0, "carry4": 0,
-                                    "dsp": 0, "depth": 0, "seconds": 0}}}
+    if cfg.lutram:  # the model prices memories in LUT RAM as a block of their own
+        count("core", "engine core", dataclasses.replace(a, lutram=0), 1)
+        count("lutram", "memories in LUT RAM", Area(lut=0, ff=0, carry4=0, dsp=0, bram36=0,
+                                                    muxf=0, depth=0, seconds=0,
+                                                    lutram=a.lutram), 1)
+    else:
+        count("core", "engine core", a, 1)
     return {"blocks": blocks, "core": {"bram36": a.bram36, "seconds": a.seconds},
             "luts_total": sum(b["lut"] for b in blocks.values()),
             "seconds": round(time.perf_counter() - t0, 1),
