@@ -37,16 +37,23 @@ def calibration() -> torch.Tensor:
     return random_inputs(PRESETS["resnet20_shiftadd"], 16)
 
 
-def resnet20(precision: str = "fix8"):
-    """ResNet-20 ShiftAdd (FIX8 unless told) with random weights and BatchNorm statistics of a
-    random batch."""
-    from gen.nn.models import build, randomize
+def random_network(config, precision: str = "fix8"):
+    """The network of ``config`` (a ``ResNetConfig``) with random weights and the BatchNorm
+    statistics of a random batch, quantized to ``precision``."""
+    from gen.nn.models import build, random_inputs, randomize
     from gen.numerics import Precision
     from gen.quantize import quantize
 
-    calib = calibration()
-    model = randomize(build("resnet20_shiftadd").eval(), 0, calibration=calib)
+    calib = random_inputs(config, 16)
+    model = randomize(build("resnet20_shiftadd", config).eval(), 0, calibration=calib)
     return quantize(model, calib, Precision(precision))
+
+
+def resnet20(precision: str = "fix8"):
+    """ResNet-20 ShiftAdd (FIX8 unless told) with random weights (:func:`random_network`)."""
+    from gen.nn.models import PRESETS
+
+    return random_network(PRESETS["resnet20_shiftadd"], precision)
 
 
 def projection(args) -> dict:

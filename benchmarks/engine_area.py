@@ -1,20 +1,24 @@
 """Area of the engine around the arrays, from Yosys ``synth_xilinx -family xc7``, against the
 generator's cost model.
 
-    python benchmarks/engine_area.py [--json] [--calibrate] [--calibrate-core] [--precision P]
+    python benchmarks/engine_area.py [--json] [--calibrate] [--calibrate-core]
+                                     [--calibrate-wide] [--network N] [--precision P]
                                      [--rows R --cols C --lanes V]
 
-Synthesizes the ResNet-20 engine of one geometry (default FIX8 8x16x16) with its PEs and its
-post-processing units left out (the *core*: feeder, writer, loader, control and the arrays'
-inter-PE registers; 2-3 minutes, cached in ``build/engine-area/``), and one of each
-post-processing unit at that engine's widths, and prints the LUTs (logic + LUTs used as memory)
-next to what the generator estimates. ``--calibrate`` first synthesizes the units at a grid of
-widths and shift ranges (about 3 minutes) and rewrites the ``ppu`` section of
-``gen/cost_model.json``. ``--calibrate-core`` synthesizes the cores of ``CORE_GRID`` (about an
-hour on one core; cached, so run single geometries in parallel first to share the work) and
-rewrites the ``core`` section with the fit and its samples. The 10x16x16 core takes 2.1 GB of
-the WebAssembly Yosys' 4 GiB since the activation banks are written out one memory per read
-port (it aborted at 4.18 GB before; ``docs/DEVELOPERS.md``); larger cores were not tried.
+Synthesizes the engine of one network (``NETWORKS``; default ResNet-20) and geometry (default
+FIX8 8x16x16) with its PEs and its post-processing units left out (the *core*: feeder, writer,
+loader, control and the arrays' inter-PE registers; 1-6 minutes, cached in
+``build/engine-area/``), and one of each post-processing unit at that engine's widths, and
+prints the LUTs (logic + LUTs used as memory) next to what the generator estimates.
+``--calibrate`` first synthesizes the units at a grid of widths and shift ranges (about 3
+minutes) and rewrites the ``ppu`` section of ``gen/cost_model.json``. ``--calibrate-core``
+synthesizes the FIX8 cores of ``CORE_GRID`` (15 cores, about 45 minutes on one core; cached,
+so run single geometries in parallel first to share the work) and rewrites the ``core``
+section with the fit, its samples and each sample's leave-one-out error, then the FIX32 term
+as ``--calibrate-wide`` does (``CORE_WIDE_GRID``: 6 cores, 4-9 minutes each). The 10x16x16
+core takes 2.1 GB of the WebAssembly Yosys' 4 GiB since the activation banks are written out
+one memory per read port (it aborted at 4.18 GB before; ``docs/DEVELOPERS.md``); larger cores
+were not tried.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from gen.compile import Geometry
 from gen.cost import (
     MODEL_FILE,
     CostModel,
+    core_counted,
     core_features,
     core_wide_features,
     fit_linear,
@@ -39,6 +44,7 @@ from gen.cost import (
 )
 from gen.generate import core_design as gen_core_design
 from gen.generate import estimate_luts
+from gen.nn.models import ResNetConfig
 from gen.synth import Area, synthesize, synthesize_component
 from hw.ppu import UNITS, AddConfig, PoolConfig, RequantConfig
 from hw.top import TOP_NAME
@@ -53,11 +59,17 @@ ADD_GRID = [(8, 1), (8, 2), (8, 7), (8, 31), (32, 3), (32, 31)]  # (bits, shift_
 POOL_GRID = [(8, 64, 6, 1, 1), (8, 64, 62, 1, 1), (8, 16, 4, 1, 1), (32, 4, 2, 1, 1),
              (32, 64, 62, 1, 1), (8, 64, 6, 2, 1), (8, 64, 6, 4, 1), (32, 4, 2, 4, 1),
              (8, 64, 6, 4, 4), (8, 16, 4, 4, 2), (32, 64, 6, 4, 4), (8, 64, 6, 1, 8)]
-# ResNet-20 FIX8 engines whose cores calibrate the core model (rows, cols, lanes)
-CORE_GRID = [(2, 16, 16), (4, 16, 16), (8, 16, 16), (8, 16, 8), (4, 32, 16), (3, 32, 8)]
-# ResNet-20 FIX32 engines whose cores calibrate its wide-data term (gen/cost.py: core_wide);
-# FIX32 designs fit the board only at a few rows (digits': 2x16x16, 3x16x16 before this fit)
-CORE_WIDE_GRID = [(2, 16, 8), (4, 16, 8), (2, 16, 16), (3, 16, 16)]
+# FIX8 engines whose cores calibrate the core model (network, rows, cols, lanes): ResNet-20's
+# and digits' (whose memories are shallow) from 2x8x4 to the geometries gen picks for them
+CORE_GRID = [("resnet20", 2, 8, 4), ("resnet20", 2, 16, 16), ("resnet20", 4, 16, 8),
+             ("resnet20", 4, 16, 16), ("resnet20", 8, 16, 8), ("resnet20", 8, 16, 16),
+             ("resnet20", 10, 16, 16), ("resnet20", 3, 32, 8), ("resnet20", 4, 32, 16),
+             ("digits", 2, 8, 4), ("digits", 2, 16, 16), ("digits", 4, 16, 8),
+             ("digits", 6, 16, 16), ("digits", 9, 16, 16), ("digits", 4, 32, 16)]
+# FIX32 engines whose cores calibrate its wide-data term (gen/cost.py: core_wide); FIX32
+# designs fit the board only at a few rows (digits: 5x16x8 is the one gen picks)
+CORE_WIDE_GRID = [("resnet20", 2, 16, 8), ("resnet20", 4, 16, 8), ("resnet20", 2, 16, 16),
+                  ("resnet20", 3, 16, 16), ("digits", 2, 16, 16), ("digits", 5, 16, 8)]
 CACHE = Path(__file__).resolve().parent.parent / "build" / "engine-area"
 
 
@@ -71,20 +83,32 @@ def unit_components(cfg) -> dict:
     return {name: UNITS[name](unit) for name, unit in cfg.post_processing().items()}
 
 
+# The networks whose engines calibrate the core model: the two gen ships, at random weights
+# (the structure is what the core's size depends on), and a third, held out of the fit, that
+# tests its reach (tests/test_cost_model.py)
+NETWORKS = {"resnet20": "resnet20_shiftadd", "digits": "digits",
+            "resnet8": ResNetConfig(in_channels=3, input_size=16, widths=(16, 32, 64),
+                                    blocks=(1, 1, 1), num_classes=10)}
+
+
 @functools.cache
-def _resnet20(precision: str):
-    from accel import resnet20  # benchmarks/accel.py: the random-weight ResNet-20
+def _network(network: str, precision: str):
+    """Network ``network`` of :data:`NETWORKS` with random weights (``benchmarks/accel.py``)."""
+    from accel import random_network
 
-    return resnet20(precision)
+    from gen.nn.models import PRESETS
+
+    arch = NETWORKS[network]
+    return random_network(PRESETS[arch] if isinstance(arch, str) else arch, precision)
 
 
-def resnet20_engine(precision: str, rows: int, cols: int, lanes: int):
-    """The engine the generator builds for ResNet-20 at this geometry (not priced: the
-    calibration runs before the model it fits exists)."""
+def network_engine(network: str, precision: str, rows: int, cols: int, lanes: int):
+    """The engine the generator builds for ``network`` (:data:`NETWORKS`) at this geometry (not
+    priced: the calibration runs before the model it fits exists)."""
     from gen.compile import compile_network, engine_config
     from gen.generate import pe_configs, shift_lane_bits
 
-    net = _resnet20(precision)
+    net = _network(network, precision)
     geo = Geometry(rows, cols, lanes)
     pes = pe_configs(net, lanes)
     prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
@@ -118,20 +142,26 @@ def save_core_area(key: str, a: Area) -> None:
 
 
 def calibrate_core(model: CostModel, precision: str) -> dict:
+    """Fit :func:`gen.cost.core_features` to what the cores of ``CORE_GRID`` synthesize beyond
+    their counted multiplexers (``core_counted``), in relative terms (the cores span 5,000 to
+    18,000 LUTs); 1-6 minutes each, cached."""
     samples = []
-    for g in CORE_GRID:
-        cfg = resnet20_engine(precision, *g)
+    for net, *g in CORE_GRID:
+        cfg = network_engine(net, precision, *g)
         t0 = time.perf_counter()
         a = core_area(cfg)
-        log(f"  core {g[0]}x{g[1]}x{g[2]}: {a.lut_total} LUT ({time.perf_counter() - t0:.0f} s)")
-        samples.append({"geometry": f"{g[0]}x{g[1]}x{g[2]}", "arrays": len(cfg.arrays),
-                        "features": core_features(cfg), "lut": a.lut_total})
-    x, y = [s["features"] for s in samples], [s["lut"] for s in samples]
+        log(f"  core {net} {g[0]}x{g[1]}x{g[2]}: {a.lut_total} LUT "
+            f"({time.perf_counter() - t0:.0f} s)")
+        samples.append({"network": net, "geometry": f"{g[0]}x{g[1]}x{g[2]}",
+                        "features": core_features(cfg), "counted": core_counted(cfg),
+                        "lut": a.lut_total})
+    x = [[v / s["lut"] for v in s["features"]] for s in samples]
+    y = [1 - s["counted"] / s["lut"] for s in samples]
     for i, s in enumerate(samples):  # how far off the fit is for a core it has not seen
         c = fit_linear(x[:i] + x[i + 1:], y[:i] + y[i + 1:])
-        est = sum(a * b for a, b in zip(x[i], c, strict=True))
-        s["leave_one_out_error"] = round(est / y[i] - 1, 4)
-        log(f"  {s['geometry']}: fitted without it, the model is off by "
+        est = s["counted"] + sum(a * b for a, b in zip(s["features"], c, strict=True))
+        s["leave_one_out_error"] = round(est / s["lut"] - 1, 4)
+        log(f"  {s['network']} {s['geometry']}: fitted without it, the model is off by "
             f"{100 * s['leave_one_out_error']:+.1f} %")
     core = {"lut": fit_linear(x, y), "samples": samples}
     doc = {**model.doc, "core": core, "core_calibrated": time.strftime("%Y-%m-%d")}
@@ -143,22 +173,23 @@ def calibrate_wide(model: CostModel) -> dict:
     """Fit the core's wide-data term to the FIX32 cores of ``CORE_WIDE_GRID``: what each
     synthesized beyond the rest of the model (5-6 minutes each; cached)."""
     samples = []
-    for g in CORE_WIDE_GRID:
-        cfg = resnet20_engine("fix32", *g)
+    for net, *g in CORE_WIDE_GRID:
+        cfg = network_engine(net, "fix32", *g)
         t0 = time.perf_counter()
         a = core_area(cfg)
         rest = model.core_base(cfg)
-        log(f"  core {g[0]}x{g[1]}x{g[2]} fix32: {a.lut_total} LUT, the rest of the model "
+        log(f"  core {net} {g[0]}x{g[1]}x{g[2]} fix32: {a.lut_total} LUT, the rest of the model "
             f"{rest:.0f} ({time.perf_counter() - t0:.0f} s)")
-        samples.append({"geometry": f"{g[0]}x{g[1]}x{g[2]}", "features": core_wide_features(cfg),
-                        "lut": a.lut_total, "rest": round(rest, 1)})
+        samples.append({"network": net, "geometry": f"{g[0]}x{g[1]}x{g[2]}",
+                        "features": core_wide_features(cfg), "lut": a.lut_total,
+                        "rest": round(rest, 1)})
     x = [s["features"] for s in samples]
     y = [s["lut"] - s["rest"] for s in samples]
     for i, s in enumerate(samples):  # how far off the whole core is, fitted without it
         c = fit_linear(x[:i] + x[i + 1:], y[:i] + y[i + 1:])
         est = s["rest"] + sum(a * b for a, b in zip(x[i], c, strict=True))
         s["leave_one_out_error"] = round(est / s["lut"] - 1, 4)
-        log(f"  {s['geometry']} fix32: fitted without it, the core is off by "
+        log(f"  {s['network']} {s['geometry']} fix32: fitted without it, the core is off by "
             f"{100 * s['leave_one_out_error']:+.1f} %")
     doc = {**model.doc, "core_wide": {"lut": fit_linear(x, y), "samples": samples},
            "core_wide_calibrated": time.strftime("%Y-%m-%d")}
@@ -193,6 +224,7 @@ def main() -> int:
     ap.add_argument("--calibrate-wide", action="store_true",
                     help="only the core's FIX32 term (CORE_WIDE_GRID; --calibrate-core also "
                          "fits it)")
+    ap.add_argument("--network", choices=tuple(NETWORKS), default="resnet20")
     ap.add_argument("--precision", choices=("fix8", "fix32"), default="fix8")
     ap.add_argument("--rows", type=int, default=8)
     ap.add_argument("--cols", type=int, default=16)
@@ -208,7 +240,7 @@ def main() -> int:
     elif args.calibrate_wide:
         log("calibrating the engine core's wide-data term ...")
         model = CostModel(calibrate_wide(model))
-    cfg = resnet20_engine(args.precision, args.rows, args.cols, args.lanes)
+    cfg = network_engine(args.network, args.precision, args.rows, args.cols, args.lanes)
     units = {}
     for name, comp in unit_components(cfg).items():
         a = synthesize_component(comp)
@@ -220,7 +252,8 @@ def main() -> int:
     log(f"core: {core.lut_total} LUT ({time.perf_counter() - t0:.0f} s)")
     est = estimate_luts(cfg, model)
     result = {
-        "geometry": f"{cfg.rows}x{cfg.cols}x{cfg.lanes}", "precision": args.precision,
+        "network": args.network, "geometry": f"{cfg.rows}x{cfg.cols}x{cfg.lanes}",
+        "precision": args.precision,
         "units": {k: {"synth_lut": v, "shifter": ppu_units(cfg)[k]} for k, v in units.items()},
         "ppu_per_column": {"synth_lut": sum(v * cfg.unit_counts()[k] for k, v in units.items()),
                            "model_lut": round(est_ppu)},
@@ -230,7 +263,8 @@ def main() -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
-    print(f"ResNet-20 {args.precision} engine {result['geometry']} (Yosys synth_xilinx xc7)")
+    print(f"{args.network} {args.precision} engine {result['geometry']} (Yosys synth_xilinx "
+          "xc7)")
     for k, v in result["units"].items():
         print(f"  {k:10s} {v['synth_lut']:6d} LUT  (shifter {v['shifter'][0]} bits, "
               f"{v['shifter'][1]}-bit shift)")

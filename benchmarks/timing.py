@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine_area import core_design, log, resnet20_engine, save_core_area, unit_components
+from engine_area import core_design, log, network_engine, save_core_area, unit_components
 
 from gen.generate import unit_instance, unit_instances
 from gen.size import DEFAULT_CLOCK_MHZ
@@ -76,7 +76,7 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     t0 = time.perf_counter()
     version = yosys_version(yosys)
     tag = () if yosys is None else (version,)  # the WebAssembly Yosys' keys stay as they were
-    cfg = resnet20_engine(precision, rows, cols, lanes)
+    cfg = network_engine("resnet20", precision, rows, cols, lanes)
     verilog, boxes, key = core_design(cfg)
     if tag:
         key = _key(key, *tag)

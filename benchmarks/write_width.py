@@ -82,8 +82,7 @@ def write_words(words: int):
 
 def extra_cost(cfg, words: int, model) -> tuple[float, float]:
     """``(LUTs, BRAM36)`` a ``words``-word write path adds to engine ``cfg`` (module doc)."""
-    from gen.cost import beside_muxes
-    from gen.generate import bram36_blocks
+    from gen.cost import beside_muxes, bram36_blocks
 
     if words == 1:
         return 0.0, 0.0

@@ -23,17 +23,22 @@ one per transfer, fitted to syntheses of the units
 
 The engine *core* is everything else: each conv unit's feeder and writer, the loader, the
 control, the banks' ports and, inside each array, the registers between the PEs (the arrays'
-skew, operand and drain chains). It is priced as ``c0 + c1*n*R + c2*n*C + c3*n*C*C/V`` (``n``
-arrays of R rows and C columns, V lanes), fitted to syntheses of whole FIX8 engines with their
-PEs and post-processing units left out (``benchmarks/engine_area.py --calibrate-core``), plus,
-for FIX32, ``c0' + c1'*n*R`` fitted to FIX32 ones (``--calibrate-wide``); an
-engine's LUTs are its PEs, its post-processing units and its core. (A standalone array's per-PE
-overhead, above, does not carry over: it grows with the lanes, the synthesized cores do not.)
+skew, operand and drain chains). Its multiplexers that grow with rows x columns are counted
+(the drain links, :func:`drain_links`, and the shift unit's second source,
+:func:`beside_muxes`); the rest is priced as ``c0 + c1*n*R + c2*n*C + c3*n*R*C + c4*M`` (``n``
+arrays of R rows and C columns; ``M`` the LUTs that select among the block RAMs of memories
+deeper than one, :func:`read_mux_luts`), fitted to syntheses of whole FIX8 engines of three
+networks with their PEs and post-processing units left out (``benchmarks/engine_area.py
+--calibrate-core``), plus, for FIX32, ``c0' + c1'*n*R + c2'*M`` fitted to FIX32 ones
+(``--calibrate-wide``); an engine's LUTs are its PEs, its post-processing units and its core. (A
+standalone array's per-PE overhead, above, does not carry over: it grows with the lanes, the
+synthesized cores do not.)
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,11 +174,11 @@ class CostModel:
         return self.core_base(cfg) + self.core_wide(cfg)
 
     def core_base(self, cfg) -> float:
-        """The core as FIX8 cores calibrate it: the fit (:meth:`core_fitted`), the shift unit's
-        second source and the drain chains' paired multiplexers, counted, and each unit's
-        writer copy and the engine's later changes, measured."""
-        return self.core_fitted(cfg) + beside_muxes(cfg) - drain_pairs(cfg) + \
-            WRITER_COPY_LUTS * len(cfg.arrays) + CORE_CHANGES_LUTS
+        """The core as FIX8 cores calibrate it: its counted multiplexers (:func:`core_counted`)
+        and the fit of the rest (:func:`core_features`; ``benchmarks/engine_area.py
+        --calibrate-core``)."""
+        doc = self._section("core")
+        return core_counted(cfg) + float(np.array(core_features(cfg)) @ np.array(doc["lut"]))
 
     def core_wide(self, cfg) -> float:
         """What a core of wider data than eight bits takes beyond :meth:`core_base`:
@@ -184,26 +189,42 @@ class CostModel:
             return 0.0
         return float(np.array(f) @ np.array(self._section("core_wide")["lut"]))
 
-    def core_fitted(self, cfg) -> float:
-        """The core as fitted to its syntheses (``benchmarks/engine_area.py
-        --calibrate-core``), which predate :func:`beside_muxes`."""
-        doc = self._section("core")
-        return float(np.array(core_features(cfg)) @ np.array(doc["lut"]))
+
+# (depth, width) of each block RAM aspect ratio (simple dual port for the widest)
+BRAM36_ASPECTS = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
+BRAM18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 
-# LUTs per conv unit for its next conv's fill under the last one's drain (the writer's own
-# descriptor and its multiplexer, the fields each word carries, the tags): the 8x16x16 core
-# synthesized 270 LUTs larger with it (14,860 against 14,590 in the model, 2026-11-30)
-WRITER_COPY_LUTS = 135
-# LUTs the engine core gained after that, measured on the 8x16x16 ResNet-20 FIX8 core (python
-# benchmarks/engine_area.py): the shared row walk and AVGPOOL's four ports (twelfth session;
-# 15,230 LUTs against 14,860 modelled), the pool fused into a conv and the walk after DISPATCH
-# (thirteenth; 15,941), then the stall and DISPATCH's readiness as registers (fourteenth,
-# measured at 9x16x16: 17,255 against 16,940 before), then the IMAGES register (twenty-fifth:
-# the register file alone 101 -> 121 LUTs; the engine's 16-bit count of the batch's images,
-# about as many more, is not measured). A constant until the core is calibrated again (about
-# 90 minutes)
-CORE_CHANGES_LUTS = 15_941 - 14_860 + 17_255 - 16_940 + 121 - 101
+def bram_layout(width: int, depth: int) -> tuple[float, int]:
+    """``(BRAM36, deep)`` of one ``width x depth`` memory: the fewest block RAMs of one aspect
+    ratio of RAMB36E1 (512 x 72 .. 32K x 1) or of RAMB18E1 halves (512 x 36 .. 16K x 1), and
+    how many of them a word's bits are spread over in depth (of two layouts with as many block
+    RAMs, the shallower)."""
+    if not width:
+        return 0, 0
+    return min([(math.ceil(depth / d) * math.ceil(width / w), math.ceil(depth / d))
+                for d, w in BRAM36_ASPECTS] +
+               [(math.ceil(depth / d) * math.ceil(width / w) / 2, math.ceil(depth / d))
+                for d, w in BRAM18_ASPECTS])
+
+
+def bram36_blocks(width: int, depth: int) -> float:
+    """Block RAMs (in BRAM36) for one ``width x depth`` memory (:func:`bram_layout`)."""
+    return bram_layout(width, depth)[0]
+
+
+def read_mux_luts(cfg) -> int:
+    """LUTs that choose a read word among the block RAMs of memories deeper than one block RAM
+    (:func:`bram_layout`), counted as a tree of 4:1 LUT multiplexers per bit and read port: the
+    activation banks (a copy per read port), the weights, the parameters (a port per array) and
+    the program, unless held in LUT RAM. Fitted in :func:`core_features` at 1.1 LUT each: Yosys
+    adds the decoding of the select."""
+    w, d = cfg.memory_widths(), cfg.memory_depths()
+    mems = [(cfg.word_bits, depth, ports) for depth, ports in cfg.act_banks().values()]
+    mems += [(w[m], d[m], len(cfg.arrays) if m.name == "PARAMS" else 1) for m in w
+             if m.name.lower() not in cfg.lutram]
+    return sum(width * ports * -(-(bram_layout(width, depth)[1] - 1) // 3)
+               for width, depth, ports in mems)
 
 
 def lutram_luts(width: int, depth: int) -> int:
@@ -224,36 +245,43 @@ def lutram_luts(width: int, depth: int) -> int:
 def beside_muxes(cfg) -> int:
     """LUTs of the shift unit's second source, the adder bank's R read ports (for a first conv
     that runs beside INPUT): a 2:1 multiplexer per bit of each row's word, in an engine with
-    both arrays. Counted, not fitted (the fit predates it); the 8x16x16 core synthesized 1,094
-    LUTs larger with it, against 1,024 counted (BENCHMARKS.md)."""
+    both arrays (the 8x16x16 core synthesized 1,094 LUTs larger with it, against 1,024
+    counted; BENCHMARKS.md)."""
     return cfg.rows * cfg.word_bits if cfg.shift is not None and cfg.adder is not None else 0
 
 
-def drain_pairs(cfg) -> int:
-    """LUTs the drain chains save with two bits per LUT (``hw/array.py: DrainMux``): every link
-    but each column's top one took a LUT per bit in the syntheses the core's fit comes from, and
-    takes one per two bits now. Counted, not fitted (the fit predates it)."""
-    return sum((cfg.rows - 1) * cfg.cols * (getattr(cfg, kind).acc_bits // 2)
+def drain_links(cfg) -> int:
+    """LUTs of the drain chains' links: every link but each column's top one chooses between
+    its PE's result and the value the chain shifts in, two bits per LUT (``hw/array.py:
+    DrainMux``)."""
+    return sum((cfg.rows - 1) * cfg.cols * -(-getattr(cfg, kind).acc_bits // 2)
                for kind in cfg.arrays)
 
 
+def core_counted(cfg) -> int:
+    """The core's multiplexers that grow with rows x columns, counted rather than fitted."""
+    return drain_links(cfg) + beside_muxes(cfg)
+
+
 def core_features(cfg) -> list[float]:
-    """The engine core's features: per array, its rows (a feeder row, a bank read port, a row of
-    the array's operand and drain registers), its columns, and its columns times the sub-words
-    of an activation word (``cols / lanes``: the wider a word against the lanes, the more
-    selecting between its parts)."""
+    """The fitted part of the engine core's features: a constant; per array its rows (a feeder
+    row, a bank read port, a row of the array's operand and drain registers), its columns
+    (a writer column), its PEs (their operand and drain registers' enables); and the
+    memories' read multiplexers (:func:`read_mux_luts`)."""
     n = len(cfg.arrays)
-    return [1.0, n * cfg.rows, n * cfg.cols, n * cfg.cols * cfg.subwords]
+    return [1.0, n * cfg.rows, n * cfg.cols, n * cfg.rows * cfg.cols, read_mux_luts(cfg)]
 
 
 def core_wide_features(cfg) -> list[float]:
     """The features of :meth:`CostModel.core_wide`: ``(data_bits - 8) / 24`` (so 1 for FIX32)
-    times a constant and the arrays' rows (each row's bank read port, feeder and operand
-    registers carry words of ``cols x data_bits``). A FIX32 core synthesized at 2.1-2.2x the
-    FIX8 fit's figure (23,956 LUTs against 11,509 at 2x16x8, 2026-12-02); the fit had no term
-    for the data width, all its samples being FIX8."""
+    times a constant, the arrays' rows (each row's bank read port, feeder and operand
+    registers carry words of ``cols x data_bits``) and the memories' read multiplexers
+    (:func:`read_mux_luts`, which :func:`core_features` prices at FIX8's rate). Without the
+    last, digits' FIX32 core at 2x16x16 was priced 4.9 % low and ResNet-20's up to 1.2 % high
+    (2026-12-04); a FIX32 core synthesized at 2.1-2.2x the FIX8 fit's figure before this term
+    existed (23,956 LUTs against 11,509 at 2x16x8, 2026-12-02)."""
     k = (cfg.data_bits - 8) / 24
-    return [k, k * len(cfg.arrays) * cfg.rows]
+    return [k, k * len(cfg.arrays) * cfg.rows, k * read_mux_luts(cfg)]
 
 
 def ppu_units(cfg) -> dict[str, tuple[int, int]]:

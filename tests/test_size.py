@@ -115,7 +115,7 @@ def test_block_ram_count_takes_the_best_aspect_ratio():
     shallow memories (a 578-bit program word of 16 descriptors is 8.5 BRAM36, not 1). The
     digits engine at 4x16x8 comes to 35.5 BRAM36 without program and parameters, as Yosys
     maps it (BENCHMARKS.md)."""
-    from gen.generate import bram36_blocks
+    from gen.cost import bram36_blocks
 
     assert bram36_blocks(0, 100) == 0
     assert bram36_blocks(1, 32768) == 1 and bram36_blocks(1, 32769) == 1.5  # + a RAMB18
