@@ -27,12 +27,12 @@ skew, operand and drain chains). Its multiplexers that grow with rows x columns 
 (the drain links, :func:`drain_links`, and the shift unit's second source,
 :func:`beside_muxes`); the rest is priced as ``c0 + c1*n*R + c2*n*C + c3*n*R*C + c4*M`` (``n``
 arrays of R rows and C columns; ``M`` the LUTs that select among the block RAMs of memories
-deeper than one, :func:`read_mux_luts`), fitted to syntheses of whole FIX8 engines of three
-networks with their PEs and post-processing units left out (``benchmarks/engine_area.py
---calibrate-core``), plus, for FIX32, ``c0' + c1'*n*R + c2'*M`` fitted to FIX32 ones
-(``--calibrate-wide``); an engine's LUTs are its PEs, its post-processing units and its core. (A
-standalone array's per-PE overhead, above, does not carry over: it grows with the lanes, the
-synthesized cores do not.)
+deeper than one, :func:`read_mux_luts`), fitted to syntheses of whole FIX8 engines of two
+networks (a third, held out, checks it) with their PEs and post-processing units left out
+(``benchmarks/engine_area.py --calibrate-core``), plus, for FIX32, ``c0' + c1'*n*R + c2'*M``
+fitted to FIX32 ones (``--calibrate-wide``); an engine's LUTs are its PEs, its post-processing
+units and its core. (A standalone array's per-PE overhead, above, does not carry over: it
+grows with the lanes, the synthesized cores do not.)
 """
 
 from __future__ import annotations
@@ -266,7 +266,7 @@ def core_counted(cfg) -> int:
 def core_features(cfg) -> list[float]:
     """The fitted part of the engine core's features: a constant; per array its rows (a feeder
     row, a bank read port, a row of the array's operand and drain registers), its columns
-    (a writer column), its PEs (their operand and drain registers' enables); and the
+    (a writer column), its PEs (what grows with both beyond the counted drain links); and the
     memories' read multiplexers (:func:`read_mux_luts`)."""
     n = len(cfg.arrays)
     return [1.0, n * cfg.rows, n * cfg.cols, n * cfg.rows * cfg.cols, read_mux_luts(cfg)]

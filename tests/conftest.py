@@ -17,6 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gen.cli import TORCH_CPU_CAPABILITY
+
+# as the CLI does, before anything imports torch: the trained checkpoints the tests share must
+# not depend on whether the machine has AVX-512 (gen/cli.py)
+os.environ.setdefault("ATEN_CPU_CAPABILITY", TORCH_CPU_CAPABILITY)
+
 
 def _workers() -> int:
     return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -61,15 +67,17 @@ def locked(name: str):
 
 def cached_checkpoint(epochs: int | None = None, seed: int = 0) -> Path:
     """Train the digits model with the given settings (default epochs: ``shiftadd train``'s)
-    once; later calls reuse the file. One thread, whatever the machine or the pytest workers:
-    the weights depend on the thread count (``gen/nn/train.py``), and the key must fix them."""
+    once; later calls reuse the file. One thread and torch's AVX2 kernels, whatever the machine
+    or the pytest workers: the weights depend on both (``gen/nn/train.py``), and the key must
+    fix them."""
     from gen import checkpoint
     from gen.nn.train import TrainConfig, train_digits
 
     epochs = epochs or TrainConfig().epochs
     src = b"".join((ROOT / p).read_bytes() for p in
                    ("gen/nn/layers.py", "gen/nn/models.py", "gen/nn/train.py", "gen/nn/data.py"))
-    key = hashlib.sha256(src + json.dumps([epochs, seed]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(src + json.dumps([epochs, seed, os.environ["ATEN_CPU_CAPABILITY"]])
+                         .encode()).hexdigest()[:16]
     path = CACHE / f"digits-{key}.pt"
     with locked(f"digits-{key}"):
         if not path.exists():

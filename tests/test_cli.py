@@ -533,8 +533,8 @@ def test_gen_synth_reports_each_block_beside_the_model(tmp_path, quick_digits):
     them per instance: the totals agree with the calibrated cost model (an instance count off
     by a factor would not), the requantizers hold every DSP48 the model reports and the arrays
     none, and report.md shows the table. The engine core is synthesized with those left out:
-    it holds every block RAM, as many as the model counts, and with it the table has the
-    whole design's total."""
+    it holds every block RAM, as many as the model counts, its LUTs agree with the model too,
+    and with it the table has the whole design's total."""
     out = tmp_path / "out"
     r = run("gen", quick_digits, "-o", out, "--rows", "2", "--cols", "8", "--lanes", "4",
             "--synth", "--json")
@@ -546,12 +546,11 @@ def test_gen_synth_reports_each_block_beside_the_model(tmp_path, quick_digits):
     assert syn["luts_total"] == sum(b["lut"] for b in syn["blocks"].values())
     assert syn["core"]["bram36"] == model["bram36_total"] > 0
     assert syn["blocks"]["core"]["dsp"] == 0 and syn["blocks"]["core"]["lut"] > 1000
-    # the core's model is fitted to cores of 16 and 32 columns: at 2x8x4 it prices this one at
-    # about twice its synthesis (BENCHMARKS.md, 2026-12-04), so only the PEs and units are held
-    # to the model here
-    for k, b in ((k, b) for k, b in syn["blocks"].items() if k != "core"):
+    for k, b in syn["blocks"].items():
         # the post-processing units are 15-60 LUTs each here, where Yosys itself differs by a
-        # third between near-identical units (a requantizer of one shift: 15 or 24 LUTs)
+        # third between near-identical units (a requantizer of one shift: 15 or 24 LUTs); the
+        # core's model, fitted to digits' and ResNet-20's cores, is 1.1 % high for this one
+        # (2026-12-04; twice its synthesis before that fit)
         tol = 0.25 if k == "post_processing" else 0.15
         assert abs(b["lut"] - model["luts"][k]) <= tol * b["lut"], (k, b["lut"], model["luts"][k])
         assert b["lut"] == sum(p["instances"] * p["lut"] for p in b["parts"].values())
