@@ -1255,8 +1255,8 @@ def openmp_env(command: str, busy: Callable[[], float] = others_cpu_share) -> di
 # ATEN_CPU_CAPABILITY: with AVX-512 kernels, the digits model trained to other weights (seed 0,
 # one thread: 98.33 % float, 96.11 % FIX8; two threads: 98.89 % and 97.78 %) than with AVX2
 # (98.33 % and 98.06 % with either, the figures of 2026-11-22), on an AMD EPYC with AVX-512
-# (2026-12-04). So a checkpoint no longer depends on whether the machine has AVX-512. BLAS
-# (MKL) still picks its own kernels by CPU.
+# (2026-12-04). So ATen computes the same on machines with and without AVX-512; BLAS (MKL)
+# still picks its own kernels by CPU (whether that changes the weights was not measured).
 TORCH_CPU_CAPABILITY = "avx2"
 
 

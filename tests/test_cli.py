@@ -549,8 +549,8 @@ def test_gen_synth_reports_each_block_beside_the_model(tmp_path, quick_digits):
     for k, b in syn["blocks"].items():
         # the post-processing units are 15-60 LUTs each here, where Yosys itself differs by a
         # third between near-identical units (a requantizer of one shift: 15 or 24 LUTs); the
-        # core's model, fitted to digits' and ResNet-20's cores, is 1.1 % high for this one
-        # (2026-12-04; twice its synthesis before that fit)
+        # core's model, fitted to digits' and ResNet-20's cores, prices the trained digits' core
+        # at this geometry 1.1 % high (2026-12-04; at twice its synthesis before that fit)
         tol = 0.25 if k == "post_processing" else 0.15
         assert abs(b["lut"] - model["luts"][k]) <= tol * b["lut"], (k, b["lut"], model["luts"][k])
         assert b["lut"] == sum(p["instances"] * p["lut"] for p in b["parts"].values())
