@@ -213,6 +213,12 @@ def bram36_blocks(width: int, depth: int) -> float:
     return bram_layout(width, depth)[0]
 
 
+def memory_copies(cfg, mid) -> int:
+    """Copies of program-loaded memory ``mid`` (a ``MemoryId``): one per read port (the
+    parameters are read by each array's requantizers at once)."""
+    return len(cfg.arrays) if mid.name == "PARAMS" else 1
+
+
 def read_mux_luts(cfg) -> int:
     """LUTs that choose a read word among the block RAMs of memories deeper than one block RAM
     (:func:`bram_layout`), counted as a tree of 4:1 LUT multiplexers per bit and read port: the
@@ -221,8 +227,7 @@ def read_mux_luts(cfg) -> int:
     adds the decoding of the select."""
     w, d = cfg.memory_widths(), cfg.memory_depths()
     mems = [(cfg.word_bits, depth, ports) for depth, ports in cfg.act_banks().values()]
-    mems += [(w[m], d[m], len(cfg.arrays) if m.name == "PARAMS" else 1) for m in w
-             if m.name.lower() not in cfg.lutram]
+    mems += [(w[m], d[m], memory_copies(cfg, m)) for m in w if m.name.lower() not in cfg.lutram]
     return sum(width * ports * -(-(bram_layout(width, depth)[1] - 1) // 3)
                for width, depth, ports in mems)
 

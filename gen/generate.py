@@ -40,7 +40,7 @@ from gen.compile import (
     requant_window,
     tensor_words,
 )
-from gen.cost import CostModel, bram36_blocks, lutram_luts
+from gen.cost import CostModel, bram36_blocks, lutram_luts, memory_copies
 from gen.cycles import (
     conv_ceilings,
     conv_utilization,
@@ -156,16 +156,10 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
     return out
 
 
-def _memory_copies(cfg: EngineConfig, mid: MemoryId) -> int:
-    """Copies of a program-loaded memory: one per read port (the parameters are read by each
-    array's requantizers at once)."""
-    return len(cfg.arrays) if mid is MemoryId.PARAMS else 1
-
-
 def _lutram_memories(cfg: EngineConfig) -> list[tuple[int, int, int]]:
     """``(width, depth, copies)`` of each memory ``cfg`` holds in LUT RAM."""
     w, d = cfg.memory_widths(), cfg.memory_depths()
-    return [(w[m], d[m], _memory_copies(cfg, m)) for m in MemoryId
+    return [(w[m], d[m], memory_copies(cfg, m)) for m in MemoryId
             if m.name.lower() in cfg.lutram]
 
 
@@ -263,7 +257,7 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
             # one parameter read port per array (both requantize at once); none for a memory
             # in LUT RAM
             **{m.name.lower(): 0 if m.name.lower() in cfg.lutram else
-               blocks(w[m], dpt[m], _memory_copies(cfg, m)) for m in MemoryId}}
+               blocks(w[m], dpt[m], memory_copies(cfg, m)) for m in MemoryId}}
 
 
 def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
