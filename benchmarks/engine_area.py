@@ -172,7 +172,7 @@ def calibrate_core(model: CostModel, precision: str) -> dict:
 
 def calibrate_wide(model: CostModel) -> dict:
     """Fit the core's wide-data term to the FIX32 cores of ``CORE_WIDE_GRID``: what each
-    synthesized beyond the rest of the model (5-6 minutes each; cached)."""
+    synthesized beyond the rest of the model (4-9 minutes each; cached)."""
     samples = []
     for net, *g in CORE_WIDE_GRID:
         cfg = network_engine(net, "fix32", *g)
