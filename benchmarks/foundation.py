@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from gen import checkpoint
+from gen.cli import pin_cpu_kernels
 from gen.evaluate import calibration_batch, evaluate, quantize_input
 from gen.nn.data import load_digits_splits
 from gen.nn.models import build
@@ -58,6 +59,7 @@ def main() -> int:
     ap.add_argument("--checkpoint", type=Path, default=DIGITS_CHECKPOINT)
     ap.add_argument("--retrain", action="store_true")
     args = ap.parse_args()
+    pin_cpu_kernels()  # as shiftadd train does (torch reads them at its first kernel, not import)
     log = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
 
     result: dict = {"machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "

@@ -1251,13 +1251,27 @@ def openmp_env(command: str, busy: Callable[[], float] = others_cpu_share) -> di
     return {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
-# torch's CPU kernels (ATen) at most this instruction set, unless the user sets
-# ATEN_CPU_CAPABILITY: with AVX-512 kernels, the digits model trained to other weights (seed 0,
-# one thread: 98.33 % float, 96.11 % FIX8; two threads: 98.89 % and 97.78 %) than with AVX2
-# (98.33 % and 98.06 % with either, the figures of 2026-11-22), on an AMD EPYC with AVX-512
-# (2026-12-04). So ATen computes the same on machines with and without AVX-512; BLAS (MKL)
-# still picks its own kernels by CPU (whether that changes the weights was not measured).
-TORCH_CPU_CAPABILITY = "avx2"
+# torch's CPU kernels at AVX2, unless the user sets these variables: ATen's own kernels, oneDNN's
+# (its convolutions) and MKL's (its matrix products) each pick a code path by CPU, and the
+# weights a training ends at depend on it. On an AMD EPYC with AVX-512 (2026-12-04, digits,
+# seed 0):
+# - ATen at AVX-512 gave 98.33 % float and 96.11 % FIX8 with one thread, 98.89 % and 97.78 %
+#   with two; at AVX2, 98.33 % and 98.06 % with either;
+# - oneDNN at AVX2 (beside ATen's) gave other weights again, 98.61 % and 98.06 % with two
+#   threads;
+# - MKL's path for AVX2 machines (MKL_CBWR: the same results on every CPU that has AVX2)
+#   computed what MKL does here by default; its most compatible path, other weights.
+# So a seed and a thread count give the same checkpoint on machines with and without AVX-512.
+TORCH_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                 "MKL_CBWR": "AVX2"}
+
+
+def pin_cpu_kernels() -> dict[str, str]:
+    """Set :data:`TORCH_CPU_ENV` where the user has not; returns the values in force. Call it
+    before torch's first kernel: each library reads its variable once, then (not at import)."""
+    for k, v in TORCH_CPU_ENV.items():
+        os.environ.setdefault(k, v)
+    return {k: os.environ[k] for k in TORCH_CPU_ENV}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1266,7 +1280,7 @@ def main(argv: list[str] | None = None) -> int:
     # read when torch starts: commands import it lazily, after this
     if not {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"} & os.environ.keys():  # unless the user's
         os.environ.update(openmp_env(args.command))
-    os.environ.setdefault("ATEN_CPU_CAPABILITY", TORCH_CPU_CAPABILITY)
+    pin_cpu_kernels()
     with _terminate_as_exception():
         return _run_command(args)
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gen.cli import TORCH_CPU_CAPABILITY
+from gen.cli import pin_cpu_kernels
 
 # as the CLI does, before anything imports torch: the trained checkpoints the tests share must
 # not depend on whether the machine has AVX-512 (gen/cli.py)
-os.environ.setdefault("ATEN_CPU_CAPABILITY", TORCH_CPU_CAPABILITY)
+CPU_KERNELS = pin_cpu_kernels()
 
 
 def _workers() -> int:
@@ -76,7 +76,7 @@ def cached_checkpoint(epochs: int | None = None, seed: int = 0) -> Path:
     epochs = epochs or TrainConfig().epochs
     src = b"".join((ROOT / p).read_bytes() for p in
                    ("gen/nn/layers.py", "gen/nn/models.py", "gen/nn/train.py", "gen/nn/data.py"))
-    key = hashlib.sha256(src + json.dumps([epochs, seed, os.environ["ATEN_CPU_CAPABILITY"]])
+    key = hashlib.sha256(src + json.dumps([epochs, seed, CPU_KERNELS])
                          .encode()).hexdigest()[:16]
     path = CACHE / f"digits-{key}.pt"
     with locked(f"digits-{key}"):

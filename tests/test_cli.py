@@ -255,6 +255,39 @@ def test_train_shows_progress_and_writes_a_reproducible_checkpoint(tmp_path):
     assert r.returncode == 1 and "is a directory" in r.stderr and "[train]" not in r.stderr
 
 
+# a training under gen.cli.main, then the kernels torch ran at (ATen's; oneDNN says its own)
+TRAIN_AND_SAY_KERNELS = """
+import sys, torch
+from gen.cli import main
+code = main(sys.argv[1:])
+print("aten:", torch.backends.cpu.get_cpu_capability())
+sys.exit(code)
+"""
+
+
+def test_training_runs_torch_at_avx2_unless_the_user_says_otherwise(tmp_path):
+    """ATen and oneDNN pick their kernels by CPU, and the weights depend on them
+    (``gen/cli.py: TORCH_CPU_ENV``): ``shiftadd`` caps both at AVX2, so an AVX-512 machine
+    trains the same checkpoint as one without; a user's own setting stands."""
+    from gen.cli import TORCH_CPU_ENV
+
+    def train(**user):
+        env = {k: v for k, v in os.environ.items() if k not in TORCH_CPU_ENV}
+        r = subprocess.run([sys.executable, "-c", TRAIN_AND_SAY_KERNELS, "train", "digits",
+                            "-o", tmp_path / "d.pt", "--epochs", "1", "--quiet"],
+                           env={**env, "ONEDNN_VERBOSE": "1", **user}, capture_output=True,
+                           text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        isa = [line for line in r.stdout.splitlines() if ",isa:" in line]
+        aten = [line for line in r.stdout.splitlines() if line.startswith("aten:")]
+        assert len(isa) == 1 and len(aten) == 1, r.stdout[-2000:]
+        return isa[0], aten[0]
+
+    isa, aten = train()
+    assert "AVX-512" not in isa and aten != "aten: AVX512"
+    assert train(ATEN_CPU_CAPABILITY="default")[1] == "aten: DEFAULT"
+
+
 def test_train_takes_other_depths_and_widths(tmp_path):
     """``train digits --blocks --widths``: a deeper digits model, its shape in the checkpoint
     (eval and gen read it from there); a shape that is no model is a one-line error before

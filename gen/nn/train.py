@@ -4,9 +4,9 @@ Reproducible for a given seed *and thread count*: torch's CPU kernels split thei
 by thread, so another count rounds differently and, over 60 epochs, ends at other weights
 (measured, 2 epochs with seed 0: 45.6 % test accuracy with 1 thread, 40.6 % with 2). The
 count used is recorded in the result and in the checkpoint's metrics. The instruction set of
-torch's kernels changes the weights too (AVX-512 against AVX2: 98.89 % against 98.33 % after 60
-epochs, 2026-12-04), so ``shiftadd`` runs torch at AVX2 unless told otherwise
-(``gen/cli.py: TORCH_CPU_CAPABILITY``)."""
+torch's kernels changes the weights too (ATen's at AVX-512 against AVX2: 98.89 % against 98.33 %
+after 60 epochs; oneDNN's too, 2026-12-04), so ``shiftadd`` runs torch at AVX2 unless told
+otherwise (``gen/cli.py: TORCH_CPU_ENV``)."""
 
 from __future__ import annotations
 
