@@ -1259,8 +1259,9 @@ def openmp_env(command: str, busy: Callable[[], float] = others_cpu_share) -> di
 #   with two; at AVX2, 98.33 % and 98.06 % with either;
 # - oneDNN at AVX2 (beside ATen's) gave other weights again, 98.61 % and 98.06 % with two
 #   threads;
-# - MKL's path for AVX2 machines (MKL_CBWR: the same results on every CPU that has AVX2)
-#   computed what MKL does here by default; its most compatible path, other weights.
+# - MKL's most compatible path (MKL_CBWR=COMPATIBLE) gave other weights. MKL_CBWR=AVX2 gives
+#   the same results on every Intel CPU with AVX2; on other CPUs MKL takes its default (AUTO)
+#   path with it, as here (Intel's oneMKL guide), so Intel and AMD may still differ.
 # So a seed and a thread count give the same checkpoint on machines with and without AVX-512.
 TORCH_CPU_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
                  "MKL_CBWR": "AVX2"}

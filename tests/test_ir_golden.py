@@ -56,6 +56,27 @@ def test_accumulator_widths_come_from_bounds(digits_net):
                for op in net.ops if op.kind in ("requant", "add", "avgpool"))
 
 
+@pytest.mark.parametrize("precision", ["fix8", "fix32"])
+def test_the_pools_output_takes_a_format_of_its_own(trained_digits, precision):
+    """The average pool's output (the means) takes its format from its own calibration peak,
+    as every other activation does, not its input's (docs/NUMERICS.md, section 5): on the
+    trained model that is a finer one, and never finer than the sum it divides."""
+    from gen.numerics import pool_divisor_bits
+    from gen.quantize import frac_for
+
+    loaded = checkpoint.load(trained_digits)
+    train, _ = load_digits_splits()
+    net = quantize(loaded.model, calibration_batch(train, loaded.normalization), precision,
+                   loaded.normalization)
+    (pool,) = [op for op in net.ops if op.name == "avgpool"]
+    fx = net.tensors[pool.inputs[0]].fmt.frac
+    out = net.tensors[pool.output].fmt
+    assert out.bits == Precision.parse(precision).bits
+    assert out.frac == min(frac_for(net.meta["peaks"]["avgpool"], out.bits),
+                           fx + pool_divisor_bits(pool.kernel))
+    assert fx < out.frac
+
+
 @pytest.mark.parametrize("kind", ["adder", "shift_exp", "shift_sign"])
 def test_one_bit_weight_change_changes_output(digits_net, kind):
     """The golden model is sensitive to every weight bit it is given (this test can fail)."""
