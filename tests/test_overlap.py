@@ -262,6 +262,7 @@ def test_global_pool_fuses_into_the_conv_before_it():
     beside that conv (the cycle model: the fc is dispatched once it has ended). A pool that is
     not global keeps a descriptor of its own."""
     from gen.generate import pooled_network
+    from gen.numerics import pool_shift
 
     net = resnet20()
     steps = fuse(net)
@@ -273,7 +274,9 @@ def test_global_pool_fuses_into_the_conv_before_it():
                            data_bits=8)
     i = next(k for k, d in enumerate(prog.descriptors) if d.get("pool"))
     d = prog.descriptors[i]
-    assert (d["m_cb"], d["pixels"], d["pool_shift"]) == (3, 64, 6)
+    pool_in = net.tensors[last.pool.inputs[0]].fmt.frac
+    assert (d["m_cb"], d["pixels"], d["pool_shift"]) == \
+        (3, 64, pool_shift(8, pool_in, net.tensors[last.pool.output].fmt.frac))
     assert last.pool.inputs[0] not in prog.bases  # summed, never stored
     spans = program_timeline(prog.descriptors, _cfg(net, prog))
     assert all(start >= spans[i][1] for start, _ in spans[i + 1:])
