@@ -1256,9 +1256,9 @@ def openmp_env(command: str, busy: Callable[[], float] = others_cpu_share) -> di
 # weights a training ends at depend on it. On an AMD EPYC with AVX-512 (2026-12-04, digits,
 # seed 0):
 # - ATen at AVX-512 gave 98.33 % float and 96.11 % FIX8 with one thread, 98.89 % and 97.78 %
-#   with two; at AVX2, 98.33 % and 98.06 % with either;
-# - oneDNN at AVX2 (beside ATen's) gave other weights again, 98.61 % and 98.06 % with two
-#   threads;
+#   with two; at AVX2, 98.33 % and 98.06 % with either (FIX8 as the quantizer then was);
+# - oneDNN at AVX2 (beside ATen's) gave other weights again: 47 of 54 tensors differ, 98.61 %
+#   float with two threads;
 # - MKL's most compatible path (MKL_CBWR=COMPATIBLE) gave other weights. MKL_CBWR=AVX2 gives
 #   the same results on every Intel CPU with AVX2; on other CPUs MKL takes its default (AUTO)
 #   path with it, as here (Intel's oneMKL guide), so Intel and AMD may still differ.

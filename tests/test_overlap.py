@@ -276,7 +276,7 @@ def test_global_pool_fuses_into_the_conv_before_it():
     d = prog.descriptors[i]
     pool_in = net.tensors[last.pool.inputs[0]].fmt.frac
     assert (d["m_cb"], d["pixels"], d["pool_shift"]) == \
-        (3, 64, pool_shift(8, pool_in, net.tensors[last.pool.output].fmt.frac))
+        (3, 64, pool_shift(last.pool.kernel, pool_in, net.tensors[last.pool.output].fmt.frac))
     assert last.pool.inputs[0] not in prog.bases  # summed, never stored
     spans = program_timeline(prog.descriptors, _cfg(net, prog))
     assert all(start >= spans[i][1] for start, _ in spans[i + 1:])
