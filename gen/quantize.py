@@ -132,9 +132,12 @@ class _Builder:
         self.peaks = peaks
         self.tensors: dict[str, TensorSpec] = {}
         self.ops: list[Op] = []
+        # per adder conv output, per channel: what its clipped weights took off the
+        # accumulator (adder_conv)
+        self.offsets: dict[str, np.ndarray] = {}
 
-    def act_fmt(self, name: str, extra_peak: float = 0.0) -> Format:
-        peak = max(self.peaks[name], extra_peak)
+    def act_fmt(self, name: str) -> Format:
+        peak = self.peaks[name]
         frac = frac_for(peak, self.bits)
         if not FRAC_MIN <= frac <= FRAC_MAX:
             raise ValueError(
@@ -164,9 +167,17 @@ class _Builder:
         return name
 
     def adder_conv(self, name: str, m: Adder2d, inp: str) -> str:
+        """The weights in the input's format, those beyond it clipped to its ends: ``x`` never
+        lies beyond them (it saturates), so ``|x - w| = |x - hi| + (w - hi)`` for ``w > hi``
+        (and alike below ``lo``), exactly. The clipped amounts, summed per output channel,
+        are a constant of the accumulator, which the requant after it takes into its bias
+        (:attr:`offsets`); the format need not cover the weights."""
         x = self.tensors[inp]
         w = m.adder.detach().double().numpy()
-        wq = np.clip(np.floor(np.ldexp(w, x.fmt.frac) + 0.5), x.fmt.lo, x.fmt.hi).astype(np.int64)
+        wr = np.floor(np.ldexp(w, x.fmt.frac) + 0.5).astype(np.int64)
+        wq = np.clip(wr, x.fmt.lo, x.fmt.hi)
+        # acc = -sum |x - w| = (-sum |x - wq|) - offset
+        self.offsets[name] = np.abs(wr - wq).reshape(len(wr), -1).sum(axis=1)
         _, h, ww = x.shape
         oh = (h + 2 * m.padding - m.kernel_size) // m.stride + 1
         ow = (ww + 2 * m.padding - m.kernel_size) // m.stride + 1
@@ -178,6 +189,8 @@ class _Builder:
     def requant(self, name: str, inp: str, a: np.ndarray, c: np.ndarray, relu: bool,
                 fmt: Format) -> str:
         x = self.tensors[inp]
+        if inp in self.offsets:  # y = a * (acc - offset) + c, acc in the input's format
+            c = c - a * np.ldexp(self.offsets[inp].astype(np.float64), -x.fmt.frac)
         mult, bias, s = requant_params(a, c, x.fmt.frac, fmt.frac)
         self.ops.append(Requant(name=name, inputs=(inp,), output=name, mult=mult, bias=bias,
                                 shift=s, relu=relu))
@@ -187,10 +200,9 @@ class _Builder:
     def shiftadd(self, prefix: str, shift: ShiftConv2d, adder: Adder2d, inp: str) -> str:
         s = self.shift_conv(f"{prefix}.0", shift, inp)
         ch = shift.out_channels
-        # The adder's input format must also hold its weights: |x - w| needs one scale.
-        peak_w = float(adder.adder.detach().abs().max())
+        # |x - w| needs one scale for both; the activations' peak alone sets it (adder_conv)
         q = self.requant(f"{prefix}.0.q", s, np.ones(ch), np.zeros(ch), False,
-                         self.act_fmt(f"{prefix}.0.q", peak_w))
+                         self.act_fmt(f"{prefix}.0.q"))
         return self.adder_conv(f"{prefix}.1", adder, q)
 
     def bn(self, name: str, bn: torch.nn.BatchNorm2d, inp: str, relu: bool,

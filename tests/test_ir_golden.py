@@ -77,6 +77,35 @@ def test_the_pools_output_takes_a_format_of_its_own(trained_digits, precision):
     assert fx < out.frac
 
 
+@pytest.mark.parametrize("precision", ["fix8", "fix32"])
+def test_adder_weights_beyond_the_input_format_are_clipped_exactly(trained_digits, precision):
+    """An adder conv's input format comes from its activations alone; its weights beyond the
+    format are clipped to its ends (``gen/quantize.py: _Builder.adder_conv``). The input never
+    lies beyond them, so on real inputs the accumulator is the unclipped weights' one plus a
+    constant per channel, which the requant after it takes into its bias; the trained model
+    has such weights (the test would pass vacuously otherwise)."""
+    loaded = checkpoint.load(trained_digits)
+    train, test = load_digits_splits()
+    net = quantize(loaded.model, calibration_batch(train, loaded.normalization), precision,
+                   loaded.normalization)
+    env = golden.run(net, quantize_input(net, loaded.normalization.apply(test.pixels[:32])),
+                     keep=True)
+    modules = dict(loaded.model.named_modules())
+    clipped = 0
+    for op in net.ops:
+        if not isinstance(op, AdderConv):
+            continue
+        fmt = net.tensors[op.inputs[0]].fmt
+        w = modules[op.name].adder.detach().double().numpy()
+        whole = np.floor(np.ldexp(w, fmt.frac) + 0.5).astype(np.int64)
+        assert np.array_equal(op.weight, np.clip(whole, fmt.lo, fmt.hi))
+        offset = np.abs(whole - op.weight).reshape(len(whole), -1).sum(axis=1)
+        clipped += int((offset > 0).sum())
+        acc = golden.adder_conv(env[op.inputs[0]], whole, op.stride, op.padding)
+        assert np.array_equal(acc, env[op.output] - offset[None, :, None, None])
+    assert clipped > 0
+
+
 @pytest.mark.parametrize("kind", ["adder", "shift_exp", "shift_sign"])
 def test_one_bit_weight_change_changes_output(digits_net, kind):
     """The golden model is sensitive to every weight bit it is given (this test can fail)."""
