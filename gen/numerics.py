@@ -32,6 +32,7 @@ __all__ = [
     "floor_requant",
     "saturate_array",
     "check_int64",
+    "round_real",
     "quantize_real",
     "saturated_count",
     "saturation_note",
@@ -207,6 +208,13 @@ def check_int64(lo: int, hi: int, what: str) -> None:
         )
 
 
+def round_real(x: np.ndarray, frac: int) -> np.ndarray:
+    """``floor(x * 2**frac + 1/2)`` as float64, not saturated: the one rounding rule by which
+    a float becomes an integer (:func:`quantize_real` saturates it; the quantizer's adder
+    weights need what saturation takes off)."""
+    return np.floor(np.ldexp(np.asarray(x, dtype=np.float64), frac) + 0.5)
+
+
 def quantize_real(x: np.ndarray, fmt: Format) -> np.ndarray:
     """Host-side entry into the integer domain: ``sat(floor(x * 2**frac + 1/2))``.
 
@@ -216,15 +224,14 @@ def quantize_real(x: np.ndarray, fmt: Format) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(x)):
         raise ValueError("input contains NaN or infinity")
-    q = np.floor(np.ldexp(x, fmt.frac) + 0.5)
-    return np.clip(q, fmt.lo, fmt.hi).astype(np.int64)
+    return np.clip(round_real(x, fmt.frac), fmt.lo, fmt.hi).astype(np.int64)
 
 
 def saturated_count(x: np.ndarray, fmt: Format) -> int:
     """How many values of ``x`` :func:`quantize_real` saturates: rounded, they lie beyond
     ``fmt``'s range. Many of them in an input usually mean inputs not normalized as the
     calibration inputs were (the format covers the largest calibration value)."""
-    q = np.floor(np.ldexp(np.asarray(x, dtype=np.float64), fmt.frac) + 0.5)
+    q = round_real(x, fmt.frac)
     return int(np.count_nonzero((q < fmt.lo) | (q > fmt.hi)))
 
 

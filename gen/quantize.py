@@ -27,6 +27,7 @@ from gen.numerics import (
     Precision,
     pool_divisor_bits,
     pool_gain,
+    round_real,
     signed_bits,
 )
 
@@ -174,7 +175,7 @@ class _Builder:
         (:attr:`offsets`); the format need not cover the weights."""
         x = self.tensors[inp]
         w = m.adder.detach().double().numpy()
-        wr = np.floor(np.ldexp(w, x.fmt.frac) + 0.5).astype(np.int64)
+        wr = round_real(w, x.fmt.frac).astype(np.int64)
         wq = np.clip(wr, x.fmt.lo, x.fmt.hi)
         # acc = -sum |x - w| = (-sum |x - wq|) - offset
         self.offsets[name] = np.abs(wr - wq).reshape(len(wr), -1).sum(axis=1)

@@ -13,7 +13,7 @@ from gen.evaluate import calibration_batch, quantize_input
 from gen.ir import AdderConv, IntegerNetwork, IRError, ShiftConv
 from gen.nn.data import load_digits_splits
 from gen.nn.models import build
-from gen.numerics import Precision, signed_bits
+from gen.numerics import Precision, round_real, signed_bits
 from gen.quantize import quantize
 from sim import golden
 
@@ -97,7 +97,7 @@ def test_adder_weights_beyond_the_input_format_are_clipped_exactly(trained_digit
             continue
         fmt = net.tensors[op.inputs[0]].fmt
         w = modules[op.name].adder.detach().double().numpy()
-        whole = np.floor(np.ldexp(w, fmt.frac) + 0.5).astype(np.int64)
+        whole = round_real(w, fmt.frac).astype(np.int64)
         assert np.array_equal(op.weight, np.clip(whole, fmt.lo, fmt.hi))
         offset = np.abs(whole - op.weight).reshape(len(whole), -1).sum(axis=1)
         clipped += int((offset > 0).sum())
