@@ -911,6 +911,13 @@ def simulation_verilog(out: Path, manifest: dict) -> str:
 def load_outdir(out: Path) -> tuple[dict, IntegerNetwork, EngineConfig]:
     """Read and verify ``out/``: manifest format, every file's sha256."""
     mf = out / "manifest.json"
+    if not out.exists():
+        raise ManifestError(f"{out}: no such directory (generate it with `shiftadd gen "
+                            f"CHECKPOINT -o {out}`)")
+    if not out.is_dir():
+        hint = f": give its directory, {out.parent}" if out.name == "manifest.json" else ""
+        raise ManifestError(f"{out}: not a directory (the OUT/ that `shiftadd gen` writes"
+                            f"{hint})")
     if not mf.exists():
         raise ManifestError(f"{out}: no manifest.json (generate with `shiftadd gen` first)")
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -452,6 +453,12 @@ def test_corrupted_outdir_is_refused(tmp_path, digits_fix8):
     (out / "manifest.json").write_text(json.dumps({**old, "version": old["version"] - 1}))
     with pytest.raises(ManifestError, match="older shiftadd"):  # another descriptor layout
         load_outdir(out)
+    # the manifest itself, or a path that is not there, named for what it is
+    name = re.escape(str(out))
+    with pytest.raises(ManifestError, match=f"not a directory .*give its directory, {name}\\)$"):
+        load_outdir(out / "manifest.json")
+    with pytest.raises(ManifestError, match="no such directory .*shiftadd gen CHECKPOINT -o"):
+        load_outdir(out / "elsewhere")
     (out / "manifest.json").unlink()
     with pytest.raises(ManifestError, match="no manifest.json"):
         load_outdir(out)
