@@ -4,7 +4,9 @@
 
 Trains the digits model with the default settings (unless a checkpoint is given and exists),
 evaluates it, and times the golden model on the digits test split (FIX8, FIX32) and on
-ResNet-20 ShiftAdd (random weights; the structure sets the cost).
+ResNet-20 ShiftAdd (random weights; the structure sets the cost), FIX8 and FIX32: one call on 8
+images in this thread (``golden_resnet20_*``), and 256 images as ``shiftadd eval`` runs them,
+batches on up to four threads (``eval_resnet20_*``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,13 @@ import torch
 
 from gen import checkpoint
 from gen.cli import pin_cpu_kernels
-from gen.evaluate import calibration_batch, evaluate, quantize_input
+from gen.evaluate import (
+    calibration_batch,
+    evaluate,
+    golden_threads,
+    integer_predictions,
+    quantize_input,
+)
 from gen.nn.data import load_digits_splits
 from gen.nn.models import build
 from gen.nn.train import TrainConfig, train_digits
@@ -38,6 +46,7 @@ def images_per_second(net, x, repeat: int = 1) -> float:
 
 
 DIGITS_CHECKPOINT = Path("build/bench/digits.pt")
+EVAL_IMAGES = 256  # ResNet-20 inputs timed through the threaded path `shiftadd eval` takes
 
 
 def digits_checkpoint(path: Path, retrain: bool = False, log=print) -> float | None:
@@ -83,9 +92,17 @@ def main() -> int:
     torch.manual_seed(0)
     r20 = build("resnet20_shiftadd").eval()
     xr = torch.randn(8, 3, 32, 32)
-    net = quantize(r20, xr, Precision.FIX8)
-    result["golden_resnet20_fix8_images_per_s"] = round(
-        images_per_second(net, quantize_input(net, xr.numpy())), 2)
+    many = torch.randn(EVAL_IMAGES, 3, 32, 32).numpy()
+    for p in (Precision.FIX8, Precision.FIX32):
+        net = quantize(r20, xr, p)
+        result[f"golden_resnet20_{p.value}_images_per_s"] = round(
+            images_per_second(net, quantize_input(net, xr.numpy())), 2)
+        # as `shiftadd eval` runs it: batches of 128 on golden_threads() threads
+        t0 = time.perf_counter()
+        integer_predictions(net, many)
+        result[f"eval_resnet20_{p.value}_images_per_s"] = round(
+            EVAL_IMAGES / (time.perf_counter() - t0), 2)
+    result["eval_threads"] = golden_threads()
 
     emit(result, args.json)
     return 0
