@@ -97,7 +97,7 @@ def main() -> int:
         net = quantize(r20, xr, p)
         result[f"golden_resnet20_{p.value}_images_per_s"] = round(
             images_per_second(net, quantize_input(net, xr.numpy())), 2)
-        # as `shiftadd eval` runs it: batches of 128 on golden_threads() threads
+        # as `shiftadd eval` runs it: integer_predictions, batches on golden_threads() threads
         t0 = time.perf_counter()
         integer_predictions(net, many)
         result[f"eval_resnet20_{p.value}_images_per_s"] = round(
