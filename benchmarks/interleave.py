@@ -160,7 +160,7 @@ def interleaved(design) -> tuple[list[dict], list[str], dict[str, str | None]]:
 
 def evaluate(net, geo) -> dict:
     from gen.cost import CostModel
-    from gen.cycles import descriptor_cycles, program_timeline
+    from gen.cycles import conv_utilization, descriptor_cycles, program_timeline
     from gen.generate import design_for, layer_rows
     from gen.size import DEFAULT_CLOCK_MHZ
 
@@ -169,21 +169,22 @@ def evaluate(net, geo) -> dict:
     rows = {r["name"]: r for r in layer_rows(d, DEFAULT_CLOCK_MHZ)}
     seq, kept, host_of = interleaved(d)
     lanes = cfg.rows * cfg.cols * cfg.lanes
+    hosted = {n: x for n, x in zip(kept, seq, strict=True) if PAIR in x}
     with paired_tiles():
         cycles = program_timeline(seq, cfg)[-1][1]
-        paired = {n: descriptor_cycles(x, cfg) for n, x in zip(kept, seq, strict=True)
-                  if PAIR in x}
+        paired = {n: descriptor_cycles(x, cfg) for n, x in hosted.items()}
+        # the pair's utilization, by the model's own rule: both convs' lane operations
+        use = {h: conv_utilization(hosted[h], cfg, rows[h]["lane_ops"] + rows[ds]["lane_ops"])
+               for ds, h in host_of.items() if h is not None}
     table = []
     for ds, host in host_of.items():
         row = {"downsample": ds, "host": host,
                "utilization_now": rows[ds]["utilization"], "cycles_now": rows[ds]["cycles"]}
         if host is not None:
-            ops = rows[ds]["lane_ops"] + rows[host]["lane_ops"]
             added = paired[host] - rows[host]["cycles"]
             row.update(host_utilization_now=rows[host]["utilization"],
                        cycles_now=rows[ds]["cycles"] + rows[host]["cycles"],
-                       cycles_paired=paired[host],
-                       utilization_paired=round(ops / (paired[host] * lanes), 4),
+                       cycles_paired=paired[host], utilization_paired=round(use[host], 4),
                        cycles_added=added,
                        utilization_added=round(rows[ds]["lane_ops"] / (added * lanes), 4))
         table.append(row)
