@@ -45,15 +45,27 @@ def drain_cycles(cfg) -> int:
     return cfg.rows
 
 
-def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig) -> int:
+def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig, drain_slots: int = 1) -> int:
     """Cycles from the first step entering to the last result row leaving, for back-to-back tiles
-    of the given step counts (no idle input, no backpressure)."""
+    of the given step counts (no idle input, no backpressure), on an array with ``drain_slots``
+    holding registers a PE (:mod:`hw.array`).
+
+    Tile ``k``'s last step enters at ``a[k]``: its steps after the last tile's, and at least
+    ``slots * R`` cycles after tile ``k - slots``'s (one slot: ``max(steps, R)`` a tile,
+    :func:`tile_cycles`). Its chain loads at ``l[k] + latency``: once its results are there
+    and the chain has drained the tile before (``R`` cycles a tile)."""
     if not tile_steps:
         return 0
     r = cfg.rows
-    # first tile: its steps; every later tile's last step waits for the drain spacing
-    body = tile_steps[0] + sum(tile_cycles(s, r) for s in tile_steps[1:])
-    return body + core_latency(cfg) + r - 1
+    a: list[int] = []
+    load = -r
+    for k, s in enumerate(tile_steps):
+        t = (a[-1] if a else -1) + s
+        if k >= drain_slots:
+            t = max(t, a[k - drain_slots] + drain_slots * r)
+        a.append(t)
+        load = max(t, load + r)
+    return load + core_latency(cfg) + r
 
 
 # ----------------------------------------------------------------------------- the layer engine

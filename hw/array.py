@@ -11,6 +11,12 @@ chain and leave over R cycles, row 0 first, while the next dot products already 
 PEs keep their results in a holding register). Consecutive ``last`` steps must therefore be at
 least R cycles apart; :class:`ArrayCore` enforces that by holding off an early ``last``.
 
+Two drain slots (``drain_slots=2``). Each PE also keeps the dot product before its latest
+(``previous``), so two dot products may end less than R cycles apart (a 3x3 conv's tile and a
+1x1 conv's, ``docs/ACCELERATOR.md``, Open problems): a column's chain then loads a tile once
+it is free, taking each row's result from whichever holding register has it, and only every
+other ``last`` step waits, for ``2R`` cycles after the one two before it.
+
 Inside, everything is lock-step. :class:`ArrayCore` puts stream handshakes on the edges: one global
 enable freezes the whole pipeline while the output is not accepted, and input bubbles travel as
 invalid steps.
@@ -130,11 +136,15 @@ class SystolicArray(wiring.Component):
     ``c``. ``latency``: cycles from the ``last`` step at PE(0, 0) to row 0 of column 0 at ``out``.
     """
 
-    def __init__(self, cfg: ArrayConfig, *, pe_module: str | None = None) -> None:
+    def __init__(self, cfg: ArrayConfig, *, pe_module: str | None = None,
+                 drain_slots: int = 1) -> None:
         if not isinstance(cfg, ArrayConfig):
             raise ValueError(f"cfg must be an ArrayConfig, not {cfg!r}")
+        if drain_slots not in (1, 2):
+            raise ValueError(f"drain_slots must be 1 or 2, not {drain_slots!r}")
         self._cfg = cfg
         self._pe_module = pe_module
+        self._slots = drain_slots
         pe, lane = cfg.pe, cfg.pe.lane
         self._pe_latency = ProcessingElement.latency_for(pe)
         xv = data.ArrayLayout(signed(lane.data_bits), pe.lanes)
@@ -162,11 +172,13 @@ class SystolicArray(wiring.Component):
         m = Module()
         cfg = self._cfg
         rows, cols = cfg.rows, cfg.cols
+        slots = self._slots
         if self._pe_module is None:
-            pes = [[ProcessingElement(cfg.pe) for _ in range(cols)] for _ in range(rows)]
-        else:  # one Verilog module for all PEs (see EnabledPE); the enable goes in explicitly
-            pes = [[PEInstance(cfg.pe, self._pe_module, self.en) for _ in range(cols)]
+            pes = [[ProcessingElement(cfg.pe, slots=slots) for _ in range(cols)]
                    for _ in range(rows)]
+        else:  # one Verilog module for all PEs (see EnabledPE); the enable goes in explicitly
+            pes = [[PEInstance(cfg.pe, self._pe_module, self.en, slots=slots)
+                    for _ in range(cols)] for _ in range(rows)]
         for r in range(rows):
             for c in range(cols):
                 m.submodules[f"pe_{r}_{c}"] = pes[r][c]
@@ -193,18 +205,29 @@ class SystolicArray(wiring.Component):
                     w_src = w_reg
 
         acc = signed(cfg.pe.acc_bits)
+        # ``left != 0`` and ``left == 1`` kept in registers: the writer's logic starts at the
+        # drain's valid flag, and the comparator in front of it was on a long path
+        valids = [Signal(name=f"drain_valid_{c}") for c in range(cols)]
+        lasts = [Signal(name=f"drain_last_{c}") for c in range(cols)]
+        if slots == 2:
+            loads, sels = self._slot_control(m, pes, valids[0], lasts[0])
         for c in range(cols):
             chain = [Signal(acc, name=f"drain_{r}_{c}") for r in range(rows)]
             left = Signal(range(rows + 1), name=f"drain_left_{c}")
-            # ``left != 0`` and ``left == 1`` kept in registers: the writer's logic starts at
-            # the drain's valid flag, and the comparator in front of it was on a long path
-            valid = Signal(name=f"drain_valid_{c}")
-            last = Signal(name=f"drain_last_{c}")
-            load = pes[rows - 1][c].result_valid
+            valid, last = valids[c], lasts[c]
+            if slots == 2:  # each row's result from the holding register that has the tile
+                load = loads[c]
+                taken = [Mux(sels[c][r], pes[r][c].previous, pes[r][c].result)
+                         for r in range(rows)]
+            else:
+                load = pes[rows - 1][c].result_valid
+                taken = [pes[r][c].result for r in range(rows)]
             # each link takes a result on a load or the link above on a shift (DrainMux, two
             # bits per LUT) and holds otherwise (the flip-flops' enable); the top link loads only
             for r in range(rows - 1):
-                if self._pe_module is None:
+                if slots == 2:  # five inputs a bit: a LUT each, as Yosys maps the multiplexers
+                    nxt = Mux(load, taken[r], chain[r + 1])
+                elif self._pe_module is None:
                     nxt = drain_mux(m, load, pes[r][c].result, chain[r + 1],
                                     f"drain_mux_{r}_{c}")
                 else:  # one module per array kind, like the PEs (and its own simulation view)
@@ -215,13 +238,46 @@ class SystolicArray(wiring.Component):
                 with m.If(load | valid):
                     m.d.sync += chain[r].eq(nxt)
             with m.If(load):
-                m.d.sync += [chain[rows - 1].eq(pes[rows - 1][c].result), left.eq(rows),
+                m.d.sync += [chain[rows - 1].eq(taken[rows - 1]), left.eq(rows),
                              valid.eq(1), last.eq(rows == 1)]
             with m.Elif(valid):
                 m.d.sync += [left.eq(left - 1), valid.eq(~last), last.eq(left == 2)]
             m.d.comb += [self.out[c].eq(chain[0]), self.out_valid[c].eq(valid),
                          self.out_last[c].eq(last)]
         return m
+
+    def _slot_control(self, m: Module, pes, valid, last):
+        """With two drain slots: each column's ``load`` and, per row, whether the tile it loads
+        is in the PE's ``previous`` register. Worked out for column 0 alone (``valid`` and
+        ``last`` are its chain's): every other column sees the same events a cycle after the
+        column to its left (the activations and control move right one register per PE), so
+        its signals are column 0's delayed, in registers.
+
+        Column 0 loads when its chain is free (empty, or leaving its last row this cycle) and
+        its bottom row holds a tile not yet loaded. Row ``r`` counts its tiles not yet loaded
+        (``pend``, at most two: :class:`ArrayCore` spaces the ``last`` steps so); a load takes
+        the older, which is in ``previous`` when the row holds two, counting one that ends this
+        cycle."""
+        rows, cols = self._cfg.rows, self._cfg.cols
+        done = [pes[r][0].result_valid for r in range(rows)]
+        pend = [Signal(range(3), name=f"drain_pend_{r}") for r in range(rows)]
+        load = Signal(name="drain_load_0")
+        m.d.comb += load.eq((~valid | last) & ((pend[rows - 1] != 0) | done[rows - 1]))
+        sel = []
+        for r in range(rows):
+            s = Signal(name=f"drain_sel_{r}_0")
+            m.d.comb += s.eq((pend[r] == 2) | ((pend[r] == 1) & done[r]))
+            m.d.sync += pend[r].eq(pend[r] + done[r] - load)
+            sel.append(s)
+        loads, sels = [load], [sel]
+        for c in range(1, cols):
+            load = Signal(name=f"drain_load_{c}")
+            sel = [Signal(name=f"drain_sel_{r}_{c}") for r in range(rows)]
+            m.d.sync += load.eq(loads[-1])
+            m.d.sync += [a.eq(b) for a, b in zip(sel, sels[-1], strict=True)]
+            loads.append(load)
+            sels.append(sel)
+        return loads, sels
 
 
 def core_signatures(cfg: ArrayConfig) -> tuple[stream.Signature, stream.Signature]:
@@ -244,13 +300,16 @@ class ArrayCore(wiring.Component):
     column ``c``; ``last`` marks row R-1.
 
     A ``last`` step is accepted at least R enabled cycles after the previous one (the drain
-    needs R cycles); an early one waits (``ready`` low). The whole pipeline freezes while ``o`` is
-    valid and not ready, so no result is ever dropped.
+    needs R cycles); an early one waits (``ready`` low). With ``drain_slots=2`` (see
+    :mod:`hw.array`) it is accepted at least ``2R`` enabled cycles after the one two before it.
+    The whole pipeline freezes while ``o`` is valid and not ready, so no result is ever dropped.
     """
 
-    def __init__(self, cfg: ArrayConfig, *, pe_module: str | None = None) -> None:
+    def __init__(self, cfg: ArrayConfig, *, pe_module: str | None = None,
+                 drain_slots: int = 1) -> None:
         self._cfg = cfg
-        self._array = SystolicArray(cfg, pe_module=pe_module)
+        self._array = SystolicArray(cfg, pe_module=pe_module, drain_slots=drain_slots)
+        self._slots = drain_slots
         i_sig, o_sig = core_signatures(cfg)
         super().__init__({"i": In(i_sig), "o": Out(o_sig)})
 
@@ -282,17 +341,23 @@ class ArrayCore(wiring.Component):
         acc = signed(cfg.pe.acc_bits)
         inner.submodules.deskew = dk = deskew(acc, cfg.cols)
 
-        # spacing of `last` steps: the drain chain is busy for R cycles after each load
-        gap = Signal(range(cfg.rows + 1), init=cfg.rows)
+        # spacing of `last` steps: the drain chain is busy for R cycles after each load, and
+        # a PE holds the results of ``slots`` dot products; ages[k]: enabled cycles since the
+        # k-th latest accepted `last`, up to ``span``
+        slots = self._slots
+        span = slots * cfg.rows
+        ages = [Signal(range(span + 1), init=span, name=f"last_age_{k}") for k in range(slots)]
         last_ok = Signal()
-        m.d.comb += last_ok.eq(gap >= cfg.rows)
+        m.d.comb += last_ok.eq(ages[-1] >= span)
         take = Signal()
         m.d.comb += [self.i.ready.eq(en & (last_ok | ~self.i.payload.last)),
                      take.eq(self.i.valid & self.i.ready)]
+        older = [Mux(a < span, a + 1, span) for a in ages]
         with inner.If(take & self.i.payload.last):
-            inner.d.sync += gap.eq(1)
-        with inner.Elif(gap < cfg.rows):
-            inner.d.sync += gap.eq(gap + 1)
+            inner.d.sync += ages[0].eq(1)
+            inner.d.sync += [a.eq(b) for a, b in zip(ages[1:], older[:-1], strict=True)]
+        with inner.Else():
+            inner.d.sync += [a.eq(b) for a, b in zip(ages, older, strict=True)]
 
         for r in range(cfg.rows):
             inner.d.comb += [sx.i[r].eq(self.i.payload.x[r]),
@@ -315,9 +380,9 @@ class EnabledPE(wiring.Component):
     own Verilog module when the generator emits arrays with :class:`PEInstance` s (one module
     definition for all R x C PEs makes the conversion of a large array fast)."""
 
-    def __init__(self, cfg: PEConfig) -> None:
-        self._pe = ProcessingElement(cfg)
-        super().__init__({**ProcessingElement.members_for(cfg), "en": In(1)})
+    def __init__(self, cfg: PEConfig, *, slots: int = 1) -> None:
+        self._pe = ProcessingElement(cfg, slots=slots)
+        super().__init__({**ProcessingElement.members_for(cfg, slots=slots), "en": In(1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -332,9 +397,9 @@ class PEInstance(wiring.Component):
     """A black-box instance of the module ``name`` (an :class:`EnabledPE` converted on its
     own), with the ports of a :class:`ProcessingElement`."""
 
-    def __init__(self, cfg: PEConfig, name: str, en) -> None:
+    def __init__(self, cfg: PEConfig, name: str, en, *, slots: int = 1) -> None:
         self._name, self._en = name, en
-        super().__init__(ProcessingElement.members_for(cfg))
+        super().__init__(ProcessingElement.members_for(cfg, slots=slots))
 
     def elaborate(self, platform):
         from amaranth.hdl import ClockSignal, Instance, ResetSignal
@@ -348,20 +413,21 @@ class PEInstance(wiring.Component):
         return m
 
 
-def pe_modules_rtlil(cfg: ArrayConfig, pe_module: str) -> list[str]:
+def pe_modules_rtlil(cfg: ArrayConfig, pe_module: str, *, drain_slots: int = 1) -> list[str]:
     """The RTLIL of the modules an array built with ``pe_module`` instantiates, each converted
-    once: its PE (:class:`EnabledPE`, named ``pe_module``) and, with two rows or more, its drain
-    links' multiplexer (:func:`drain_module_name`). To Verilog with
+    once: its PE (:class:`EnabledPE`, named ``pe_module``) and, with two rows or more and one
+    drain slot, its drain links' multiplexer (:func:`drain_module_name`). To Verilog with
     :func:`hw.convert.rtlil_to_verilog`."""
     from hw.convert import to_rtlil
 
-    parts = [to_rtlil(EnabledPE(cfg.pe), pe_module)]
-    if cfg.rows >= 2:
+    parts = [to_rtlil(EnabledPE(cfg.pe, slots=drain_slots), pe_module)]
+    if cfg.rows >= 2 and drain_slots == 1:
         parts.append(to_rtlil(DrainMux(cfg.pe.acc_bits), drain_module_name(pe_module)))
     return parts
 
 
-def array_core_verilog(cfg: ArrayConfig, name: str, *, simulation_view: bool = False) -> str:
+def array_core_verilog(cfg: ArrayConfig, name: str, *, simulation_view: bool = False,
+                       drain_slots: int = 1) -> str:
     """An :class:`ArrayCore` as one Verilog file (top module ``name``) the way the generator
     emits its arrays: one module for all R x C PEs (``<name>_pe``), instantiated R x C times.
     Converted PE by PE, a 16x16x8 array is 2,055 modules, which Verilator builds slowly.
@@ -374,5 +440,6 @@ def array_core_verilog(cfg: ArrayConfig, name: str, *, simulation_view: bool = F
 
     pe = f"{name}_pe"
     with sim_view() if simulation_view else contextlib.nullcontext():
-        texts = [*pe_modules_rtlil(cfg, pe), to_rtlil(ArrayCore(cfg, pe_module=pe), name)]
+        texts = [*pe_modules_rtlil(cfg, pe, drain_slots=drain_slots),
+                 to_rtlil(ArrayCore(cfg, pe_module=pe, drain_slots=drain_slots), name)]
     return "\n".join(rtlil_to_verilog(texts))

@@ -29,24 +29,31 @@ class ProcessingElement(wiring.Component):
     values.
 
     Ports: ``x`` (V signed activations), ``w`` (V weights), ``valid``, ``first``, ``last`` in;
-    ``result`` (signed ``acc_bits``), ``result_valid`` out.
+    ``result`` (signed ``acc_bits``), ``result_valid`` out. With ``slots=2`` also ``previous``:
+    the dot product that ended before ``result``'s (it moves there when a new one ends), so that
+    an array's drain may take a PE's results of two dot products that end less than R cycles
+    apart (``hw.array.SystolicArray``, ``drain_slots``).
     """
 
-    def __init__(self, cfg: PEConfig) -> None:
+    def __init__(self, cfg: PEConfig, *, slots: int = 1) -> None:
         if not isinstance(cfg, PEConfig):
             raise ValueError(f"cfg must be a PEConfig, not {cfg!r}")
-        self._cfg = cfg
-        super().__init__(self.members_for(cfg))
+        if slots not in (1, 2):
+            raise ValueError(f"slots must be 1 or 2, not {slots!r}")
+        self._cfg, self._slots = cfg, slots
+        super().__init__(self.members_for(cfg, slots=slots))
 
     @staticmethod
-    def members_for(cfg: PEConfig) -> dict:
+    def members_for(cfg: PEConfig, *, slots: int = 1) -> dict:
         """The PE's ports (also those of a black-box PE instance, ``hw.array.PEInstance``)."""
         lane = cfg.lane
+        result = {"result": Out(signed(cfg.acc_bits)), "result_valid": Out(1)}
+        if slots == 2:
+            result["previous"] = Out(signed(cfg.acc_bits))
         return {
             "x": In(data.ArrayLayout(signed(lane.data_bits), cfg.lanes)),
             "w": In(data.ArrayLayout(weight_shape(lane), cfg.lanes)),
-            "valid": In(1), "first": In(1), "last": In(1),
-            "result": Out(signed(cfg.acc_bits)), "result_valid": Out(1),
+            "valid": In(1), "first": In(1), "last": In(1), **result,
         }
 
     @property
@@ -195,4 +202,6 @@ class ProcessingElement(wiring.Component):
         m.d.sync += self.result_valid.eq(valid & last)
         with m.If(valid & last):
             m.d.sync += self.result.eq(nxt)
+            if self._slots == 2:
+                m.d.sync += self.previous.eq(self.result)
         return m

@@ -25,6 +25,29 @@ def test_cycle_model_matches_rtl(tile_steps, seed):
     assert measured == schedule_cycles(tile_steps, cfg)  # exact, not just within 2 %
 
 
+@pytest.mark.xdist_group("cycle-model-rtl-2")
+@pytest.mark.parametrize("tile_steps", [[9, 1, 9, 1, 9, 1], [6, 6, 6, 6], [1, 1, 1, 1, 1],
+                                        [1, 7, 3, 9, 4, 4], [2, 9, 1, 1, 12, 3, 1]])
+def test_cycle_model_with_two_drain_slots_matches_rtl(tile_steps, seed):
+    """Two holding registers a PE: the model's schedule (each ``last`` step ``2R`` cycles after
+    the one two before it, each tile loaded into the drain once the tile before has left) is
+    Verilator's, cycle for cycle. A 9-step tile and a 1-step tile then take ``max(9 + 1, 2R)
+    = 10`` cycles together instead of ``9 + R = 13``: the pairing the slots are for."""
+    lane = LaneConfig(LaneKind.ADDER, 8)
+    cfg = ArrayConfig(PEConfig(lane, 4, 20, 2), 4, 3)
+    build = rtl.build(lambda: ArrayCore(cfg, drain_slots=2), "cycles2_adder_4x3x4",
+                      {"cfg": repr(cfg), "drain_slots": 2})
+    tb = {"kind": "adder", "data_bits": 8, "shift_max": 0, "lanes": 4, "rows": 4, "cols": 3,
+          "acc_bits": 20, "steps": 1, "tiles": 1, "tile_steps": tile_steps}
+    run_dir = rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="schedule")
+    measured = int(json.loads((run_dir / "schedule.json").read_text())["cycles"])
+    assert measured == schedule_cycles(tile_steps, cfg, drain_slots=2)
+    pairs = schedule_cycles([9, 1] * 20, cfg, drain_slots=2) - schedule_cycles([9, 1] * 19, cfg,
+                                                                               drain_slots=2)
+    assert pairs == max(9 + 1, 2 * cfg.rows) == 10
+    assert schedule_cycles([9, 1] * 20, cfg) - schedule_cycles([9, 1] * 19, cfg) == 9 + 4
+
+
 def test_write_width_what_if_is_the_model_at_one_word(monkeypatch):
     """``benchmarks/write_width.py`` asks the engine's cycle model what a write path P words wide
     would give: at one word it is the model ``shiftadd gen`` sizes with, at R words the 1x1

@@ -42,19 +42,39 @@ def test_array_core(name, traffic, seed):
     rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
 
 
-def test_array_core_with_one_pe_module_is_bit_exact(seed):
-    """The array as the generator emits it for simulation (one PE module and one drain-link
-    module, each instantiated R x C times; the hand-placed cells described behaviourally:
-    ``array_core_verilog``, which ``benchmarks/rtl_speed.py`` builds) computes what the array
-    converted PE by PE does."""
+TWO_SLOTS = ["adder8_4x3x4", "shift8_3x4x4_k7", "adder8_1x1x1"]
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xdist_group(f"array2-{n}")) for n in TWO_SLOTS])
+@pytest.mark.parametrize("traffic", ["smooth", "idle_backpressure"])
+def test_array_core_with_two_drain_slots(name, traffic, seed):
+    """With two holding registers a PE (``drain_slots=2``), dot products that end less than R
+    cycles apart (the testbench's ``pairs`` and ``short_tiles``) still leave whole, in order
+    and bit-exact, under random idle input and backpressure."""
+    cfg, tb = _config(name, traffic)
+    tb["tiles"] = 9
+    build = rtl.build(lambda: ArrayCore(cfg, drain_slots=2), f"array2_{name}",
+                      {"cfg": repr(cfg), "drain_slots": 2})
+    rtl.run(build, "sim.tb.array_tb", tb, seed=seed, tests="dot_products")
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+def test_array_core_with_one_pe_module_is_bit_exact(seed, slots):
+    """The array as the generator emits it for simulation (one PE module and, with one drain
+    slot, one drain-link module, each instantiated R x C times; the hand-placed cells described
+    behaviourally: ``array_core_verilog``, which ``benchmarks/rtl_speed.py`` builds) computes
+    what the array converted PE by PE does."""
     small, tb = _config("shift8_3x4x4_k7", "idle_backpressure")
     cfg = ArrayConfig(small.pe, 4, 4)  # 16 PEs: rtl.NO_INLINE_INSTANCES
     tb["rows"] = cfg.rows
-    build = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP, simulation_view=True),
-                      "array_pe_module", {"cfg": repr(cfg)})
+    build = rtl.build(lambda: array_core_verilog(cfg, rtl.TOP, simulation_view=True,
+                                                 drain_slots=slots),
+                      f"array_pe_module{slots}", {"cfg": repr(cfg), "drain_slots": slots})
     text = build.verilog.read_text()
     assert text.count(f"  {rtl.TOP}_pe ") == cfg.rows * cfg.cols  # instances of one module
-    assert text.count(f"  {rtl.TOP}_pe_drain ") == (cfg.rows - 1) * cfg.cols
+    links = (cfg.rows - 1) * cfg.cols if slots == 1 else 0  # two slots: inline multiplexers
+    assert text.count(f"  {rtl.TOP}_pe_drain ") == links
     assert text.count("\nmodule ") < rtl.verilog(ArrayCore(cfg)).count("\nmodule ")
     # Verilator is told not to inline the PE module (16 instances), but the drain link (12)
     vlt = (build.directory / "public.vlt").read_text()

@@ -11,15 +11,19 @@ from sim import rtl
 
 
 @pytest.mark.parametrize("top", ["adder_pe", "shift_pe_k14", "adder_array", "shift_array_k7",
-                                 "fix32_shift_array"])
+                                 "fix32_shift_array", "adder_pe_2", "shift_array_k7_2"])
 def test_lint_clean(tmp_path, top):
+    """``_2``: with two drain slots (``drain_slots=2``)."""
     lanes = {"adder_pe": LaneConfig(LaneKind.ADDER, 8), "shift_pe_k14": LaneConfig(LaneKind.SHIFT,
              8, 14), "adder_array": LaneConfig(LaneKind.ADDER, 8),
              "shift_array_k7": LaneConfig(LaneKind.SHIFT, 8, 7),
              "fix32_shift_array": LaneConfig(LaneKind.SHIFT, 32, 3)}
-    lane = lanes[top]
+    base = top.removesuffix("_2")
+    slots = 2 if base != top else 1
+    lane = lanes[base]
     pe = PEConfig(lane, 8, 48 if lane.data_bits == 32 else 28, 2)
-    comp = ProcessingElement(pe) if top.endswith("_pe") else ArrayCore(ArrayConfig(pe, 3, 4))
+    comp = (ProcessingElement(pe, slots=slots) if base.endswith("_pe")
+            else ArrayCore(ArrayConfig(pe, 3, 4), drain_slots=slots))
     v = tmp_path / "top.v"
     v.write_text(rtl.verilog(comp))
     assert rtl.lint(v) == []

@@ -100,15 +100,20 @@ class TB:
 
 
 @cocotb.test()
-@cocotb.parametrize(mode=["random", "extreme", "every_shift", "zero_signs", "short_tiles"])
+@cocotb.parametrize(mode=["random", "extreme", "every_shift", "zero_signs", "short_tiles",
+                          "pairs"])
 async def dot_products(dut, mode: str) -> None:
+    """``short_tiles``: one step a tile; ``pairs``: a tile of ``steps`` steps, then one of one
+    step, and so on (two dot products that end closer than R cycles: the case of two drain
+    slots)."""
     cfg = tb_config()
     tb = TB(dut, cfg)
     await start_clock_and_reset(dut)
     steps = []
-    for _ in range(cfg["tiles"]):
-        j = tb.V * (1 if mode == "short_tiles" else cfg["steps"])
-        wmode = mode if mode != "short_tiles" else "random"
+    for k in range(cfg["tiles"]):
+        short = mode == "short_tiles" or (mode == "pairs" and k % 2 == 1)
+        j = tb.V * (1 if short else cfg["steps"])
+        wmode = mode if mode not in ("short_tiles", "pairs") else "random"
         x = tb.random_acts(j, "extreme" if mode == "extreme" else "random")
         steps += tb.tile(x, tb.random_weights(j, wmode))
     tb.source.send(steps)
