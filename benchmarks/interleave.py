@@ -25,14 +25,15 @@ follows it. A downsample conv has no cycles of its own any more, so its utilizat
 two ways: the pair's (the two convs' lane operations over the host's cycles) and its own over
 the cycles it adds to its host's (``added``, ``its use``: the stricter).
 
-What the engine would need for it (not built, and not in the model): a second result register
-per PE (6,240 flip-flops for both arrays at 10x16x16); a feeder with a second input address
-and weight sequence; a writer and requantizer that tell a tile's two results apart and write
-them to two tensors; the adder pair's downsample result kept, or written and read back in
-time, for its residual add; and, where the shift downsample conv moves to the block's second
-shift conv, the block's input kept live that long (the activation banks' allocation, which
-the model does not check). Prints, per downsample conv, its host, the two convs' cycles and
-utilization now, and the pair's; and the program's cycles and images/s at 200 MHz.
+What the engine would need for it: a second result register per PE (built, not yet used:
+``ArrayCore(cfg, drain_slots=2)``; 6,610 flip-flops and 3,394 LUTs for both arrays at
+10x16x16, ``benchmarks/drain_slots.py``); and, not built and not in the model, a feeder with a
+second input address and weight sequence; a writer and requantizer that tell a tile's two
+results apart and write them to two tensors; the adder pair's downsample result kept, or
+written and read back in time, for its residual add; and, where the shift downsample conv
+moves to the block's second shift conv, the block's input kept live that long (the activation
+banks' allocation, which the model does not check). Prints, per downsample conv, its host, the
+two convs' cycles and utilization now, and the pair's; and the program's cycles and images/s at 200 MHz.
 """
 
 from __future__ import annotations
