@@ -33,7 +33,8 @@ results apart and write them to two tensors; the adder pair's downsample result 
 written and read back in time, for its residual add; and, where the shift downsample conv
 moves to the block's second shift conv, the block's input kept live that long (the activation
 banks' allocation, which the model does not check). Prints, per downsample conv, its host, the
-two convs' cycles and utilization now, and the pair's; and the program's cycles and images/s at 200 MHz.
+two convs' cycles and utilization now, and the pair's; and the program's cycles and images/s
+at 200 MHz.
 """
 
 from __future__ import annotations
