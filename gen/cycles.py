@@ -52,8 +52,8 @@ def schedule_cycles(tile_steps: list[int], cfg: ArrayConfig, drain_slots: int = 
 
     Tile ``k``'s last step enters at ``a[k]``: its steps after the last tile's, and at least
     ``slots * R`` cycles after tile ``k - slots``'s (one slot: ``max(steps, R)`` a tile,
-    :func:`tile_cycles`). Its chain loads at ``l[k] + latency``: once its results are there
-    and the chain has drained the tile before (``R`` cycles a tile)."""
+    :func:`tile_cycles`). The drain chains load it a fixed latency after ``load = max(a[k],
+    load + R)``: once its results are there and the chains have drained the tile before."""
     if not tile_steps:
         return 0
     r = cfg.rows
