@@ -7,9 +7,10 @@ The second slot is the array's part of running each 1x1 downsample conv in a 3x3
 (``benchmarks/interleave.py``, ``docs/ACCELERATOR.md``, Open problems): with it, two dot
 products may end less than R cycles apart. This script sizes ResNet-20 as ``shiftadd gen``
 does at the geometry (10x16x16 unless told), synthesizes each of its arrays (the
-:class:`hw.array.ArrayCore` with its PEs, Yosys ``synth_xilinx -family xc7``, about a minute
-each) with one slot and with two, and prints LUTs and flip-flops, the difference, and what the
-difference adds to the cost model's share of the ZC706's LUTs for the whole design. The rest of
+:class:`hw.array.ArrayCore` with its PEs, Yosys ``synth_xilinx -family xc7``, 4-6 minutes
+each at 10x16x16) with one slot and with two, and prints LUTs and flip-flops, the difference,
+and what the difference adds to the cost model's share of the ZC706's LUTs for the whole
+design. The rest of
 the pairing (the feeder's second input and weights, the writer's second output) is not built
 and not counted.
 """
@@ -36,7 +37,8 @@ def log(*a) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--geometry", metavar="RxCxV", type=geometry, default=geometry("10x16x16"))
+    ap.add_argument("--geometry", metavar="RxCxV", type=geometry, default="10x16x16",
+                    help="the arrays (default 10x16x16, shiftadd gen's choice)")
     args = ap.parse_args()
 
     from gen.cost import CostModel

@@ -84,8 +84,8 @@ def test_adder_weights_beyond_the_input_format_are_clipped_exactly(trained_digit
     lies beyond them, so on real inputs the accumulator is the unclipped weights' one plus a
     constant per channel, which the requant after it takes into its bias. Whether training
     leaves weights beyond the format depends on the machine (none at FIX8 on an Intel Xeon,
-    some on an AMD EPYC), so two weights of each adder conv are set far beyond it first: the
-    test never passes vacuously."""
+    2026-12-05; the AMD EPYC machines before passed the test, so had some), so two weights of
+    each adder conv are set far beyond it first: the test never passes vacuously."""
     loaded = checkpoint.load(trained_digits)
     with torch.no_grad():
         for module in loaded.model.modules():
