@@ -84,6 +84,18 @@ class Step:
     requant: Requant | None = None
     node: Add | AvgPool | None = None  # the add or avgpool; with a conv: the add fused into it
     pool: AvgPool | None = None  # with a conv: the global average pool fused into it
+    pair: Step | None = None  # with a conv: a 1x1 conv run in its tiles (:func:`pair_steps`)
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The tensors the step reads, its paired conv's input included."""
+        return self.inputs + (self.pair.inputs if self.pair is not None else ())
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        """The tensors the step writes, its paired conv's output included."""
+        return tuple(t for t in (self.output, self.pair.output if self.pair else None)
+                     if t is not None)
 
 
 def _work(net: IntegerNetwork, op) -> int:
@@ -198,6 +210,68 @@ def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
     return steps
 
 
+def pair_steps(net: IntegerNetwork, steps: list[Step], kinds: tuple[str, ...],
+               rows: int) -> list[Step]:
+    """Run 1x1 convs inside 3x3 convs of the same stride (``pair``, on the unit of each array
+    kind in ``kinds``; docs/ACCELERATOR.md, "Paired convs"): a ResNet downsample conv in the
+    block conv that reads the same input, or in the one whose residual add it feeds. A tile
+    of the host conv then takes the 1x1 conv's steps and its own, and its results leave the
+    array as two words a row, the 1x1 conv's first. A 1x1 conv alone is bound by its writes
+    (one word a cycle, for a tile of fewer steps than rows); a pair only by their sum.
+
+    The 1x1 conv (no padding, no residual add or pool of its own) must be of the host's kind
+    and stride, read a tensor of the host input's shape (so that it reads each row's window
+    centre at a fixed distance) and write one of the host output's shape. Either it reads the
+    host's input, and nothing reads its output before the host; or its output is the host's
+    residual operand and nothing else's, and its input is written at least
+    :data:`~hw.engine.IN_FLIGHT` steps before the host (finished when the host starts), and a
+    tile's ``R`` rows give its word time to be written before the host's adds it (``rows >=
+    RESIDUAL_MARGIN``)."""
+    if not kinds:
+        return steps
+    steps = list(steps)
+
+    def fits(h: Step, d: Step) -> bool:
+        return (d.op is h.op and d.conv is not None and d.node is None and d.pool is None and
+                d.pair is None and d.conv.kernel == 1 and d.conv.padding == 0 and
+                d.conv.stride == h.conv.stride and h.conv.padding <= h.conv.kernel - 1 and
+                net.tensors[d.inputs[0]].shape == net.tensors[h.inputs[0]].shape and
+                net.tensors[d.output].shape == net.tensors[h.requant.output].shape)
+
+    i, again = 0, False  # pass over the steps until a pass pairs nothing
+    while i < len(steps) or again:
+        if i == len(steps):
+            i, again = 0, False
+        h = steps[i]
+        kind = "shift" if h.op is Opcode.SHIFT_CONV else "adder"
+        if h.conv is None or h.pool is not None or h.pair is not None or kind not in kinds:
+            i += 1
+            continue
+        found = None
+        for j, d in enumerate(steps):
+            if j == i or not fits(h, d):
+                continue
+            rest = steps[:j] + steps[j + 1:]
+            at = next(k for k, s in enumerate(rest) if s is h)
+            readers = [k for k, s in enumerate(rest) if d.output in s.reads]
+            if d.inputs[0] == h.inputs[0]:
+                ok = all(k > at for k in readers)
+            else:
+                made = max((k for k, s in enumerate(rest) if d.inputs[0] in s.writes),
+                           default=-1)
+                ok = h.node is not None and h.inputs[-1] == d.output and readers == [at] and \
+                    made <= at - IN_FLIGHT and rows >= RESIDUAL_MARGIN
+            if ok:
+                found = rest, at, d
+                break
+        if found is None:
+            i += 1
+            continue
+        steps, i, h.pair = found
+        i, again = i + 1, True
+    return steps
+
+
 def tensor_banks(steps: list[Step]) -> dict[str, int]:
     """The activation banks of every stored tensor (``out_banks`` bits): the adder array's
     input bank when an adder conv reads it as its input, the main bank when anything else
@@ -206,6 +280,10 @@ def tensor_banks(steps: list[Step]) -> dict[str, int]:
     for s in steps:
         for j, t in enumerate(s.inputs):
             bank = BANK_ADDER if s.op is Opcode.ADDER_CONV and j == 0 else BANK_MAIN
+            banks[t] = banks.get(t, 0) | 1 << bank
+        if s.pair is not None:  # the paired conv reads its input as the host reads its own
+            t = s.pair.inputs[0]
+            bank = BANK_ADDER if s.op is Opcode.ADDER_CONV else BANK_MAIN
             banks[t] = banks.get(t, 0) | 1 << bank
     return banks
 
@@ -220,10 +298,10 @@ def allocate(net: IntegerNetwork, steps: list[Step], cols: int,
     Returns (bases, depth per bank)."""
     first, last = {}, {}
     for i, s in enumerate(steps):
-        if s.output is not None:
-            first.setdefault(s.output, i)
-            last.setdefault(s.output, i)
-        for t in s.inputs:
+        for t in s.writes:
+            first.setdefault(t, i)
+            last.setdefault(t, i)
+        for t in s.reads:
             last[t] = i + IN_FLIGHT - 1
     placed: list[tuple[int, int, int, int, int]] = []  # (base, size, first, last, banks)
     bases = {}
@@ -287,19 +365,24 @@ def overlap_flags(steps: list[Step], banks: dict[str, int],
         f = {}
         if s.conv is not None and prev is not None and prev.conv is not None:
             residual = s.inputs[-1] if s.node is not None else None
+            # a paired conv's output is followed by no frontier: a reader waits for its end
+            paired_out = prev.pair is not None and prev.pair.output in s.reads
             if prev.op is s.op:
                 f["barrier"] = 1
-                if s.inputs[0] == prev.output and (residual != prev.output or
-                                                   drains[prev.output] >= RESIDUAL_MARGIN):
+                if s.inputs[0] == prev.output and not paired_out and \
+                        (residual != prev.output or drains[prev.output] >= RESIDUAL_MARGIN):
                     f["follow_own"] = 1
             else:
-                f["barrier"] = int(bool(banks[s.output] & banks[prev.output]) or
-                                   residual == prev.output or
+                f["barrier"] = int(any(banks[a] & banks[b] for a in s.writes
+                                       for b in prev.writes) or
+                                   residual == prev.output or paired_out or
                                    (s.node is not None and prev.node is not None))
                 f["follow"] = int(s.inputs[0] == prev.output)
                 back = steps[i - 2] if i >= 2 else None
-                if back is not None and back.op is s.op and back.output in s.inputs:
+                if back is not None and back.op is s.op and set(back.writes) & set(s.reads):
                     ok = residual == back.output and s.inputs[0] != back.output and \
+                        [t for t in back.writes if t in s.reads] == [back.output] and \
+                        (s.pair is None or s.pair.inputs[0] != back.output) and \
                         drains[back.output] >= RESIDUAL_MARGIN
                     f["barrier"] |= int(not ok)
         flags.append(f)
@@ -448,7 +531,8 @@ def requant_bias_bits(requants: dict[str, tuple[np.ndarray, np.ndarray, int]]) -
 def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int | None,
                     data_bits: int, bias_bits: int | None = None,
                     requant_shifts: tuple[int, int] | None = None,
-                    short_branches_first: bool = False, weights: bool = True) -> Program:
+                    short_branches_first: bool = False, weights: bool = True,
+                    pairs: tuple[str, ...] = ()) -> Program:
     """Lay out ``net`` for an engine of geometry ``geo``.
 
     ``shift_lane_bits``: width of one shift lane weight (sign + shift field), ``None`` when the
@@ -457,11 +541,13 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     network's own, :func:`requant_window`). ``short_branches_first``: :func:`schedule`.
     ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
     the weight memories as the right number of zero words instead of packing the weights.
+    ``pairs``: the array kinds whose 1x1 downsample convs run in their block's last conv
+    (:func:`pair_steps`; their engine is built with ``EngineConfig.paired``).
     Raises :class:`CompileError` for anything the engine cannot run.
     """
     if geo.cols % geo.lanes:
         raise CompileError(f"cols ({geo.cols}) must be a multiple of lanes ({geo.lanes})")
-    steps = fuse(net, short_branches_first)
+    steps = pair_steps(net, fuse(net, short_branches_first), pairs, geo.rows)
     banks = tensor_banks(steps)
     beside = input_beside(net, steps, banks)
     if beside:
@@ -496,8 +582,11 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
             d.update(in_base=bases[s.inputs[0]], **_jumps(
                 [tensor_words(net.tensors[s.inputs[0]].shape, C)], [1]))
         elif s.op in (Opcode.SHIFT_CONV, Opcode.ADDER_CONV):
-            d.update(_conv_descriptor(net, s, geo, bases, memories, shift_lane_bits, data_bits,
-                                      bias_bits, rqs[s.requant.name], weights))
+            d.update(_conv_descriptor(
+                net, s, geo, bases, memories, shift_lane_bits, data_bits, bias_bits,
+                rqs[s.requant.name], weights,
+                pair_rq=rqs[s.pair.requant.name] if s.pair is not None else None,
+                pair_banks=banks[s.pair.output] if s.pair is not None else 0))
         elif s.op is Opcode.ADD:
             sa, sb, sh = _add_shifts(net, s.node, *s.inputs)
             d.update(in_base=bases[s.inputs[0]], in2_base=bases[s.inputs[1]],
@@ -561,8 +650,10 @@ def _add_shifts(net: IntegerNetwork, add: Add, a: str, b: str) -> tuple[int, int
 
 
 def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bits, data_bits,
-                     bias_bits, engine_rq, weights: bool = True) -> dict:
-    """``engine_rq``: the conv's requant as the engine runs it (:func:`engine_requants`)."""
+                     bias_bits, engine_rq, weights: bool = True, pair_rq=None,
+                     pair_banks: int = 0) -> dict:
+    """``engine_rq``: the conv's requant as the engine runs it (:func:`engine_requants`);
+    ``pair_rq``, ``pair_banks``: its paired conv's, and the banks of that one's output."""
     op, rq = s.conv, s.requant
     mult, bias, shift = engine_rq
     x, y = net.tensors[op.inputs[0]], net.tensors[rq.output]
@@ -580,8 +671,14 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
     blocks = words_per_pixel(c_out, C)
     pixels = oh * ow
     w_base = len(memories[mem])
-    memories[mem].extend(_conv_weights(s, geo, bits) if weights
-                         else [0] * (blocks * k * k * b_in * sub))
+    own = _conv_weights(s, geo, bits) if weights else [0] * (blocks * k * k * b_in * sub)
+    if s.pair is None:
+        memories[mem].extend(own)
+    else:  # per column block the paired conv's steps' words, then this conv's
+        paired = _conv_weights(s.pair, geo, bits) if weights else [0] * (blocks * b_in * sub)
+        n, n_pair = len(own) // blocks, len(paired) // blocks
+        for cb in range(blocks):
+            memories[mem].extend(paired[cb * n_pair:(cb + 1) * n_pair] + own[cb * n:(cb + 1) * n])
     p_base = len(memories[MemoryId.PARAMS])
     memories[MemoryId.PARAMS].extend(_param_words(mult, bias, blocks * C, C, bias_bits))
     row_step = st * w * b_in            # input rows of one output row, in words
@@ -615,6 +712,14 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
                  res_relu=int(s.node.relu))
     if s.pool is not None:  # the global pool: the pooled words at out_base + block
         d.update(pool=1, pool_shift=_pool_shift(net, s.pool))
+    if s.pair is not None:  # the 1x1 conv in its tiles: each row's window centre, at the
+        # same place of its own input tensor (of this one's shape)
+        pmult, pbias, pshift = pair_rq
+        pd = s.pair
+        d.update(pair=1, pair_in=bases[pd.inputs[0]] - bases[op.inputs[0]] + (p * w + p) * b_in,
+                 pair_out=bases[pd.output], pair_p=len(memories[MemoryId.PARAMS]),
+                 pair_shift=pshift, pair_relu=int(pd.requant.relu), pair_banks=pair_banks)
+        memories[MemoryId.PARAMS].extend(_param_words(pmult, pbias, blocks * C, C, bias_bits))
     return d
 
 
@@ -627,6 +732,7 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
     # the post-processing units are built for the shifts the program uses
     conv_ops = (Opcode.SHIFT_CONV, Opcode.ADDER_CONV)
     rq_shifts = [d["shift"] for d in prog.descriptors if d["op"] in conv_ops] or [0]
+    rq_shifts += [d["pair_shift"] for d in prog.descriptors if d.get("pair")]
     pool_shifts = [d["shift"] for d in prog.descriptors if d["op"] == Opcode.AVGPOOL]
     pool_shifts += [d["pool_shift"] for d in prog.descriptors if d.get("pool")]
     add_shifts = [(d["shift_a"], d["shift_b"], d["shift"]) for d in prog.descriptors
@@ -645,7 +751,9 @@ def engine_config(net: IntegerNetwork, geo: Geometry, prog: Program, *, shift, a
         pool_shift_max=max(pool_shifts, default=0),
         pool_ports=max((d["ports"] for d in prog.descriptors if d["op"] == Opcode.AVGPOOL),
                        default=1),
-        pool_groups=max((d["m_cb"] + 1 for d in prog.descriptors if d.get("pool")), default=1))
+        pool_groups=max((d["m_cb"] + 1 for d in prog.descriptors if d.get("pool")), default=1),
+        paired=tuple(k for k, op in (("shift", Opcode.SHIFT_CONV), ("adder", Opcode.ADDER_CONV))
+                     if any(d["op"] == op and d.get("pair") for d in prog.descriptors)))
 
 
 # ------------------------------------------------------------------------------ stream frames

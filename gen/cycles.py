@@ -141,14 +141,16 @@ def _fixed_cycles(d: dict, cfg) -> int:
 
 class _ConvTimeline:
     """When one conv's feeder is free for the next conv (``free``), when its unit ends it
-    (``idle``: the first cycle it is no longer in flight), its last step (``last``), and when
+    (``idle``: the first cycle it is no longer in flight), its last steps (``lasts``, the
+    last one ``last``) and when the drain chains took its last results (``load``), and when
     its frontier passes each pixel tile (``frontier[p]``: the first cycle a follower may read
     below it)."""
 
-    def __init__(self, last: int, frontier: list[int], out_base: int, tile_words: int,
-                 idle: int | None = None) -> None:
-        self.last, self.frontier = last, frontier
-        self.free, self.idle = last + FEEDER_FREE, frontier[-1] if idle is None else idle
+    def __init__(self, lasts: list[int], load: int, frontier: list[int], out_base: int,
+                 tile_words: int, idle: int | None = None) -> None:
+        self.lasts, self.load, self.frontier = lasts[-2:], load, frontier
+        self.last = lasts[-1]
+        self.free, self.idle = self.last + FEEDER_FREE, frontier[-1] if idle is None else idle
         self.out_base, self.tile_words = out_base, tile_words
 
     def ready_at(self, need: int) -> int:
@@ -185,23 +187,27 @@ class _InputTimeline:
 
 def _conv_timeline(d: dict, cfg, start: int,
                    follow: _ConvTimeline | _InputTimeline | None,
-                   prev_last: int | None = None, rows_at: int = 0) -> _ConvTimeline:
+                   prev: _ConvTimeline | None = None, rows_at: int = 0) -> _ConvTimeline:
     """The unit's schedule for a conv handed to it at cycle ``start`` (DISPATCH), following
-    ``follow`` (the other unit's conv) tile by tile when given; ``prev_last``: the last step
-    of the unit's previous conv, if its results may still be draining (the core spaces
-    ``last`` steps R cycles apart across convs too); ``rows_at``: the cycle its walked rows
-    are there (:func:`row_walk`)."""
+    ``follow`` (the other unit's conv) tile by tile when given; ``prev``: the unit's previous
+    conv, if its results may still be draining (the core spaces ``last`` steps across convs
+    too, :func:`schedule_cycles`' rule); ``rows_at``: the cycle its walked rows are there
+    (:func:`row_walk`). A paired conv's tile (``pair``) is two dot products, its paired
+    conv's steps first (the loop nest's two lowest levels)."""
     from hw.program import Opcode
 
     kind = "shift" if d["op"] == Opcode.SHIFT_CONV else "adder"
     arr = cfg.array(kind)
     R = cfg.rows
     out = drain_cycles(cfg)  # a tile's results leave in ``out`` cycles
+    slots = 2 if kind in cfg.paired else 1
     steps = tile_steps(d)
+    parts = [(d.get("m0", 0) + 1) * (d.get("m1", 0) + 1), steps] if d.get("pair") else [steps]
     blocks, pblks = d["m_cb"] + 1, d["m_pblk"] + 1
     lat = core_latency(arr)
     cur = max(start, rows_at) + 1  # the unit takes the walked rows, then RUN issues
-    last = prev_last              # the previous tile's last step
+    lasts = list(prev.lasts) if prev is not None else []  # the last steps so far
+    load = prev.load if prev is not None else None  # the drain chains took the last results
     frontier = []
     # row R-1's window base of pixel tile p (what the engine's row walk computes)
     ow = d["wrap_sub"] // d["stride"]
@@ -213,11 +219,13 @@ def _conv_timeline(d: dict, cfg, start: int,
                 (pix % ow) * d["stride"] * b_in
             cur = max(cur, follow.ready_at(min(base + d["span"], d["in_last"])))
         for _ in range(blocks):
-            end = cur + steps - 1
-            if last is not None:
-                end = max(end, last + out)
-            last, cur = end, end + 1
-        frontier.append(last + lat + out + FRONTIER_DELAY)
+            for n in parts:
+                end = cur + n - 1
+                if len(lasts) >= slots:
+                    end = max(end, lasts[-slots] + slots * out)
+                load = end if load is None else max(end, load + out)
+                lasts, cur = [*lasts[-1:], end], end + 1
+        frontier.append(load + lat + out + FRONTIER_DELAY)
     # the last tile is through at the conv's last pixel, row ``v`` (the rows after it carry
     # nothing to write); a conv with pool ends with its last pooled word, AvgPooler.latency
     # after that pixel's word
@@ -225,7 +233,7 @@ def _conv_timeline(d: dict, cfg, start: int,
     if 0 <= v < R:
         frontier[-1] -= out - 1 - v * out // R
     idle = frontier[-1] + AvgPooler.latency if d.get("pool") else None
-    return _ConvTimeline(last, frontier, d["out_base"], R * blocks, idle)
+    return _ConvTimeline(lasts, load, frontier, d["out_base"], R * blocks, idle)
 
 
 def _words_per_input_pixel(d: dict) -> int:
@@ -275,7 +283,7 @@ def program_timeline(descriptors: list[dict], cfg) -> list[tuple[int, int]]:
             if d.get("follow_input") and nxt is not None and nxt["op"] == Opcode.INPUT:
                 # the INPUT is fetched right after this dispatch and does not wait for it
                 beside = follow = _InputTimeline(at + 2 + TO_DISPATCH, nxt, cfg)
-            tl = _conv_timeline(d, cfg, at, follow, mine[-1].last if mine else None, rows_taken)
+            tl = _conv_timeline(d, cfg, at, follow, mine[-1] if mine else None, rows_taken)
             flight[kind] = [*(c for c in mine if c.idle > at), tl][-2:]
             if d.get("pool"):
                 pool_until = tl.idle

@@ -165,6 +165,10 @@ class EngineConfig:
     # memories held in LUT RAM instead of block RAM (names of ``LUTRAM_MEMORIES``): the sizing
     # moves the shallow ones there when the board's block RAM is short and its LUTs are not
     lutram: tuple[str, ...] = ()
+    # the array kinds whose unit runs paired convs (a descriptor's ``pair``): their arrays keep
+    # two results a PE (``ArrayCore(drain_slots=2)``), so a tile's two dot products may end
+    # closer than R cycles apart
+    paired: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("rows", "cols", "lanes"):
@@ -199,6 +203,10 @@ class EngineConfig:
                 and len(set(self.lutram)) == len(self.lutram)):
             raise ValueError(f"lutram must be a tuple of distinct names from {LUTRAM_MEMORIES}, "
                              f"not {self.lutram!r}")
+        if not (isinstance(self.paired, tuple) and set(self.paired) <= set(self.arrays)
+                and len(set(self.paired)) == len(self.paired)):
+            raise ValueError(f"paired must be a tuple of distinct array kinds of this engine "
+                             f"({', '.join(self.arrays)}), not {self.paired!r}")
 
     # ------------------------------------------------------------------ derived
     def array(self, kind: str) -> ArrayConfig | None:
@@ -294,7 +302,7 @@ class EngineConfig:
                 "requant_shift_max": self.requant_shift_max,
                 "pool_shift_max": self.pool_shift_max, "adder_act_depth": self.adder_act_depth,
                 "pool_ports": self.pool_ports, "pool_groups": self.pool_groups,
-                "lutram": list(self.lutram)}
+                "lutram": list(self.lutram), "paired": list(self.paired)}
 
     @classmethod
     def from_json(cls, d: dict) -> EngineConfig:
@@ -312,7 +320,8 @@ class EngineConfig:
                 "requant_shift_min", "requant_shift_max", "pool_shift_max", "adder_act_depth",
                 "pool_ports", "pool_groups")
         return cls(shift=pe("shift"), adder=pe("adder"), **{k: int(d[k]) for k in keys},
-                   lutram=tuple(str(m) for m in d.get("lutram", ())))
+                   lutram=tuple(str(m) for m in d.get("lutram", ())),
+                   paired=tuple(str(k) for k in d.get("paired", ())))
 
 
 def pe_module_name(kind: str) -> str:
@@ -330,9 +339,14 @@ class _LoopNest:
     loaded in the same cycle) and each step from ``idx[l] == m<l> - 1``, with ``m<l> - 1`` also
     registered at ``clear``. The comparators in front of the offset's adder and of everything
     the feeder enables at a loop's end were long paths (``benchmarks/timing.py``). ``d`` must
-    not change between a ``clear`` and the steps after it."""
+    not change between a ``clear`` and the steps after it.
 
-    def __init__(self, m: Module, d, step, clear, name: str = "loop", d_clear=None) -> None:
+    ``pair_next`` (a unit with paired convs): the nest starts over for a paired conv's steps
+    (``pair``) after its wrap (at ``clear``: ``d_clear.pair``): only its two lowest levels
+    count, and its offset starts at ``pair_in``."""
+
+    def __init__(self, m: Module, d, step, clear, name: str = "loop", d_clear=None,
+                 pair_next=None) -> None:
         d_clear = d if d_clear is None else d_clear
         self.idx = [Signal(16, name=f"{name}_i{lvl}") for lvl in range(LOOP_LEVELS)]
         self.offset = Signal(ADDR, name=f"{name}_offset")
@@ -344,21 +358,35 @@ class _LoopNest:
         jump = Const(0, ADDR)
         for lvl in reversed(range(LOOP_LEVELS)):  # the lowest level not at its maximum wins
             jump = Mux(~self.at_max[lvl], getattr(d, f"j{lvl}"), jump)
+        # a paired conv's steps (``pair``, from a clear or the wrap): levels 2 and up at their
+        # one index, the offset from ``pair_in``
+        paired = pair_next is not None
+
+        def zero_at(lvl, zero, pair):
+            return zero | pair if paired and lvl >= 2 else zero
+
+        def first_offset(pair, src):
+            return Mux(pair, src.pair_in, 0) if paired else 0
+        pair_clear = d_clear.pair if paired else None
+        pair_wrap = (pair_next & self.last) if paired else None
         with m.If(clear):
             for lvl in range(LOOP_LEVELS):
                 top = getattr(d_clear, f"m{lvl}")
-                m.d.sync += [self.idx[lvl].eq(0), self.at_max[lvl].eq(top == 0),
+                m.d.sync += [self.idx[lvl].eq(0),
+                             self.at_max[lvl].eq(zero_at(lvl, top == 0, pair_clear)),
                              m_zero[lvl].eq(top == 0), m_less[lvl].eq(top - 1)]
-            m.d.sync += self.offset.eq(0)
+            m.d.sync += self.offset.eq(first_offset(pair_clear, d_clear))
         with m.Elif(step):
             carry = Const(1)
             for lvl in range(LOOP_LEVELS):
                 with m.If(carry):
                     m.d.sync += [self.idx[lvl].eq(Mux(self.at_max[lvl], 0, self.idx[lvl] + 1)),
-                                 self.at_max[lvl].eq(Mux(self.at_max[lvl], m_zero[lvl],
+                                 self.at_max[lvl].eq(Mux(self.at_max[lvl],
+                                                         zero_at(lvl, m_zero[lvl], pair_wrap),
                                                          self.idx[lvl] == m_less[lvl]))]
                 carry = carry & self.at_max[lvl]
-            m.d.sync += self.offset.eq(Mux(self.last, 0, self.offset + jump))
+            m.d.sync += self.offset.eq(Mux(self.last, first_offset(pair_next, d),
+                                           self.offset + jump))
 
 
 def _times(x, k: int):
@@ -806,6 +834,21 @@ class Engine(wiring.Component):
         for bank in range(2):
             if bank in banks:
                 checks.append(~(pool & d.out_banks[bank] & (d.out_base + d.m_cb >= banks[bank][0])))
+        # a paired conv (``pair``): on a unit built for it, without pool, its second output in
+        # banks the engine has, its parameters in their memory, its shift in range
+        pair = is_conv & d.pair
+        paired = Const(0)
+        for kind in cfg.paired:
+            paired = paired | (is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV))
+        checks += [~(pair & ~paired), ~(pair & d.pool), ~(pair & (d.pair_banks == 0)),
+                   ~(pair & (d.pair_p >= cfg.param_depth)),
+                   ~(pair & (d.pair_shift < cfg.requant_shift_min)),
+                   ~(pair & (d.pair_shift > cfg.requant_shift_max))]
+        for bank in range(2):
+            if bank in banks:
+                checks.append(~(pair & d.pair_banks[bank] & (d.pair_out >= banks[bank][0])))
+            else:
+                checks.append(~(pair & d.pair_banks[bank]))
         d_checks = Signal(len(checks))
         d_ok = Signal()
         # ... and a pool conv's pixels must end in its last tile: the tile's bounds are
@@ -1146,7 +1189,13 @@ class _ConvUnit:
         cfg, kind = self.cfg, self.kind
         R, C, V, B = cfg.rows, cfg.cols, cfg.lanes, cfg.data_bits
         du = self.d
-        m.submodules[f"{kind}_core"] = core = ArrayCore(cfg.array(kind), pe_module=pe_module)
+        # a unit with paired convs: two results a PE, and the phase of the feeder's steps and of
+        # the writer's words (1: the paired conv's, which come first in each tile)
+        paired = kind in cfg.paired
+        m.submodules[f"{kind}_core"] = core = ArrayCore(cfg.array(kind), pe_module=pe_module,
+                                                        drain_slots=2 if paired else 1)
+        ph = Signal(name=f"{kind}_pair_phase") if paired else Const(0)
+        wr_ph = Signal(name=f"{kind}_wr_pair_phase") if paired else Const(0)
         rqs = [Requantizer(cfg.post_processing()["requant"]) for _ in range(C)]
         for c in range(C):
             m.submodules[f"{kind}_rq{c}"] = rqs[c]
@@ -1181,7 +1230,8 @@ class _ConvUnit:
         step = Signal(name=f"{kind}_step")
         clear = Signal(name=f"{kind}_clear")
         m.d.comb += clear.eq(self.start)
-        loop = _LoopNest(m, du, step, clear, name=f"{kind}_loop", d_clear=d)
+        loop = _LoopNest(m, du, step, clear, name=f"{kind}_loop", d_clear=d,
+                         pair_next=(~ph & du.pair) if paired else None)
 
         # ------------------------------------------------------------ rows
         iy0 = [Signal(ROWV, name=f"{kind}_row{r}_iy0") for r in range(R)]
@@ -1273,7 +1323,9 @@ class _ConvUnit:
         for r in range(R):
             iy = iy0[r] + loop.idx[3]
             ix = ix0[r] + loop.idx[2]
-            ok = (iy0[r] < du.y_end) & (iy >= 0) & (iy < du.h) & (ix >= 0) & (ix < du.w)
+            # (a paired conv reads the window's centre, inside the tensor at every pixel)
+            ok = (iy0[r] < du.y_end) & \
+                (ph | ((iy >= 0) & (iy < du.h) & (ix >= 0) & (ix < du.w)))
             with m.If(conv_on & adv):
                 m.d.sync += s1_mask[r].eq(~ok)
         m.d.comb += [w_rd.addr.eq(w_ptr), w_rd.en.eq(adv)]
@@ -1341,16 +1393,21 @@ class _ConvUnit:
         a_post = Signal(post.size, name=f"{kind}_a_post")
         a_res = Signal(name=f"{kind}_a_res")  # a word of a conv with res
         a_res_addr = Signal(17, name=f"{kind}_a_res_addr")
-        m.d.comb += [params.addr.eq(wd.p_base + wr_cb),
+        m.d.comb += [params.addr.eq(Mux(wr_ph, wd.pair_p, wd.p_base) + wr_cb),
                      row_last.eq(wr_px == pix_last)]
-        m.d.sync += [a_valid.eq(o_valid), a_res.eq(o_valid & wd.res)]
+        m.d.sync += [a_valid.eq(o_valid), a_res.eq(o_valid & wd.res & ~wr_ph)]
         with m.If(o_valid):
             # element by element: this array's accumulators may be narrower (sign-extended)
-            m.d.sync += [a_we.eq(wr_px < wd.pixels), a_addr.eq(wr_raddr),
+            # a paired conv's word: the same place of its own tensor (its own requantization)
+            m.d.sync += [a_we.eq(wr_px < wd.pixels),
+                         a_addr.eq(wr_raddr if not paired else
+                                   Mux(wr_ph, wr_raddr - wd.out_base + wd.pair_out, wr_raddr)),
                          # the next row's pixel: the tile's first again for its next block
                          wr_px.eq(Mux(r_last & ~cb_last, wr_ptile, wr_px + 1)),
                          *(a_acc[c].eq(o_data[c]) for c in range(C)),
-                         a_post.eq(Cat(wd.shift, wd.relu, wd.out_banks, wd.res_shift,
+                         a_post.eq(Cat(Mux(wr_ph, wd.pair_shift, wd.shift),
+                                       Mux(wr_ph, wd.pair_relu, wd.relu),
+                                       Mux(wr_ph, wd.pair_banks, wd.out_banks), wd.res_shift,
                                        wd.res_relu, wd.shift_a, wd.shift_b, wd.pool,
                                        (wr_pblk == 0) & (wr_r == 0), pb_last & row_last,
                                        wr_cb)),
@@ -1359,11 +1416,18 @@ class _ConvUnit:
             last_tile = pb_last & cb_last
             # the last tile's pulse at its last pixel (or, if a malformed descriptor puts that
             # pixel in no tile, at the tile's last row: the conv always ends)
-            with m.If(Mux(last_tile, row_last | (r_last & ~fired), r_last & cb_last)):
+            with m.If(~wr_ph & Mux(last_tile, row_last | (r_last & ~fired),
+                                   r_last & cb_last)):
                 m.d.comb += [tile_done.eq(1), conv_done.eq(last_tile)]
             with m.If(r_last):
                 m.d.sync += [wr_r.eq(0), fired.eq(0), r_last.eq(R == 1)]
-                with m.If(cb_last):
+                if paired:  # the next block's (or tile's) words start with the paired conv's
+                    m.d.sync += wr_ph.eq(wd.pair)
+                with m.If(wr_ph):  # the paired conv's rows are through: this conv's, same places
+                    m.d.sync += [wr_raddr.eq(wr_taddr + wr_cb), wr_px.eq(wr_ptile)]
+                    if paired:
+                        m.d.sync += wr_ph.eq(0)
+                with m.Elif(cb_last):
                     m.d.comb += w_end.eq(pb_last)
                     m.d.sync += [wr_cb.eq(0), wr_ptile.eq(wr_ptile + R),
                                  wr_taddr.eq(wr_taddr + wd.out_tile_step),
@@ -1376,12 +1440,14 @@ class _ConvUnit:
             with m.Else():
                 m.d.sync += [wr_r.eq(wr_r + 1), wr_raddr.eq(wr_raddr + blocks),
                              r_last.eq(wr_r == R - 2)]
-                with m.If(last_tile & row_last):
+                with m.If(last_tile & row_last & ~wr_ph):
                     m.d.sync += fired.eq(1)
 
         f_tag = self.tag
 
         def writer_takes(src, tag) -> None:
+            if paired:
+                m.d.sync += wr_ph.eq(src.pair)
             m.d.sync += [wd.eq(src), w_on.eq(1), w_tag.eq(tag), wr_r.eq(0), wr_cb.eq(0),
                          wr_pblk.eq(0), wr_ptile.eq(0), wr_taddr.eq(src.out_base),
                          wr_raddr.eq(src.out_base), fired.eq(0), wr_px.eq(0),
@@ -1495,6 +1561,8 @@ class _ConvUnit:
                 m.d.comb += take_rows.eq(self.start)
                 with m.If(self.start):
                     m.d.sync += [feeding.eq(1), cb.eq(0), pblk.eq(0), w_ptr.eq(d.w_base)]
+                    if paired:
+                        m.d.sync += ph.eq(d.pair)
                     with m.If(rows_done):
                         m.next = "RUN"
                     with m.Else():
@@ -1514,7 +1582,10 @@ class _ConvUnit:
                                          alt_rd[r].en.eq(adv)]
                 with m.If(issue):
                     m.d.sync += w_ptr.eq(w_ptr + 1)
-                    with m.If(loop.last):
+                    if paired:  # a tile's paired steps, then its own
+                        with m.If(loop.last):
+                            m.d.sync += ph.eq(~ph & du.pair)
+                    with m.If(loop.last & ~ph):
                         with m.If(cb == du.m_cb):
                             m.d.sync += [cb.eq(0), w_ptr.eq(du.w_base), pblk.eq(pblk + 1)]
                             for r in range(R):

@@ -101,6 +101,15 @@ DESCRIPTOR_FIELDS: tuple[tuple[str, int, bool], ...] = (
     # are not written but summed per channel block over all its pixels, and the pooled words
     # (``sat(rshift_round(sum, pool_shift))``, one per block) written at out_base + block
     ("pool", 1, False), ("pool_shift", 6, False),
+    # a 1x1 conv run in this conv's tiles (``pair``; docs/ACCELERATOR.md, "Paired convs"):
+    # each tile first takes its steps (the loop nest's two lowest levels, this conv's counts,
+    # its weights before this conv's in each column block), reading at ``pair_in`` words from
+    # each row's window base, then this conv's; its results go to the same positions of the
+    # tensor at ``pair_out`` (banks ``pair_banks``), requantized with the parameters at
+    # ``pair_p`` and ``pair_shift`` (rectified if ``pair_relu``), before this conv's
+    ("pair", 1, False), ("pair_in", 20, True), ("pair_out", 16, False),
+    ("pair_p", 16, False), ("pair_shift", 6, False), ("pair_relu", 1, False),
+    ("pair_banks", 2, False),
 )
 
 DESCRIPTOR_BITS = sum(b for _, b, _ in DESCRIPTOR_FIELDS)

@@ -111,7 +111,8 @@ def _pe_modules(cfg: EngineConfig, *, simulation_view: bool) -> list[str]:
         arr = cfg.array(kind)
         if arr is not None:
             with sim_view() if simulation_view else contextlib.nullcontext():
-                parts += pe_modules_rtlil(arr, pe_module_name(kind))
+                parts += pe_modules_rtlil(arr, pe_module_name(kind),
+                                          drain_slots=2 if kind in cfg.paired else 1)
     return parts
 
 
