@@ -75,7 +75,7 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
     more than its ports, an adder conv that would read the adder bank as the first
     conv does beside INPUT, or a conv with two follow flags sets ERROR.bad_descriptor and
     ends the program (no hang, no output, also while the first conv waits for an INPUT that
-    an error cut off); malformed frames set ERROR.bad_length; afterwards the engine runs an
+    an error cut off), as does a paired conv on an engine built without pairs; malformed frames set ERROR.bad_length; afterwards the engine runs an
     image correctly."""
     from hw.program import (
         Opcode,
@@ -123,7 +123,10 @@ def test_illegal_descriptor_and_bad_frames_set_error_bits(digits_fix8, seed):
                  with_desc(3, out_banks=0),
                  with_desc(3, in_adder=1),                # an adder conv reads its own bank
                  # two frontiers to follow (a unit compares one)
-                 with_desc(3, follow_own=1), with_desc(conv, follow=1)]
+                 with_desc(3, follow_own=1), with_desc(conv, follow=1),
+                 # a paired conv on a unit not built for pairs
+                 with_desc(3, pair=1, pair_banks=1), with_desc(conv, pair=1, pair_banks=1)]
+    assert manifest["engine"]["paired"] == []
     assert desc(3)["follow"] and desc(3)["op"] == Opcode.ADDER_CONV
     assert eng["requant_shift_min"] > 0  # digits' requant shifts start above 0
     bad_loads.append(with_desc(conv, shift=eng["requant_shift_min"] - 1))
