@@ -94,6 +94,9 @@ MANIFEST_VERSION = 11
 # Rows are output pixels of a tile: any count works (a partial last tile is masked), so every
 # count is tried; columns are output channels and must be a multiple of the lanes.
 ROWS, COLS, LANES = tuple(range(2, 33)), (8, 16, 32), (4, 8, 16)
+# the array kinds the sizing lets run paired convs (a ResNet's 1x1 downsample convs inside its
+# block convs, ``gen.compile.pair_steps``): each geometry is priced without them and with them
+PAIR_KINDS = ("shift", "adder")
 
 # Energy per operation (45 nm, from the ShiftAddNet authors' follow-up code), picojoules.
 ENERGY_PJ = {8: {"add": 0.03, "shift": 0.024, "mult": 0.2},
@@ -221,7 +224,8 @@ def synthesized_blocks(cfg: EngineConfig, progress: Callable[[str], None] = lamb
 
     for kind in cfg.arrays:
         pe = getattr(cfg, kind)
-        add(f"{kind}_array", f"{kind} PE ({pe.lanes} lanes)", ProcessingElement(pe),
+        add(f"{kind}_array", f"{kind} PE ({pe.lanes} lanes)",
+            ProcessingElement(pe, slots=2 if kind in cfg.paired else 1),
             cfg.rows * cfg.cols)
     titles = {"requant": "requantizer", "add": "residual adder", "pool": "pooler"}
     counts = cfg.unit_counts()
@@ -261,17 +265,20 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
 
 
 def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
-               weights: bool = True, lutram: tuple[str, ...] = ()) -> Design:
+               weights: bool = True, lutram: tuple[str, ...] = (),
+               pairs: tuple[str, ...] = ()) -> Design:
     """Compile ``net`` for ``geo`` and price it: in the network's op order and, if it has
     branches, with the short branches first (``gen.compile.schedule``), whichever the cycle
     model finds faster. ``weights=False``: the weight memories are sized but not packed
-    (sizing compares hundreds of geometries). ``lutram``: the memories held in LUT RAM."""
+    (sizing compares hundreds of geometries). ``lutram``: the memories held in LUT RAM.
+    ``pairs``: the array kinds whose 1x1 convs may run in other convs' tiles
+    (``gen.compile.pair_steps``; the engine's ``paired`` units are those that do)."""
     pes = pe_configs(net, geo.lanes)
     best = None
     for first in (False, True) if has_branches(net) else (False,):
         prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
                                data_bits=net.precision.bits, short_branches_first=first,
-                               weights=weights)
+                               weights=weights, pairs=pairs)
         cfg = engine_config(net, geo, prog, **pes)
         cycles = program_cycles(prog.descriptors, cfg)
         if best is None or cycles < best[2]:
@@ -332,29 +339,45 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
     # with a target: the cycles per image it allows, and the cheapest design within them
     max_cycles = None if images_per_s is None else clock_mhz * 1e6 / images_per_s
     fastest, cheapest, smallest, tried = None, None, None, []
-    pairs = [(c, v) for c, v in itertools.product(COLS if cols is None else [cols],
-                                                  LANES if lanes is None else [lanes])
-             if c % v == 0]
-    for c, v in pairs:
+    dims = [(c, v) for c, v in itertools.product(COLS if cols is None else [cols],
+                                                 LANES if lanes is None else [lanes])
+            if c % v == 0]
+    for c, v in dims:
         for r in ROWS if rows is None else [rows]:
-            try:
-                d = design_for(net, Geometry(r, c, v), model, weights=False)
-            except (CompileError, ValueError) as e:
-                if fixed:  # the one geometry asked for cannot be built: say why, nothing else
-                    raise SizingError(f"{r}x{c}x{v} cannot be built: {e}") from None
-                tried.append(f"{r}x{c}x{v}: {e}")
+            # each geometry without paired convs and, where the network has convs to pair,
+            # with them (faster, and larger: ``EngineConfig.paired``)
+            fits, built = [], True
+            for pairs in ((), PAIR_KINDS) if PAIR_KINDS else ((),):
+                try:
+                    d = design_for(net, Geometry(r, c, v), model, weights=False, pairs=pairs)
+                except (CompileError, ValueError) as e:
+                    if fixed:  # the one geometry asked for cannot be built: say why
+                        raise SizingError(f"{r}x{c}x{v} cannot be built: {e}") from None
+                    tried.append(f"{r}x{c}x{v}: {e}")
+                    built = bool(pairs)
+                    break
+                if pairs and not d.cfg.paired:
+                    break
+                d = fit_block_ram(d, model, board.bram36)
+                bram = sum(d.bram36.values())
+                lutram = f" ({' and '.join(d.cfg.lutram)} in LUT RAM)" if d.cfg.lutram else ""
+                paired = " with paired convs" if d.cfg.paired else ""
+                tried.append(f"{r}x{c}x{v}{paired}: {d.luts_total:.0f} LUTs, {bram} BRAM36"
+                             f"{lutram}")
+                if smallest is None or bram < sum(smallest.bram36.values()):
+                    smallest = d
+                if d.luts_total <= budget and bram <= board.bram36:
+                    fits.append(d)
+            if not built:  # this geometry cannot be built; more rows may
                 continue
-            d = fit_block_ram(d, model, board.bram36)
-            bram = sum(d.bram36.values())
-            lutram = f" ({' and '.join(d.cfg.lutram)} in LUT RAM)" if d.cfg.lutram else ""
-            tried.append(f"{r}x{c}x{v}: {d.luts_total:.0f} LUTs, {bram} BRAM36{lutram}")
-            if smallest is None or bram < sum(smallest.bram36.values()):
-                smallest = d
-            if d.luts_total > budget or bram > board.bram36:
+            if not fits:
                 break
+            d = min(fits, key=lambda d: (d.cycles, d.luts_total))
             if fastest is None or (d.cycles, d.luts_total) < (fastest.cycles, fastest.luts_total):
                 fastest = d
-            if max_cycles is not None and d.cycles <= max_cycles:
+            reach = [d for d in fits if max_cycles is not None and d.cycles <= max_cycles]
+            if reach:
+                d = min(reach, key=lambda d: (d.luts_total, d.cycles))
                 if cheapest is None or (d.luts_total, d.cycles) < (cheapest.luts_total,
                                                                    cheapest.cycles):
                     cheapest = d
@@ -394,7 +417,7 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
               f"{images_per_s:.10g} images/s at {clock_mhz:g} MHz")
     return dataclasses.replace(
         design_for(net, Geometry(best.cfg.rows, best.cfg.cols, best.cfg.lanes), model,
-                   lutram=best.cfg.lutram), sizing=sizing)
+                   lutram=best.cfg.lutram, pairs=best.cfg.paired), sizing=sizing)
 
 
 def in_lutram(d: Design, model: CostModel, lutram: tuple[str, ...]) -> Design:
@@ -552,7 +575,10 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
     spans = program_timeline(design.program.descriptors, cfg)
     for s, d, (start, end) in zip(design.program.steps, design.program.descriptors, spans,
                                   strict=False):
-        cyc = descriptor_cycles(d, cfg)
+        # a conv with a paired conv: each counted alone, the host without it and the paired
+        # conv over the cycles it adds to the host (``gen.compile.pair_steps``)
+        own = {**d, "pair": 0}
+        cyc = descriptor_cycles(own, cfg)
         op = s.op.name.lower() + ("+add" if s.conv is not None and s.node is not None else "") \
             + ("+avgpool" if s.pool is not None else "")
         # cycles: what it adds to a program (a conv: after another of its kind, its fill under
@@ -560,15 +586,33 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
         row = {"name": s.name, "op": op, "cycles": cyc, "start": start, "end": end,
                "us": round(cyc / clock_mhz, 3)}
         if s.conv is not None:
-            y = net.tensors[s.conv.output].shape
-            x = net.tensors[s.conv.inputs[0]].shape
-            terms = x[0] * s.conv.kernel ** 2
-            ops = y[0] * y[1] * y[2] * terms
-            row.update(lane_ops=ops, utilization=round(conv_utilization(d, cfg, ops), 4),
+            terms, ops, c_out = _conv_work(net, s)
+            row.update(lane_ops=ops, utilization=round(conv_utilization(own, cfg, ops), 4),
                        ceilings={k: round(v, 4) for k, v in
-                                 conv_ceilings(d, cfg, terms, y[0]).items()})
+                                 conv_ceilings(own, cfg, terms, c_out).items()})
         rows.append(row)
+        if s.pair is not None:
+            added = descriptor_cycles(d, cfg) - cyc
+            terms, ops, c_out = _conv_work(net, s.pair)
+            lanes = cfg.rows * cfg.cols * cfg.lanes
+            ceilings = conv_ceilings(d, cfg, terms, c_out)
+            ceilings["lanes"] = terms / ((d["m0"] + 1) * (d["m1"] + 1) * cfg.lanes)
+            del ceilings["writes"]  # its words leave between the host's
+            rows.append({"name": s.pair.name, "op": f"{s.pair.op.name.lower()} in {s.name}",
+                         "cycles": added, "start": start, "end": end,
+                         "us": round(added / clock_mhz, 3), "lane_ops": ops,
+                         "utilization": round(ops / (max(added, 1) * lanes), 4),
+                         "ceilings": {k: round(v, 4) for k, v in ceilings.items()},
+                         "paired_in": s.name})
     return rows
+
+
+def _conv_work(net: IntegerNetwork, s) -> tuple[int, int, int]:
+    """A conv step's terms per output, lane operations and output channels."""
+    y = net.tensors[s.conv.output].shape
+    x = net.tensors[s.conv.inputs[0]].shape
+    terms = x[0] * s.conv.kernel ** 2
+    return terms, y[0] * y[1] * y[2] * terms, y[0]
 
 
 def energy(design: Design) -> dict:

@@ -836,19 +836,23 @@ class Engine(wiring.Component):
                 checks.append(~(pool & d.out_banks[bank] & (d.out_base + d.m_cb >= banks[bank][0])))
         # a paired conv (``pair``): on a unit built for it, without pool, its second output in
         # banks the engine has, its parameters in their memory, its shift in range
+        # (an engine without paired units refuses them all, and checks nothing else of them)
         pair = is_conv & d.pair
         paired = Const(0)
         for kind in cfg.paired:
             paired = paired | (is_shift if kind == "shift" else (d.op == Opcode.ADDER_CONV))
-        checks += [~(pair & ~paired), ~(pair & d.pool), ~(pair & (d.pair_banks == 0)),
-                   ~(pair & (d.pair_p >= cfg.param_depth)),
-                   ~(pair & (d.pair_shift < cfg.requant_shift_min)),
-                   ~(pair & (d.pair_shift > cfg.requant_shift_max))]
-        for bank in range(2):
-            if bank in banks:
-                checks.append(~(pair & d.pair_banks[bank] & (d.pair_out >= banks[bank][0])))
-            else:
-                checks.append(~(pair & d.pair_banks[bank]))
+        checks.append(~(pair & ~paired))
+        if cfg.paired:
+            checks += [~(pair & d.pool), ~(pair & (d.pair_banks == 0)),
+                       ~(pair & (d.pair_p >= cfg.param_depth)),
+                       ~(pair & (d.pair_shift < cfg.requant_shift_min)),
+                       ~(pair & (d.pair_shift > cfg.requant_shift_max))]
+            for bank in range(2):
+                if bank in banks:
+                    checks.append(~(pair & d.pair_banks[bank] &
+                                    (d.pair_out >= banks[bank][0])))
+                else:
+                    checks.append(~(pair & d.pair_banks[bank]))
         d_checks = Signal(len(checks))
         d_ok = Signal()
         # ... and a pool conv's pixels must end in its last tile: the tile's bounds are
