@@ -3,16 +3,16 @@ holding registers a PE (``hw.array``, ``drain_slots``).
 
     python benchmarks/drain_slots.py [--json] [--geometry RxCxV]
 
-The second slot is the array's part of running each 1x1 downsample conv in a 3x3 conv's tiles
-(``benchmarks/interleave.py``, ``docs/ACCELERATOR.md``, Open problems): with it, two dot
-products may end less than R cycles apart. This script sizes ResNet-20 as ``shiftadd gen``
-does at the geometry (10x16x16 unless told), synthesizes each of its arrays (the
+The second slot is the array's part of paired convs, a 1x1 downsample conv run in a 3x3 conv's
+tiles (``EngineConfig.paired``, ``docs/ACCELERATOR.md``, "Paired convs"): with it, two dot
+products may end less than R cycles apart. This script sizes ResNet-20 at the geometry
+(10x16x16 unless told) without paired convs, synthesizes each of its arrays (the
 :class:`hw.array.ArrayCore` with its PEs, Yosys ``synth_xilinx -family xc7``, 4-6 minutes
 each at 10x16x16) with one slot and with two, and prints LUTs and flip-flops, the difference,
 and what the difference adds to the cost model's share of the ZC706's LUTs for the whole
-design. The rest of
-the pairing (the feeder's second input and weights, the writer's second output) is not built
-and not counted.
+design. The feeder's and the writer's part of the pairing is not in the arrays and not
+counted here (the engine core with both units paired synthesized 3,633 LUTs larger, the
+drain links included: ``gen/cost.py``, ``PAIRED_UNIT_LUTS``).
 """
 
 from __future__ import annotations
@@ -88,8 +88,8 @@ def main() -> int:
         print(f"two slots add {out['added_luts']:,} LUTs "
               f"({100 * out['added_lut_share']:.2f} points): the whole design "
               f"{100 * out['design_lut_share_with_two_slots']:.1f}% of the LUTs (the arrays "
-              f"{100 * out['array_lut_share_with_two_slots']:.1f}%), before the feeder's and "
-              "the writer's part of the pairing")
+              f"{100 * out['array_lut_share_with_two_slots']:.1f}%), the arrays alone (without "
+              "the feeder's and the writer's part of the pairing)")
 
     emit(out, args.json, human)
     return 0

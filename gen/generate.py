@@ -47,6 +47,7 @@ from gen.cycles import (
     descriptor_cycles,
     program_cycles,
     program_timeline,
+    tile_steps,
 )
 from gen.equiv import hand_placed, start_proofs
 from gen.ir import Add, AdderConv, AvgPool, IntegerNetwork, Requant, ShiftConv
@@ -596,8 +597,11 @@ def layer_rows(design: Design, clock_mhz: float) -> list[dict]:
             terms, ops, c_out = _conv_work(net, s.pair)
             lanes = cfg.rows * cfg.cols * cfg.lanes
             ceilings = conv_ceilings(d, cfg, terms, c_out)
-            ceilings["lanes"] = terms / ((d["m0"] + 1) * (d["m1"] + 1) * cfg.lanes)
-            del ceilings["writes"]  # its words leave between the host's
+            steps, host = (d["m0"] + 1) * (d["m1"] + 1), tile_steps(own)
+            ceilings["lanes"] = terms / (steps * cfg.lanes)
+            # its words leave between the host's: of what it adds to a host tile, its steps
+            grows = max(host + steps, 2 * cfg.rows) - max(host, cfg.rows)
+            ceilings["writes"] = min(1.0, steps / max(grows, 1))
             rows.append({"name": s.pair.name, "op": f"{s.pair.op.name.lower()} in {s.name}",
                          "cycles": added, "start": start, "end": end,
                          "us": round(added / clock_mhz, 3), "lane_ops": ops,
@@ -709,7 +713,10 @@ def report_markdown(rep: dict) -> str:
              "channels padded to whole lane groups; *writes*, a tile's results leave the "
              "array one word per cycle, so a tile of fewer steps than rows waits for them; "
              "*fill and waits*, the rest: the array's fill and drain, waiting for the input "
-             "stream or for the conv it follows.", "",
+             "stream or for the conv it follows. A conv paired with another (op \"... in "
+             "HOST\": its steps run in each of that conv's tiles, the host counted without "
+             "them) is counted over the cycles it adds to its host; its *writes* are its steps "
+             "over what it adds to a host tile.", "",
              "| layer | op | cycles | us | start .. end | PE utilization | limited by |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for x in rep["layers"]:

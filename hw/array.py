@@ -12,10 +12,10 @@ PEs keep their results in a holding register). Consecutive ``last`` steps must t
 least R cycles apart; :class:`ArrayCore` enforces that by holding off an early ``last``.
 
 Two drain slots (``drain_slots=2``). Each PE also keeps the dot product before its latest
-(``previous``), so two dot products may end less than R cycles apart (a 3x3 conv's tile and a
-1x1 conv's, ``docs/ACCELERATOR.md``, Open problems): a column's chain then loads a tile once
-it is free, taking each row's result from whichever holding register has it, and only every
-other ``last`` step waits, for ``2R`` cycles after the one two before it.
+(``previous``), so two dot products may end less than R cycles apart (a 1x1 conv's tile and
+the 3x3 conv's it runs in, ``docs/ACCELERATOR.md``, "Paired convs"): a column's chain then
+loads a tile once it is free, taking each row's result from whichever holding register has
+it, and only every other ``last`` step waits, for ``2R`` cycles after the one two before it.
 
 Inside, everything is lock-step. :class:`ArrayCore` puts stream handshakes on the edges: one global
 enable freezes the whole pipeline while the output is not accepted, and input bubbles travel as

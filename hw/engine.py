@@ -42,7 +42,9 @@ Blocks (``docs/ACCELERATOR.md`` has the picture):
   (``requant_shift_min`` .. ``requant_shift_max``, ``add_shift_max``, ``pool_shift_max``), a
   pool conv the poolers cannot hold (``pool_groups``, ``pool_window``) or whose last pixel is
   not in its last tile, a conv with more than one of ``follow``, ``follow_own`` and
-  ``follow_input``, or a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
+  ``follow_input``, a paired conv (``pair``) on a unit not built for pairs, with a pool, or
+  with its output in no bank or outside one, its parameters outside their memory or its shift
+  out of range, or a program without ``END`` sets ``ERROR.bad_descriptor``, a malformed frame
   ``ERROR.bad_length``; the program stops (once both arrays are idle) and ``ap_done`` is
   raised either way.
 """

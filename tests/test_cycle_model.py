@@ -126,49 +126,6 @@ def test_overlap_what_if_orders_every_image_and_bounds_the_period(monkeypatch):
         overlapped([x for x in descs if not x.get("pool")], 3)
 
 
-def test_interleave_what_if_is_the_model_without_pairs(monkeypatch):
-    """``benchmarks/interleave.py`` runs each 1x1 downsample conv in a host conv's tiles: with
-    no pair it gives the compiled program back, flag for flag (the compiler's rule for the
-    flags of a conv's new neighbours is the compiler's own), and the model's cycles; with its
-    pairs a host tile takes ``max(S + S_ds, 2R)`` cycles, the program is shorter, and the
-    model is itself again afterwards."""
-    import sys
-    from pathlib import Path
-
-    import gen.cycles
-    from gen.compile import Geometry
-    from gen.cost import CostModel
-    from gen.cycles import descriptor_cycles, program_timeline, tile_steps
-    from gen.generate import design_for
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    for name in ("interleave", "write_width"):
-        sys.modules.pop(name, None)
-    import interleave
-
-    net, geo = interleave.resnet20(), Geometry(10, 16, 16)
-    d = design_for(net, geo, CostModel.load(), weights=False)
-    descs = d.program.descriptors
-    timeline = gen.cycles._conv_timeline
-    e = interleave.evaluate(net, geo)
-    assert gen.cycles._conv_timeline is timeline and e["cycles_now"] == d.cycles
-    assert e["cycles_paired"] < d.cycles and len(e["pairs"]) == 4
-    by_name = dict(zip(interleave.step_names(d), descs, strict=True))
-    for p in e["pairs"]:
-        ds, host = by_name[p["downsample"]], by_name[p["host"]]
-        s, s_ds, tiles = tile_steps(host), tile_steps(ds), (host["m_pblk"] + 1) * (host["m_cb"] + 1)
-        # a cycle of the conv's fill and drain differs between step- and drain-bound tiles
-        added = tiles * (max(s + s_ds, 2 * geo.rows) - max(s, geo.rows))
-        assert abs(p["cycles_paired"] - descriptor_cycles(host, d.cfg) - added) <= 1
-        assert p["utilization_paired"] >= 0.85 > p["utilization_now"]
-
-    monkeypatch.setattr(interleave, "saving", lambda *args: 0)
-    seq, kept, host_of = interleave.interleaved(d)
-    assert seq == descs and kept == interleave.step_names(d)
-    assert set(host_of.values()) == {None}
-    assert program_timeline(seq, d.cfg)[-1][1] == d.cycles
-
-
 @pytest.mark.parametrize("rows", [3, 10])
 def test_what_a_conv_adds_is_the_program_model_of_two_copies(rows, monkeypatch):
     """``descriptor_cycles`` of a conv (the report's per-layer cycles and utilization) is what
