@@ -103,9 +103,11 @@ def _network(network: str, precision: str):
     return random_network(PRESETS[arch] if isinstance(arch, str) else arch, precision)
 
 
-def network_engine(network: str, precision: str, rows: int, cols: int, lanes: int):
+def network_engine(network: str, precision: str, rows: int, cols: int, lanes: int,
+                   pairs: tuple[str, ...] = ()):
     """The engine the generator builds for ``network`` (:data:`NETWORKS`) at this geometry (not
-    priced: the calibration runs before the model it fits exists)."""
+    priced: the calibration runs before the model it fits exists); with ``pairs``, the one
+    with paired convs (the short branches first, as the generator pairs ResNet-20)."""
     from gen.compile import compile_network, engine_config
     from gen.generate import pe_configs, shift_lane_bits
 
@@ -113,7 +115,8 @@ def network_engine(network: str, precision: str, rows: int, cols: int, lanes: in
     geo = Geometry(rows, cols, lanes)
     pes = pe_configs(net, lanes)
     prog = compile_network(net, geo, shift_lane_bits=shift_lane_bits(pes),
-                           data_bits=net.precision.bits, weights=False)
+                           data_bits=net.precision.bits, weights=False, pairs=pairs,
+                           short_branches_first=bool(pairs))
     return engine_config(net, geo, prog, **pes)
 
 

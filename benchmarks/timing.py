@@ -66,9 +66,10 @@ def _block(name: str, paths: list[TimingPath]) -> dict:
 
 
 def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = NET_PS,
-             paths: int = 3, yosys: str | None = None) -> dict:
+             paths: int = 3, yosys: str | None = None, pairs: tuple[str, ...] = ()) -> dict:
     """``yosys``: a native Yosys binary for every synthesis instead of the WebAssembly one
-    (its netlists are cached under keys that name its version)."""
+    (its netlists are cached under keys that name its version); ``pairs``: the engine with
+    those kinds' convs paired."""
     from hw.array import EnabledPE
     from hw.engine import pe_module_name
     from sim.rtl import verilog as to_verilog
@@ -76,14 +77,15 @@ def estimate(precision: str, rows: int, cols: int, lanes: int, *, net_ps: int = 
     t0 = time.perf_counter()
     version = yosys_version(yosys)
     tag = () if yosys is None else (version,)  # the WebAssembly Yosys' keys stay as they were
-    cfg = network_engine("resnet20", precision, rows, cols, lanes)
+    cfg = network_engine("resnet20", precision, rows, cols, lanes, pairs)
     verilog, boxes, key = core_design(cfg)
     if tag:
         key = _key(key, *tag)
     blocks, box_timing = [], {}
     # each PE kind alone: the module the engine instantiates R x C times
     for kind in cfg.arrays:
-        text = to_verilog(EnabledPE(getattr(cfg, kind)), "top")
+        text = to_verilog(EnabledPE(getattr(cfg, kind), slots=2 if kind in cfg.paired else 1),
+                          "top")
         k = _key(text, "top", *tag)
         log(f"  {kind} PE ...")
         net = _cached_netlist(k, lambda text=text: synthesize_netlist(text, "top",
@@ -149,6 +151,8 @@ def main() -> int:
     ap.add_argument("--net-ps", type=int, default=NET_PS,
                     help="routing delay assumed per net between slices (ps)")
     ap.add_argument("--paths", type=int, default=3, help="paths reported per block")
+    ap.add_argument("--paired", action="store_true",
+                    help="the engine with paired convs (shiftadd gen's ResNet-20 at 10x16x16)")
     ap.add_argument("--yosys", default=None, metavar="PATH",
                     help="a native Yosys binary instead of the WebAssembly one and its 4 GiB "
                          "of memory (e.g. Debian's yosys)")
@@ -157,7 +161,7 @@ def main() -> int:
         ap.error("--net-ps must be >= 0 and --paths >= 1")
     try:
         r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths,
-                     yosys=a.yosys)
+                     yosys=a.yosys, pairs=("shift", "adder") if a.paired else ())
     except SynthError as e:
         print(f"timing.py: {e}", file=sys.stderr)
         return 1

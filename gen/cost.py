@@ -225,7 +225,7 @@ def read_mux_luts(cfg) -> int:
     activation banks (a copy per read port), the weights, the parameters (a port per array) and
     the program, unless held in LUT RAM. Fitted in :func:`core_features` at 1.1 LUT each: Yosys
     adds the decoding of the select."""
-    w, d = cfg.memory_widths(), cfg.memory_depths()
+    w, d = cfg.stored_widths(), cfg.memory_depths()
     mems = [(cfg.word_bits, depth, ports) for depth, ports in cfg.act_banks().values()]
     mems += [(w[m], d[m], memory_copies(cfg, m)) for m in w if m.name.lower() not in cfg.lutram]
     return sum(width * ports * -(-(bram_layout(width, depth)[1] - 1) // 3)

@@ -162,7 +162,7 @@ def estimate_luts(cfg: EngineConfig, model: CostModel) -> dict[str, float]:
 
 def _lutram_memories(cfg: EngineConfig) -> list[tuple[int, int, int]]:
     """``(width, depth, copies)`` of each memory ``cfg`` holds in LUT RAM."""
-    w, d = cfg.memory_widths(), cfg.memory_depths()
+    w, d = cfg.stored_widths(), cfg.memory_depths()
     return [(w[m], d[m], memory_copies(cfg, m)) for m in MemoryId
             if m.name.lower() in cfg.lutram]
 
@@ -256,7 +256,7 @@ def estimate_bram(cfg: EngineConfig) -> dict[str, float]:
     several read ports to one copy per port)."""
     def blocks(width: int, depth: int, copies: int = 1) -> float:
         return copies * bram36_blocks(width, depth)
-    w, dpt = cfg.memory_widths(), cfg.memory_depths()
+    w, dpt = cfg.stored_widths(), cfg.memory_depths()
     return {"activations": sum(blocks(cfg.word_bits, depth, ports)
                                for depth, ports in cfg.act_banks().values()),
             # one parameter read port per array (both requantize at once); none for a memory

@@ -286,6 +286,14 @@ class EngineConfig:
                 MemoryId.ADDER_WEIGHTS: self.weight_bits("adder"),
                 MemoryId.PARAMS: self.param_bits}
 
+    def stored_widths(self) -> dict[MemoryId, int]:
+        """The bits of each memory's words the engine reads, which synthesis keeps (Yosys and
+        Vivado drop a memory's unread bits): in an engine without paired units, of the pair
+        fields only ``pair`` (a set one is an illegal descriptor)."""
+        unread = 0 if self.paired else sum(b for n, b, _ in DESCRIPTOR_FIELDS
+                                           if n.startswith("pair_"))
+        return {**self.memory_widths(), MemoryId.PROGRAM: DESCRIPTOR_BITS - unread}
+
     def memory_depths(self) -> dict[MemoryId, int]:
         return {MemoryId.PROGRAM: self.program_depth, MemoryId.SHIFT_WEIGHTS: self.shift_depth,
                 MemoryId.ADDER_WEIGHTS: self.adder_depth, MemoryId.PARAMS: self.param_depth}
