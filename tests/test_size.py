@@ -185,7 +185,7 @@ def test_lut_ram_is_part_of_the_engine_config_and_priced(digits_fix8):
     plain = design_for(digits_fix8, Geometry(2, 8, 8), model)
     d = design_for(digits_fix8, Geometry(2, 8, 8), model, lutram=("program", "params"))
     assert plain.cfg.lutram == () and "lutram" not in plain.luts
-    w, depth = d.cfg.memory_widths(), d.cfg.memory_depths()
+    w, depth = d.cfg.stored_widths(), d.cfg.memory_depths()
     assert d.bram36["program"] == d.bram36["params"] == 0 < plain.bram36["program"]
     assert d.luts["lutram"] == lutram_luts(w[MemoryId.PROGRAM], depth[MemoryId.PROGRAM]) + \
         len(d.cfg.arrays) * lutram_luts(w[MemoryId.PARAMS], depth[MemoryId.PARAMS])
