@@ -1,7 +1,7 @@
 """Pre-placement timing estimate of the ResNet-20 engine, from Yosys netlists (``gen/timing.py``).
 
     python benchmarks/timing.py [--json] [--precision P] [--rows R --cols C --lanes V]
-                                [--net-ps N] [--paths K] [--yosys PATH]
+                                [--net-ps N] [--paths K] [--yosys PATH] [--paired]
 
 Vivado does not run here, so timing closure at the generated clock (200 MHz on the ZC706) is
 not checked. This estimates the longest register-to-register paths instead: each PE kind and
