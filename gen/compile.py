@@ -212,7 +212,7 @@ def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
 
 def pair_steps(net: IntegerNetwork, steps: list[Step], kinds: tuple[str, ...],
                rows: int) -> list[Step]:
-    """Run 1x1 convs inside 3x3 convs of the same stride (``pair``, on the unit of each array
+    """Run 1x1 convs inside other convs of the same kind and stride (``pair``, on the unit of each array
     kind in ``kinds``; docs/ACCELERATOR.md, "Paired convs"): a ResNet downsample conv in the
     block conv that reads the same input, or in the one whose residual add it feeds. A tile
     of the host conv then takes the 1x1 conv's steps and its own, and its results leave the
@@ -541,7 +541,7 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     network's own, :func:`requant_window`). ``short_branches_first``: :func:`schedule`.
     ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
     the weight memories as the right number of zero words instead of packing the weights.
-    ``pairs``: the array kinds whose 1x1 downsample convs run in their block's last conv
+    ``pairs``: the array kinds whose 1x1 convs may run in other convs' tiles
     (:func:`pair_steps`; their engine is built with ``EngineConfig.paired``).
     Raises :class:`CompileError` for anything the engine cannot run.
     """

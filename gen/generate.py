@@ -348,7 +348,7 @@ def size_engine(net: IntegerNetwork, board: Board, *, lut_budget: float | None =
             # each geometry without paired convs and, where the network has convs to pair,
             # with them (faster, and larger: ``EngineConfig.paired``)
             fits, built = [], True
-            for pairs in ((), PAIR_KINDS) if PAIR_KINDS else ((),):
+            for pairs in ((), PAIR_KINDS):
                 try:
                     d = design_for(net, Geometry(r, c, v), model, weights=False, pairs=pairs)
                 except (CompileError, ValueError) as e:
