@@ -540,7 +540,8 @@ def compile_network(net: IntegerNetwork, geo: Geometry, *, shift_lane_bits: int 
     needs). ``requant_shifts``: the range the requants' shifts are brought into (default: the
     network's own, :func:`requant_window`). ``short_branches_first``: :func:`schedule`.
     ``weights=False`` (sizing: only the layout, cycles and memory depths matter) leaves
-    the weight memories as the right number of zero words instead of packing the weights.
+    the weight and parameter memories as the right number of zero words instead of packing
+    them.
     ``pairs``: the array kinds whose 1x1 convs may run in other convs' tiles
     (:func:`pair_steps`; their engine is built with ``EngineConfig.paired``).
     Raises :class:`CompileError` for anything the engine cannot run.
@@ -680,7 +681,8 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
         for cb in range(blocks):
             memories[mem].extend(paired[cb * n_pair:(cb + 1) * n_pair] + own[cb * n:(cb + 1) * n])
     p_base = len(memories[MemoryId.PARAMS])
-    memories[MemoryId.PARAMS].extend(_param_words(mult, bias, blocks * C, C, bias_bits))
+    memories[MemoryId.PARAMS].extend(_param_words(mult, bias, blocks * C, C, bias_bits)
+                                     if weights else [0] * blocks)
     row_step = st * w * b_in            # input rows of one output row, in words
     wrap_fix = -ow * st * b_in + row_step
 
@@ -719,7 +721,8 @@ def _conv_descriptor(net, s: Step, geo: Geometry, bases, memories, shift_lane_bi
         d.update(pair=1, pair_in=bases[pd.inputs[0]] - bases[op.inputs[0]] + (p * w + p) * b_in,
                  pair_out=bases[pd.output], pair_p=len(memories[MemoryId.PARAMS]),
                  pair_shift=pshift, pair_relu=int(pd.requant.relu), pair_banks=pair_banks)
-        memories[MemoryId.PARAMS].extend(_param_words(pmult, pbias, blocks * C, C, bias_bits))
+        memories[MemoryId.PARAMS].extend(_param_words(pmult, pbias, blocks * C, C, bias_bits)
+                                         if weights else [0] * blocks)
     return d
 
 

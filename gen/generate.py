@@ -270,8 +270,9 @@ def design_for(net: IntegerNetwork, geo: Geometry, model: CostModel, *,
                pairs: tuple[str, ...] = ()) -> Design:
     """Compile ``net`` for ``geo`` and price it: in the network's op order and, if it has
     branches, with the short branches first (``gen.compile.schedule``), whichever the cycle
-    model finds faster. ``weights=False``: the weight memories are sized but not packed
-    (sizing compares hundreds of geometries). ``lutram``: the memories held in LUT RAM.
+    model finds faster. ``weights=False``: the weight and parameter memories are sized but
+    not packed (sizing compares hundreds of geometries). ``lutram``: the memories held in LUT
+    RAM.
     ``pairs``: the array kinds whose 1x1 convs may run in other convs' tiles
     (``gen.compile.pair_steps``; the engine's ``paired`` units are those that do)."""
     pes = pe_configs(net, geo.lanes)
