@@ -27,7 +27,7 @@ from pathlib import Path
 
 from engine_area import core_design, log, network_engine, save_core_area, unit_components
 
-from gen.generate import unit_instance, unit_instances
+from gen.generate import PAIR_KINDS, unit_instance, unit_instances
 from gen.size import DEFAULT_CLOCK_MHZ
 from gen.synth import SynthError, synthesize_netlist, yosys_version
 from gen.timing import Path as TimingPath
@@ -161,7 +161,7 @@ def main() -> int:
         ap.error("--net-ps must be >= 0 and --paths >= 1")
     try:
         r = estimate(a.precision, a.rows, a.cols, a.lanes, net_ps=a.net_ps, paths=a.paths,
-                     yosys=a.yosys, pairs=("shift", "adder") if a.paired else ())
+                     yosys=a.yosys, pairs=PAIR_KINDS if a.paired else ())
     except SynthError as e:
         print(f"timing.py: {e}", file=sys.stderr)
         return 1

@@ -212,12 +212,13 @@ def fuse(net: IntegerNetwork, short_branches_first: bool = False) -> list[Step]:
 
 def pair_steps(net: IntegerNetwork, steps: list[Step], kinds: tuple[str, ...],
                rows: int) -> list[Step]:
-    """Run 1x1 convs inside other convs of the same kind and stride (``pair``, on the unit of each array
-    kind in ``kinds``; docs/ACCELERATOR.md, "Paired convs"): a ResNet downsample conv in the
-    block conv that reads the same input, or in the one whose residual add it feeds. A tile
-    of the host conv then takes the 1x1 conv's steps and its own, and its results leave the
-    array as two words a row, the 1x1 conv's first. A 1x1 conv alone is bound by its writes
-    (one word a cycle, for a tile of fewer steps than rows); a pair only by their sum.
+    """Run 1x1 convs inside other convs of the same kind and stride (``pair``, on the unit of
+    each array kind in ``kinds``; docs/ACCELERATOR.md, "Paired convs"): a ResNet downsample
+    conv in the block conv that reads the same input, or in the one whose residual add it
+    feeds. A tile of the host conv then takes the 1x1 conv's steps and its own, and its
+    results leave the array as two words a row, the 1x1 conv's first. A 1x1 conv alone is
+    bound by its writes (one word a cycle, for a tile of fewer steps than rows); a pair only
+    by their sum.
 
     The 1x1 conv (no padding, no residual add or pool of its own) must be of the host's kind
     and stride, read a tensor of the host input's shape (so that it reads each row's window

@@ -264,7 +264,7 @@ def drain_links(cfg) -> int:
     out = 0
     for kind in cfg.arrays:
         acc = getattr(cfg, kind).acc_bits
-        if kind in getattr(cfg, "paired", ()):
+        if kind in cfg.paired:
             out += cfg.cols * ((cfg.rows - 1) * acc + -(-acc // 2))
         else:
             out += (cfg.rows - 1) * cfg.cols * -(-acc // 2)
@@ -282,7 +282,7 @@ def core_counted(cfg) -> int:
     """The core's multiplexers that grow with rows x columns, counted rather than fitted, and
     what paired units add (:data:`PAIRED_UNIT_LUTS`)."""
     return drain_links(cfg) + beside_muxes(cfg) + \
-        PAIRED_UNIT_LUTS * len(getattr(cfg, "paired", ()))
+        PAIRED_UNIT_LUTS * len(cfg.paired)
 
 
 def core_features(cfg) -> list[float]:
